@@ -1,0 +1,105 @@
+// swift-tools-version: 6.1
+import PackageDescription
+
+// One set of settings for every target: Swift 6 language mode (strict concurrency) everywhere.
+let swiftSettings: [SwiftSetting] = [
+    .enableUpcomingFeature("ExistentialAny"),
+]
+
+let package = Package(
+    name: "Tessera",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "tessera", targets: ["tessera"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.1"),
+        .package(url: "https://github.com/groue/GRDB.swift.git", from: "7.10.0"),
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-crypto.git", from: "3.12.3"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
+        .package(url: "https://github.com/apple/swift-http-types.git", from: "1.8.0"),
+        .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
+        .package(url: "https://github.com/x-sheep/swift-property-based.git", from: "2.0.1"),
+    ],
+    targets: [
+        // The pure domain: operations, money, clocks, the fold, the default rules. No I/O.
+        .target(name: "TesseraCore", swiftSettings: swiftSettings),
+        // Wire messages of sync protocol v1 and the node/hub HTTP APIs (pure Codable types).
+        .target(name: "TesseraProtocol", dependencies: ["TesseraCore"], swiftSettings: swiftSettings),
+        // SQLite storage for nodes and the hub (GRDB).
+        .target(
+            name: "TesseraStorage",
+            dependencies: [
+                "TesseraCore", "TesseraProtocol",
+                .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "Crypto", package: "swift-crypto"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        // Shared HTTP edge: JSON bodies, error mapping.
+        .target(
+            name: "TesseraHTTP",
+            dependencies: [
+                "TesseraCore", "TesseraProtocol", "TesseraStorage",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HTTPTypes", package: "swift-http-types"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .target(
+            name: "TesseraHub",
+            dependencies: [
+                .product(name: "NIOCore", package: "swift-nio"),
+                "TesseraCore", "TesseraProtocol", "TesseraStorage", "TesseraHTTP",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .target(
+            name: "TesseraNode",
+            dependencies: [
+                .product(name: "NIOCore", package: "swift-nio"),
+                "TesseraCore", "TesseraProtocol", "TesseraStorage", "TesseraHTTP",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HTTPTypes", package: "swift-http-types"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .executableTarget(
+            name: "tessera",
+            dependencies: [
+                .product(name: "NIOCore", package: "swift-nio"),
+                "TesseraCore", "TesseraStorage", "TesseraHub", "TesseraNode",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "TesseraCoreTests",
+            dependencies: [
+                "TesseraCore", "TesseraProtocol",
+                .product(name: "PropertyBased", package: "swift-property-based"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "TesseraStorageTests",
+            dependencies: ["TesseraCore", "TesseraProtocol", "TesseraStorage"],
+            swiftSettings: swiftSettings
+        ),
+        // Starts real `tessera` processes on loopback ports with SQLite files in temporary folders.
+        .testTarget(
+            name: "TesseraIntegrationTests",
+            dependencies: ["TesseraCore", "TesseraProtocol", "tessera"],
+            swiftSettings: swiftSettings
+        ),
+    ]
+)

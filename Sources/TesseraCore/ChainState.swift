@@ -1,0 +1,142 @@
+/// The pure, deterministic fold of a set of operations into the state of the chain. Applying
+/// operations in any order, with any duplicates, yields equal states: every effect commutes and
+/// each operation is applied once. The SQLite stores implement the same effects; tests check
+/// that both agree (and the protocol vectors pin the expected results).
+public struct ChainState: Hashable, Sendable {
+    public struct FieldValue: Hashable, Sendable {
+        public var value: String?
+        public var stamp: Stamp
+    }
+    public struct MemberRecord: Hashable, Sendable {
+        public var enrolled: Stamp?
+        public var referrer: MemberID?
+        public var fields: [ProfileField: FieldValue] = [:]
+    }
+    public struct CardRecord: Hashable, Sendable {
+        public var member: MemberID?
+        public var issued: Stamp?
+        public var blocked = false
+    }
+    public struct Entry: Hashable, Sendable {
+        public var member: MemberID
+        public var valueMinor: Int64
+        public var points: Int64
+    }
+
+    public private(set) var applied: Set<OperationID> = []
+    public private(set) var members: [MemberID: MemberRecord] = [:]
+    public private(set) var cards: [CardNumber: CardRecord] = [:]
+    public private(set) var merges: [MemberID: MemberID] = [:]
+    public private(set) var entries: [OperationID: [Entry]] = [:]
+    public private(set) var refunds: [OperationID: Set<OperationID>] = [:]
+    public private(set) var voided: Set<OperationID> = []
+    /// Operations whose kind this build does not know: kept, passed on, no effect.
+    public private(set) var unknownKinds: Set<OperationID> = []
+
+    public init() {}
+
+    public init(folding ops: some Sequence<Operation>) {
+        self.init()
+        for op in ops { apply(op) }
+    }
+
+    /// Applies one operation. A malformed body of a known kind has no effect (the hub rejects
+    /// such operations before they reach any replica).
+    public mutating func apply(_ op: Operation) {
+        guard applied.insert(op.id).inserted else { return }
+        guard let body = try? op.decoded() else { return }
+        if case .unknown = body {
+            unknownKinds.insert(op.id)
+            return
+        }
+        for effect in body.effects { apply(effect, of: op) }
+    }
+
+    mutating func apply(_ effect: Effect, of op: Operation) {
+        let stamp = op.stamp
+        switch effect {
+        case .enrol(let member, let referrer):
+            var record = members[member, default: MemberRecord()]
+            if record.enrolled.map({ stamp < $0 }) ?? true {
+                record.enrolled = stamp
+                record.referrer = referrer
+            }
+            members[member] = record
+        case .field(let member, let field, let value):
+            var record = members[member, default: MemberRecord()]
+            if let current = record.fields[field], current.stamp >= stamp {
+                // The later writer already won.
+            } else {
+                record.fields[field] = FieldValue(value: value, stamp: stamp)
+            }
+            members[member] = record
+        case .issueCard(let card, let member):
+            var record = cards[card, default: CardRecord()]
+            if record.issued.map({ stamp < $0 }) ?? true {
+                record.issued = stamp
+                record.member = member
+            }
+            cards[card] = record
+        case .blockCard(let card):
+            cards[card, default: CardRecord()].blocked = true
+        case .ledger(let member, let value, let points):
+            entries[op.id, default: []].append(Entry(member: member, valueMinor: value, points: points))
+        case .merge(let from, let into):
+            merges[from] = into
+        case .refund(let of):
+            refunds[of, default: []].insert(op.id)
+        case .void(let of):
+            voided.insert(of)
+        }
+    }
+
+    // MARK: Queries
+
+    /// The member that `member` resolves to after merges.
+    public func root(of member: MemberID) -> MemberID {
+        var current = member
+        for _ in 0..<64 {
+            guard let next = merges[current] else { return current }
+            current = next
+        }
+        preconditionFailure("merge chain longer than 64: a cycle")
+    }
+
+    public func holdings(of member: MemberID) -> Holdings {
+        let root = root(of: member)
+        var total = Holdings.zero
+        for list in entries.values {
+            for entry in list where self.root(of: entry.member) == root {
+                total.valueMinor += entry.valueMinor
+                total.points += entry.points
+            }
+        }
+        return total
+    }
+
+    /// The view of an enrolled member, or nil if no enrolment of it (or its survivor) is known.
+    public func view(of member: MemberID) -> MemberView? {
+        let root = root(of: member)
+        guard let record = members[root], record.enrolled != nil else { return nil }
+        // The current card is the member's latest issued card that is not blocked.
+        let card = cards
+            .compactMap { number, card -> (Stamp, CardNumber)? in
+                guard card.member == root, !card.blocked, let issued = card.issued else { return nil }
+                return (issued, number)
+            }
+            .max { $0 < $1 }?.1
+        let holdings = holdings(of: root)
+        return MemberView(
+            id: member, card: card,
+            name: record.fields[.name]?.value, phone: record.fields[.phone]?.value,
+            birthday: record.fields[.birthday]?.value,
+            balance: holdings.valueMinor, points: holdings.points,
+            mergedInto: root == member ? nil : root
+        )
+    }
+
+    /// Views of every enrolled member, sorted by id: what two replicas compare to converge.
+    public func allViews() -> [MemberView] {
+        members.keys.sorted().compactMap { view(of: $0) }
+    }
+}

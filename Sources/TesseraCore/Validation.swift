@@ -1,0 +1,140 @@
+/// Bounds and formats every operation and request must respect. A value outside them is a
+/// client's mistake (`invalid_request`), never silently clamped.
+public enum Limits {
+    /// The largest single amount, in minor units (10 billion units of currency).
+    public static let amountMaxMinor: Int64 = 1_000_000_000_000
+    public static let pointsMax: Int64 = 1_000_000_000_000
+    public static let nameMaxLength = 200
+    public static let reasonMaxLength = 500
+    public static let cardMaxLength = 64
+}
+
+public enum Validate {
+    public static func amount(_ value: Int64, _ field: String = "amount") throws(DomainError) {
+        guard value > 0, value <= Limits.amountMaxMinor else {
+            throw DomainError(.invalidRequest, "\(field) must be a whole number of minor units between 1 and \(Limits.amountMaxMinor)")
+        }
+    }
+
+    public static func points(_ value: Int64, _ field: String, allowNegative: Bool = false) throws(DomainError) {
+        guard abs(value) <= Limits.pointsMax, allowNegative || value >= 0 else {
+            throw DomainError(.invalidRequest, "\(field) must be a whole number of points between \(allowNegative ? -Limits.pointsMax : 0) and \(Limits.pointsMax)")
+        }
+    }
+
+    public static func name(_ value: String) throws(DomainError) -> String {
+        let trimmed = value.trimmingWhitespace()
+        guard !trimmed.isEmpty, trimmed.count <= Limits.nameMaxLength else {
+            throw DomainError(.invalidRequest, "name must be 1 to \(Limits.nameMaxLength) characters")
+        }
+        return trimmed
+    }
+
+    /// Phones are the natural key of a member. Spaces, dashes, dots and brackets are dropped;
+    /// what is left is an optional `+` and 5 to 20 digits.
+    public static func phone(_ value: String) throws(DomainError) -> String {
+        var out = ""
+        for (i, ch) in value.trimmingWhitespace().enumerated() {
+            if ch.isASCII && ch.isNumber { out.append(ch) }
+            else if ch == "+" && i == 0 { out.append(ch) }
+            else if " -.()".contains(ch) { continue }
+            else { throw DomainError(.invalidRequest, "phone may hold only digits, an initial +, spaces, dashes, dots and brackets") }
+        }
+        let digits = out.filter(\.isNumber).count
+        guard (5...20).contains(digits) else { throw DomainError(.invalidRequest, "phone must have 5 to 20 digits") }
+        return out
+    }
+
+    /// `YYYY-MM-DD`, or `MM-DD` when the year is not given.
+    public static func birthday(_ value: String) throws(DomainError) -> String {
+        let parts = value.split(separator: "-", omittingEmptySubsequences: false)
+        let numbers = parts.map { Int($0) }
+        let ok: Bool
+        switch parts.count {
+        case 3:
+            ok = parts[0].count == 4 && parts[1].count == 2 && parts[2].count == 2
+                && (1900...2200).contains(numbers[0] ?? 0) && (1...12).contains(numbers[1] ?? 0) && (1...31).contains(numbers[2] ?? 0)
+        case 2:
+            ok = parts[0].count == 2 && parts[1].count == 2 && (1...12).contains(numbers[0] ?? 0) && (1...31).contains(numbers[1] ?? 0)
+        default:
+            ok = false
+        }
+        guard ok else { throw DomainError(.invalidRequest, "birthday must be YYYY-MM-DD or MM-DD") }
+        return value
+    }
+
+    public static func card(_ value: String) throws(DomainError) -> CardNumber {
+        let trimmed = value.trimmingWhitespace()
+        guard !trimmed.isEmpty, trimmed.count <= Limits.cardMaxLength,
+              trimmed.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "-" || $0 == "_") })
+        else { throw DomainError(.invalidRequest, "card must be 1 to \(Limits.cardMaxLength) letters, digits, '-' or '_'") }
+        return CardNumber(trimmed)
+    }
+
+    /// Checks an operation body received from another replica. Unknown kinds pass (they are
+    /// stored and passed on); a known kind must be well-formed.
+    public static func operation(_ op: Operation) throws(DomainError) -> OperationBody {
+        let body: OperationBody
+        do { body = try op.decoded() } catch {
+            throw DomainError(.invalidRequest, "malformed \(op.kind) body: \(error)")
+        }
+        switch body {
+        case .memberEnrolled(let b):
+            guard b.member == MemberID(enrolment: op.id) else {
+                throw DomainError(.invalidRequest, "an enrolment's member id must be made from its operation id")
+            }
+            _ = try name(b.name)
+            _ = try phone(b.phone)
+            if let day = b.birthday { _ = try birthday(day) }
+            _ = try card(b.card.rawValue)
+        case .memberUpdated(let b):
+            if let n = b.name { _ = try name(n) }
+            if let p = b.phone { _ = try phone(p) }
+            if let day = b.birthday { _ = try birthday(day) }
+        case .cardIssued(let b):
+            _ = try card(b.card.rawValue)
+        case .cardBlocked:
+            break
+        case .valueRecharged(let b):
+            try amount(b.amount)
+        case .purchase(let p):
+            try amount(p.amount)
+            try points(p.pointsRedeemed, "points_redeemed")
+            try points(p.pointsEarned, "points_earned")
+            guard p.valueSpent >= 0, p.valueSpent <= p.amount else {
+                throw DomainError(.invalidRequest, "value_spent must lie between 0 and the amount")
+            }
+            // Points are worth one minor unit each (default rules): payment may not exceed the price.
+            guard p.pointsRedeemed <= p.amount - p.valueSpent else {
+                throw DomainError(.invalidRequest, "value_spent plus points_redeemed exceeds the amount")
+            }
+        case .refund(let r):
+            guard abs(r.value) <= Limits.amountMaxMinor else { throw DomainError(.invalidRequest, "refund value out of range") }
+            try points(r.points, "points", allowNegative: true)
+        case .pointsAdjusted(let a):
+            try points(a.points, "points", allowNegative: true)
+            guard !a.reason.isEmpty, a.reason.count <= Limits.reasonMaxLength else {
+                throw DomainError(.invalidRequest, "an adjustment needs a reason of 1 to \(Limits.reasonMaxLength) characters")
+            }
+        case .memberMerged, .operationReversed:
+            // Only the hub makes these.
+            guard op.id.origin == .hub else { throw DomainError(.forbidden, "only the hub may make \(op.kind)") }
+        case .operationVoided(let v):
+            guard v.of.origin == op.id.origin else {
+                throw DomainError(.forbidden, "a store may void only its own operations")
+            }
+        case .unknown:
+            break
+        }
+        return body
+    }
+}
+
+extension String {
+    public func trimmingWhitespace() -> String {
+        var s = Substring(self)
+        while let f = s.first, f.isWhitespace { s.removeFirst() }
+        while let l = s.last, l.isWhitespace { s.removeLast() }
+        return String(s)
+    }
+}

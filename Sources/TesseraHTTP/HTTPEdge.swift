@@ -1,0 +1,123 @@
+import Foundation
+import HTTPTypes
+import Hummingbird
+import Logging
+import NIOCore
+import TesseraCore
+import TesseraProtocol
+import TesseraStorage
+
+// Foundation has an `Operation` too; in this module the name means ours.
+public typealias Operation = TesseraCore.Operation
+
+/// Domain errors leave the server as `{"error": {"code", "message"}}` with the status the
+/// edge assigns to their code.
+extension DomainError: HTTPResponseError {
+    public var status: HTTPResponse.Status { .init(code: HTTPStatusForError.status(of: code)) }
+    public func response(from request: Request, context: some RequestContext) throws -> Response {
+        try JSONBody.response(ErrorBody(code: code.rawValue, message: message), status: status)
+    }
+}
+
+/// Turns every other error into a JSON answer as well, so a client never has to parse text.
+public struct JSONErrorMiddleware<Context: RequestContext>: RouterMiddleware {
+    public init() {}
+    public func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        do {
+            return try await next(request, context)
+        } catch let error as DomainError {
+            return try error.response(from: request, context: context)
+        } catch let error as HTTPError {
+            let code: ErrorCode = error.status == .notFound ? .notFound : error.status.code < 500 ? .invalidRequest : .internalError
+            return try JSONBody.response(ErrorBody(code: code.rawValue, message: error.body ?? error.status.reasonPhrase), status: error.status)
+        } catch {
+            context.logger.error("request failed", metadata: ["error": "\(error)"])
+            return try JSONBody.response(ErrorBody(code: ErrorCode.internalError.rawValue, message: "internal error"), status: .internalServerError)
+        }
+    }
+}
+
+public enum JSONBody {
+    /// Reads and decodes a JSON body; malformed input is an `invalid_request` naming the field.
+    public static func decode<T: Decodable>(_ type: T.Type, from request: Request, limit: Int = 1 << 20) async throws -> (T, Data) {
+        var request = request
+        let buffer: ByteBuffer
+        do { buffer = try await request.collectBody(upTo: limit) } catch {
+            throw DomainError(.invalidRequest, "the body is larger than \(limit) bytes")
+        }
+        let data = Data(buffer.readableBytesView)
+        do {
+            return (try JSONDecoder().decode(type, from: data), data)
+        } catch let error as DecodingError {
+            throw DomainError(.invalidRequest, describe(error))
+        }
+    }
+
+    public static func response<T: Encodable>(_ value: T, status: HTTPResponse.Status = .ok) throws -> Response {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        return raw(status: Int(status.code), body: try encoder.encode(value))
+    }
+
+    public static func raw(status: Int, body: Data) -> Response {
+        var headers = HTTPFields()
+        headers[.contentType] = "application/json; charset=utf-8"
+        return Response(status: .init(code: status), headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: body)))
+    }
+
+    static func describe(_ error: DecodingError) -> String {
+        func path(_ p: [any CodingKey]) -> String {
+            p.map { $0.intValue.map { "[\($0)]" } ?? $0.stringValue }.joined(separator: ".")
+        }
+        switch error {
+        case .keyNotFound(let key, let ctx): return "missing field '\(path(ctx.codingPath + [key]))'"
+        case .typeMismatch(_, let ctx): return "field '\(path(ctx.codingPath))' has the wrong type"
+        case .valueNotFound(_, let ctx): return "field '\(path(ctx.codingPath))' must not be null"
+        case .dataCorrupted(let ctx):
+            return ctx.codingPath.isEmpty ? "the body is not valid JSON" : "field '\(path(ctx.codingPath))': \(ctx.debugDescription)"
+        @unknown default: return "the body could not be read"
+        }
+    }
+}
+
+extension Request {
+    public var bearerToken: String? {
+        guard let value = headers[.authorization], value.hasPrefix("Bearer ") else { return nil }
+        let token = value.dropFirst("Bearer ".count).trimmingCharacters(in: .whitespaces)
+        return token.isEmpty ? nil : token
+    }
+
+    public func query(_ name: String) -> String? {
+        uri.queryParameters[Substring(name)].map(String.init)
+    }
+}
+
+extension HTTPField.Name {
+    public static let tesseraProtocol = HTTPField.Name(ProtocolVersion.header)!
+    public static let idempotencyKey = HTTPField.Name("Idempotency-Key")!
+}
+
+/// `host:port` as given on the command line.
+public struct ListenAddress: Sendable, CustomStringConvertible {
+    public var host: String
+    public var port: Int
+    public init(host: String, port: Int) { self.host = host; self.port = port }
+    public init?(_ text: String) {
+        guard let colon = text.lastIndex(of: ":"), let port = Int(text[text.index(after: colon)...]), (0...65535).contains(port) else { return nil }
+        var host = String(text[..<colon])
+        if host.hasPrefix("[") && host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
+        guard !host.isEmpty else { return nil }
+        self.host = host
+        self.port = port
+    }
+    public var description: String { "\(host):\(port)" }
+}
+
+/// Prints the address a server really listens on (port 0 picks a free one), so scripts and
+/// tests can read it from the first line.
+public func announce(_ label: String, _ channel: any Channel) {
+    let port = channel.localAddress?.port ?? 0
+    let host = channel.localAddress?.ipAddress ?? "127.0.0.1"
+    let shown = host.contains(":") ? "[\(host)]" : host
+    FileHandle.standardOutput.write(Data("\(label) listening on http://\(shown):\(port)\n".utf8))
+}

@@ -1,0 +1,106 @@
+import Foundation
+import Hummingbird
+import Logging
+import NIOCore
+import TesseraCore
+import TesseraHTTP
+import TesseraProtocol
+import TesseraStorage
+
+/// The hub's HTTP server: the sync protocol for store nodes (store tokens) and the head-office
+/// API (head-office tokens). Handlers only decode, call the store, encode.
+public enum HubApplication {
+    public static func build(storage: any HubStorage, listen: ListenAddress, logger: Logger,
+                             onRunning: @escaping @Sendable (any Channel) async -> Void = { _ in }) -> some ApplicationProtocol {
+        let router = Router()
+        router.add(middleware: JSONErrorMiddleware())
+        router.get("/healthz") { _, _ in try JSONBody.response(["status": "ok"]) }
+
+        let sync = router.group("/v1/sync")
+        sync.post("/push") { request, _ in
+            let store = try authenticateStore(request, storage)
+            let (push, _) = try await JSONBody.decode(PushRequest.self, from: request, limit: SyncLimits.bodyBytesMax)
+            try checkProtocol(push.protocol)
+            guard push.store == store else { throw DomainError(.originMismatch, "this token belongs to store \(store), not \(push.store)") }
+            guard push.ops.count <= SyncLimits.pushBatchMax else {
+                throw DomainError(.invalidRequest, "at most \(SyncLimits.pushBatchMax) operations per push")
+            }
+            return try JSONBody.response(PushResponse(results: try storage.push(push.ops, from: store)))
+        }
+        sync.post("/authorize") { request, _ in
+            let store = try authenticateStore(request, storage)
+            let (auth, _) = try await JSONBody.decode(AuthorizeRequest.self, from: request, limit: SyncLimits.bodyBytesMax)
+            try checkProtocol(auth.protocol)
+            guard auth.prior.count <= SyncLimits.pushBatchMax else {
+                throw DomainError(.invalidRequest, "at most \(SyncLimits.pushBatchMax) prior operations")
+            }
+            return try JSONBody.response(try storage.authorize(auth, from: store))
+        }
+        sync.get("/pull") { request, _ in
+            let store = try authenticateStore(request, storage)
+            try checkProtocolHeader(request)
+            guard let after = Int64(request.query("after") ?? "0"), after >= 0 else {
+                throw DomainError(.invalidRequest, "after must be a version (a whole number, 0 or more)")
+            }
+            let limit = Int(request.query("limit") ?? "") ?? SyncLimits.pullPageMax
+            let pending = request.query("pending").flatMap { Int64($0) }
+            return try JSONBody.response(try storage.pull(after: after, limit: limit, for: store, pending: pending))
+        }
+        sync.get("/snapshot") { request, _ in
+            let store = try authenticateStore(request, storage)
+            try checkProtocolHeader(request)
+            return try JSONBody.response(try storage.snapshot(for: store))
+        }
+
+        let office = router.group("/v1")
+        office.get("/members/{id}") { request, context in
+            try authenticateAdmin(request, storage)
+            let id = MemberID(try context.parameters.require("id"))
+            guard let view = try storage.member(id) else { throw DomainError(.notFound, "no member \(id)") }
+            return try JSONBody.response(view)
+        }
+        office.get("/members") { request, _ in
+            try authenticateAdmin(request, storage)
+            return try JSONBody.response(["members": try storage.allMembers()])
+        }
+        office.get("/stores") { request, _ in
+            try authenticateAdmin(request, storage)
+            return try JSONBody.response(HubAPI.Stores(stores: try storage.stores()))
+        }
+        office.get("/exceptions") { request, _ in
+            try authenticateAdmin(request, storage)
+            let limit = min(max(Int(request.query("limit") ?? "") ?? 1000, 1), 10_000)
+            return try JSONBody.response(HubAPI.Exceptions(exceptions: try storage.exceptions(limit: limit)))
+        }
+
+        return Application(router: router, configuration: .init(address: .hostname(listen.host, port: listen.port), serverName: "tessera-hub"),
+                           onServerRunning: onRunning, logger: logger)
+    }
+
+    static func authenticateStore(_ request: Request, _ storage: any HubStorage) throws -> StoreID {
+        guard let token = request.bearerToken, let store = try storage.authenticateStore(token: token) else {
+            throw DomainError(.unauthorized, "a store token is required (Authorization: Bearer ...)")
+        }
+        return store
+    }
+
+    static func authenticateAdmin(_ request: Request, _ storage: any HubStorage) throws {
+        guard let token = request.bearerToken, try storage.authenticateAdmin(token: token) else {
+            throw DomainError(.unauthorized, "a head-office token is required (Authorization: Bearer ...); `tessera admin token` makes one")
+        }
+    }
+
+    static func checkProtocol(_ version: Int) throws {
+        guard ProtocolVersion.supported.contains(version) else {
+            throw DomainError(.unsupportedProtocol,
+                              "protocol \(version) is not supported; this hub speaks \(ProtocolVersion.supported.sorted().map(String.init).joined(separator: ", "))")
+        }
+    }
+
+    static func checkProtocolHeader(_ request: Request) throws {
+        guard let text = request.headers[.tesseraProtocol], let version = Int(text) else {
+            throw DomainError(.unsupportedProtocol, "send the \(ProtocolVersion.header) header (this hub speaks 1)")
+        }
+        try checkProtocol(version)
+    }
+}

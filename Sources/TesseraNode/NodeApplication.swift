@@ -1,0 +1,141 @@
+import Foundation
+import HTTPTypes
+import Hummingbird
+import Logging
+import NIOCore
+import Synchronization
+import TesseraCore
+import TesseraHTTP
+import TesseraProtocol
+import TesseraStorage
+
+/// A store node: the till API over the local replica, spends authorised by the hub when it
+/// answers in time and by the offline policy when it does not.
+public final class Node: Sendable {
+    public let store: NodeStore
+    public let client: HubClient
+    public let sync: SyncLoop
+    public let authorizeTimeout: TimeInterval
+    let inFlight = Mutex<Set<String>>([])
+
+    public init(store: NodeStore, client: HubClient, sync: SyncLoop, authorizeTimeout: TimeInterval) {
+        self.store = store
+        self.client = client
+        self.sync = sync
+        self.authorizeTimeout = authorizeTimeout
+    }
+
+    /// Runs a spend to its end: ask the hub, then settle on disk with whatever came of it.
+    func spend(_ step: SpendStep, key: IdempotencyKey?) async throws -> TillAnswer {
+        switch step {
+        case .answered(let answer):
+            return answer
+        case .authorize(let pending):
+            let outcome: AuthorizationOutcome
+            do {
+                let answer = try await client.authorize(AuthorizeRequest(prior: pending.prior, op: pending.op), timeout: authorizeTimeout)
+                switch answer.decision {
+                case .accepted:
+                    outcome = .accepted(version: answer.version ?? 0, prior: answer.prior)
+                case .refused:
+                    outcome = .refused(answer.code ?? .insufficientBalance, answer.message ?? "refused by the hub", prior: answer.prior)
+                }
+            } catch {
+                outcome = .unreachable
+            }
+            return try store.finishSpend(pending, outcome: outcome, key: key)
+        }
+    }
+
+    /// One request per idempotency key at a time: a retry arriving while the first attempt is
+    /// still waiting for the hub is told to retry, not run twice.
+    func exclusive<T>(_ key: IdempotencyKey?, _ work: () async throws -> T) async throws -> T {
+        guard let key else { return try await work() }
+        let claimed = inFlight.withLock { $0.insert(key.key).inserted }
+        guard claimed else { throw DomainError(.requestInProgress, "a request with this Idempotency-Key is still in progress; retry shortly") }
+        defer { _ = inFlight.withLock { $0.remove(key.key) } }
+        return try await work()
+    }
+
+    public func status() throws -> NodeAPI.Status {
+        let counts = try store.counts()
+        let link = sync.state
+        return NodeAPI.Status(store: store.store, online: link.online, bootstrapped: counts.bootstrapped, pendingOps: counts.pending,
+                              rejectedOps: counts.rejected, cursor: counts.cursor,
+                              lastSyncAt: link.lastSyncAt?.ISO8601Format(), lastError: link.lastError)
+    }
+}
+
+public enum NodeApplication {
+    public static func build(node: Node, listen: ListenAddress, logger: Logger,
+                             onRunning: @escaping @Sendable (any Channel) async -> Void = { _ in }) -> some ApplicationProtocol {
+        let router = Router()
+        router.add(middleware: JSONErrorMiddleware())
+        router.get("/healthz") { _, _ in try JSONBody.response(["status": "ok"]) }
+        router.get("/v1/status") { _, _ in try JSONBody.response(try node.status()) }
+
+        /// Decodes the body, derives the idempotency key, and runs the till write.
+        @Sendable func till<T: Decodable & Sendable>(_ type: T.Type, _ request: Request,
+                                _ work: @escaping @Sendable (T, IdempotencyKey?) async throws -> TillAnswer) async throws -> Response {
+            let (body, data) = try await JSONBody.decode(type, from: request)
+            let key = try idempotencyKey(request, data)
+            let answer = try await node.exclusive(key) { try await work(body, key) }
+            return JSONBody.raw(status: answer.status, body: answer.body)
+        }
+        @Sendable func tillNoBody(_ request: Request, _ work: @escaping @Sendable (IdempotencyKey?) async throws -> TillAnswer) async throws -> Response {
+            let key = try idempotencyKey(request, Data())
+            let answer = try await node.exclusive(key) { try await work(key) }
+            return JSONBody.raw(status: answer.status, body: answer.body)
+        }
+
+        router.post("/v1/members") { request, _ in
+            try await till(NodeAPI.Enrol.self, request) { body, key in try node.store.enrol(body, key: key) }
+        }
+        router.get("/v1/members") { request, _ in
+            guard let phone = request.query("phone") else { throw DomainError(.invalidRequest, "give ?phone=") }
+            return try JSONBody.response(try node.store.member(phone: phone))
+        }
+        router.get("/v1/members/{id}") { _, context in
+            try JSONBody.response(try node.store.member(MemberID(try context.parameters.require("id"))))
+        }
+        router.patch("/v1/members/{id}") { request, context in
+            let id = MemberID(try context.parameters.require("id"))
+            return try await till(NodeAPI.Update.self, request) { body, key in try node.store.update(id, body, key: key) }
+        }
+        router.post("/v1/members/{id}/recharge") { request, context in
+            let id = MemberID(try context.parameters.require("id"))
+            return try await till(NodeAPI.Recharge.self, request) { body, key in try node.store.recharge(id, body, key: key) }
+        }
+        router.post("/v1/members/{id}/purchase") { request, context in
+            let id = MemberID(try context.parameters.require("id"))
+            return try await till(NodeAPI.PurchaseRequest.self, request) { body, key in
+                try await node.spend(try node.store.beginPurchase(id, body, key: key), key: key)
+            }
+        }
+        router.post("/v1/members/{id}/cards") { request, context in
+            let id = MemberID(try context.parameters.require("id"))
+            return try await till(NodeAPI.NewCard.self, request) { body, key in try node.store.issueCard(id, body, key: key) }
+        }
+        router.post("/v1/transactions/{id}/refund") { request, context in
+            let raw = try context.parameters.require("id")
+            guard let txn = OperationID(raw) else { throw DomainError(.invalidRequest, "'\(raw)' is not a transaction id") }
+            return try await tillNoBody(request) { key in try await node.spend(try node.store.beginRefund(txn, key: key), key: key) }
+        }
+        router.get("/v1/cards/{card}") { _, context in
+            try JSONBody.response(try node.store.member(card: CardNumber(try context.parameters.require("card"))))
+        }
+        router.post("/v1/cards/{card}/block") { request, context in
+            let card = CardNumber(try context.parameters.require("card"))
+            return try await tillNoBody(request) { key in try node.store.blockCard(card, key: key) }
+        }
+
+        return Application(router: router, configuration: .init(address: .hostname(listen.host, port: listen.port), serverName: "tessera-node"),
+                           services: [node.sync], onServerRunning: onRunning, logger: logger)
+    }
+
+    static func idempotencyKey(_ request: Request, _ body: Data) throws -> IdempotencyKey? {
+        guard let key = request.headers[.idempotencyKey] else { return nil }
+        guard (1...255).contains(key.utf8.count) else { throw DomainError(.invalidRequest, "Idempotency-Key must be 1 to 255 characters") }
+        return IdempotencyKey(key: key, method: request.method.rawValue, path: request.uri.path, body: body)
+    }
+}

@@ -1,0 +1,147 @@
+import TesseraCore
+
+/// Request and response bodies of a node's till API (JSON, snake_case, minor units).
+public enum NodeAPI {
+    public struct Enrol: Codable, Sendable {
+        public var name: String
+        public var phone: String
+        public var birthday: String?
+        public var referrer: MemberID?
+        /// A pre-printed card number; the node makes one when absent.
+        public var card: String?
+        public init(name: String, phone: String, birthday: String? = nil, referrer: MemberID? = nil, card: String? = nil) {
+            self.name = name; self.phone = phone; self.birthday = birthday; self.referrer = referrer; self.card = card
+        }
+    }
+
+    public struct Update: Codable, Sendable {
+        public var name: String?
+        public var phone: String?
+        public var birthday: String?
+        public init(name: String? = nil, phone: String? = nil, birthday: String? = nil) {
+            self.name = name; self.phone = phone; self.birthday = birthday
+        }
+    }
+
+    public struct Recharge: Codable, Sendable {
+        public var amount: Int64
+        public init(amount: Int64) { self.amount = amount }
+    }
+
+    public struct PurchaseRequest: Codable, Sendable {
+        public var amount: Int64
+        /// Pay what the redeemed points leave from the stored-value balance.
+        public var payFromBalance: Bool?
+        /// Points to take as payment, each worth one minor unit.
+        public var redeemPoints: Int64?
+        enum CodingKeys: String, CodingKey {
+            case amount
+            case payFromBalance = "pay_from_balance"
+            case redeemPoints = "redeem_points"
+        }
+        public init(amount: Int64, payFromBalance: Bool? = nil, redeemPoints: Int64? = nil) {
+            self.amount = amount; self.payFromBalance = payFromBalance; self.redeemPoints = redeemPoints
+        }
+    }
+
+    public struct NewCard: Codable, Sendable {
+        public var card: String?
+        public init(card: String? = nil) { self.card = card }
+    }
+
+    /// How a spend was authorised: by the hub, by the node alone while the hub was unreachable,
+    /// or not needed (nothing was taken from the balance or points).
+    public enum Authorization: String, Codable, Sendable {
+        case hub, offline, none
+    }
+
+    public struct Transaction: Codable, Sendable, Hashable {
+        public var id: OperationID
+        public var kind: String
+        public var member: MemberID
+        public var amount: Int64?
+        public var valueChange: Int64
+        public var pointsChange: Int64
+        public var pointsEarned: Int64?
+        public var pointsRedeemed: Int64?
+        public var valueSpent: Int64?
+        public var refundOf: OperationID?
+        public var authorization: Authorization
+        enum CodingKeys: String, CodingKey {
+            case id, kind, member, amount, authorization
+            case valueChange = "value_change", pointsChange = "points_change"
+            case pointsEarned = "points_earned", pointsRedeemed = "points_redeemed", valueSpent = "value_spent"
+            case refundOf = "refund_of"
+        }
+        public init(id: OperationID, kind: String, member: MemberID, amount: Int64?, valueChange: Int64, pointsChange: Int64,
+                    pointsEarned: Int64?, pointsRedeemed: Int64?, valueSpent: Int64?, refundOf: OperationID?, authorization: Authorization) {
+            self.id = id; self.kind = kind; self.member = member; self.amount = amount; self.valueChange = valueChange
+            self.pointsChange = pointsChange; self.pointsEarned = pointsEarned; self.pointsRedeemed = pointsRedeemed
+            self.valueSpent = valueSpent; self.refundOf = refundOf; self.authorization = authorization
+        }
+    }
+
+    public struct TransactionResult: Codable, Sendable {
+        public var transaction: Transaction
+        public var member: MemberView
+        public init(transaction: Transaction, member: MemberView) { self.transaction = transaction; self.member = member }
+    }
+
+    public struct Status: Codable, Sendable {
+        public var store: StoreID
+        public var online: Bool
+        public var bootstrapped: Bool
+        public var pendingOps: Int
+        public var rejectedOps: Int
+        public var cursor: Int64
+        public var lastSyncAt: String?
+        public var lastError: String?
+        enum CodingKeys: String, CodingKey {
+            case store, online, bootstrapped, cursor
+            case pendingOps = "pending_ops", rejectedOps = "rejected_ops"
+            case lastSyncAt = "last_sync_at", lastError = "last_error"
+        }
+        public init(store: StoreID, online: Bool, bootstrapped: Bool, pendingOps: Int, rejectedOps: Int, cursor: Int64,
+                    lastSyncAt: String?, lastError: String?) {
+            self.store = store; self.online = online; self.bootstrapped = bootstrapped; self.pendingOps = pendingOps
+            self.rejectedOps = rejectedOps; self.cursor = cursor; self.lastSyncAt = lastSyncAt; self.lastError = lastError
+        }
+    }
+}
+
+/// Head office's view of the hub.
+public enum HubAPI {
+    public struct StoreState: Codable, Sendable, Hashable {
+        public var id: StoreID
+        public var name: String
+        public var lastSyncAt: String?
+        public var cursor: Int64
+        public var head: Int64
+        public var pending: Int64?
+        public var opsAccepted: Int64
+        enum CodingKeys: String, CodingKey {
+            case id, name, cursor, head, pending
+            case lastSyncAt = "last_sync_at", opsAccepted = "ops_accepted"
+        }
+        public init(id: StoreID, name: String, lastSyncAt: String?, cursor: Int64, head: Int64, pending: Int64?, opsAccepted: Int64) {
+            self.id = id; self.name = name; self.lastSyncAt = lastSyncAt; self.cursor = cursor; self.head = head
+            self.pending = pending; self.opsAccepted = opsAccepted
+        }
+    }
+
+    public struct ExceptionRecord: Codable, Sendable, Hashable {
+        public var id: Int64
+        /// `overdraft`, `merge`, `rejected`, `duplicate_refund`, `reversal`
+        public var kind: String
+        public var member: MemberID?
+        public var op: String?
+        public var detail: String
+        public var at: String
+        public init(id: Int64, kind: String, member: MemberID?, op: String?, detail: String, at: String) {
+            self.id = id; self.kind = kind; self.member = member; self.op = op; self.detail = detail; self.at = at
+        }
+    }
+
+    public struct Stores: Codable, Sendable { public var stores: [StoreState]; public init(stores: [StoreState]) { self.stores = stores } }
+    public struct Exceptions: Codable, Sendable { public var exceptions: [ExceptionRecord]; public init(exceptions: [ExceptionRecord]) { self.exceptions = exceptions } }
+}

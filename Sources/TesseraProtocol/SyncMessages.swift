@@ -1,0 +1,191 @@
+import TesseraCore
+
+/// Sync protocol versions. Every message carries `protocol`; GET requests send the
+/// `Tessera-Protocol` header. A hub answers a version it does not support with
+/// `400 unsupported_protocol` and the list it does.
+public enum ProtocolVersion {
+    public static let current = 1
+    public static let supported: Set<Int> = [1]
+    public static let header = "Tessera-Protocol"
+}
+
+/// Limits that keep every request bounded.
+public enum SyncLimits {
+    public static let pushBatchMax = 500
+    public static let pullPageMax = 1000
+    public static let bodyBytesMax = 8 * 1024 * 1024
+}
+
+/// Node -> hub: operations the hub has not acknowledged yet, in the node's sequence order.
+public struct PushRequest: Codable, Sendable {
+    public var `protocol`: Int
+    public var store: StoreID
+    public var ops: [Operation]
+    public init(store: StoreID, ops: [Operation]) {
+        self.protocol = ProtocolVersion.current
+        self.store = store
+        self.ops = ops
+    }
+}
+
+public enum PushStatus: String, Codable, Sendable {
+    /// Newly accepted, with its version.
+    case accepted
+    /// The hub had it already (a retry); `version` is the one it got the first time.
+    case duplicate
+    /// Refused for good, with a reason; kept at the hub as an exception, never silently dropped.
+    case rejected
+}
+
+public struct PushResult: Codable, Sendable, Hashable {
+    public var id: OperationID
+    public var status: PushStatus
+    public var version: Int64?
+    public var reason: String?
+    public init(id: OperationID, status: PushStatus, version: Int64? = nil, reason: String? = nil) {
+        self.id = id; self.status = status; self.version = version; self.reason = reason
+    }
+}
+
+public struct PushResponse: Codable, Sendable {
+    public var `protocol`: Int
+    public var results: [PushResult]
+    public init(results: [PushResult]) {
+        self.protocol = ProtocolVersion.current
+        self.results = results
+    }
+}
+
+/// One operation as the hub serves it: with its global version.
+public struct VersionedOperation: Codable, Sendable, Hashable {
+    public var version: Int64
+    public var op: Operation
+    public init(version: Int64, op: Operation) { self.version = version; self.op = op }
+}
+
+/// Hub -> node: operations after the node's cursor, in version order. `cursor` is the version
+/// to ask after next time; `more` says another page is waiting.
+public struct PullResponse: Codable, Sendable {
+    public var `protocol`: Int
+    public var ops: [VersionedOperation]
+    public var cursor: Int64
+    public var more: Bool
+    public init(ops: [VersionedOperation], cursor: Int64, more: Bool) {
+        self.protocol = ProtocolVersion.current
+        self.ops = ops; self.cursor = cursor; self.more = more
+    }
+}
+
+/// Node -> hub: authorise a spend now. `prior` carries the node's unacknowledged operations
+/// about the same member (an enrolment or recharge made offline), which the hub ingests first
+/// exactly as if pushed, so it decides on everything the node knows.
+public struct AuthorizeRequest: Codable, Sendable {
+    public var `protocol`: Int
+    public var prior: [Operation]
+    public var op: Operation
+    public init(prior: [Operation], op: Operation) {
+        self.protocol = ProtocolVersion.current
+        self.prior = prior; self.op = op
+    }
+}
+
+public enum AuthorizeDecision: String, Codable, Sendable {
+    case accepted, refused
+}
+
+public struct AuthorizeResponse: Codable, Sendable {
+    public var `protocol`: Int
+    public var decision: AuthorizeDecision
+    /// The version the operation got when accepted.
+    public var version: Int64?
+    /// Why it was refused (`insufficient_balance`, `card_blocked`, `voided`, `not_found`, ...).
+    public var code: ErrorCode?
+    public var message: String?
+    public var prior: [PushResult]
+    public init(decision: AuthorizeDecision, version: Int64? = nil, code: ErrorCode? = nil, message: String? = nil, prior: [PushResult]) {
+        self.protocol = ProtocolVersion.current
+        self.decision = decision; self.version = version; self.code = code; self.message = message; self.prior = prior
+    }
+}
+
+/// The folded state at a version, for a new node: it loads this, then pulls after `cursor`.
+public struct Snapshot: Codable, Sendable {
+    public struct Member: Codable, Sendable, Hashable {
+        public var id: MemberID
+        public var enrolled: String?
+        public var referrer: MemberID?
+        public var name: String?
+        public var nameStamp: String
+        public var phone: String?
+        public var phoneStamp: String
+        public var birthday: String?
+        public var birthdayStamp: String
+        enum CodingKeys: String, CodingKey {
+            case id, enrolled, referrer, name, phone, birthday
+            case nameStamp = "name_stamp", phoneStamp = "phone_stamp", birthdayStamp = "birthday_stamp"
+        }
+        public init(id: MemberID, enrolled: String?, referrer: MemberID?, name: String?, nameStamp: String,
+                    phone: String?, phoneStamp: String, birthday: String?, birthdayStamp: String) {
+            self.id = id; self.enrolled = enrolled; self.referrer = referrer; self.name = name; self.nameStamp = nameStamp
+            self.phone = phone; self.phoneStamp = phoneStamp; self.birthday = birthday; self.birthdayStamp = birthdayStamp
+        }
+    }
+    public struct Card: Codable, Sendable, Hashable {
+        public var card: CardNumber
+        public var member: MemberID?
+        public var issued: String?
+        public var blocked: Bool
+        public init(card: CardNumber, member: MemberID?, issued: String?, blocked: Bool) {
+            self.card = card; self.member = member; self.issued = issued; self.blocked = blocked
+        }
+    }
+    /// The sum of a member's ledger entries up to `cursor`.
+    public struct Balance: Codable, Sendable, Hashable {
+        public var member: MemberID
+        public var value: Int64
+        public var points: Int64
+        public init(member: MemberID, value: Int64, points: Int64) { self.member = member; self.value = value; self.points = points }
+    }
+    public struct Pair: Codable, Sendable, Hashable {
+        public var from: String
+        public var to: String
+        public init(from: String, to: String) { self.from = from; self.to = to }
+    }
+
+    public var `protocol`: Int
+    public var cursor: Int64
+    /// The highest sequence number the hub holds from the asking store: a replaced store
+    /// machine continues after it, so it never reuses an operation id.
+    public var originSeq: UInt64
+    public var maxHLC: HLCTimestamp
+    public var members: [Member]
+    public var cards: [Card]
+    public var balances: [Balance]
+    /// from member -> into member
+    public var merges: [Pair]
+    /// refunded operation -> refund operation
+    public var refunds: [Pair]
+    public var voided: [OperationID]
+
+    enum CodingKeys: String, CodingKey {
+        case `protocol`, cursor, members, cards, balances, merges, refunds, voided
+        case originSeq = "origin_seq", maxHLC = "max_hlc"
+    }
+
+    public init(cursor: Int64, originSeq: UInt64, maxHLC: HLCTimestamp, members: [Member], cards: [Card],
+                balances: [Balance], merges: [Pair], refunds: [Pair], voided: [OperationID]) {
+        self.protocol = ProtocolVersion.current
+        self.cursor = cursor; self.originSeq = originSeq; self.maxHLC = maxHLC; self.members = members; self.cards = cards
+        self.balances = balances; self.merges = merges; self.refunds = refunds; self.voided = voided
+    }
+}
+
+/// The body of every error answer: `{"error": {"code": ..., "message": ...}}`.
+public struct ErrorBody: Codable, Sendable {
+    public struct Detail: Codable, Sendable {
+        public var code: String
+        public var message: String
+    }
+    public var error: Detail
+    public init(code: String, message: String) { self.error = Detail(code: code, message: message) }
+}

@@ -1,0 +1,58 @@
+import Foundation
+import GRDB
+
+/// Opens SQLite files the way every Tessera replica needs them: WAL, and `synchronous=FULL` on
+/// the writer so that a committed operation survives a power cut (a till's success answer
+/// promises that). GRDB's DatabasePool sets its writer to NORMAL after `prepareDatabase`, so
+/// FULL is set again on the writer after opening; `synchronousMode` lets tests check it.
+public enum SQLiteFiles {
+    public static func openPool(path: String) throws -> DatabasePool {
+        var config = Configuration()
+        config.busyMode = .timeout(10) // another process (e.g. `tessera store add`) may hold the lock briefly
+        config.prepareDatabase { db in
+            try db.execute(sql: "PRAGMA synchronous = FULL")
+            try db.execute(sql: "PRAGMA foreign_keys = ON")
+        }
+        let pool = try DatabasePool(path: path, configuration: config)
+        try pool.writeWithoutTransaction { db in
+            try db.execute(sql: "PRAGMA synchronous = FULL")
+        }
+        return pool
+    }
+
+    /// `PRAGMA synchronous` as the writer connection sees it (2 means FULL).
+    public static func synchronousMode(_ pool: DatabasePool) throws -> Int {
+        try pool.writeWithoutTransaction { db in
+            try Int.fetchOne(db, sql: "PRAGMA synchronous") ?? -1
+        }
+    }
+
+    public static func journalMode(_ pool: DatabasePool) throws -> String {
+        try pool.writeWithoutTransaction { db in
+            try String.fetchOne(db, sql: "PRAGMA journal_mode") ?? ""
+        }
+    }
+
+    public static func integrityCheck(_ pool: DatabasePool) throws -> String {
+        try pool.read { db in try String.fetchOne(db, sql: "PRAGMA integrity_check") ?? "" }
+    }
+}
+
+/// JSON as Tessera writes it to disk and to the wire: sorted keys, so one value has one text.
+enum JSONText {
+    static func encode<T: Encodable>(_ value: T) throws -> String {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        return String(decoding: try encoder.encode(value), as: UTF8.self)
+    }
+    static func data<T: Encodable>(_ value: T) throws -> Data {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        return try encoder.encode(value)
+    }
+    static func decode<T: Decodable>(_ type: T.Type, _ text: String) throws -> T {
+        try JSONDecoder().decode(type, from: Data(text.utf8))
+    }
+}
+
+func isoNow() -> String { Date().ISO8601Format() }

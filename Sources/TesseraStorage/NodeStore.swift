@@ -1,0 +1,535 @@
+import Foundation
+import GRDB
+import Synchronization
+import TesseraCore
+import TesseraProtocol
+
+/// A spend (or a refund that takes value back) written to disk before the hub is asked, so its
+/// id is never reused whatever happens next.
+public struct PendingSpend: Sendable {
+    public var op: Operation
+    public var body: OperationBody
+    /// The node's unacknowledged operations about the same member, sent along.
+    public var prior: [Operation]
+    public var debit: Debit
+}
+
+public enum SpendStep: Sendable {
+    case answered(TillAnswer)
+    case authorize(PendingSpend)
+}
+
+/// What came of asking the hub.
+public enum AuthorizationOutcome: Sendable {
+    case accepted(version: Int64, prior: [PushResult])
+    case refused(ErrorCode, String, prior: [PushResult])
+    /// No answer (refused connection, timeout, 5xx): the hub may or may not have applied it.
+    case unreachable
+}
+
+/// A store node's SQLite replica: the operation log with its outbox, the folded state, and the
+/// till's intent-named writes. Every write is one transaction on a `synchronous=FULL` WAL
+/// database: when a method returns, the operation and its effects are on disk together.
+public final class NodeStore: Sendable {
+    public let pool: DatabasePool
+    public let store: StoreID
+    public let offlinePolicy: OfflineSpendPolicy
+    private let clock: Mutex<HybridLogicalClock>
+    private let physicalMs: @Sendable () -> Int64
+
+    public static func wallClockMs() -> Int64 { Int64(Date().timeIntervalSince1970 * 1000) }
+
+    public init(path: String, store: StoreID, offlinePolicy: OfflineSpendPolicy = OfflineSpendPolicy(),
+                physicalMs: @escaping @Sendable () -> Int64 = NodeStore.wallClockMs) throws {
+        self.pool = try SQLiteFiles.openPool(path: path)
+        self.store = store
+        self.offlinePolicy = offlinePolicy
+        self.physicalMs = physicalMs
+        var migrator = DatabaseMigrator()
+        Replica.migrate(&migrator)
+        migrator.registerMigration("node-v1") { db in
+            try db.execute(sql: """
+                CREATE TABLE ops (
+                    id TEXT PRIMARY KEY NOT NULL,
+                    origin TEXT NOT NULL,
+                    seq INTEGER NOT NULL CHECK (seq > 0),
+                    hlc INTEGER NOT NULL,
+                    kind TEXT NOT NULL,
+                    kind_version INTEGER NOT NULL,
+                    body TEXT NOT NULL,
+                    member_id TEXT,
+                    status TEXT NOT NULL CHECK (status IN ('pending', 'acked', 'authorizing', 'refused', 'voided', 'rejected')),
+                    version INTEGER,
+                    offline_minor INTEGER NOT NULL DEFAULT 0 CHECK (offline_minor >= 0),
+                    day INTEGER,
+                    reason TEXT,
+                    UNIQUE (origin, seq)
+                );
+                CREATE INDEX ops_status ON ops(status, seq);
+                CREATE INDEX ops_member ON ops(member_id);
+                CREATE TABLE meta (key TEXT PRIMARY KEY NOT NULL, value TEXT NOT NULL);
+                CREATE TABLE idempotency (
+                    key TEXT PRIMARY KEY NOT NULL,
+                    fingerprint TEXT NOT NULL,
+                    status INTEGER NOT NULL,
+                    body BLOB NOT NULL,
+                    created_at TEXT NOT NULL
+                );
+                """)
+        }
+        try migrator.migrate(pool)
+        let start = try pool.write { db -> HLCTimestamp in
+            if let owner = try Meta.get("store", db) {
+                guard owner == store.rawValue else {
+                    throw DomainError(.forbidden, "this data folder belongs to store '\(owner)', not '\(store.rawValue)'")
+                }
+            } else {
+                try Meta.set("store", store.rawValue, db)
+            }
+            let maxOp = try Int64.fetchOne(db, sql: "SELECT MAX(hlc) FROM ops") ?? 0
+            let saved = try Meta.get("hlc", db).flatMap { Int64($0) } ?? 0
+            return HLCTimestamp(packed: max(maxOp, saved)) ?? .zero
+        }
+        self.clock = Mutex(HybridLogicalClock(last: start))
+    }
+
+    // MARK: - Till writes
+
+    public func enrol(_ req: NodeAPI.Enrol, key: IdempotencyKey?) throws -> TillAnswer {
+        let name = try Validate.name(req.name)
+        let phone = try Validate.phone(req.phone)
+        let birthday = try req.birthday.map { v throws(DomainError) in try Validate.birthday(v) }
+        let card = try req.card.map { v throws(DomainError) in try Validate.card(v) }
+        return try write(key) { db in
+            if let taken = try Replica.roots(withPhone: phone, db).first {
+                throw DomainError(.phoneTaken, "phone already belongs to member \(taken.0)")
+            }
+            if let referrer = req.referrer, try Replica.view(of: referrer, db) == nil {
+                throw DomainError(.invalidRequest, "referrer \(referrer) is not a known member")
+            }
+            if let card, try Replica.card(card, db) != nil {
+                throw DomainError(.cardTaken, "card \(card) is already issued")
+            }
+            let (op, body) = try self.makeOperation(db) { id in
+                .memberEnrolled(MemberEnrolled(
+                    member: MemberID(enrolment: id), card: card ?? CardNumber(issuedBy: self.store, seq: id.seq),
+                    name: name, phone: phone, birthday: birthday, referrer: req.referrer))
+            }
+            try self.record(op, body, status: "pending", db)
+            guard let member = body.member, let view = try Replica.view(of: member, db) else {
+                preconditionFailure("an enrolled member has a view")
+            }
+            return try .json(201, view)
+        }
+    }
+
+    public func update(_ member: MemberID, _ req: NodeAPI.Update, key: IdempotencyKey?) throws -> TillAnswer {
+        let name = try req.name.map { v throws(DomainError) in try Validate.name(v) }
+        let phone = try req.phone.map { v throws(DomainError) in try Validate.phone(v) }
+        let birthday = try req.birthday.map { v throws(DomainError) in try Validate.birthday(v) }
+        guard name != nil || phone != nil || birthday != nil else {
+            throw DomainError(.invalidRequest, "give at least one of name, phone, birthday")
+        }
+        return try write(key) { db in
+            let root = try self.enrolledRoot(member, db)
+            if let phone, let other = try Replica.roots(withPhone: phone, db).first(where: { $0.0 != root }) {
+                throw DomainError(.phoneTaken, "phone already belongs to member \(other.0)")
+            }
+            let (op, body) = try self.makeOperation(db) { _ in
+                .memberUpdated(MemberUpdated(member: root, name: name, phone: phone, birthday: birthday))
+            }
+            try self.record(op, body, status: "pending", db)
+            return try .json(200, try self.view(member, db))
+        }
+    }
+
+    public func recharge(_ member: MemberID, _ req: NodeAPI.Recharge, key: IdempotencyKey?) throws -> TillAnswer {
+        try Validate.amount(req.amount)
+        return try write(key) { db in
+            let root = try self.enrolledRoot(member, db)
+            let (op, body) = try self.makeOperation(db) { _ in .valueRecharged(ValueRecharged(member: root, amount: req.amount)) }
+            try self.record(op, body, status: "pending", db)
+            return try .json(201, NodeAPI.TransactionResult(
+                transaction: Self.transaction(op, body, authorization: .none), member: try self.view(member, db)))
+        }
+    }
+
+    public func blockCard(_ card: CardNumber, key: IdempotencyKey?) throws -> TillAnswer {
+        try write(key) { db in
+            guard let record = try Replica.card(card, db), let owner = record.member else {
+                throw DomainError(.notFound, "no card \(card)")
+            }
+            if !record.blocked {
+                let (op, body) = try self.makeOperation(db) { _ in .cardBlocked(CardBlocked(card: card, member: owner)) }
+                try self.record(op, body, status: "pending", db)
+            }
+            return try .json(200, try self.view(owner, db))
+        }
+    }
+
+    /// A replacement card: the member's current card, if any, is blocked by it.
+    public func issueCard(_ member: MemberID, _ req: NodeAPI.NewCard, key: IdempotencyKey?) throws -> TillAnswer {
+        let card = try req.card.map { v throws(DomainError) in try Validate.card(v) }
+        return try write(key) { db in
+            let root = try self.enrolledRoot(member, db)
+            if let card, try Replica.card(card, db) != nil {
+                throw DomainError(.cardTaken, "card \(card) is already issued")
+            }
+            let current = try Replica.view(of: root, db)?.card
+            let (op, body) = try self.makeOperation(db) { id in
+                .cardIssued(CardIssued(member: root, card: card ?? CardNumber(issuedBy: self.store, seq: id.seq), replaces: current))
+            }
+            try self.record(op, body, status: "pending", db)
+            return try .json(201, try self.view(member, db))
+        }
+    }
+
+    public func beginPurchase(_ member: MemberID, _ req: NodeAPI.PurchaseRequest, key: IdempotencyKey?) throws -> SpendStep {
+        try Validate.amount(req.amount)
+        let redeem = req.redeemPoints ?? 0
+        try Validate.points(redeem, "redeem_points")
+        guard redeem <= req.amount else {
+            throw DomainError(.invalidRequest, "redeem_points (worth \(redeem) minor units) exceeds the amount \(req.amount)")
+        }
+        let valueSpent = (req.payFromBalance ?? false) ? req.amount - redeem * DefaultRules.pointValueMinor : 0
+        return try begin(key) { db in
+            let root = try self.enrolledRoot(member, db)
+            return .purchase(Purchase(member: root, amount: req.amount, valueSpent: valueSpent, pointsRedeemed: redeem,
+                                      pointsEarned: DefaultRules.pointsEarned(amountMinor: req.amount)))
+        }
+    }
+
+    /// Reverses exactly what a purchase or a recharge did.
+    public func beginRefund(_ txn: OperationID, key: IdempotencyKey?) throws -> SpendStep {
+        try begin(key) { db in
+            guard let row = try Row.fetchOne(db, sql: "SELECT * FROM ops WHERE id = ?", arguments: [txn.description]) else {
+                throw DomainError(.notFound, "no transaction \(txn) at this store")
+            }
+            let status: String = row["status"]
+            guard status == "pending" || status == "acked" else {
+                throw DomainError(.notRefundable, "transaction \(txn) never took effect")
+            }
+            let original = try Operation(row: row)
+            if try Replica.isRefunded(txn, db) { throw DomainError(.alreadyRefunded, "transaction \(txn) is already refunded") }
+            switch try original.decoded() {
+            case .purchase(let p):
+                let root = try Replica.root(of: p.member, db)
+                return .refund(Refund(member: root, of: txn, value: p.valueSpent, points: p.pointsRedeemed - p.pointsEarned))
+            case .valueRecharged(let r):
+                let root = try Replica.root(of: r.member, db)
+                return .refund(Refund(member: root, of: txn, value: -r.amount, points: 0))
+            default:
+                throw DomainError(.notRefundable, "only purchases and recharges can be refunded")
+            }
+        }
+    }
+
+    /// Settles a spend after asking the hub. An accepted spend is applied; a refused one never
+    /// takes effect; an unanswered one is decided by the offline policy, and if refused, voided
+    /// by a new operation so the hub can never apply it later (or reverses it if it did).
+    public func finishSpend(_ spend: PendingSpend, outcome: AuthorizationOutcome, key: IdempotencyKey?) throws -> TillAnswer {
+        try write(key) { db in
+            let op = spend.op
+            switch outcome {
+            case .accepted(_, let prior), .refused(_, _, let prior): try self.recordResults(prior, db)
+            case .unreachable: break
+            }
+            let status = try String.fetchOne(db, sql: "SELECT status FROM ops WHERE id = ?", arguments: [op.id.description])
+            guard status == "authorizing" || status == "acked" else {
+                preconditionFailure("spend \(op.id) is \(status ?? "missing") while being settled")
+            }
+            if status == "acked" {
+                // A pull already brought the hub's acceptance.
+                return try self.spendAnswer(spend, authorization: .hub, db)
+            }
+            switch outcome {
+            case .accepted(let version, _):
+                try db.execute(sql: "UPDATE ops SET status = 'acked', version = ? WHERE id = ?", arguments: [version, op.id.description])
+                try Replica.apply(spend.body, of: op, db)
+                return try self.spendAnswer(spend, authorization: .hub, db)
+            case .refused(let code, let message, _):
+                try db.execute(sql: "UPDATE ops SET status = 'refused', reason = ? WHERE id = ?",
+                               arguments: ["\(code.rawValue): \(message)", op.id.description])
+                return try .error(DomainError(code, message))
+            case .unreachable:
+                let member = spend.body.member ?? MemberID("")
+                let known = try Replica.holdings(of: member, db)
+                let day = OfflineSpendPolicy.day(of: op.hlc)
+                let spentToday = try self.offlineSpent(member: member, day: day, db)
+                if let refusal = self.offlinePolicy.decide(spend.debit, known: known, spentToday: spentToday) {
+                    try db.execute(sql: "UPDATE ops SET status = 'voided', reason = ? WHERE id = ?",
+                                   arguments: [refusal.description, op.id.description])
+                    let (void, voidBody) = try self.makeOperation(db) { _ in
+                        .operationVoided(OperationVoided(of: op.id, member: member, reason: refusal.code.rawValue))
+                    }
+                    try self.record(void, voidBody, status: "pending", db)
+                    return try .error(refusal)
+                }
+                let cost = spend.debit.valueMinor + spend.debit.points * DefaultRules.pointValueMinor
+                try db.execute(sql: "UPDATE ops SET status = 'pending', offline_minor = ?, day = ? WHERE id = ?",
+                               arguments: [cost, day, op.id.description])
+                try Replica.apply(spend.body, of: op, db)
+                return try self.spendAnswer(spend, authorization: .offline, db)
+            }
+        }
+    }
+
+    /// After a crash, spends that were waiting for the hub's answer were never answered to a
+    /// till: void them so the hub can never apply them later.
+    public func voidInterruptedSpends() throws -> Int {
+        try pool.write { db in
+            let rows = try Row.fetchAll(db, sql: "SELECT * FROM ops WHERE status = 'authorizing'")
+            for row in rows {
+                let op = try Operation(row: row)
+                try db.execute(sql: "UPDATE ops SET status = 'voided', reason = 'interrupted' WHERE id = ?", arguments: [op.id.description])
+                let (void, body) = try self.makeOperation(db) { _ in
+                    .operationVoided(OperationVoided(of: op.id, member: (try? op.decoded())?.member, reason: "interrupted"))
+                }
+                try self.record(void, body, status: "pending", db)
+            }
+            return rows.count
+        }
+    }
+
+    // MARK: - Till reads
+
+    public func member(_ id: MemberID) throws -> MemberView {
+        try pool.read { db in try self.view(id, db) }
+    }
+
+    public func member(card: CardNumber) throws -> MemberView {
+        try pool.read { db in
+            guard let record = try Replica.card(card, db), let owner = record.member else {
+                throw DomainError(.notFound, "no card \(card)")
+            }
+            guard !record.blocked else { throw DomainError(.cardBlocked, "card \(card) is blocked") }
+            return try self.view(owner, db)
+        }
+    }
+
+    public func member(phone: String) throws -> MemberView {
+        let phone = try Validate.phone(phone)
+        return try pool.read { db in
+            guard let root = try Replica.roots(withPhone: phone, db).first else { throw DomainError(.notFound, "no member with that phone") }
+            return try self.view(root.0, db)
+        }
+    }
+
+    public func allMembers() throws -> [MemberView] {
+        try pool.read { db in try Replica.allViews(db) }
+    }
+
+    // MARK: - Sync
+
+    public struct Counts: Sendable {
+        public var pending: Int
+        public var rejected: Int
+        public var cursor: Int64
+        public var bootstrapped: Bool
+    }
+
+    public func counts() throws -> Counts {
+        try pool.read { db in
+            Counts(pending: try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM ops WHERE status = 'pending'") ?? 0,
+                   rejected: try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM ops WHERE status = 'rejected'") ?? 0,
+                   cursor: try Meta.get("cursor", db).flatMap { Int64($0) } ?? 0,
+                   bootstrapped: try Meta.get("bootstrapped", db) == "1")
+        }
+    }
+
+    /// The outbox: operations the hub has not acknowledged, oldest first.
+    public func pendingBatch(limit: Int) throws -> [Operation] {
+        try pool.read { db in
+            try Row.fetchAll(db, sql: "SELECT * FROM ops WHERE status = 'pending' ORDER BY seq LIMIT ?", arguments: [limit])
+                .map(Operation.init(row:))
+        }
+    }
+
+    public func recordPush(_ results: [PushResult]) throws {
+        try pool.write { db in try self.recordResults(results, db) }
+    }
+
+    /// Applies one page of operations from the hub and moves the cursor, in one transaction.
+    public func applyPull(_ page: PullResponse) throws {
+        try pool.write { db in
+            for item in page.ops {
+                let op = item.op
+                self.clock.withLock { _ = $0.observe(op.hlc, physicalMs: self.physicalMs()) }
+                let body = (try? op.decoded()) ?? .unknown
+                try db.execute(sql: """
+                    INSERT INTO ops (id, origin, seq, hlc, kind, kind_version, body, member_id, status, version)
+                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'acked', ?)
+                    ON CONFLICT(id) DO UPDATE SET status = 'acked', version = excluded.version
+                    """, arguments: [op.id.description, op.id.origin.rawValue, op.id.seq, op.hlc.packed, op.kind, op.kindVersion,
+                                     try JSONText.encode(op.body), body == .unknown ? nil : body.member?.rawValue, item.version])
+                // Applying effects is idempotent, so an operation of ours that is already applied
+                // is unchanged, and one we had voided or not yet applied now takes effect as at the hub.
+                if body != .unknown { try Replica.apply(body, of: op, db) }
+            }
+            try Meta.set("cursor", String(page.cursor), db)
+            try Meta.set("hlc", String(self.clock.withLock { $0.last.packed }), db)
+        }
+    }
+
+    public func bootstrap(_ snapshot: Snapshot) throws {
+        try pool.write { db in
+            guard try Meta.get("bootstrapped", db) != "1" else { return }
+            try Replica.importState(snapshot, db)
+            let lastSeq = try Meta.get("last_seq", db).flatMap { UInt64($0) } ?? 0
+            try Meta.set("last_seq", String(max(lastSeq, snapshot.originSeq)), db)
+            try Meta.set("cursor", String(snapshot.cursor), db)
+            try Meta.set("bootstrapped", "1", db)
+            self.clock.withLock { _ = $0.observe(snapshot.maxHLC, physicalMs: self.physicalMs()) }
+            try Meta.set("hlc", String(self.clock.withLock { $0.last.packed }), db)
+        }
+    }
+
+    // MARK: - Internals
+
+    /// Runs a till write in one transaction, answering a retried idempotency key from disk.
+    private func write(_ key: IdempotencyKey?, _ body: @escaping (Database) throws -> TillAnswer) throws -> TillAnswer {
+        try pool.write { db in
+            if let stored = try self.replay(key, db) { return stored }
+            try self.requireBootstrapped(db)
+            let answer = try body(db)
+            try self.remember(key, answer, db)
+            return answer
+        }
+    }
+
+    private func begin(_ key: IdempotencyKey?, _ build: @escaping (Database) throws -> OperationBody) throws -> SpendStep {
+        try pool.write { db in
+            if let stored = try self.replay(key, db) { return .answered(stored) }
+            try self.requireBootstrapped(db)
+            let planned = try build(db)
+            let (op, body) = try self.makeOperation(db) { _ in planned }
+            let debit = body.debit
+            if debit.isZero {
+                try self.record(op, body, status: "pending", db)
+                let answer = try self.spendAnswer(PendingSpend(op: op, body: body, prior: [], debit: debit), authorization: .none, db)
+                try self.remember(key, answer, db)
+                return .answered(answer)
+            }
+            // Durable before the hub hears of it: the id is never reused, whatever happens next.
+            try self.record(op, body, status: "authorizing", apply: false, db)
+            let group = try Replica.group(of: try Replica.root(of: body.member ?? MemberID(""), db), db).map(\.rawValue)
+            let prior = try Row.fetchAll(db, sql: """
+                SELECT * FROM ops WHERE status = 'pending' AND member_id IN (SELECT value FROM json_each(?)) ORDER BY seq LIMIT ?
+                """, arguments: [try JSONText.encode(group), SyncLimits.pushBatchMax]).map(Operation.init(row:))
+            return .authorize(PendingSpend(op: op, body: body, prior: prior, debit: debit))
+        }
+    }
+
+    private func replay(_ key: IdempotencyKey?, _ db: Database) throws -> TillAnswer? {
+        guard let key else { return nil }
+        guard let row = try Row.fetchOne(db, sql: "SELECT fingerprint, status, body FROM idempotency WHERE key = ?", arguments: [key.key])
+        else { return nil }
+        guard row["fingerprint"] == key.fingerprint else {
+            throw DomainError(.idempotencyKeyReused, "this Idempotency-Key was used for a different request")
+        }
+        return TillAnswer(status: row["status"], body: row["body"])
+    }
+
+    private func remember(_ key: IdempotencyKey?, _ answer: TillAnswer, _ db: Database) throws {
+        guard let key else { return }
+        try db.execute(sql: "INSERT INTO idempotency (key, fingerprint, status, body, created_at) VALUES (?, ?, ?, ?, ?)",
+                       arguments: [key.key, key.fingerprint, answer.status, answer.body, isoNow()])
+    }
+
+    private func requireBootstrapped(_ db: Database) throws {
+        guard try Meta.get("bootstrapped", db) == "1" else {
+            throw DomainError(.bootstrapping, "this node has not loaded the chain from the hub yet; it needs the hub once, at its first start")
+        }
+    }
+
+    private func makeOperation(_ db: Database, _ build: (OperationID) throws -> OperationBody) throws -> (Operation, OperationBody) {
+        let seq = (try Meta.get("last_seq", db).flatMap { UInt64($0) } ?? 0) + 1
+        try Meta.set("last_seq", String(seq), db)
+        let hlc = clock.withLock { $0.tick(physicalMs: physicalMs()) }
+        try Meta.set("hlc", String(hlc.packed), db)
+        let id = OperationID(origin: store, seq: seq)
+        let body = try build(id)
+        return (Operation(id: id, hlc: hlc, body: body), body)
+    }
+
+    private func record(_ op: Operation, _ body: OperationBody, status: String, apply: Bool = true, _ db: Database) throws {
+        assert(op.id.origin == store, "a node records only its own new operations here")
+        try db.execute(sql: """
+            INSERT INTO ops (id, origin, seq, hlc, kind, kind_version, body, member_id, status)
+            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+            """, arguments: [op.id.description, op.id.origin.rawValue, op.id.seq, op.hlc.packed, op.kind, op.kindVersion,
+                             try JSONText.encode(op.body), body.member?.rawValue, status])
+        if apply { try Replica.apply(body, of: op, db) }
+    }
+
+    private func recordResults(_ results: [PushResult], _ db: Database) throws {
+        for r in results {
+            switch r.status {
+            case .accepted, .duplicate:
+                try db.execute(sql: "UPDATE ops SET status = 'acked', version = ? WHERE id = ? AND status = 'pending'",
+                               arguments: [r.version, r.id.description])
+            case .rejected:
+                // The hub will never hold it: take its ledger entries out so this replica folds
+                // the same set as every other; the op stays, marked, and is counted in /v1/status.
+                try db.execute(sql: "UPDATE ops SET status = 'rejected', reason = ? WHERE id = ? AND status = 'pending'",
+                               arguments: [r.reason, r.id.description])
+                if db.changesCount > 0 {
+                    try db.execute(sql: "DELETE FROM entries WHERE op_id = ?", arguments: [r.id.description])
+                }
+            }
+        }
+    }
+
+    private func offlineSpent(member: MemberID, day: Int64, _ db: Database) throws -> Int64 {
+        let group = try Replica.group(of: try Replica.root(of: member, db), db).map(\.rawValue)
+        return try Int64.fetchOne(db, sql: """
+            SELECT COALESCE(SUM(offline_minor), 0) FROM ops
+            WHERE origin = ? AND day = ? AND member_id IN (SELECT value FROM json_each(?))
+            """, arguments: [store.rawValue, day, try JSONText.encode(group)]) ?? 0
+    }
+
+    private func enrolledRoot(_ member: MemberID, _ db: Database) throws -> MemberID {
+        let root = try Replica.root(of: member, db)
+        guard try Replica.isEnrolled(root, db) else { throw DomainError(.notFound, "no member \(member)") }
+        return root
+    }
+
+    private func view(_ member: MemberID, _ db: Database) throws -> MemberView {
+        guard let view = try Replica.view(of: member, db) else { throw DomainError(.notFound, "no member \(member)") }
+        return view
+    }
+
+    private func spendAnswer(_ spend: PendingSpend, authorization: NodeAPI.Authorization, _ db: Database) throws -> TillAnswer {
+        guard let member = spend.body.member else { preconditionFailure("a spend has a member") }
+        return try .json(201, NodeAPI.TransactionResult(
+            transaction: Self.transaction(spend.op, spend.body, authorization: authorization), member: try view(member, db)))
+    }
+
+    static func transaction(_ op: Operation, _ body: OperationBody, authorization: NodeAPI.Authorization) -> NodeAPI.Transaction {
+        switch body {
+        case .purchase(let p):
+            return .init(id: op.id, kind: op.kind, member: p.member, amount: p.amount, valueChange: -p.valueSpent,
+                         pointsChange: p.pointsEarned - p.pointsRedeemed, pointsEarned: p.pointsEarned,
+                         pointsRedeemed: p.pointsRedeemed, valueSpent: p.valueSpent, refundOf: nil, authorization: authorization)
+        case .valueRecharged(let r):
+            return .init(id: op.id, kind: op.kind, member: r.member, amount: r.amount, valueChange: r.amount, pointsChange: 0,
+                         pointsEarned: nil, pointsRedeemed: nil, valueSpent: nil, refundOf: nil, authorization: authorization)
+        case .refund(let r):
+            return .init(id: op.id, kind: op.kind, member: r.member, amount: nil, valueChange: r.value, pointsChange: r.points,
+                         pointsEarned: nil, pointsRedeemed: nil, valueSpent: nil, refundOf: r.of, authorization: authorization)
+        default:
+            preconditionFailure("\(op.kind) is not a till transaction")
+        }
+    }
+}
+
+/// Small key-value settings of a replica (its store id, cursor, last sequence number).
+enum Meta {
+    static func get(_ key: String, _ db: Database) throws -> String? {
+        try String.fetchOne(db, sql: "SELECT value FROM meta WHERE key = ?", arguments: [key])
+    }
+    static func set(_ key: String, _ value: String, _ db: Database) throws {
+        try db.execute(sql: "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                       arguments: [key, value])
+    }
+}

@@ -1,0 +1,195 @@
+import ArgumentParser
+import Foundation
+import Hummingbird
+import Logging
+import NIOCore
+import ServiceLifecycle
+import TesseraCore
+import TesseraHTTP
+import TesseraHub
+import TesseraNode
+import TesseraStorage
+
+@main
+struct Tessera: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "tessera",
+        abstract: "Membership cards for chain stores: store nodes that work offline, and a hub.",
+        subcommands: [HubCommand.self, StoreCommand.self, AdminCommand.self, NodeCommand.self, UpCommand.self])
+}
+
+struct LogOptions: ParsableArguments {
+    @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
+    var logLevel: String = ProcessInfo.processInfo.environment["LOG_LEVEL"] ?? "info"
+
+    func logger(_ label: String) -> Logger {
+        LoggingSystem.bootstrap { StreamLogHandler.standardError(label: $0) }
+        var logger = Logger(label: label)
+        logger.logLevel = Logger.Level(rawValue: logLevel) ?? .info
+        return logger
+    }
+}
+
+func parseListen(_ text: String) throws -> ListenAddress {
+    guard let address = ListenAddress(text) else { throw ValidationError("--listen takes HOST:PORT, e.g. 127.0.0.1:7700") }
+    return address
+}
+
+func parseStore(_ text: String) throws -> StoreID {
+    guard let id = StoreID(rawValue: text) else {
+        throw ValidationError("a store id is 1 to 32 lower-case letters, digits, '-' or '_', starting with a letter or digit")
+    }
+    return id
+}
+
+func openHub(_ data: String) throws -> HubStore {
+    try FileManager.default.createDirectory(atPath: data, withIntermediateDirectories: true)
+    return try HubStore(path: (data as NSString).appendingPathComponent("hub.sqlite"))
+}
+
+struct HubCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "hub", abstract: "Run the hub on a data folder (SQLite).")
+    @Option(help: "Folder for the hub's database.") var data: String
+    @Option(help: "Address to listen on.") var listen: String = "127.0.0.1:7700"
+    @OptionGroup var log: LogOptions
+
+    func run() async throws {
+        let logger = log.logger("tessera.hub")
+        let storage = try openHub(data)
+        let app = HubApplication.build(storage: storage, listen: try parseListen(listen), logger: logger) { announce("tessera hub", $0) }
+        try await app.runService()
+    }
+}
+
+struct StoreCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "store", abstract: "Manage the chain's stores.", subcommands: [Add.self])
+
+    struct Add: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Register a store; prints its token as the last line.")
+        @Argument(help: "The store's id, e.g. north-1.") var storeID: String
+        @Option(help: "The store's name.") var name: String
+        @Option(help: "The hub's data folder.") var data: String
+
+        func run() async throws {
+            let token = try openHub(data).addStore(try parseStore(storeID), name: name)
+            say("store \(storeID) registered; its node authenticates with this token (shown once):")
+            say(token)
+        }
+    }
+}
+
+struct AdminCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "admin", abstract: "Head-office access.", subcommands: [Token.self])
+
+    struct Token: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Issue a head-office token; prints it as the last line.")
+        @Option(help: "The hub's data folder.") var data: String
+
+        func run() async throws {
+            let token = try openHub(data).issueAdminToken()
+            say("head-office token (shown once; use as Authorization: Bearer TOKEN):")
+            say(token)
+        }
+    }
+}
+
+struct NodeOptions: ParsableArguments {
+    @Option(help: "Folder for the node's database.") var data: String
+    @Option(help: "This node's store id (as registered at the hub).") var store: String
+    @Option(help: "The hub's URL, e.g. http://127.0.0.1:7700.") var hub: String
+    @Option(help: "The store's token from `tessera store add`.") var token: String
+    @Option(help: "Address to listen on.") var listen: String = "127.0.0.1:7701"
+    @Option(help: "Offline spending allowed per member per day at this store, in minor units.") var offlineLimit: Int64 = 20_000
+    @Option(help: "How long a till waits for the hub to authorise a spend before the node decides alone.") var authorizeTimeoutMs: Int = 1500
+    @Option(help: "Pause between sync rounds.") var syncIntervalMs: Int = 1000
+}
+
+func makeNode(_ o: NodeOptions, logger: Logger) throws -> Node {
+    let store = try parseStore(o.store)
+    guard let hub = URL(string: o.hub), hub.scheme == "http" || hub.scheme == "https" else {
+        throw ValidationError("--hub takes a URL such as http://127.0.0.1:7700")
+    }
+    guard o.offlineLimit >= 0 else { throw ValidationError("--offline-limit must be 0 or more") }
+    try FileManager.default.createDirectory(atPath: o.data, withIntermediateDirectories: true)
+    let nodeStore = try NodeStore(path: (o.data as NSString).appendingPathComponent("node.sqlite"), store: store,
+                                  offlinePolicy: OfflineSpendPolicy(limitMinorPerDay: o.offlineLimit))
+    let voided = try nodeStore.voidInterruptedSpends()
+    if voided > 0 { logger.notice("voided spends interrupted by a restart", metadata: ["count": "\(voided)"]) }
+    let client = HubClient(base: hub, token: o.token)
+    let sync = SyncLoop(store: nodeStore, client: client, intervalMs: max(10, o.syncIntervalMs), logger: logger)
+    return Node(store: nodeStore, client: client, sync: sync, authorizeTimeout: Double(max(50, o.authorizeTimeoutMs)) / 1000)
+}
+
+struct NodeCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "node", abstract: "Run a store node: the till API on a local SQLite replica.")
+    @OptionGroup var options: NodeOptions
+    @OptionGroup var log: LogOptions
+
+    func run() async throws {
+        let logger = log.logger("tessera.node")
+        let node = try makeNode(options, logger: logger)
+        let app = NodeApplication.build(node: node, listen: try parseListen(options.listen), logger: logger) {
+            announce("tessera node \(options.store)", $0)
+        }
+        try await app.runService()
+    }
+}
+
+/// The one-command start: a hub and two store nodes under ./.tessera, on SQLite.
+struct UpCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "up", abstract: "Start a hub and two store nodes under ./.tessera; Ctrl-C stops all.")
+    @Option(help: "Folder for everything.") var dir: String = ".tessera"
+    @Option(help: "Host to listen on.") var host: String = "127.0.0.1"
+    @Option(help: "The hub's port; the nodes take the next two.") var port: Int = 7700
+    @OptionGroup var log: LogOptions
+
+    struct Credentials: Codable {
+        var admin: String
+        var stores: [String: String]
+    }
+
+    func run() async throws {
+        let logger = log.logger("tessera.up")
+        let hubData = (dir as NSString).appendingPathComponent("hub")
+        let hub = try openHub(hubData)
+        let credentialsPath = (dir as NSString).appendingPathComponent("credentials.json")
+        let stores = ["store-1": "Store 1", "store-2": "Store 2"]
+        var credentials: Credentials
+        if let data = FileManager.default.contents(atPath: credentialsPath) {
+            credentials = try JSONDecoder().decode(Credentials.self, from: data)
+        } else {
+            credentials = Credentials(admin: try hub.issueAdminToken(), stores: [:])
+            for (id, name) in stores.sorted(by: { $0.key < $1.key }) {
+                credentials.stores[id] = try hub.addStore(try parseStore(id), name: name)
+            }
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+            _ = FileManager.default.createFile(atPath: credentialsPath, contents: try encoder.encode(credentials),
+                                           attributes: [.posixPermissions: 0o600])
+        }
+        let hubURL = "http://\(host):\(port)"
+        var services: [any Service] = [HubApplication.build(storage: hub, listen: ListenAddress(host: host, port: port), logger: logger) { announce("hub", $0) }]
+        say("Tessera is starting under \(dir):")
+        say("  hub      \(hubURL)   head-office token: \(credentials.admin)")
+        for (i, id) in stores.keys.sorted().enumerated() {
+            guard let token = credentials.stores[id] else { throw ValidationError("\(credentialsPath) lacks store \(id)") }
+            let nodePort = port + 1 + i
+            let options = try NodeOptions.parse(["--data", (dir as NSString).appendingPathComponent(id), "--store", id,
+                                                 "--hub", hubURL, "--token", token, "--listen", "\(host):\(nodePort)"])
+            let node = try makeNode(options, logger: logger)
+            services.append(NodeApplication.build(node: node, listen: ListenAddress(host: host, port: nodePort), logger: logger) {
+                announce("node \(id)", $0)
+            })
+            say("  \(id)  http://\(host):\(nodePort)   store token: \(token)")
+        }
+        say("Try: curl -s -X POST http://\(host):\(port + 1)/v1/members -d '{\"name\":\"Ada\",\"phone\":\"+15550100\"}'")
+        say("Ctrl-C stops all.")
+        let group = ServiceGroup(configuration: .init(services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+        try await group.run()
+    }
+}
+
+/// Writes a line to stdout at once (print buffers when stdout is a pipe, and scripts read these).
+func say(_ line: String) {
+    FileHandle.standardOutput.write(Data((line + "\n").utf8))
+}
