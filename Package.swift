@@ -82,17 +82,19 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        // Generators and fixtures shared by the test targets (not part of the product).
+        .target(name: "TesseraTestSupport", dependencies: ["TesseraCore"], swiftSettings: swiftSettings),
         .testTarget(
             name: "TesseraCoreTests",
             dependencies: [
-                "TesseraCore", "TesseraProtocol",
+                "TesseraCore", "TesseraProtocol", "TesseraTestSupport",
                 .product(name: "PropertyBased", package: "swift-property-based"),
             ],
             swiftSettings: swiftSettings
         ),
         .testTarget(
             name: "TesseraStorageTests",
-            dependencies: ["TesseraCore", "TesseraProtocol", "TesseraStorage"],
+            dependencies: ["TesseraCore", "TesseraProtocol", "TesseraStorage", "TesseraTestSupport"],
             swiftSettings: swiftSettings
         ),
         // Starts real `tessera` processes on loopback ports with SQLite files in temporary folders.

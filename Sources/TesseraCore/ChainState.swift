@@ -2,7 +2,14 @@
 /// operations in any order, with any duplicates, yields equal states: every effect commutes and
 /// each operation is applied once. The SQLite stores implement the same effects; tests check
 /// that both agree (and the protocol vectors pin the expected results).
-public struct ChainState: Hashable, Sendable {
+public struct ChainState: Equatable, Sendable {
+    public static func == (a: ChainState, b: ChainState) -> Bool {
+        a.applied == b.applied && a.members == b.members && a.cards == b.cards && a.entries == b.entries
+            && a.refunds == b.refunds && a.voided == b.voided && a.unknownKinds == b.unknownKinds
+            && a.merges.mapValues(\.into) == b.merges.mapValues(\.into)
+            && a.merges.mapValues(\.stamp) == b.merges.mapValues(\.stamp)
+    }
+
     public struct FieldValue: Hashable, Sendable {
         public var value: String?
         public var stamp: Stamp
@@ -26,7 +33,9 @@ public struct ChainState: Hashable, Sendable {
     public private(set) var applied: Set<OperationID> = []
     public private(set) var members: [MemberID: MemberRecord] = [:]
     public private(set) var cards: [CardNumber: CardRecord] = [:]
-    public private(set) var merges: [MemberID: MemberID] = [:]
+    /// from -> (into, stamp of the merge). The hub merges a member once; should two merges of one
+    /// member ever meet, the earlier stamp wins, so the fold stays order-free.
+    public private(set) var merges: [MemberID: (into: MemberID, stamp: Stamp)] = [:]
     public private(set) var entries: [OperationID: [Entry]] = [:]
     public private(set) var refunds: [OperationID: Set<OperationID>] = [:]
     public private(set) var voided: Set<OperationID> = []
@@ -82,7 +91,9 @@ public struct ChainState: Hashable, Sendable {
         case .ledger(let member, let value, let points):
             entries[op.id, default: []].append(Entry(member: member, valueMinor: value, points: points))
         case .merge(let from, let into):
-            merges[from] = into
+            if merges[from].map({ stamp < $0.stamp }) ?? true {
+                merges[from] = (into, stamp)
+            }
         case .refund(let of):
             refunds[of, default: []].insert(op.id)
         case .void(let of):
@@ -96,7 +107,7 @@ public struct ChainState: Hashable, Sendable {
     public func root(of member: MemberID) -> MemberID {
         var current = member
         for _ in 0..<64 {
-            guard let next = merges[current] else { return current }
+            guard let next = merges[current]?.into else { return current }
             current = next
         }
         preconditionFailure("merge chain longer than 64: a cycle")

@@ -146,6 +146,12 @@ public struct Snapshot: Codable, Sendable {
         public var points: Int64
         public init(member: MemberID, value: Int64, points: Int64) { self.member = member; self.value = value; self.points = points }
     }
+    public struct Merge: Codable, Sendable, Hashable {
+        public var from: MemberID
+        public var into: MemberID
+        public var stamp: String
+        public init(from: MemberID, into: MemberID, stamp: String) { self.from = from; self.into = into; self.stamp = stamp }
+    }
     public struct Pair: Codable, Sendable, Hashable {
         public var from: String
         public var to: String
@@ -161,8 +167,7 @@ public struct Snapshot: Codable, Sendable {
     public var members: [Member]
     public var cards: [Card]
     public var balances: [Balance]
-    /// from member -> into member
-    public var merges: [Pair]
+    public var merges: [Merge]
     /// refunded operation -> refund operation
     public var refunds: [Pair]
     public var voided: [OperationID]
@@ -173,7 +178,7 @@ public struct Snapshot: Codable, Sendable {
     }
 
     public init(cursor: Int64, originSeq: UInt64, maxHLC: HLCTimestamp, members: [Member], cards: [Card],
-                balances: [Balance], merges: [Pair], refunds: [Pair], voided: [OperationID]) {
+                balances: [Balance], merges: [Merge], refunds: [Pair], voided: [OperationID]) {
         self.protocol = ProtocolVersion.current
         self.cursor = cursor; self.originSeq = originSeq; self.maxHLC = maxHLC; self.members = members; self.cards = cards
         self.balances = balances; self.merges = merges; self.refunds = refunds; self.voided = voided

@@ -28,7 +28,8 @@ enum Replica {
                 CREATE INDEX cards_member ON cards(member_id);
                 CREATE TABLE merges (
                     from_id TEXT PRIMARY KEY NOT NULL,
-                    into_id TEXT NOT NULL CHECK (into_id <> from_id)
+                    into_id TEXT NOT NULL CHECK (into_id <> from_id),
+                    stamp TEXT NOT NULL
                 );
                 CREATE INDEX merges_into ON merges(into_id);
                 CREATE TABLE entries (
@@ -78,8 +79,11 @@ enum Replica {
                 try db.execute(sql: "INSERT OR IGNORE INTO entries (op_id, member_id, value, points) VALUES (?, ?, ?, ?)",
                                arguments: [opID, member.rawValue, value, points])
             case .merge(let from, let into):
-                try db.execute(sql: "INSERT OR IGNORE INTO merges (from_id, into_id) VALUES (?, ?)",
-                               arguments: [from.rawValue, into.rawValue])
+                try db.execute(sql: """
+                    INSERT INTO merges (from_id, into_id, stamp) VALUES (?, ?, ?)
+                    ON CONFLICT(from_id) DO UPDATE SET into_id = excluded.into_id, stamp = excluded.stamp
+                    WHERE excluded.stamp < merges.stamp
+                    """, arguments: [from.rawValue, into.rawValue, stamp])
             case .refund(let of):
                 try db.execute(sql: "INSERT OR IGNORE INTO refunds (of, by) VALUES (?, ?)", arguments: [of.description, opID])
             case .void(let of):
@@ -182,7 +186,7 @@ enum Replica {
     // MARK: Snapshot (the folded state as a new node loads it)
 
     static func exportState(_ db: Database) throws -> (members: [Snapshot.Member], cards: [Snapshot.Card], balances: [Snapshot.Balance],
-                                                      merges: [Snapshot.Pair], refunds: [Snapshot.Pair], voided: [OperationID]) {
+                                                      merges: [Snapshot.Merge], refunds: [Snapshot.Pair], voided: [OperationID]) {
         let members = try Row.fetchAll(db, sql: "SELECT * FROM members").map { row in
             Snapshot.Member(id: MemberID(row["id"]), enrolled: row["enrolled"], referrer: (row["referrer"] as String?).map(MemberID.init),
                             name: row["name"], nameStamp: row["name_stamp"], phone: row["phone"], phoneStamp: row["phone_stamp"],
@@ -194,7 +198,9 @@ enum Replica {
         }
         let balances = try Row.fetchAll(db, sql: "SELECT member_id, SUM(value) AS value, SUM(points) AS points FROM entries GROUP BY member_id")
             .map { Snapshot.Balance(member: MemberID($0["member_id"]), value: $0["value"], points: $0["points"]) }
-        let merges = try Row.fetchAll(db, sql: "SELECT from_id, into_id FROM merges").map { Snapshot.Pair(from: $0["from_id"], to: $0["into_id"]) }
+        let merges = try Row.fetchAll(db, sql: "SELECT from_id, into_id, stamp FROM merges").map {
+            Snapshot.Merge(from: MemberID($0["from_id"]), into: MemberID($0["into_id"]), stamp: $0["stamp"])
+        }
         let refunds = try Row.fetchAll(db, sql: "SELECT of, by FROM refunds").map { Snapshot.Pair(from: $0["of"], to: $0["by"]) }
         let voided = try String.fetchAll(db, sql: "SELECT of FROM voids").compactMap(OperationID.init)
         return (members, cards, balances, merges, refunds, voided)
@@ -217,8 +223,8 @@ enum Replica {
             try db.execute(sql: "INSERT INTO entries (op_id, member_id, value, points) VALUES (?, ?, ?, ?)",
                            arguments: ["snapshot@\(s.cursor)", b.member.rawValue, b.value, b.points])
         }
-        for p in s.merges {
-            try db.execute(sql: "INSERT INTO merges (from_id, into_id) VALUES (?, ?)", arguments: [p.from, p.to])
+        for m in s.merges {
+            try db.execute(sql: "INSERT INTO merges (from_id, into_id, stamp) VALUES (?, ?, ?)", arguments: [m.from.rawValue, m.into.rawValue, m.stamp])
         }
         for p in s.refunds {
             try db.execute(sql: "INSERT INTO refunds (of, by) VALUES (?, ?)", arguments: [p.from, p.to])

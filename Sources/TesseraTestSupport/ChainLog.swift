@@ -1,0 +1,112 @@
+import TesseraCore
+
+/// A small deterministic random generator (SplitMix64), so every generated log is reproducible
+/// from its seed.
+public struct SplitMix: RandomNumberGenerator {
+    public var state: UInt64
+    public init(seed: UInt64) { state = seed }
+    public mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+}
+
+/// Generates a plausible chain log: several stores enrolling (sometimes the same phone),
+/// editing profiles concurrently, recharging, buying, refunding, replacing and blocking cards,
+/// the hub merging and reversing, and operations of kinds this build does not know.
+public enum ChainLog {
+    public static func make(seed: UInt64, stores: Int = 4, count: Int = 80) -> [TesseraCore.Operation] {
+        var rng = SplitMix(seed: seed)
+        let origins = (1...stores).map { StoreID(rawValue: "s\($0)")! }
+        var seqs: [StoreID: UInt64] = [:]
+        var ops: [TesseraCore.Operation] = []
+        var members: [MemberID] = []
+        var cards: [CardNumber] = []
+        var spends: [(OperationID, MemberID, Int64, Int64)] = []
+        var hubSeq: UInt64 = 0
+        func next(_ origin: StoreID) -> OperationID {
+            seqs[origin, default: 0] += 1
+            return OperationID(origin: origin, seq: seqs[origin]!)
+        }
+        func hlc(_ id: OperationID) -> HLCTimestamp {
+            // Few distinct wall times, so equal HLCs at different stores (ties broken by origin)
+            // are common; one replica never stamps two of its operations alike, hence the counter.
+            HLCTimestamp(wallMs: Int64.random(in: 1...40, using: &rng) * 1000, counter: UInt16(id.seq))
+        }
+        let phones = (0..<12).map { "+1555010\($0)" }
+        for _ in 0..<count {
+            let origin = origins.randomElement(using: &rng)!
+            let roll = Int.random(in: 0..<100, using: &rng)
+            if members.isEmpty || roll < 15 {
+                let id = next(origin)
+                let member = MemberID(enrolment: id)
+                let card = CardNumber(issuedBy: origin, seq: id.seq)
+                ops.append(Operation(id: id, hlc: hlc(id), body: .memberEnrolled(MemberEnrolled(
+                    member: member, card: card, name: "N\(id.seq)", phone: phones.randomElement(using: &rng)!))))
+                members.append(member)
+                cards.append(card)
+                continue
+            }
+            let member = members.randomElement(using: &rng)!
+            let body: OperationBody
+            switch roll {
+            case 15..<30:
+                body = .memberUpdated(MemberUpdated(member: member,
+                    name: Bool.random(using: &rng) ? "Name\(Int.random(in: 0..<5, using: &rng))" : nil,
+                    phone: Bool.random(using: &rng) ? phones.randomElement(using: &rng)! : nil,
+                    birthday: Bool.random(using: &rng) ? "12-0\(Int.random(in: 1...9, using: &rng))" : nil))
+            case 30..<45:
+                body = .valueRecharged(ValueRecharged(member: member, amount: Int64.random(in: 1...50_000, using: &rng)))
+            case 45..<65:
+                let amount = Int64.random(in: 1...20_000, using: &rng)
+                let redeem = Int64.random(in: 0...min(amount, 500), using: &rng)
+                let spent = Bool.random(using: &rng) ? amount - redeem : 0
+                let id = next(origin)
+                ops.append(Operation(id: id, hlc: hlc(id), body: .purchase(Purchase(
+                    member: member, amount: amount, valueSpent: spent, pointsRedeemed: redeem,
+                    pointsEarned: DefaultRules.pointsEarned(amountMinor: amount)))))
+                spends.append((id, member, spent, DefaultRules.pointsEarned(amountMinor: amount) - redeem))
+                continue
+            case 65..<72:
+                guard let (of, m, value, points) = spends.randomElement(using: &rng) else { continue }
+                body = .refund(Refund(member: m, of: of, value: value, points: -points))
+            case 72..<78:
+                let card = CardNumber("X\(Int.random(in: 0..<1000, using: &rng))")
+                body = .cardIssued(CardIssued(member: member, card: card, replaces: cards.randomElement(using: &rng)))
+                cards.append(card)
+            case 78..<82:
+                body = .cardBlocked(CardBlocked(card: cards.randomElement(using: &rng)!, member: member))
+            case 82..<86:
+                body = .pointsAdjusted(PointsAdjusted(member: member, points: Int64.random(in: -100...100, using: &rng), reason: "goodwill"))
+            case 86..<90:
+                // The hub merges a later enrolment into an earlier one (never back again).
+                let sorted = members.sorted()
+                guard sorted.count >= 2 else { continue }
+                let i = Int.random(in: 1..<sorted.count, using: &rng)
+                hubSeq += 1
+                ops.append(Operation(id: OperationID(origin: .hub, seq: hubSeq), hlc: hlc(OperationID(origin: .hub, seq: hubSeq)),
+                                     body: .memberMerged(MemberMerged(from: sorted[i], into: sorted[Int.random(in: 0..<i, using: &rng)]))))
+                continue
+            case 90..<94:
+                guard let (of, m, value, points) = spends.randomElement(using: &rng) else { continue }
+                let voidID = next(of.origin)
+                ops.append(Operation(id: voidID, hlc: hlc(voidID), body: .operationVoided(OperationVoided(of: of, member: m, reason: "test"))))
+                hubSeq += 1
+                ops.append(Operation(id: OperationID(origin: .hub, seq: hubSeq), hlc: hlc(OperationID(origin: .hub, seq: hubSeq)),
+                                     body: .operationReversed(OperationReversed(of: of, member: m, value: value, points: -points))))
+                continue
+            default:
+                let unknownID = next(origin)
+                ops.append(Operation(id: unknownID, hlc: hlc(unknownID), kind: "coupon.issued", kindVersion: 1,
+                                     body: .object(["member": .string(member.rawValue), "value": .int(500)])))
+                continue
+            }
+            let id = next(origin)
+            ops.append(Operation(id: id, hlc: hlc(id), body: body))
+        }
+        return ops
+    }
+}

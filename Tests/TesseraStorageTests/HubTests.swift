@@ -1,0 +1,202 @@
+import Foundation
+import Testing
+import TesseraCore
+import TesseraProtocol
+import TesseraStorage
+
+@Suite("The hub")
+struct HubTests {
+    let dir: TempDir
+    let hub: HubStore
+    let clock = TestClock()
+
+    init() throws {
+        dir = try TempDir()
+        hub = try HubStore(path: dir.path("hub.sqlite"))
+        _ = try hub.addStore(s1, name: "One")
+        _ = try hub.addStore(s2, name: "Two")
+    }
+
+    func node(_ store: StoreID, limit: Int64 = 20_000) throws -> NodeStore {
+        try bootstrappedNode(dir, store, hub: hub, clock: clock, limit: limit)
+    }
+
+    @Test("pushing the same batch twice changes nothing: the retry gets the first versions back")
+    func pushIsIdempotent() throws {
+        let one = try node(s1)
+        let ada = try enrol(one, "Ada", "+15550100")
+        _ = try one.recharge(ada.id, NodeAPI.Recharge(amount: 900), key: nil)
+        let batch = try one.pendingBatch(limit: 100)
+        let first = try hub.push(batch, from: s1)
+        let second = try hub.push(batch, from: s1)
+        #expect(first.map(\.status) == [.accepted, .accepted])
+        #expect(second.map(\.status) == [.duplicate, .duplicate])
+        #expect(first.map(\.version) == second.map(\.version))
+        #expect(try hub.log().count == 2)
+        #expect(try hub.member(ada.id)?.balance == 900)
+    }
+
+    @Test("a store may push only its own operations")
+    func originIsChecked() throws {
+        let one = try node(s1)
+        _ = try enrol(one, "Ada", "+15550100")
+        #expect(throws: DomainError(.originMismatch, "store s2 may push only its own operations, not s1:1")) {
+            try hub.push(try one.pendingBatch(limit: 10), from: s2)
+        }
+        #expect(try hub.log().isEmpty)
+    }
+
+    @Test("a malformed operation is rejected, kept and reported, and does not block the rest of the batch")
+    func rejectionIsReported() throws {
+        let bad = Operation(id: OperationID(origin: s1, seq: 1), hlc: HLCTimestamp(wallMs: 1, counter: 0), kind: "value.recharged", kindVersion: 1,
+                            body: .object(["member": .string("m-s1-9"), "amount": .int(-5)]))
+        let good = Operation(id: OperationID(origin: s1, seq: 2), hlc: HLCTimestamp(wallMs: 2, counter: 0), kind: "coupon.issued", kindVersion: 1,
+                             body: .object(["code": .string("X")]))
+        let results = try hub.push([bad, good], from: s1)
+        #expect(results.map(\.status) == [.rejected, .accepted])
+        #expect(try hub.push([bad], from: s1).first?.status == .rejected)
+        #expect(try hub.exceptions(limit: 10).contains { $0.kind == "rejected" && $0.op == "s1:1" })
+        // The unknown kind is served to nodes exactly as it came.
+        let pulled = try hub.pull(after: 0, limit: 10, for: s2, pending: nil)
+        #expect(pulled.ops.map(\.op) == [good])
+    }
+
+    @Test("the same phone enrolled at two stores offline merges into the earlier enrolment; ids, cards and money resolve to it")
+    func duplicateEnrolmentsMerge() throws {
+        let one = try node(s1), two = try node(s2)
+        let early = try enrol(two, "Bo", "+15550200")
+        _ = try two.recharge(early.id, NodeAPI.Recharge(amount: 2000), key: nil)
+        clock.advance(1000)
+        let late = try enrol(one, "Bo", "+15550200")
+        _ = try one.recharge(late.id, NodeAPI.Recharge(amount: 3000), key: nil)
+        try sync(one, hub)
+        try sync(two, hub)
+        try sync(one, hub)
+        for replica in [try one.member(late.id), try two.member(late.id), try #require(try hub.member(late.id))] {
+            #expect(replica.mergedInto == early.id)
+            #expect(replica.balance == 5000)
+        }
+        #expect(try one.member(card: try #require(late.card)).mergedInto == early.id)
+        #expect(try one.allMembers() == hub.allMembers())
+        #expect(try two.allMembers() == hub.allMembers())
+        #expect(try hub.exceptions(limit: 10).contains { $0.kind == "merge" && $0.member == early.id })
+    }
+
+    @Test("two stores spending the same money offline: both sales stand, the hub records an overdraft, and refuses further spends online")
+    func offlineOverdraft() throws {
+        let one = try node(s1), two = try node(s2)
+        let cy = try enrol(one, "Cy", "+15550300")
+        _ = try one.recharge(cy.id, NodeAPI.Recharge(amount: 5000), key: nil)
+        try sync(one, hub)
+        try sync(two, hub)
+        let buy = NodeAPI.PurchaseRequest(amount: 4000, payFromBalance: true)
+        #expect(try spend(try one.beginPurchase(cy.id, buy, key: nil), node: one, hub: nil).status == 201)
+        #expect(try spend(try two.beginPurchase(cy.id, buy, key: nil), node: two, hub: nil).status == 201)
+        try sync(one, hub)
+        try sync(two, hub)
+        try sync(one, hub)
+        #expect(try hub.member(cy.id)?.balance == -3000)
+        #expect(try one.member(cy.id).balance == -3000)
+        #expect(try two.member(cy.id).balance == -3000)
+        #expect(try hub.exceptions(limit: 10).contains { $0.kind == "overdraft" && $0.member == cy.id })
+        let small = try spend(try one.beginPurchase(cy.id, NodeAPI.PurchaseRequest(amount: 100, payFromBalance: true), key: nil), node: one, hub: hub)
+        #expect(small.status == 402)
+        #expect(small.errorCode == "insufficient_balance")
+    }
+
+    @Test("a spend authorised by the hub whose answer was lost, then refused and voided by the node, is reversed visibly at the hub")
+    func lostAuthorisationIsReversed() throws {
+        let one = try node(s1, limit: 1000)
+        let gi = try enrol(one, "Gi", "+15550700")
+        _ = try one.recharge(gi.id, NodeAPI.Recharge(amount: 5000), key: nil)
+        try sync(one, hub)
+        guard case .authorize(let pending) = try one.beginPurchase(gi.id, NodeAPI.PurchaseRequest(amount: 3000, payFromBalance: true), key: nil) else {
+            Issue.record("a spend needs authorisation"); return
+        }
+        // The hub accepts, but the answer never reaches the node ...
+        #expect(try hub.authorize(AuthorizeRequest(prior: pending.prior, op: pending.op), from: s1).decision == .accepted)
+        // ... which decides offline: 3000 is above its limit of 1000, so the till is told no.
+        let answer = try one.finishSpend(pending, outcome: .unreachable, key: nil)
+        #expect(answer.status == 402 && answer.errorCode == "offline_limit_exceeded")
+        try sync(one, hub)
+        try sync(one, hub)
+        #expect(try hub.member(gi.id)?.balance == 5000)
+        #expect(try one.member(gi.id).balance == 5000)
+        #expect(try one.member(gi.id).points == 0)
+        #expect(try hub.log().contains { $0.op.kind == "operation.reversed" })
+        #expect(try hub.exceptions(limit: 10).contains { $0.kind == "reversal" })
+    }
+
+    @Test("a spend voided before its authorisation reaches the hub is refused there, never applied")
+    func lateAuthorisationAfterVoid() throws {
+        let one = try node(s1, limit: 1000)
+        let gi = try enrol(one, "Gi", "+15550700")
+        _ = try one.recharge(gi.id, NodeAPI.Recharge(amount: 5000), key: nil)
+        try sync(one, hub)
+        guard case .authorize(let pending) = try one.beginPurchase(gi.id, NodeAPI.PurchaseRequest(amount: 3000, payFromBalance: true), key: nil) else {
+            Issue.record("a spend needs authorisation"); return
+        }
+        _ = try one.finishSpend(pending, outcome: .unreachable, key: nil)
+        try sync(one, hub)
+        let late = try hub.authorize(AuthorizeRequest(prior: [], op: pending.op), from: s1)
+        #expect(late.decision == .refused && late.code == .voided)
+        #expect(try hub.member(gi.id)?.balance == 5000)
+    }
+
+    @Test("a hub's refusal is final: the same operation is refused again after a recharge, and a push of it is rejected")
+    func refusalIsFinal() throws {
+        let one = try node(s1)
+        let di = try enrol(one, "Di", "+15550400")
+        try sync(one, hub)
+        guard case .authorize(let pending) = try one.beginPurchase(di.id, NodeAPI.PurchaseRequest(amount: 500, payFromBalance: true), key: nil) else {
+            Issue.record("a spend needs authorisation"); return
+        }
+        #expect(try hub.authorize(AuthorizeRequest(prior: [], op: pending.op), from: s1).code == .insufficientBalance)
+        _ = try one.recharge(di.id, NodeAPI.Recharge(amount: 1000), key: nil)
+        try sync(one, hub)
+        #expect(try hub.authorize(AuthorizeRequest(prior: [], op: pending.op), from: s1).decision == .refused)
+        #expect(try hub.push([pending.op], from: s1).first?.status == .rejected)
+        #expect(try hub.member(di.id)?.balance == 1000)
+    }
+
+    @Test("an authorisation carries the node's offline enrolment and recharge, so the hub decides on them")
+    func authorisationIngestsPrior() throws {
+        let one = try node(s1)
+        let ed = try enrol(one, "Ed", "+15550500")
+        _ = try one.recharge(ed.id, NodeAPI.Recharge(amount: 2500), key: nil)
+        let answer = try spend(try one.beginPurchase(ed.id, NodeAPI.PurchaseRequest(amount: 2000, payFromBalance: true), key: nil), node: one, hub: hub)
+        #expect(answer.status == 201)
+        #expect(try answer.decode(NodeAPI.TransactionResult.self).transaction.authorization == .hub)
+        #expect(try one.counts().pending == 0)
+        #expect(try hub.member(ed.id)?.balance == 500)
+    }
+
+    @Test("the same purchase refunded offline at two stores is reported as a duplicate refund")
+    func duplicateRefund() throws {
+        let one = try node(s1), two = try node(s2)
+        let fe = try enrol(one, "Fe", "+15550600")
+        let bought = try spend(try one.beginPurchase(fe.id, NodeAPI.PurchaseRequest(amount: 1000), key: nil), node: one, hub: nil)
+        let txn = try bought.decode(NodeAPI.TransactionResult.self).transaction.id
+        try sync(one, hub)
+        try sync(two, hub)
+        #expect(try spend(try one.beginRefund(txn, key: nil), node: one, hub: nil).status == 201)
+        #expect(try spend(try two.beginRefund(txn, key: nil), node: two, hub: nil).status == 201)
+        try sync(one, hub)
+        try sync(two, hub)
+        #expect(try hub.exceptions(limit: 10).contains { $0.kind == "duplicate_refund" })
+    }
+
+    @Test("tokens: a store token authenticates its store only, a head-office token is separate, both are stored hashed")
+    func tokens() throws {
+        let token = try hub.addStore(StoreID(rawValue: "s3")!, name: "Three")
+        #expect(try hub.authenticateStore(token: token) == StoreID(rawValue: "s3"))
+        #expect(try hub.authenticateStore(token: token + "x") == nil)
+        #expect(try hub.authenticateAdmin(token: token) == false)
+        let admin = try hub.issueAdminToken()
+        #expect(try hub.authenticateAdmin(token: admin))
+        #expect(try hub.authenticateStore(token: admin) == nil)
+        let stored = try hub.pool.read { try String.fetchAll($0, sql: "SELECT token_hash FROM stores UNION ALL SELECT token_hash FROM admin_tokens") }
+        #expect(!stored.contains(token) && !stored.contains(admin))
+        #expect(throws: DomainError.self) { try hub.addStore(StoreID(rawValue: "s3")!, name: "Again") }
+    }
+}

@@ -1,0 +1,95 @@
+import Foundation
+import Testing
+import TesseraCore
+import TesseraProtocol
+import TesseraStorage
+import TesseraTestSupport
+
+@Suite("SQLite replicas")
+struct ReplicaTests {
+    @Test("the writer really runs synchronous=FULL in WAL mode, at a node and at the hub")
+    func durabilitySettings() throws {
+        let dir = try TempDir()
+        let node = try NodeStore(path: dir.path("node.sqlite"), store: s1)
+        let hub = try HubStore(path: dir.path("hub.sqlite"))
+        for pool in [node.pool, hub.pool] {
+            #expect(try SQLiteFiles.synchronousMode(pool) == 2)
+            #expect(try SQLiteFiles.journalMode(pool) == "wal")
+            #expect(try pool.read { try Int.fetchOne($0, sql: "PRAGMA synchronous") } == 2)
+        }
+    }
+
+    @Test("a node folds each protocol vector to its expected views, whatever order the pages come in", arguments: try Vector.all())
+    func vectorsAtANode(_ vector: Vector) throws {
+        let dir = try TempDir()
+        for (i, order) in [vector.ops, vector.ops.reversed()].enumerated() {
+            let node = try NodeStore(path: dir.path("n\(i).sqlite"), store: StoreID(rawValue: "n0")!)
+            for (v, op) in order.enumerated() {
+                try node.applyPull(PullResponse(ops: [VersionedOperation(version: Int64(v + 1), op: op)], cursor: Int64(v + 1), more: false))
+            }
+            #expect(try node.allMembers() == vector.expected, "\(vector.name)")
+        }
+    }
+
+    @Test("SQLite and the pure fold agree on random chain logs, in any order, with duplicates")
+    func sqliteMatchesPureFold() throws {
+        let dir = try TempDir()
+        for seed in UInt64(0)..<25 {
+            let ops = ChainLog.make(seed: seed, count: 60)
+            var rng = SplitMix(seed: seed &+ 99)
+            var delivered = ops + ops.prefix(10)
+            delivered.shuffle(using: &rng)
+            let node = try NodeStore(path: dir.path("seed\(seed).sqlite"), store: StoreID(rawValue: "n0")!)
+            var page: [VersionedOperation] = []
+            for (v, op) in delivered.enumerated() {
+                page.append(VersionedOperation(version: Int64(v + 1), op: op))
+                if page.count == 7 || v == delivered.count - 1 {
+                    try node.applyPull(PullResponse(ops: page, cursor: Int64(v + 1), more: false))
+                    page = []
+                }
+            }
+            let same = try node.allMembers() == ChainState(folding: ops).allViews()
+            #expect(same, "seed \(seed)")
+        }
+    }
+
+    @Test("a node bootstrapped from a snapshot folds to the same views as the hub, and keeps folding after it")
+    func snapshotBootstrap() throws {
+        let dir = try TempDir()
+        let hub = try HubStore(path: dir.path("hub.sqlite"))
+        _ = try hub.addStore(s1, name: "One")
+        _ = try hub.addStore(s2, name: "Two")
+        let one = try bootstrappedNode(dir, s1, hub: hub)
+        let ada = try enrol(one, "Ada", "+15550100")
+        _ = try one.recharge(ada.id, NodeAPI.Recharge(amount: 5000), key: nil)
+        _ = try spend(try one.beginPurchase(ada.id, NodeAPI.PurchaseRequest(amount: 1200, payFromBalance: true), key: nil), node: one, hub: hub)
+        _ = try one.blockCard(try #require(ada.card), key: nil)
+        try sync(one, hub)
+        let two = try bootstrappedNode(dir, s2, hub: hub)
+        #expect(try two.allMembers() == hub.allMembers())
+        #expect(try two.member(ada.id).balance == 3800)
+        #expect(try two.member(ada.id).points == 12)
+        _ = try one.recharge(ada.id, NodeAPI.Recharge(amount: 100), key: nil)
+        try sync(one, hub)
+        try sync(two, hub)
+        #expect(try two.member(ada.id).balance == 3900)
+    }
+
+    @Test("a replaced store machine continues its sequence after what the hub holds: no operation id is reused")
+    func replacedMachineKeepsSequence() throws {
+        let dir = try TempDir()
+        let hub = try HubStore(path: dir.path("hub.sqlite"))
+        _ = try hub.addStore(s1, name: "One")
+        let first = try bootstrappedNode(dir, s1, hub: hub)
+        let ada = try enrol(first, "Ada", "+15550100")
+        _ = try first.recharge(ada.id, NodeAPI.Recharge(amount: 700), key: nil)
+        try sync(first, hub)
+        let replacement = try NodeStore(path: dir.path("replacement.sqlite"), store: s1)
+        try replacement.bootstrap(try hub.snapshot(for: s1))
+        let answer = try replacement.recharge(ada.id, NodeAPI.Recharge(amount: 300), key: nil)
+        let txn = try answer.decode(NodeAPI.TransactionResult.self).transaction
+        #expect(txn.id == OperationID(origin: s1, seq: 3))
+        try sync(replacement, hub)
+        #expect(try hub.member(ada.id)?.balance == 1000)
+    }
+}

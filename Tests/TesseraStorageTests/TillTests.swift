@@ -1,0 +1,187 @@
+import Foundation
+import Testing
+import TesseraCore
+import TesseraProtocol
+import TesseraStorage
+
+@Suite("A node's till")
+struct TillTests {
+    let dir: TempDir
+    let hub: HubStore
+    let clock = TestClock()
+    let node: NodeStore
+
+    init() throws {
+        dir = try TempDir()
+        hub = try HubStore(path: dir.path("hub.sqlite"))
+        _ = try hub.addStore(s1, name: "One")
+        node = try bootstrappedNode(dir, s1, hub: hub, clock: clock)
+    }
+
+    func opCount() throws -> Int { try node.pool.read { try Int.fetchOne($0, sql: "SELECT COUNT(*) FROM ops") ?? 0 } }
+
+    func key(_ k: String, _ body: String) -> IdempotencyKey {
+        IdempotencyKey(key: k, method: "POST", path: "/x", body: Data(body.utf8))
+    }
+
+    @Test("bad input gets a clear error and changes nothing")
+    func badInput() throws {
+        #expect(throws: DomainError.self) { try node.enrol(NodeAPI.Enrol(name: "", phone: "+15550100"), key: nil) }
+        #expect(throws: DomainError.self) { try node.enrol(NodeAPI.Enrol(name: "Ada", phone: "nope"), key: nil) }
+        #expect(throws: DomainError.self) { try node.enrol(NodeAPI.Enrol(name: "Ada", phone: "+15550100", birthday: "31/12"), key: nil) }
+        let ada = try enrol(node, "Ada", "+15550100")
+        let before = try opCount()
+        #expect(throws: DomainError.self) { try node.recharge(ada.id, NodeAPI.Recharge(amount: 0), key: nil) }
+        #expect(throws: DomainError.self) { try node.recharge(ada.id, NodeAPI.Recharge(amount: -100), key: nil) }
+        #expect(throws: DomainError.self) { try node.recharge(MemberID("m-nobody-1"), NodeAPI.Recharge(amount: 100), key: nil) }
+        #expect(throws: DomainError.self) { try node.beginPurchase(ada.id, NodeAPI.PurchaseRequest(amount: 100, redeemPoints: 101), key: nil) }
+        #expect(throws: DomainError.self) { try node.enrol(NodeAPI.Enrol(name: "Other", phone: "+1 555 0100"), key: nil) }
+        #expect(try opCount() == before)
+        #expect(try node.member(ada.id).balance == 0)
+    }
+
+    @Test("a retry with the same Idempotency-Key returns the first answer and changes nothing")
+    func idempotentRetry() throws {
+        let ada = try enrol(node, "Ada", "+15550100")
+        let k = key("till-7-0001", "{\"amount\":500}")
+        let first = try node.recharge(ada.id, NodeAPI.Recharge(amount: 500), key: k)
+        let again = try node.recharge(ada.id, NodeAPI.Recharge(amount: 500), key: k)
+        #expect(first == again)
+        #expect(try node.member(ada.id).balance == 500)
+        #expect(throws: DomainError(.idempotencyKeyReused, "this Idempotency-Key was used for a different request")) {
+            try node.recharge(ada.id, NodeAPI.Recharge(amount: 900), key: key("till-7-0001", "{\"amount\":900}"))
+        }
+    }
+
+    @Test("a spend retried with its key after an unreachable hub returns the first answer, and is taken once")
+    func idempotentSpend() throws {
+        let ada = try enrol(node, "Ada", "+15550100")
+        _ = try node.recharge(ada.id, NodeAPI.Recharge(amount: 5000), key: nil)
+        let k = key("till-1-42", "{\"amount\":1000,\"pay_from_balance\":true}")
+        let request = NodeAPI.PurchaseRequest(amount: 1000, payFromBalance: true)
+        let first = try spend(try node.beginPurchase(ada.id, request, key: k), node: node, hub: nil, key: k)
+        let again = try spend(try node.beginPurchase(ada.id, request, key: k), node: node, hub: hub, key: k)
+        #expect(first.status == 201 && first == again)
+        #expect(try node.member(ada.id).balance == 4000)
+        try sync(node, hub)
+        #expect(try hub.member(ada.id)?.balance == 4000)
+    }
+
+    @Test("offline, a spend is allowed up to the known balance and the daily limit; the limit resets the next day")
+    func offlineLimit() throws {
+        let ada = try enrol(node, "Ada", "+15550100")
+        _ = try node.recharge(ada.id, NodeAPI.Recharge(amount: 50_000), key: nil)
+        let pay = { (amount: Int64) throws -> TillAnswer in
+            try spend(try self.node.beginPurchase(ada.id, NodeAPI.PurchaseRequest(amount: amount, payFromBalance: true), key: nil), node: self.node, hub: nil)
+        }
+        let first = try pay(15_000)
+        #expect(first.status == 201)
+        #expect(try first.decode(NodeAPI.TransactionResult.self).transaction.authorization == .offline)
+        let over = try pay(5001)
+        #expect(over.status == 402 && over.errorCode == "offline_limit_exceeded")
+        #expect(try pay(5000).status == 201)
+        clock.advance(86_400_000)
+        #expect(try pay(20_000).status == 201)
+        #expect(try node.member(ada.id).balance == 10_000)
+        // The refused spend left a void, which syncs like any operation; the hub agrees.
+        try sync(node, hub)
+        #expect(try hub.member(ada.id)?.balance == 10_000)
+        #expect(try hub.log().contains { $0.op.kind == "operation.voided" })
+    }
+
+    @Test("offline, a spend above the known balance is refused")
+    func offlineInsufficient() throws {
+        let ada = try enrol(node, "Ada", "+15550100")
+        _ = try node.recharge(ada.id, NodeAPI.Recharge(amount: 300), key: nil)
+        let answer = try spend(try node.beginPurchase(ada.id, NodeAPI.PurchaseRequest(amount: 301, payFromBalance: true), key: nil), node: node, hub: nil)
+        #expect(answer.status == 402 && answer.errorCode == "insufficient_balance")
+        #expect(try node.member(ada.id).balance == 300)
+    }
+
+    @Test("a purchase earns one point per unit, redeems points as cash, and a refund reverses exactly that")
+    func purchaseAndRefund() throws {
+        let ada = try enrol(node, "Ada", "+15550100")
+        _ = try node.recharge(ada.id, NodeAPI.Recharge(amount: 10_000), key: nil)
+        try sync(node, hub)
+        let first = try spend(try node.beginPurchase(ada.id, NodeAPI.PurchaseRequest(amount: 5000), key: nil), node: node, hub: hub)
+        #expect(try first.decode(NodeAPI.TransactionResult.self).member.points == 50)
+        let second = try spend(try node.beginPurchase(ada.id, NodeAPI.PurchaseRequest(amount: 2540, payFromBalance: true, redeemPoints: 40), key: nil), node: node, hub: hub)
+        let result = try second.decode(NodeAPI.TransactionResult.self)
+        #expect(result.transaction.valueSpent == 2500 && result.transaction.pointsRedeemed == 40 && result.transaction.pointsEarned == 25)
+        #expect(result.member.balance == 7500 && result.member.points == 35)
+        let refund = try spend(try node.beginRefund(result.transaction.id, key: nil), node: node, hub: hub)
+        #expect(refund.status == 201)
+        #expect(try node.member(ada.id).balance == 10_000)
+        #expect(try node.member(ada.id).points == 50)
+        #expect(throws: DomainError.self) { try node.beginRefund(result.transaction.id, key: nil) }
+        try sync(node, hub)
+        #expect(try hub.member(ada.id) == (try node.member(ada.id)))
+    }
+
+    @Test("refunding a recharge takes the value back only if the member still holds it")
+    func rechargeRefund() throws {
+        let ada = try enrol(node, "Ada", "+15550100")
+        let recharge = try node.recharge(ada.id, NodeAPI.Recharge(amount: 1000), key: nil).decode(NodeAPI.TransactionResult.self).transaction.id
+        _ = try spend(try node.beginPurchase(ada.id, NodeAPI.PurchaseRequest(amount: 600, payFromBalance: true), key: nil), node: node, hub: nil)
+        try sync(node, hub)
+        let refused = try spend(try node.beginRefund(recharge, key: nil), node: node, hub: hub)
+        #expect(refused.status == 402)
+        #expect(try node.member(ada.id).balance == 400)
+    }
+
+    @Test("a blocked card no longer finds the member; a replacement card does, and the balance stays")
+    func cards() throws {
+        let ada = try enrol(node, "Ada", "+15550100")
+        _ = try node.recharge(ada.id, NodeAPI.Recharge(amount: 700), key: nil)
+        let old = try #require(ada.card)
+        let replaced = try node.issueCard(ada.id, NodeAPI.NewCard(), key: nil).decode(MemberView.self)
+        let new = try #require(replaced.card)
+        #expect(new != old)
+        #expect(throws: DomainError(.cardBlocked, "card \(old) is blocked")) { try node.member(card: old) }
+        #expect(try node.member(card: new).balance == 700)
+        _ = try node.blockCard(new, key: nil)
+        #expect(throws: DomainError.self) { try node.member(card: new) }
+        #expect(try node.member(ada.id).card == nil)
+        #expect(try node.member(ada.id).balance == 700)
+    }
+
+    @Test("a spend interrupted by a crash while asking the hub is voided at restart, never applied later")
+    func interruptedSpend() throws {
+        let ada = try enrol(node, "Ada", "+15550100")
+        _ = try node.recharge(ada.id, NodeAPI.Recharge(amount: 900), key: nil)
+        guard case .authorize(let pending) = try node.beginPurchase(ada.id, NodeAPI.PurchaseRequest(amount: 900, payFromBalance: true), key: nil) else {
+            Issue.record("a spend needs authorisation"); return
+        }
+        // The process dies here. At restart:
+        let clock = self.clock
+        let restarted = try NodeStore(path: dir.path("s1.sqlite"), store: s1, physicalMs: { clock.now() })
+        #expect(try restarted.voidInterruptedSpends() == 1)
+        try sync(restarted, hub)
+        #expect(try hub.authorize(AuthorizeRequest(prior: [], op: pending.op), from: s1).code == .voided)
+        #expect(try restarted.member(ada.id).balance == 900)
+        #expect(try hub.member(ada.id)?.balance == 900)
+    }
+
+    @Test("an operation the hub rejects is set aside and counted; it never blocks the outbox")
+    func rejectedIsSetAside() throws {
+        let ada = try enrol(node, "Ada", "+15550100")
+        _ = try node.recharge(ada.id, NodeAPI.Recharge(amount: 100), key: nil)
+        _ = try node.recharge(ada.id, NodeAPI.Recharge(amount: 200), key: nil)
+        let batch = try node.pendingBatch(limit: 10)
+        try node.recordPush([PushResult(id: batch[1].id, status: .rejected, reason: "test")])
+        #expect(try node.counts().rejected == 1)
+        #expect(try node.pendingBatch(limit: 10).map(\.id) == [batch[0].id, batch[2].id])
+        #expect(try node.member(ada.id).balance == 200)
+    }
+
+    @Test("a node refuses till writes until it has loaded the chain from the hub")
+    func notBootstrapped() throws {
+        let fresh = try NodeStore(path: dir.path("fresh.sqlite"), store: s2)
+        #expect(throws: DomainError.self) { try fresh.enrol(NodeAPI.Enrol(name: "Ada", phone: "+15550100"), key: nil) }
+    }
+
+    @Test("a data folder belongs to one store")
+    func storeIdentity() throws {
+        #expect(throws: DomainError.self) { try NodeStore(path: dir.path("s1.sqlite"), store: s2) }
+    }
+}
