@@ -1,0 +1,70 @@
+import Foundation
+
+/// A real chain on loopback: a `tessera hub` process and `tessera node` processes, each with
+/// its own SQLite files in a temporary folder.
+final class Chain: @unchecked Sendable {
+    let ws: Workspace
+    let hubPort: Int
+    let hubURL: String
+    let admin: String
+    private(set) var hub: TesseraProcess?
+    private(set) var tokens: [String: String] = [:]
+    private(set) var nodes: [String: TesseraProcess] = [:]
+    private(set) var nodeURLs: [String: String] = [:]
+
+    init(stores: [String]) async throws {
+        ws = try Workspace()
+        for store in stores {
+            tokens[store] = try ws.lastLine(["store", "add", store, "--name", "Store \(store)", "--data", ws.path("hub")])
+        }
+        admin = try ws.lastLine(["admin", "token", "--data", ws.path("hub")])
+        hubPort = try freePort()
+        hubURL = "http://127.0.0.1:\(hubPort)"
+        try await startHub()
+        for store in stores { try await startNode(store) }
+    }
+
+    func startHub() async throws {
+        let hub = try ws.start("hub", ["hub", "--data", ws.path("hub"), "--listen", "127.0.0.1:\(hubPort)"])
+        _ = try await hub.url()
+        self.hub = hub
+    }
+
+    func killHub() { hub?.kill9(); hub = nil }
+
+    /// Starts (or restarts) a store's node; it keeps its port across restarts.
+    func startNode(_ store: String, offlineLimit: Int = 20_000) async throws {
+        let listen = nodeURLs[store].map { $0.replacingOccurrences(of: "http://", with: "") } ?? "127.0.0.1:0"
+        let node = try ws.start(store, ["node", "--data", ws.path("node-\(store)"), "--store", store, "--hub", hubURL,
+                                        "--token", tokens[store] ?? "", "--listen", listen, "--offline-limit", String(offlineLimit),
+                                        "--sync-interval-ms", "100", "--authorize-timeout-ms", "1000"])
+        nodeURLs[store] = try await node.url()
+        nodes[store] = node
+    }
+
+    func killNode(_ store: String) { nodes[store]?.kill9(); nodes[store] = nil }
+
+    func node(_ store: String) -> String { nodeURLs[store] ?? "" }
+
+    func status(_ store: String) async throws -> [String: Any] { try await HTTP.get(node(store) + "/v1/status").json }
+
+    func waitBootstrapped(_ store: String) async throws {
+        try await eventually("\(store) has loaded the chain") { try await self.status(store)["bootstrapped"] as? Bool == true }
+    }
+
+    func waitSynced(_ stores: [String]) async throws {
+        for store in stores {
+            try await eventually("\(store) has nothing pending and is online") {
+                let s = try await self.status(store)
+                return s["pending_ops"] as? Int == 0 && s["online"] as? Bool == true
+            }
+        }
+    }
+
+    func hubMember(_ id: String) async throws -> HTTP.Answer { try await HTTP.get(hubURL + "/v1/members/\(id)", token: admin) }
+
+    func stopAll() {
+        for (_, p) in nodes { p.kill9() }
+        hub?.kill9()
+    }
+}

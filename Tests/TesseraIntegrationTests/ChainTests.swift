@@ -1,0 +1,109 @@
+import Foundation
+import Testing
+
+/// These start real `tessera` processes on loopback ports, with SQLite files in temporary
+/// folders, and cut them off the hard way.
+@Suite("A real chain on loopback", .serialized)
+struct ChainTests {
+    @Test("hub down, both stores keep trading; hub back, every replica converges with nothing lost or doubled")
+    func convergesAfterHubOutage() async throws {
+        let chain = try await Chain(stores: ["north", "south"])
+        defer { chain.stopAll() }
+        try await chain.waitBootstrapped("north")
+        try await chain.waitBootstrapped("south")
+
+        let ada = try await HTTP.post(chain.node("north") + "/v1/members", #"{"name":"Ada","phone":"+15550100"}"#)
+        #expect(ada.status == 201)
+        let adaID = try #require(ada.json["id"] as? String)
+        #expect(try await HTTP.post(chain.node("north") + "/v1/members/\(adaID)/recharge", #"{"amount":10000}"#).status == 201)
+        try await eventually("south knows Ada's balance") {
+            try await HTTP.get(chain.node("south") + "/v1/members/\(adaID)").json["balance"] as? Int == 10000
+        }
+
+        chain.killHub()
+        // Offline at both stores: spends within the offline limit, and the same phone enrolled twice.
+        let n1 = try await HTTP.post(chain.node("north") + "/v1/members/\(adaID)/purchase", #"{"amount":3000,"pay_from_balance":true}"#)
+        #expect(n1.status == 201)
+        #expect((n1.json["transaction"] as? [String: Any])?["authorization"] as? String == "offline")
+        let s1 = try await HTTP.post(chain.node("south") + "/v1/members/\(adaID)/purchase", #"{"amount":2000,"pay_from_balance":true}"#)
+        #expect(s1.status == 201)
+        let boSouth = try await HTTP.post(chain.node("south") + "/v1/members", #"{"name":"Bo","phone":"+15550200"}"#)
+        try await Task.sleep(for: .milliseconds(20))
+        let boNorth = try await HTTP.post(chain.node("north") + "/v1/members", #"{"name":"Bo B.","phone":"+1 555 0200"}"#)
+        #expect(boSouth.status == 201 && boNorth.status == 201)
+        let boS = try #require(boSouth.json["id"] as? String), boN = try #require(boNorth.json["id"] as? String)
+        #expect(try await HTTP.post(chain.node("south") + "/v1/members/\(boS)/recharge", #"{"amount":700}"#).status == 201)
+        #expect(try await HTTP.post(chain.node("north") + "/v1/members/\(boN)/recharge", #"{"amount":500}"#).status == 201)
+        try await eventually("north reports it is offline with operations queued") {
+            let s = try await chain.status("north")
+            return s["online"] as? Bool == false && s["pending_ops"] as? Int == 3
+        }
+
+        try await chain.startHub()
+        try await chain.waitSynced(["north", "south"])
+        try await eventually("every replica shows the merge and the same numbers") {
+            for base in [chain.node("north"), chain.node("south")] {
+                let ada = try await HTTP.get(base + "/v1/members/\(adaID)").json
+                guard ada["balance"] as? Int == 5000, ada["points"] as? Int == 50 else { return false }
+                let bo = try await HTTP.get(base + "/v1/members/\(boN)").json
+                guard bo["merged_into"] as? String == boS, bo["balance"] as? Int == 1200 else { return false }
+            }
+            return true
+        }
+        for id in [adaID, boS, boN] {
+            let atHub = try await chain.hubMember(id).json as NSDictionary
+            #expect(try await HTTP.get(chain.node("north") + "/v1/members/\(id)").json as NSDictionary == atHub)
+            #expect(try await HTTP.get(chain.node("south") + "/v1/members/\(id)").json as NSDictionary == atHub)
+        }
+        let exceptions = try await HTTP.get(chain.hubURL + "/v1/exceptions", token: chain.admin).json["exceptions"] as? [[String: Any]] ?? []
+        #expect(exceptions.contains { $0["kind"] as? String == "merge" })
+        let stores = try await HTTP.get(chain.hubURL + "/v1/stores", token: chain.admin).json["stores"] as? [[String: Any]] ?? []
+        #expect(Set(stores.compactMap { $0["id"] as? String }) == ["north", "south"])
+    }
+
+    @Test("a node killed right after telling the till 'success' still has the operation after restart, and syncs it")
+    func acknowledgedSurvivesKill() async throws {
+        let chain = try await Chain(stores: ["east"])
+        defer { chain.stopAll() }
+        try await chain.waitBootstrapped("east")
+        chain.killHub() // keep everything pending, so only the node's disk holds it
+        let member = try await HTTP.post(chain.node("east") + "/v1/members", #"{"name":"Cy","phone":"+15550300"}"#)
+        let id = try #require(member.json["id"] as? String)
+        var total = 0
+        for i in 1...25 {
+            let r = try await HTTP.post(chain.node("east") + "/v1/members/\(id)/recharge", #"{"amount":\#(i * 10)}"#)
+            #expect(r.status == 201)
+            total += i * 10
+        }
+        chain.killNode("east") // SIGKILL, straight after the last success answer
+        try await chain.startNode("east")
+        let after = try await HTTP.get(chain.node("east") + "/v1/members/\(id)").json
+        #expect(after["balance"] as? Int == total)
+        #expect(try await chain.status("east")["pending_ops"] as? Int == 26)
+        try await chain.startHub()
+        try await chain.waitSynced(["east"])
+        #expect(try await chain.hubMember(id).json["balance"] as? Int == total)
+    }
+
+    @Test("online, the hub authorises spends: no overdraft across stores, and a refused spend changes nothing")
+    func onlineAuthorisation() async throws {
+        let chain = try await Chain(stores: ["a1", "b2"])
+        defer { chain.stopAll() }
+        try await chain.waitBootstrapped("a1")
+        try await chain.waitBootstrapped("b2")
+        let m = try await HTTP.post(chain.node("a1") + "/v1/members", #"{"name":"Di","phone":"+15550400"}"#)
+        let id = try #require(m.json["id"] as? String)
+        _ = try await HTTP.post(chain.node("a1") + "/v1/members/\(id)/recharge", #"{"amount":1000}"#)
+        // b2 has not pulled the recharge yet perhaps, but the hub decides: 800 of 1000 is fine.
+        try await eventually("b2 knows the member") { try await HTTP.get(chain.node("b2") + "/v1/members/\(id)").status == 200 }
+        let first = try await HTTP.post(chain.node("b2") + "/v1/members/\(id)/purchase", #"{"amount":800,"pay_from_balance":true}"#)
+        #expect(first.status == 201)
+        #expect((first.json["transaction"] as? [String: Any])?["authorization"] as? String == "hub")
+        let second = try await HTTP.post(chain.node("a1") + "/v1/members/\(id)/purchase", #"{"amount":800,"pay_from_balance":true}"#)
+        #expect(second.status == 402)
+        #expect(second.errorCode == "insufficient_balance")
+        try await chain.waitSynced(["a1", "b2"])
+        #expect(try await chain.hubMember(id).json["balance"] as? Int == 200)
+        try await eventually("a1 shows 200") { try await HTTP.get(chain.node("a1") + "/v1/members/\(id)").json["balance"] as? Int == 200 }
+    }
+}

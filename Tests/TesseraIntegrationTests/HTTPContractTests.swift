@@ -1,0 +1,88 @@
+import Foundation
+import Testing
+
+@Suite("HTTP contract of node and hub", .serialized)
+struct HTTPContractTests {
+    @Test("errors are JSON with a status and a code; retries with an Idempotency-Key change nothing")
+    func nodeContract() async throws {
+        let chain = try await Chain(stores: ["west"])
+        defer { chain.stopAll() }
+        try await chain.waitBootstrapped("west")
+        let node = chain.node("west")
+        let bad = try await HTTP.post(node + "/v1/members", #"{"name":"Ada"}"#)
+        #expect(bad.status == 400 && bad.errorCode == "invalid_request")
+        #expect(try await HTTP.post(node + "/v1/members", "not json").errorCode == "invalid_request")
+        #expect(try await HTTP.get(node + "/v1/members/m-nobody-1").status == 404)
+        #expect(try await HTTP.get(node + "/v1/cards/NOPE").errorCode == "not_found")
+        let ada = try await HTTP.post(node + "/v1/members", #"{"name":"Ada","phone":"+15550100","birthday":"1990-04-01"}"#, key: "k-enrol")
+        let again = try await HTTP.post(node + "/v1/members", #"{"name":"Ada","phone":"+15550100","birthday":"1990-04-01"}"#, key: "k-enrol")
+        #expect(ada.status == 201 && again.status == 201 && ada.data == again.data)
+        let id = try #require(ada.json["id"] as? String)
+        let card = try #require(ada.json["card"] as? String)
+        #expect(try await HTTP.post(node + "/v1/members", #"{"name":"Eve","phone":"+15550100"}"#).errorCode == "phone_taken")
+        let r1 = try await HTTP.post(node + "/v1/members/\(id)/recharge", #"{"amount":500}"#, key: "k-r")
+        let r2 = try await HTTP.post(node + "/v1/members/\(id)/recharge", #"{"amount":500}"#, key: "k-r")
+        #expect(r1.data == r2.data)
+        #expect(try await HTTP.post(node + "/v1/members/\(id)/recharge", #"{"amount":600}"#, key: "k-r").errorCode == "idempotency_key_reused")
+        #expect(try await HTTP.post(node + "/v1/members/\(id)/recharge", #"{"amount":-5}"#).status == 400)
+        #expect(try await HTTP.get(node + "/v1/members/\(id)").json["balance"] as? Int == 500)
+        let patched = try await HTTP.call("PATCH", node + "/v1/members/\(id)", json: #"{"name":"Ada Lovelace"}"#)
+        #expect(patched.json["name"] as? String == "Ada Lovelace")
+        #expect(try await HTTP.get(node + "/v1/members?phone=%2B15550100").json["id"] as? String == id)
+        #expect(try await HTTP.get(node + "/v1/cards/\(card)").json["id"] as? String == id)
+        #expect(try await HTTP.post(node + "/v1/cards/\(card)/block").status == 200)
+        #expect(try await HTTP.get(node + "/v1/cards/\(card)").errorCode == "card_blocked")
+        let replacement = try await HTTP.post(node + "/v1/members/\(id)/cards")
+        #expect(replacement.status == 201)
+        let newCard = try #require(replacement.json["card"] as? String)
+        #expect(try await HTTP.get(node + "/v1/cards/\(newCard)").json["balance"] as? Int == 500)
+        let sale = try await HTTP.post(node + "/v1/members/\(id)/purchase", #"{"amount":400,"pay_from_balance":true}"#)
+        let txn = try #require((sale.json["transaction"] as? [String: Any])?["id"] as? String)
+        #expect(try await HTTP.post(node + "/v1/transactions/\(txn)/refund").status == 201)
+        #expect(try await HTTP.post(node + "/v1/transactions/\(txn)/refund").errorCode == "already_refunded")
+        #expect(try await HTTP.get(node + "/v1/members/\(id)").json["balance"] as? Int == 500)
+        let status = try await chain.status("west")
+        #expect(status["store"] as? String == "west")
+        #expect(status["cursor"] is Int && status["last_sync_at"] != nil)
+    }
+
+    @Test("the hub checks tokens, origins and the protocol version")
+    func hubContract() async throws {
+        let chain = try await Chain(stores: ["p1", "p2"])
+        defer { chain.stopAll() }
+        let hub = chain.hubURL
+        #expect(try await HTTP.get(hub + "/healthz").json["status"] as? String == "ok")
+        #expect(try await HTTP.get(hub + "/v1/stores").status == 401)
+        #expect(try await HTTP.get(hub + "/v1/stores", token: chain.tokens["p1"]).status == 401) // a store token is not head office's
+        #expect(try await HTTP.get(hub + "/v1/stores", token: chain.admin).status == 200)
+        let p1 = ["Authorization": "Bearer \(chain.tokens["p1"] ?? "")"]
+        let op = #"{"id":"p2:1","hlc":65536000,"kind":"coupon.issued","kind_version":1,"body":{}}"#
+        let foreign = try await HTTP.call("POST", hub + "/v1/sync/push", json: #"{"protocol":1,"store":"p1","ops":[\#(op)]}"#, headers: p1)
+        #expect(foreign.status == 403 && foreign.errorCode == "origin_mismatch")
+        let future = try await HTTP.call("POST", hub + "/v1/sync/push", json: #"{"protocol":2,"store":"p1","ops":[]}"#, headers: p1)
+        #expect(future.status == 400 && future.errorCode == "unsupported_protocol")
+        let noHeader = try await HTTP.call("GET", hub + "/v1/sync/pull?after=0", headers: p1)
+        #expect(noHeader.errorCode == "unsupported_protocol")
+        var withHeader = p1
+        withHeader["Tessera-Protocol"] = "1"
+        #expect(try await HTTP.call("GET", hub + "/v1/sync/pull?after=0", headers: withHeader).status == 200)
+        #expect(try await HTTP.call("GET", hub + "/v1/sync/pull?after=0", headers: ["Tessera-Protocol": "1"]).status == 401)
+    }
+
+    @Test("`tessera up` starts a hub and two nodes under one folder, and Ctrl-C stops them all")
+    func up() async throws {
+        let ws = try Workspace()
+        let port = try freePort()
+        let up = try ws.start("up", ["up", "--dir", ws.path(".tessera"), "--port", String(port)])
+        _ = try await up.url(label: "node store-2 listening on")
+        #expect(try await HTTP.get("http://127.0.0.1:\(port)/healthz").status == 200)
+        try await eventually("both nodes have loaded the chain") {
+            let a = try await HTTP.get("http://127.0.0.1:\(port + 1)/v1/status").json["bootstrapped"] as? Bool
+            let b = try await HTTP.get("http://127.0.0.1:\(port + 2)/v1/status").json["bootstrapped"] as? Bool
+            return a == true && b == true
+        }
+        #expect(up.output.contains("head-office token"))
+        up.interrupt()
+        #expect(await up.waitForExit(timeout: 15))
+    }
+}

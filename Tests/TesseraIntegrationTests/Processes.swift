@@ -1,0 +1,175 @@
+import Foundation
+#if canImport(FoundationNetworking)
+import FoundationNetworking
+#endif
+#if canImport(Glibc)
+import Glibc
+#endif
+import Testing
+
+/// Where the `tessera` executable under test is: next to the test bundle (SwiftPM builds it
+/// because this target depends on it), or wherever TESSERA_BIN says.
+enum Binary {
+    static let path: String = {
+        if let env = ProcessInfo.processInfo.environment["TESSERA_BIN"] { return env }
+        let beside = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("tessera").path
+        if FileManager.default.isExecutableFile(atPath: beside) { return beside }
+        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        return root.appendingPathComponent(".build/debug/tessera").path
+    }()
+}
+
+struct TestFailure: Error, CustomStringConvertible {
+    var description: String
+    init(_ description: String) { self.description = description }
+}
+
+/// A temporary folder for one test, removed at the end (after its processes are stopped).
+final class Workspace: @unchecked Sendable {
+    let url: URL
+    private var processes: [TesseraProcess] = []
+    private let lock = NSLock()
+
+    init() throws {
+        url = FileManager.default.temporaryDirectory.appendingPathComponent("tessera-it-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
+    }
+
+    func path(_ name: String) -> String { url.appendingPathComponent(name).path }
+
+    /// Runs a short command to completion and returns its stdout.
+    func run(_ args: [String]) throws -> String {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: Binary.path)
+        p.arguments = args
+        let out = Pipe()
+        p.standardOutput = out
+        p.standardError = FileHandle.nullDevice
+        try p.run()
+        let data = out.fileHandleForReading.readDataToEndOfFile()
+        p.waitUntilExit()
+        guard p.terminationStatus == 0 else { throw TestFailure("tessera \(args.joined(separator: " ")) exited \(p.terminationStatus)") }
+        return String(decoding: data, as: UTF8.self)
+    }
+
+    /// The last line a command printed (tokens are printed that way).
+    func lastLine(_ args: [String]) throws -> String {
+        try run(args).split(separator: "\n").last.map(String.init) ?? ""
+    }
+
+    func start(_ name: String, _ args: [String]) throws -> TesseraProcess {
+        let process = try TesseraProcess(name: name, args: args, logFolder: url)
+        lock.lock(); processes.append(process); lock.unlock()
+        return process
+    }
+
+    deinit {
+        for p in processes { p.kill9() }
+        try? FileManager.default.removeItem(at: url)
+    }
+}
+
+/// A `tessera` server process whose stdout and stderr go to files, so it never blocks on a pipe.
+final class TesseraProcess: @unchecked Sendable {
+    let name: String
+    let process = Process()
+    let stdoutPath: String
+
+    init(name: String, args: [String], logFolder: URL) throws {
+        self.name = name
+        stdoutPath = logFolder.appendingPathComponent("\(name)-\(UUID().uuidString.prefix(6)).out").path
+        let errPath = stdoutPath.replacingOccurrences(of: ".out", with: ".err")
+        FileManager.default.createFile(atPath: stdoutPath, contents: nil)
+        FileManager.default.createFile(atPath: errPath, contents: nil)
+        process.executableURL = URL(fileURLWithPath: Binary.path)
+        process.arguments = args
+        process.standardOutput = FileHandle(forWritingAtPath: stdoutPath)
+        process.standardError = FileHandle(forWritingAtPath: errPath)
+        try process.run()
+    }
+
+    var output: String { (try? String(contentsOfFile: stdoutPath, encoding: .utf8)) ?? "" }
+
+    /// Waits for `... listening on http://HOST:PORT` and returns the base URL.
+    func url(label: String = "listening on ", timeout: Double = 30) async throws -> String {
+        let deadline = Date().addingTimeInterval(timeout)
+        while Date() < deadline {
+            for line in output.split(separator: "\n") where line.contains(label) {
+                if let range = line.range(of: "http://") { return String(line[range.lowerBound...]) }
+            }
+            guard process.isRunning else { throw TestFailure("\(name) exited \(process.terminationStatus): \(output)") }
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        throw TestFailure("\(name) did not start listening: \(output)")
+    }
+
+    func kill9() {
+        if process.isRunning { kill(process.processIdentifier, SIGKILL) }
+        process.waitUntilExit()
+    }
+
+    func interrupt() { process.interrupt() }
+
+    func waitForExit(timeout: Double) async -> Bool {
+        let deadline = Date().addingTimeInterval(timeout)
+        while process.isRunning && Date() < deadline { try? await Task.sleep(for: .milliseconds(50)) }
+        return !process.isRunning
+    }
+}
+
+/// Minimal JSON over HTTP for the tests (loopback only).
+struct HTTP {
+    struct Answer {
+        var status: Int
+        var data: Data
+        var json: [String: Any] { ((try? JSONSerialization.jsonObject(with: data)) as? [String: Any]) ?? [:] }
+        var errorCode: String? { (json["error"] as? [String: Any])?["code"] as? String }
+        var text: String { String(decoding: data, as: UTF8.self) }
+    }
+
+    static func call(_ method: String, _ url: String, json: String? = nil, headers: [String: String] = [:], timeout: Double = 10) async throws -> Answer {
+        var request = URLRequest(url: URL(string: url)!, cachePolicy: .reloadIgnoringLocalCacheData, timeoutInterval: timeout)
+        request.httpMethod = method
+        for (k, v) in headers { request.setValue(v, forHTTPHeaderField: k) }
+        if let json {
+            request.httpBody = Data(json.utf8)
+            request.setValue("application/json", forHTTPHeaderField: "Content-Type")
+        }
+        let (data, response) = try await URLSession.shared.data(for: request)
+        return Answer(status: (response as? HTTPURLResponse)?.statusCode ?? 0, data: data)
+    }
+
+    static func get(_ url: String, token: String? = nil) async throws -> Answer {
+        try await call("GET", url, headers: token.map { ["Authorization": "Bearer \($0)"] } ?? [:])
+    }
+
+    static func post(_ url: String, _ json: String = "{}", key: String? = nil) async throws -> Answer {
+        try await call("POST", url, json: json, headers: key.map { ["Idempotency-Key": $0] } ?? [:])
+    }
+}
+
+/// Polls until `check` returns true, or fails the test after `timeout` seconds.
+func eventually(_ what: String, timeout: Double = 30, _ check: () async throws -> Bool) async throws {
+    let deadline = Date().addingTimeInterval(timeout)
+    while Date() < deadline {
+        if (try? await check()) == true { return }
+        try await Task.sleep(for: .milliseconds(100))
+    }
+    throw TestFailure("timed out waiting until \(what)")
+}
+
+/// A port nothing listens on right now (bind to port 0, read it, close).
+func freePort() throws -> Int {
+    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    defer { close(fd) }
+    var addr = sockaddr_in()
+    addr.sin_family = sa_family_t(AF_INET)
+    addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+    addr.sin_port = 0
+    var len = socklen_t(MemoryLayout<sockaddr_in>.size)
+    let bound = withUnsafeMutablePointer(to: &addr) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, len) == 0 && getsockname(fd, $0, &len) == 0 }
+    }
+    guard bound else { throw TestFailure("could not find a free port") }
+    return Int(UInt16(bigEndian: addr.sin_port))
+}
