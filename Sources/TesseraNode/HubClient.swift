@@ -24,38 +24,47 @@ public enum HubCallError: Error, CustomStringConvertible {
 public final class HubClient: Sendable {
     public let base: URL
     private let token: String
-    private let session: URLSession
+    /// Two sessions because on Linux a request's own `timeoutInterval` does not shorten its
+    /// session's: a till's authorisation must give up after `authorizeTimeout` (measured: with
+    /// one 30 s session it waited 30 s on a hub that accepted the connection and never answered).
+    private let syncSession: URLSession
+    private let authorizeSession: URLSession
 
-    public init(base: URL, token: String) {
+    public init(base: URL, token: String, authorizeTimeout: TimeInterval, syncTimeout: TimeInterval = 30) {
         self.base = base
         self.token = token
-        let config = URLSessionConfiguration.ephemeral
-        config.timeoutIntervalForRequest = 30
-        config.httpMaximumConnectionsPerHost = 4
-        self.session = URLSession(configuration: config)
+        func session(_ timeout: TimeInterval) -> URLSession {
+            let config = URLSessionConfiguration.ephemeral
+            config.timeoutIntervalForRequest = timeout
+            config.timeoutIntervalForResource = timeout
+            config.httpMaximumConnectionsPerHost = 4
+            return URLSession(configuration: config)
+        }
+        self.syncSession = session(syncTimeout)
+        self.authorizeSession = session(authorizeTimeout)
     }
 
-    public func push(_ request: PushRequest, timeout: TimeInterval) async throws -> PushResponse {
-        try await call("POST", "/v1/sync/push", body: request, timeout: timeout)
+    public func push(_ request: PushRequest) async throws -> PushResponse {
+        try await call(syncSession, "POST", "/v1/sync/push", body: request)
     }
 
-    public func authorize(_ request: AuthorizeRequest, timeout: TimeInterval) async throws -> AuthorizeResponse {
-        try await call("POST", "/v1/sync/authorize", body: request, timeout: timeout)
+    public func authorize(_ request: AuthorizeRequest) async throws -> AuthorizeResponse {
+        try await call(authorizeSession, "POST", "/v1/sync/authorize", body: request)
     }
 
-    public func pull(after cursor: Int64, pending: Int, timeout: TimeInterval) async throws -> PullResponse {
-        try await call("GET", "/v1/sync/pull?after=\(cursor)&limit=\(SyncLimits.pullPageMax)&pending=\(pending)", body: Optional<PushRequest>.none, timeout: timeout)
+    public func pull(after cursor: Int64, pending: Int) async throws -> PullResponse {
+        try await call(syncSession, "GET", "/v1/sync/pull?after=\(cursor)&limit=\(SyncLimits.pullPageMax)&pending=\(pending)", body: Optional<PushRequest>.none)
     }
 
-    public func snapshot(timeout: TimeInterval) async throws -> Snapshot {
-        try await call("GET", "/v1/sync/snapshot", body: Optional<PushRequest>.none, timeout: timeout)
+    public func snapshot() async throws -> Snapshot {
+        try await call(syncSession, "GET", "/v1/sync/snapshot", body: Optional<PushRequest>.none)
     }
 
-    private func call<Body: Encodable, Answer: Decodable>(_ method: String, _ path: String, body: Body?, timeout: TimeInterval) async throws -> Answer {
+    private func call<Body: Encodable, Answer: Decodable>(_ session: URLSession, _ method: String, _ path: String, body: Body?) async throws -> Answer {
         guard let url = URL(string: base.absoluteString.trimmingSuffix("/") + path) else {
             throw HubCallError.unreachable("bad hub URL")
         }
-        var request = URLRequest(url: url, cachePolicy: .reloadIgnoringLocalCacheData, timeoutInterval: timeout)
+        var request = URLRequest(url: url, cachePolicy: .reloadIgnoringLocalCacheData)
         request.httpMethod = method
         request.setValue("Bearer \(token)", forHTTPHeaderField: "Authorization")
         request.setValue(String(ProtocolVersion.current), forHTTPHeaderField: ProtocolVersion.header)

@@ -15,14 +15,12 @@ public final class Node: Sendable {
     public let store: NodeStore
     public let client: HubClient
     public let sync: SyncLoop
-    public let authorizeTimeout: TimeInterval
     let inFlight = Mutex<Set<String>>([])
 
-    public init(store: NodeStore, client: HubClient, sync: SyncLoop, authorizeTimeout: TimeInterval) {
+    public init(store: NodeStore, client: HubClient, sync: SyncLoop) {
         self.store = store
         self.client = client
         self.sync = sync
-        self.authorizeTimeout = authorizeTimeout
     }
 
     /// Runs a spend to its end: ask the hub, then settle on disk with whatever came of it.
@@ -32,8 +30,13 @@ public final class Node: Sendable {
             return answer
         case .authorize(let pending):
             let outcome: AuthorizationOutcome
+            if sync.recentlyUnreachable {
+                // The hub did not answer moments ago: decide now rather than make the till wait.
+                return try store.finishSpend(pending, outcome: .unreachable, key: key)
+            }
             do {
-                let answer = try await client.authorize(AuthorizeRequest(prior: pending.prior, op: pending.op), timeout: authorizeTimeout)
+                let prior = try store.prior(for: pending)
+                let answer = try await client.authorize(AuthorizeRequest(prior: prior, op: pending.op))
                 switch answer.decision {
                 case .accepted:
                     outcome = .accepted(version: answer.version ?? 0, prior: answer.prior)
@@ -41,6 +44,7 @@ public final class Node: Sendable {
                     outcome = .refused(answer.code ?? .insufficientBalance, answer.message ?? "refused by the hub", prior: answer.prior)
                 }
             } catch {
+                sync.markUnreachable(error)
                 outcome = .unreachable
             }
             return try store.finishSpend(pending, outcome: outcome, key: key)

@@ -11,6 +11,7 @@ public struct LinkState: Sendable {
     public var online = false
     public var lastSyncAt: Date?
     public var lastError: String?
+    public var lastFailureAt: Date?
 }
 
 /// The node's background sync: bootstrap once, then push the outbox and pull new operations,
@@ -33,6 +34,27 @@ public final class SyncLoop: Service, Sendable {
 
     public var state: LinkState { link.withLock { $0 } }
 
+    /// How long after failing to reach the hub the node decides spends alone without asking
+    /// again, so a till never waits on a hub that just failed (a timeout can take seconds).
+    public static let unreachableGraceSeconds: TimeInterval = 5
+
+    /// True when the hub could not be reached in the last few seconds and has not been since.
+    public var recentlyUnreachable: Bool {
+        link.withLock { s in
+            guard !s.online, let failed = s.lastFailureAt else { return false }
+            return Date().timeIntervalSince(failed) < Self.unreachableGraceSeconds
+        }
+    }
+
+    /// Called when a till's authorisation found the hub unreachable.
+    public func markUnreachable(_ error: any Error) {
+        link.withLock { s in
+            s.online = false
+            s.lastFailureAt = Date()
+            s.lastError = "\(error)"
+        }
+    }
+
     public func run() async throws {
         // Stop promptly on shutdown, even in the middle of a back-off sleep.
         await cancelWhenGracefulShutdown { await self.loop() }
@@ -48,13 +70,14 @@ public final class SyncLoop: Service, Sendable {
                     logger.notice("hub reachable: online", metadata: ["store.id": "\(store.store)", "pending": "\(pending)"])
                 }
                 failures = 0
-                link.withLock { $0.online = true; $0.lastSyncAt = Date(); $0.lastError = nil }
+                link.withLock { $0.online = true; $0.lastSyncAt = Date(); $0.lastError = nil; $0.lastFailureAt = nil }
             } catch {
                 failures += 1
                 let wasOnline = link.withLock { s -> Bool in
                     let was = s.online
                     s.online = false
                     s.lastError = "\(error)"
+                    s.lastFailureAt = Date()
                     return was
                 }
                 if wasOnline || failures == 1 {
@@ -71,14 +94,14 @@ public final class SyncLoop: Service, Sendable {
     /// One round: bootstrap if needed, push everything pending, pull everything new.
     public func syncOnce() async throws {
         if try !store.counts().bootstrapped {
-            let snapshot = try await client.snapshot(timeout: 120)
+            let snapshot = try await client.snapshot()
             try store.bootstrap(snapshot)
             logger.info("bootstrapped from the hub", metadata: ["cursor": "\(snapshot.cursor)", "members": "\(snapshot.members.count)"])
         }
         while true {
             let batch = try store.pendingBatch(limit: SyncLimits.pushBatchMax)
             if batch.isEmpty { break }
-            let response = try await client.push(PushRequest(store: store.store, ops: batch), timeout: 30)
+            let response = try await client.push(PushRequest(store: store.store, ops: batch))
             try store.recordPush(response.results)
             for r in response.results where r.status == .rejected {
                 logger.warning("hub rejected an operation", metadata: ["op.id": "\(r.id)", "reason": "\(r.reason ?? "")"])
@@ -87,7 +110,7 @@ public final class SyncLoop: Service, Sendable {
         }
         while true {
             let counts = try store.counts()
-            let page = try await client.pull(after: counts.cursor, pending: counts.pending, timeout: 30)
+            let page = try await client.pull(after: counts.cursor, pending: counts.pending)
             try store.applyPull(page)
             if !page.more { break }
         }

@@ -176,9 +176,15 @@ public final class HubStore: HubStorage {
         }
         let ops = Array(page.prefix(limit))
         let next = ops.last?.version ?? cursor
+        // Bookkeeping for head office's store list. Written only when something changed or the
+        // last record is older than 10 s, so idle nodes polling every second cost no disk sync.
+        let now = Date()
         try pool.write { db in
-            try db.execute(sql: "UPDATE stores SET last_sync_at = ?, cursor = ?, pending = ? WHERE id = ?",
-                           arguments: [isoNow(), cursor, pending, store.rawValue])
+            try db.execute(sql: """
+                UPDATE stores SET last_sync_at = ?, cursor = ?, pending = ?
+                WHERE id = ? AND (cursor <> ? OR pending IS NOT ? OR last_sync_at IS NULL OR last_sync_at < ?)
+                """, arguments: [now.ISO8601Format(), cursor, pending, store.rawValue, cursor, pending,
+                                 now.addingTimeInterval(-10).ISO8601Format()])
         }
         return PullResponse(ops: ops, cursor: next, more: page.count > limit)
     }

@@ -9,8 +9,6 @@ import TesseraProtocol
 public struct PendingSpend: Sendable {
     public var op: Operation
     public var body: OperationBody
-    /// The node's unacknowledged operations about the same member, sent along.
-    public var prior: [Operation]
     public var debit: Debit
 }
 
@@ -274,6 +272,18 @@ public final class NodeStore: Sendable {
         }
     }
 
+    /// The node's unacknowledged operations about the spend's member (and members merged with
+    /// it), oldest first: sent along with the authorisation so the hub decides on everything the
+    /// node knows. Read only when the hub is actually asked.
+    public func prior(for spend: PendingSpend) throws -> [Operation] {
+        try pool.read { db in
+            let group = try Replica.group(of: try Replica.root(of: spend.body.member ?? MemberID(""), db), db).map(\.rawValue)
+            return try Row.fetchAll(db, sql: """
+                SELECT * FROM ops WHERE status = 'pending' AND member_id IN (SELECT value FROM json_each(?)) ORDER BY seq LIMIT ?
+                """, arguments: [try JSONText.encode(group), SyncLimits.pushBatchMax]).map(Operation.init(row:))
+        }
+    }
+
     /// After a crash, spends that were waiting for the hub's answer were never answered to a
     /// till: void them so the hub can never apply them later.
     public func voidInterruptedSpends() throws -> Int {
@@ -351,6 +361,7 @@ public final class NodeStore: Sendable {
 
     /// Applies one page of operations from the hub and moves the cursor, in one transaction.
     public func applyPull(_ page: PullResponse) throws {
+        if page.ops.isEmpty, try counts().cursor == page.cursor { return } // nothing new: no write, no disk sync
         try pool.write { db in
             for item in page.ops {
                 let op = item.op
@@ -406,17 +417,13 @@ public final class NodeStore: Sendable {
             let debit = body.debit
             if debit.isZero {
                 try self.record(op, body, status: "pending", db)
-                let answer = try self.spendAnswer(PendingSpend(op: op, body: body, prior: [], debit: debit), authorization: .none, db)
+                let answer = try self.spendAnswer(PendingSpend(op: op, body: body, debit: debit), authorization: .none, db)
                 try self.remember(key, answer, db)
                 return .answered(answer)
             }
             // Durable before the hub hears of it: the id is never reused, whatever happens next.
             try self.record(op, body, status: "authorizing", apply: false, db)
-            let group = try Replica.group(of: try Replica.root(of: body.member ?? MemberID(""), db), db).map(\.rawValue)
-            let prior = try Row.fetchAll(db, sql: """
-                SELECT * FROM ops WHERE status = 'pending' AND member_id IN (SELECT value FROM json_each(?)) ORDER BY seq LIMIT ?
-                """, arguments: [try JSONText.encode(group), SyncLimits.pushBatchMax]).map(Operation.init(row:))
-            return .authorize(PendingSpend(op: op, body: body, prior: prior, debit: debit))
+            return .authorize(PendingSpend(op: op, body: body, debit: debit))
         }
     }
 

@@ -115,9 +115,9 @@ func makeNode(_ o: NodeOptions, logger: Logger) throws -> Node {
                                   offlinePolicy: OfflineSpendPolicy(limitMinorPerDay: o.offlineLimit))
     let voided = try nodeStore.voidInterruptedSpends()
     if voided > 0 { logger.notice("voided spends interrupted by a restart", metadata: ["count": "\(voided)"]) }
-    let client = HubClient(base: hub, token: o.token)
+    let client = HubClient(base: hub, token: o.token, authorizeTimeout: Double(max(50, o.authorizeTimeoutMs)) / 1000)
     let sync = SyncLoop(store: nodeStore, client: client, intervalMs: max(10, o.syncIntervalMs), logger: logger)
-    return Node(store: nodeStore, client: client, sync: sync, authorizeTimeout: Double(max(50, o.authorizeTimeoutMs)) / 1000)
+    return Node(store: nodeStore, client: client, sync: sync)
 }
 
 struct NodeCommand: AsyncParsableCommand {

@@ -33,9 +33,9 @@ final class Chain: @unchecked Sendable {
     func killHub() { hub?.kill9(); hub = nil }
 
     /// Starts (or restarts) a store's node; it keeps its port across restarts.
-    func startNode(_ store: String, offlineLimit: Int = 20_000) async throws {
+    func startNode(_ store: String, offlineLimit: Int = 20_000, hub: String? = nil) async throws {
         let listen = nodeURLs[store].map { $0.replacingOccurrences(of: "http://", with: "") } ?? "127.0.0.1:0"
-        let node = try ws.start(store, ["node", "--data", ws.path("node-\(store)"), "--store", store, "--hub", hubURL,
+        let node = try ws.start(store, ["node", "--data", ws.path("node-\(store)"), "--store", store, "--hub", hub ?? hubURL,
                                         "--token", tokens[store] ?? "", "--listen", listen, "--offline-limit", String(offlineLimit),
                                         "--sync-interval-ms", "100", "--authorize-timeout-ms", "1000"])
         nodeURLs[store] = try await node.url()

@@ -107,3 +107,33 @@ struct ChainTests {
         try await eventually("a1 shows 200") { try await HTTP.get(chain.node("a1") + "/v1/members/\(id)").json["balance"] as? Int == 200 }
     }
 }
+
+@Suite("A hub that never answers", .serialized)
+struct HangingHubTests {
+    @Test("the till still gets an answer within the authorisation timeout, decided by the offline policy")
+    func tillNeverBlocks() async throws {
+        let chain = try await Chain(stores: ["mid"])
+        defer { chain.stopAll() }
+        try await chain.waitBootstrapped("mid")
+        let m = try await HTTP.post(chain.node("mid") + "/v1/members", #"{"name":"Hu","phone":"+15550900"}"#)
+        let id = try #require(m.json["id"] as? String)
+        _ = try await HTTP.post(chain.node("mid") + "/v1/members/\(id)/recharge", #"{"amount":30000}"#)
+        try await chain.waitSynced(["mid"])
+        chain.killNode("mid")
+        let hole = try BlackHole()
+        try await chain.startNode("mid", hub: hole.url)
+        let started = Date()
+        let allowed = try await HTTP.post(chain.node("mid") + "/v1/members/\(id)/purchase", #"{"amount":15000,"pay_from_balance":true}"#, key: "t1")
+        let waited = Date().timeIntervalSince(started)
+        #expect(allowed.status == 201)
+        #expect((allowed.json["transaction"] as? [String: Any])?["authorization"] as? String == "offline")
+        #expect(waited < 8, "the till waited \(waited) s")
+        let refused = try await HTTP.post(chain.node("mid") + "/v1/members/\(id)/purchase", #"{"amount":6000,"pay_from_balance":true}"#)
+        #expect(refused.status == 402 && refused.errorCode == "offline_limit_exceeded")
+        // Back to the real hub: the offline sale and the void of the refused one sync; the hub agrees.
+        chain.killNode("mid")
+        try await chain.startNode("mid")
+        try await chain.waitSynced(["mid"])
+        #expect(try await chain.hubMember(id).json["balance"] as? Int == 15000)
+    }
+}

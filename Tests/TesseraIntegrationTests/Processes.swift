@@ -79,8 +79,8 @@ final class TesseraProcess: @unchecked Sendable {
         self.name = name
         stdoutPath = logFolder.appendingPathComponent("\(name)-\(UUID().uuidString.prefix(6)).out").path
         let errPath = stdoutPath.replacingOccurrences(of: ".out", with: ".err")
-        FileManager.default.createFile(atPath: stdoutPath, contents: nil)
-        FileManager.default.createFile(atPath: errPath, contents: nil)
+        _ = FileManager.default.createFile(atPath: stdoutPath, contents: nil)
+        _ = FileManager.default.createFile(atPath: errPath, contents: nil)
         process.executableURL = URL(fileURLWithPath: Binary.path)
         process.arguments = args
         process.standardOutput = FileHandle(forWritingAtPath: stdoutPath)
@@ -172,4 +172,27 @@ func freePort() throws -> Int {
     }
     guard bound else { throw TestFailure("could not find a free port") }
     return Int(UInt16(bigEndian: addr.sin_port))
+}
+
+/// A listening socket that never accepts: connections complete in the kernel's backlog and
+/// requests are sent, but no answer ever comes (a hub that hangs, or a half-open link).
+final class BlackHole {
+    let fd: Int32
+    let port: Int
+    init() throws {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        self.fd = fd
+        var addr = sockaddr_in()
+        addr.sin_family = sa_family_t(AF_INET)
+        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+        addr.sin_port = 0
+        var len = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let ok = withUnsafeMutablePointer(to: &addr) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, len) == 0 && getsockname(fd, $0, &len) == 0 }
+        }
+        guard ok, listen(fd, 64) == 0 else { throw TestFailure("could not open a black-hole listener") }
+        port = Int(UInt16(bigEndian: addr.sin_port))
+    }
+    var url: String { "http://127.0.0.1:\(port)" }
+    deinit { close(fd) }
 }

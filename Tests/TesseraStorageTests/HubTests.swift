@@ -114,7 +114,7 @@ struct HubTests {
             Issue.record("a spend needs authorisation"); return
         }
         // The hub accepts, but the answer never reaches the node ...
-        #expect(try hub.authorize(AuthorizeRequest(prior: pending.prior, op: pending.op), from: s1).decision == .accepted)
+        #expect(try hub.authorize(AuthorizeRequest(prior: try one.prior(for: pending), op: pending.op), from: s1).decision == .accepted)
         // ... which decides offline: 3000 is above its limit of 1000, so the till is told no.
         let answer = try one.finishSpend(pending, outcome: .unreachable, key: nil)
         #expect(answer.status == 402 && answer.errorCode == "offline_limit_exceeded")

@@ -66,7 +66,7 @@ func spend(_ step: SpendStep, node: NodeStore, hub: HubStore?, key: IdempotencyK
     case .answered(let answer): return answer
     case .authorize(let pending):
         guard let hub else { return try node.finishSpend(pending, outcome: .unreachable, key: key) }
-        let answer = try hub.authorize(AuthorizeRequest(prior: pending.prior, op: pending.op), from: node.store)
+        let answer = try hub.authorize(AuthorizeRequest(prior: try node.prior(for: pending), op: pending.op), from: node.store)
         let outcome: AuthorizationOutcome = answer.decision == .accepted
             ? .accepted(version: answer.version ?? 0, prior: answer.prior)
             : .refused(answer.code ?? .insufficientBalance, answer.message ?? "", prior: answer.prior)
