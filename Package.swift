@@ -100,7 +100,10 @@ let package = Package(
         // Starts real `tessera` processes on loopback ports with SQLite files in temporary folders.
         .testTarget(
             name: "TesseraIntegrationTests",
-            dependencies: ["TesseraCore", "TesseraProtocol", "tessera"],
+            dependencies: [
+                "TesseraCore", "TesseraProtocol", "TesseraStorage", "tessera",
+                .product(name: "GRDB", package: "GRDB.swift"),
+            ],
             swiftSettings: swiftSettings
         ),
     ]

@@ -7,13 +7,16 @@ public struct HLCTimestamp: Hashable, Comparable, Sendable, Codable, CustomStrin
     public let counter: UInt16
 
     public init(wallMs: Int64, counter: UInt16) {
-        precondition(wallMs >= 0 && wallMs < (1 << 47), "wall clock out of range")
+        precondition(wallMs >= 0 && wallMs < HLCTimestamp.wallMsLimit, "wall clock out of range")
         self.wallMs = wallMs
         self.counter = counter
     }
 
+    /// The largest wall time an HLC holds (47 bits of milliseconds: the year 6429).
+    public static let wallMsLimit: Int64 = 1 << 47
+
     public init?(packed: Int64) {
-        guard packed >= 0 else { return nil }
+        guard packed >= 0, packed >> 16 < HLCTimestamp.wallMsLimit else { return nil }
         self.wallMs = packed >> 16
         self.counter = UInt16(truncatingIfNeeded: packed & 0xFFFF)
     }
@@ -26,7 +29,7 @@ public struct HLCTimestamp: Hashable, Comparable, Sendable, Codable, CustomStrin
 
     public init(from decoder: any Decoder) throws {
         let packed = try decoder.singleValueContainer().decode(Int64.self)
-        guard let ts = HLCTimestamp(packed: packed), ts.wallMs < (1 << 47) else {
+        guard let ts = HLCTimestamp(packed: packed) else {
             throw DecodingError.dataCorrupted(.init(codingPath: decoder.codingPath, debugDescription: "invalid hlc \(packed)"))
         }
         self = ts

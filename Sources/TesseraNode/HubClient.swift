@@ -12,6 +12,13 @@ public enum HubCallError: Error, CustomStringConvertible {
     /// The hub answered with an error status.
     case status(Int, ErrorBody?)
 
+    /// The hub read the request and refused its content (not its credentials, its protocol
+    /// version or its rate): sending it again unchanged will never succeed.
+    public var refusesTheRequest: Bool {
+        guard case .status(let code, let body) = self else { return false }
+        return (code == 400 && body?.error.code == ErrorCode.invalidRequest.rawValue) || code == 413
+    }
+
     public var description: String {
         switch self {
         case .unreachable(let why): "hub unreachable: \(why)"

@@ -91,6 +91,19 @@ public final class SyncLoop: Service, Sendable {
         }
     }
 
+    func pushOneByOne(_ batch: [TesseraCore.Operation]) async throws -> [PushResult] {
+        var results: [PushResult] = []
+        for op in batch {
+            do {
+                results += try await client.push(PushRequest(store: store.store, ops: [op])).results
+            } catch let error as HubCallError where error.refusesTheRequest {
+                logger.error("the hub cannot read an operation; it is set aside", metadata: ["op.id": "\(op.id)", "error": "\(error)"])
+                results.append(PushResult(id: op.id, status: .rejected, reason: "\(error)"))
+            }
+        }
+        return results
+    }
+
     /// One round: bootstrap if needed, push everything pending, pull everything new.
     public func syncOnce() async throws {
         if try !store.counts().bootstrapped {
@@ -101,8 +114,16 @@ public final class SyncLoop: Service, Sendable {
         while true {
             let batch = try store.pendingBatch(limit: SyncLimits.pushBatchMax)
             if batch.isEmpty { break }
-            let response = try await client.push(PushRequest(store: store.store, ops: batch))
-            try store.recordPush(response.results)
+            let results: [PushResult]
+            do {
+                results = try await client.push(PushRequest(store: store.store, ops: batch)).results
+            } catch let error as HubCallError where error.refusesTheRequest {
+                // The hub refuses the batch as a whole (it cannot even read one operation):
+                // push one by one, and set aside the operation it refuses, so the queue moves on.
+                results = try await pushOneByOne(batch)
+            }
+            try store.recordPush(results)
+            let response = PushResponse(results: results)
             for r in response.results where r.status == .rejected {
                 logger.warning("hub rejected an operation", metadata: ["op.id": "\(r.id)", "reason": "\(r.reason ?? "")"])
             }

@@ -72,7 +72,9 @@ public final class HubStore: HubStorage {
         }
         try migrator.migrate(pool)
         let last = try pool.read { db in try Int64.fetchOne(db, sql: "SELECT MAX(hlc) FROM ops") ?? 0 }
-        self.clock = Mutex(HybridLogicalClock(last: HLCTimestamp(packed: last) ?? .zero))
+        var clock = HybridLogicalClock()
+        clock.observe(HLCTimestamp(packed: last) ?? .zero, physicalMs: physicalMs())
+        self.clock = Mutex(clock)
     }
 
     // MARK: - Administration (CLI)

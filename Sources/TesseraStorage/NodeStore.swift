@@ -88,7 +88,12 @@ public final class NodeStore: Sendable {
             let saved = try Meta.get("hlc", db).flatMap { Int64($0) } ?? 0
             return HLCTimestamp(packed: max(maxOp, saved)) ?? .zero
         }
-        self.clock = Mutex(HybridLogicalClock(last: start))
+        // Resume after the latest timestamp on disk, unless it lies implausibly far ahead (a
+        // damaged row, a clock that was once set years ahead): that must not drag every future
+        // operation's clock with it.
+        var clock = HybridLogicalClock()
+        clock.observe(start, physicalMs: physicalMs())
+        self.clock = Mutex(clock)
     }
 
     // MARK: - Till writes
@@ -348,11 +353,23 @@ public final class NodeStore: Sendable {
     }
 
     /// The outbox: operations the hub has not acknowledged, oldest first.
+    /// An operation this node cannot even read back (a bug, a damaged disk) is set aside as
+    /// rejected rather than left to block every operation behind it.
     public func pendingBatch(limit: Int) throws -> [Operation] {
-        try pool.read { db in
+        let rows = try pool.read { db in
             try Row.fetchAll(db, sql: "SELECT * FROM ops WHERE status = 'pending' ORDER BY seq LIMIT ?", arguments: [limit])
-                .map(Operation.init(row:))
         }
+        var ops: [Operation] = []
+        var unreadable: [PushResult] = []
+        for row in rows {
+            if let op = try? Operation(row: row) {
+                ops.append(op)
+            } else if let id = OperationID(row["id"] as String) {
+                unreadable.append(PushResult(id: id, status: .rejected, reason: "unreadable at the node"))
+            }
+        }
+        if !unreadable.isEmpty { try recordPush(unreadable) }
+        return ops
     }
 
     public func recordPush(_ results: [PushResult]) throws {

@@ -1,5 +1,8 @@
 import Foundation
 import Testing
+import GRDB
+import TesseraCore
+import TesseraStorage
 
 /// These start real `tessera` processes on loopback ports, with SQLite files in temporary
 /// folders, and cut them off the hard way.
@@ -135,5 +138,40 @@ struct HangingHubTests {
         try await chain.startNode("mid")
         try await chain.waitSynced(["mid"])
         #expect(try await chain.hubMember(id).json["balance"] as? Int == 15000)
+    }
+}
+
+@Suite("An outbox that cannot get stuck", .serialized)
+struct OutboxTests {
+    @Test("an operation the hub cannot even read is set aside; the operations behind it still sync")
+    func unreadableOperationIsSetAside() async throws {
+        let chain = try await Chain(stores: ["q1"])
+        defer { chain.stopAll() }
+        try await chain.waitBootstrapped("q1")
+        chain.killHub()
+        let m = try await HTTP.post(chain.node("q1") + "/v1/members", #"{"name":"Jo","phone":"+15551000"}"#)
+        let id = try #require(m.json["id"] as? String)
+        chain.killNode("q1")
+        // Damage the outbox the way a bug or a bad disk might: one operation the node cannot read
+        // back (a negative clock), one the hub refuses to read (a 9 MB body, above its request
+        // limit), and one stamped in the year 6429, which must not drag the node's clock along.
+        let store = try NodeStore(path: chain.ws.path("node-q1") + "/node.sqlite", store: StoreID(rawValue: "q1")!)
+        try await store.pool.write { db in
+            try db.execute(sql: """
+                INSERT INTO ops (id, origin, seq, hlc, kind, kind_version, body, status) VALUES ('q1:2', 'q1', 2, -5, 'coupon.issued', 1, '{}', 'pending');
+                INSERT INTO ops (id, origin, seq, hlc, kind, kind_version, body, status) VALUES ('q1:4', 'q1', 4, 9223372036854775807, 'coupon.issued', 1, '{}', 'pending');
+                INSERT INTO ops (id, origin, seq, hlc, kind, kind_version, body, status) VALUES ('q1:3', 'q1', 3, 65536000, 'coupon.issued', 1, '{"blob":"' || printf('%.9000000c', 'x') || '"}', 'pending');
+                INSERT INTO meta (key, value) VALUES ('last_seq', '4') ON CONFLICT(key) DO UPDATE SET value = '4';
+                """)
+        }
+        try await chain.startHub()
+        try await chain.startNode("q1")
+        let recharge = try await HTTP.post(chain.node("q1") + "/v1/members/\(id)/recharge", #"{"amount":400}"#)
+        #expect(recharge.status == 201)
+        try await eventually("the outbox is empty and both operations are set aside") {
+            let s = try await chain.status("q1")
+            return s["pending_ops"] as? Int == 0 && s["rejected_ops"] as? Int == 2
+        }
+        #expect(try await chain.hubMember(id).json["balance"] as? Int == 400)
     }
 }
