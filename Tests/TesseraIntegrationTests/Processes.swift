@@ -158,10 +158,9 @@ func eventually(_ what: String, timeout: Double = 30, _ check: () async throws -
     throw TestFailure("timed out waiting until \(what)")
 }
 
-/// A port nothing listens on right now (bind to port 0, read it, close).
-func freePort() throws -> Int {
+/// A TCP socket bound to a free loopback port (port 0 lets the kernel choose), and that port.
+func bindLoopback() throws -> (fd: Int32, port: Int) {
     let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-    defer { close(fd) }
     var addr = sockaddr_in()
     addr.sin_family = sa_family_t(AF_INET)
     addr.sin_addr.s_addr = inet_addr("127.0.0.1")
@@ -170,8 +169,18 @@ func freePort() throws -> Int {
     let bound = withUnsafeMutablePointer(to: &addr) {
         $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, len) == 0 && getsockname(fd, $0, &len) == 0 }
     }
-    guard bound else { throw TestFailure("could not find a free port") }
-    return Int(UInt16(bigEndian: addr.sin_port))
+    guard bound else {
+        close(fd)
+        throw TestFailure("could not bind a loopback port")
+    }
+    return (fd, Int(UInt16(bigEndian: addr.sin_port)))
+}
+
+/// A port nothing listens on right now.
+func freePort() throws -> Int {
+    let (fd, port) = try bindLoopback()
+    close(fd)
+    return port
 }
 
 /// A listening socket that never accepts: connections complete in the kernel's backlog and
@@ -180,18 +189,8 @@ final class BlackHole {
     let fd: Int32
     let port: Int
     init() throws {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        self.fd = fd
-        var addr = sockaddr_in()
-        addr.sin_family = sa_family_t(AF_INET)
-        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
-        addr.sin_port = 0
-        var len = socklen_t(MemoryLayout<sockaddr_in>.size)
-        let ok = withUnsafeMutablePointer(to: &addr) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, len) == 0 && getsockname(fd, $0, &len) == 0 }
-        }
-        guard ok, listen(fd, 64) == 0 else { throw TestFailure("could not open a black-hole listener") }
-        port = Int(UInt16(bigEndian: addr.sin_port))
+        (fd, port) = try bindLoopback()
+        guard listen(fd, 64) == 0 else { throw TestFailure("could not listen") }
     }
     var url: String { "http://127.0.0.1:\(port)" }
     deinit { close(fd) }

@@ -73,3 +73,14 @@ func spend(_ step: SpendStep, node: NodeStore, hub: HubStore?, key: IdempotencyK
         return try node.finishSpend(pending, outcome: outcome, key: key)
     }
 }
+
+/// The spend a till step left waiting for the hub (fails the test if it needed no authorisation).
+func awaitingHub(_ step: SpendStep) throws -> PendingSpend {
+    guard case .authorize(let pending) = step else { throw TestFailure("this spend needed no authorisation") }
+    return pending
+}
+
+struct TestFailure: Error, CustomStringConvertible {
+    var description: String
+    init(_ description: String) { self.description = description }
+}
