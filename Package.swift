@@ -74,12 +74,18 @@ let package = Package(
             name: "tessera",
             dependencies: [
                 .product(name: "NIOCore", package: "swift-nio"),
-                "TesseraCore", "TesseraStorage", "TesseraHub", "TesseraNode",
+                "TesseraCore", "TesseraStorage", "TesseraHub", "TesseraNode", "TesseraSimulation",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
+            swiftSettings: swiftSettings
+        ),
+        // A deterministic simulation of a whole chain over the real storage and sync code.
+        .target(
+            name: "TesseraSimulation",
+            dependencies: ["TesseraCore", "TesseraProtocol", "TesseraStorage"],
             swiftSettings: swiftSettings
         ),
         // Generators and fixtures shared by the test targets (not part of the product).
@@ -94,7 +100,7 @@ let package = Package(
         ),
         .testTarget(
             name: "TesseraStorageTests",
-            dependencies: ["TesseraCore", "TesseraProtocol", "TesseraStorage", "TesseraTestSupport"],
+            dependencies: ["TesseraCore", "TesseraProtocol", "TesseraStorage", "TesseraSimulation", "TesseraTestSupport"],
             swiftSettings: swiftSettings
         ),
         // Starts real `tessera` processes on loopback ports with SQLite files in temporary folders.

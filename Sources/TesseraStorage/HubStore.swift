@@ -274,9 +274,9 @@ public final class HubStore: HubStorage {
             try self.exception("rejected", member: nil, op: op.id, detail: reason, db)
             return PushResult(id: op.id, status: .rejected, reason: reason)
         }
-        if let code = try String.fetchOne(db, sql: "SELECT code FROM decisions WHERE op_id = ? AND decision = 'refused'", arguments: [op.id.description]) {
-            return try reject("refused by the hub at authorisation (\(code)); it can never be applied")
-        }
+        // An operation the hub refused at authorisation is still accepted when pushed: its store
+        // never heard the refusal (the answer was lost) and sold offline, so the sale stands,
+        // like any offline spend, and is checked for overdraft below.
         if try Replica.isVoided(op.id, db) {
             return try reject("voided by its store")
         }
@@ -307,18 +307,25 @@ public final class HubStore: HubStorage {
                 let hubOp = try makeHubOperation(reversal, db)
                 _ = try append(hubOp, reversal, db)
                 try exception("reversal", member: member, op: hubOp.id, detail: "\(v.of) was voided by its store after the hub applied it; reversed", db)
+                try checkOverdraft(reversal, hubOp.id, note: "after reversing \(v.of)", db)
             }
         default:
             break
         }
-        if !body.debit.isZero, let member = body.member {
+        try checkOverdraft(body, op.id, note: authorized ? "after a spend the hub authorised at \(store)" : "after \(op.kind) from \(store)", db)
+        return PushResult(id: op.id, status: .accepted, version: version)
+    }
+
+    /// Any operation that takes value or points from a member (an offline spend, a refund that
+    /// takes back earned points, a reversal) may leave the member below zero: head office is told.
+    private func checkOverdraft(_ body: OperationBody, _ op: OperationID, note: String, _ db: Database) throws {
+        for case .ledger(let member, let value, let points) in body.effects where value < 0 || points < 0 {
             let held = try Replica.holdings(of: member, db)
             if held.valueMinor < 0 || held.points < 0 {
-                try exception("overdraft", member: try Replica.root(of: member, db), op: op.id,
-                              detail: "balance \(held.valueMinor), points \(held.points) after an offline spend at \(store)\(authorized ? " (authorised)" : "")", db)
+                try exception("overdraft", member: try Replica.root(of: member, db), op: op,
+                              detail: "balance \(held.valueMinor), points \(held.points) \(note)", db)
             }
         }
-        return PushResult(id: op.id, status: .accepted, version: version)
     }
 
     private func append(_ op: Operation, _ body: OperationBody, _ db: Database) throws -> Int64 {

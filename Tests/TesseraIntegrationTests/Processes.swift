@@ -91,7 +91,7 @@ final class TesseraProcess: @unchecked Sendable {
     var output: String { (try? String(contentsOfFile: stdoutPath, encoding: .utf8)) ?? "" }
 
     /// Waits for `... listening on http://HOST:PORT` and returns the base URL.
-    func url(label: String = "listening on ", timeout: Double = 30) async throws -> String {
+    func url(label: String = "listening on ", timeout: Double = 90) async throws -> String {
         let deadline = Date().addingTimeInterval(timeout)
         while Date() < deadline {
             for line in output.split(separator: "\n") where line.contains(label) {
@@ -149,7 +149,7 @@ struct HTTP {
 }
 
 /// Polls until `check` returns true, or fails the test after `timeout` seconds.
-func eventually(_ what: String, timeout: Double = 30, _ check: () async throws -> Bool) async throws {
+func eventually(_ what: String, timeout: Double = 90, _ check: () async throws -> Bool) async throws {
     let deadline = Date().addingTimeInterval(timeout)
     while Date() < deadline {
         if (try? await check()) == true { return }

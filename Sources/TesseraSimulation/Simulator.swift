@@ -1,0 +1,358 @@
+import Foundation
+import Synchronization
+import TesseraCore
+import TesseraProtocol
+import TesseraStorage
+
+/// A deterministic simulation of a whole chain: a hub and several store nodes running the real
+/// storage, fold, outbox, push/pull and spend-authorisation code on real SQLite files, with a
+/// seeded random generator deciding what tills do and what goes wrong: lost and duplicated
+/// messages, lost answers after the hub committed, partitions, node and hub crashes, clock
+/// skew, the same phone enrolled at several stores, concurrent spends of the same money.
+/// After healing, it checks the invariants that make Tessera trustworthy.
+public struct SimulationConfig: Sendable, CustomStringConvertible {
+    public var seed: UInt64
+    public var stores: Int
+    public var steps: Int
+    /// Offline spending allowed per member per day; nil draws it from the seed (2,000 to 20,000),
+    /// so that offline refusals, and voids of spends the hub had accepted, happen often.
+    public var offlineLimit: Int64?
+
+    public init(seed: UInt64, stores: Int = 4, steps: Int = 200, offlineLimit: Int64? = nil) {
+        precondition((1...50).contains(stores), "1 to 50 stores")
+        self.seed = seed
+        self.stores = stores
+        self.steps = steps
+        self.offlineLimit = offlineLimit
+    }
+
+    /// The command that replays this run exactly.
+    public var description: String {
+        "tessera simulate --seed \(seed) --stores \(stores) --steps \(steps)" + (offlineLimit.map { " --offline-limit \($0)" } ?? "")
+    }
+}
+
+public struct SimulationReport: Sendable {
+    public var config: SimulationConfig
+    public var tillAnswers = 0
+    public var acknowledged = 0
+    public var refusedSpends = 0
+    public var offlineSpends = 0
+    public var faults = 0
+    public var crashes = 0
+    public var overdrafts = 0
+    public var merges = 0
+    public var violations: [String] = []
+}
+
+public final class Simulator {
+    /// What a till was told, kept to check that the chain honours it.
+    struct Acknowledged {
+        var id: OperationID
+        var member: MemberID
+        var value: Int64
+        var points: Int64
+    }
+
+    let config: SimulationConfig
+    let offlineLimit: Int64
+    let folder: URL
+    var rng: SplitMix64
+    let clock: SimulatedClock
+    var hub: HubStore
+    var nodes: [NodeStore]
+    let storeIDs: [StoreID]
+    var partitioned: Set<Int> = []
+    var acknowledged: [OperationID: Acknowledged] = [:]
+    var refused: Set<OperationID> = []
+    var transactions: [(node: Int, id: OperationID)] = []
+    var report: SimulationReport
+
+    public init(_ config: SimulationConfig, folder: URL) throws {
+        self.config = config
+        self.folder = folder
+        var rng = SplitMix64(seed: config.seed)
+        self.offlineLimit = config.offlineLimit ?? [2_000, 5_000, 20_000].randomElement(using: &rng) ?? 20_000
+        self.rng = rng
+        self.report = SimulationReport(config: config)
+        self.clock = SimulatedClock(start: 1_800_000_000_000, stores: config.stores)
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        hub = try HubStore(path: folder.appendingPathComponent("hub.sqlite").path, physicalMs: { [clock] in clock.now(store: nil) })
+        storeIDs = (0..<config.stores).compactMap { StoreID(rawValue: "s\($0)") }
+        nodes = []
+        for (i, id) in storeIDs.enumerated() {
+            _ = try hub.addStore(id, name: "Store \(i)")
+            // Clocks disagree by up to two minutes either way.
+            clock.setSkew(store: i, ms: Int64.random(in: -120_000...120_000, using: &rng))
+            let node = try openNode(i)
+            try node.bootstrap(try hub.snapshot(for: id))
+            nodes.append(node)
+        }
+    }
+
+    func openNode(_ i: Int) throws -> NodeStore {
+        try NodeStore(path: folder.appendingPathComponent("\(storeIDs[i]).sqlite").path, store: storeIDs[i],
+                      offlinePolicy: OfflineSpendPolicy(limitMinorPerDay: offlineLimit),
+                      physicalMs: { [clock] in clock.now(store: i) })
+    }
+
+    // MARK: - Running
+
+    public func run() throws -> SimulationReport {
+        for _ in 0..<config.steps {
+            clock.advance(Int64.random(in: 1...30_000, using: &rng))
+            try step()
+        }
+        try heal()
+        try check()
+        return report
+    }
+
+    func chance(_ p: Double) -> Bool { Double.random(in: 0..<1, using: &rng) < p }
+
+    func step() throws {
+        let i = Int.random(in: 0..<nodes.count, using: &rng)
+        switch Int.random(in: 0..<100, using: &rng) {
+        case 0..<12: try enrol(at: i)
+        case 12..<27: try recharge(at: i)
+        case 27..<55: try purchase(at: i)
+        case 55..<60: try refund(at: i)
+        case 60..<85: try sync(i)
+        case 85..<90:
+            // A partition starts or heals.
+            if partitioned.contains(i) { partitioned.remove(i) } else { partitioned.insert(i); report.faults += 1 }
+        case 90..<94:
+            report.crashes += 1
+            nodes[i] = try openNode(i)
+            _ = try nodes[i].voidInterruptedSpends()
+        case 94..<96:
+            try crashDuringSpend(at: i)
+        case 96..<98:
+            report.crashes += 1
+            hub = try HubStore(path: folder.appendingPathComponent("hub.sqlite").path, physicalMs: { [clock] in clock.now(store: nil) })
+        default:
+            // A clock jumps (NTP correction, a dead RTC battery).
+            clock.setSkew(store: i, ms: Int64.random(in: -600_000...600_000, using: &rng))
+        }
+    }
+
+    func someMember(at i: Int) throws -> MemberView? {
+        try nodes[i].allMembers().randomElement(using: &rng)
+    }
+
+    /// A till call, perhaps retried with its Idempotency-Key because the answer got lost.
+    func till(_ i: Int, _ body: (IdempotencyKey?) throws -> TillAnswer) throws -> TillAnswer? {
+        let key = chance(0.3) ? IdempotencyKey(key: "k-\(rng.next())", method: "POST", path: "/sim", body: Data()) : nil
+        let answer: TillAnswer
+        do { answer = try body(key) } catch is DomainError { return nil }
+        report.tillAnswers += 1
+        if let key, chance(0.5) {
+            report.faults += 1
+            let again = try body(key)
+            if again != answer { report.violations.append("a retry with the same Idempotency-Key got another answer") }
+        }
+        return answer
+    }
+
+    func enrol(at i: Int) throws {
+        let phone = "+1555\(String(format: "%06d", Int.random(in: 0..<15, using: &rng)))"
+        _ = try till(i) { key in try nodes[i].enrol(NodeAPI.Enrol(name: "M\(rng.next() % 100)", phone: phone), key: key) }
+    }
+
+    func recharge(at i: Int) throws {
+        guard let member = try someMember(at: i) else { return }
+        let amount = Int64.random(in: 1...30_000, using: &rng)
+        if let answer = try till(i, { key in try nodes[i].recharge(member.id, NodeAPI.Recharge(amount: amount), key: key) }) {
+            try record(answer, at: i)
+        }
+    }
+
+    func purchase(at i: Int) throws {
+        guard let member = try someMember(at: i) else { return }
+        let amount = Int64.random(in: 1...15_000, using: &rng)
+        let request = NodeAPI.PurchaseRequest(amount: amount, payFromBalance: chance(0.7),
+                                              redeemPoints: chance(0.3) ? Int64.random(in: 0...min(amount, 200), using: &rng) : nil)
+        try spend(at: i) { key in try self.nodes[i].beginPurchase(member.id, request, key: key) }
+    }
+
+    func refund(at i: Int) throws {
+        guard let txn = transactions.randomElement(using: &rng) else { return }
+        try spend(at: i) { key in try self.nodes[i].beginRefund(txn.id, key: key) }
+    }
+
+    /// Runs a spend through the authorisation path with the faults a network can cause.
+    func spend(at i: Int, _ begin: (IdempotencyKey?) throws -> SpendStep) throws {
+        let step: SpendStep
+        do { step = try begin(nil) } catch is DomainError { return }
+        let answer: TillAnswer
+        switch step {
+        case .answered(let a):
+            answer = a
+        case .authorize(let pending):
+            let outcome: AuthorizationOutcome
+            if partitioned.contains(i) || chance(0.05) {
+                outcome = .unreachable // the request never arrived
+            } else {
+                let response = try hub.authorize(AuthorizeRequest(prior: try nodes[i].prior(for: pending), op: pending.op), from: storeIDs[i])
+                if chance(0.2) {
+                    report.faults += 1
+                    outcome = .unreachable // the hub decided, the answer was lost
+                } else if response.decision == .accepted {
+                    outcome = .accepted(version: response.version ?? 0, prior: response.prior)
+                } else {
+                    outcome = .refused(response.code ?? .insufficientBalance, response.message ?? "", prior: response.prior)
+                }
+            }
+            answer = try nodes[i].finishSpend(pending, outcome: outcome, key: nil)
+            if answer.status != 201 {
+                refused.insert(pending.op.id)
+                report.refusedSpends += 1
+            }
+        }
+        report.tillAnswers += 1
+        try record(answer, at: i)
+    }
+
+    /// A node dies between writing a spend and hearing from the hub (which may have accepted it).
+    func crashDuringSpend(at i: Int) throws {
+        guard let member = try someMember(at: i) else { return }
+        let step = try? nodes[i].beginPurchase(member.id, NodeAPI.PurchaseRequest(amount: Int64.random(in: 1...5000, using: &rng), payFromBalance: true), key: nil)
+        guard case .authorize(let pending) = step else { return }
+        if !partitioned.contains(i) && chance(0.5) {
+            _ = try hub.authorize(AuthorizeRequest(prior: try nodes[i].prior(for: pending), op: pending.op), from: storeIDs[i])
+        }
+        report.crashes += 1
+        refused.insert(pending.op.id) // the till never got an answer: it must not take effect
+        nodes[i] = try openNode(i)
+        _ = try nodes[i].voidInterruptedSpends()
+    }
+
+    func record(_ answer: TillAnswer, at i: Int) throws {
+        guard answer.status == 201, let result = try? JSONDecoder().decode(NodeAPI.TransactionResult.self, from: answer.body) else { return }
+        let t = result.transaction
+        if acknowledged[t.id] == nil { report.acknowledged += 1 }
+        acknowledged[t.id] = Acknowledged(id: t.id, member: t.member, value: t.valueChange, points: t.pointsChange)
+        if t.authorization == .offline { report.offlineSpends += 1 }
+        if t.kind == OperationKind.purchase.rawValue || t.kind == OperationKind.valueRecharged.rawValue {
+            transactions.append((i, t.id))
+        }
+    }
+
+    /// One sync round for a node, through a network that loses and duplicates messages.
+    func sync(_ i: Int) throws {
+        guard !partitioned.contains(i) else { return }
+        let node = nodes[i]
+        let batch = try node.pendingBatch(limit: Int.random(in: 1...50, using: &rng))
+        if !batch.isEmpty {
+            if chance(0.1) {
+                report.faults += 1 // the push never arrived
+            } else {
+                let results = try hub.push(batch, from: storeIDs[i])
+                if chance(0.1) { report.faults += 1; _ = try hub.push(batch, from: storeIDs[i]) } // delivered twice
+                if chance(0.1) { report.faults += 1 } else { try node.recordPush(results) } // the answer was lost
+            }
+        }
+        let page = try hub.pull(after: try node.counts().cursor, limit: Int.random(in: 1...60, using: &rng), for: storeIDs[i], pending: nil)
+        if chance(0.1) { report.faults += 1 } else { try node.applyPull(page) }
+    }
+
+    /// Ends every fault and syncs until every node has pushed everything and pulled everything.
+    func heal() throws {
+        partitioned = []
+        for _ in 0..<2 {
+            for (i, node) in nodes.enumerated() {
+                while true {
+                    let batch = try node.pendingBatch(limit: SyncLimits.pushBatchMax)
+                    if batch.isEmpty { break }
+                    try node.recordPush(try hub.push(batch, from: storeIDs[i]))
+                }
+                while true {
+                    let page = try hub.pull(after: try node.counts().cursor, limit: SyncLimits.pullPageMax, for: storeIDs[i], pending: nil)
+                    try node.applyPull(page)
+                    if !page.more { break }
+                }
+            }
+        }
+    }
+
+    // MARK: - Invariants
+
+    func violation(_ text: String) { report.violations.append(text) }
+
+    func check() throws {
+        let log = try hub.log()
+        let ids = Set(log.map(\.op.id))
+        if ids.count != log.count { violation("the hub's log holds an operation twice") }
+        // Every operation a till was told succeeded exists at the hub.
+        for id in acknowledged.keys where !ids.contains(id) { violation("acknowledged \(id) is missing at the hub") }
+        // An operation a till was told failed never takes effect.
+        let reversed = Set(log.compactMap { item -> OperationID? in
+            if case .operationReversed(let r)? = try? item.op.decoded() { return r.of }
+            return nil
+        })
+        for id in refused where ids.contains(id) && !reversed.contains(id) {
+            violation("\(id) was refused at the till but took effect at the hub")
+        }
+        for id in refused where acknowledged[id] != nil { violation("\(id) was both refused and acknowledged") }
+        // Every replica folds to the same state, equal to the pure fold of the hub's log.
+        let atHub = try hub.allMembers()
+        let pure = ChainState(folding: log.map(\.op)).allViews()
+        if pure != atHub { violation("the hub's SQLite state differs from the pure fold of its log") }
+        for (i, node) in nodes.enumerated() where try node.allMembers() != atHub {
+            violation("node \(storeIDs[i]) did not converge with the hub")
+        }
+        if try nodes.contains(where: { try $0.counts().pending > 0 }) { violation("operations still pending after healing") }
+        // Money and points are conserved: each member holds exactly what the tills were told.
+        var expected: [MemberID: Holdings] = [:]
+        let state = ChainState(folding: log.map(\.op))
+        for ack in acknowledged.values {
+            let root = state.root(of: ack.member)
+            expected[root, default: .zero].valueMinor += ack.value
+            expected[root, default: .zero].points += ack.points
+        }
+        for view in atHub where view.mergedInto == nil {
+            let want = expected[view.id] ?? .zero
+            if view.balance != want.valueMinor || view.points != want.points {
+                violation("member \(view.id) holds \(view.balance)/\(view.points), tills were told \(want.valueMinor)/\(want.points)")
+            }
+        }
+        // A negative balance is always reported as an overdraft.
+        let exceptions = try hub.exceptions(limit: 100_000)
+        report.overdrafts = exceptions.filter { $0.kind == "overdraft" }.count
+        report.merges = exceptions.filter { $0.kind == "merge" }.count
+        for view in atHub where view.mergedInto == nil && (view.balance < 0 || view.points < 0) {
+            if !exceptions.contains(where: { $0.kind == "overdraft" && $0.member.map(state.root(of:)) == view.id }) {
+                violation("member \(view.id) is negative (\(view.balance)/\(view.points)) without an overdraft exception")
+            }
+        }
+    }
+}
+
+/// Time as the simulation decides it, with a skew per store.
+final class SimulatedClock: Sendable {
+    private let state: Mutex<(now: Int64, skews: [Int64])>
+
+    init(start: Int64, stores: Int) {
+        state = Mutex((start, Array(repeating: 0, count: stores)))
+    }
+
+    func now(store: Int?) -> Int64 {
+        state.withLock { s in max(0, s.now + (store.map { s.skews[$0] } ?? 0)) }
+    }
+
+    func advance(_ ms: Int64) { state.withLock { $0.now += ms } }
+    func setSkew(store: Int, ms: Int64) { state.withLock { $0.skews[store] = ms } }
+}
+
+/// SplitMix64: a small, fast, seedable generator, so a seed replays exactly.
+public struct SplitMix64: RandomNumberGenerator, Sendable {
+    var state: UInt64
+    public init(seed: UInt64) { state = seed }
+    public mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+}
