@@ -1,25 +1,11 @@
 import TesseraCore
 
-/// A small deterministic random generator (SplitMix64), so every generated log is reproducible
-/// from its seed.
-public struct SplitMix: RandomNumberGenerator {
-    public var state: UInt64
-    public init(seed: UInt64) { state = seed }
-    public mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
-
 /// Generates a plausible chain log: several stores enrolling (sometimes the same phone),
 /// editing profiles concurrently, recharging, buying, refunding, replacing and blocking cards,
 /// the hub merging and reversing, and operations of kinds this build does not know.
 public enum ChainLog {
     public static func make(seed: UInt64, stores: Int = 4, count: Int = 80) -> [TesseraCore.Operation] {
-        var rng = SplitMix(seed: seed)
+        var rng = SplitMix64(seed: seed)
         let origins = (1...stores).map { StoreID(rawValue: "s\($0)")! }
         var seqs: [StoreID: UInt64] = [:]
         var ops: [TesseraCore.Operation] = []

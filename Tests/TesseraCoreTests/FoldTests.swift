@@ -11,7 +11,7 @@ struct FoldTests {
         await propertyCheck(count: 200, input: Gen.uint64(), Gen.uint64()) { logSeed, orderSeed in
             let ops = ChainLog.make(seed: logSeed)
             let reference = ChainState(folding: ops)
-            var rng = SplitMix(seed: orderSeed)
+            var rng = SplitMix64(seed: orderSeed)
             var shuffled = ops + ops.filter { _ in Bool.random(using: &rng) } // duplicates, as retries deliver them
             shuffled.shuffle(using: &rng)
             let state = ChainState(folding: shuffled)

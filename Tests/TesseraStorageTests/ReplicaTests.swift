@@ -36,7 +36,7 @@ struct ReplicaTests {
         let dir = try TempDir()
         for seed in UInt64(0)..<25 {
             let ops = ChainLog.make(seed: seed, count: 60)
-            var rng = SplitMix(seed: seed &+ 99)
+            var rng = SplitMix64(seed: seed &+ 99)
             var delivered = ops + ops.prefix(10)
             delivered.shuffle(using: &rng)
             let node = try NodeStore(path: dir.path("seed\(seed).sqlite"), store: StoreID(rawValue: "n0")!)
