@@ -46,12 +46,16 @@ public final class SyncLoop: Service, Sendable {
         }
     }
 
-    /// Called when a till's authorisation found the hub unreachable.
-    public func markUnreachable(_ error: any Error) {
+    /// Records that the hub could not be reached (by a sync round or a till's authorisation);
+    /// returns whether the node thought it was online until now.
+    @discardableResult
+    public func markUnreachable(_ error: any Error) -> Bool {
         link.withLock { s in
+            let was = s.online
             s.online = false
             s.lastFailureAt = Date()
             s.lastError = "\(error)"
+            return was
         }
     }
 
@@ -73,14 +77,7 @@ public final class SyncLoop: Service, Sendable {
                 link.withLock { $0.online = true; $0.lastSyncAt = Date(); $0.lastError = nil; $0.lastFailureAt = nil }
             } catch {
                 failures += 1
-                let wasOnline = link.withLock { s -> Bool in
-                    let was = s.online
-                    s.online = false
-                    s.lastError = "\(error)"
-                    s.lastFailureAt = Date()
-                    return was
-                }
-                if wasOnline || failures == 1 {
+                if markUnreachable(error) || failures == 1 {
                     let pending = (try? store.counts().pending) ?? 0
                     logger.notice("hub unreachable: working offline", metadata: ["store.id": "\(store.store)", "pending": "\(pending)", "error": "\(error)"])
                 }
@@ -123,8 +120,7 @@ public final class SyncLoop: Service, Sendable {
                 results = try await pushOneByOne(batch)
             }
             try store.recordPush(results)
-            let response = PushResponse(results: results)
-            for r in response.results where r.status == .rejected {
+            for r in results where r.status == .rejected {
                 logger.warning("hub rejected an operation", metadata: ["op.id": "\(r.id)", "reason": "\(r.reason ?? "")"])
             }
             if batch.count < SyncLimits.pushBatchMax { break }

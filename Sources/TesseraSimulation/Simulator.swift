@@ -98,6 +98,17 @@ public final class Simulator {
 
     // MARK: - Running
 
+    /// Runs one seed in a scratch folder of its own, removed afterwards. The folder is on tmpfs
+    /// when there is one: the simulation crashes processes, not machines, so disk syncs only
+    /// cost time there.
+    public static func run(_ config: SimulationConfig) throws -> SimulationReport {
+        let base = FileManager.default.fileExists(atPath: "/dev/shm")
+            ? URL(fileURLWithPath: "/dev/shm") : FileManager.default.temporaryDirectory
+        let folder = base.appendingPathComponent("tessera-sim-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: folder) }
+        return try Simulator(config, folder: folder).run()
+    }
+
     public func run() throws -> SimulationReport {
         for _ in 0..<config.steps {
             clock.advance(Int64.random(in: 1...30_000, using: &rng))

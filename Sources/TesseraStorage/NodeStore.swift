@@ -378,7 +378,8 @@ public final class NodeStore: Sendable {
 
     /// Applies one page of operations from the hub and moves the cursor, in one transaction.
     public func applyPull(_ page: PullResponse) throws {
-        if page.ops.isEmpty, try counts().cursor == page.cursor { return } // nothing new: no write, no disk sync
+        // Nothing new: no write, so no disk sync for an idle poll.
+        if page.ops.isEmpty, try pool.read({ try Meta.get("cursor", $0) }) == String(page.cursor) { return }
         try pool.write { db in
             for item in page.ops {
                 let op = item.op

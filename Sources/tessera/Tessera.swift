@@ -208,15 +208,11 @@ struct SimulateCommand: AsyncParsableCommand {
 
     func run() async throws {
         guard (1...50).contains(stores) else { throw ValidationError("--stores takes 1 to 50") }
-        // tmpfs when there is one: the simulation crashes processes, not machines, so disk syncs only cost time.
-        let base = FileManager.default.fileExists(atPath: "/dev/shm") ? URL(fileURLWithPath: "/dev/shm") : FileManager.default.temporaryDirectory
         var failed = 0, acknowledged = 0, faults = 0, crashes = 0, overdrafts = 0
         let started = Date()
         for s in seed..<(seed + UInt64(max(0, seeds))) {
             let config = SimulationConfig(seed: s, stores: stores, steps: steps, offlineLimit: offlineLimit)
-            let folder = base.appendingPathComponent("tessera-sim-\(UUID().uuidString)")
-            defer { try? FileManager.default.removeItem(at: folder) }
-            let report = try Simulator(config, folder: folder).run()
+            let report = try Simulator.run(config)
             acknowledged += report.acknowledged; faults += report.faults; crashes += report.crashes; overdrafts += report.overdrafts
             if !report.violations.isEmpty {
                 failed += 1

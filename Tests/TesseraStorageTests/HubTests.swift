@@ -104,13 +104,20 @@ struct HubTests {
         #expect(small.errorCode == "insufficient_balance")
     }
 
-    @Test("a spend authorised by the hub whose answer was lost, then refused and voided by the node, is reversed visibly at the hub")
-    func lostAuthorisationIsReversed() throws {
+    /// A member holding 5000 known to the hub, and a spend of 3000 at a node whose offline limit
+    /// is 1000, written and waiting for the hub's answer.
+    func spendAboveOfflineLimit() throws -> (NodeStore, MemberView, PendingSpend) {
         let one = try node(s1, limit: 1000)
         let gi = try enrol(one, "Gi", "+15550700")
         _ = try one.recharge(gi.id, NodeAPI.Recharge(amount: 5000), key: nil)
         try sync(one, hub)
         let pending = try awaitingHub(try one.beginPurchase(gi.id, NodeAPI.PurchaseRequest(amount: 3000, payFromBalance: true), key: nil))
+        return (one, gi, pending)
+    }
+
+    @Test("a spend authorised by the hub whose answer was lost, then refused and voided by the node, is reversed visibly at the hub")
+    func lostAuthorisationIsReversed() throws {
+        let (one, gi, pending) = try spendAboveOfflineLimit()
         // The hub accepts, but the answer never reaches the node ...
         #expect(try hub.authorize(AuthorizeRequest(prior: try one.prior(for: pending), op: pending.op), from: s1).decision == .accepted)
         // ... which decides offline: 3000 is above its limit of 1000, so the till is told no.
@@ -127,11 +134,7 @@ struct HubTests {
 
     @Test("a spend voided before its authorisation reaches the hub is refused there, never applied")
     func lateAuthorisationAfterVoid() throws {
-        let one = try node(s1, limit: 1000)
-        let gi = try enrol(one, "Gi", "+15550700")
-        _ = try one.recharge(gi.id, NodeAPI.Recharge(amount: 5000), key: nil)
-        try sync(one, hub)
-        let pending = try awaitingHub(try one.beginPurchase(gi.id, NodeAPI.PurchaseRequest(amount: 3000, payFromBalance: true), key: nil))
+        let (one, gi, pending) = try spendAboveOfflineLimit()
         _ = try one.finishSpend(pending, outcome: .unreachable, key: nil)
         try sync(one, hub)
         let late = try hub.authorize(AuthorizeRequest(prior: [], op: pending.op), from: s1)

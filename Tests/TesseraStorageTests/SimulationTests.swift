@@ -5,17 +5,11 @@ import TesseraSimulation
 // Serialized: one seed at a time leaves a core for the integration tests' real processes.
 @Suite("Deterministic simulation of a chain under faults", .serialized)
 struct SimulationTests {
-    /// tmpfs when there is one: the simulation crashes processes, not machines.
-    static let base = FileManager.default.fileExists(atPath: "/dev/shm")
-        ? URL(fileURLWithPath: "/dev/shm") : FileManager.default.temporaryDirectory
-
     @Test("every seed keeps every invariant: nothing acknowledged lost, nothing refused applied, replicas converge, money conserved",
           arguments: Array(UInt64(1)...UInt64(200)))
     func seed(_ seed: UInt64) throws {
         let config = SimulationConfig(seed: seed, stores: 2 + Int(seed % 7), steps: 100)
-        let folder = Self.base.appendingPathComponent("tessera-sim-\(UUID().uuidString)")
-        defer { try? FileManager.default.removeItem(at: folder) }
-        let report = try Simulator(config, folder: folder).run()
+        let report = try Simulator.run(config)
         #expect(report.violations.isEmpty, "\(report.violations.joined(separator: "\n"))\nreplay: \(config)")
         #expect(report.tillAnswers > 0)
     }
@@ -23,8 +17,8 @@ struct SimulationTests {
     @Test("the same seed replays to the same outcome")
     func replay() throws {
         let config = SimulationConfig(seed: 42, stores: 3, steps: 120)
-        let a = try Simulator(config, folder: Self.base.appendingPathComponent("tessera-sim-\(UUID().uuidString)")).run()
-        let b = try Simulator(config, folder: Self.base.appendingPathComponent("tessera-sim-\(UUID().uuidString)")).run()
+        let a = try Simulator.run(config)
+        let b = try Simulator.run(config)
         #expect(a.acknowledged == b.acknowledged && a.faults == b.faults && a.refusedSpends == b.refusedSpends && a.overdrafts == b.overdrafts)
     }
 }
