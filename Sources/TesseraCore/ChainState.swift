@@ -8,6 +8,8 @@ public struct ChainState: Equatable, Sendable {
             && a.refunds == b.refunds && a.voided == b.voided && a.unknownKinds == b.unknownKinds
             && a.merges.mapValues(\.into) == b.merges.mapValues(\.into)
             && a.merges.mapValues(\.stamp) == b.merges.mapValues(\.stamp)
+            && a.rules == b.rules && a.coupons.mapValues(\.coupon) == b.coupons.mapValues(\.coupon)
+            && a.couponUses == b.couponUses && a.couponRestores == b.couponRestores && a.memberships == b.memberships
     }
 
     public struct FieldValue: Hashable, Sendable {
@@ -24,11 +26,6 @@ public struct ChainState: Equatable, Sendable {
         public var issued: Stamp?
         public var blocked = false
     }
-    public struct Entry: Hashable, Sendable {
-        public var member: MemberID
-        public var valueMinor: Int64
-        public var points: Int64
-    }
 
     public private(set) var applied: Set<OperationID> = []
     public private(set) var members: [MemberID: MemberRecord] = [:]
@@ -36,11 +33,18 @@ public struct ChainState: Equatable, Sendable {
     /// from -> (into, stamp of the merge). The hub merges a member once; should two merges of one
     /// member ever meet, the earlier stamp wins, so the fold stays order-free.
     public private(set) var merges: [MemberID: (into: MemberID, stamp: Stamp)] = [:]
-    public private(set) var entries: [OperationID: [Entry]] = [:]
-    public private(set) var refunds: [OperationID: Set<OperationID>] = [:]
+    public private(set) var entries: [OperationID: [LedgerRow]] = [:]
+    /// refunded operation -> refund operation -> amount refunded
+    public private(set) var refunds: [OperationID: [OperationID: Int64]] = [:]
     public private(set) var voided: Set<OperationID> = []
     /// Operations whose kind this build does not know: kept, passed on, no effect.
     public private(set) var unknownKinds: Set<OperationID> = []
+    /// Programme versions as published (JSON documents).
+    public private(set) var rules: [Int: JSONValue] = [:]
+    public private(set) var coupons: [String: (coupon: Coupon, stamp: Stamp)] = [:]
+    public private(set) var couponUses: [String: Set<OperationID>] = [:]
+    public private(set) var couponRestores: [String: Set<OperationID>] = [:]
+    public private(set) var memberships: [OperationID: MembershipPeriod] = [:]
 
     public init() {}
 
@@ -88,16 +92,28 @@ public struct ChainState: Equatable, Sendable {
             cards[card] = record
         case .blockCard(let card):
             cards[card, default: CardRecord()].blocked = true
-        case .ledger(let member, let value, let points):
-            entries[op.id, default: []].append(Entry(member: member, valueMinor: value, points: points))
+        case .ledger(let entry):
+            entries[op.id, default: []].append(LedgerRow(entry, atMs: op.hlc.wallMs))
         case .merge(let from, let into):
             if merges[from].map({ stamp < $0.stamp }) ?? true {
                 merges[from] = (into, stamp)
             }
-        case .refund(let of):
-            refunds[of, default: []].insert(op.id)
+        case .refund(let of, let amount):
+            refunds[of, default: [:]][op.id] = amount
         case .void(let of):
             voided.insert(of)
+        case .rules(let version, let document):
+            rules[version] = document
+        case .coupon(let coupon):
+            if coupons[coupon.id].map({ stamp < $0.stamp }) ?? true {
+                coupons[coupon.id] = (coupon, stamp)
+            }
+        case .couponUsed(let id):
+            couponUses[id, default: []].insert(op.id)
+        case .couponRestored(let id, let use):
+            couponRestores[id, default: []].insert(use)
+        case .membership(let period):
+            memberships[op.id] = period
         }
     }
 
@@ -113,20 +129,34 @@ public struct ChainState: Equatable, Sendable {
         preconditionFailure("merge chain longer than 64: a cycle")
     }
 
+    /// The newest programme version published (the built-in one before any).
+    public var programme: Programme {
+        guard let version = rules.keys.max(), let document = rules[version],
+              let programme = try? Programme.parse(document) else { return .builtIn }
+        return programme
+    }
+
+    /// The latest wall-clock time of any operation: the default "now" of a pure fold.
+    public var latestMs: Int64 {
+        entries.values.flatMap { $0 }.map(\.atMs).max() ?? 0
+    }
+
     public func holdings(of member: MemberID) -> Holdings {
+        standing(of: member, asOfMs: latestMs).holdings
+    }
+
+    public func standing(of member: MemberID, asOfMs: Int64) -> MemberStanding {
         let root = root(of: member)
-        var total = Holdings.zero
-        for list in entries.values {
-            for entry in list where self.root(of: entry.member) == root {
-                total.valueMinor += entry.valueMinor
-                total.points += entry.points
-            }
-        }
-        return total
+        let rows = entries.values.flatMap { $0 }.filter { self.root(of: $0.entry.member) == root }
+        let held = coupons.values.map(\.coupon).filter { self.root(of: $0.member) == root }
+        return MemberStanding.derive(
+            rows: rows, coupons: held, couponUses: couponUses, couponRestores: couponRestores,
+            memberships: memberships.values.filter { self.root(of: $0.member) == root },
+            purchaseTimes: [], programme: programme, asOfMs: asOfMs)
     }
 
     /// The view of an enrolled member, or nil if no enrolment of it (or its survivor) is known.
-    public func view(of member: MemberID) -> MemberView? {
+    public func view(of member: MemberID, asOfMs: Int64? = nil) -> MemberView? {
         let root = root(of: member)
         guard let record = members[root], record.enrolled != nil else { return nil }
         // The current card is the member's latest issued card that is not blocked.
@@ -136,18 +166,18 @@ public struct ChainState: Equatable, Sendable {
                 return (issued, number)
             }
             .max { $0 < $1 }?.1
-        let holdings = holdings(of: root)
         return MemberView(
             id: member, card: card,
             name: record.fields[.name]?.value, phone: record.fields[.phone]?.value,
             birthday: record.fields[.birthday]?.value,
-            balance: holdings.valueMinor, points: holdings.points,
+            standing: standing(of: root, asOfMs: asOfMs ?? latestMs),
             mergedInto: root == member ? nil : root
         )
     }
 
     /// Views of every enrolled member, sorted by id: what two replicas compare to converge.
-    public func allViews() -> [MemberView] {
-        members.keys.sorted().compactMap { view(of: $0) }
+    public func allViews(asOfMs: Int64? = nil) -> [MemberView] {
+        let now = asOfMs ?? latestMs
+        return members.keys.sorted().compactMap { view(of: $0, asOfMs: now) }
     }
 }

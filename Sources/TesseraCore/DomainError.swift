@@ -30,5 +30,12 @@ public enum ErrorCode: String, Sendable, Codable, CaseIterable {
     case bootstrapping = "bootstrapping"
     case voided = "voided"
     case storeExists = "store_exists"
+    case insufficientPoints = "insufficient_points"
+    case redemptionRefused = "redemption_refused"
+    case couponUnavailable = "coupon_unavailable"
+    case refundTooLarge = "refund_too_large"
+    case invalidRules = "invalid_rules"
+    case rulesVersionConflict = "rules_version_conflict"
+    case quoteChanged = "quote_changed"
     case internalError = "internal_error"
 }

@@ -52,6 +52,10 @@ public enum OperationKind: String, Sendable, CaseIterable {
     case memberMerged = "member.merged"
     case operationVoided = "operation.voided"
     case operationReversed = "operation.reversed"
+    case rulesPublished = "rules.published"
+    case pointsExpired = "points.expired"
+    case couponsIssued = "coupons.issued"
+    case membershipPurchased = "membership.purchased"
 }
 
 /// The typed bodies of the kinds this build knows.
@@ -67,6 +71,10 @@ public enum OperationBody: Hashable, Sendable {
     case memberMerged(MemberMerged)
     case operationVoided(OperationVoided)
     case operationReversed(OperationReversed)
+    case rulesPublished(RulesPublished)
+    case pointsExpired(PointsExpired)
+    case couponsIssued(CouponsIssued)
+    case membershipPurchased(MembershipPurchased)
     case unknown
 
     public var kind: OperationKind {
@@ -82,6 +90,10 @@ public enum OperationBody: Hashable, Sendable {
         case .memberMerged: .memberMerged
         case .operationVoided: .operationVoided
         case .operationReversed: .operationReversed
+        case .rulesPublished: .rulesPublished
+        case .pointsExpired: .pointsExpired
+        case .couponsIssued: .couponsIssued
+        case .membershipPurchased: .membershipPurchased
         case .unknown: preconditionFailure("an unknown body has no kind of ours")
         }
     }
@@ -100,17 +112,25 @@ public enum OperationBody: Hashable, Sendable {
         case .memberMerged(let b): b.into
         case .operationVoided(let b): b.member
         case .operationReversed(let b): b.member
+        case .rulesPublished: nil
+        case .pointsExpired(let b): b.member
+        case .couponsIssued(let b): b.coupons.first?.member
+        case .membershipPurchased(let b): b.member
         case .unknown: nil
         }
     }
 
     /// What the operation takes from a member: it needs the hub's authorisation when online and
-    /// the offline policy's consent otherwise.
+    /// the offline policy's consent otherwise. A coupon is taken too: it may be used once.
     public var debit: Debit {
         switch self {
-        case .purchase(let p): Debit(valueMinor: p.valueSpent, points: p.pointsRedeemed)
-        case .refund(let r): Debit(valueMinor: max(0, -r.value), points: 0)
-        default: Debit(valueMinor: 0, points: 0)
+        case .purchase(let p):
+            Debit(valueMinor: p.valueSpent, points: p.pointsRedeemed, coupon: p.coupon,
+                  costMinor: p.valueSpent + p.pointsValue + p.couponDiscount)
+        case .refund(let r):
+            Debit(valueMinor: max(0, -(r.value + r.bonus)), points: 0, coupon: nil, costMinor: max(0, -(r.value + r.bonus)))
+        default:
+            Debit(valueMinor: 0, points: 0)
         }
     }
 
@@ -134,6 +154,10 @@ public enum OperationBody: Hashable, Sendable {
         case .memberMerged(let b): return encode(b)
         case .operationVoided(let b): return encode(b)
         case .operationReversed(let b): return encode(b)
+        case .rulesPublished(let b): return encode(b)
+        case .pointsExpired(let b): return encode(b)
+        case .couponsIssued(let b): return encode(b)
+        case .membershipPurchased(let b): return encode(b)
         case .unknown: preconditionFailure("an unknown body is passed on as it came")
         }
     }
@@ -153,22 +177,36 @@ public enum OperationBody: Hashable, Sendable {
         case .memberMerged: return .memberMerged(try d.decode(MemberMerged.self, from: data))
         case .operationVoided: return .operationVoided(try d.decode(OperationVoided.self, from: data))
         case .operationReversed: return .operationReversed(try d.decode(OperationReversed.self, from: data))
+        case .rulesPublished: return .rulesPublished(try d.decode(RulesPublished.self, from: data))
+        case .pointsExpired: return .pointsExpired(try d.decode(PointsExpired.self, from: data))
+        case .couponsIssued: return .couponsIssued(try d.decode(CouponsIssued.self, from: data))
+        case .membershipPurchased: return .membershipPurchased(try d.decode(MembershipPurchased.self, from: data))
         }
     }
 }
 
-/// What an operation takes from a member's stored value and points.
+/// What an operation takes from a member's stored value, points and coupons. `costMinor` is its
+/// cash worth (value, points at their redemption value, coupon discount): the offline limit counts it.
 public struct Debit: Hashable, Sendable {
     public var valueMinor: Int64
     public var points: Int64
-    public init(valueMinor: Int64, points: Int64) {
+    public var coupon: String?
+    public var costMinor: Int64
+    public init(valueMinor: Int64, points: Int64, coupon: String? = nil, costMinor: Int64? = nil) {
         self.valueMinor = valueMinor
         self.points = points
+        self.coupon = coupon
+        self.costMinor = costMinor ?? valueMinor + points
     }
-    public var isZero: Bool { valueMinor == 0 && points == 0 }
+    public var isZero: Bool { valueMinor == 0 && points == 0 && coupon == nil }
 }
 
 // MARK: - Bodies (JSON keys in snake_case; money in minor units, points as integers)
+//
+// Every number a till computed under the rules (points earned, discounts, bonus, expiry dates)
+// is written into the body, with the rules version it was computed under: replicas fold the
+// recorded numbers and never recompute them, so a receipt never changes after the fact.
+// Fields added since the first version decode with their neutral default when absent.
 
 public struct MemberEnrolled: Hashable, Sendable, Codable {
     public var member: MemberID
@@ -177,9 +215,34 @@ public struct MemberEnrolled: Hashable, Sendable, Codable {
     public var phone: String
     public var birthday: String?
     public var referrer: MemberID?
-    public init(member: MemberID, card: CardNumber, name: String, phone: String, birthday: String? = nil, referrer: MemberID? = nil) {
+    /// Points the referrer earns for this enrolment, and the last day they can be spent.
+    public var referralPoints: Int64
+    public var pointsExpireOn: String?
+    /// Signup coupons for the member and referral coupons for the referrer.
+    public var coupons: [Coupon]
+    public var rulesVersion: Int
+    enum CodingKeys: String, CodingKey {
+        case member, card, name, phone, birthday, referrer, coupons
+        case referralPoints = "referral_points", pointsExpireOn = "points_expire_on", rulesVersion = "rules_version"
+    }
+    public init(member: MemberID, card: CardNumber, name: String, phone: String, birthday: String? = nil, referrer: MemberID? = nil,
+                referralPoints: Int64 = 0, pointsExpireOn: String? = nil, coupons: [Coupon] = [], rulesVersion: Int = 0) {
         self.member = member; self.card = card; self.name = name; self.phone = phone
-        self.birthday = birthday; self.referrer = referrer
+        self.birthday = birthday; self.referrer = referrer; self.referralPoints = referralPoints
+        self.pointsExpireOn = pointsExpireOn; self.coupons = coupons; self.rulesVersion = rulesVersion
+    }
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        member = try c.decode(MemberID.self, forKey: .member)
+        card = try c.decode(CardNumber.self, forKey: .card)
+        name = try c.decode(String.self, forKey: .name)
+        phone = try c.decode(String.self, forKey: .phone)
+        birthday = try c.decodeIfPresent(String.self, forKey: .birthday)
+        referrer = try c.decodeIfPresent(MemberID.self, forKey: .referrer)
+        referralPoints = try c.decodeIfPresent(Int64.self, forKey: .referralPoints) ?? 0
+        pointsExpireOn = try c.decodeIfPresent(String.self, forKey: .pointsExpireOn)
+        coupons = try c.decodeIfPresent([Coupon].self, forKey: .coupons) ?? []
+        rulesVersion = try c.decodeIfPresent(Int.self, forKey: .rulesVersion) ?? 0
     }
 }
 
@@ -210,51 +273,166 @@ public struct CardBlocked: Hashable, Sendable, Codable {
     public init(card: CardNumber, member: MemberID?) { self.card = card; self.member = member }
 }
 
+/// Money loaded onto the card: `amount` is principal (refundable), `bonus` the band's free money
+/// (spendable, never paid out), kept apart so both can be accounted for.
 public struct ValueRecharged: Hashable, Sendable, Codable {
     public var member: MemberID
     public var amount: Int64
-    public init(member: MemberID, amount: Int64) { self.member = member; self.amount = amount }
+    public var bonus: Int64
+    public var coupons: [Coupon]
+    public var rulesVersion: Int
+    enum CodingKeys: String, CodingKey {
+        case member, amount, bonus, coupons
+        case rulesVersion = "rules_version"
+    }
+    public init(member: MemberID, amount: Int64, bonus: Int64 = 0, coupons: [Coupon] = [], rulesVersion: Int = 0) {
+        self.member = member; self.amount = amount; self.bonus = bonus; self.coupons = coupons; self.rulesVersion = rulesVersion
+    }
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        member = try c.decode(MemberID.self, forKey: .member)
+        amount = try c.decode(Int64.self, forKey: .amount)
+        bonus = try c.decodeIfPresent(Int64.self, forKey: .bonus) ?? 0
+        coupons = try c.decodeIfPresent([Coupon].self, forKey: .coupons) ?? []
+        rulesVersion = try c.decodeIfPresent(Int.self, forKey: .rulesVersion) ?? 0
+    }
 }
 
-/// A sale at a till. `valueSpent` is paid from the stored-value balance, `pointsRedeemed` are
-/// taken as payment, `pointsEarned` are awarded under the rules the till applied.
+/// A sale at a till, as the rules priced it. Of `amount`, `discount` is the tier's or
+/// membership's percentage, `coupon_discount` the coupon's, `points_value` is paid with
+/// `points_redeemed` points, `value_spent` from the stored-value balance (of which `bonus_spent`
+/// is bonus money) and the rest in cash. `points_earned` are credited to a lot that can be spent
+/// until `points_expire_on`; `qualifying` counts toward the tier; `referral_points` go to the
+/// referrer.
 public struct Purchase: Hashable, Sendable, Codable {
     public var member: MemberID
     public var amount: Int64
-    public var valueSpent: Int64
+    public var discount: Int64
+    public var coupon: String?
+    public var couponDiscount: Int64
     public var pointsRedeemed: Int64
+    public var pointsValue: Int64
+    public var valueSpent: Int64
+    public var bonusSpent: Int64
     public var pointsEarned: Int64
+    public var pointsExpireOn: String?
+    public var qualifying: Int64
+    public var tier: String?
+    public var membership: String?
+    public var campaign: String?
+    public var referrer: MemberID?
+    public var referralPoints: Int64
+    public var rulesVersion: Int
     enum CodingKeys: String, CodingKey {
-        case member, amount
-        case valueSpent = "value_spent"
-        case pointsRedeemed = "points_redeemed"
-        case pointsEarned = "points_earned"
+        case member, amount, discount, coupon, qualifying, tier, membership, campaign, referrer
+        case couponDiscount = "coupon_discount", pointsRedeemed = "points_redeemed", pointsValue = "points_value"
+        case valueSpent = "value_spent", bonusSpent = "bonus_spent", pointsEarned = "points_earned"
+        case pointsExpireOn = "points_expire_on", referralPoints = "referral_points", rulesVersion = "rules_version"
     }
-    public init(member: MemberID, amount: Int64, valueSpent: Int64, pointsRedeemed: Int64, pointsEarned: Int64) {
-        self.member = member; self.amount = amount; self.valueSpent = valueSpent
-        self.pointsRedeemed = pointsRedeemed; self.pointsEarned = pointsEarned
+    public init(member: MemberID, amount: Int64, discount: Int64 = 0, coupon: String? = nil, couponDiscount: Int64 = 0,
+                pointsRedeemed: Int64 = 0, pointsValue: Int64? = nil, valueSpent: Int64 = 0, bonusSpent: Int64 = 0,
+                pointsEarned: Int64 = 0, pointsExpireOn: String? = nil, qualifying: Int64 = 0, tier: String? = nil,
+                membership: String? = nil, campaign: String? = nil, referrer: MemberID? = nil, referralPoints: Int64 = 0, rulesVersion: Int = 0) {
+        self.member = member; self.amount = amount; self.discount = discount; self.coupon = coupon; self.couponDiscount = couponDiscount
+        self.pointsRedeemed = pointsRedeemed; self.pointsValue = pointsValue ?? pointsRedeemed; self.valueSpent = valueSpent
+        self.bonusSpent = bonusSpent; self.pointsEarned = pointsEarned; self.pointsExpireOn = pointsExpireOn; self.qualifying = qualifying
+        self.tier = tier; self.membership = membership; self.campaign = campaign; self.referrer = referrer
+        self.referralPoints = referralPoints; self.rulesVersion = rulesVersion
     }
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        member = try c.decode(MemberID.self, forKey: .member)
+        amount = try c.decode(Int64.self, forKey: .amount)
+        discount = try c.decodeIfPresent(Int64.self, forKey: .discount) ?? 0
+        coupon = try c.decodeIfPresent(String.self, forKey: .coupon)
+        couponDiscount = try c.decodeIfPresent(Int64.self, forKey: .couponDiscount) ?? 0
+        pointsRedeemed = try c.decodeIfPresent(Int64.self, forKey: .pointsRedeemed) ?? 0
+        pointsValue = try c.decodeIfPresent(Int64.self, forKey: .pointsValue) ?? pointsRedeemed
+        valueSpent = try c.decodeIfPresent(Int64.self, forKey: .valueSpent) ?? 0
+        bonusSpent = try c.decodeIfPresent(Int64.self, forKey: .bonusSpent) ?? 0
+        pointsEarned = try c.decodeIfPresent(Int64.self, forKey: .pointsEarned) ?? 0
+        pointsExpireOn = try c.decodeIfPresent(String.self, forKey: .pointsExpireOn)
+        qualifying = try c.decodeIfPresent(Int64.self, forKey: .qualifying) ?? 0
+        tier = try c.decodeIfPresent(String.self, forKey: .tier)
+        membership = try c.decodeIfPresent(String.self, forKey: .membership)
+        campaign = try c.decodeIfPresent(String.self, forKey: .campaign)
+        referrer = try c.decodeIfPresent(MemberID.self, forKey: .referrer)
+        referralPoints = try c.decodeIfPresent(Int64.self, forKey: .referralPoints) ?? 0
+        rulesVersion = try c.decodeIfPresent(Int.self, forKey: .rulesVersion) ?? 0
+    }
+
+    /// What the member paid outside the card (cash, bank card).
+    public var cashDue: Int64 { amount - discount - couponDiscount - pointsValue - valueSpent }
+    /// The money actually paid (cash and stored value): what points are earned on.
+    public var paid: Int64 { amount - discount - couponDiscount - pointsValue }
 }
 
-/// Reverses a purchase or a recharge (`of`). `value` and `points` are the signed changes the
-/// refund makes, written out so that every replica folds the same numbers without needing the
-/// original operation.
+/// Reverses all or part (`amount` of the original's amount) of a purchase or a recharge (`of`),
+/// with the exact numbers, so every replica folds the same change without the original: `value`
+/// and `bonus` come back (or, for a recharge, go out), `points_restored` redeemed points return,
+/// `points_reversed` earned points leave their lot, `qualifying` leaves the tier counter, the
+/// referrer loses `referral_points`, and `coupon` becomes usable again (full refunds only).
 public struct Refund: Hashable, Sendable, Codable {
     public var member: MemberID
     public var of: OperationID
+    public var amount: Int64
     public var value: Int64
-    public var points: Int64
-    public init(member: MemberID, of: OperationID, value: Int64, points: Int64) {
-        self.member = member; self.of = of; self.value = value; self.points = points
+    public var bonus: Int64
+    public var pointsRestored: Int64
+    public var pointsReversed: Int64
+    public var pointsExpireOn: String?
+    public var qualifying: Int64
+    public var referrer: MemberID?
+    public var referralPoints: Int64
+    public var coupon: String?
+    public var cashBack: Int64
+    enum CodingKeys: String, CodingKey {
+        case member, of, amount, value, bonus, qualifying, referrer, coupon
+        case pointsRestored = "points_restored", pointsReversed = "points_reversed", pointsExpireOn = "points_expire_on"
+        case referralPoints = "referral_points", cashBack = "cash_back"
+    }
+    public init(member: MemberID, of: OperationID, amount: Int64, value: Int64, bonus: Int64 = 0, pointsRestored: Int64 = 0,
+                pointsReversed: Int64 = 0, pointsExpireOn: String? = nil, qualifying: Int64 = 0, referrer: MemberID? = nil,
+                referralPoints: Int64 = 0, coupon: String? = nil, cashBack: Int64 = 0) {
+        self.member = member; self.of = of; self.amount = amount; self.value = value; self.bonus = bonus
+        self.pointsRestored = pointsRestored; self.pointsReversed = pointsReversed; self.pointsExpireOn = pointsExpireOn
+        self.qualifying = qualifying; self.referrer = referrer; self.referralPoints = referralPoints; self.coupon = coupon
+        self.cashBack = cashBack
+    }
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        member = try c.decode(MemberID.self, forKey: .member)
+        of = try c.decode(OperationID.self, forKey: .of)
+        amount = try c.decodeIfPresent(Int64.self, forKey: .amount) ?? 0
+        value = try c.decodeIfPresent(Int64.self, forKey: .value) ?? 0
+        bonus = try c.decodeIfPresent(Int64.self, forKey: .bonus) ?? 0
+        pointsRestored = try c.decodeIfPresent(Int64.self, forKey: .pointsRestored) ?? 0
+        pointsReversed = try c.decodeIfPresent(Int64.self, forKey: .pointsReversed) ?? 0
+        pointsExpireOn = try c.decodeIfPresent(String.self, forKey: .pointsExpireOn)
+        qualifying = try c.decodeIfPresent(Int64.self, forKey: .qualifying) ?? 0
+        referrer = try c.decodeIfPresent(MemberID.self, forKey: .referrer)
+        referralPoints = try c.decodeIfPresent(Int64.self, forKey: .referralPoints) ?? 0
+        coupon = try c.decodeIfPresent(String.self, forKey: .coupon)
+        cashBack = try c.decodeIfPresent(Int64.self, forKey: .cashBack) ?? 0
     }
 }
 
+/// Points given or taken by hand (head office, a till's goodwill) or for a named activity
+/// under the rules. Positive points go to a lot expiring on `points_expire_on` (never when absent).
 public struct PointsAdjusted: Hashable, Sendable, Codable {
     public var member: MemberID
     public var points: Int64
     public var reason: String
-    public init(member: MemberID, points: Int64, reason: String) {
-        self.member = member; self.points = points; self.reason = reason
+    public var activity: String?
+    public var pointsExpireOn: String?
+    public var rulesVersion: Int?
+    enum CodingKeys: String, CodingKey {
+        case member, points, reason, activity
+        case pointsExpireOn = "points_expire_on", rulesVersion = "rules_version"
+    }
+    public init(member: MemberID, points: Int64, reason: String, activity: String? = nil, pointsExpireOn: String? = nil, rulesVersion: Int? = nil) {
+        self.member = member; self.points = points; self.reason = reason; self.activity = activity
+        self.pointsExpireOn = pointsExpireOn; self.rulesVersion = rulesVersion
     }
 }
 
@@ -276,13 +454,118 @@ public struct OperationVoided: Hashable, Sendable, Codable {
     }
 }
 
-/// Made by the hub when a voided operation had already been applied: the visible correction.
+/// Made by the hub when a voided operation had already been applied: the visible correction of
+/// one of its ledger entries (`value` and `bonus` money, `points`, the lot and tier counter).
 public struct OperationReversed: Hashable, Sendable, Codable {
     public var of: OperationID
     public var member: MemberID
     public var value: Int64
+    public var bonus: Int64
     public var points: Int64
-    public init(of: OperationID, member: MemberID, value: Int64, points: Int64) {
-        self.of = of; self.member = member; self.value = value; self.points = points
+    public var pointsExpireOn: String?
+    public var qualifying: Int64
+    /// A coupon the reversed operation used: free again.
+    public var coupon: String?
+    enum CodingKeys: String, CodingKey {
+        case of, member, value, bonus, points, qualifying, coupon
+        case pointsExpireOn = "points_expire_on"
+    }
+    public init(of: OperationID, member: MemberID, value: Int64, bonus: Int64 = 0, points: Int64, pointsExpireOn: String? = nil,
+                qualifying: Int64 = 0, coupon: String? = nil) {
+        self.of = of; self.member = member; self.value = value; self.bonus = bonus; self.points = points
+        self.pointsExpireOn = pointsExpireOn; self.qualifying = qualifying; self.coupon = coupon
+    }
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        of = try c.decode(OperationID.self, forKey: .of)
+        member = try c.decode(MemberID.self, forKey: .member)
+        value = try c.decodeIfPresent(Int64.self, forKey: .value) ?? 0
+        bonus = try c.decodeIfPresent(Int64.self, forKey: .bonus) ?? 0
+        points = try c.decodeIfPresent(Int64.self, forKey: .points) ?? 0
+        pointsExpireOn = try c.decodeIfPresent(String.self, forKey: .pointsExpireOn)
+        qualifying = try c.decodeIfPresent(Int64.self, forKey: .qualifying) ?? 0
+        coupon = try c.decodeIfPresent(String.self, forKey: .coupon)
+    }
+}
+
+/// Made by the hub when head office publishes a new version of the programme.
+public struct RulesPublished: Hashable, Sendable, Codable {
+    public var version: Int
+    public var programme: JSONValue
+    public init(version: Int, programme: JSONValue) { self.version = version; self.programme = programme }
+}
+
+/// Made by the hub: `points` of the member's points expired as of the end of `as_of` (local
+/// day). Negative when points an earlier expiry took are given back, because a spend made
+/// before the expiry, offline, reached the hub only afterwards.
+public struct PointsExpired: Hashable, Sendable, Codable {
+    public var member: MemberID
+    public var points: Int64
+    public var asOf: String
+    enum CodingKeys: String, CodingKey { case member, points; case asOf = "as_of" }
+    public init(member: MemberID, points: Int64, asOf: String) { self.member = member; self.points = points; self.asOf = asOf }
+}
+
+/// Made by the hub (birthday, wake-up coupons) or by a till (goodwill).
+public struct CouponsIssued: Hashable, Sendable, Codable {
+    public var coupons: [Coupon]
+    public var reason: String
+    public init(coupons: [Coupon], reason: String) { self.coupons = coupons; self.reason = reason }
+}
+
+/// A paid, time-limited membership from `from` to `until` (local dates, both included), with
+/// the benefits of its plan as sold.
+public struct MembershipPurchased: Hashable, Sendable, Codable {
+    public var member: MemberID
+    public var plan: String
+    public var name: String
+    public var from: String
+    public var until: String
+    public var priceMinor: Int64
+    public var discountPercent: Int64
+    public var pointsPercent: Int64
+    public var rulesVersion: Int
+    enum CodingKeys: String, CodingKey {
+        case member, plan, name, from, until
+        case priceMinor = "price_minor", discountPercent = "discount_percent", pointsPercent = "points_percent"
+        case rulesVersion = "rules_version"
+    }
+    public init(member: MemberID, plan: String, name: String, from: String, until: String, priceMinor: Int64,
+                discountPercent: Int64, pointsPercent: Int64, rulesVersion: Int) {
+        self.member = member; self.plan = plan; self.name = name; self.from = from; self.until = until
+        self.priceMinor = priceMinor; self.discountPercent = discountPercent; self.pointsPercent = pointsPercent
+        self.rulesVersion = rulesVersion
+    }
+}
+
+/// A coupon held by a member: worth `value_minor` off or `percent` off a purchase of at least
+/// `min_spend_minor`, usable once between `valid_from` and `valid_until` (local dates), in the
+/// listed stores (all when absent). Its id is unique in the chain: `template/operation` for a
+/// till's coupon, `template/member/key` for the hub's (so a retried hub job issues it once).
+public struct Coupon: Hashable, Sendable, Codable {
+    public var id: String
+    public var member: MemberID
+    public var template: String
+    public var name: String
+    public var valueMinor: Int64?
+    public var percent: Int64?
+    public var minSpendMinor: Int64
+    public var validFrom: String
+    public var validUntil: String
+    public var stores: [StoreID]?
+    enum CodingKeys: String, CodingKey {
+        case id, member, template, name, percent, stores
+        case valueMinor = "value_minor", minSpendMinor = "min_spend_minor", validFrom = "valid_from", validUntil = "valid_until"
+    }
+    public init(id: String, member: MemberID, template: String, name: String, valueMinor: Int64?, percent: Int64?,
+                minSpendMinor: Int64, validFrom: String, validUntil: String, stores: [StoreID]?) {
+        self.id = id; self.member = member; self.template = template; self.name = name; self.valueMinor = valueMinor
+        self.percent = percent; self.minSpendMinor = minSpendMinor; self.validFrom = validFrom; self.validUntil = validUntil
+        self.stores = stores
+    }
+
+    public func isValid(on day: LocalDay) -> Bool {
+        guard let from = LocalDay(iso: validFrom), let until = LocalDay(iso: validUntil) else { return false }
+        return from <= day && day <= until
     }
 }

@@ -1,19 +1,6 @@
-/// The programme's rules until head office configures its own (the rules engine comes later):
-/// one point per whole currency unit of the purchase amount, however it is paid; no recharge
-/// bonus; no tiers; a redeemed point is worth one minor unit.
-public enum DefaultRules {
-    public static let minorUnitsPerPoint: Int64 = 100
-    public static let pointValueMinor: Int64 = 1
-
-    public static func pointsEarned(amountMinor: Int64) -> Int64 {
-        precondition(amountMinor >= 0)
-        return amountMinor / minorUnitsPerPoint
-    }
-}
-
 /// The node's decision when the hub cannot authorise a spend: allowed only up to what the node
-/// knows the member holds, and up to a per-member, per-store, per-day limit (value and points
-/// at their cash value count together).
+/// knows the member holds, and up to a per-member, per-store, per-day limit on what the spend
+/// is worth (stored value, points at their redemption value and coupon discounts together).
 public struct OfflineSpendPolicy: Sendable, Hashable {
     public var limitMinorPerDay: Int64
 
@@ -22,17 +9,19 @@ public struct OfflineSpendPolicy: Sendable, Hashable {
     }
 
     /// `spentToday` is what this store already let the member spend offline today.
-    public func decide(_ debit: Debit, known: Holdings, spentToday: Int64) -> DomainError? {
-        if debit.valueMinor > 0 && known.valueMinor < debit.valueMinor {
-            return DomainError(.insufficientBalance, "balance \(known.valueMinor) is less than \(debit.valueMinor)")
+    public func decide(_ debit: Debit, known: MemberStanding, spentToday: Int64) -> DomainError? {
+        if debit.valueMinor > 0 && known.balance < debit.valueMinor {
+            return DomainError(.insufficientBalance, "balance \(known.balance) is less than \(debit.valueMinor)")
         }
-        if debit.points > 0 && known.points < debit.points {
-            return DomainError(.insufficientBalance, "points \(known.points) are fewer than \(debit.points)")
+        if debit.points > 0 && known.pointsAvailable < debit.points {
+            return DomainError(.insufficientPoints, "points \(known.pointsAvailable) are fewer than \(debit.points)")
         }
-        let cost = debit.valueMinor + debit.points * DefaultRules.pointValueMinor
-        if spentToday + cost > limitMinorPerDay {
+        if let coupon = debit.coupon, !known.coupons.contains(where: { $0.id == coupon }) {
+            return DomainError(.couponUnavailable, "coupon \(coupon) is not available to this member")
+        }
+        if spentToday + debit.costMinor > limitMinorPerDay {
             return DomainError(.offlineLimitExceeded,
-                "the hub is unreachable and offline spending for this member today would reach \(spentToday + cost), above the limit \(limitMinorPerDay)")
+                "the hub is unreachable and offline spending for this member today would reach \(spentToday + debit.costMinor), above the limit \(limitMinorPerDay)")
         }
         return nil
     }

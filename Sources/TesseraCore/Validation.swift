@@ -22,6 +22,23 @@ public enum Validate {
         }
     }
 
+    static func nonNegative(_ value: Int64, _ field: String) throws(DomainError) {
+        guard (0...Limits.amountMaxMinor).contains(value) else {
+            throw DomainError(.invalidRequest, "\(field) must be between 0 and \(Limits.amountMaxMinor)")
+        }
+    }
+
+    static func date(_ value: String?, _ field: String) throws(DomainError) {
+        if let value, LocalDay(iso: value) == nil { throw DomainError(.invalidRequest, "\(field) must be a date YYYY-MM-DD") }
+    }
+
+    static func coupon(_ c: Coupon) throws(DomainError) {
+        guard !c.id.isEmpty, c.id.count <= 200, LocalDay(iso: c.validFrom) != nil, LocalDay(iso: c.validUntil) != nil,
+              (c.valueMinor ?? 1) > 0, (1...100).contains(c.percent ?? 1) else {
+            throw DomainError(.invalidRequest, "malformed coupon \(c.id)")
+        }
+    }
+
     public static func name(_ value: String) throws(DomainError) -> String {
         let trimmed = value.trimmingWhitespace()
         guard !trimmed.isEmpty, trimmed.count <= Limits.nameMaxLength else {
@@ -87,6 +104,9 @@ public enum Validate {
             _ = try phone(b.phone)
             if let day = b.birthday { _ = try birthday(day) }
             _ = try card(b.card.rawValue)
+            try points(b.referralPoints, "referral_points")
+            try date(b.pointsExpireOn, "points_expire_on")
+            for c in b.coupons { try coupon(c) }
         case .memberUpdated(let b):
             if let n = b.name { _ = try name(n) }
             if let p = b.phone { _ = try phone(p) }
@@ -97,28 +117,51 @@ public enum Validate {
             break
         case .valueRecharged(let b):
             try amount(b.amount)
+            try nonNegative(b.bonus, "bonus")
+            for c in b.coupons { try coupon(c) }
         case .purchase(let p):
             try amount(p.amount)
             try points(p.pointsRedeemed, "points_redeemed")
             try points(p.pointsEarned, "points_earned")
-            guard p.valueSpent >= 0, p.valueSpent <= p.amount else {
-                throw DomainError(.invalidRequest, "value_spent must lie between 0 and the amount")
+            try points(p.referralPoints, "referral_points")
+            for (field, value) in [("discount", p.discount), ("coupon_discount", p.couponDiscount), ("points_value", p.pointsValue),
+                                   ("value_spent", p.valueSpent), ("bonus_spent", p.bonusSpent), ("qualifying", p.qualifying)] {
+                try nonNegative(value, field)
             }
-            // Points are worth one minor unit each (default rules): payment may not exceed the price.
-            guard p.pointsRedeemed <= p.amount - p.valueSpent else {
-                throw DomainError(.invalidRequest, "value_spent plus points_redeemed exceeds the amount")
+            guard p.bonusSpent <= p.valueSpent else { throw DomainError(.invalidRequest, "bonus_spent exceeds value_spent") }
+            guard p.discount + p.couponDiscount + p.pointsValue + p.valueSpent <= p.amount else {
+                throw DomainError(.invalidRequest, "discounts, points and stored value together exceed the amount")
             }
+            guard p.coupon != nil || p.couponDiscount == 0 else {
+                throw DomainError(.invalidRequest, "coupon_discount needs a coupon")
+            }
+            try date(p.pointsExpireOn, "points_expire_on")
         case .refund(let r):
-            guard abs(r.value) <= Limits.amountMaxMinor else { throw DomainError(.invalidRequest, "refund value out of range") }
-            try points(r.points, "points", allowNegative: true)
+            for (field, value) in [("amount", r.amount), ("points_restored", r.pointsRestored), ("points_reversed", r.pointsReversed),
+                                   ("referral_points", r.referralPoints), ("cash_back", r.cashBack)] {
+                try nonNegative(value, field)
+            }
+            guard abs(r.value) <= Limits.amountMaxMinor, abs(r.bonus) <= Limits.amountMaxMinor, r.qualifying <= 0 else {
+                throw DomainError(.invalidRequest, "refund value, bonus or qualifying out of range")
+            }
+            try date(r.pointsExpireOn, "points_expire_on")
         case .pointsAdjusted(let a):
             try points(a.points, "points", allowNegative: true)
             guard !a.reason.isEmpty, a.reason.count <= Limits.reasonMaxLength else {
                 throw DomainError(.invalidRequest, "an adjustment needs a reason of 1 to \(Limits.reasonMaxLength) characters")
             }
-        case .memberMerged, .operationReversed:
+            try date(a.pointsExpireOn, "points_expire_on")
+        case .memberMerged, .operationReversed, .rulesPublished, .pointsExpired, .couponsIssued:
             // Only the hub makes these.
             guard op.id.origin == .hub else { throw DomainError(.forbidden, "only the hub may make \(op.kind)") }
+        case .membershipPurchased(let m):
+            guard let from = LocalDay(iso: m.from), let until = LocalDay(iso: m.until), from <= until else {
+                throw DomainError(.invalidRequest, "a membership needs dates from <= until (YYYY-MM-DD)")
+            }
+            try nonNegative(m.priceMinor, "price_minor")
+            guard (0...100).contains(m.discountPercent), (0...1000).contains(m.pointsPercent) else {
+                throw DomainError(.invalidRequest, "membership percents out of range")
+            }
         case .operationVoided(let v):
             guard v.of.origin == op.id.origin else {
                 throw DomainError(.forbidden, "a store may void only its own operations")

@@ -40,14 +40,23 @@ public struct JSONErrorMiddleware<Context: RequestContext>: RouterMiddleware {
 public enum JSONBody {
     /// Reads and decodes a JSON body; malformed input is an `invalid_request` naming the field.
     public static func decode<T: Decodable>(_ type: T.Type, from request: Request, limit: Int = 1 << 20) async throws -> (T, Data) {
+        let data = try await rawBody(request, limit: limit)
+        return (try decode(type, data: data), data)
+    }
+
+    /// The request's body bytes, refused beyond `limit`.
+    public static func rawBody(_ request: Request, limit: Int = 1 << 20) async throws -> Data {
         var request = request
         let buffer: ByteBuffer
         do { buffer = try await request.collectBody(upTo: limit) } catch {
             throw DomainError(.invalidRequest, "the body is larger than \(limit) bytes")
         }
-        let data = Data(buffer.readableBytesView)
+        return Data(buffer.readableBytesView)
+    }
+
+    public static func decode<T: Decodable>(_ type: T.Type, data: Data) throws -> T {
         do {
-            return (try JSONDecoder().decode(type, from: data), data)
+            return try JSONDecoder().decode(type, from: data)
         } catch let error as DecodingError {
             throw DomainError(.invalidRequest, describe(error))
         }

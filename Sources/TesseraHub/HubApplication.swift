@@ -67,6 +67,20 @@ public enum HubApplication {
             try authenticateAdmin(request, storage)
             return try JSONBody.response(HubAPI.Stores(stores: try storage.stores()))
         }
+        office.put("/rules") { request, _ in
+            try authenticateAdmin(request, storage)
+            let (document, _) = try await JSONBody.decode(JSONValue.self, from: request)
+            return try JSONBody.response(try storage.publishRules(document), status: .created)
+        }
+        office.get("/rules") { request, _ in
+            // Head office and stores may both read the rules in force.
+            if let token = request.bearerToken, try storage.authenticateStore(token: token) != nil {} else { try authenticateAdmin(request, storage) }
+            return try JSONBody.response(try storage.currentRules())
+        }
+        office.post("/jobs/run") { request, _ in
+            try authenticateAdmin(request, storage)
+            return try JSONBody.response(try storage.runJobs(asOfMs: nil))
+        }
         office.get("/exceptions") { request, _ in
             try authenticateAdmin(request, storage)
             let limit = min(max(Int(request.query("limit") ?? "") ?? 1000, 1), 10_000)

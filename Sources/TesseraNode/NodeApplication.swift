@@ -116,6 +116,20 @@ public enum NodeApplication {
                 try await node.spend(try node.store.beginPurchase(id, body, key: key), key: key)
             }
         }
+        router.post("/v1/members/{id}/quote") { request, context in
+            let id = MemberID(try context.parameters.require("id"))
+            let (body, _) = try await JSONBody.decode(NodeAPI.PurchaseRequest.self, from: request)
+            return try JSONBody.response(try node.store.quote(id, body))
+        }
+        router.post("/v1/members/{id}/activities") { request, context in
+            let id = MemberID(try context.parameters.require("id"))
+            return try await till(NodeAPI.ActivityRequest.self, request) { body, key in try node.store.awardActivity(id, body, key: key) }
+        }
+        router.post("/v1/members/{id}/memberships") { request, context in
+            let id = MemberID(try context.parameters.require("id"))
+            return try await till(NodeAPI.MembershipRequest.self, request) { body, key in try node.store.sellMembership(id, body, key: key) }
+        }
+        router.get("/v1/rules") { _, _ in try JSONBody.response(try node.store.programme()) }
         router.post("/v1/members/{id}/cards") { request, context in
             let id = MemberID(try context.parameters.require("id"))
             return try await till(NodeAPI.NewCard.self, request) { body, key in try node.store.issueCard(id, body, key: key) }
@@ -123,7 +137,12 @@ public enum NodeApplication {
         router.post("/v1/transactions/{id}/refund") { request, context in
             let raw = try context.parameters.require("id")
             guard let txn = OperationID(raw) else { throw DomainError(.invalidRequest, "'\(raw)' is not a transaction id") }
-            return try await tillNoBody(request) { key in try await node.spend(try node.store.beginRefund(txn, key: key), key: key) }
+            // The body is optional: none (or `{}`) refunds all that is left.
+            let data = try await JSONBody.rawBody(request)
+            let body = data.isEmpty ? NodeAPI.RefundRequest() : try JSONBody.decode(NodeAPI.RefundRequest.self, data: data)
+            let key = try idempotencyKey(request, data)
+            let answer = try await node.exclusive(key) { try await node.spend(try node.store.beginRefund(txn, body, key: key), key: key) }
+            return JSONBody.raw(status: answer.status, body: answer.body)
         }
         router.get("/v1/cards/{card}") { _, context in
             try JSONBody.response(try node.store.member(card: CardNumber(try context.parameters.require("card"))))

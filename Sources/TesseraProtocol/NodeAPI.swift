@@ -30,18 +30,49 @@ public enum NodeAPI {
 
     public struct PurchaseRequest: Codable, Sendable {
         public var amount: Int64
-        /// Pay what the redeemed points leave from the stored-value balance.
+        /// Pay what discounts, coupon and redeemed points leave from the stored-value balance.
         public var payFromBalance: Bool?
-        /// Points to take as payment, each worth one minor unit.
+        /// Points to take as payment, at the programme's redemption rate.
         public var redeemPoints: Int64?
+        /// A coupon of the member's to use.
+        public var coupon: String?
+        /// The `quote` of an earlier quote: the sale is made only if it prices exactly the same.
+        public var quote: String?
         enum CodingKeys: String, CodingKey {
-            case amount
+            case amount, coupon, quote
             case payFromBalance = "pay_from_balance"
             case redeemPoints = "redeem_points"
         }
-        public init(amount: Int64, payFromBalance: Bool? = nil, redeemPoints: Int64? = nil) {
+        public init(amount: Int64, payFromBalance: Bool? = nil, redeemPoints: Int64? = nil, coupon: String? = nil, quote: String? = nil) {
             self.amount = amount; self.payFromBalance = payFromBalance; self.redeemPoints = redeemPoints
+            self.coupon = coupon; self.quote = quote
         }
+    }
+
+    /// What a sale would be, priced under the node's current rules, before committing it.
+    public struct Quote: Codable, Sendable {
+        /// Pass this back with the purchase to commit exactly this pricing.
+        public var quote: String
+        public var purchase: Purchase
+        public var cashDue: Int64
+        enum CodingKeys: String, CodingKey { case quote, purchase; case cashDue = "cash_due" }
+        public init(quote: String, purchase: Purchase) { self.quote = quote; self.purchase = purchase; self.cashDue = purchase.cashDue }
+    }
+
+    public struct RefundRequest: Codable, Sendable {
+        /// The part of the original amount to refund; all that is left when absent.
+        public var amount: Int64?
+        public init(amount: Int64? = nil) { self.amount = amount }
+    }
+
+    public struct ActivityRequest: Codable, Sendable {
+        public var activity: String
+        public init(activity: String) { self.activity = activity }
+    }
+
+    public struct MembershipRequest: Codable, Sendable {
+        public var plan: String
+        public init(plan: String) { self.plan = plan }
     }
 
     public struct NewCard: Codable, Sendable {
@@ -67,8 +98,12 @@ public enum NodeAPI {
         public var valueSpent: Int64?
         public var refundOf: OperationID?
         public var authorization: Authorization
+        /// Paid outside the card (a purchase) or paid back (a refund).
+        public var cash: Int64?
+        /// The operation's body as recorded: every number the rules computed, and their version.
+        public var receipt: JSONValue?
         enum CodingKeys: String, CodingKey {
-            case id, kind, member, amount, authorization
+            case id, kind, member, amount, authorization, cash, receipt
             case valueChange = "value_change", pointsChange = "points_change"
             case pointsEarned = "points_earned", pointsRedeemed = "points_redeemed", valueSpent = "value_spent"
             case refundOf = "refund_of"
@@ -139,6 +174,31 @@ public enum HubAPI {
         public var at: String
         public init(id: Int64, kind: String, member: MemberID?, op: String?, detail: String, at: String) {
             self.id = id; self.kind = kind; self.member = member; self.op = op; self.detail = detail; self.at = at
+        }
+    }
+
+    public struct RulesVersion: Codable, Sendable, Hashable {
+        public var version: Int
+        /// The hub's `rules.published` operation that carries it to the nodes.
+        public var op: OperationID
+        public var logVersion: Int64
+        enum CodingKeys: String, CodingKey { case version, op; case logVersion = "log_version" }
+        public init(version: Int, op: OperationID, logVersion: Int64) { self.version = version; self.op = op; self.logVersion = logVersion }
+    }
+
+    public struct JobReport: Codable, Sendable, Hashable {
+        public var asOf: String
+        public var rulesVersion: Int
+        /// Members whose points expired (or came back) in this run, and the net points taken.
+        public var expiries: Int
+        public var pointsExpired: Int64
+        public var coupons: Int
+        enum CodingKeys: String, CodingKey {
+            case expiries, coupons
+            case asOf = "as_of", rulesVersion = "rules_version", pointsExpired = "points_expired"
+        }
+        public init(asOf: String, rulesVersion: Int, expiries: Int, pointsExpired: Int64, coupons: Int) {
+            self.asOf = asOf; self.rulesVersion = rulesVersion; self.expiries = expiries; self.pointsExpired = pointsExpired; self.coupons = coupons
         }
     }
 

@@ -139,12 +139,44 @@ public struct Snapshot: Codable, Sendable {
             self.card = card; self.member = member; self.issued = issued; self.blocked = blocked
         }
     }
-    /// The sum of a member's ledger entries up to `cursor`.
-    public struct Balance: Codable, Sendable, Hashable {
+    /// One ledger entry, exactly as the hub holds it: balances stay sums of entries, and
+    /// expiry lots and tier counters survive the snapshot.
+    public struct Entry: Codable, Sendable, Hashable {
+        public var op: String
+        public var part: Int
         public var member: MemberID
         public var value: Int64
+        public var bonus: Int64
         public var points: Int64
-        public init(member: MemberID, value: Int64, points: Int64) { self.member = member; self.value = value; self.points = points }
+        public var lot: String?
+        public var expired: Int64
+        public var qualifying: Int64
+        public var atMs: Int64
+        enum CodingKeys: String, CodingKey {
+            case op, part, member, value, bonus, points, lot, expired, qualifying
+            case atMs = "at_ms"
+        }
+        public init(op: String, part: Int, member: MemberID, value: Int64, bonus: Int64, points: Int64, lot: String?,
+                    expired: Int64, qualifying: Int64, atMs: Int64) {
+            self.op = op; self.part = part; self.member = member; self.value = value; self.bonus = bonus; self.points = points
+            self.lot = lot; self.expired = expired; self.qualifying = qualifying; self.atMs = atMs
+        }
+    }
+    public struct Refunded: Codable, Sendable, Hashable {
+        public var of: String
+        public var by: String
+        public var amount: Int64
+        public init(of: String, by: String, amount: Int64) { self.of = of; self.by = by; self.amount = amount }
+    }
+    public struct HeldCoupon: Codable, Sendable, Hashable {
+        public var coupon: Coupon
+        public var stamp: String
+        public init(coupon: Coupon, stamp: String) { self.coupon = coupon; self.stamp = stamp }
+    }
+    public struct Membership: Codable, Sendable, Hashable {
+        public var op: String
+        public var period: MembershipPeriod
+        public init(op: String, period: MembershipPeriod) { self.op = op; self.period = period }
     }
     public struct Merge: Codable, Sendable, Hashable {
         public var from: MemberID
@@ -166,22 +198,31 @@ public struct Snapshot: Codable, Sendable {
     public var maxHLC: HLCTimestamp
     public var members: [Member]
     public var cards: [Card]
-    public var balances: [Balance]
+    public var entries: [Entry]
     public var merges: [Merge]
-    /// refunded operation -> refund operation
-    public var refunds: [Pair]
+    public var refunds: [Refunded]
     public var voided: [OperationID]
+    /// Every programme version published.
+    public var rules: [RulesPublished]
+    public var coupons: [HeldCoupon]
+    /// coupon id -> operation that used it
+    public var couponUses: [Pair]
+    /// coupon id -> use that a full refund undid
+    public var couponRestores: [Pair]
+    public var memberships: [Membership]
 
     enum CodingKeys: String, CodingKey {
-        case `protocol`, cursor, members, cards, balances, merges, refunds, voided
-        case originSeq = "origin_seq", maxHLC = "max_hlc"
+        case `protocol`, cursor, members, cards, entries, merges, refunds, voided, rules, coupons, memberships
+        case originSeq = "origin_seq", maxHLC = "max_hlc", couponUses = "coupon_uses", couponRestores = "coupon_restores"
     }
 
     public init(cursor: Int64, originSeq: UInt64, maxHLC: HLCTimestamp, members: [Member], cards: [Card],
-                balances: [Balance], merges: [Merge], refunds: [Pair], voided: [OperationID]) {
+                entries: [Entry], merges: [Merge], refunds: [Refunded], voided: [OperationID], rules: [RulesPublished],
+                coupons: [HeldCoupon], couponUses: [Pair], couponRestores: [Pair], memberships: [Membership]) {
         self.protocol = ProtocolVersion.current
         self.cursor = cursor; self.originSeq = originSeq; self.maxHLC = maxHLC; self.members = members; self.cards = cards
-        self.balances = balances; self.merges = merges; self.refunds = refunds; self.voided = voided
+        self.entries = entries; self.merges = merges; self.refunds = refunds; self.voided = voided; self.rules = rules
+        self.coupons = coupons; self.couponUses = couponUses; self.couponRestores = couponRestores; self.memberships = memberships
     }
 }
 

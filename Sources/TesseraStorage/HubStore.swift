@@ -19,6 +19,9 @@ public protocol HubStorage: Sendable {
     func allMembers() throws -> [MemberView]
     func stores() throws -> [HubAPI.StoreState]
     func exceptions(limit: Int) throws -> [HubAPI.ExceptionRecord]
+    func publishRules(_ document: JSONValue) throws -> HubAPI.RulesVersion
+    func currentRules() throws -> Programme
+    func runJobs(asOfMs: Int64?) throws -> HubAPI.JobReport
 }
 
 public final class HubStore: HubStorage {
@@ -150,16 +153,19 @@ public final class HubStore: HubStorage {
             }
             let body: OperationBody
             do throws(DomainError) { body = try Validate.operation(op) } catch { return try refuse(error) }
-            guard let member = body.member, try Replica.view(of: member, db) != nil else {
+            guard let member = body.member, try Replica.isEnrolled(try Replica.root(of: member, db), db) else {
                 return try refuse(DomainError(.notFound, "the hub knows no member \(body.member?.rawValue ?? "")"))
             }
-            let held = try Replica.holdings(of: member, db)
+            let held = try Replica.standing(of: member, programme: try Replica.programme(db), asOfMs: self.physicalMs(), db)
             let debit = body.debit
-            if debit.valueMinor > 0 && held.valueMinor < debit.valueMinor {
-                return try refuse(DomainError(.insufficientBalance, "balance \(held.valueMinor) is less than \(debit.valueMinor)"))
+            if debit.valueMinor > 0 && held.balance < debit.valueMinor {
+                return try refuse(DomainError(.insufficientBalance, "balance \(held.balance) is less than \(debit.valueMinor)"))
             }
-            if debit.points > 0 && held.points < debit.points {
-                return try refuse(DomainError(.insufficientBalance, "points \(held.points) are fewer than \(debit.points)"))
+            if debit.points > 0 && held.pointsAvailable < debit.points {
+                return try refuse(DomainError(.insufficientPoints, "points \(held.pointsAvailable) are fewer than \(debit.points)"))
+            }
+            if let coupon = debit.coupon, !held.coupons.contains(where: { $0.id == coupon }) {
+                return try refuse(DomainError(.couponUnavailable, "coupon \(coupon) is not available to this member (unknown, used, or outside its dates)"))
             }
             let result = try self.ingest(op, from: store, authorized: true, db)
             guard result.status != .rejected, let version = result.version else {
@@ -203,19 +209,21 @@ public final class HubStore: HubStorage {
             let state = try Replica.exportState(db)
             return Snapshot(cursor: cursor, originSeq: max(UInt64(originSeq), rejectedSeq, refusedSeq),
                             maxHLC: HLCTimestamp(packed: maxHLC) ?? .zero,
-                            members: state.members, cards: state.cards, balances: state.balances,
-                            merges: state.merges, refunds: state.refunds, voided: state.voided)
+                            members: state.members, cards: state.cards, entries: state.entries,
+                            merges: state.merges, refunds: state.refunds, voided: state.voided, rules: state.rules,
+                            coupons: state.coupons, couponUses: state.couponUses, couponRestores: state.couponRestores,
+                            memberships: state.memberships)
         }
     }
 
     // MARK: - Head office
 
     public func member(_ id: MemberID) throws -> MemberView? {
-        try pool.read { db in try Replica.view(of: id, db) }
+        try pool.read { db in try Replica.view(of: id, asOfMs: self.physicalMs(), db) }
     }
 
     public func allMembers() throws -> [MemberView] {
-        try pool.read { db in try Replica.allViews(db) }
+        try pool.read { db in try Replica.allViews(asOfMs: self.physicalMs(), db) }
     }
 
     public func stores() throws -> [HubAPI.StoreState] {
@@ -237,6 +245,74 @@ public final class HubStore: HubStorage {
                 HubAPI.ExceptionRecord(id: row["id"], kind: row["kind"], member: (row["member_id"] as String?).map(MemberID.init),
                                        op: row["op_id"], detail: row["detail"], at: row["at"])
             }
+        }
+    }
+
+    // MARK: - The programme
+
+    /// Publishes a new version of the programme as an operation of the hub's, so it reaches
+    /// every node through the log. Versions only go up; each is immutable once published.
+    public func publishRules(_ document: JSONValue) throws -> HubAPI.RulesVersion {
+        let programme = try Programme.parse(document)
+        return try pool.write { db in
+            let current = try Int.fetchOne(db, sql: "SELECT MAX(version) FROM rules") ?? 0
+            guard programme.version > current else {
+                throw DomainError(.rulesVersionConflict, "version \(programme.version) is not above the published version \(current); publish version \(current + 1)")
+            }
+            // Stored as the validated programme, defaults written out: every replica reads
+            // exactly the rules the hub checked.
+            let body = OperationBody.rulesPublished(RulesPublished(version: programme.version, programme: programme.json))
+            let op = try self.makeHubOperation(body, db)
+            let version = try self.append(op, body, db)
+            return HubAPI.RulesVersion(version: programme.version, op: op.id, logVersion: version)
+        }
+    }
+
+    public func currentRules() throws -> Programme {
+        try pool.read { db in try Replica.programme(db) }
+    }
+
+    /// The hub's scheduled work for the local day of `asOfMs` (now when nil): points whose lot
+    /// has ended expire (or come back, when a late offline spend shows an expiry took too
+    /// many), birthday-month and wake-up coupons are issued. Every result is an operation of
+    /// the hub's with a deterministic effect, so running the jobs twice changes nothing.
+    public func runJobs(asOfMs: Int64? = nil) throws -> HubAPI.JobReport {
+        let now = asOfMs ?? physicalMs()
+        return try pool.write { db in
+            let programme = try Replica.programme(db)
+            let calendar = programme.calendar
+            let today = calendar.day(ms: now)
+            var report = HubAPI.JobReport(asOf: today.iso, rulesVersion: programme.version, expiries: 0, pointsExpired: 0, coupons: 0)
+            let lastPurchase = Dictionary(try Row.fetchAll(db, sql: """
+                SELECT member_id, MAX(hlc) AS hlc FROM ops WHERE kind = 'purchase' AND member_id IS NOT NULL GROUP BY member_id
+                """).map { (MemberID($0["member_id"]), HLCTimestamp(packed: $0["hlc"])?.wallMs ?? 0) }, uniquingKeysWith: max)
+            let roots = try Row.fetchAll(db, sql: """
+                SELECT id, birthday, enrolled FROM members WHERE enrolled IS NOT NULL AND id NOT IN (SELECT from_id FROM merges) ORDER BY id
+                """)
+            for row in roots {
+                let member = MemberID(row["id"])
+                let standing = try Replica.standing(of: member, programme: programme, asOfMs: now, db)
+                if standing.expiryDue != 0 {
+                    let body = OperationBody.pointsExpired(PointsExpired(member: member, points: standing.expiryDue, asOf: today.adding(days: -1).iso))
+                    let op = try self.makeHubOperation(body, db)
+                    _ = try self.append(op, body, db)
+                    report.expiries += 1
+                    report.pointsExpired += standing.expiryDue
+                }
+                let group = try Replica.group(of: member, db)
+                var active = group.compactMap { lastPurchase[$0] }.max()
+                if active == nil, let enrolled = row["enrolled"] as String? { active = NodeStore.wallMs(stampKey: enrolled) }
+                let coupons = try RulesEngine.scheduledCoupons(
+                    member: member, birthday: row["birthday"], lastActive: calendar.day(ms: active ?? now), today: today, programme: programme)
+                    .filter { try Bool.fetchOne(db, sql: "SELECT NOT EXISTS (SELECT 1 FROM coupons WHERE id = ?)", arguments: [$0.id]) ?? false }
+                if !coupons.isEmpty {
+                    let body = OperationBody.couponsIssued(CouponsIssued(coupons: coupons, reason: "scheduled"))
+                    let op = try self.makeHubOperation(body, db)
+                    _ = try self.append(op, body, db)
+                    report.coupons += coupons.count
+                }
+            }
+            return report
         }
     }
 
@@ -294,19 +370,40 @@ public final class HubStore: HubStorage {
                 try exception("phone_conflict", member: u.member, op: op.id, detail: "phone \(phone) now belongs to more than one member", db)
             }
         case .refund(let r):
-            let count = try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM refunds WHERE of = ?", arguments: [r.of.description]) ?? 0
-            if count > 1 {
-                try exception("duplicate_refund", member: r.member, op: op.id, detail: "\(r.of) refunded \(count) times (offline at different stores)", db)
+            // Refunds of one sale made offline at different stores may add up to more than it.
+            let refunded = try Replica.refundedAmount(r.of, db)
+            if let original = try Row.fetchOne(db, sql: "SELECT * FROM ops WHERE id = ?", arguments: [r.of.description]) {
+                let total: Int64? = switch try? Operation(row: original).decoded() {
+                case .purchase(let p): p.amount
+                case .valueRecharged(let v): v.amount
+                default: nil
+                }
+                if let total, refunded > total {
+                    try exception("duplicate_refund", member: r.member, op: op.id,
+                                  detail: "\(r.of) refunded \(refunded) of \(total) (refunds made offline at different stores)", db)
+                }
+            }
+        case .purchase(let p):
+            if let coupon = p.coupon {
+                let uses = try Replica.liveUses(of: coupon, db)
+                if uses.count > 1 {
+                    try exception("coupon_reused", member: p.member, op: op.id,
+                                  detail: "coupon \(coupon) used by \(uses.joined(separator: ", ")) (redeemed offline at different stores)", db)
+                }
             }
         case .operationVoided(let v):
             // The voided spend was already applied here (its authorisation answer was lost):
-            // reverse it with a visible operation of the hub's.
-            let entries = try Replica.entries(of: v.of, db)
-            for (member, value, points) in entries where value != 0 || points != 0 {
-                let reversal = OperationBody.operationReversed(OperationReversed(of: v.of, member: member, value: -value, points: -points))
+            // reverse it, entry by entry, with visible operations of the hub's.
+            let used = try String.fetchOne(db, sql: "SELECT coupon FROM coupon_uses WHERE op_id = ?", arguments: [v.of.description])
+            var entries = try Replica.entries(of: v.of, db)
+            if entries.isEmpty, used != nil, let member = v.member { entries = [LedgerEntry(member: member)] }
+            for (i, e) in entries.enumerated() {
+                let reversal = OperationBody.operationReversed(OperationReversed(
+                    of: v.of, member: e.member, value: -e.value, bonus: -e.bonus, points: -e.points,
+                    pointsExpireOn: e.lot?.iso, qualifying: -e.qualifying, coupon: i == 0 ? used : nil))
                 let hubOp = try makeHubOperation(reversal, db)
                 _ = try append(hubOp, reversal, db)
-                try exception("reversal", member: member, op: hubOp.id, detail: "\(v.of) was voided by its store after the hub applied it; reversed", db)
+                try exception("reversal", member: e.member, op: hubOp.id, detail: "\(v.of) was voided by its store after the hub applied it; reversed", db)
                 try checkOverdraft(reversal, hubOp.id, note: "after reversing \(v.of)", db)
             }
         default:
@@ -319,7 +416,8 @@ public final class HubStore: HubStorage {
     /// Any operation that takes value or points from a member (an offline spend, a refund that
     /// takes back earned points, a reversal) may leave the member below zero: head office is told.
     private func checkOverdraft(_ body: OperationBody, _ op: OperationID, note: String, _ db: Database) throws {
-        for case .ledger(let member, let value, let points) in body.effects where value < 0 || points < 0 {
+        for case .ledger(let e) in body.effects where e.value < 0 || e.bonus < 0 || e.points < 0 {
+            let member = e.member
             let held = try Replica.holdings(of: member, db)
             if held.valueMinor < 0 || held.points < 0 {
                 try exception("overdraft", member: try Replica.root(of: member, db), op: op,

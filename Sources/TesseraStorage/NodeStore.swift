@@ -107,22 +107,25 @@ public final class NodeStore: Sendable {
             if let taken = try Replica.roots(withPhone: phone, db).first {
                 throw DomainError(.phoneTaken, "phone already belongs to member \(taken.0)")
             }
-            if let referrer = req.referrer, try Replica.view(of: referrer, db) == nil {
+            if let referrer = req.referrer, try !Replica.isEnrolled(try Replica.root(of: referrer, db), db) {
                 throw DomainError(.invalidRequest, "referrer \(referrer) is not a known member")
             }
             if let card, try Replica.card(card, db) != nil {
                 throw DomainError(.cardTaken, "card \(card) is already issued")
             }
-            let (op, body) = try self.makeOperation(db) { id in
-                .memberEnrolled(MemberEnrolled(
-                    member: MemberID(enrolment: id), card: card ?? CardNumber(issuedBy: self.store, seq: id.seq),
-                    name: name, phone: phone, birthday: birthday, referrer: req.referrer))
+            let referrer = try req.referrer.map { try Replica.root(of: $0, db) }
+            let (op, body) = try self.makeOperation(db) { id, context in
+                let member = MemberID(enrolment: id)
+                let rewards = RulesEngine.enrolment(member: member, referrer: referrer, op: id, context)
+                return .memberEnrolled(MemberEnrolled(
+                    member: member, card: card ?? CardNumber(issuedBy: self.store, seq: id.seq),
+                    name: name, phone: phone, birthday: birthday, referrer: referrer,
+                    referralPoints: rewards.referralPoints, pointsExpireOn: rewards.pointsExpireOn, coupons: rewards.coupons,
+                    rulesVersion: context.programme.version))
             }
             try self.record(op, body, status: "pending", db)
-            guard let member = body.member, let view = try Replica.view(of: member, db) else {
-                preconditionFailure("an enrolled member has a view")
-            }
-            return try .json(201, view)
+            guard let member = body.member else { preconditionFailure("an enrolment names its member") }
+            return try .json(201, try self.view(member, db))
         }
     }
 
@@ -138,7 +141,7 @@ public final class NodeStore: Sendable {
             if let phone, let other = try Replica.roots(withPhone: phone, db).first(where: { $0.0 != root }) {
                 throw DomainError(.phoneTaken, "phone already belongs to member \(other.0)")
             }
-            let (op, body) = try self.makeOperation(db) { _ in
+            let (op, body) = try self.makeOperation(db) { _, _ in
                 .memberUpdated(MemberUpdated(member: root, name: name, phone: phone, birthday: birthday))
             }
             try self.record(op, body, status: "pending", db)
@@ -150,7 +153,9 @@ public final class NodeStore: Sendable {
         try Validate.amount(req.amount)
         return try write(key) { db in
             let root = try self.enrolledRoot(member, db)
-            let (op, body) = try self.makeOperation(db) { _ in .valueRecharged(ValueRecharged(member: root, amount: req.amount)) }
+            let (op, body) = try self.makeOperation(db) { id, context in
+                .valueRecharged(RulesEngine.recharge(amount: req.amount, member: root, op: id, context))
+            }
             try self.record(op, body, status: "pending", db)
             return try .json(201, NodeAPI.TransactionResult(
                 transaction: Self.transaction(op, body, authorization: .none), member: try self.view(member, db)))
@@ -163,7 +168,7 @@ public final class NodeStore: Sendable {
                 throw DomainError(.notFound, "no card \(card)")
             }
             if !record.blocked {
-                let (op, body) = try self.makeOperation(db) { _ in .cardBlocked(CardBlocked(card: card, member: owner)) }
+                let (op, body) = try self.makeOperation(db) { _, _ in .cardBlocked(CardBlocked(card: card, member: owner)) }
                 try self.record(op, body, status: "pending", db)
             }
             return try .json(200, try self.view(owner, db))
@@ -178,8 +183,10 @@ public final class NodeStore: Sendable {
             if let card, try Replica.card(card, db) != nil {
                 throw DomainError(.cardTaken, "card \(card) is already issued")
             }
-            let current = try Replica.view(of: root, db)?.card
-            let (op, body) = try self.makeOperation(db) { id in
+            let current = try String.fetchOne(db, sql: """
+                SELECT card FROM cards WHERE member_id = ? AND blocked = 0 AND issued IS NOT NULL ORDER BY issued DESC, card DESC LIMIT 1
+                """, arguments: [root.rawValue]).map(CardNumber.init)
+            let (op, body) = try self.makeOperation(db) { id, _ in
                 .cardIssued(CardIssued(member: root, card: card ?? CardNumber(issuedBy: self.store, seq: id.seq), replaces: current))
             }
             try self.record(op, body, status: "pending", db)
@@ -188,23 +195,65 @@ public final class NodeStore: Sendable {
     }
 
     public func beginPurchase(_ member: MemberID, _ req: NodeAPI.PurchaseRequest, key: IdempotencyKey?) throws -> SpendStep {
-        try Validate.amount(req.amount)
-        let redeem = req.redeemPoints ?? 0
-        try Validate.points(redeem, "redeem_points")
-        guard redeem <= req.amount else {
-            throw DomainError(.invalidRequest, "redeem_points (worth \(redeem) minor units) exceeds the amount \(req.amount)")
-        }
-        let valueSpent = (req.payFromBalance ?? false) ? req.amount - redeem * DefaultRules.pointValueMinor : 0
-        return try begin(key) { db in
-            let root = try self.enrolledRoot(member, db)
-            return .purchase(Purchase(member: root, amount: req.amount, valueSpent: valueSpent, pointsRedeemed: redeem,
-                                      pointsEarned: DefaultRules.pointsEarned(amountMinor: req.amount)))
+        let terms = try Self.terms(req)
+        return try begin(key) { db, context in
+            let purchase = try self.price(member, terms, context, db)
+            if let quote = req.quote, quote != (try Self.quoteHash(purchase)) {
+                throw DomainError(.quoteChanged, "the sale no longer prices as quoted (rules version \(purchase.rulesVersion), points \(purchase.pointsEarned), discount \(purchase.discount + purchase.couponDiscount), cash due \(purchase.cashDue)); quote again")
+            }
+            return .purchase(purchase)
         }
     }
 
-    /// Reverses exactly what a purchase or a recharge did.
-    public func beginRefund(_ txn: OperationID, key: IdempotencyKey?) throws -> SpendStep {
-        try begin(key) { db in
+    /// Prices a sale without recording anything: what `purchase` would record now.
+    public func quote(_ member: MemberID, _ req: NodeAPI.PurchaseRequest) throws -> NodeAPI.Quote {
+        let terms = try Self.terms(req)
+        return try pool.read { db in
+            try self.requireBootstrapped(db)
+            let context = TillContext(store: self.store, atMs: self.nowMs(), programme: try Replica.programme(db))
+            let purchase = try self.price(member, terms, context, db)
+            return NodeAPI.Quote(quote: try Self.quoteHash(purchase), purchase: purchase)
+        }
+    }
+
+    static func terms(_ req: NodeAPI.PurchaseRequest) throws -> PurchaseTerms {
+        try Validate.amount(req.amount)
+        let redeem = req.redeemPoints ?? 0
+        try Validate.points(redeem, "redeem_points")
+        if let coupon = req.coupon, coupon.isEmpty || coupon.count > 200 {
+            throw DomainError(.invalidRequest, "coupon must be a coupon id of 1 to 200 characters")
+        }
+        return PurchaseTerms(amount: req.amount, payFromBalance: req.payFromBalance ?? false, redeemPoints: redeem, coupon: req.coupon)
+    }
+
+    /// A quote names its pricing by a hash of the body it would record.
+    static func quoteHash(_ purchase: Purchase) throws -> String {
+        "q1-" + Tokens.hash(try JSONText.encode(purchase)).prefix(32)
+    }
+
+    private func price(_ member: MemberID, _ terms: PurchaseTerms, _ context: TillContext, _ db: Database) throws -> Purchase {
+        let root = try enrolledRoot(member, db)
+        let standing = try Replica.standing(of: root, programme: context.programme, asOfMs: context.atMs, db)
+        var referral: ReferralLink?
+        if let row = try Row.fetchOne(db, sql: "SELECT referrer, enrolled FROM members WHERE id = ?", arguments: [root.rawValue]),
+           let referrer = row["referrer"] as String?, let enrolled = row["enrolled"] as String?, let ms = Self.wallMs(stampKey: enrolled) {
+            referral = ReferralLink(referrer: try Replica.root(of: MemberID(referrer), db), enrolledAtMs: ms)
+        }
+        return try RulesEngine.price(terms, member: root, standing: standing, referral: referral, context)
+    }
+
+    /// The wall-clock ms of a stored stamp key (`16 hex digits/origin`).
+    static func wallMs(stampKey: String) -> Int64? {
+        guard let hex = stampKey.split(separator: "/").first, let packed = UInt64(hex, radix: 16),
+              let hlc = HLCTimestamp(packed: Int64(bitPattern: packed)) else { return nil }
+        return hlc.wallMs
+    }
+
+    /// Reverses exactly what a purchase or a recharge did, in full or in part (`amount` of the
+    /// original amount), whichever store made it (as long as this node holds it).
+    public func beginRefund(_ txn: OperationID, _ req: NodeAPI.RefundRequest = NodeAPI.RefundRequest(), key: IdempotencyKey?) throws -> SpendStep {
+        if let amount = req.amount { try Validate.amount(amount) }
+        return try begin(key) { db, _ in
             guard let row = try Row.fetchOne(db, sql: "SELECT * FROM ops WHERE id = ?", arguments: [txn.description]) else {
                 throw DomainError(.notFound, "no transaction \(txn) at this store")
             }
@@ -213,18 +262,50 @@ public final class NodeStore: Sendable {
                 throw DomainError(.notRefundable, "transaction \(txn) never took effect")
             }
             let original = try Operation(row: row)
-            if try Replica.isRefunded(txn, db) { throw DomainError(.alreadyRefunded, "transaction \(txn) is already refunded") }
+            let refunded = try Replica.refundedAmount(txn, db)
             switch try original.decoded() {
             case .purchase(let p):
                 let root = try Replica.root(of: p.member, db)
-                return .refund(Refund(member: root, of: txn, value: p.valueSpent, points: p.pointsRedeemed - p.pointsEarned))
+                return .refund(try RulesEngine.refund(p, of: txn, member: root, refundedSoFar: refunded, amount: req.amount))
             case .valueRecharged(let r):
                 let root = try Replica.root(of: r.member, db)
-                return .refund(Refund(member: root, of: txn, value: -r.amount, points: 0))
+                return .refund(try RulesEngine.refund(r, of: txn, member: root, refundedSoFar: refunded, amount: req.amount))
+            case .refund:
+                throw DomainError(.notRefundable, "\(txn) is itself a refund and cannot be refunded; record a new sale instead")
             default:
                 throw DomainError(.notRefundable, "only purchases and recharges can be refunded")
             }
         }
+    }
+
+    /// Participation points for a named activity of the programme (a review, an event).
+    public func awardActivity(_ member: MemberID, _ req: NodeAPI.ActivityRequest, key: IdempotencyKey?) throws -> TillAnswer {
+        try write(key) { db in
+            let root = try self.enrolledRoot(member, db)
+            let (op, body) = try self.makeOperation(db) { _, context in
+                .pointsAdjusted(try RulesEngine.activity(req.activity, member: root, context))
+            }
+            try self.record(op, body, status: "pending", db)
+            return try .json(201, try self.view(member, db))
+        }
+    }
+
+    /// A paid, time-limited membership; the price is paid at the till (cash or bank card).
+    public func sellMembership(_ member: MemberID, _ req: NodeAPI.MembershipRequest, key: IdempotencyKey?) throws -> TillAnswer {
+        try write(key) { db in
+            let root = try self.enrolledRoot(member, db)
+            let (op, body) = try self.makeOperation(db) { _, context in
+                let standing = try Replica.standing(of: root, programme: context.programme, asOfMs: context.atMs, db)
+                return .membershipPurchased(try RulesEngine.membership(req.plan, member: root, standing: standing, context))
+            }
+            try self.record(op, body, status: "pending", db)
+            return try .json(201, try self.view(member, db))
+        }
+    }
+
+    /// The programme this node prices with now.
+    public func programme() throws -> Programme {
+        try pool.read { db in try Replica.programme(db) }
     }
 
     /// Settles a spend after asking the hub. An accepted spend is applied; a refused one never
@@ -256,19 +337,19 @@ public final class NodeStore: Sendable {
                 return try .error(DomainError(code, message))
             case .unreachable:
                 let member = spend.body.member ?? MemberID("")
-                let known = try Replica.holdings(of: member, db)
+                let known = try Replica.standing(of: member, programme: try Replica.programme(db), asOfMs: op.hlc.wallMs, db)
                 let day = OfflineSpendPolicy.day(of: op.hlc)
                 let spentToday = try self.offlineSpent(member: member, day: day, db)
                 if let refusal = self.offlinePolicy.decide(spend.debit, known: known, spentToday: spentToday) {
                     try db.execute(sql: "UPDATE ops SET status = 'voided', reason = ? WHERE id = ?",
                                    arguments: [refusal.description, op.id.description])
-                    let (void, voidBody) = try self.makeOperation(db) { _ in
+                    let (void, voidBody) = try self.makeOperation(db) { _, _ in
                         .operationVoided(OperationVoided(of: op.id, member: member, reason: refusal.code.rawValue))
                     }
                     try self.record(void, voidBody, status: "pending", db)
                     return try .error(refusal)
                 }
-                let cost = spend.debit.valueMinor + spend.debit.points * DefaultRules.pointValueMinor
+                let cost = spend.debit.costMinor
                 try db.execute(sql: "UPDATE ops SET status = 'pending', offline_minor = ?, day = ? WHERE id = ?",
                                arguments: [cost, day, op.id.description])
                 try Replica.apply(spend.body, of: op, db)
@@ -297,7 +378,7 @@ public final class NodeStore: Sendable {
             for row in rows {
                 let op = try Operation(row: row)
                 try db.execute(sql: "UPDATE ops SET status = 'voided', reason = 'interrupted' WHERE id = ?", arguments: [op.id.description])
-                let (void, body) = try self.makeOperation(db) { _ in
+                let (void, body) = try self.makeOperation(db) { _, _ in
                     .operationVoided(OperationVoided(of: op.id, member: (try? op.decoded())?.member, reason: "interrupted"))
                 }
                 try self.record(void, body, status: "pending", db)
@@ -331,7 +412,7 @@ public final class NodeStore: Sendable {
     }
 
     public func allMembers() throws -> [MemberView] {
-        try pool.read { db in try Replica.allViews(db) }
+        try pool.read { db in try Replica.allViews(asOfMs: self.nowMs(), db) }
     }
 
     // MARK: - Sync
@@ -426,12 +507,11 @@ public final class NodeStore: Sendable {
         }
     }
 
-    private func begin(_ key: IdempotencyKey?, _ build: @escaping (Database) throws -> OperationBody) throws -> SpendStep {
+    private func begin(_ key: IdempotencyKey?, _ build: @escaping (Database, TillContext) throws -> OperationBody) throws -> SpendStep {
         try pool.write { db in
             if let stored = try self.replay(key, db) { return .answered(stored) }
             try self.requireBootstrapped(db)
-            let planned = try build(db)
-            let (op, body) = try self.makeOperation(db) { _ in planned }
+            let (op, body) = try self.makeOperation(db) { _, context in try build(db, context) }
             let debit = body.debit
             if debit.isZero {
                 try self.record(op, body, status: "pending", db)
@@ -467,13 +547,16 @@ public final class NodeStore: Sendable {
         }
     }
 
-    private func makeOperation(_ db: Database, _ build: (OperationID) throws -> OperationBody) throws -> (Operation, OperationBody) {
+    /// Makes the node's next operation. The body is built under the rules the node holds now,
+    /// at the operation's own time, so the recorded numbers match the recorded version.
+    private func makeOperation(_ db: Database, _ build: (OperationID, TillContext) throws -> OperationBody) throws -> (Operation, OperationBody) {
         let seq = (try Meta.get("last_seq", db).flatMap { UInt64($0) } ?? 0) + 1
         try Meta.set("last_seq", String(seq), db)
         let hlc = clock.withLock { $0.tick(physicalMs: physicalMs()) }
         try Meta.set("hlc", String(hlc.packed), db)
         let id = OperationID(origin: store, seq: seq)
-        let body = try build(id)
+        let context = TillContext(store: store, atMs: hlc.wallMs, programme: try Replica.programme(db))
+        let body = try build(id, context)
         return (Operation(id: id, hlc: hlc, body: body), body)
     }
 
@@ -519,8 +602,11 @@ public final class NodeStore: Sendable {
         return root
     }
 
+    /// The time views and quotes are computed at: the node's clock, never behind its log.
+    func nowMs() -> Int64 { max(physicalMs(), clock.withLock { $0.last.wallMs }) }
+
     private func view(_ member: MemberID, _ db: Database) throws -> MemberView {
-        guard let view = try Replica.view(of: member, db) else { throw DomainError(.notFound, "no member \(member)") }
+        guard let view = try Replica.view(of: member, asOfMs: nowMs(), db) else { throw DomainError(.notFound, "no member \(member)") }
         return view
     }
 
@@ -531,20 +617,26 @@ public final class NodeStore: Sendable {
     }
 
     static func transaction(_ op: Operation, _ body: OperationBody, authorization: NodeAPI.Authorization) -> NodeAPI.Transaction {
+        var txn: NodeAPI.Transaction
         switch body {
         case .purchase(let p):
-            return .init(id: op.id, kind: op.kind, member: p.member, amount: p.amount, valueChange: -p.valueSpent,
-                         pointsChange: p.pointsEarned - p.pointsRedeemed, pointsEarned: p.pointsEarned,
-                         pointsRedeemed: p.pointsRedeemed, valueSpent: p.valueSpent, refundOf: nil, authorization: authorization)
+            txn = .init(id: op.id, kind: op.kind, member: p.member, amount: p.amount, valueChange: -p.valueSpent,
+                        pointsChange: p.pointsEarned - p.pointsRedeemed, pointsEarned: p.pointsEarned,
+                        pointsRedeemed: p.pointsRedeemed, valueSpent: p.valueSpent, refundOf: nil, authorization: authorization)
+            txn.cash = p.cashDue
         case .valueRecharged(let r):
-            return .init(id: op.id, kind: op.kind, member: r.member, amount: r.amount, valueChange: r.amount, pointsChange: 0,
-                         pointsEarned: nil, pointsRedeemed: nil, valueSpent: nil, refundOf: nil, authorization: authorization)
+            txn = .init(id: op.id, kind: op.kind, member: r.member, amount: r.amount, valueChange: r.amount + r.bonus, pointsChange: 0,
+                        pointsEarned: nil, pointsRedeemed: nil, valueSpent: nil, refundOf: nil, authorization: authorization)
         case .refund(let r):
-            return .init(id: op.id, kind: op.kind, member: r.member, amount: nil, valueChange: r.value, pointsChange: r.points,
-                         pointsEarned: nil, pointsRedeemed: nil, valueSpent: nil, refundOf: r.of, authorization: authorization)
+            txn = .init(id: op.id, kind: op.kind, member: r.member, amount: r.amount, valueChange: r.value + r.bonus,
+                        pointsChange: r.pointsRestored - r.pointsReversed,
+                        pointsEarned: nil, pointsRedeemed: nil, valueSpent: nil, refundOf: r.of, authorization: authorization)
+            txn.cash = r.cashBack
         default:
             preconditionFailure("\(op.kind) is not a till transaction")
         }
+        txn.receipt = op.body
+        return txn
     }
 }
 

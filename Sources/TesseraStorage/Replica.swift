@@ -1,4 +1,6 @@
+import Foundation
 import GRDB
+import Synchronization
 import TesseraCore
 import TesseraProtocol
 
@@ -44,12 +46,50 @@ enum Replica {
                 CREATE TABLE voids (of TEXT PRIMARY KEY NOT NULL, by TEXT NOT NULL);
                 """)
         }
+        // The programme: entries carry bonus money, expiry lots, expiry and the tier counter,
+        // several per operation; refunds their amount; rules, coupons and memberships.
+        migrator.registerMigration("replica-v2-programme") { db in
+            try db.execute(sql: """
+                CREATE TABLE entries_v2 (
+                    op_id TEXT NOT NULL,
+                    part INTEGER NOT NULL,
+                    member_id TEXT NOT NULL,
+                    value INTEGER NOT NULL,
+                    bonus INTEGER NOT NULL DEFAULT 0,
+                    points INTEGER NOT NULL,
+                    lot INTEGER,
+                    expired INTEGER NOT NULL DEFAULT 0,
+                    qualifying INTEGER NOT NULL DEFAULT 0,
+                    at_ms INTEGER NOT NULL DEFAULT 0,
+                    PRIMARY KEY (op_id, part)
+                );
+                INSERT INTO entries_v2 (op_id, part, member_id, value, points)
+                    SELECT op_id, ROW_NUMBER() OVER (PARTITION BY op_id ORDER BY member_id) - 1, member_id, value, points FROM entries;
+                DROP TABLE entries;
+                ALTER TABLE entries_v2 RENAME TO entries;
+                CREATE INDEX entries_member ON entries(member_id);
+                ALTER TABLE refunds ADD COLUMN amount INTEGER NOT NULL DEFAULT 0;
+                CREATE TABLE rules (version INTEGER PRIMARY KEY NOT NULL, body TEXT NOT NULL);
+                CREATE TABLE coupons (
+                    id TEXT PRIMARY KEY NOT NULL,
+                    member_id TEXT NOT NULL,
+                    body TEXT NOT NULL,
+                    stamp TEXT NOT NULL
+                );
+                CREATE INDEX coupons_member ON coupons(member_id);
+                CREATE TABLE coupon_uses (coupon TEXT NOT NULL, op_id TEXT NOT NULL, PRIMARY KEY (coupon, op_id));
+                CREATE TABLE coupon_restores (coupon TEXT NOT NULL, use_op TEXT NOT NULL, PRIMARY KEY (coupon, use_op));
+                CREATE TABLE memberships (op_id TEXT PRIMARY KEY NOT NULL, member_id TEXT NOT NULL, body TEXT NOT NULL);
+                CREATE INDEX memberships_member ON memberships(member_id);
+                """)
+        }
     }
 
     /// Applies the effects of one operation body, stamped with the operation's (HLC, origin).
     static func apply(_ body: OperationBody, of op: Operation, _ db: Database) throws {
         let stamp = op.stamp.key
         let opID = op.id.description
+        var part = 0
         for effect in body.effects {
             switch effect {
             case .enrol(let member, let referrer):
@@ -75,19 +115,37 @@ enum Replica {
                 try db.execute(sql: """
                     INSERT INTO cards (card, blocked) VALUES (?, 1) ON CONFLICT(card) DO UPDATE SET blocked = 1
                     """, arguments: [card.rawValue])
-            case .ledger(let member, let value, let points):
-                try db.execute(sql: "INSERT OR IGNORE INTO entries (op_id, member_id, value, points) VALUES (?, ?, ?, ?)",
-                               arguments: [opID, member.rawValue, value, points])
+            case .ledger(let e):
+                try db.execute(sql: """
+                    INSERT OR IGNORE INTO entries (op_id, part, member_id, value, bonus, points, lot, expired, qualifying, at_ms)
+                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                    """, arguments: [opID, part, e.member.rawValue, e.value, e.bonus, e.points, e.lot?.number, e.expired, e.qualifying, op.hlc.wallMs])
+                part += 1
             case .merge(let from, let into):
                 try db.execute(sql: """
                     INSERT INTO merges (from_id, into_id, stamp) VALUES (?, ?, ?)
                     ON CONFLICT(from_id) DO UPDATE SET into_id = excluded.into_id, stamp = excluded.stamp
                     WHERE excluded.stamp < merges.stamp
                     """, arguments: [from.rawValue, into.rawValue, stamp])
-            case .refund(let of):
-                try db.execute(sql: "INSERT OR IGNORE INTO refunds (of, by) VALUES (?, ?)", arguments: [of.description, opID])
+            case .refund(let of, let amount):
+                try db.execute(sql: "INSERT OR IGNORE INTO refunds (of, by, amount) VALUES (?, ?, ?)", arguments: [of.description, opID, amount])
             case .void(let of):
                 try db.execute(sql: "INSERT OR IGNORE INTO voids (of, by) VALUES (?, ?)", arguments: [of.description, opID])
+            case .rules(let version, let document):
+                try db.execute(sql: "INSERT OR IGNORE INTO rules (version, body) VALUES (?, ?)", arguments: [version, try JSONText.encode(document)])
+            case .coupon(let coupon):
+                try db.execute(sql: """
+                    INSERT INTO coupons (id, member_id, body, stamp) VALUES (?, ?, ?, ?)
+                    ON CONFLICT(id) DO UPDATE SET member_id = excluded.member_id, body = excluded.body, stamp = excluded.stamp
+                    WHERE excluded.stamp < coupons.stamp
+                    """, arguments: [coupon.id, coupon.member.rawValue, try JSONText.encode(coupon), stamp])
+            case .couponUsed(let coupon):
+                try db.execute(sql: "INSERT OR IGNORE INTO coupon_uses (coupon, op_id) VALUES (?, ?)", arguments: [coupon, opID])
+            case .couponRestored(let coupon, let use):
+                try db.execute(sql: "INSERT OR IGNORE INTO coupon_restores (coupon, use_op) VALUES (?, ?)", arguments: [coupon, use.description])
+            case .membership(let period):
+                try db.execute(sql: "INSERT OR IGNORE INTO memberships (op_id, member_id, body) VALUES (?, ?, ?)",
+                               arguments: [opID, period.member.rawValue, try JSONText.encode(period)])
             }
         }
     }
@@ -112,15 +170,51 @@ enum Replica {
             """, arguments: [root.rawValue]).map(MemberID.init)
     }
 
-    /// What the member (resolved through merges) holds: the sum of its ledger entries.
+    /// What the member (resolved through merges) holds: the sums of its ledger entries.
     static func holdings(of member: MemberID, _ db: Database) throws -> Holdings {
         let root = try root(of: member, db)
         let row = try Row.fetchOne(db, sql: """
             WITH RECURSIVE grp(id) AS (VALUES (?) UNION SELECT merges.from_id FROM merges JOIN grp ON merges.into_id = grp.id)
-            SELECT COALESCE(SUM(value), 0) AS value, COALESCE(SUM(points), 0) AS points
+            SELECT COALESCE(SUM(value + bonus), 0) AS value, COALESCE(SUM(bonus), 0) AS bonus, COALESCE(SUM(points), 0) AS points
             FROM entries WHERE member_id IN (SELECT id FROM grp)
             """, arguments: [root.rawValue])
-        return Holdings(valueMinor: row?["value"] ?? 0, points: row?["points"] ?? 0)
+        return Holdings(valueMinor: row?["value"] ?? 0, points: row?["points"] ?? 0, bonusMinor: row?["bonus"] ?? 0)
+    }
+
+    /// The newest programme version this replica holds (the built-in one before any).
+    static func programme(_ db: Database) throws -> Programme {
+        guard let row = try Row.fetchOne(db, sql: "SELECT body FROM rules ORDER BY version DESC LIMIT 1") else { return .builtIn }
+        return try ProgrammeCache.programme(text: row["body"])
+    }
+
+    /// Everything the rules need to know about the member (resolved through merges) at `asOfMs`.
+    static func standing(of member: MemberID, programme: Programme, asOfMs: Int64, _ db: Database) throws -> MemberStanding {
+        let root = try root(of: member, db)
+        let group = try JSONText.encode(try Self.group(of: root, db).map(\.rawValue))
+        let rows = try Row.fetchAll(db, sql: """
+            SELECT member_id, value, bonus, points, lot, expired, qualifying, at_ms FROM entries
+            WHERE member_id IN (SELECT value FROM json_each(?))
+            """, arguments: [group]).map { row in
+            LedgerRow(LedgerEntry(member: MemberID(row["member_id"]), value: row["value"], bonus: row["bonus"], points: row["points"],
+                                  lot: (row["lot"] as Int64?).map(LocalDay.init), expired: row["expired"], qualifying: row["qualifying"]),
+                      atMs: row["at_ms"])
+        }
+        let coupons = try String.fetchAll(db, sql: "SELECT body FROM coupons WHERE member_id IN (SELECT value FROM json_each(?))",
+                                          arguments: [group]).map { try JSONText.decode(Coupon.self, $0) }
+        var uses: [String: Set<OperationID>] = [:], restores: [String: Set<OperationID>] = [:]
+        if !coupons.isEmpty {
+            let ids = try JSONText.encode(coupons.map(\.id))
+            for row in try Row.fetchAll(db, sql: "SELECT coupon, op_id FROM coupon_uses WHERE coupon IN (SELECT value FROM json_each(?))", arguments: [ids]) {
+                if let op = OperationID(row["op_id"] as String) { uses[row["coupon"], default: []].insert(op) }
+            }
+            for row in try Row.fetchAll(db, sql: "SELECT coupon, use_op FROM coupon_restores WHERE coupon IN (SELECT value FROM json_each(?))", arguments: [ids]) {
+                if let op = OperationID(row["use_op"] as String) { restores[row["coupon"], default: []].insert(op) }
+            }
+        }
+        let memberships = try String.fetchAll(db, sql: "SELECT body FROM memberships WHERE member_id IN (SELECT value FROM json_each(?))",
+                                              arguments: [group]).map { try JSONText.decode(MembershipPeriod.self, $0) }
+        return MemberStanding.derive(rows: rows, coupons: coupons, couponUses: uses, couponRestores: restores,
+                                     memberships: memberships, purchaseTimes: [], programme: programme, asOfMs: asOfMs)
     }
 
     static func isEnrolled(_ member: MemberID, _ db: Database) throws -> Bool {
@@ -128,7 +222,11 @@ enum Replica {
     }
 
     /// The member view: nil when neither the member nor its survivor is enrolled here.
-    static func view(of member: MemberID, _ db: Database) throws -> MemberView? {
+    static func view(of member: MemberID, asOfMs: Int64, _ db: Database) throws -> MemberView? {
+        try view(of: member, programme: try programme(db), asOfMs: asOfMs, db)
+    }
+
+    static func view(of member: MemberID, programme: Programme, asOfMs: Int64, _ db: Database) throws -> MemberView? {
         let root = try root(of: member, db)
         guard let row = try Row.fetchOne(db, sql: "SELECT * FROM members WHERE id = ? AND enrolled IS NOT NULL", arguments: [root.rawValue])
         else { return nil }
@@ -136,17 +234,17 @@ enum Replica {
             SELECT card FROM cards WHERE member_id = ? AND blocked = 0 AND issued IS NOT NULL
             ORDER BY issued DESC, card DESC LIMIT 1
             """, arguments: [root.rawValue])
-        let holdings = try holdings(of: root, db)
         return MemberView(
             id: member, card: card.map(CardNumber.init),
             name: row["name"], phone: row["phone"], birthday: row["birthday"],
-            balance: holdings.valueMinor, points: holdings.points,
+            standing: try standing(of: root, programme: programme, asOfMs: asOfMs, db),
             mergedInto: root == member ? nil : root)
     }
 
-    static func allViews(_ db: Database) throws -> [MemberView] {
+    static func allViews(asOfMs: Int64, _ db: Database) throws -> [MemberView] {
+        let programme = try programme(db)
         let ids = try String.fetchAll(db, sql: "SELECT id FROM members WHERE enrolled IS NOT NULL")
-        return try ids.map(MemberID.init).sorted().compactMap { try view(of: $0, db) }
+        return try ids.map(MemberID.init).sorted().compactMap { try view(of: $0, programme: programme, asOfMs: asOfMs, db) }
     }
 
     struct CardRecord {
@@ -170,23 +268,48 @@ enum Replica {
             """, arguments: [phone]).map { (MemberID($0["id"]), $0["enrolled"]) }
     }
 
-    static func isRefunded(_ op: OperationID, _ db: Database) throws -> Bool {
-        try Bool.fetchOne(db, sql: "SELECT EXISTS (SELECT 1 FROM refunds WHERE of = ?)", arguments: [op.description]) ?? false
+    /// How much of the operation's amount refunds have taken back so far.
+    static func refundedAmount(_ op: OperationID, _ db: Database) throws -> Int64 {
+        try Int64.fetchOne(db, sql: "SELECT COALESCE(SUM(amount), 0) FROM refunds WHERE of = ?", arguments: [op.description]) ?? 0
     }
 
     static func isVoided(_ op: OperationID, _ db: Database) throws -> Bool {
         try Bool.fetchOne(db, sql: "SELECT EXISTS (SELECT 1 FROM voids WHERE of = ?)", arguments: [op.description]) ?? false
     }
 
-    static func entries(of op: OperationID, _ db: Database) throws -> [(MemberID, Int64, Int64)] {
-        try Row.fetchAll(db, sql: "SELECT member_id, value, points FROM entries WHERE op_id = ?", arguments: [op.description])
-            .map { (MemberID($0["member_id"]), $0["value"], $0["points"]) }
+    static func entries(of op: OperationID, _ db: Database) throws -> [LedgerEntry] {
+        try Row.fetchAll(db, sql: "SELECT * FROM entries WHERE op_id = ? ORDER BY part", arguments: [op.description]).map { row in
+            LedgerEntry(member: MemberID(row["member_id"]), value: row["value"], bonus: row["bonus"], points: row["points"],
+                        lot: (row["lot"] as Int64?).map(LocalDay.init), expired: row["expired"], qualifying: row["qualifying"])
+        }
+    }
+
+    /// Operations that used the coupon and whose use no full refund undid.
+    static func liveUses(of coupon: String, _ db: Database) throws -> [String] {
+        try String.fetchAll(db, sql: """
+            SELECT op_id FROM coupon_uses u WHERE coupon = ?
+            AND NOT EXISTS (SELECT 1 FROM coupon_restores r WHERE r.coupon = u.coupon AND r.use_op = u.op_id)
+            ORDER BY op_id
+            """, arguments: [coupon])
     }
 
     // MARK: Snapshot (the folded state as a new node loads it)
 
-    static func exportState(_ db: Database) throws -> (members: [Snapshot.Member], cards: [Snapshot.Card], balances: [Snapshot.Balance],
-                                                      merges: [Snapshot.Merge], refunds: [Snapshot.Pair], voided: [OperationID]) {
+    struct State {
+        var members: [Snapshot.Member]
+        var cards: [Snapshot.Card]
+        var entries: [Snapshot.Entry]
+        var merges: [Snapshot.Merge]
+        var refunds: [Snapshot.Refunded]
+        var voided: [OperationID]
+        var rules: [RulesPublished]
+        var coupons: [Snapshot.HeldCoupon]
+        var couponUses: [Snapshot.Pair]
+        var couponRestores: [Snapshot.Pair]
+        var memberships: [Snapshot.Membership]
+    }
+
+    static func exportState(_ db: Database) throws -> State {
         let members = try Row.fetchAll(db, sql: "SELECT * FROM members").map { row in
             Snapshot.Member(id: MemberID(row["id"]), enrolled: row["enrolled"], referrer: (row["referrer"] as String?).map(MemberID.init),
                             name: row["name"], nameStamp: row["name_stamp"], phone: row["phone"], phoneStamp: row["phone_stamp"],
@@ -196,18 +319,32 @@ enum Replica {
             Snapshot.Card(card: CardNumber(row["card"]), member: (row["member_id"] as String?).map(MemberID.init),
                           issued: row["issued"], blocked: row["blocked"])
         }
-        let balances = try Row.fetchAll(db, sql: "SELECT member_id, SUM(value) AS value, SUM(points) AS points FROM entries GROUP BY member_id")
-            .map { Snapshot.Balance(member: MemberID($0["member_id"]), value: $0["value"], points: $0["points"]) }
+        let entries = try Row.fetchAll(db, sql: "SELECT * FROM entries ORDER BY op_id, part").map { row in
+            Snapshot.Entry(op: row["op_id"], part: row["part"], member: MemberID(row["member_id"]), value: row["value"], bonus: row["bonus"],
+                           points: row["points"], lot: (row["lot"] as Int64?).map { LocalDay($0).iso }, expired: row["expired"],
+                           qualifying: row["qualifying"], atMs: row["at_ms"])
+        }
         let merges = try Row.fetchAll(db, sql: "SELECT from_id, into_id, stamp FROM merges").map {
             Snapshot.Merge(from: MemberID($0["from_id"]), into: MemberID($0["into_id"]), stamp: $0["stamp"])
         }
-        let refunds = try Row.fetchAll(db, sql: "SELECT of, by FROM refunds").map { Snapshot.Pair(from: $0["of"], to: $0["by"]) }
+        let refunds = try Row.fetchAll(db, sql: "SELECT of, by, amount FROM refunds").map { Snapshot.Refunded(of: $0["of"], by: $0["by"], amount: $0["amount"]) }
         let voided = try String.fetchAll(db, sql: "SELECT of FROM voids").compactMap(OperationID.init)
-        return (members, cards, balances, merges, refunds, voided)
+        let rules = try Row.fetchAll(db, sql: "SELECT version, body FROM rules ORDER BY version").map {
+            RulesPublished(version: $0["version"], programme: try JSONText.decode(JSONValue.self, $0["body"]))
+        }
+        let coupons = try Row.fetchAll(db, sql: "SELECT body, stamp FROM coupons ORDER BY id").map {
+            Snapshot.HeldCoupon(coupon: try JSONText.decode(Coupon.self, $0["body"]), stamp: $0["stamp"])
+        }
+        let uses = try Row.fetchAll(db, sql: "SELECT coupon, op_id FROM coupon_uses").map { Snapshot.Pair(from: $0["coupon"], to: $0["op_id"]) }
+        let restores = try Row.fetchAll(db, sql: "SELECT coupon, use_op FROM coupon_restores").map { Snapshot.Pair(from: $0["coupon"], to: $0["use_op"]) }
+        let memberships = try Row.fetchAll(db, sql: "SELECT op_id, body FROM memberships").map {
+            Snapshot.Membership(op: $0["op_id"], period: try JSONText.decode(MembershipPeriod.self, $0["body"]))
+        }
+        return State(members: members, cards: cards, entries: entries, merges: merges, refunds: refunds, voided: voided, rules: rules,
+                     coupons: coupons, couponUses: uses, couponRestores: restores, memberships: memberships)
     }
 
-    /// Loads a snapshot into an empty replica. Balances become one opening entry per member,
-    /// attributed to the snapshot's cursor, so they stay sums of entries.
+    /// Loads a snapshot into an empty replica, entry for entry.
     static func importState(_ s: Snapshot, _ db: Database) throws {
         for m in s.members {
             try db.execute(sql: """
@@ -219,19 +356,52 @@ enum Replica {
             try db.execute(sql: "INSERT INTO cards (card, member_id, issued, blocked) VALUES (?, ?, ?, ?)",
                            arguments: [c.card.rawValue, c.member?.rawValue, c.issued, c.blocked])
         }
-        for b in s.balances {
-            try db.execute(sql: "INSERT INTO entries (op_id, member_id, value, points) VALUES (?, ?, ?, ?)",
-                           arguments: ["snapshot@\(s.cursor)", b.member.rawValue, b.value, b.points])
+        for e in s.entries {
+            try db.execute(sql: """
+                INSERT INTO entries (op_id, part, member_id, value, bonus, points, lot, expired, qualifying, at_ms)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                """, arguments: [e.op, e.part, e.member.rawValue, e.value, e.bonus, e.points, e.lot.flatMap(LocalDay.init(iso:))?.number,
+                                 e.expired, e.qualifying, e.atMs])
         }
         for m in s.merges {
             try db.execute(sql: "INSERT INTO merges (from_id, into_id, stamp) VALUES (?, ?, ?)", arguments: [m.from.rawValue, m.into.rawValue, m.stamp])
         }
-        for p in s.refunds {
-            try db.execute(sql: "INSERT INTO refunds (of, by) VALUES (?, ?)", arguments: [p.from, p.to])
+        for r in s.refunds {
+            try db.execute(sql: "INSERT INTO refunds (of, by, amount) VALUES (?, ?, ?)", arguments: [r.of, r.by, r.amount])
         }
         for v in s.voided {
             try db.execute(sql: "INSERT INTO voids (of, by) VALUES (?, 'snapshot')", arguments: [v.description])
         }
+        for r in s.rules {
+            try db.execute(sql: "INSERT INTO rules (version, body) VALUES (?, ?)", arguments: [r.version, try JSONText.encode(r.programme)])
+        }
+        for c in s.coupons {
+            try db.execute(sql: "INSERT INTO coupons (id, member_id, body, stamp) VALUES (?, ?, ?, ?)",
+                           arguments: [c.coupon.id, c.coupon.member.rawValue, try JSONText.encode(c.coupon), c.stamp])
+        }
+        for u in s.couponUses {
+            try db.execute(sql: "INSERT INTO coupon_uses (coupon, op_id) VALUES (?, ?)", arguments: [u.from, u.to])
+        }
+        for r in s.couponRestores {
+            try db.execute(sql: "INSERT INTO coupon_restores (coupon, use_op) VALUES (?, ?)", arguments: [r.from, r.to])
+        }
+        for m in s.memberships {
+            try db.execute(sql: "INSERT INTO memberships (op_id, member_id, body) VALUES (?, ?, ?)",
+                           arguments: [m.op, m.period.member.rawValue, try JSONText.encode(m.period)])
+        }
+    }
+}
+
+/// Decoded programmes by document text: a till reads the rules on every sale, and decoding
+/// and validating the document each time would cost more than the sale's SQL.
+enum ProgrammeCache {
+    private static let cache = Mutex<[String: Programme]>([:])
+
+    static func programme(text: String) throws -> Programme {
+        if let hit = cache.withLock({ $0[text] }) { return hit }
+        let programme = try Programme.parse(Data(text.utf8))
+        cache.withLock { if $0.count > 64 { $0.removeAll() }; $0[text] = programme }
+        return programme
     }
 }
 

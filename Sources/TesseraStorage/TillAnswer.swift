@@ -25,11 +25,12 @@ public enum HTTPStatusForError {
         switch code {
         case .invalidRequest, .unsupportedProtocol: 400
         case .unauthorized: 401
-        case .insufficientBalance, .offlineLimitExceeded: 402
+        case .insufficientBalance, .insufficientPoints, .offlineLimitExceeded: 402
         case .forbidden, .originMismatch: 403
         case .notFound: 404
         case .cardBlocked, .phoneTaken, .cardTaken, .alreadyRefunded, .notRefundable, .requestInProgress, .voided, .storeExists: 409
-        case .idempotencyKeyReused: 422
+        case .couponUnavailable, .redemptionRefused, .refundTooLarge, .quoteChanged, .rulesVersionConflict: 409
+        case .idempotencyKeyReused, .invalidRules: 422
         case .bootstrapping: 503
         case .internalError: 500
         }

@@ -11,7 +11,9 @@ public enum ChainLog {
         var ops: [TesseraCore.Operation] = []
         var members: [MemberID] = []
         var cards: [CardNumber] = []
-        var spends: [(OperationID, MemberID, Int64, Int64)] = []
+        var spends: [(OperationID, MemberID, Purchase)] = []
+        var coupons: [Coupon] = []
+        let lots = ["2026-01-31", "2026-06-30", "2027-12-31"]
         var hubSeq: UInt64 = 0
         func next(_ origin: StoreID) -> OperationID {
             seqs[origin, default: 0] += 1
@@ -45,20 +47,40 @@ public enum ChainLog {
                     phone: Bool.random(using: &rng) ? phones.randomElement(using: &rng)! : nil,
                     birthday: Bool.random(using: &rng) ? "12-0\(Int.random(in: 1...9, using: &rng))" : nil))
             case 30..<45:
-                body = .valueRecharged(ValueRecharged(member: member, amount: Int64.random(in: 1...50_000, using: &rng)))
+                let id = next(origin)
+                let amount = Int64.random(in: 1...50_000, using: &rng)
+                var issued: [Coupon] = []
+                if Bool.random(using: &rng) {
+                    issued = [Coupon(id: "c/\(id)", member: member, template: "c", name: "Coupon", valueMinor: 500, percent: nil,
+                                     minSpendMinor: 0, validFrom: "1970-01-01", validUntil: "2030-12-31", stores: nil)]
+                    coupons += issued
+                }
+                ops.append(Operation(id: id, hlc: hlc(id), body: .valueRecharged(ValueRecharged(
+                    member: member, amount: amount, bonus: amount / 10, coupons: issued, rulesVersion: 1))))
+                continue
             case 45..<65:
                 let amount = Int64.random(in: 1...20_000, using: &rng)
                 let redeem = Int64.random(in: 0...min(amount, 500), using: &rng)
                 let spent = Bool.random(using: &rng) ? amount - redeem : 0
+                let coupon = Int.random(in: 0..<4, using: &rng) == 0 ? coupons.randomElement(using: &rng) : nil
                 let id = next(origin)
-                ops.append(Operation(id: id, hlc: hlc(id), body: .purchase(Purchase(
-                    member: member, amount: amount, valueSpent: spent, pointsRedeemed: redeem,
-                    pointsEarned: DefaultRules.pointsEarned(amountMinor: amount)))))
-                spends.append((id, member, spent, DefaultRules.pointsEarned(amountMinor: amount) - redeem))
+                let earned = amount / 100
+                let purchase = Purchase(
+                    member: member, amount: amount, coupon: coupon?.id, pointsRedeemed: redeem, valueSpent: spent,
+                    bonusSpent: Int64.random(in: 0...spent, using: &rng), pointsEarned: earned,
+                    pointsExpireOn: lots.randomElement(using: &rng), qualifying: earned,
+                    referrer: Bool.random(using: &rng) ? members.randomElement(using: &rng) : nil, referralPoints: earned / 10, rulesVersion: 1)
+                ops.append(Operation(id: id, hlc: hlc(id), body: .purchase(purchase)))
+                spends.append((id, member, purchase))
                 continue
             case 65..<72:
-                guard let (of, m, value, points) = spends.randomElement(using: &rng) else { continue }
-                body = .refund(Refund(member: m, of: of, value: value, points: -points))
+                guard let (of, m, p) = spends.randomElement(using: &rng) else { continue }
+                let full = Bool.random(using: &rng)
+                func part(_ x: Int64) -> Int64 { full ? x : x / 2 }
+                body = .refund(Refund(member: m, of: of, amount: part(p.amount), value: part(p.valueSpent - p.bonusSpent), bonus: part(p.bonusSpent),
+                                      pointsRestored: part(p.pointsRedeemed), pointsReversed: part(p.pointsEarned),
+                                      pointsExpireOn: p.pointsExpireOn, qualifying: -part(p.qualifying),
+                                      referrer: p.referrer, referralPoints: part(p.referralPoints), coupon: full ? p.coupon : nil))
             case 72..<78:
                 let card = CardNumber("X\(Int.random(in: 0..<1000, using: &rng))")
                 body = .cardIssued(CardIssued(member: member, card: card, replaces: cards.randomElement(using: &rng)))
@@ -76,14 +98,37 @@ public enum ChainLog {
                 ops.append(Operation(id: OperationID(origin: .hub, seq: hubSeq), hlc: hlc(OperationID(origin: .hub, seq: hubSeq)),
                                      body: .memberMerged(MemberMerged(from: sorted[i], into: sorted[Int.random(in: 0..<i, using: &rng)]))))
                 continue
-            case 90..<94:
-                guard let (of, m, value, points) = spends.randomElement(using: &rng) else { continue }
+            case 90..<92:
+                guard let (of, m, p) = spends.randomElement(using: &rng) else { continue }
                 let voidID = next(of.origin)
                 ops.append(Operation(id: voidID, hlc: hlc(voidID), body: .operationVoided(OperationVoided(of: of, member: m, reason: "test"))))
                 hubSeq += 1
                 ops.append(Operation(id: OperationID(origin: .hub, seq: hubSeq), hlc: hlc(OperationID(origin: .hub, seq: hubSeq)),
-                                     body: .operationReversed(OperationReversed(of: of, member: m, value: value, points: -points))))
+                                     body: .operationReversed(OperationReversed(of: of, member: m, value: p.valueSpent - p.bonusSpent,
+                                                                                bonus: p.bonusSpent, points: p.pointsRedeemed, coupon: p.coupon))))
                 continue
+            case 92..<95:
+                // Hub operations of the programme: a rules version, an expiry, coupons.
+                hubSeq += 1
+                let hubID = OperationID(origin: .hub, seq: hubSeq)
+                let hubBody: OperationBody
+                switch Int.random(in: 0..<3, using: &rng) {
+                case 0:
+                    let version = Int.random(in: 1...3, using: &rng)
+                    hubBody = .rulesPublished(RulesPublished(version: version, programme: Programme(version: version, name: "v\(version)").json))
+                case 1:
+                    hubBody = .pointsExpired(PointsExpired(member: member, points: Int64.random(in: -20...50, using: &rng), asOf: "2026-01-31"))
+                default:
+                    let coupon = Coupon(id: "w/\(member)/\(hubSeq)", member: member, template: "w", name: "Wake up", valueMinor: nil, percent: 10,
+                                        minSpendMinor: 1000, validFrom: "2026-01-01", validUntil: "2026-03-01", stores: [origin])
+                    coupons.append(coupon)
+                    hubBody = .couponsIssued(CouponsIssued(coupons: [coupon], reason: "scheduled"))
+                }
+                ops.append(Operation(id: hubID, hlc: hlc(hubID), body: hubBody))
+                continue
+            case 95..<97:
+                body = .membershipPurchased(MembershipPurchased(member: member, plan: "year", name: "Year card", from: "1970-01-01",
+                                                                until: "2030-12-31", priceMinor: 9900, discountPercent: 10, pointsPercent: 150, rulesVersion: 1))
             default:
                 let unknownID = next(origin)
                 ops.append(Operation(id: unknownID, hlc: hlc(unknownID), kind: "coupon.issued", kindVersion: 1,

@@ -51,21 +51,30 @@ struct ClockTests {
 
 @Suite("Default rules, the offline policy and validation")
 struct RulesTests {
-    @Test("one point per whole currency unit", arguments: [(0, 0), (99, 0), (100, 1), (2550, 25), (10_000, 100)] as [(Int64, Int64)])
-    func points(amount: Int64, points: Int64) {
-        #expect(DefaultRules.pointsEarned(amountMinor: amount) == points)
+    @Test("the built-in programme: one point per whole currency unit paid", arguments: [(1, 0), (99, 0), (100, 1), (2550, 25), (10_000, 100)] as [(Int64, Int64)])
+    func points(amount: Int64, points: Int64) throws {
+        let context = TillContext(store: try #require(StoreID(rawValue: "s1")), atMs: 0, programme: .builtIn)
+        let sale = try RulesEngine.price(PurchaseTerms(amount: amount), member: MemberID("m"), standing: MemberStanding(), referral: nil, context)
+        #expect(sale.pointsEarned == points && sale.rulesVersion == 0 && sale.cashDue == amount)
     }
 
     @Test("offline spends are allowed up to the known balance and the daily limit, exactly")
     func offlinePolicy() {
+        func known(_ value: Int64, _ points: Int64) -> MemberStanding {
+            var s = MemberStanding()
+            s.balance = value
+            s.points = points
+            return s
+        }
         let policy = OfflineSpendPolicy(limitMinorPerDay: 20_000)
-        let rich = Holdings(valueMinor: 100_000, points: 1000)
+        let rich = known(100_000, 1000)
         #expect(policy.decide(Debit(valueMinor: 20_000, points: 0), known: rich, spentToday: 0) == nil)
         #expect(policy.decide(Debit(valueMinor: 20_001, points: 0), known: rich, spentToday: 0)?.code == .offlineLimitExceeded)
         #expect(policy.decide(Debit(valueMinor: 5000, points: 0), known: rich, spentToday: 15_000) == nil)
         #expect(policy.decide(Debit(valueMinor: 5000, points: 1), known: rich, spentToday: 15_000)?.code == .offlineLimitExceeded)
-        #expect(policy.decide(Debit(valueMinor: 100, points: 0), known: Holdings(valueMinor: 99, points: 0), spentToday: 0)?.code == .insufficientBalance)
-        #expect(policy.decide(Debit(valueMinor: 0, points: 11), known: Holdings(valueMinor: 0, points: 10), spentToday: 0)?.code == .insufficientBalance)
+        #expect(policy.decide(Debit(valueMinor: 100, points: 0), known: known(99, 0), spentToday: 0)?.code == .insufficientBalance)
+        #expect(policy.decide(Debit(valueMinor: 0, points: 11), known: known(0, 10), spentToday: 0)?.code == .insufficientPoints)
+        #expect(policy.decide(Debit(valueMinor: 0, points: 0, coupon: "c/1"), known: rich, spentToday: 0)?.code == .couponUnavailable)
     }
 
     @Test("phones are normalised, and nonsense is refused")
@@ -91,7 +100,7 @@ struct RulesTests {
             member: MemberID("m-s1-99"), card: CardNumber("C1"), name: "X", phone: "+15550100")))
         #expect(throws: DomainError.self) { try Validate.operation(enrol) }
         let overpaid = Operation(id: OperationID(origin: s1, seq: 3), hlc: .zero, body: .purchase(Purchase(
-            member: MemberID("m"), amount: 100, valueSpent: 100, pointsRedeemed: 1, pointsEarned: 1)))
+            member: MemberID("m"), amount: 100, pointsRedeemed: 1, valueSpent: 100, pointsEarned: 1)))
         #expect(throws: DomainError.self) { try Validate.operation(overpaid) }
     }
 

@@ -35,9 +35,10 @@ struct FoldTests {
     func balancesAreSums() {
         for seed in UInt64(0)..<100 {
             let state = ChainState(folding: ChainLog.make(seed: seed))
-            let total = state.entries.values.flatMap { $0 }.reduce(Int64(0)) { $0 + $1.valueMinor }
+            let total = state.entries.values.flatMap { $0 }.reduce(Int64(0)) { $0 + $1.entry.value + $1.entry.bonus }
             let perRoot = Set(state.members.keys.map { state.root(of: $0) }).reduce(Int64(0)) { $0 + state.holdings(of: $1).valueMinor }
-            let orphan = state.entries.values.flatMap { $0 }.filter { state.members[state.root(of: $0.member)] == nil }.reduce(Int64(0)) { $0 + $1.valueMinor }
+            let orphan = state.entries.values.flatMap { $0 }.filter { state.members[state.root(of: $0.entry.member)] == nil }
+                .reduce(Int64(0)) { $0 + $1.entry.value + $1.entry.bonus }
             #expect(total == perRoot + orphan, "seed \(seed)")
         }
     }
