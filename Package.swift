@@ -55,6 +55,7 @@ let package = Package(
                 "TesseraCore", "TesseraProtocol", "TesseraStorage", "TesseraHTTP",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
             swiftSettings: swiftSettings
         ),
@@ -74,7 +75,7 @@ let package = Package(
             name: "tessera",
             dependencies: [
                 .product(name: "NIOCore", package: "swift-nio"),
-                "TesseraCore", "TesseraStorage", "TesseraHub", "TesseraNode", "TesseraSimulation",
+                "TesseraCore", "TesseraProtocol", "TesseraStorage", "TesseraHub", "TesseraNode", "TesseraSimulation",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Logging", package: "swift-log"),

@@ -10,7 +10,7 @@ import TesseraStorage
 /// The hub's HTTP server: the sync protocol for store nodes (store tokens) and the head-office
 /// API (head-office tokens). Handlers only decode, call the store, encode.
 public enum HubApplication {
-    public static func build(storage: any HubStorage, listen: ListenAddress, logger: Logger,
+    public static func build(storage: any HubStorage, listen: ListenAddress, logger: Logger, jobsIntervalSeconds: Int = 600,
                              onRunning: @escaping @Sendable (any Channel) async -> Void = { _ in }) -> some ApplicationProtocol {
         let router = Router()
         router.add(middleware: JSONErrorMiddleware())
@@ -88,6 +88,7 @@ public enum HubApplication {
         }
 
         return Application(router: router, configuration: .init(address: .hostname(listen.host, port: listen.port), serverName: "tessera-hub"),
+                           services: [HubJobs(storage: storage, intervalSeconds: max(1, jobsIntervalSeconds), logger: logger)],
                            onServerRunning: onRunning, logger: logger)
     }
 

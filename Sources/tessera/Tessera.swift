@@ -1,5 +1,8 @@
 import ArgumentParser
 import Foundation
+#if canImport(FoundationNetworking)
+import FoundationNetworking
+#endif
 import Hummingbird
 import Logging
 import NIOCore
@@ -8,6 +11,7 @@ import TesseraCore
 import TesseraHTTP
 import TesseraHub
 import TesseraNode
+import TesseraProtocol
 import TesseraSimulation
 import TesseraStorage
 
@@ -16,7 +20,8 @@ struct Tessera: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "tessera",
         abstract: "Membership cards for chain stores: store nodes that work offline, and a hub.",
-        subcommands: [HubCommand.self, StoreCommand.self, AdminCommand.self, NodeCommand.self, UpCommand.self, SimulateCommand.self])
+        subcommands: [HubCommand.self, StoreCommand.self, AdminCommand.self, RulesCommand.self, JobsCommand.self, NodeCommand.self,
+                      UpCommand.self, SimulateCommand.self])
 }
 
 struct LogOptions: ParsableArguments {
@@ -52,12 +57,14 @@ struct HubCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(commandName: "hub", abstract: "Run the hub on a data folder (SQLite).")
     @Option(help: "Folder for the hub's database.") var data: String
     @Option(help: "Address to listen on.") var listen: String = "127.0.0.1:7700"
+    @Option(help: "Seconds between runs of the scheduled jobs (points expiry, birthday and wake-up coupons).") var jobsInterval: Int = 600
     @OptionGroup var log: LogOptions
 
     func run() async throws {
         let logger = log.logger("tessera.hub")
         let storage = try openHub(data)
-        let app = HubApplication.build(storage: storage, listen: try parseListen(listen), logger: logger) { announce("tessera hub", $0) }
+        let app = HubApplication.build(storage: storage, listen: try parseListen(listen), logger: logger,
+                                       jobsIntervalSeconds: jobsInterval) { announce("tessera hub", $0) }
         try await app.runService()
     }
 }
@@ -91,6 +98,87 @@ struct AdminCommand: AsyncParsableCommand {
             say("head-office token (shown once; use as Authorization: Bearer TOKEN):")
             say(token)
         }
+    }
+}
+
+/// The programme: check a rules file, and publish it to the hub (over HTTP with a head-office
+/// token, or straight into the hub's data folder).
+struct RulesCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "rules", abstract: "Check and publish the membership programme.",
+                                                    subcommands: [Check.self, Apply.self, Show.self])
+
+    static func load(_ file: String) throws -> JSONValue {
+        guard let data = FileManager.default.contents(atPath: file) else { throw failure("cannot read \(file)") }
+        do throws(DomainError) {
+            _ = try Programme.parse(data)
+        } catch {
+            throw failure("\(file): \(error.message)")
+        }
+        return try JSONDecoder().decode(JSONValue.self, from: data)
+    }
+
+    struct Check: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Validate a rules file; prints what it configures.")
+        @Argument(help: "The rules file (JSON).") var file: String
+
+        func run() async throws {
+            let programme = try Programme.parse(try RulesCommand.load(file))
+            say("\(file): valid, version \(programme.version) '\(programme.name)', time zone \(programme.timeZone)")
+            say("  earning \(programme.earning.points) point(s) per \(programme.earning.perMinor) minor units, \(programme.earning.bands.count) band(s), \(programme.earning.campaigns.count) campaign(s)")
+            say("  tiers: \(programme.tiers?.levels.map(\.name).joined(separator: ", ") ?? "none"); expiry: \(programme.expiry.rule.rawValue)")
+            say("  \(programme.storedValue.bonusBands.count) recharge bonus band(s), \(programme.coupons.count) coupon template(s), \(programme.memberships.count) membership plan(s)")
+        }
+    }
+
+    struct Apply: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Publish a rules file as the next version; nodes receive it when they sync.")
+        @Argument(help: "The rules file (JSON); its version must be above the published one.") var file: String
+        @Option(help: "The hub's URL (with --token).") var hub: String?
+        @Option(help: "A head-office token.") var token: String?
+        @Option(help: "Or: the hub's data folder, to publish without the HTTP API.") var data: String?
+
+        func run() async throws {
+            let document = try RulesCommand.load(file)
+            let published: HubAPI.RulesVersion
+            if let data {
+                published = try openHub(data).publishRules(document)
+            } else if let hub, let token, let url = URL(string: hub)?.appendingPathComponent("v1/rules") {
+                var request = URLRequest(url: url)
+                request.httpMethod = "PUT"
+                request.setValue("Bearer \(token)", forHTTPHeaderField: "Authorization")
+                request.setValue("application/json", forHTTPHeaderField: "Content-Type")
+                request.httpBody = try JSONEncoder().encode(document)
+                let (body, response) = try await URLSession.shared.data(for: request)
+                guard let http = response as? HTTPURLResponse, http.statusCode == 201 else {
+                    throw failure("the hub refused: \(String(decoding: body, as: UTF8.self))")
+                }
+                published = try JSONDecoder().decode(HubAPI.RulesVersion.self, from: body)
+            } else {
+                throw ValidationError("give --hub and --token, or --data")
+            }
+            say("published rules version \(published.version) as \(published.op); nodes use it from their next sync")
+        }
+    }
+
+    struct Show: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Print the rules in force at a hub's data folder.")
+        @Option(help: "The hub's data folder.") var data: String
+
+        func run() async throws {
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+            say(String(decoding: try encoder.encode(try openHub(data).currentRules()), as: UTF8.self))
+        }
+    }
+}
+
+struct JobsCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "jobs", abstract: "Run the hub's scheduled jobs once (the hub also runs them on a timer).")
+    @Option(help: "The hub's data folder.") var data: String
+
+    func run() async throws {
+        let report = try openHub(data).runJobs(asOfMs: nil)
+        say("as of \(report.asOf) under rules version \(report.rulesVersion): \(report.expiries) expiries (\(report.pointsExpired) points), \(report.coupons) coupons issued")
     }
 }
 
@@ -188,6 +276,12 @@ struct UpCommand: AsyncParsableCommand {
         let group = ServiceGroup(configuration: .init(services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
         try await group.run()
     }
+}
+
+/// Reports a failure on stderr and exits with status 1 (no usage text: the input was wrong, not the command line).
+func failure(_ message: String) -> ExitCode {
+    FileHandle.standardError.write(Data("error: \(message)\n".utf8))
+    return ExitCode(1)
 }
 
 /// Writes a line to stdout at once (print buffers when stdout is a pipe, and scripts read these).
