@@ -4,27 +4,11 @@ import Testing
 import TesseraCore
 import TesseraTestSupport
 
-/// Wall-clock ms of a local date and time in a zone: `at("2026-03-03 23:59:59", "Asia/Shanghai")`.
-func at(_ text: String, _ zone: String = "UTC") -> Int64 {
-    let parts = text.split(whereSeparator: { $0 == "-" || $0 == " " || $0 == ":" }).compactMap { Int($0) }
-    var components = DateComponents()
-    components.year = parts[0]; components.month = parts[1]; components.day = parts[2]
-    components.hour = parts.count > 3 ? parts[3] : 12; components.minute = parts.count > 4 ? parts[4] : 0
-    components.second = parts.count > 5 ? parts[5] : 0
-    var calendar = Calendar(identifier: .gregorian)
-    calendar.timeZone = TimeZone(identifier: zone)!
-    return Int64(calendar.date(from: components)!.timeIntervalSince1970 * 1000)
-}
-
 let s1 = StoreID(rawValue: "store-1")!
 let s9 = StoreID(rawValue: "store-9")!
 let ada = MemberID("m-store-1-1")
 
-func example(_ name: String) throws -> Programme {
-    let url = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-        .appendingPathComponent("deploy/examples/\(name).json")
-    return try Programme.parse(try Data(contentsOf: url))
-}
+func example(_ name: String) throws -> Programme { try Examples.programme(name) }
 
 func standing(balance: Int64 = 0, bonus: Int64 = 0, points: Int64 = 0, lifetime: Int64 = 0, tier: Programme.Tier? = nil,
               coupons: [Coupon] = []) -> MemberStanding {
