@@ -1,0 +1,98 @@
+import Foundation
+import Testing
+
+/// The programme on a real chain: rules published with the CLI and the HTTP API, a node that
+/// is cut off keeping the version it has until it syncs.
+@Suite("The programme on a real chain", .serialized)
+struct ProgrammeChainTests {
+    static func rules(version: Int, pointsPer100: Int) -> String {
+        """
+        {"version": \(version), "name": "Test programme v\(version)", "time_zone": "UTC",
+         "earning": {"points": \(pointsPer100), "per_minor": 100},
+         "redemption": {"points": 100, "minor": 100, "max_share_percent": 50},
+         "coupons": [{"id": "welcome", "name": "Welcome", "value_minor": 1000, "min_spend_minor": 5000, "valid_days": 30, "issue_on": "signup"}]}
+        """
+    }
+
+    func receipt(_ answer: HTTP.Answer) -> [String: Any] {
+        ((answer.json["transaction"] as? [String: Any])?["receipt"] as? [String: Any]) ?? [:]
+    }
+
+    @Test("rules published at the hub reach the node; a node cut off keeps its version until it syncs; receipts never change")
+    func offlineNodeKeepsItsVersion() async throws {
+        let chain = try await Chain(stores: ["north"])
+        defer { chain.stopAll() }
+        try await chain.waitBootstrapped("north")
+        let node = chain.node("north")
+
+        let v1 = chain.ws.path("rules-v1.json"), v2 = chain.ws.path("rules-v2.json")
+        try Self.rules(version: 1, pointsPer100: 1).write(toFile: v1, atomically: true, encoding: .utf8)
+        try Self.rules(version: 2, pointsPer100: 2).write(toFile: v2, atomically: true, encoding: .utf8)
+        #expect(try chain.ws.run(["rules", "check", v1]).contains("valid, version 1"))
+        #expect(try chain.ws.lastLine(["rules", "apply", v1, "--hub", chain.hubURL, "--token", chain.admin]).contains("published rules version 1"))
+        try await eventually("north prices under version 1") { try await HTTP.get(node + "/v1/rules").json["version"] as? Int == 1 }
+
+        let ada = try await HTTP.post(node + "/v1/members", #"{"name":"Ada","phone":"+15550100"}"#)
+        let id = try #require(ada.json["id"] as? String)
+        let welcome = try #require(((ada.json["coupons"] as? [[String: Any]])?.first)?["id"] as? String)
+
+        // Quote, then commit exactly the quote (with the coupon).
+        let quote = try await HTTP.post(node + "/v1/members/\(id)/quote", #"{"amount":6000,"coupon":"\#(welcome)"}"#)
+        #expect(quote.status == 200 && quote.json["cash_due"] as? Int == 5000)
+        let token = try #require(quote.json["quote"] as? String)
+        let first = try await HTTP.post(node + "/v1/members/\(id)/purchase", #"{"amount":6000,"coupon":"\#(welcome)","quote":"\#(token)"}"#)
+        #expect(first.status == 201, "\(first.text)")
+        #expect(receipt(first)["rules_version"] as? Int == 1 && receipt(first)["points_earned"] as? Int == 50)
+        #expect((first.json["transaction"] as? [String: Any])?["cash"] as? Int == 5000)
+        let stale = try await HTTP.post(node + "/v1/members/\(id)/purchase", #"{"amount":6000,"quote":"\#(token)"}"#)
+        #expect(stale.status == 409 && stale.errorCode == "quote_changed", "a quote for other terms is not this sale's")
+        try await chain.waitSynced(["north"])
+
+        // The hub goes away; head office publishes version 2 straight into its data folder.
+        chain.killHub()
+        #expect(try chain.ws.lastLine(["rules", "apply", v2, "--data", chain.ws.path("hub")]).contains("published rules version 2"))
+        let offline = try await HTTP.post(node + "/v1/members/\(id)/purchase", #"{"amount":10000}"#)
+        #expect(offline.status == 201)
+        #expect(receipt(offline)["rules_version"] as? Int == 1 && receipt(offline)["points_earned"] as? Int == 100)
+        #expect(try await HTTP.get(node + "/v1/rules").json["version"] as? Int == 1)
+
+        try await chain.startHub()
+        try await eventually("north prices under version 2 once it has synced") { try await HTTP.get(node + "/v1/rules").json["version"] as? Int == 2 }
+        let online = try await HTTP.post(node + "/v1/members/\(id)/purchase", #"{"amount":10000}"#)
+        #expect(receipt(online)["rules_version"] as? Int == 2 && receipt(online)["points_earned"] as? Int == 200)
+        try await chain.waitSynced(["north"])
+        try await eventually("hub and node agree, and the version-1 sales kept their points") {
+            let atHub = try await chain.hubMember(id).json
+            let atNode = try await HTTP.get(node + "/v1/members/\(id)").json
+            return atHub["points"] as? Int == 350 && atHub as NSDictionary == atNode as NSDictionary
+        }
+
+        // Refunds over HTTP: half of the last sale, then the rest; a refund is not refundable.
+        let sale = try #require((online.json["transaction"] as? [String: Any])?["id"] as? String)
+        let half = try await HTTP.post(node + "/v1/transactions/\(sale)/refund", #"{"amount":5000}"#)
+        #expect(half.status == 201 && (half.json["transaction"] as? [String: Any])?["points_change"] as? Int == -100)
+        let rest = try await HTTP.post(node + "/v1/transactions/\(sale)/refund")
+        #expect(rest.status == 201 && (rest.json["transaction"] as? [String: Any])?["points_change"] as? Int == -100)
+        let again = try await HTTP.post(node + "/v1/transactions/\(sale)/refund")
+        #expect(again.status == 409 && again.errorCode == "already_refunded")
+        let refundID = try #require((half.json["transaction"] as? [String: Any])?["id"] as? String)
+        let ofRefund = try await HTTP.post(node + "/v1/transactions/\(refundID)/refund")
+        #expect(ofRefund.status == 409 && ofRefund.errorCode == "not_refundable")
+
+        // The head-office API: publish, refuse, run the jobs.
+        let bad = try await HTTP.call("PUT", chain.hubURL + "/v1/rules", json: #"{"version":3,"name":"x","tiers":{"levels":[]}}"#,
+                                      headers: ["Authorization": "Bearer \(chain.admin)"])
+        #expect(bad.status == 422 && bad.errorCode == "invalid_rules" && bad.text.contains("tiers.levels"))
+        let anonymous = try await HTTP.call("PUT", chain.hubURL + "/v1/rules", json: Self.rules(version: 3, pointsPer100: 3))
+        #expect(anonymous.status == 401)
+        let published = try await HTTP.call("PUT", chain.hubURL + "/v1/rules", json: Self.rules(version: 3, pointsPer100: 3),
+                                            headers: ["Authorization": "Bearer \(chain.admin)"])
+        #expect(published.status == 201 && published.json["version"] as? Int == 3)
+        let conflict = try await HTTP.call("PUT", chain.hubURL + "/v1/rules", json: Self.rules(version: 3, pointsPer100: 3),
+                                           headers: ["Authorization": "Bearer \(chain.admin)"])
+        #expect(conflict.status == 409 && conflict.errorCode == "rules_version_conflict")
+        let jobs = try await HTTP.call("POST", chain.hubURL + "/v1/jobs/run", headers: ["Authorization": "Bearer \(chain.admin)"])
+        #expect(jobs.status == 200 && jobs.json["rules_version"] as? Int == 3)
+        try await eventually("north prices under version 3") { try await HTTP.get(node + "/v1/rules").json["version"] as? Int == 3 }
+    }
+}
