@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Validates the protocol vectors and example messages against the JSON Schemas.
+"""Validates the protocol vectors, example messages and example programmes against the JSON Schemas.
 
 Run by scripts/test after the Swift suite. Needs the `jsonschema` package; says so and exits 0
 when it is missing, so the Swift suite stays the gate.
@@ -34,6 +34,11 @@ for path in sorted((here / "vectors").glob("*.json")):
 for path in sorted((here / "examples").glob("*.json")):
     schema = path.name.split(".")[0] + ".schema.json"
     for error in validator(schema).iter_errors(json.loads(path.read_text())):
+        print(f"{path.name}: {error.json_path}: {error.message}")
+        failures += 1
+    checked += 1
+for path in sorted((here.parent / "deploy" / "examples").glob("*.json")):
+    for error in validator("programme.schema.json").iter_errors(json.loads(path.read_text())):
         print(f"{path.name}: {error.json_path}: {error.message}")
         failures += 1
     checked += 1
