@@ -42,6 +42,9 @@ public struct SimulationReport: Sendable {
     public var crashes = 0
     public var overdrafts = 0
     public var merges = 0
+    /// What the programme did: points expiries and coupon redemptions in the hub's log.
+    public var expiries = 0
+    public var couponsUsed = 0
     public var violations: [String] = []
 }
 
@@ -67,6 +70,8 @@ public final class Simulator {
     var refused: Set<OperationID> = []
     var transactions: [(node: Int, id: OperationID)] = []
     var report: SimulationReport
+    /// The programme the hub publishes (nil: the built-in one), drawn from the seed.
+    var programme: Programme?
 
     public init(_ config: SimulationConfig, folder: URL) throws {
         self.config = config
@@ -80,6 +85,8 @@ public final class Simulator {
         hub = try HubStore(path: folder.appendingPathComponent("hub.sqlite").path, physicalMs: { [clock] in clock.now(store: nil) })
         storeIDs = (0..<config.stores).compactMap { StoreID(rawValue: "s\($0)") }
         nodes = []
+        programme = Self.programmes(stores: storeIDs).randomElement(using: &rng) ?? nil
+        if let programme { _ = try hub.publishRules(programme.json) }
         for (i, id) in storeIDs.enumerated() {
             _ = try hub.addStore(id, name: "Store \(i)")
             // Clocks disagree by up to two minutes either way.
@@ -132,12 +139,23 @@ public final class Simulator {
         case 85..<90:
             // A partition starts or heals.
             if partitioned.contains(i) { partitioned.remove(i) } else { partitioned.insert(i); report.faults += 1 }
-        case 90..<94:
+        case 90..<93:
             report.crashes += 1
             nodes[i] = try openNode(i)
             _ = try nodes[i].voidInterruptedSpends()
-        case 94..<96:
+        case 93..<94:
             try crashDuringSpend(at: i)
+        case 94..<96:
+            // The hub's scheduled jobs (expiry, coupons), perhaps after a day has passed,
+            // perhaps with a new version of the programme.
+            clock.advance(Int64.random(in: 3_600_000...129_600_000, using: &rng))
+            if var next = programme, chance(0.2) {
+                next.version += 1
+                next.earning.points = Int64.random(in: 1...3, using: &rng)
+                programme = next
+                _ = try hub.publishRules(next.json)
+            }
+            _ = try hub.runJobs(asOfMs: nil)
         case 96..<98:
             report.crashes += 1
             hub = try HubStore(path: folder.appendingPathComponent("hub.sqlite").path, physicalMs: { [clock] in clock.now(store: nil) })
@@ -182,13 +200,15 @@ public final class Simulator {
         guard let member = try someMember(at: i) else { return }
         let amount = Int64.random(in: 1...15_000, using: &rng)
         let request = NodeAPI.PurchaseRequest(amount: amount, payFromBalance: chance(0.7),
-                                              redeemPoints: chance(0.3) ? Int64.random(in: 0...min(amount, 200), using: &rng) : nil)
+                                              redeemPoints: chance(0.3) ? Int64.random(in: 0...min(amount, 200), using: &rng) : nil,
+                                              coupon: chance(0.3) ? member.coupons.randomElement(using: &rng)?.id : nil)
         try spend(at: i) { key in try self.nodes[i].beginPurchase(member.id, request, key: key) }
     }
 
     func refund(at i: Int) throws {
         guard let txn = transactions.randomElement(using: &rng) else { return }
-        try spend(at: i) { key in try self.nodes[i].beginRefund(txn.id, key: key) }
+        let part = NodeAPI.RefundRequest(amount: chance(0.5) ? Int64.random(in: 1...8000, using: &rng) : nil)
+        try spend(at: i) { key in try self.nodes[i].beginRefund(txn.id, part, key: key) }
     }
 
     /// Runs a spend through the authorisation path with the faults a network can cause.
@@ -270,7 +290,10 @@ public final class Simulator {
     /// Ends every fault and syncs until every node has pushed everything and pulled everything.
     func heal() throws {
         partitioned = []
-        for _ in 0..<2 {
+        for round in 0..<2 {
+            // The hub's jobs see everything the first round brought (late offline spends
+            // before an expiry give points back); the second round carries their operations.
+            if round == 1 { _ = try hub.runJobs(asOfMs: nil) }
             for (i, node) in nodes.enumerated() {
                 while true {
                     let batch = try node.pendingBatch(limit: SyncLimits.pushBatchMax)
@@ -305,11 +328,13 @@ public final class Simulator {
             violation("\(id) was refused at the till but took effect at the hub")
         }
         for id in refused where acknowledged[id] != nil { violation("\(id) was both refused and acknowledged") }
-        // Every replica folds to the same state, equal to the pure fold of the hub's log.
-        let atHub = try hub.allMembers()
-        let pure = ChainState(folding: log.map(\.op)).allViews()
+        // Every replica folds to the same state, equal to the pure fold of the hub's log, all
+        // seen at one moment (expiry and coupon dates depend on it).
+        let now = clock.now(store: nil)
+        let atHub = try hub.allMembers(asOfMs: now)
+        let pure = ChainState(folding: log.map(\.op)).allViews(asOfMs: now)
         if pure != atHub { violation("the hub's SQLite state differs from the pure fold of its log") }
-        for (i, node) in nodes.enumerated() where try node.allMembers() != atHub {
+        for (i, node) in nodes.enumerated() where try node.allMembers(asOfMs: now) != atHub {
             violation("node \(storeIDs[i]) did not converge with the hub")
         }
         if try nodes.contains(where: { try $0.counts().pending > 0 }) { violation("operations still pending after healing") }
@@ -320,6 +345,22 @@ public final class Simulator {
             let root = state.root(of: ack.member)
             expected[root, default: .zero].valueMinor += ack.value
             expected[root, default: .zero].points += ack.points
+        }
+        // ... less what the hub's expiry took (an operation of its own, told to no till).
+        for item in log {
+            switch try? item.op.decoded() {
+            case .pointsExpired(let e)?:
+                expected[state.root(of: e.member), default: .zero].points -= e.points
+                report.expiries += 1
+            case .purchase(let p)? where p.coupon != nil:
+                report.couponsUsed += 1
+            default:
+                break
+            }
+        }
+        // The expiry the hub recorded is what the rules say, for every member.
+        for view in atHub where view.mergedInto == nil && view.pointsAvailable != view.points {
+            violation("member \(view.id) has \(view.points - view.pointsAvailable) points expired by the rules but not recorded by the hub")
         }
         for view in atHub where view.mergedInto == nil {
             let want = expected[view.id] ?? .zero
@@ -336,6 +377,33 @@ public final class Simulator {
                 violation("member \(view.id) is negative (\(view.balance)/\(view.points)) without an overdraft exception")
             }
         }
+    }
+}
+
+extension Simulator {
+    /// The programmes a seed may run under: the built-in one, and two that exercise bonus
+    /// money, coupons, tiers, campaigns and points that expire after a day.
+    static func programmes(stores: [StoreID]) -> [Programme?] {
+        let coupons = [
+            Programme.CouponTemplate(id: "welcome", name: "Welcome", valueMinor: 500, minSpendMinor: 1000, validDays: 2, issueOn: .signup),
+            Programme.CouponTemplate(id: "gift", name: "Recharge gift", percent: 10, validDays: 3, issueOn: .recharge),
+            Programme.CouponTemplate(id: "wake", name: "Wake up", valueMinor: 300, validDays: 2, issueOn: .wakeUp, dormantDays: 1),
+        ]
+        let rich = Programme(
+            version: 1, name: "simulated", timeZone: "Asia/Shanghai",
+            earning: .init(points: 1, perMinor: 100, bands: [.init(fromMinor: 10_000, points: 3, perMinor: 200)],
+                           campaigns: [.init(id: "double", percent: 200, weekdays: [2, 5], stores: Array(stores.prefix(2)))]),
+            redemption: .init(points: 1, minor: 1, minPoints: 0, maxSharePercent: 80),
+            expiry: .init(rule: .afterDays, days: 1),
+            tiers: .init(qualifyOn: .points, reset: .never, levels: [.init(name: "regular", threshold: 0),
+                                                                     .init(name: "silver", threshold: 300, discountPercent: 5, pointsPercent: 150)]),
+            storedValue: .init(bonusBands: [.init(fromMinor: 10_000, bonusMinor: 1000, coupon: "gift")], consume: .principalFirst),
+            coupons: coupons)
+        var proportional = rich
+        proportional.storedValue.consume = .proportional
+        proportional.tiers?.reset = .yearly
+        proportional.timeZone = "America/Sao_Paulo"
+        return [nil, rich, proportional]
     }
 }
 

@@ -223,7 +223,12 @@ public final class HubStore: HubStorage {
     }
 
     public func allMembers() throws -> [MemberView] {
-        try pool.read { db in try Replica.allViews(asOfMs: self.physicalMs(), db) }
+        try allMembers(asOfMs: nil)
+    }
+
+    /// Every member's view, as of `asOfMs` (the hub's clock when nil).
+    public func allMembers(asOfMs: Int64?) throws -> [MemberView] {
+        try pool.read { db in try Replica.allViews(asOfMs: asOfMs ?? self.physicalMs(), db) }
     }
 
     public func stores() throws -> [HubAPI.StoreState] {
@@ -409,8 +414,29 @@ public final class HubStore: HubStorage {
         default:
             break
         }
+        try settleOverExpiry(body, db)
         try checkOverdraft(body, op.id, note: authorized ? "after a spend the hub authorised at \(store)" : "after \(op.kind) from \(store)", db)
         return PushResult(id: op.id, status: .accepted, version: version)
+    }
+
+    /// A spend of points stamped before an expiry the hub has already recorded (made offline,
+    /// arriving late) means that expiry took points the member had spent: give them back at
+    /// once, with a visible operation, rather than report a false overdraft.
+    private func settleOverExpiry(_ body: OperationBody, _ db: Database) throws {
+        for case .ledger(let e) in body.effects where e.points < 0 && e.lot == nil && e.expired == 0 {
+            let root = try Replica.root(of: e.member, db)
+            guard try Int64.fetchOne(db, sql: """
+                WITH RECURSIVE grp(id) AS (VALUES (?) UNION SELECT merges.from_id FROM merges JOIN grp ON merges.into_id = grp.id)
+                SELECT COALESCE(SUM(expired), 0) FROM entries WHERE member_id IN (SELECT id FROM grp)
+                """, arguments: [root.rawValue]) ?? 0 > 0 else { continue }
+            let programme = try Replica.programme(db)
+            let standing = try Replica.standing(of: root, programme: programme, asOfMs: physicalMs(), db)
+            if standing.expiryDue < 0 {
+                let today = programme.calendar.day(ms: physicalMs())
+                let giveBack = OperationBody.pointsExpired(PointsExpired(member: root, points: standing.expiryDue, asOf: today.adding(days: -1).iso))
+                _ = try append(try makeHubOperation(giveBack, db), giveBack, db)
+            }
+        }
     }
 
     /// Any operation that takes value or points from a member (an offline spend, a refund that

@@ -411,8 +411,9 @@ public final class NodeStore: Sendable {
         }
     }
 
-    public func allMembers() throws -> [MemberView] {
-        try pool.read { db in try Replica.allViews(asOfMs: self.nowMs(), db) }
+    /// Every member's view, as of `asOfMs` (the node's clock when nil).
+    public func allMembers(asOfMs: Int64? = nil) throws -> [MemberView] {
+        try pool.read { db in try Replica.allViews(asOfMs: asOfMs ?? self.nowMs(), db) }
     }
 
     // MARK: - Sync

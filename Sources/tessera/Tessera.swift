@@ -302,12 +302,13 @@ struct SimulateCommand: AsyncParsableCommand {
 
     func run() async throws {
         guard (1...50).contains(stores) else { throw ValidationError("--stores takes 1 to 50") }
-        var failed = 0, acknowledged = 0, faults = 0, crashes = 0, overdrafts = 0
+        var failed = 0, acknowledged = 0, faults = 0, crashes = 0, overdrafts = 0, expiries = 0, coupons = 0
         let started = Date()
         for s in seed..<(seed + UInt64(max(0, seeds))) {
             let config = SimulationConfig(seed: s, stores: stores, steps: steps, offlineLimit: offlineLimit)
             let report = try Simulator.run(config)
             acknowledged += report.acknowledged; faults += report.faults; crashes += report.crashes; overdrafts += report.overdrafts
+            expiries += report.expiries; coupons += report.couponsUsed
             if !report.violations.isEmpty {
                 failed += 1
                 say("seed \(s): \(report.violations.count) violation(s): \(report.violations.prefix(3).joined(separator: "; "))")
@@ -315,7 +316,8 @@ struct SimulateCommand: AsyncParsableCommand {
             }
         }
         say("\(seeds) seeds x \(steps) steps, \(stores) stores: \(failed) failed; \(acknowledged) operations acknowledged to tills, "
-            + "\(faults) network faults, \(crashes) crashes, \(overdrafts) overdrafts reported; \(String(format: "%.1f", Date().timeIntervalSince(started))) s")
+            + "\(faults) network faults, \(crashes) crashes, \(overdrafts) overdrafts reported, \(expiries) points expiries, \(coupons) coupons redeemed; "
+            + "\(String(format: "%.1f", Date().timeIntervalSince(started))) s")
         if failed > 0 { throw ExitCode(1) }
     }
 }
