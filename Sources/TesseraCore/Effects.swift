@@ -40,13 +40,26 @@ public struct MembershipPeriod: Hashable, Sendable, Codable {
     public var until: String
     public var discountPercent: Int64
     public var pointsPercent: Int64
+    public var memberPrices: Bool
     enum CodingKeys: String, CodingKey {
         case member, plan, name, from, until
-        case discountPercent = "discount_percent", pointsPercent = "points_percent"
+        case discountPercent = "discount_percent", pointsPercent = "points_percent", memberPrices = "member_prices"
     }
-    public init(member: MemberID, plan: String, name: String, from: String, until: String, discountPercent: Int64, pointsPercent: Int64) {
+    public init(member: MemberID, plan: String, name: String, from: String, until: String, discountPercent: Int64, pointsPercent: Int64,
+                memberPrices: Bool = false) {
         self.member = member; self.plan = plan; self.name = name; self.from = from; self.until = until
-        self.discountPercent = discountPercent; self.pointsPercent = pointsPercent
+        self.discountPercent = discountPercent; self.pointsPercent = pointsPercent; self.memberPrices = memberPrices
+    }
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        member = try c.decode(MemberID.self, forKey: .member)
+        plan = try c.decode(String.self, forKey: .plan)
+        name = try c.decode(String.self, forKey: .name)
+        from = try c.decode(String.self, forKey: .from)
+        until = try c.decode(String.self, forKey: .until)
+        discountPercent = try c.decode(Int64.self, forKey: .discountPercent)
+        pointsPercent = try c.decode(Int64.self, forKey: .pointsPercent)
+        memberPrices = try c.decodeIfPresent(Bool.self, forKey: .memberPrices) ?? false
     }
     public func covers(_ day: LocalDay) -> Bool {
         guard let start = LocalDay(iso: from), let end = LocalDay(iso: until) else { return false }
@@ -141,7 +154,8 @@ extension OperationBody {
             out += c.coupons.map(Effect.coupon)
         case .membershipPurchased(let m):
             out.append(.membership(MembershipPeriod(member: m.member, plan: m.plan, name: m.name, from: m.from, until: m.until,
-                                                    discountPercent: m.discountPercent, pointsPercent: m.pointsPercent)))
+                                                    discountPercent: m.discountPercent, pointsPercent: m.pointsPercent,
+                                                    memberPrices: m.memberPrices)))
         case .unknown:
             break
         }

@@ -524,17 +524,31 @@ public struct MembershipPurchased: Hashable, Sendable, Codable {
     public var priceMinor: Int64
     public var discountPercent: Int64
     public var pointsPercent: Int64
+    public var memberPrices: Bool
     public var rulesVersion: Int
     enum CodingKeys: String, CodingKey {
         case member, plan, name, from, until
         case priceMinor = "price_minor", discountPercent = "discount_percent", pointsPercent = "points_percent"
-        case rulesVersion = "rules_version"
+        case memberPrices = "member_prices", rulesVersion = "rules_version"
     }
     public init(member: MemberID, plan: String, name: String, from: String, until: String, priceMinor: Int64,
-                discountPercent: Int64, pointsPercent: Int64, rulesVersion: Int) {
+                discountPercent: Int64, pointsPercent: Int64, memberPrices: Bool = false, rulesVersion: Int) {
         self.member = member; self.plan = plan; self.name = name; self.from = from; self.until = until
         self.priceMinor = priceMinor; self.discountPercent = discountPercent; self.pointsPercent = pointsPercent
-        self.rulesVersion = rulesVersion
+        self.memberPrices = memberPrices; self.rulesVersion = rulesVersion
+    }
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        member = try c.decode(MemberID.self, forKey: .member)
+        plan = try c.decode(String.self, forKey: .plan)
+        name = try c.decode(String.self, forKey: .name)
+        from = try c.decode(String.self, forKey: .from)
+        until = try c.decode(String.self, forKey: .until)
+        priceMinor = try c.decode(Int64.self, forKey: .priceMinor)
+        discountPercent = try c.decode(Int64.self, forKey: .discountPercent)
+        pointsPercent = try c.decode(Int64.self, forKey: .pointsPercent)
+        memberPrices = try c.decodeIfPresent(Bool.self, forKey: .memberPrices) ?? false
+        rulesVersion = try c.decode(Int.self, forKey: .rulesVersion)
     }
 }
 

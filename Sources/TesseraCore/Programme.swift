@@ -193,18 +193,23 @@ public struct Programme: Codable, Hashable, Sendable {
         case afterDays = "after_days"
         /// Points earned in a year expire at the end of the next year.
         case endOfFollowingYear = "end_of_following_year"
+        /// Points earned up to `date` expire at the end of `date`; points earned later do not
+        /// expire until a new version sets a new date.
+        case fixedDate = "fixed_date"
     }
 
     public struct Expiry: Codable, Hashable, Sendable {
         public var rule: ExpiryRule
         public var days: Int64?
-        enum CodingKeys: String, CodingKey, CaseIterable { case rule, days }
-        public init(rule: ExpiryRule = .never, days: Int64? = nil) { self.rule = rule; self.days = days }
+        public var date: String?
+        enum CodingKeys: String, CodingKey, CaseIterable { case rule, days, date }
+        public init(rule: ExpiryRule = .never, days: Int64? = nil, date: String? = nil) { self.rule = rule; self.days = days; self.date = date }
         public init(from decoder: any Decoder) throws {
             try decoder.rejectUnknownKeys(CodingKeys.self)
             let c = try decoder.container(keyedBy: CodingKeys.self)
             rule = try c.decodeIfPresent(ExpiryRule.self, forKey: .rule) ?? .never
             days = try c.decodeIfPresent(Int64.self, forKey: .days)
+            date = try c.decodeIfPresent(String.self, forKey: .date)
         }
 
         /// The last local day on which points earned on `day` can be spent.
@@ -213,6 +218,7 @@ public struct Programme: Codable, Hashable, Sendable {
             case .never: .never
             case .afterDays: day.adding(days: days ?? 0)
             case .endOfFollowingYear: .lastDay(ofYear: day.year + 1)
+            case .fixedDate: date.flatMap(LocalDay.init(iso:)).map { day <= $0 ? $0 : .never } ?? .never
             }
         }
     }
@@ -265,12 +271,16 @@ public struct Programme: Codable, Hashable, Sendable {
         public var discountPercent: Int64
         /// Percent of the points earned (200 = double).
         public var pointsPercent: Int64
+        /// Members of this tier pay member prices: the till sends the basket at member prices
+        /// (`member_amount`) and the difference is the discount.
+        public var memberPrices: Bool
         enum CodingKeys: String, CodingKey, CaseIterable {
             case name, threshold
-            case discountPercent = "discount_percent", pointsPercent = "points_percent"
+            case discountPercent = "discount_percent", pointsPercent = "points_percent", memberPrices = "member_prices"
         }
-        public init(name: String, threshold: Int64, discountPercent: Int64 = 0, pointsPercent: Int64 = 100) {
+        public init(name: String, threshold: Int64, discountPercent: Int64 = 0, pointsPercent: Int64 = 100, memberPrices: Bool = false) {
             self.name = name; self.threshold = threshold; self.discountPercent = discountPercent; self.pointsPercent = pointsPercent
+            self.memberPrices = memberPrices
         }
         public init(from decoder: any Decoder) throws {
             try decoder.rejectUnknownKeys(CodingKeys.self)
@@ -279,6 +289,7 @@ public struct Programme: Codable, Hashable, Sendable {
             threshold = try c.decode(Int64.self, forKey: .threshold)
             discountPercent = try c.decodeIfPresent(Int64.self, forKey: .discountPercent) ?? 0
             pointsPercent = try c.decodeIfPresent(Int64.self, forKey: .pointsPercent) ?? 100
+            memberPrices = try c.decodeIfPresent(Bool.self, forKey: .memberPrices) ?? false
         }
     }
 
@@ -418,13 +429,16 @@ public struct Programme: Codable, Hashable, Sendable {
         public var days: Int64
         public var discountPercent: Int64
         public var pointsPercent: Int64
+        public var memberPrices: Bool
         enum CodingKeys: String, CodingKey, CaseIterable {
             case id, name, days
             case priceMinor = "price_minor", discountPercent = "discount_percent", pointsPercent = "points_percent"
+            case memberPrices = "member_prices"
         }
-        public init(id: String, name: String, priceMinor: Int64, days: Int64, discountPercent: Int64 = 0, pointsPercent: Int64 = 100) {
+        public init(id: String, name: String, priceMinor: Int64, days: Int64, discountPercent: Int64 = 0, pointsPercent: Int64 = 100,
+                    memberPrices: Bool = false) {
             self.id = id; self.name = name; self.priceMinor = priceMinor; self.days = days
-            self.discountPercent = discountPercent; self.pointsPercent = pointsPercent
+            self.discountPercent = discountPercent; self.pointsPercent = pointsPercent; self.memberPrices = memberPrices
         }
         public init(from decoder: any Decoder) throws {
             try decoder.rejectUnknownKeys(CodingKeys.self)
@@ -435,6 +449,7 @@ public struct Programme: Codable, Hashable, Sendable {
             days = try c.decode(Int64.self, forKey: .days)
             discountPercent = try c.decodeIfPresent(Int64.self, forKey: .discountPercent) ?? 0
             pointsPercent = try c.decodeIfPresent(Int64.self, forKey: .pointsPercent) ?? 100
+            memberPrices = try c.decodeIfPresent(Bool.self, forKey: .memberPrices) ?? false
         }
     }
 }
@@ -540,6 +555,12 @@ extension Programme {
             try check((1...36_500).contains(expiry.days ?? 0), "expiry.days", "must be 1 to 36500 with rule after_days")
         } else {
             try check(expiry.days == nil, "expiry.days", "is used only with rule after_days")
+        }
+        if expiry.rule == .fixedDate {
+            _ = try date(expiry.date, "expiry.date")
+            try check(expiry.date != nil, "expiry.date", "a date YYYY-MM-DD is required with rule fixed_date")
+        } else {
+            try check(expiry.date == nil, "expiry.date", "is used only with rule fixed_date")
         }
 
         if let tiers {

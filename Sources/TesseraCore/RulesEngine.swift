@@ -15,8 +15,12 @@ public struct PurchaseTerms: Hashable, Sendable {
     public var payFromBalance: Bool
     public var redeemPoints: Int64
     public var coupon: String?
-    public init(amount: Int64, payFromBalance: Bool = false, redeemPoints: Int64 = 0, coupon: String? = nil) {
+    /// The basket at member prices (the till knows its price list); used when the member's tier
+    /// or membership grants member prices.
+    public var memberAmount: Int64?
+    public init(amount: Int64, payFromBalance: Bool = false, redeemPoints: Int64 = 0, coupon: String? = nil, memberAmount: Int64? = nil) {
         self.amount = amount; self.payFromBalance = payFromBalance; self.redeemPoints = redeemPoints; self.coupon = coupon
+        self.memberAmount = memberAmount
     }
 }
 
@@ -42,7 +46,14 @@ public enum RulesEngine {
             discountPercent = max(discountPercent, membership.discountPercent)
             pointsPercent = max(pointsPercent, membership.pointsPercent)
         }
-        let discount = mulDiv(amount, discountPercent, 100)
+        var discount = mulDiv(amount, discountPercent, 100)
+        // Member prices: the better of the two for the member.
+        if let memberAmount = terms.memberAmount, standing.tier?.memberPrices == true || standing.membership?.memberPrices == true {
+            guard (0...amount).contains(memberAmount) else {
+                throw DomainError(.invalidRequest, "member_amount must be between 0 and the amount \(amount)")
+            }
+            discount = max(discount, amount - memberAmount)
+        }
         let afterDiscount = amount - discount
 
         var couponDiscount: Int64 = 0
@@ -203,7 +214,7 @@ public enum RulesEngine {
         return MembershipPurchased(member: member, plan: plan.id, name: plan.name, from: from.iso,
                                    until: from.adding(days: plan.days - 1).iso, priceMinor: plan.priceMinor,
                                    discountPercent: plan.discountPercent, pointsPercent: plan.pointsPercent,
-                                   rulesVersion: programme.version)
+                                   memberPrices: plan.memberPrices, rulesVersion: programme.version)
     }
 
     /// Coupons the hub issues on `today`: birthday coupons in the member's birthday month (once

@@ -67,6 +67,12 @@ public enum HubApplication {
             try authenticateAdmin(request, storage)
             return try JSONBody.response(HubAPI.Stores(stores: try storage.stores()))
         }
+        office.post("/members/{id}/points") { request, context in
+            try authenticateAdmin(request, storage)
+            let id = MemberID(try context.parameters.require("id"))
+            let (award, _) = try await JSONBody.decode(NodeAPI.PointsAward.self, from: request)
+            return try JSONBody.response(try storage.awardPoints(id, award), status: .created)
+        }
         office.put("/rules") { request, _ in
             try authenticateAdmin(request, storage)
             let (document, _) = try await JSONBody.decode(JSONValue.self, from: request)

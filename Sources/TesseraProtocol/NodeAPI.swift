@@ -38,14 +38,18 @@ public enum NodeAPI {
         public var coupon: String?
         /// The `quote` of an earlier quote: the sale is made only if it prices exactly the same.
         public var quote: String?
+        /// The basket at member prices, for members whose tier or membership grants them.
+        public var memberAmount: Int64?
         enum CodingKeys: String, CodingKey {
             case amount, coupon, quote
             case payFromBalance = "pay_from_balance"
             case redeemPoints = "redeem_points"
+            case memberAmount = "member_amount"
         }
-        public init(amount: Int64, payFromBalance: Bool? = nil, redeemPoints: Int64? = nil, coupon: String? = nil, quote: String? = nil) {
+        public init(amount: Int64, payFromBalance: Bool? = nil, redeemPoints: Int64? = nil, coupon: String? = nil, quote: String? = nil,
+                    memberAmount: Int64? = nil) {
             self.amount = amount; self.payFromBalance = payFromBalance; self.redeemPoints = redeemPoints
-            self.coupon = coupon; self.quote = quote
+            self.coupon = coupon; self.quote = quote; self.memberAmount = memberAmount
         }
     }
 
@@ -68,6 +72,16 @@ public enum NodeAPI {
     public struct ActivityRequest: Codable, Sendable {
         public var activity: String
         public init(activity: String) { self.activity = activity }
+    }
+
+    /// Points head office awards: for a named activity of the programme, or by hand.
+    public struct PointsAward: Codable, Sendable {
+        public var activity: String?
+        public var points: Int64?
+        public var reason: String?
+        public init(activity: String? = nil, points: Int64? = nil, reason: String? = nil) {
+            self.activity = activity; self.points = points; self.reason = reason
+        }
     }
 
     public struct MembershipRequest: Codable, Sendable {

@@ -22,6 +22,7 @@ public protocol HubStorage: Sendable {
     func publishRules(_ document: JSONValue) throws -> HubAPI.RulesVersion
     func currentRules() throws -> Programme
     func runJobs(asOfMs: Int64?) throws -> HubAPI.JobReport
+    func awardPoints(_ member: MemberID, _ award: NodeAPI.PointsAward) throws -> MemberView
 }
 
 public final class HubStore: HubStorage {
@@ -270,6 +271,44 @@ public final class HubStore: HubStorage {
             let op = try self.makeHubOperation(body, db)
             let version = try self.append(op, body, db)
             return HubAPI.RulesVersion(version: programme.version, op: op.id, logVersion: version)
+        }
+    }
+
+    /// Points head office gives (for a named activity of the programme, or by hand with a
+    /// reason) or takes (by hand, never more than the member has to spend), as an operation of
+    /// the hub's that reaches every store.
+    public func awardPoints(_ member: MemberID, _ award: NodeAPI.PointsAward) throws -> MemberView {
+        try pool.write { db in
+            let root = try Replica.root(of: member, db)
+            guard try Replica.isEnrolled(root, db) else { throw DomainError(.notFound, "no member \(member)") }
+            let programme = try Replica.programme(db)
+            let now = self.physicalMs()
+            let context = TillContext(store: .hub, atMs: now, programme: programme)
+            let adjustment: PointsAdjusted
+            switch (award.activity, award.points) {
+            case (let activity?, nil):
+                adjustment = try RulesEngine.activity(activity, member: root, context)
+            case (nil, let points?) where points != 0:
+                try Validate.points(points, "points", allowNegative: true)
+                guard let reason = award.reason?.trimmingWhitespace(), !reason.isEmpty, reason.count <= Limits.reasonMaxLength else {
+                    throw DomainError(.invalidRequest, "points given or taken by hand need a reason of 1 to \(Limits.reasonMaxLength) characters")
+                }
+                if points < 0 {
+                    let standing = try Replica.standing(of: root, programme: programme, asOfMs: now, db)
+                    guard standing.pointsAvailable >= -points else {
+                        throw DomainError(.insufficientPoints, "the member has \(standing.pointsAvailable) points to spend, fewer than \(-points)")
+                    }
+                }
+                let lot = programme.expiry.lot(earnedOn: context.day)
+                adjustment = PointsAdjusted(member: root, points: points, reason: reason,
+                                            pointsExpireOn: points > 0 && lot != .never ? lot.iso : nil, rulesVersion: programme.version)
+            default:
+                throw DomainError(.invalidRequest, "give either an activity of the programme, or non-zero points with a reason")
+            }
+            let body = OperationBody.pointsAdjusted(adjustment)
+            _ = try self.append(try self.makeHubOperation(body, db), body, db)
+            guard let view = try Replica.view(of: member, asOfMs: now, db) else { preconditionFailure("an enrolled member has a view") }
+            return view
         }
     }
 

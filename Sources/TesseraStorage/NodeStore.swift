@@ -223,7 +223,9 @@ public final class NodeStore: Sendable {
         if let coupon = req.coupon, coupon.isEmpty || coupon.count > 200 {
             throw DomainError(.invalidRequest, "coupon must be a coupon id of 1 to 200 characters")
         }
-        return PurchaseTerms(amount: req.amount, payFromBalance: req.payFromBalance ?? false, redeemPoints: redeem, coupon: req.coupon)
+        if let memberAmount = req.memberAmount { try Validate.amount(memberAmount, "member_amount") }
+        return PurchaseTerms(amount: req.amount, payFromBalance: req.payFromBalance ?? false, redeemPoints: redeem, coupon: req.coupon,
+                             memberAmount: req.memberAmount)
     }
 
     /// A quote names its pricing by a hash of the body it would record.

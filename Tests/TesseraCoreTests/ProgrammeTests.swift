@@ -218,3 +218,35 @@ struct PricingTests {
         #expect(throws: DomainError.self) { try RulesEngine.membership("lifetime", member: ada, standing: held, context) }
     }
 }
+
+@Suite("Member prices, fixed expiry dates")
+struct MemberPriceTests {
+    @Test("member prices: the basket at member prices, or the tier's percent, whichever is better for the member", arguments: [
+        // (tier, amount, member amount, discount)
+        ("member", 3280, 2880, 400), ("silver", 3280, 3100, 328), ("silver", 3280, 2880, 400), ("member", 3280, nil, 0),
+    ] as [(String, Int64, Int64?, Int64)])
+    func memberPrices(tier: String, amount: Int64, memberAmount: Int64?, discount: Int64) throws {
+        let programme = try example("pharmacy")
+        let level = try #require(programme.tiers?.levels.first { $0.name == tier })
+        let sale = try price(programme, PurchaseTerms(amount: amount, memberAmount: memberAmount), standing(tier: level))
+        #expect(sale.discount == discount)
+    }
+
+    @Test("a member without member prices pays the normal price whatever the till sends; a member amount above the amount is refused")
+    func noMemberPrices() throws {
+        let programme = try example("pharmacy")
+        #expect(try price(programme, PurchaseTerms(amount: 3280, memberAmount: 2880)).discount == 0)
+        let member = try #require(programme.tiers?.levels.first)
+        #expect(throws: DomainError.self) { try price(programme, PurchaseTerms(amount: 3280, memberAmount: 3281), standing(tier: member)) }
+    }
+
+    @Test("fixed-date expiry: points earned up to the date expire at its end; later ones wait for the next version", arguments: [
+        ("2026-06-30", "2026-06-30"), ("2026-01-01", "2026-06-30"), ("2026-07-01", "9999-12-31"),
+    ])
+    func fixedDate(earned: String, lot: String) throws {
+        let rule = Programme.Expiry(rule: .fixedDate, date: "2026-06-30")
+        #expect(rule.lot(earnedOn: try #require(LocalDay(iso: earned))).iso == lot)
+        #expect(throws: DomainError.self) { try Programme(version: 1, name: "x", expiry: .init(rule: .fixedDate)).validate() }
+        #expect(throws: DomainError.self) { try Programme(version: 1, name: "x", expiry: .init(rule: .never, date: "2026-06-30")).validate() }
+    }
+}

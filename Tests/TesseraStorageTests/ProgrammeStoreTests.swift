@@ -224,6 +224,25 @@ struct ProgrammeStoreTests {
         #expect(try hub.member(ada.id) == (try one.member(ada.id)))
     }
 
+    @Test("head office awards points for an activity or by hand; taking more than the member has is refused")
+    func headOfficePoints() throws {
+        _ = try hub.publishRules(nextVersion(freshMarket) { $0.expiry = .init(rule: .afterDays, days: 30) })
+        let ada = try enrol(one, "Ada", "+15550100")
+        try sync(one, hub)
+        #expect(try hub.awardPoints(ada.id, NodeAPI.PointsAward(activity: "review")).points == 20)
+        #expect(try hub.awardPoints(ada.id, NodeAPI.PointsAward(points: 100, reason: "apology for a late delivery")).points == 120)
+        #expect(throws: DomainError.self) { try hub.awardPoints(ada.id, NodeAPI.PointsAward(points: 5)) }
+        #expect(throws: DomainError.self) { try hub.awardPoints(ada.id, NodeAPI.PointsAward(activity: "nap")) }
+        #expect(throws: DomainError(.insufficientPoints, "the member has 120 points to spend, fewer than 121")) {
+            try hub.awardPoints(ada.id, NodeAPI.PointsAward(points: -121, reason: "correction"))
+        }
+        #expect(try hub.awardPoints(ada.id, NodeAPI.PointsAward(points: -20, reason: "correction")).points == 100)
+        try sync(one, hub)
+        #expect(try one.member(ada.id) == (try hub.member(ada.id)))
+        clock.advance(31 * 86_400_000) // the awarded points follow the expiry rule like earned ones
+        #expect(try one.member(ada.id).pointsAvailable == 0)
+    }
+
     @Test("a node bootstrapped later gets the rules, lots, coupons and memberships in its snapshot")
     func snapshotCarriesTheProgramme() throws {
         let ada = try enrol(one, "Ada", "+15550100")
