@@ -153,9 +153,7 @@ extension OperationBody {
         case .couponsIssued(let c):
             out += c.coupons.map(Effect.coupon)
         case .membershipPurchased(let m):
-            out.append(.membership(MembershipPeriod(member: m.member, plan: m.plan, name: m.name, from: m.from, until: m.until,
-                                                    discountPercent: m.discountPercent, pointsPercent: m.pointsPercent,
-                                                    memberPrices: m.memberPrices)))
+            out.append(.membership(m.period))
         case .unknown:
             break
         }

@@ -513,43 +513,31 @@ public struct CouponsIssued: Hashable, Sendable, Codable {
     public init(coupons: [Coupon], reason: String) { self.coupons = coupons; self.reason = reason }
 }
 
-/// A paid, time-limited membership from `from` to `until` (local dates, both included), with
-/// the benefits of its plan as sold.
+/// A paid, time-limited membership: the period and the benefits of its plan as sold, the
+/// price paid at the till and the rules version. On the wire its fields sit flat in the body.
 public struct MembershipPurchased: Hashable, Sendable, Codable {
-    public var member: MemberID
-    public var plan: String
-    public var name: String
-    public var from: String
-    public var until: String
+    public var period: MembershipPeriod
     public var priceMinor: Int64
-    public var discountPercent: Int64
-    public var pointsPercent: Int64
-    public var memberPrices: Bool
     public var rulesVersion: Int
     enum CodingKeys: String, CodingKey {
-        case member, plan, name, from, until
-        case priceMinor = "price_minor", discountPercent = "discount_percent", pointsPercent = "points_percent"
-        case memberPrices = "member_prices", rulesVersion = "rules_version"
+        case priceMinor = "price_minor", rulesVersion = "rules_version"
     }
-    public init(member: MemberID, plan: String, name: String, from: String, until: String, priceMinor: Int64,
-                discountPercent: Int64, pointsPercent: Int64, memberPrices: Bool = false, rulesVersion: Int) {
-        self.member = member; self.plan = plan; self.name = name; self.from = from; self.until = until
-        self.priceMinor = priceMinor; self.discountPercent = discountPercent; self.pointsPercent = pointsPercent
-        self.memberPrices = memberPrices; self.rulesVersion = rulesVersion
+    public init(period: MembershipPeriod, priceMinor: Int64, rulesVersion: Int) {
+        self.period = period; self.priceMinor = priceMinor; self.rulesVersion = rulesVersion
     }
     public init(from decoder: any Decoder) throws {
+        period = try MembershipPeriod(from: decoder)
         let c = try decoder.container(keyedBy: CodingKeys.self)
-        member = try c.decode(MemberID.self, forKey: .member)
-        plan = try c.decode(String.self, forKey: .plan)
-        name = try c.decode(String.self, forKey: .name)
-        from = try c.decode(String.self, forKey: .from)
-        until = try c.decode(String.self, forKey: .until)
         priceMinor = try c.decode(Int64.self, forKey: .priceMinor)
-        discountPercent = try c.decode(Int64.self, forKey: .discountPercent)
-        pointsPercent = try c.decode(Int64.self, forKey: .pointsPercent)
-        memberPrices = try c.decodeIfPresent(Bool.self, forKey: .memberPrices) ?? false
         rulesVersion = try c.decode(Int.self, forKey: .rulesVersion)
     }
+    public func encode(to encoder: any Encoder) throws {
+        try period.encode(to: encoder)
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(priceMinor, forKey: .priceMinor)
+        try c.encode(rulesVersion, forKey: .rulesVersion)
+    }
+    public var member: MemberID { period.member }
 }
 
 /// A coupon held by a member: worth `value_minor` off or `percent` off a purchase of at least

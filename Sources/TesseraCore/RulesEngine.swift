@@ -211,10 +211,10 @@ public enum RulesEngine {
         if let current = standing.membership, current.plan == planID, let end = LocalDay(iso: current.until), end >= from {
             from = end.adding(days: 1)
         }
-        return MembershipPurchased(member: member, plan: plan.id, name: plan.name, from: from.iso,
-                                   until: from.adding(days: plan.days - 1).iso, priceMinor: plan.priceMinor,
-                                   discountPercent: plan.discountPercent, pointsPercent: plan.pointsPercent,
-                                   memberPrices: plan.memberPrices, rulesVersion: programme.version)
+        let period = MembershipPeriod(member: member, plan: plan.id, name: plan.name, from: from.iso,
+                                      until: from.adding(days: plan.days - 1).iso, discountPercent: plan.discountPercent,
+                                      pointsPercent: plan.pointsPercent, memberPrices: plan.memberPrices)
+        return MembershipPurchased(period: period, priceMinor: plan.priceMinor, rulesVersion: programme.version)
     }
 
     /// Coupons the hub issues on `today`: birthday coupons in the member's birthday month (once

@@ -154,11 +154,12 @@ public enum Validate {
         case .memberMerged, .operationReversed, .rulesPublished, .pointsExpired, .couponsIssued:
             // Only the hub makes these.
             guard op.id.origin == .hub else { throw DomainError(.forbidden, "only the hub may make \(op.kind)") }
-        case .membershipPurchased(let m):
+        case .membershipPurchased(let purchase):
+            let m = purchase.period
             guard let from = LocalDay(iso: m.from), let until = LocalDay(iso: m.until), from <= until else {
                 throw DomainError(.invalidRequest, "a membership needs dates from <= until (YYYY-MM-DD)")
             }
-            try nonNegative(m.priceMinor, "price_minor")
+            try nonNegative(purchase.priceMinor, "price_minor")
             guard (0...100).contains(m.discountPercent), (0...1000).contains(m.pointsPercent) else {
                 throw DomainError(.invalidRequest, "membership percents out of range")
             }

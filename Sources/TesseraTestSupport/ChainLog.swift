@@ -127,8 +127,10 @@ public enum ChainLog {
                 ops.append(Operation(id: hubID, hlc: hlc(hubID), body: hubBody))
                 continue
             case 95..<97:
-                body = .membershipPurchased(MembershipPurchased(member: member, plan: "year", name: "Year card", from: "1970-01-01",
-                                                                until: "2030-12-31", priceMinor: 9900, discountPercent: 10, pointsPercent: 150, rulesVersion: 1))
+                body = .membershipPurchased(MembershipPurchased(
+                    period: MembershipPeriod(member: member, plan: "year", name: "Year card", from: "1970-01-01", until: "2030-12-31",
+                                             discountPercent: 10, pointsPercent: 150),
+                    priceMinor: 9900, rulesVersion: 1))
             default:
                 let unknownID = next(origin)
                 ops.append(Operation(id: unknownID, hlc: hlc(unknownID), kind: "coupon.issued", kindVersion: 1,

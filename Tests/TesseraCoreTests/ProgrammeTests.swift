@@ -207,12 +207,11 @@ struct PricingTests {
         let programme = try example("gym")
         let context = TillContext(store: s1, atMs: at("2026-03-04 10:00", "America/Sao_Paulo"), programme: programme)
         let sold = try RulesEngine.membership("season", member: ada, standing: MemberStanding(), context)
-        #expect(sold.from == "2026-03-04" && sold.until == "2026-06-01")
+        #expect(sold.period.from == "2026-03-04" && sold.period.until == "2026-06-01" && sold.priceMinor == 29_900)
         var held = MemberStanding()
-        held.membership = MembershipPeriod(member: ada, plan: "season", name: sold.name, from: sold.from, until: sold.until,
-                                           discountPercent: sold.discountPercent, pointsPercent: sold.pointsPercent)
+        held.membership = sold.period
         let renewed = try RulesEngine.membership("season", member: ada, standing: held, context)
-        #expect(renewed.from == "2026-06-02")
+        #expect(renewed.period.from == "2026-06-02")
         let sale = try price(programme, PurchaseTerms(amount: 10_000), held, at: context.atMs)
         #expect(sale.discount == 1000 && sale.pointsEarned == 135 && sale.membership == "season")
         #expect(throws: DomainError.self) { try RulesEngine.membership("lifetime", member: ada, standing: held, context) }
