@@ -134,6 +134,7 @@ extension OperationBody {
             if let referrer = r.referrer { ledger(LedgerEntry(member: referrer, points: -r.referralPoints, lot: lot(r.pointsExpireOn))) }
             out.append(.refund(of: r.of, amount: r.amount))
             if let coupon = r.coupon { out.append(.couponRestored(coupon, use: r.of)) }
+            out += r.couponsRevoked.map(Effect.couponUsed)
         case .pointsAdjusted(let a):
             // Points given join a lot; points taken are spent like a redemption.
             ledger(LedgerEntry(member: a.member, points: a.points, lot: a.points > 0 ? lot(a.pointsExpireOn) : nil))

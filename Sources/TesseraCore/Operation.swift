@@ -385,19 +385,22 @@ public struct Refund: Hashable, Sendable, Codable {
     public var referrer: MemberID?
     public var referralPoints: Int64
     public var coupon: String?
+    /// Coupons the refunded recharge brought, taken back with it (a full refund): used up by
+    /// this operation, so a coupon already spent shows as used twice.
+    public var couponsRevoked: [String]
     public var cashBack: Int64
     enum CodingKeys: String, CodingKey {
         case member, of, amount, value, bonus, qualifying, referrer, coupon
         case pointsRestored = "points_restored", pointsReversed = "points_reversed", pointsExpireOn = "points_expire_on"
-        case referralPoints = "referral_points", cashBack = "cash_back"
+        case referralPoints = "referral_points", cashBack = "cash_back", couponsRevoked = "coupons_revoked"
     }
     public init(member: MemberID, of: OperationID, amount: Int64, value: Int64, bonus: Int64 = 0, pointsRestored: Int64 = 0,
                 pointsReversed: Int64 = 0, pointsExpireOn: String? = nil, qualifying: Int64 = 0, referrer: MemberID? = nil,
-                referralPoints: Int64 = 0, coupon: String? = nil, cashBack: Int64 = 0) {
+                referralPoints: Int64 = 0, coupon: String? = nil, couponsRevoked: [String] = [], cashBack: Int64 = 0) {
         self.member = member; self.of = of; self.amount = amount; self.value = value; self.bonus = bonus
         self.pointsRestored = pointsRestored; self.pointsReversed = pointsReversed; self.pointsExpireOn = pointsExpireOn
         self.qualifying = qualifying; self.referrer = referrer; self.referralPoints = referralPoints; self.coupon = coupon
-        self.cashBack = cashBack
+        self.couponsRevoked = couponsRevoked; self.cashBack = cashBack
     }
     public init(from decoder: any Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
@@ -413,6 +416,7 @@ public struct Refund: Hashable, Sendable, Codable {
         referrer = try c.decodeIfPresent(MemberID.self, forKey: .referrer)
         referralPoints = try c.decodeIfPresent(Int64.self, forKey: .referralPoints) ?? 0
         coupon = try c.decodeIfPresent(String.self, forKey: .coupon)
+        couponsRevoked = try c.decodeIfPresent([String].self, forKey: .couponsRevoked) ?? []
         cashBack = try c.decodeIfPresent(Int64.self, forKey: .cashBack) ?? 0
     }
 }

@@ -169,12 +169,14 @@ public enum RulesEngine {
     }
 
     /// Takes back `amount` (all that is left when nil) of a recharge's principal and the same
-    /// share of its bonus; only principal is paid back.
+    /// share of its bonus; only principal is paid back. The refund that completes the whole also
+    /// takes back the coupons the recharge brought.
     public static func refund(_ recharge: ValueRecharged, of original: OperationID, member: MemberID, refundedSoFar: Int64,
                               amount: Int64?) throws(DomainError) -> Refund {
         let (r, share) = try portion(total: recharge.amount, refundedSoFar: refundedSoFar, amount: amount, original)
+        let full = refundedSoFar + r == recharge.amount
         return Refund(member: member, of: original, amount: r, value: -share(recharge.amount), bonus: -share(recharge.bonus),
-                      cashBack: share(recharge.amount))
+                      couponsRevoked: full ? recharge.coupons.map(\.id) : [], cashBack: share(recharge.amount))
     }
 
     static func portion(total: Int64, refundedSoFar: Int64, amount: Int64?, _ original: OperationID) throws(DomainError)

@@ -427,6 +427,10 @@ public final class HubStore: HubStorage {
                                   detail: "\(r.of) refunded \(refunded) of \(total) (refunds made offline at different stores)", db)
                 }
             }
+            for coupon in r.couponsRevoked where try Replica.liveUses(of: coupon, db).count > 1 {
+                try exception("coupon_reused", member: r.member, op: op.id,
+                              detail: "coupon \(coupon) came with refunded recharge \(r.of) and had already been used", db)
+            }
         case .purchase(let p):
             if let coupon = p.coupon {
                 let uses = try Replica.liveUses(of: coupon, db)

@@ -207,6 +207,25 @@ struct ProgrammeStoreTests {
         #expect(try two.member(ada.id) == view)
     }
 
+    @Test("a refunded recharge takes back its bonus and its coupon; a coupon already spent is reported")
+    func rechargeRefund() throws {
+        let ada = try enrol(one, "Ada", "+15550100")
+        let first = try one.recharge(ada.id, NodeAPI.Recharge(amount: 20_000), key: nil)
+        let firstID = try first.decode(NodeAPI.TransactionResult.self).transaction.id
+        let refund = try spend(try one.beginRefund(firstID, key: nil), node: one, hub: hub)
+        #expect(try refund.receipt(Refund.self).couponsRevoked == ["recharge-gift/\(firstID)"])
+        let after = try one.member(ada.id)
+        #expect(after.balance == 0 && after.bonus == 0 && !after.coupons.contains { $0.template == "recharge-gift" })
+
+        let second = try one.recharge(ada.id, NodeAPI.Recharge(amount: 20_000), key: nil)
+        let secondID = try second.decode(NodeAPI.TransactionResult.self).transaction.id
+        let gift = try #require(try one.member(ada.id).coupons.first { $0.template == "recharge-gift" }).id
+        _ = try spend(try one.beginPurchase(ada.id, NodeAPI.PurchaseRequest(amount: 3000, coupon: gift), key: nil), node: one, hub: hub)
+        #expect(try spend(try one.beginRefund(secondID, key: nil), node: one, hub: hub).status == 201)
+        try sync(one, hub)
+        #expect(try hub.exceptions(limit: 10).contains { $0.kind == "coupon_reused" && $0.detail.contains(gift) })
+    }
+
     @Test("participation points and paid memberships follow the rules in force")
     func activitiesAndMemberships() throws {
         _ = try hub.publishRules(try Examples.programme("gym").json.with(version: 2))
