@@ -327,22 +327,31 @@ public final class HubStore: HubStorage {
             let calendar = programme.calendar
             let today = calendar.day(ms: now)
             var report = HubAPI.JobReport(asOf: today.iso, rulesVersion: programme.version, expiries: 0, pointsExpired: 0, coupons: 0)
-            let lastPurchase = Dictionary(try Row.fetchAll(db, sql: """
-                SELECT member_id, MAX(hlc) AS hlc FROM ops WHERE kind = 'purchase' AND member_id IS NOT NULL GROUP BY member_id
-                """).map { (MemberID($0["member_id"]), HLCTimestamp(packed: $0["hlc"])?.wallMs ?? 0) }, uniquingKeysWith: max)
             let roots = try Row.fetchAll(db, sql: """
                 SELECT id, birthday, enrolled FROM members WHERE enrolled IS NOT NULL AND id NOT IN (SELECT from_id FROM merges) ORDER BY id
                 """)
+            // Only members with a lot that has ended (or an expiry already recorded) can owe
+            // one; only templates the hub issues need the scan for coupons.
+            let holdingLots = Set(try String.fetchAll(db, sql: """
+                SELECT DISTINCT member_id FROM entries WHERE (lot IS NOT NULL AND lot < ?) OR expired <> 0
+                """, arguments: [today.number]).map { try Replica.root(of: MemberID($0), db) })
+            let issuesCoupons = programme.coupons.contains { $0.issueOn == .birthday || $0.issueOn == .wakeUp }
+            let lastPurchase = !issuesCoupons ? [:] : Dictionary(try Row.fetchAll(db, sql: """
+                SELECT member_id, MAX(hlc) AS hlc FROM ops WHERE kind = 'purchase' AND member_id IS NOT NULL GROUP BY member_id
+                """).map { (MemberID($0["member_id"]), HLCTimestamp(packed: $0["hlc"])?.wallMs ?? 0) }, uniquingKeysWith: max)
             for row in roots {
                 let member = MemberID(row["id"])
-                let standing = try Replica.standing(of: member, programme: programme, asOfMs: now, db)
-                if standing.expiryDue != 0 {
-                    let body = OperationBody.pointsExpired(PointsExpired(member: member, points: standing.expiryDue, asOf: today.adding(days: -1).iso))
-                    let op = try self.makeHubOperation(body, db)
-                    _ = try self.append(op, body, db)
-                    report.expiries += 1
-                    report.pointsExpired += standing.expiryDue
+                if holdingLots.contains(member) {
+                    let standing = try Replica.standing(of: member, programme: programme, asOfMs: now, db)
+                    if standing.expiryDue != 0 {
+                        let body = OperationBody.pointsExpired(PointsExpired(member: member, points: standing.expiryDue, asOf: today.adding(days: -1).iso))
+                        let op = try self.makeHubOperation(body, db)
+                        _ = try self.append(op, body, db)
+                        report.expiries += 1
+                        report.pointsExpired += standing.expiryDue
+                    }
                 }
+                guard issuesCoupons else { continue }
                 let group = try Replica.group(of: member, db)
                 var active = group.compactMap { lastPurchase[$0] }.max()
                 if active == nil, let enrolled = row["enrolled"] as String? { active = NodeStore.wallMs(stampKey: enrolled) }
