@@ -66,6 +66,10 @@ public final class Simulator {
     var nodes: [NodeStore]
     let storeIDs: [StoreID]
     var partitioned: Set<Int> = []
+    /// Pushes the network held back, delivered later and out of order (or never, until healing).
+    var delayed: [(node: Int, ops: [TesseraCore.Operation])] = []
+    /// Members a till spent from on the node's word alone (the hub unreachable).
+    var offlineMembers: Set<MemberID> = []
     var acknowledged: [OperationID: Acknowledged] = [:]
     var refused: Set<OperationID> = []
     var transactions: [(node: Int, id: OperationID)] = []
@@ -263,7 +267,10 @@ public final class Simulator {
         let t = result.transaction
         if acknowledged[t.id] == nil { report.acknowledged += 1 }
         acknowledged[t.id] = Acknowledged(id: t.id, member: t.member, value: t.valueChange, points: t.pointsChange)
-        if t.authorization == .offline { report.offlineSpends += 1 }
+        if t.authorization == .offline {
+            report.offlineSpends += 1
+            offlineMembers.insert(t.member)
+        }
         if t.kind == OperationKind.purchase.rawValue || t.kind == OperationKind.valueRecharged.rawValue {
             transactions.append((i, t.id))
         }
@@ -273,10 +280,16 @@ public final class Simulator {
     func sync(_ i: Int) throws {
         guard !partitioned.contains(i) else { return }
         let node = nodes[i]
+        if !delayed.isEmpty, chance(0.2) {
+            // A push held up in the network arrives at last, after newer ones; its answer is lost.
+            let late = delayed.remove(at: Int.random(in: 0..<delayed.count, using: &rng))
+            _ = try hub.push(late.ops, from: storeIDs[late.node])
+        }
         let batch = try node.pendingBatch(limit: Int.random(in: 1...50, using: &rng))
         if !batch.isEmpty {
             if chance(0.1) {
-                report.faults += 1 // the push never arrived
+                report.faults += 1 // the push never arrived (or not yet)
+                if chance(0.5) { delayed.append((i, batch)) }
             } else {
                 let results = try hub.push(batch, from: storeIDs[i])
                 if chance(0.1) { report.faults += 1; _ = try hub.push(batch, from: storeIDs[i]) } // delivered twice
@@ -290,6 +303,8 @@ public final class Simulator {
     /// Ends every fault and syncs until every node has pushed everything and pulled everything.
     func heal() throws {
         partitioned = []
+        for late in delayed { _ = try hub.push(late.ops, from: storeIDs[late.node]) }
+        delayed = []
         for round in 0..<2 {
             // The hub's jobs see everything the first round brought (late offline spends
             // before an expiry give points back); the second round carries their operations.
@@ -375,6 +390,21 @@ public final class Simulator {
         for view in atHub where view.mergedInto == nil && (view.balance < 0 || view.points < 0) {
             if !exceptions.contains(where: { $0.kind == "overdraft" && $0.member.map(state.root(of:)) == view.id }) {
                 violation("member \(view.id) is negative (\(view.balance)/\(view.points)) without an overdraft exception")
+            }
+            // Online, the hub authorises every spend: a member goes below zero only through a
+            // spend made offline, or the reversal of a spend its store voided.
+            let reversedFor = log.contains { item in
+                if case .operationReversed(let r)? = try? item.op.decoded() { return state.root(of: r.member) == view.id }
+                return false
+            }
+            if !reversedFor && !offlineMembers.contains(where: { state.root(of: $0) == view.id }) {
+                violation("member \(view.id) is negative (\(view.balance)/\(view.points)) though every spend was authorised online")
+            }
+        }
+        // A coupon used twice (offline at two stores) is always reported.
+        for (coupon, uses) in state.couponUses where uses.subtracting(state.couponRestores[coupon] ?? []).count > 1 {
+            if !exceptions.contains(where: { $0.kind == "coupon_reused" && $0.detail.contains(coupon) }) {
+                violation("coupon \(coupon) was used \(uses.count) times without a coupon_reused exception")
             }
         }
     }

@@ -157,7 +157,10 @@ public final class HubStore: HubStorage {
             guard let member = body.member, try Replica.isEnrolled(try Replica.root(of: member, db), db) else {
                 return try refuse(DomainError(.notFound, "the hub knows no member \(body.member?.rawValue ?? "")"))
             }
-            let held = try Replica.standing(of: member, programme: try Replica.programme(db), asOfMs: self.physicalMs(), db)
+            // Points are counted at the later of the hub's time and the spend's own: the fold dates
+            // the spend by its stamp, so a spend stamped after a lot ended must not use that lot.
+            let held = try Replica.standing(of: member, programme: try Replica.programme(db),
+                                            asOfMs: max(self.physicalMs(), op.hlc.wallMs), db)
             let debit = body.debit
             if debit.valueMinor > 0 && held.balance < debit.valueMinor {
                 return try refuse(DomainError(.insufficientBalance, "balance \(held.balance) is less than \(debit.valueMinor)"))
