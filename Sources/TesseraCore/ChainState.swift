@@ -152,7 +152,7 @@ public struct ChainState: Equatable, Sendable {
         return MemberStanding.derive(
             rows: rows, coupons: held, couponUses: couponUses, couponRestores: couponRestores,
             memberships: memberships.values.filter { self.root(of: $0.member) == root },
-            purchaseTimes: [], programme: programme, asOfMs: asOfMs)
+            programme: programme, asOfMs: asOfMs)
     }
 
     /// The view of an enrolled member, or nil if no enrolment of it (or its survivor) is known.

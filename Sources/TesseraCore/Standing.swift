@@ -5,9 +5,59 @@ public struct LedgerRow: Hashable, Sendable {
     public init(_ entry: LedgerEntry, atMs: Int64) { self.entry = entry; self.atMs = atMs }
 }
 
+/// What the rules need from a member's ledger, in a form SQL can aggregate: sums, the points
+/// of each ended lot, and spends and tier counters in quarter-hour buckets (every time zone's
+/// offset is a multiple of a quarter hour, so a bucket never straddles a local midnight).
+public struct LedgerSummary: Hashable, Sendable {
+    public static let bucketMs: Int64 = 900_000
+
+    public var balance: Int64 = 0
+    public var bonus: Int64 = 0
+    public var points: Int64 = 0
+    public var expired: Int64 = 0
+    /// Points earned into lots, net of reversals.
+    public var lifetimePoints: Int64 = 0
+    public var qualifyingTotal: Int64 = 0
+    /// Net points per lot day, for lots that ended before the day asked about.
+    public var endedLots: [LocalDay: Int64] = [:]
+    /// Points spent (positive) or given back (negative), by bucket start, up to the last ended lot.
+    public var spends: [Int64: Int64] = [:]
+    /// The tier counter by bucket start (filled only when a yearly reset needs it).
+    public var qualifying: [Int64: Int64] = [:]
+
+    public init() {}
+
+    public static func bucket(_ ms: Int64) -> Int64 { (ms / bucketMs) * bucketMs }
+
+    /// The summary of ledger rows held in memory (the pure fold); SQLite computes the same in SQL.
+    public init(rows: [LedgerRow], calendar: ChainCalendar, today: LocalDay, byBucket: Bool) {
+        for row in rows {
+            let e = row.entry
+            balance += e.value + e.bonus
+            bonus += e.bonus
+            points += e.points
+            expired += e.expired
+            qualifyingTotal += e.qualifying
+            if let lot = e.lot {
+                lifetimePoints += e.points
+                if lot < today { endedLots[lot, default: 0] += e.points }
+            }
+        }
+        if let last = endedLots.keys.max() {
+            let bound = PointsExpiry.spendsBound(lastEndedLot: last)
+            for row in rows where row.entry.lot == nil && row.entry.expired == 0 && row.entry.points != 0 && row.atMs < bound {
+                spends[Self.bucket(row.atMs), default: 0] -= row.entry.points
+            }
+        }
+        if byBucket {
+            for row in rows where row.entry.qualifying != 0 { qualifying[Self.bucket(row.atMs), default: 0] += row.entry.qualifying }
+        }
+    }
+}
+
 /// Everything the rules need to know about a member (resolved through merges) at one moment,
-/// derived from the member's ledger rows, coupons and memberships under one programme. Both
-/// the pure fold and the SQLite replicas call `derive`, so every replica agrees.
+/// derived from the member's ledger, coupons and memberships under one programme. Both the
+/// pure fold and the SQLite replicas call `derive`, so every replica agrees.
 public struct MemberStanding: Hashable, Sendable {
     /// Stored value: principal plus bonus.
     public var balance: Int64 = 0
@@ -27,7 +77,6 @@ public struct MemberStanding: Hashable, Sendable {
     public var membership: MembershipPeriod?
     /// Coupons issued, not used (or whose use was refunded), valid on the day, soonest ending first.
     public var coupons: [Coupon] = []
-    public var lastPurchaseDay: LocalDay?
 
     public init() {}
 
@@ -36,33 +85,30 @@ public struct MemberStanding: Hashable, Sendable {
     public var principal: Int64 { balance - bonus }
     public var holdings: Holdings { Holdings(valueMinor: balance, points: points, bonusMinor: bonus) }
 
+    /// Whether `derive` needs the tier counter by bucket (a yearly reset) or only its total.
+    public static func needsQualifyingBuckets(_ programme: Programme) -> Bool { programme.tiers?.reset == .yearly }
+
     /// - Parameters:
     ///   - couponUses: for each coupon id, the operations that used it.
     ///   - couponRestores: for each coupon id, the uses whose purchase was refunded in full.
-    ///   - purchaseTimes: wall-clock ms of the member's purchases (dormancy).
-    public static func derive(rows: [LedgerRow], coupons: [Coupon], couponUses: [String: Set<OperationID>],
+    public static func derive(ledger: LedgerSummary, coupons: [Coupon], couponUses: [String: Set<OperationID>],
                               couponRestores: [String: Set<OperationID>], memberships: [MembershipPeriod],
-                              purchaseTimes: [Int64], programme: Programme, asOfMs: Int64) -> MemberStanding {
+                              programme: Programme, asOfMs: Int64) -> MemberStanding {
         let calendar = programme.calendar
         let today = calendar.day(ms: asOfMs)
         var s = MemberStanding()
-        var recordedExpiry: Int64 = 0
-        for row in rows {
-            let e = row.entry
-            s.balance += e.value + e.bonus
-            s.bonus += e.bonus
-            s.points += e.points
-            recordedExpiry += e.expired
-            if e.lot != nil { s.lifetimePoints += e.points }
-        }
-        s.expiryDue = PointsExpiry.target(rows: rows, calendar: calendar, today: today) - recordedExpiry
+        s.balance = ledger.balance
+        s.bonus = ledger.bonus
+        s.points = ledger.points
+        s.lifetimePoints = ledger.lifetimePoints
+        s.expiryDue = PointsExpiry.target(endedLots: ledger.endedLots, spends: ledger.spends, calendar: calendar) - ledger.expired
         if let tiers = programme.tiers {
-            let standing = TierRule.standing(tiers, rows: rows, calendar: calendar, today: today)
+            let standing = TierRule.standing(tiers, total: ledger.qualifyingTotal, byBucket: ledger.qualifying, calendar: calendar, today: today)
             s.tierIndex = standing.index
             s.tier = tiers.levels[standing.index]
             s.qualifying = standing.qualifying
         } else {
-            s.qualifying = TierRule.periodTotal(rows: rows, calendar: calendar, year: nil)
+            s.qualifying = ledger.qualifyingTotal
         }
         s.membership = memberships.filter { $0.covers(today) }
             .max { ($0.discountPercent, $0.pointsPercent, $0.until, $0.from, $0.plan, $0.member.rawValue)
@@ -70,8 +116,17 @@ public struct MemberStanding: Hashable, Sendable {
         s.coupons = coupons
             .filter { c in c.isValid(on: today) && (couponUses[c.id] ?? []).subtracting(couponRestores[c.id] ?? []).isEmpty }
             .sorted { ($0.validUntil, $0.id) < ($1.validUntil, $1.id) }
-        s.lastPurchaseDay = purchaseTimes.max().map { calendar.day(ms: $0) }
         return s
+    }
+
+    /// The same from ledger rows held in memory.
+    public static func derive(rows: [LedgerRow], coupons: [Coupon], couponUses: [String: Set<OperationID>],
+                              couponRestores: [String: Set<OperationID>], memberships: [MembershipPeriod],
+                              programme: Programme, asOfMs: Int64) -> MemberStanding {
+        let ledger = LedgerSummary(rows: rows, calendar: programme.calendar, today: programme.calendar.day(ms: asOfMs),
+                                   byBucket: needsQualifyingBuckets(programme))
+        return derive(ledger: ledger, coupons: coupons, couponUses: couponUses, couponRestores: couponRestores,
+                      memberships: memberships, programme: programme, asOfMs: asOfMs)
     }
 }
 
@@ -83,24 +138,23 @@ public struct MemberStanding: Hashable, Sendable {
 /// `points.expired` operations and every replica's view agree, and an offline spend that
 /// reaches the hub after an expiry gives the points back (a negative expiry).
 public enum PointsExpiry {
-    public static func target(rows: [LedgerRow], calendar: ChainCalendar, today: LocalDay) -> Int64 {
-        var earnedByLot: [LocalDay: Int64] = [:]
-        var spentByDay: [(LocalDay, Int64)] = []
-        for row in rows {
-            let e = row.entry
-            if let lot = e.lot {
-                if lot < today { earnedByLot[lot, default: 0] += e.points }
-            } else if e.expired == 0, e.points != 0 {
-                spentByDay.append((calendar.day(ms: row.atMs), -e.points))
-            }
-        }
-        guard !earnedByLot.isEmpty else { return 0 }
-        spentByDay.sort { $0.0 < $1.0 }
+    /// Spends after this moment cannot matter to lots that ended by `lastEndedLot` (local
+    /// midnights lie within 14 hours of UTC ones).
+    public static func spendsBound(lastEndedLot: LocalDay) -> Int64 { (lastEndedLot.number + 2) * 86_400_000 }
+
+    /// - Parameters:
+    ///   - endedLots: net points of each lot whose last day is before today.
+    ///   - spends: points spent by bucket start (wall-clock ms).
+    public static func target(endedLots: [LocalDay: Int64], spends: [Int64: Int64], calendar: ChainCalendar) -> Int64 {
+        guard !endedLots.isEmpty else { return 0 }
+        var spentByDay: [LocalDay: Int64] = [:]
+        for (bucket, points) in spends { spentByDay[calendar.day(ms: bucket), default: 0] += points }
+        let days = spentByDay.keys.sorted()
         var best: Int64 = 0, earned: Int64 = 0, spent: Int64 = 0, next = 0
-        for lot in earnedByLot.keys.sorted() {
-            earned += earnedByLot[lot] ?? 0
-            while next < spentByDay.count, spentByDay[next].0 <= lot {
-                spent += spentByDay[next].1
+        for lot in endedLots.keys.sorted() {
+            earned += endedLots[lot] ?? 0
+            while next < days.count, days[next] <= lot {
+                spent += spentByDay[days[next]] ?? 0
                 next += 1
             }
             best = max(best, earned - spent)
@@ -117,28 +171,20 @@ public enum TierRule {
         return index
     }
 
-    static func periodTotal(rows: [LedgerRow], calendar: ChainCalendar, year: Int64?) -> Int64 {
-        rows.reduce(0) { sum, row in
-            guard row.entry.qualifying != 0 else { return sum }
-            if let year, calendar.day(ms: row.atMs).year != year { return sum }
-            return sum + row.entry.qualifying
-        }
-    }
-
     /// The tier on `today` and the counter of the current period. With a yearly reset, a
     /// member keeps a level for the next year only by earning it again this year; otherwise
     /// the downgrade policy applies. Within a year, reaching a threshold promotes at once.
-    public static func standing(_ tiers: Programme.Tiers, rows: [LedgerRow], calendar: ChainCalendar,
+    /// - Parameters:
+    ///   - total: the counter over all history (no reset).
+    ///   - byBucket: the counter by bucket start (a yearly reset).
+    public static func standing(_ tiers: Programme.Tiers, total: Int64, byBucket: [Int64: Int64], calendar: ChainCalendar,
                                 today: LocalDay) -> (index: Int, qualifying: Int64) {
         switch tiers.reset {
         case .never:
-            let total = periodTotal(rows: rows, calendar: calendar, year: nil)
             return (level(for: total, in: tiers.levels), total)
         case .yearly:
             var byYear: [Int64: Int64] = [:]
-            for row in rows where row.entry.qualifying != 0 {
-                byYear[calendar.day(ms: row.atMs).year, default: 0] += row.entry.qualifying
-            }
+            for (bucket, amount) in byBucket { byYear[calendar.day(ms: bucket).year, default: 0] += amount }
             let current = today.year
             guard let first = byYear.keys.min(), first < current else {
                 let total = byYear[current] ?? 0
@@ -160,5 +206,12 @@ public enum TierRule {
             let total = byYear[current] ?? 0
             return (max(start, level(for: total, in: tiers.levels)), total)
         }
+    }
+
+    /// The same from ledger rows held in memory.
+    public static func standing(_ tiers: Programme.Tiers, rows: [LedgerRow], calendar: ChainCalendar,
+                                today: LocalDay) -> (index: Int, qualifying: Int64) {
+        let ledger = LedgerSummary(rows: rows, calendar: calendar, today: today, byBucket: true)
+        return standing(tiers, total: ledger.qualifyingTotal, byBucket: ledger.qualifying, calendar: calendar, today: today)
     }
 }

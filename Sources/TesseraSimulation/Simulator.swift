@@ -392,12 +392,16 @@ public final class Simulator {
                 violation("member \(view.id) is negative (\(view.balance)/\(view.points)) without an overdraft exception")
             }
             // Online, the hub authorises every spend: a member goes below zero only through a
-            // spend made offline, or the reversal of a spend its store voided.
-            let reversedFor = log.contains { item in
-                if case .operationReversed(let r)? = try? item.op.decoded() { return state.root(of: r.member) == view.id }
-                return false
+            // spend made offline, the reversal of a spend its store voided, or (points only) a
+            // refund taking back earned points the member had already spent.
+            let explained = log.contains { item in
+                switch try? item.op.decoded() {
+                case .operationReversed(let r)?: return state.root(of: r.member) == view.id
+                case .refund(let r)?: return view.balance >= 0 && r.pointsReversed > 0 && state.root(of: r.member) == view.id
+                default: return false
+                }
             }
-            if !reversedFor && !offlineMembers.contains(where: { state.root(of: $0) == view.id }) {
+            if !explained && !offlineMembers.contains(where: { state.root(of: $0) == view.id }) {
                 violation("member \(view.id) is negative (\(view.balance)/\(view.points)) though every spend was authorised online")
             }
         }

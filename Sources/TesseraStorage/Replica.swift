@@ -191,14 +191,7 @@ enum Replica {
     static func standing(of member: MemberID, programme: Programme, asOfMs: Int64, _ db: Database) throws -> MemberStanding {
         let root = try root(of: member, db)
         let group = try JSONText.encode(try Self.group(of: root, db).map(\.rawValue))
-        let rows = try Row.fetchAll(db, sql: """
-            SELECT member_id, value, bonus, points, lot, expired, qualifying, at_ms FROM entries
-            WHERE member_id IN (SELECT value FROM json_each(?))
-            """, arguments: [group]).map { row in
-            LedgerRow(LedgerEntry(member: MemberID(row["member_id"]), value: row["value"], bonus: row["bonus"], points: row["points"],
-                                  lot: (row["lot"] as Int64?).map(LocalDay.init), expired: row["expired"], qualifying: row["qualifying"]),
-                      atMs: row["at_ms"])
-        }
+        let ledger = try ledgerSummary(group: group, programme: programme, asOfMs: asOfMs, db)
         let coupons = try String.fetchAll(db, sql: "SELECT body FROM coupons WHERE member_id IN (SELECT value FROM json_each(?))",
                                           arguments: [group]).map { try JSONText.decode(Coupon.self, $0) }
         var uses: [String: Set<OperationID>] = [:], restores: [String: Set<OperationID>] = [:]
@@ -213,8 +206,48 @@ enum Replica {
         }
         let memberships = try String.fetchAll(db, sql: "SELECT body FROM memberships WHERE member_id IN (SELECT value FROM json_each(?))",
                                               arguments: [group]).map { try JSONText.decode(MembershipPeriod.self, $0) }
-        return MemberStanding.derive(rows: rows, coupons: coupons, couponUses: uses, couponRestores: restores,
-                                     memberships: memberships, purchaseTimes: [], programme: programme, asOfMs: asOfMs)
+        return MemberStanding.derive(ledger: ledger, coupons: coupons, couponUses: uses, couponRestores: restores,
+                                     memberships: memberships, programme: programme, asOfMs: asOfMs)
+    }
+
+    /// `LedgerSummary` computed in SQL over the member group's entries (the index on
+    /// `member_id` bounds the scan; the pure fold computes the same from rows in memory).
+    static func ledgerSummary(group: String, programme: Programme, asOfMs: Int64, _ db: Database) throws -> LedgerSummary {
+        var ledger = LedgerSummary()
+        let members = "member_id IN (SELECT value FROM json_each(?))"
+        if let row = try Row.fetchOne(db, sql: """
+            SELECT COALESCE(SUM(value + bonus), 0) AS balance, COALESCE(SUM(bonus), 0) AS bonus, COALESCE(SUM(points), 0) AS points,
+                   COALESCE(SUM(expired), 0) AS expired, COALESCE(SUM(CASE WHEN lot IS NOT NULL THEN points ELSE 0 END), 0) AS lifetime,
+                   COALESCE(SUM(qualifying), 0) AS qualifying
+            FROM entries WHERE \(members)
+            """, arguments: [group]) {
+            ledger.balance = row["balance"]; ledger.bonus = row["bonus"]; ledger.points = row["points"]
+            ledger.expired = row["expired"]; ledger.lifetimePoints = row["lifetime"]; ledger.qualifyingTotal = row["qualifying"]
+        }
+        let today = programme.calendar.day(ms: asOfMs)
+        for row in try Row.fetchAll(db, sql: """
+            SELECT lot, SUM(points) AS points FROM entries WHERE \(members) AND lot IS NOT NULL AND lot < ? GROUP BY lot
+            """, arguments: [group, today.number]) {
+            ledger.endedLots[LocalDay(row["lot"])] = row["points"]
+        }
+        let bucket = LedgerSummary.bucketMs
+        if let last = ledger.endedLots.keys.max() {
+            for row in try Row.fetchAll(db, sql: """
+                SELECT (at_ms / \(bucket)) * \(bucket) AS b, -SUM(points) AS spent FROM entries
+                WHERE \(members) AND lot IS NULL AND expired = 0 AND points <> 0 AND at_ms < ? GROUP BY b
+                """, arguments: [group, PointsExpiry.spendsBound(lastEndedLot: last)]) {
+                ledger.spends[row["b"]] = row["spent"]
+            }
+        }
+        if MemberStanding.needsQualifyingBuckets(programme) {
+            for row in try Row.fetchAll(db, sql: """
+                SELECT (at_ms / \(bucket)) * \(bucket) AS b, SUM(qualifying) AS q FROM entries
+                WHERE \(members) AND qualifying <> 0 GROUP BY b
+                """, arguments: [group]) {
+                ledger.qualifying[row["b"]] = row["q"]
+            }
+        }
+        return ledger
     }
 
     static func isEnrolled(_ member: MemberID, _ db: Database) throws -> Bool {
