@@ -13,9 +13,21 @@ public struct Operation: Hashable, Sendable, Codable {
     public let kindVersion: Int
     public let body: JSONValue
 
-    enum CodingKeys: String, CodingKey {
+    enum CodingKeys: String, CodingKey, CaseIterable {
         case id, hlc, kind, body
         case kindVersion = "kind_version"
+    }
+
+    /// The envelope is strict (an unknown field is an error); bodies are not, so a field a
+    /// newer build adds is carried by an older one (see the protocol's versioning rules).
+    public init(from decoder: any Decoder) throws {
+        try decoder.rejectUnknownKeys(CodingKeys.self)
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        id = try c.decode(OperationID.self, forKey: .id)
+        hlc = try c.decode(HLCTimestamp.self, forKey: .hlc)
+        kind = try c.decode(String.self, forKey: .kind)
+        kindVersion = try c.decode(Int.self, forKey: .kindVersion)
+        body = try c.decode(JSONValue.self, forKey: .body)
     }
 
     public init(id: OperationID, hlc: HLCTimestamp, kind: String, kindVersion: Int = 1, body: JSONValue) {

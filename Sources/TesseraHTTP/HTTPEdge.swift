@@ -56,7 +56,13 @@ public enum JSONBody {
 
     public static func decode<T: Decodable>(_ type: T.Type, data: Data) throws -> T {
         do {
-            return try JSONDecoder().decode(type, from: data)
+            let value = try JSONDecoder().decode(type, from: data)
+            if let strict = T.self as? any StrictBody.Type,
+               let object = try? JSONDecoder().decode([String: JSONValue].self, from: data),
+               let unknown = object.keys.filter({ !strict.fields.contains($0) }).min() {
+                throw DomainError(.invalidRequest, "unknown field '\(unknown)'; this request takes \(strict.fields.sorted().joined(separator: ", "))")
+            }
+            return value
         } catch let error as DecodingError {
             throw DomainError(.invalidRequest, describe(error))
         }

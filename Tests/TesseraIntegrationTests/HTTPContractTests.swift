@@ -25,6 +25,11 @@ struct HTTPContractTests {
         #expect(r1.data == r2.data)
         #expect(try await HTTP.post(node + "/v1/members/\(id)/recharge", #"{"amount":600}"#, key: "k-r").errorCode == "idempotency_key_reused")
         #expect(try await HTTP.post(node + "/v1/members/\(id)/recharge", #"{"amount":-5}"#).status == 400)
+        // A field the request does not take is refused, never applied or dropped.
+        let smuggled = try await HTTP.post(node + "/v1/members/\(id)/recharge", #"{"amount":5,"balance":999999}"#)
+        #expect(smuggled.status == 400 && smuggled.errorCode == "invalid_request" && smuggled.text.contains("balance"))
+        let misspelt = try await HTTP.post(node + "/v1/members/\(id)/purchase", #"{"amount":5,"redeem_point":5}"#)
+        #expect(misspelt.status == 400 && misspelt.text.contains("redeem_point"))
         #expect(try await HTTP.get(node + "/v1/members/\(id)").json["balance"] as? Int == 500)
         let patched = try await HTTP.call("PATCH", node + "/v1/members/\(id)", json: #"{"name":"Ada Lovelace"}"#)
         #expect(patched.json["name"] as? String == "Ada Lovelace")
@@ -59,6 +64,11 @@ struct HTTPContractTests {
         let op = #"{"id":"p2:1","hlc":65536000,"kind":"coupon.issued","kind_version":1,"body":{}}"#
         let foreign = try await HTTP.call("POST", hub + "/v1/sync/push", json: #"{"protocol":1,"store":"p1","ops":[\#(op)]}"#, headers: p1)
         #expect(foreign.status == 403 && foreign.errorCode == "origin_mismatch")
+        let extra = try await HTTP.call("POST", hub + "/v1/sync/push", json: #"{"protocol":1,"store":"p1","ops":[],"admin":true}"#, headers: p1)
+        #expect(extra.status == 400 && extra.errorCode == "invalid_request")
+        let envelope = #"{"id":"p1:1","hlc":65536000,"kind":"coupon.issued","kind_version":1,"body":{},"version":7}"#
+        let odd = try await HTTP.call("POST", hub + "/v1/sync/push", json: #"{"protocol":1,"store":"p1","ops":[\#(envelope)]}"#, headers: p1)
+        #expect(odd.status == 400 && odd.errorCode == "invalid_request")
         let future = try await HTTP.call("POST", hub + "/v1/sync/push", json: #"{"protocol":2,"store":"p1","ops":[]}"#, headers: p1)
         #expect(future.status == 400 && future.errorCode == "unsupported_protocol")
         let noHeader = try await HTTP.call("GET", hub + "/v1/sync/pull?after=0", headers: p1)
