@@ -54,41 +54,51 @@ public enum HubApplication {
 
         let office = router.group("/v1")
         office.get("/members/{id}") { request, context in
-            try authenticateAdmin(request, storage)
+            try authenticateAdmin(request, storage, .reporter)
             let id = MemberID(try context.parameters.require("id"))
             guard let view = try storage.member(id) else { throw DomainError(.notFound, "no member \(id)") }
             return try JSONBody.response(view)
         }
         office.get("/members") { request, _ in
-            try authenticateAdmin(request, storage)
+            try authenticateAdmin(request, storage, .reporter)
             return try JSONBody.response(["members": try storage.allMembers()])
         }
         office.get("/stores") { request, _ in
-            try authenticateAdmin(request, storage)
+            try authenticateAdmin(request, storage, .reporter)
             return try JSONBody.response(HubAPI.Stores(stores: try storage.stores()))
         }
         office.post("/members/{id}/points") { request, context in
-            try authenticateAdmin(request, storage)
+            let office = try authenticateAdmin(request, storage, .admin)
             let id = MemberID(try context.parameters.require("id"))
             let (award, _) = try await JSONBody.decode(NodeAPI.PointsAward.self, from: request)
-            return try JSONBody.response(try storage.awardPoints(id, award), status: .created)
+            return try JSONBody.response(try storage.awardPoints(id, award, actor: office.actor), status: .created)
         }
         office.put("/rules") { request, _ in
-            try authenticateAdmin(request, storage)
+            let office = try authenticateAdmin(request, storage, .admin)
             let (document, _) = try await JSONBody.decode(JSONValue.self, from: request)
-            return try JSONBody.response(try storage.publishRules(document), status: .created)
+            return try JSONBody.response(try storage.publishRules(document, actor: office.actor), status: .created)
         }
         office.get("/rules") { request, _ in
             // Head office and stores may both read the rules in force.
-            if let token = request.bearerToken, try storage.authenticateStore(token: token) != nil {} else { try authenticateAdmin(request, storage) }
+            if let token = request.bearerToken, try storage.authenticateStore(token: token) != nil {} else {
+                try authenticateAdmin(request, storage, .reporter)
+            }
             return try JSONBody.response(try storage.currentRules())
         }
         office.post("/jobs/run") { request, _ in
-            try authenticateAdmin(request, storage)
-            return try JSONBody.response(try storage.runJobs(asOfMs: nil))
+            let office = try authenticateAdmin(request, storage, .admin)
+            let report = try storage.runJobs(asOfMs: nil)
+            try storage.audit(actor: office.actor, action: "jobs.run",
+                              detail: "as of \(report.asOf): \(report.expiries) expiries, \(report.coupons) coupons")
+            return try JSONBody.response(report)
+        }
+        office.get("/audit") { request, _ in
+            try authenticateAdmin(request, storage, .admin)
+            let limit = min(max(Int(request.query("limit") ?? "") ?? 1000, 1), 10_000)
+            return try JSONBody.response(["audit": try storage.auditLog(limit: limit)])
         }
         office.get("/exceptions") { request, _ in
-            try authenticateAdmin(request, storage)
+            try authenticateAdmin(request, storage, .reporter)
             let limit = min(max(Int(request.query("limit") ?? "") ?? 1000, 1), 10_000)
             return try JSONBody.response(HubAPI.Exceptions(exceptions: try storage.exceptions(limit: limit)))
         }
@@ -100,15 +110,33 @@ public enum HubApplication {
 
     static func authenticateStore(_ request: Request, _ storage: any HubStorage) throws -> StoreID {
         guard let token = request.bearerToken, let store = try storage.authenticateStore(token: token) else {
+            try refused(request, storage, "a store token was missing, unknown or revoked")
             throw DomainError(.unauthorized, "a store token is required (Authorization: Bearer ...)")
         }
         return store
     }
 
-    static func authenticateAdmin(_ request: Request, _ storage: any HubStorage) throws {
-        guard let token = request.bearerToken, try storage.authenticateAdmin(token: token) else {
+    /// The head-office credential of the request, if it may act with `role` (an admin may do
+    /// what a reporter may). A missing or bad token is 401, a reporter changing things 403;
+    /// both go to the audit log.
+    @discardableResult
+    static func authenticateAdmin(_ request: Request, _ storage: any HubStorage, _ role: HeadOffice.Role) throws -> HeadOffice {
+        guard let token = request.bearerToken, let office = try storage.authenticateAdmin(token: token) else {
+            try refused(request, storage, "a head-office token was missing, unknown or revoked")
             throw DomainError(.unauthorized, "a head-office token is required (Authorization: Bearer ...); `tessera admin token` makes one")
         }
+        if role == .admin && office.role != .admin {
+            try storage.audit(actor: office.actor, action: "auth.forbidden", detail: "\(request.method.rawValue) \(request.uri.path)")
+            throw DomainError(.forbidden, "this head-office token may only read (role \(office.role.rawValue))")
+        }
+        return office
+    }
+
+    /// A refused authentication, for the audit log: what was asked, and which token (by the
+    /// start of its hash, never the token).
+    static func refused(_ request: Request, _ storage: any HubStorage, _ why: String) throws {
+        let which = request.bearerToken.map { " token " + Tokens.hash($0).prefix(8) } ?? " no token"
+        try storage.audit(actor: "unauthenticated", action: "auth.failed", detail: "\(request.method.rawValue) \(request.uri.path):\(which); \(why)")
     }
 
     static func checkProtocol(_ version: Int) throws {

@@ -216,6 +216,31 @@ public enum HubAPI {
         }
     }
 
+    public struct AdminToken: Codable, Sendable, Hashable {
+        public var id: String
+        public var role: String
+        public var label: String?
+        public var createdAt: String
+        public var revokedAt: String?
+        enum CodingKeys: String, CodingKey { case id, role, label; case createdAt = "created_at", revokedAt = "revoked_at" }
+        public init(id: String, role: String, label: String?, createdAt: String, revokedAt: String?) {
+            self.id = id; self.role = role; self.label = label; self.createdAt = createdAt; self.revokedAt = revokedAt
+        }
+    }
+
+    /// One line of the audit log: who did what (head-office actions, credential changes, refused
+    /// authentications).
+    public struct AuditRecord: Codable, Sendable, Hashable {
+        public var id: Int64
+        public var at: String
+        public var actor: String
+        public var action: String
+        public var detail: String
+        public init(id: Int64, at: String, actor: String, action: String, detail: String) {
+            self.id = id; self.at = at; self.actor = actor; self.action = action; self.detail = detail
+        }
+    }
+
     public struct Stores: Codable, Sendable { public var stores: [StoreState]; public init(stores: [StoreState]) { self.stores = stores } }
     public struct Exceptions: Codable, Sendable { public var exceptions: [ExceptionRecord]; public init(exceptions: [ExceptionRecord]) { self.exceptions = exceptions } }
 }

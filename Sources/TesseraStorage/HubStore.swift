@@ -10,7 +10,9 @@ import TesseraProtocol
 /// implementation will fill too.
 public protocol HubStorage: Sendable {
     func authenticateStore(token: String) throws -> StoreID?
-    func authenticateAdmin(token: String) throws -> Bool
+    func authenticateAdmin(token: String) throws -> HeadOffice?
+    func audit(actor: String, action: String, detail: String) throws
+    func auditLog(limit: Int) throws -> [HubAPI.AuditRecord]
     func push(_ ops: [Operation], from store: StoreID) throws -> [PushResult]
     func authorize(_ request: AuthorizeRequest, from store: StoreID) throws -> AuthorizeResponse
     func pull(after cursor: Int64, limit: Int, for store: StoreID, pending: Int64?) throws -> PullResponse
@@ -19,10 +21,10 @@ public protocol HubStorage: Sendable {
     func allMembers() throws -> [MemberView]
     func stores() throws -> [HubAPI.StoreState]
     func exceptions(limit: Int) throws -> [HubAPI.ExceptionRecord]
-    func publishRules(_ document: JSONValue) throws -> HubAPI.RulesVersion
+    func publishRules(_ document: JSONValue, actor: String) throws -> HubAPI.RulesVersion
     func currentRules() throws -> Programme
     func runJobs(asOfMs: Int64?) throws -> HubAPI.JobReport
-    func awardPoints(_ member: MemberID, _ award: NodeAPI.PointsAward) throws -> MemberView
+    func awardPoints(_ member: MemberID, _ award: NodeAPI.PointsAward, actor: String) throws -> MemberView
 }
 
 public final class HubStore: HubStorage {
@@ -74,6 +76,25 @@ public final class HubStore: HubStorage {
                 CREATE TABLE meta (key TEXT PRIMARY KEY NOT NULL, value TEXT NOT NULL);
                 """)
         }
+        // Credentials that can be rotated and revoked, head-office roles, and the audit log.
+        migrator.registerMigration("hub-v2-credentials") { db in
+            try db.execute(sql: """
+                ALTER TABLE stores ADD COLUMN revoked_at TEXT;
+                ALTER TABLE admin_tokens ADD COLUMN id TEXT;
+                ALTER TABLE admin_tokens ADD COLUMN role TEXT NOT NULL DEFAULT 'admin' CHECK (role IN ('admin', 'reporter'));
+                ALTER TABLE admin_tokens ADD COLUMN label TEXT;
+                ALTER TABLE admin_tokens ADD COLUMN revoked_at TEXT;
+                UPDATE admin_tokens SET id = 'hot-' || substr(token_hash, 1, 8) WHERE id IS NULL;
+                CREATE UNIQUE INDEX admin_tokens_id ON admin_tokens(id);
+                CREATE TABLE audit (
+                    id INTEGER PRIMARY KEY AUTOINCREMENT,
+                    at TEXT NOT NULL,
+                    actor TEXT NOT NULL,
+                    action TEXT NOT NULL,
+                    detail TEXT NOT NULL
+                );
+                """)
+        }
         try migrator.migrate(pool)
         let last = try pool.read { db in try Int64.fetchOne(db, sql: "SELECT MAX(hlc) FROM ops") ?? 0 }
         var clock = HybridLogicalClock()
@@ -84,7 +105,7 @@ public final class HubStore: HubStorage {
     // MARK: - Administration (CLI)
 
     /// Registers a store and returns its token (shown once; only its hash is kept).
-    public func addStore(_ id: StoreID, name: String) throws -> String {
+    public func addStore(_ id: StoreID, name: String, actor: String = "cli") throws -> String {
         guard id != .hub else { throw DomainError(.invalidRequest, "'hub' is reserved") }
         let name = try Validate.name(name)
         let token = Tokens.make(prefix: "tss_")
@@ -94,30 +115,91 @@ public final class HubStore: HubStorage {
             }
             try db.execute(sql: "INSERT INTO stores (id, name, token_hash, created_at) VALUES (?, ?, ?, ?)",
                            arguments: [id.rawValue, name, Tokens.hash(token), isoNow()])
+            try self.audit(actor, "store.added", "\(id) '\(name)'", db)
         }
         return token
     }
 
-    /// Issues a new head-office token (earlier ones stay valid).
-    public func issueAdminToken() throws -> String {
-        let token = Tokens.make(prefix: "tsa_")
+    /// A new token for a store; the old one stops working at once. Also re-admits a revoked store.
+    public func rotateStoreToken(_ id: StoreID, actor: String = "cli") throws -> String {
+        let token = Tokens.make(prefix: "tss_")
         try pool.write { db in
-            try db.execute(sql: "INSERT INTO admin_tokens (token_hash, created_at) VALUES (?, ?)", arguments: [Tokens.hash(token), isoNow()])
+            try db.execute(sql: "UPDATE stores SET token_hash = ?, revoked_at = NULL WHERE id = ?", arguments: [Tokens.hash(token), id.rawValue])
+            guard db.changesCount == 1 else { throw DomainError(.notFound, "no store \(id)") }
+            try self.audit(actor, "store.token_rotated", "\(id)", db)
         }
         return token
+    }
+
+    /// The store's token is refused from now on (its node keeps serving its tills offline).
+    public func revokeStore(_ id: StoreID, actor: String = "cli") throws {
+        try pool.write { db in
+            try db.execute(sql: "UPDATE stores SET revoked_at = ? WHERE id = ?", arguments: [isoNow(), id.rawValue])
+            guard db.changesCount == 1 else { throw DomainError(.notFound, "no store \(id)") }
+            try self.audit(actor, "store.revoked", "\(id)", db)
+        }
+    }
+
+    /// Issues a head-office token: `admin` may change things (rules, points, jobs), `reporter`
+    /// may only read. Returns the token's id (for revoking it) and the token (shown once).
+    public func issueAdminToken(role: HeadOffice.Role = .admin, label: String? = nil, actor: String = "cli") throws -> (id: String, token: String) {
+        let token = Tokens.make(prefix: "tsa_")
+        let id = "hot-" + Tokens.hash(token).prefix(8)
+        try pool.write { db in
+            try db.execute(sql: "INSERT INTO admin_tokens (token_hash, created_at, id, role, label) VALUES (?, ?, ?, ?, ?)",
+                           arguments: [Tokens.hash(token), isoNow(), id, role.rawValue, label])
+            try self.audit(actor, "admin_token.issued", "\(id) role \(role.rawValue)\(label.map { " '\($0)'" } ?? "")", db)
+        }
+        return (id, token)
+    }
+
+    public func revokeAdminToken(_ id: String, actor: String = "cli") throws {
+        try pool.write { db in
+            try db.execute(sql: "UPDATE admin_tokens SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL", arguments: [isoNow(), id])
+            guard db.changesCount == 1 else { throw DomainError(.notFound, "no live head-office token \(id)") }
+            try self.audit(actor, "admin_token.revoked", id, db)
+        }
+    }
+
+    public func adminTokens() throws -> [HubAPI.AdminToken] {
+        try pool.read { db in
+            try Row.fetchAll(db, sql: "SELECT id, role, label, created_at, revoked_at FROM admin_tokens ORDER BY created_at").map {
+                HubAPI.AdminToken(id: $0["id"], role: $0["role"], label: $0["label"], createdAt: $0["created_at"], revokedAt: $0["revoked_at"])
+            }
+        }
     }
 
     public func authenticateStore(token: String) throws -> StoreID? {
         try pool.read { db in
-            try String.fetchOne(db, sql: "SELECT id FROM stores WHERE token_hash = ?", arguments: [Tokens.hash(token)])
+            try String.fetchOne(db, sql: "SELECT id FROM stores WHERE token_hash = ? AND revoked_at IS NULL", arguments: [Tokens.hash(token)])
                 .flatMap { StoreID(rawValue: $0) }
         }
     }
 
-    public func authenticateAdmin(token: String) throws -> Bool {
+    public func authenticateAdmin(token: String) throws -> HeadOffice? {
         try pool.read { db in
-            try Bool.fetchOne(db, sql: "SELECT EXISTS (SELECT 1 FROM admin_tokens WHERE token_hash = ?)", arguments: [Tokens.hash(token)]) ?? false
+            guard let row = try Row.fetchOne(db, sql: "SELECT id, role FROM admin_tokens WHERE token_hash = ? AND revoked_at IS NULL",
+                                             arguments: [Tokens.hash(token)]),
+                  let role = HeadOffice.Role(rawValue: row["role"]) else { return nil }
+            return HeadOffice(id: row["id"], role: role)
         }
+    }
+
+    /// Records an action (or a refused attempt) in the audit log.
+    public func audit(actor: String, action: String, detail: String) throws {
+        try pool.write { db in try self.audit(actor, action, detail, db) }
+    }
+
+    public func auditLog(limit: Int) throws -> [HubAPI.AuditRecord] {
+        try pool.read { db in
+            try Row.fetchAll(db, sql: "SELECT * FROM audit ORDER BY id DESC LIMIT ?", arguments: [limit]).map {
+                HubAPI.AuditRecord(id: $0["id"], at: $0["at"], actor: $0["actor"], action: $0["action"], detail: $0["detail"])
+            }
+        }
+    }
+
+    private func audit(_ actor: String, _ action: String, _ detail: String, _ db: Database) throws {
+        try db.execute(sql: "INSERT INTO audit (at, actor, action, detail) VALUES (?, ?, ?, ?)", arguments: [isoNow(), actor, action, detail])
     }
 
     // MARK: - Sync
@@ -262,6 +344,10 @@ public final class HubStore: HubStorage {
     /// Publishes a new version of the programme as an operation of the hub's, so it reaches
     /// every node through the log. Versions only go up; each is immutable once published.
     public func publishRules(_ document: JSONValue) throws -> HubAPI.RulesVersion {
+        try publishRules(document, actor: "cli")
+    }
+
+    public func publishRules(_ document: JSONValue, actor: String) throws -> HubAPI.RulesVersion {
         let programme = try Programme.parse(document)
         return try pool.write { db in
             let current = try Int.fetchOne(db, sql: "SELECT MAX(version) FROM rules") ?? 0
@@ -273,6 +359,7 @@ public final class HubStore: HubStorage {
             let body = OperationBody.rulesPublished(RulesPublished(version: programme.version, programme: programme.json))
             let op = try self.makeHubOperation(body, db)
             let version = try self.append(op, body, db)
+            try self.audit(actor, "rules.published", "version \(programme.version) '\(programme.name)' as \(op.id)", db)
             return HubAPI.RulesVersion(version: programme.version, op: op.id, logVersion: version)
         }
     }
@@ -281,6 +368,10 @@ public final class HubStore: HubStorage {
     /// reason) or takes (by hand, never more than the member has to spend), as an operation of
     /// the hub's that reaches every store.
     public func awardPoints(_ member: MemberID, _ award: NodeAPI.PointsAward) throws -> MemberView {
+        try awardPoints(member, award, actor: "cli")
+    }
+
+    public func awardPoints(_ member: MemberID, _ award: NodeAPI.PointsAward, actor: String) throws -> MemberView {
         try pool.write { db in
             let root = try Replica.root(of: member, db)
             guard try Replica.isEnrolled(root, db) else { throw DomainError(.notFound, "no member \(member)") }
@@ -309,7 +400,9 @@ public final class HubStore: HubStorage {
                 throw DomainError(.invalidRequest, "give either an activity of the programme, or non-zero points with a reason")
             }
             let body = OperationBody.pointsAdjusted(adjustment)
-            _ = try self.append(try self.makeHubOperation(body, db), body, db)
+            let op = try self.makeHubOperation(body, db)
+            _ = try self.append(op, body, db)
+            try self.audit(actor, "points.adjusted", "\(root) \(adjustment.points) points (\(adjustment.reason)) as \(op.id)", db)
             guard let view = try Replica.view(of: member, asOfMs: now, db) else { preconditionFailure("an enrolled member has a view") }
             return view
         }

@@ -70,7 +70,8 @@ struct HubCommand: AsyncParsableCommand {
 }
 
 struct StoreCommand: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "store", abstract: "Manage the chain's stores.", subcommands: [Add.self])
+    static let configuration = CommandConfiguration(commandName: "store", abstract: "Manage the chain's stores.",
+                                                    subcommands: [Add.self, RotateToken.self, Revoke.self])
 
     struct Add: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Register a store; prints its token as the last line.")
@@ -84,19 +85,79 @@ struct StoreCommand: AsyncParsableCommand {
             say(token)
         }
     }
+
+    struct RotateToken: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(commandName: "rotate-token",
+            abstract: "Issue a new token for a store (the old one stops working at once; a revoked store is re-admitted); prints it as the last line.")
+        @Argument(help: "The store's id.") var storeID: String
+        @Option(help: "The hub's data folder.") var data: String
+
+        func run() async throws {
+            let token = try openHub(data).rotateStoreToken(try parseStore(storeID))
+            say("store \(storeID) has a new token (shown once); restart its node with it:")
+            say(token)
+        }
+    }
+
+    struct Revoke: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Refuse a store's token from now on (its node keeps serving its tills offline).")
+        @Argument(help: "The store's id.") var storeID: String
+        @Option(help: "The hub's data folder.") var data: String
+
+        func run() async throws {
+            try openHub(data).revokeStore(try parseStore(storeID))
+            say("store \(storeID) is revoked; `tessera store rotate-token` re-admits it with a new token")
+        }
+    }
 }
 
 struct AdminCommand: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "admin", abstract: "Head-office access.", subcommands: [Token.self])
+    static let configuration = CommandConfiguration(commandName: "admin", abstract: "Head-office access.",
+                                                    subcommands: [Token.self, Revoke.self, List.self, Audit.self])
 
     struct Token: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Issue a head-office token; prints it as the last line.")
         @Option(help: "The hub's data folder.") var data: String
+        @Option(help: "admin (reads and changes) or reporter (reads only).") var role: String = "admin"
+        @Option(help: "Who or what holds it, for the audit log.") var label: String?
 
         func run() async throws {
-            let token = try openHub(data).issueAdminToken()
-            say("head-office token (shown once; use as Authorization: Bearer TOKEN):")
-            say(token)
+            guard let role = HeadOffice.Role(rawValue: role) else { throw ValidationError("--role takes admin or reporter") }
+            let issued = try openHub(data).issueAdminToken(role: role, label: label)
+            say("head-office token \(issued.id), role \(role.rawValue) (shown once; use as Authorization: Bearer TOKEN):")
+            say(issued.token)
+        }
+    }
+
+    struct Revoke: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Refuse a head-office token from now on.")
+        @Argument(help: "The token's id (hot-...), from `tessera admin list`.") var id: String
+        @Option(help: "The hub's data folder.") var data: String
+
+        func run() async throws {
+            try openHub(data).revokeAdminToken(id)
+            say("head-office token \(id) is revoked")
+        }
+    }
+
+    struct List: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "List head-office tokens (ids and roles, never the tokens).")
+        @Option(help: "The hub's data folder.") var data: String
+
+        func run() async throws {
+            for t in try openHub(data).adminTokens() {
+                say("\(t.id)  \(t.role)  created \(t.createdAt)\(t.revokedAt.map { "  revoked \($0)" } ?? "")\(t.label.map { "  \($0)" } ?? "")")
+            }
+        }
+    }
+
+    struct Audit: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Print the audit log, newest first.")
+        @Option(help: "The hub's data folder.") var data: String
+        @Option(help: "How many lines.") var limit: Int = 100
+
+        func run() async throws {
+            for r in try openHub(data).auditLog(limit: max(1, limit)) { say("\(r.at)  \(r.actor)  \(r.action)  \(r.detail)") }
         }
     }
 }
@@ -247,7 +308,7 @@ struct UpCommand: AsyncParsableCommand {
         if let data = FileManager.default.contents(atPath: credentialsPath) {
             credentials = try JSONDecoder().decode(Credentials.self, from: data)
         } else {
-            credentials = Credentials(admin: try hub.issueAdminToken(), stores: [:])
+            credentials = Credentials(admin: try hub.issueAdminToken(label: "tessera up").token, stores: [:])
             for (id, name) in stores.sorted(by: { $0.key < $1.key }) {
                 credentials.stores[id] = try hub.addStore(try parseStore(id), name: name)
             }

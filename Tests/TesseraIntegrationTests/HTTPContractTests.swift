@@ -77,6 +77,24 @@ struct HTTPContractTests {
         withHeader["Tessera-Protocol"] = "1"
         #expect(try await HTTP.call("GET", hub + "/v1/sync/pull?after=0", headers: withHeader).status == 200)
         #expect(try await HTTP.call("GET", hub + "/v1/sync/pull?after=0", headers: ["Tessera-Protocol": "1"]).status == 401)
+
+        // Roles: a reporter reads, never changes; an admin sees the audit trail of it all.
+        let reporter = try chain.ws.lastLine(["admin", "token", "--role", "reporter", "--label", "dashboard", "--data", chain.ws.path("hub")])
+        #expect(try await HTTP.get(hub + "/v1/stores", token: reporter).status == 200)
+        let denied = try await HTTP.call("PUT", hub + "/v1/rules", json: #"{"version":1,"name":"x"}"#, headers: ["Authorization": "Bearer \(reporter)"])
+        #expect(denied.status == 403 && denied.errorCode == "forbidden")
+        #expect(try await HTTP.get(hub + "/v1/audit", token: reporter).status == 403)
+        let audit = try await HTTP.get(hub + "/v1/audit", token: chain.admin)
+        let actions = ((audit.json["audit"] as? [[String: Any]]) ?? []).compactMap { $0["action"] as? String }
+        #expect(actions.contains("auth.failed") && actions.contains("auth.forbidden") && actions.contains("admin_token.issued"))
+        #expect(!audit.text.contains(reporter) && !audit.text.contains(chain.tokens["p1"] ?? "-"))
+
+        // A revoked store is refused at once; a rotated token replaces the old one.
+        _ = try chain.ws.run(["store", "revoke", "p1", "--data", chain.ws.path("hub")])
+        #expect(try await HTTP.call("GET", hub + "/v1/sync/pull?after=0", headers: withHeader).status == 401)
+        let rotated = try chain.ws.lastLine(["store", "rotate-token", "p1", "--data", chain.ws.path("hub")])
+        #expect(try await HTTP.call("GET", hub + "/v1/sync/pull?after=0", headers: withHeader).status == 401)
+        #expect(try await HTTP.call("GET", hub + "/v1/sync/pull?after=0", headers: ["Authorization": "Bearer \(rotated)", "Tessera-Protocol": "1"]).status == 200)
     }
 
     @Test("`tessera up` starts a hub and two nodes under one folder, and Ctrl-C stops them all")

@@ -195,12 +195,39 @@ struct HubTests {
         let token = try hub.addStore(StoreID(rawValue: "s3")!, name: "Three")
         #expect(try hub.authenticateStore(token: token) == StoreID(rawValue: "s3"))
         #expect(try hub.authenticateStore(token: token + "x") == nil)
-        #expect(try hub.authenticateAdmin(token: token) == false)
-        let admin = try hub.issueAdminToken()
-        #expect(try hub.authenticateAdmin(token: admin))
+        #expect(try hub.authenticateAdmin(token: token) == nil)
+        let admin = try hub.issueAdminToken().token
+        #expect(try hub.authenticateAdmin(token: admin)?.role == .admin)
         #expect(try hub.authenticateStore(token: admin) == nil)
         let stored = try hub.pool.read { try String.fetchAll($0, sql: "SELECT token_hash FROM stores UNION ALL SELECT token_hash FROM admin_tokens") }
         #expect(!stored.contains(token) && !stored.contains(admin))
         #expect(throws: DomainError.self) { try hub.addStore(StoreID(rawValue: "s3")!, name: "Again") }
+    }
+
+    @Test("credentials: a rotated store token replaces the old at once, a revoked one is refused at once, roles, an audit trail")
+    func credentials() throws {
+        let s3 = StoreID(rawValue: "s3")!
+        let first = try hub.addStore(s3, name: "Three")
+        let second = try hub.rotateStoreToken(s3)
+        #expect(try hub.authenticateStore(token: first) == nil)
+        #expect(try hub.authenticateStore(token: second) == s3)
+        try hub.revokeStore(s3)
+        #expect(try hub.authenticateStore(token: second) == nil)
+        let third = try hub.rotateStoreToken(s3)
+        #expect(try hub.authenticateStore(token: third) == s3, "rotation re-admits a revoked store")
+        #expect(throws: DomainError.self) { try hub.revokeStore(StoreID(rawValue: "nope")!) }
+
+        let reporter = try hub.issueAdminToken(role: .reporter, label: "finance dashboard")
+        #expect(try hub.authenticateAdmin(token: reporter.token) == HeadOffice(id: reporter.id, role: .reporter))
+        try hub.revokeAdminToken(reporter.id)
+        #expect(try hub.authenticateAdmin(token: reporter.token) == nil)
+        #expect(throws: DomainError.self) { try hub.revokeAdminToken(reporter.id) }
+        #expect(try hub.adminTokens().first { $0.id == reporter.id }?.revokedAt != nil)
+
+        let actions = try hub.auditLog(limit: 100).map(\.action)
+        #expect(actions.filter { $0 == "store.token_rotated" }.count == 2)
+        #expect(actions.contains("store.revoked") && actions.contains("admin_token.issued") && actions.contains("admin_token.revoked"))
+        let log = try hub.auditLog(limit: 100).map { "\($0.actor) \($0.action) \($0.detail)" }.joined(separator: "\n")
+        #expect(!log.contains(first) && !log.contains(second) && !log.contains(reporter.token), "tokens never reach the audit log")
     }
 }
