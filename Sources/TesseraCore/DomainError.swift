@@ -37,5 +37,6 @@ public enum ErrorCode: String, Sendable, Codable, CaseIterable {
     case invalidRules = "invalid_rules"
     case rulesVersionConflict = "rules_version_conflict"
     case quoteChanged = "quote_changed"
+    case rateLimited = "rate_limited"
     case internalError = "internal_error"
 }

@@ -10,10 +10,14 @@ import TesseraStorage
 /// The hub's HTTP server: the sync protocol for store nodes (store tokens) and the head-office
 /// API (head-office tokens). Handlers only decode, call the store, encode.
 public enum HubApplication {
+    /// - Parameter rateLimit: requests a second each credential may make on average (twice that
+    ///   in a burst); requests without one share a single allowance.
     public static func build(storage: any HubStorage, listen: ListenAddress, logger: Logger, jobsIntervalSeconds: Int = 600,
+                             rateLimit: Double = 1000,
                              onRunning: @escaping @Sendable (any Channel) async -> Void = { _ in }) -> some ApplicationProtocol {
         let router = Router()
         router.add(middleware: JSONErrorMiddleware())
+        router.add(middleware: RateLimitMiddleware(limiter: RateLimiter(ratePerSecond: rateLimit)))
         router.get("/healthz") { _, _ in try JSONBody.response(["status": "ok"]) }
 
         let sync = router.group("/v1/sync")
@@ -103,7 +107,8 @@ public enum HubApplication {
             return try JSONBody.response(HubAPI.Exceptions(exceptions: try storage.exceptions(limit: limit)))
         }
 
-        return Application(router: router, configuration: .init(address: .hostname(listen.host, port: listen.port), serverName: "tessera-hub"),
+        return Application(router: router, server: .http1(configuration: .init(idleTimeout: .seconds(75))),
+                           configuration: .init(address: .hostname(listen.host, port: listen.port), serverName: "tessera-hub"),
                            services: [HubJobs(storage: storage, intervalSeconds: max(1, jobsIntervalSeconds), logger: logger)],
                            onServerRunning: onRunning, logger: logger)
     }

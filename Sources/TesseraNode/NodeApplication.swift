@@ -71,10 +71,13 @@ public final class Node: Sendable {
 }
 
 public enum NodeApplication {
-    public static func build(node: Node, listen: ListenAddress, logger: Logger,
+    public static func build(node: Node, listen: ListenAddress, logger: Logger, rateLimit: Double = 2000,
                              onRunning: @escaping @Sendable (any Channel) async -> Void = { _ in }) -> some ApplicationProtocol {
         let router = Router()
         router.add(middleware: JSONErrorMiddleware())
+        // Tills carry no credentials: one allowance for the whole node, far above what a
+        // store's tills send, so a runaway client cannot starve the others for long.
+        router.add(middleware: RateLimitMiddleware(limiter: RateLimiter(ratePerSecond: rateLimit)))
         router.get("/healthz") { _, _ in try JSONBody.response(["status": "ok"]) }
         router.get("/v1/status") { _, _ in try JSONBody.response(try node.status()) }
 
@@ -152,7 +155,8 @@ public enum NodeApplication {
             return try await tillNoBody(request) { key in try node.store.blockCard(card, key: key) }
         }
 
-        return Application(router: router, configuration: .init(address: .hostname(listen.host, port: listen.port), serverName: "tessera-node"),
+        return Application(router: router, server: .http1(configuration: .init(idleTimeout: .seconds(75))),
+                           configuration: .init(address: .hostname(listen.host, port: listen.port), serverName: "tessera-node"),
                            services: [node.sync], onServerRunning: onRunning, logger: logger)
     }
 

@@ -31,6 +31,7 @@ public enum HTTPStatusForError {
         case .cardBlocked, .phoneTaken, .cardTaken, .alreadyRefunded, .notRefundable, .requestInProgress, .voided, .storeExists: 409
         case .couponUnavailable, .redemptionRefused, .refundTooLarge, .quoteChanged, .rulesVersionConflict: 409
         case .idempotencyKeyReused, .invalidRules: 422
+        case .rateLimited: 429
         case .bootstrapping: 503
         case .internalError: 500
         }

@@ -58,13 +58,15 @@ struct HubCommand: AsyncParsableCommand {
     @Option(help: "Folder for the hub's database.") var data: String
     @Option(help: "Address to listen on.") var listen: String = "127.0.0.1:7700"
     @Option(help: "Seconds between runs of the scheduled jobs (points expiry, birthday and wake-up coupons).") var jobsInterval: Int = 600
+    @Option(help: "Requests a second each credential may make on average (twice that in a burst); over it: 429 with Retry-After.") var rateLimit: Double = 1000
     @OptionGroup var log: LogOptions
 
     func run() async throws {
         let logger = log.logger("tessera.hub")
         let storage = try openHub(data)
+        guard rateLimit > 0 else { throw ValidationError("--rate-limit must be above 0") }
         let app = HubApplication.build(storage: storage, listen: try parseListen(listen), logger: logger,
-                                       jobsIntervalSeconds: jobsInterval) { announce("tessera hub", $0) }
+                                       jobsIntervalSeconds: jobsInterval, rateLimit: rateLimit) { announce("tessera hub", $0) }
         try await app.runService()
     }
 }

@@ -97,6 +97,27 @@ struct HTTPContractTests {
         #expect(try await HTTP.call("GET", hub + "/v1/sync/pull?after=0", headers: ["Authorization": "Bearer \(rotated)", "Tessera-Protocol": "1"]).status == 200)
     }
 
+    @Test("a client over its rate gets 429 with Retry-After; a flood without credentials never slows a store")
+    func rateLimits() async throws {
+        let ws = try Workspace()
+        let token = try ws.lastLine(["store", "add", "r1", "--name", "R1", "--data", ws.path("hub")])
+        let hub = try ws.start("hub", ["hub", "--data", ws.path("hub"), "--listen", "127.0.0.1:0", "--rate-limit", "2"])
+        defer { hub.kill9() }
+        let url = try await hub.url()
+        var limited: HTTP.Answer?
+        for _ in 0..<10 {
+            let answer = try await HTTP.get(url + "/v1/stores", token: "tsa_guessing")
+            if answer.status == 429 { limited = answer; break }
+            #expect(answer.status == 401)
+        }
+        let refused = try #require(limited, "ten quick requests at 2 a second (burst 4) must be limited")
+        #expect(refused.errorCode == "rate_limited")
+        #expect(Int(refused.headers["Retry-After"] ?? "") ?? 0 >= 1)
+        // The store's own allowance is untouched by the anonymous flood.
+        let pull = try await HTTP.call("GET", url + "/v1/sync/pull?after=0", headers: ["Authorization": "Bearer \(token)", "Tessera-Protocol": "1"])
+        #expect(pull.status == 200)
+    }
+
     @Test("`tessera up` starts a hub and two nodes under one folder, and Ctrl-C stops them all")
     func up() async throws {
         let ws = try Workspace()

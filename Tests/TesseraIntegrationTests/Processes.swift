@@ -122,6 +122,7 @@ struct HTTP {
     struct Answer {
         var status: Int
         var data: Data
+        var headers: [String: String] = [:]
         var json: [String: Any] { ((try? JSONSerialization.jsonObject(with: data)) as? [String: Any]) ?? [:] }
         var errorCode: String? { (json["error"] as? [String: Any])?["code"] as? String }
         var text: String { String(decoding: data, as: UTF8.self) }
@@ -136,7 +137,12 @@ struct HTTP {
             request.setValue("application/json", forHTTPHeaderField: "Content-Type")
         }
         let (data, response) = try await URLSession.shared.data(for: request)
-        return Answer(status: (response as? HTTPURLResponse)?.statusCode ?? 0, data: data)
+        let http = response as? HTTPURLResponse
+        var headers: [String: String] = [:]
+        for (key, value) in http?.allHeaderFields ?? [:] {
+            if let key = key as? String, let value = value as? String { headers[key] = value }
+        }
+        return Answer(status: http?.statusCode ?? 0, data: data, headers: headers)
     }
 
     static func get(_ url: String, token: String? = nil) async throws -> Answer {
