@@ -41,7 +41,8 @@ public enum Validate {
 
     public static func name(_ value: String) throws(DomainError) -> String {
         let trimmed = value.trimmingWhitespace()
-        guard !trimmed.isEmpty, trimmed.count <= Limits.nameMaxLength else {
+        // Counted in Unicode scalars, before trimming, as JSON Schema's maxLength counts.
+        guard !trimmed.isEmpty, value.unicodeScalars.count <= Limits.nameMaxLength else {
             throw DomainError(.invalidRequest, "name must be 1 to \(Limits.nameMaxLength) characters")
         }
         return trimmed

@@ -105,6 +105,13 @@ extension Request {
     public func query(_ name: String) -> String? {
         uri.queryParameters[Substring(name)].map(String.init)
     }
+
+    /// A whole-number query parameter: nil when absent, `invalid_request` when not a number.
+    public func integerQuery(_ name: String) throws -> Int64? {
+        guard let text = query(name) else { return nil }
+        guard let value = Int64(text) else { throw DomainError(.invalidRequest, "\(name) must be a whole number") }
+        return value
+    }
 }
 
 extension HTTPField.Name {

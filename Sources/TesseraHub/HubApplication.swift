@@ -43,11 +43,12 @@ public enum HubApplication {
         sync.get("/pull") { request, _ in
             let store = try authenticateStore(request, storage)
             try checkProtocolHeader(request)
-            guard let after = Int64(request.query("after") ?? "0"), after >= 0 else {
+            let after = try request.integerQuery("after") ?? 0
+            guard after >= 0 else {
                 throw DomainError(.invalidRequest, "after must be a version (a whole number, 0 or more)")
             }
-            let limit = Int(request.query("limit") ?? "") ?? SyncLimits.pullPageMax
-            let pending = request.query("pending").flatMap { Int64($0) }
+            let limit = Int(clamping: try request.integerQuery("limit") ?? Int64(SyncLimits.pullPageMax))
+            let pending = try request.integerQuery("pending")
             return try JSONBody.response(try storage.pull(after: after, limit: limit, for: store, pending: pending))
         }
         sync.get("/snapshot") { request, _ in
@@ -98,12 +99,12 @@ public enum HubApplication {
         }
         office.get("/audit") { request, _ in
             try authenticateAdmin(request, storage, .admin)
-            let limit = min(max(Int(request.query("limit") ?? "") ?? 1000, 1), 10_000)
+            let limit = Int(min(max(try request.integerQuery("limit") ?? 1000, 1), 10_000))
             return try JSONBody.response(["audit": try storage.auditLog(limit: limit)])
         }
         office.get("/exceptions") { request, _ in
             try authenticateAdmin(request, storage, .reporter)
-            let limit = min(max(Int(request.query("limit") ?? "") ?? 1000, 1), 10_000)
+            let limit = Int(min(max(try request.integerQuery("limit") ?? 1000, 1), 10_000))
             return try JSONBody.response(HubAPI.Exceptions(exceptions: try storage.exceptions(limit: limit)))
         }
 

@@ -1,0 +1,291 @@
+#!/usr/bin/env python3
+"""Writes protocol/openapi-node.json and protocol/openapi-hub.json (OpenAPI 3.1) from the JSON
+Schemas in protocol/schemas and the routes below.
+
+Run after changing a route or a schema; `scripts/test` checks the files are up to date
+(`--check`) and fuzzes both servers from them with schemathesis.
+"""
+import json
+import pathlib
+import sys
+
+here = pathlib.Path(__file__).parent
+schemas = {p.name: json.loads(p.read_text()) for p in (here / "schemas").glob("*.schema.json")}
+COMPONENT = {
+    "member-view.schema.json": "MemberView",
+    "operation.schema.json": "Operation",
+    "programme.schema.json": "Programme",
+    "error.schema.json": "Error",
+    "snapshot.schema.json": "Snapshot",
+    "push-request.schema.json": "PushRequest",
+    "push-response.schema.json": "PushResponse",
+    "pull-response.schema.json": "PullResponse",
+    "authorize-request.schema.json": "AuthorizeRequest",
+    "authorize-response.schema.json": "AuthorizeResponse",
+}
+
+
+def rewrite(node, defs):
+    """JSON Schema file references become component references; $defs are lifted."""
+    if isinstance(node, dict):
+        out = {}
+        for k, v in node.items():
+            if k in ("$schema", "$id"):
+                continue
+            if k == "$defs":
+                for name, d in v.items():
+                    defs[name[0].upper() + name[1:]] = rewrite(d, defs)
+                continue
+            if k == "$ref":
+                ref = v
+                if ref.startswith("#/$defs/"):
+                    name = ref.split("/")[-1]
+                    out[k] = "#/components/schemas/" + name[0].upper() + name[1:]
+                    continue
+                file, _, pointer = ref.partition("#")
+                if file in COMPONENT:
+                    if pointer.startswith("/$defs/"):
+                        name = pointer.split("/")[-1]
+                        out[k] = "#/components/schemas/" + name[0].upper() + name[1:]
+                    else:
+                        out[k] = "#/components/schemas/" + COMPONENT[file] + pointer.replace("#", "")
+                    continue
+            out[k] = rewrite(v, defs)
+        return out
+    if isinstance(node, list):
+        return [rewrite(x, defs) for x in node]
+    return node
+
+
+def components():
+    defs = {}
+    out = {}
+    for file, name in COMPONENT.items():
+        if file in schemas:
+            out[name] = rewrite(schemas[file], defs)
+    out.update(defs)
+    # The body of each kind is specified in schemas/operation.schema.json (if/then per kind);
+    # here the envelope alone, which every fuzzer can generate.
+    out["Operation"].pop("allOf", None)
+    money = {"type": "integer"}
+    out["Transaction"] = {
+        "type": "object",
+        "required": ["id", "kind", "member", "value_change", "points_change", "authorization"],
+        "properties": {
+            "id": {"type": "string"}, "kind": {"type": "string"}, "member": {"type": "string"},
+            "amount": money, "value_change": money, "points_change": money, "points_earned": money,
+            "points_redeemed": money, "value_spent": money, "refund_of": {"type": "string"},
+            "authorization": {"enum": ["hub", "offline", "none"]}, "cash": money,
+            "receipt": {"type": "object"},
+        },
+    }
+    out["TransactionResult"] = {
+        "type": "object", "required": ["transaction", "member"],
+        "properties": {"transaction": {"$ref": "#/components/schemas/Transaction"},
+                       "member": {"$ref": "#/components/schemas/MemberView"}},
+    }
+    out["Quote"] = {
+        "type": "object", "required": ["quote", "purchase", "cash_due"],
+        "properties": {"quote": {"type": "string"}, "purchase": {"type": "object"}, "cash_due": money},
+    }
+    out["Status"] = {
+        "type": "object",
+        "required": ["store", "online", "bootstrapped", "pending_ops", "rejected_ops", "cursor"],
+        "properties": {"store": {"type": "string"}, "online": {"type": "boolean"}, "bootstrapped": {"type": "boolean"},
+                       "pending_ops": {"type": "integer"}, "rejected_ops": {"type": "integer"}, "cursor": {"type": "integer"},
+                       "last_sync_at": {"type": "string"}, "last_error": {"type": "string"}},
+    }
+    return out
+
+
+def strict(props, required=()):
+    """A request body: no other fields; an optional field may also be null (read as absent)."""
+    def nullable(schema):
+        out = dict(schema)
+        out["type"] = [schema["type"], "null"]
+        return out
+    props = {k: (v if k in required else nullable(v)) for k, v in props.items()}
+    return {"type": "object", "additionalProperties": False, "required": list(required), "properties": props}
+
+
+AMOUNT = {"type": "integer", "minimum": 1, "maximum": 1_000_000_000_000}
+# What the node accepts, no more and no less where JSON Schema can say it (the node also
+# counts a phone's digits, 5 to 20, and trims names).
+NAME = {"type": "string", "minLength": 1, "maxLength": 200}
+PHONE = {"type": "string", "pattern": "^\\s*\\+?[0-9 .()-]*\\s*$"}
+BIRTHDAY = {"type": "string", "pattern": "^((19[0-9]{2}|20[0-9]{2}|21[0-9]{2}|2200)-)?(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])$"}
+CARD = {"type": "string", "pattern": "^\\s*[A-Za-z0-9_-]{1,64}\\s*$"}
+REQUESTS = {
+    "Enrol": strict({"name": NAME, "phone": PHONE, "birthday": BIRTHDAY, "referrer": {"type": "string"}, "card": CARD}, ["name", "phone"]),
+    "Update": strict({"name": NAME, "phone": PHONE, "birthday": BIRTHDAY}),
+    "Recharge": strict({"amount": AMOUNT}, ["amount"]),
+    "Purchase": strict({"amount": AMOUNT, "pay_from_balance": {"type": "boolean"},
+                        "redeem_points": {"type": "integer", "minimum": 0, "maximum": 1_000_000_000_000}, "coupon": {"type": "string"},
+                        "quote": {"type": "string"}, "member_amount": AMOUNT}, ["amount"]),
+    "NewCard": strict({"card": CARD}),
+    "Refund": strict({"amount": AMOUNT}),
+    "Activity": strict({"activity": {"type": "string"}}, ["activity"]),
+    "Membership": strict({"plan": {"type": "string"}}, ["plan"]),
+    "PointsAward": strict({"activity": {"type": "string"}, "points": {"type": "integer"}, "reason": {"type": "string"}}),
+}
+
+
+def ref(name):
+    return {"$ref": "#/components/schemas/" + name}
+
+
+def answer(schema_name, description):
+    return {"description": description, "content": {"application/json": {"schema": ref(schema_name)}}}
+
+
+def errors(*codes):
+    text = {400: "invalid request", 401: "missing or bad credentials", 402: "not enough balance or points",
+            403: "not allowed", 404: "not found", 409: "conflicts with the current state", 422: "unprocessable",
+            429: "too many requests (see Retry-After)", 503: "not ready (a node not yet bootstrapped)"}
+    return {str(c): answer("Error", text[c]) for c in codes}
+
+
+def op(summary, responses, body=None, params=(), idempotent=False, secure=False, operation_id=None, links=None):
+    o = {"summary": summary, "responses": responses}
+    if operation_id:
+        o["operationId"] = operation_id
+    if links:
+        for status, link in links.items():
+            o["responses"][status]["links"] = link
+    parameters = list(params)
+    if idempotent:
+        parameters.append({"name": "Idempotency-Key", "in": "header", "required": False,
+                           "schema": {"type": "string", "minLength": 1, "maxLength": 255}})
+    if parameters:
+        o["parameters"] = parameters
+    if body:
+        o["requestBody"] = {"required": True, "content": {"application/json": {"schema": body}}}
+    if secure:
+        o["security"] = [{"bearer": []}]
+    return o
+
+
+def path(name):
+    return {"name": name, "in": "path", "required": True, "schema": {"type": "string", "minLength": 1}}
+
+
+def node_api():
+    member = [path("id")]
+    writes = (400, 404, 409, 422, 429, 503)
+    paths = {
+        "/healthz": {"get": op("Liveness", {"200": {"description": "up", "content": {"application/json": {"schema": {"type": "object"}}}}})},
+        "/v1/status": {"get": op("The node's sync state", {"200": answer("Status", "status"), **errors(429)})},
+        "/v1/rules": {"get": op("The programme this node prices with", {"200": answer("Programme", "programme"), **errors(429)})},
+        "/v1/members": {
+            "post": op("Enrol a member", {"201": answer("MemberView", "enrolled"), **errors(*writes)},
+                       body=ref("EnrolRequest"), idempotent=True, operation_id="enrol",
+                       links={"201": {
+                           **{name: {"operationId": name, "parameters": {"id": "$response.body#/id"}}
+                              for name in ["getMember", "updateMember", "recharge", "quote", "purchase", "activity", "membership", "newCard"]},
+                           **{name: {"operationId": name, "parameters": {"card": "$response.body#/card"}} for name in ["getCard", "blockCard"]},
+                       }}),
+            "get": op("Find a member by phone", {"200": answer("MemberView", "member"), **errors(400, 404, 429)},
+                      params=[{"name": "phone", "in": "query", "required": True, "schema": {"type": "string"}}]),
+        },
+        "/v1/members/{id}": {
+            "get": op("A member", {"200": answer("MemberView", "member"), **errors(404, 429)}, operation_id="getMember", params=member),
+            "patch": op("Change profile fields", {"200": answer("MemberView", "member"), **errors(*writes)},
+                        body=ref("UpdateRequest"), operation_id="updateMember", params=member, idempotent=True),
+        },
+        "/v1/members/{id}/recharge": {"post": op("Load stored value", {"201": answer("TransactionResult", "recharged"), **errors(*writes)},
+                                                 body=ref("RechargeRequest"), operation_id="recharge", params=member, idempotent=True)},
+        "/v1/members/{id}/quote": {"post": op("Price a sale without recording it", {"200": answer("Quote", "quote"), **errors(400, 402, 404, 409, 429, 503)},
+                                              body=ref("PurchaseRequest"), operation_id="quote", params=member)},
+        "/v1/members/{id}/purchase": {"post": op("Sell", {"201": answer("TransactionResult", "sold"), **errors(400, 402, 404, 409, 422, 429, 503)},
+                                                 body=ref("PurchaseRequest"), operation_id="purchase", params=member, idempotent=True,
+                                                 links={"201": {"refund": {"operationId": "refund", "parameters": {"id": "$response.body#/transaction/id"}}}})},
+        "/v1/members/{id}/activities": {"post": op("Participation points", {"201": answer("MemberView", "awarded"), **errors(*writes)},
+                                                   body=ref("ActivityRequest"), operation_id="activity", params=member, idempotent=True)},
+        "/v1/members/{id}/memberships": {"post": op("Sell a paid membership", {"201": answer("MemberView", "sold"), **errors(*writes)},
+                                                    body=ref("MembershipRequest"), operation_id="membership", params=member, idempotent=True)},
+        "/v1/members/{id}/cards": {"post": op("Issue a replacement card", {"201": answer("MemberView", "issued"), **errors(*writes)},
+                                              body=ref("NewCardRequest"), operation_id="newCard", params=member, idempotent=True)},
+        "/v1/transactions/{id}/refund": {"post": op("Refund all or part of a sale or recharge",
+                                                    {"201": answer("TransactionResult", "refunded"), **errors(400, 402, 404, 409, 422, 429, 503)},
+                                                    body=ref("RefundRequest"), operation_id="refund", params=[path("id")], idempotent=True)},
+        "/v1/cards/{card}": {"get": op("The member holding a card", {"200": answer("MemberView", "member"), **errors(404, 409, 429)}, operation_id="getCard", params=[path("card")])},
+        "/v1/cards/{card}/block": {"post": op("Block a card", {"200": answer("MemberView", "blocked"), **errors(*writes)},
+                                              operation_id="blockCard", params=[path("card")], idempotent=True)},
+    }
+    return paths
+
+
+def hub_api():
+    sync = [{"name": "Tessera-Protocol", "in": "header", "required": True, "schema": {"type": "string", "enum": ["1"]}}]
+    read = (400, 401, 403, 429)
+    paths = {
+        "/healthz": {"get": op("Liveness", {"200": {"description": "up", "content": {"application/json": {"schema": {"type": "object"}}}}})},
+        "/v1/sync/push": {"post": op("A store pushes its operations", {"200": answer("PushResponse", "results"), **errors(400, 401, 403, 429)},
+                                     body=ref("PushRequest"), secure=True)},
+        "/v1/sync/authorize": {"post": op("A store asks to authorise a spend", {"200": answer("AuthorizeResponse", "decision"), **errors(400, 401, 403, 429)},
+                                          body=ref("AuthorizeRequest"), secure=True)},
+        "/v1/sync/pull": {"get": op("Operations after a version", {"200": answer("PullResponse", "page"), **errors(400, 401, 429)},
+                                    params=sync + [{"name": "after", "in": "query", "required": False, "schema": {"type": "integer", "minimum": 0}},
+                                                   {"name": "limit", "in": "query", "required": False, "schema": {"type": "integer"}},
+                                                   {"name": "pending", "in": "query", "required": False, "schema": {"type": "integer"}}],
+                                    secure=True)},
+        "/v1/sync/snapshot": {"get": op("The folded state, for a new node", {"200": answer("Snapshot", "snapshot"), **errors(400, 401, 429)},
+                                        params=sync, secure=True)},
+        "/v1/members": {"get": op("Every member", {"200": {"description": "members", "content": {"application/json": {"schema": {
+            "type": "object", "required": ["members"], "properties": {"members": {"type": "array", "items": ref("MemberView")}}}}}},
+            **errors(*read)}, secure=True)},
+        "/v1/members/{id}": {"get": op("A member", {"200": answer("MemberView", "member"), **errors(*read, 404)}, params=[path("id")], secure=True)},
+        "/v1/members/{id}/points": {"post": op("Award or take points", {"201": answer("MemberView", "member"), **errors(*read, 402, 404, 422)},
+                                               body=ref("PointsAwardRequest"), params=[path("id")], secure=True)},
+        "/v1/stores": {"get": op("Every store's sync state", {"200": {"description": "stores", "content": {"application/json": {"schema": {"type": "object"}}}},
+                                                              **errors(*read)}, secure=True)},
+        "/v1/exceptions": {"get": op("Overdrafts, merges, rejections, reused coupons", {"200": {"description": "exceptions", "content": {"application/json": {"schema": {"type": "object"}}}},
+                                                                                         **errors(*read)},
+                                     params=[{"name": "limit", "in": "query", "required": False, "schema": {"type": "integer"}}], secure=True)},
+        "/v1/rules": {
+            "get": op("The programme in force", {"200": answer("Programme", "programme"), **errors(*read)}, secure=True),
+            "put": op("Publish a programme version", {"201": {"description": "published", "content": {"application/json": {"schema": {"type": "object"}}}},
+                                                       **errors(*read, 409, 422)}, body=ref("Programme"), secure=True),
+        },
+        "/v1/jobs/run": {"post": op("Run the scheduled jobs now", {"200": {"description": "report", "content": {"application/json": {"schema": {"type": "object"}}}},
+                                                                    **errors(*read)}, secure=True)},
+        "/v1/audit": {"get": op("The audit log", {"200": {"description": "audit", "content": {"application/json": {"schema": {"type": "object"}}}}, **errors(*read)},
+                                params=[{"name": "limit", "in": "query", "required": False, "schema": {"type": "integer"}}], secure=True)},
+    }
+    return paths
+
+
+def document(title, description, paths, secure):
+    comps = components()
+    for name, schema in REQUESTS.items():
+        comps[name + "Request"] = schema
+    doc = {"openapi": "3.1.0", "info": {"title": title, "version": "1", "description": description},
+           "paths": paths, "components": {"schemas": comps}}
+    if secure:
+        doc["components"]["securitySchemes"] = {"bearer": {"type": "http", "scheme": "bearer"}}
+    return doc
+
+
+def main():
+    outputs = {
+        "openapi-node.json": document("Tessera node (till API)", "A store node's API for its tills. See README.md and protocol/spec.md.",
+                                      node_api(), False),
+        "openapi-hub.json": document("Tessera hub (sync and head-office API)", "The hub's sync protocol (store tokens) and head-office API (head-office tokens). See protocol/spec.md.",
+                                     hub_api(), True),
+    }
+    stale = []
+    for name, doc in outputs.items():
+        text = json.dumps(doc, indent=2, sort_keys=True) + "\n"
+        target = here / name
+        if "--check" in sys.argv:
+            if not target.exists() or target.read_text() != text:
+                stale.append(name)
+        else:
+            target.write_text(text)
+    if stale:
+        print(f"make_openapi: {', '.join(stale)} out of date; run protocol/make_openapi.py")
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()
