@@ -29,8 +29,10 @@ struct CrashLoopTests {
             let body = purchase ? #"{"amount":\#(Int.random(in: 1...300, using: &rng)),"pay_from_balance":true}"#
                 : #"{"amount":\#(Int.random(in: 100...900, using: &rng))}"#
             let key = "\(store)-\(n)"
-            // The till retries the same request with the same key until it hears back.
-            for _ in 0..<200 where !ledger.stopped {
+            // The till retries the same request with the same key until it hears back, however
+            // long the node takes to come back: giving up would leave a sale it cannot account for.
+            let deadline = Date().addingTimeInterval(120)
+            while Date() < deadline {
                 guard let answer = try? await HTTP.post(chain.node(store) + path, body, key: key) else {
                     try? await Task.sleep(for: .milliseconds(30))
                     continue
