@@ -38,5 +38,6 @@ public enum ErrorCode: String, Sendable, Codable, CaseIterable {
     case rulesVersionConflict = "rules_version_conflict"
     case quoteChanged = "quote_changed"
     case rateLimited = "rate_limited"
+    case storageUnavailable = "storage_unavailable"
     case internalError = "internal_error"
 }

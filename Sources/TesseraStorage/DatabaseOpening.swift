@@ -1,5 +1,6 @@
 import Foundation
 import GRDB
+import TesseraCore
 
 /// Opens SQLite files the way every Tessera replica needs them: WAL, and `synchronous=FULL` on
 /// the writer so that a committed operation survives a power cut (a till's success answer
@@ -18,6 +19,19 @@ public enum SQLiteFiles {
             try db.execute(sql: "PRAGMA synchronous = FULL")
         }
         return pool
+    }
+
+    /// Runs a write, turning the disk's refusals (full, read-only, I/O error) into a clear
+    /// `storage_unavailable`. SQLite rolls the whole transaction back, so nothing is
+    /// half-written, and the till is told the operation did not happen.
+    public static func guarded<T>(_ body: () throws -> T) throws -> T {
+        do {
+            return try body()
+        } catch let error as DatabaseError
+            where [.SQLITE_FULL, .SQLITE_READONLY, .SQLITE_IOERR, .SQLITE_CANTOPEN, .SQLITE_CORRUPT, .SQLITE_NOTADB].contains(error.resultCode) {
+            throw DomainError(.storageUnavailable,
+                              "the database could not be written (\(error.resultCode): \(error.message ?? "")); nothing was recorded; free disk space or fix the data folder's permissions, then retry")
+        }
     }
 
     /// `PRAGMA synchronous` as the writer connection sees it (2 means FULL).

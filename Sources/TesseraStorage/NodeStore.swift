@@ -501,17 +501,17 @@ public final class NodeStore: Sendable {
 
     /// Runs a till write in one transaction, answering a retried idempotency key from disk.
     private func write(_ key: IdempotencyKey?, _ body: @escaping (Database) throws -> TillAnswer) throws -> TillAnswer {
-        try pool.write { db in
+        try SQLiteFiles.guarded { try pool.write { db in
             if let stored = try self.replay(key, db) { return stored }
             try self.requireBootstrapped(db)
             let answer = try body(db)
             try self.remember(key, answer, db)
             return answer
-        }
+        } }
     }
 
     private func begin(_ key: IdempotencyKey?, _ build: @escaping (Database, TillContext) throws -> OperationBody) throws -> SpendStep {
-        try pool.write { db in
+        try SQLiteFiles.guarded { try pool.write { db in
             if let stored = try self.replay(key, db) { return .answered(stored) }
             try self.requireBootstrapped(db)
             let (op, body) = try self.makeOperation(db) { _, context in try build(db, context) }
@@ -525,7 +525,7 @@ public final class NodeStore: Sendable {
             // Durable before the hub hears of it: the id is never reused, whatever happens next.
             try self.record(op, body, status: "authorizing", apply: false, db)
             return .authorize(PendingSpend(op: op, body: body, debit: debit))
-        }
+        } }
     }
 
     private func replay(_ key: IdempotencyKey?, _ db: Database) throws -> TillAnswer? {

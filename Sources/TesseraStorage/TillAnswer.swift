@@ -32,7 +32,7 @@ public enum HTTPStatusForError {
         case .couponUnavailable, .redemptionRefused, .refundTooLarge, .quoteChanged, .rulesVersionConflict: 409
         case .idempotencyKeyReused, .invalidRules: 422
         case .rateLimited: 429
-        case .bootstrapping: 503
+        case .bootstrapping, .storageUnavailable: 503
         case .internalError: 500
         }
     }

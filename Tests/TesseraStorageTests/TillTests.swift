@@ -40,6 +40,40 @@ struct TillTests {
         #expect(try node.member(ada.id).balance == 0)
     }
 
+    @Test("a full disk or a read-only database: the till gets storage_unavailable, nothing is half-written, writes resume once fixed")
+    func diskTrouble() throws {
+        let ada = try enrol(node, "Ada", "+15550100")
+        // The disk fills up: SQLite may use no more pages than the file has now.
+        let pages = try node.pool.writeWithoutTransaction { db in try Int.fetchOne(db, sql: "PRAGMA page_count") ?? 0 }
+        try node.pool.writeWithoutTransaction { db in try db.execute(sql: "PRAGMA max_page_count = \(pages)") }
+        var told: Int64 = 0
+        var refusal: DomainError?
+        for i in 1...2000 {
+            do {
+                let answer = try node.recharge(ada.id, NodeAPI.Recharge(amount: 100), key: key("full-\(i)", "{}"))
+                #expect(answer.status == 201)
+                told += 100
+            } catch let error as DomainError {
+                refusal = error
+                break
+            }
+        }
+        let full = try #require(refusal, "the disk never filled")
+        #expect(full.code == .storageUnavailable && HTTPStatusForError.status(of: full.code) == 503)
+        #expect(try node.member(ada.id).balance == told, "the refused write left nothing behind")
+        let ops = try opCount()
+        try node.pool.writeWithoutTransaction { db in try db.execute(sql: "PRAGMA max_page_count = 1073741823") }
+        #expect(try node.recharge(ada.id, NodeAPI.Recharge(amount: 100), key: nil).status == 201)
+        #expect(try opCount() == ops + 1 && (try node.member(ada.id)).balance == told + 100)
+
+        // The data folder turns read-only.
+        try node.pool.writeWithoutTransaction { db in try db.execute(sql: "PRAGMA query_only = ON") }
+        #expect(throws: DomainError.self) { try node.beginPurchase(ada.id, NodeAPI.PurchaseRequest(amount: 50), key: nil) }
+        #expect(try opCount() == ops + 1)
+        try node.pool.writeWithoutTransaction { db in try db.execute(sql: "PRAGMA query_only = OFF") }
+        #expect(try spend(try node.beginPurchase(ada.id, NodeAPI.PurchaseRequest(amount: 50), key: nil), node: node, hub: hub).status == 201)
+    }
+
     @Test("a retry with the same Idempotency-Key returns the first answer and changes nothing")
     func idempotentRetry() throws {
         let ada = try enrol(node, "Ada", "+15550100")
