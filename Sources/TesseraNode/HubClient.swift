@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 #if canImport(FoundationNetworking)
 import FoundationNetworking
 #endif
@@ -36,6 +37,10 @@ public final class HubClient: Sendable {
     /// one 30 s session it waited 30 s on a hub that accepted the connection and never answered).
     private let syncSession: URLSession
     private let authorizeSession: URLSession
+    /// How far this machine's clock runs ahead of the hub's (negative: behind), from the `Date`
+    /// header of the hub's last answer (to the second).
+    private let skew = Mutex<Int64?>(nil)
+    public var clockSkewMs: Int64? { skew.withLock { $0 } }
 
     public init(base: URL, token: String, authorizeTimeout: TimeInterval, syncTimeout: TimeInterval = 30) {
         self.base = base
@@ -87,6 +92,10 @@ public final class HubClient: Sendable {
             throw HubCallError.unreachable("\(error.localizedDescription)")
         }
         guard let http = response as? HTTPURLResponse else { throw HubCallError.unreachable("not an HTTP answer") }
+        if let header = http.value(forHTTPHeaderField: "Date"), let hubTime = Self.httpDate(header) {
+            let offset = Int64((Date().timeIntervalSince1970 - hubTime.timeIntervalSince1970) * 1000)
+            skew.withLock { $0 = offset }
+        }
         guard (200..<300).contains(http.statusCode) else {
             throw HubCallError.status(http.statusCode, try? JSONDecoder().decode(ErrorBody.self, from: data))
         }
@@ -96,6 +105,17 @@ public final class HubClient: Sendable {
             // A truncated or garbled answer is as good as none.
             throw HubCallError.unreachable("unreadable answer: \(error)")
         }
+    }
+}
+
+extension HubClient {
+    /// An HTTP `Date` header (RFC 9110 IMF-fixdate), e.g. `Mon, 23 Nov 2026 14:38:12 GMT`.
+    static func httpDate(_ text: String) -> Date? {
+        let formatter = DateFormatter()
+        formatter.locale = Locale(identifier: "en_US_POSIX")
+        formatter.timeZone = TimeZone(secondsFromGMT: 0)
+        formatter.dateFormat = "EEE, dd MMM yyyy HH:mm:ss 'GMT'"
+        return formatter.date(from: text)
     }
 }
 

@@ -66,7 +66,8 @@ public final class Node: Sendable {
         let link = sync.state
         return NodeAPI.Status(store: store.store, online: link.online, bootstrapped: counts.bootstrapped, pendingOps: counts.pending,
                               rejectedOps: counts.rejected, cursor: counts.cursor,
-                              lastSyncAt: link.lastSyncAt?.ISO8601Format(), lastError: link.lastError)
+                              lastSyncAt: link.lastSyncAt?.ISO8601Format(), lastError: link.lastError,
+                              clockSkewMs: client.clockSkewMs)
     }
 }
 

@@ -66,9 +66,20 @@ public final class SyncLoop: Service, Sendable {
 
     func loop() async {
         var failures = 0
+        var skewed = false
         while !Task.isCancelled {
             do {
                 try await syncOnce()
+                // A clock far from the hub's dates this store's operations wrongly (expiry days,
+                // campaigns, profile edits that win): say so once, and again when it is fixed.
+                if let skew = client.clockSkewMs, (abs(skew) > 300_000) != skewed {
+                    skewed.toggle()
+                    if skewed {
+                        logger.warning("this machine's clock is off from the hub's; fix its time (NTP)", metadata: ["clock_skew_ms": "\(skew)"])
+                    } else {
+                        logger.notice("clock agrees with the hub's again", metadata: ["clock_skew_ms": "\(skew)"])
+                    }
+                }
                 if failures > 0 || !state.online {
                     let pending = (try? store.counts().pending) ?? 0
                     logger.notice("hub reachable: online", metadata: ["store.id": "\(store.store)", "pending": "\(pending)"])

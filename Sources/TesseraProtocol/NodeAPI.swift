@@ -145,15 +145,18 @@ public enum NodeAPI {
         public var cursor: Int64
         public var lastSyncAt: String?
         public var lastError: String?
+        /// How far this node's clock runs ahead of the hub's (negative: behind), to the second.
+        public var clockSkewMs: Int64?
         enum CodingKeys: String, CodingKey {
             case store, online, bootstrapped, cursor
             case pendingOps = "pending_ops", rejectedOps = "rejected_ops"
-            case lastSyncAt = "last_sync_at", lastError = "last_error"
+            case lastSyncAt = "last_sync_at", lastError = "last_error", clockSkewMs = "clock_skew_ms"
         }
         public init(store: StoreID, online: Bool, bootstrapped: Bool, pendingOps: Int, rejectedOps: Int, cursor: Int64,
-                    lastSyncAt: String?, lastError: String?) {
+                    lastSyncAt: String?, lastError: String?, clockSkewMs: Int64? = nil) {
             self.store = store; self.online = online; self.bootstrapped = bootstrapped; self.pendingOps = pendingOps
             self.rejectedOps = rejectedOps; self.cursor = cursor; self.lastSyncAt = lastSyncAt; self.lastError = lastError
+            self.clockSkewMs = clockSkewMs
         }
     }
 }

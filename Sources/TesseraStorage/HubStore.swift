@@ -31,6 +31,7 @@ public final class HubStore: HubStorage {
     public let pool: DatabasePool
     private let clock: Mutex<HybridLogicalClock>
     private let physicalMs: @Sendable () -> Int64
+    private let clockReports = Mutex<[StoreID: Int64]>([:])
 
     public init(path: String, physicalMs: @escaping @Sendable () -> Int64 = NodeStore.wallClockMs) throws {
         self.pool = try SQLiteFiles.openPool(path: path)
@@ -509,6 +510,7 @@ public final class HubStore: HubStorage {
         do throws(DomainError) { body = try Validate.operation(op) } catch { return try reject(error.description) }
 
         let version = try self.append(op, body, db)
+        try reportClockAhead(op, from: store, db)
         if case .unknown = body { return PushResult(id: op.id, status: .accepted, version: version) }
 
         switch body {
@@ -566,6 +568,26 @@ public final class HubStore: HubStorage {
         try checkOverdraft(body, op.id, note: authorized ? "after a spend the hub authorised at \(store)" : "after \(op.kind) from \(store)", db)
         return PushResult(id: op.id, status: .accepted, version: version)
     }
+
+    /// An operation stamped well ahead of the hub's clock is accepted (it may carry money a till
+    /// was told about) but reported, at most once an hour per store: its stamp would win profile
+    /// edits and date its points until the store's clock is fixed. The hub's own clock never
+    /// follows it beyond the bounded drift (§2).
+    private func reportClockAhead(_ op: Operation, from store: StoreID, _ db: Database) throws {
+        let now = physicalMs()
+        let ahead = op.hlc.wallMs - now
+        guard ahead > HubStore.clockAheadReportMs else { return }
+        let due = clockReports.withLock { reports -> Bool in
+            if let last = reports[store], now - last < 3_600_000 { return false }
+            reports[store] = now
+            return true
+        }
+        guard due else { return }
+        try exception("clock_ahead", member: nil, op: op.id,
+                      detail: "store \(store)'s clock is \(ahead / 60_000) minutes ahead of the hub's; fix its time (NTP)", db)
+    }
+
+    static let clockAheadReportMs: Int64 = 5 * 60 * 1000
 
     /// A spend of points stamped before an expiry the hub has already recorded (made offline,
     /// arriving late) means that expiry took points the member had spent: give them back at

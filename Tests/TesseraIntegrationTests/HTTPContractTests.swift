@@ -49,6 +49,7 @@ struct HTTPContractTests {
         let status = try await chain.status("west")
         #expect(status["store"] as? String == "west")
         #expect(status["cursor"] is Int && status["last_sync_at"] != nil)
+        #expect(abs(status["clock_skew_ms"] as? Int ?? .max) < 5_000, "same machine, same clock: \(status)")
     }
 
     @Test("the hub checks tokens, origins and the protocol version")

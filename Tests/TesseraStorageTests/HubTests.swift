@@ -36,6 +36,30 @@ struct HubTests {
         #expect(try hub.member(ada.id)?.balance == 900)
     }
 
+    @Test("an operation from a store whose clock runs an hour ahead is kept, reported once, and does not drag the hub's clock")
+    func clockAhead() throws {
+        let clock = TestClock(1_800_000_000_000)
+        let hub = try HubStore(path: dir.path("skew.sqlite"), physicalMs: { clock.now() })
+        _ = try hub.addStore(s1, name: "One")
+        let ahead = HLCTimestamp(wallMs: clock.now() + 3_600_000, counter: 0)
+        let ops = (1...3).map { seq in
+            TesseraCore.Operation(id: OperationID(origin: s1, seq: UInt64(seq)), hlc: HLCTimestamp(wallMs: ahead.wallMs, counter: UInt16(seq)),
+                                  body: .memberEnrolled(MemberEnrolled(member: MemberID(enrolment: OperationID(origin: s1, seq: UInt64(seq))),
+                                                                       card: CardNumber("C\(seq)"), name: "Ahead", phone: "+1555099\(seq)")))
+        }
+        #expect(try hub.push(Array(ops.prefix(2)), from: s1).map(\.status) == [.accepted, .accepted])
+        let reports = try hub.exceptions(limit: 10).filter { $0.kind == "clock_ahead" }
+        #expect(reports.count == 1 && reports.first?.detail.contains("60 minutes ahead") == true)
+        // The hub's own next operation is stamped near its own time, not an hour on.
+        let published = try hub.publishRules(Programme(version: 1, name: "t").json)
+        let stamped = try #require(try hub.log().first { $0.op.id == published.op }).op.hlc.wallMs
+        #expect(stamped - clock.now() <= 5 * 60 * 1000)
+        // More from the same store within the hour: no second report.
+        clock.advance(60_000)
+        #expect(try hub.push([ops[2]], from: s1).first?.status == .accepted)
+        #expect(try hub.exceptions(limit: 10).filter { $0.kind == "clock_ahead" }.count == 1)
+    }
+
     @Test("a store may push only its own operations")
     func originIsChecked() throws {
         let one = try node(s1)
