@@ -114,6 +114,8 @@ public final class SyncLoop: Service, Sendable {
 
     /// One round: bootstrap if needed, push everything pending, pull everything new.
     public func syncOnce() async throws {
+        let stale = try store.voidStaleSpends()
+        if stale > 0 { logger.warning("voided spends that were never settled", metadata: ["count": "\(stale)"]) }
         if try !store.counts().bootstrapped {
             let snapshot = try await client.snapshot()
             try store.bootstrap(snapshot)

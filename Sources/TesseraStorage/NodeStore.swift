@@ -321,6 +321,11 @@ public final class NodeStore: Sendable {
             case .unreachable: break
             }
             let status = try String.fetchOne(db, sql: "SELECT status FROM ops WHERE id = ?", arguments: [op.id.description])
+            if status == "voided" {
+                // It waited so long that the node voided it (a write that failed, a stuck
+                // answer): the till is told it did not happen, and it never will.
+                return try .error(DomainError(.voided, "this spend waited too long to be settled and was voided; nothing was taken"))
+            }
             guard status == "authorizing" || status == "acked" else {
                 preconditionFailure("spend \(op.id) is \(status ?? "missing") while being settled")
             }
@@ -375,18 +380,37 @@ public final class NodeStore: Sendable {
     /// After a crash, spends that were waiting for the hub's answer were never answered to a
     /// till: void them so the hub can never apply them later.
     public func voidInterruptedSpends() throws -> Int {
-        try pool.write { db in
-            let rows = try Row.fetchAll(db, sql: "SELECT * FROM ops WHERE status = 'authorizing'")
+        try voidSpends(reason: "interrupted", olderThanMs: nil)
+    }
+
+    /// Spends still waiting to be settled long after any till could still be waiting for them
+    /// (the write that settles them failed, on a full disk say): voided like interrupted ones,
+    /// so a spend the hub accepted but the till never heard of is reversed, not kept.
+    public func voidStaleSpends(olderThanMs age: Int64 = 60_000) throws -> Int {
+        try voidSpends(reason: "stale", olderThanMs: age)
+    }
+
+    private func voidSpends(reason: String, olderThanMs age: Int64?) throws -> Int {
+        let before = age.map { HLCTimestamp(wallMs: max(0, nowMs() - $0), counter: 0).packed }
+        // Nothing to do is the common case: read first, so an idle node writes nothing.
+        let waiting = try pool.read { db in
+            try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM ops WHERE status = 'authorizing' AND hlc < ?",
+                             arguments: [before ?? Int64.max]) ?? 0
+        }
+        guard waiting > 0 else { return 0 }
+        return try SQLiteFiles.guarded { try pool.write { db in
+            let rows = try Row.fetchAll(db, sql: "SELECT * FROM ops WHERE status = 'authorizing' AND hlc < ?",
+                                        arguments: [before ?? Int64.max])
             for row in rows {
                 let op = try Operation(row: row)
-                try db.execute(sql: "UPDATE ops SET status = 'voided', reason = 'interrupted' WHERE id = ?", arguments: [op.id.description])
+                try db.execute(sql: "UPDATE ops SET status = 'voided', reason = ? WHERE id = ?", arguments: [reason, op.id.description])
                 let (void, body) = try self.makeOperation(db) { _, _ in
-                    .operationVoided(OperationVoided(of: op.id, member: (try? op.decoded())?.member, reason: "interrupted"))
+                    .operationVoided(OperationVoided(of: op.id, member: (try? op.decoded())?.member, reason: reason))
                 }
                 try self.record(void, body, status: "pending", db)
             }
             return rows.count
-        }
+        } }
     }
 
     // MARK: - Till reads

@@ -74,6 +74,20 @@ struct TillTests {
         #expect(try spend(try node.beginPurchase(ada.id, NodeAPI.PurchaseRequest(amount: 50), key: nil), node: node, hub: hub).status == 201)
     }
 
+    @Test("a spend left unsettled (its settling write failed) is voided after a minute; settling it later tells the till it did not happen")
+    func staleSpend() throws {
+        let ada = try enrol(node, "Ada", "+15550100")
+        _ = try node.recharge(ada.id, NodeAPI.Recharge(amount: 1000), key: nil)
+        let pending = try awaitingHub(try node.beginPurchase(ada.id, NodeAPI.PurchaseRequest(amount: 400, payFromBalance: true), key: nil))
+        #expect(try node.voidStaleSpends() == 0, "a spend still within its minute is left alone")
+        clock.advance(61_000)
+        #expect(try node.voidStaleSpends() == 1)
+        #expect(try node.voidStaleSpends() == 0)
+        let late = try node.finishSpend(pending, outcome: .unreachable, key: nil)
+        #expect(late.status == 409 && late.errorCode == "voided")
+        #expect(try node.member(ada.id).balance == 1000)
+    }
+
     @Test("a retry with the same Idempotency-Key returns the first answer and changes nothing")
     func idempotentRetry() throws {
         let ada = try enrol(node, "Ada", "+15550100")
