@@ -145,8 +145,16 @@ struct HTTP {
         return Answer(status: http?.statusCode ?? 0, data: data, headers: headers)
     }
 
+    /// A GET, asked a second time if the first dies on the wire: tests kill servers and the
+    /// kernel hands their ports to the next test's, so a pooled connection may lead nowhere.
     static func get(_ url: String, token: String? = nil) async throws -> Answer {
-        try await call("GET", url, headers: token.map { ["Authorization": "Bearer \($0)"] } ?? [:])
+        let headers = token.map { ["Authorization": "Bearer \($0)"] } ?? [:]
+        do {
+            return try await call("GET", url, headers: headers)
+        } catch let error as URLError where error.code == .networkConnectionLost || error.code == .cannotConnectToHost {
+            try await Task.sleep(for: .milliseconds(100))
+            return try await call("GET", url, headers: headers)
+        }
     }
 
     static func post(_ url: String, _ json: String = "{}", key: String? = nil) async throws -> Answer {
