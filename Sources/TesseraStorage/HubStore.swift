@@ -451,7 +451,7 @@ public final class HubStore: HubStorage {
                 guard issuesCoupons else { continue }
                 let group = try Replica.group(of: member, db)
                 var active = group.compactMap { lastPurchase[$0] }.max()
-                if active == nil, let enrolled = row["enrolled"] as String? { active = NodeStore.wallMs(stampKey: enrolled) }
+                if active == nil, let enrolled = row["enrolled"] as String? { active = Replica.wallMs(ofStampKey: enrolled) }
                 let coupons = try RulesEngine.scheduledCoupons(
                     member: member, birthday: row["birthday"], lastActive: calendar.day(ms: active ?? now), today: today, programme: programme)
                     .filter { try Bool.fetchOne(db, sql: "SELECT NOT EXISTS (SELECT 1 FROM coupons WHERE id = ?)", arguments: [$0.id]) ?? false }

@@ -183,9 +183,7 @@ public final class NodeStore: Sendable {
             if let card, try Replica.card(card, db) != nil {
                 throw DomainError(.cardTaken, "card \(card) is already issued")
             }
-            let current = try String.fetchOne(db, sql: """
-                SELECT card FROM cards WHERE member_id = ? AND blocked = 0 AND issued IS NOT NULL ORDER BY issued DESC, card DESC LIMIT 1
-                """, arguments: [root.rawValue]).map(CardNumber.init)
+            let current = try Replica.currentCard(of: root, db)
             let (op, body) = try self.makeOperation(db) { id, _ in
                 .cardIssued(CardIssued(member: root, card: card ?? CardNumber(issuedBy: self.store, seq: id.seq), replaces: current))
             }
@@ -238,18 +236,12 @@ public final class NodeStore: Sendable {
         let standing = try Replica.standing(of: root, programme: context.programme, asOfMs: context.atMs, db)
         var referral: ReferralLink?
         if let row = try Row.fetchOne(db, sql: "SELECT referrer, enrolled FROM members WHERE id = ?", arguments: [root.rawValue]),
-           let referrer = row["referrer"] as String?, let enrolled = row["enrolled"] as String?, let ms = Self.wallMs(stampKey: enrolled) {
+           let referrer = row["referrer"] as String?, let enrolled = row["enrolled"] as String?, let ms = Replica.wallMs(ofStampKey: enrolled) {
             referral = ReferralLink(referrer: try Replica.root(of: MemberID(referrer), db), enrolledAtMs: ms)
         }
         return try RulesEngine.price(terms, member: root, standing: standing, referral: referral, context)
     }
 
-    /// The wall-clock ms of a stored stamp key (`16 hex digits/origin`).
-    static func wallMs(stampKey: String) -> Int64? {
-        guard let hex = stampKey.split(separator: "/").first, let packed = UInt64(hex, radix: 16),
-              let hlc = HLCTimestamp(packed: Int64(bitPattern: packed)) else { return nil }
-        return hlc.wallMs
-    }
 
     /// Reverses exactly what a purchase or a recharge did, in full or in part (`amount` of the
     /// original amount), whichever store made it (as long as this node holds it).

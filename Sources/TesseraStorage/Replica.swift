@@ -263,15 +263,26 @@ enum Replica {
         let root = try root(of: member, db)
         guard let row = try Row.fetchOne(db, sql: "SELECT * FROM members WHERE id = ? AND enrolled IS NOT NULL", arguments: [root.rawValue])
         else { return nil }
-        let card = try String.fetchOne(db, sql: """
-            SELECT card FROM cards WHERE member_id = ? AND blocked = 0 AND issued IS NOT NULL
-            ORDER BY issued DESC, card DESC LIMIT 1
-            """, arguments: [root.rawValue])
         return MemberView(
-            id: member, card: card.map(CardNumber.init),
+            id: member, card: try currentCard(of: root, db),
             name: row["name"], phone: row["phone"], birthday: row["birthday"],
             standing: try standing(of: root, programme: programme, asOfMs: asOfMs, db),
             mergedInto: root == member ? nil : root)
+    }
+
+    /// The member's latest issued card that is not blocked.
+    static func currentCard(of root: MemberID, _ db: Database) throws -> CardNumber? {
+        try String.fetchOne(db, sql: """
+            SELECT card FROM cards WHERE member_id = ? AND blocked = 0 AND issued IS NOT NULL
+            ORDER BY issued DESC, card DESC LIMIT 1
+            """, arguments: [root.rawValue]).map(CardNumber.init)
+    }
+
+    /// The wall-clock ms of a stored stamp key (`16 hex digits/origin`).
+    static func wallMs(ofStampKey key: String) -> Int64? {
+        guard let hex = key.split(separator: "/").first, let packed = UInt64(hex, radix: 16),
+              let hlc = HLCTimestamp(packed: Int64(bitPattern: packed)) else { return nil }
+        return hlc.wallMs
     }
 
     static func allViews(asOfMs: Int64, _ db: Database) throws -> [MemberView] {
