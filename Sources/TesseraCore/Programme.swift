@@ -502,8 +502,8 @@ extension Programme {
         }
     }
 
-    /// Every bound and reference of the document. Bounds keep the integer arithmetic of the
-    /// rules far from overflow (amounts ≤ 10^12, ratios and percents ≤ 1000).
+    /// Every bound and reference of the document. With these bounds (amounts ≤ 10^12, ratios
+    /// and percents ≤ 1000) the rules' products stay within 10^18 when computed with `mulDiv`.
     public func validate() throws(DomainError) {
         func fail(_ path: String, _ message: String) -> DomainError { DomainError(.invalidRules, "\(path): \(message)") }
         func check(_ ok: Bool, _ path: String, _ message: String) throws(DomainError) { if !ok { throw fail(path, message) } }

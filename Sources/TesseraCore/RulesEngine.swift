@@ -102,18 +102,20 @@ public enum RulesEngine {
 
         let earning = programme.earning
         let band = earning.bands.last { $0.fromMinor <= paid }
+        // Each step rounds down; mulDiv keeps the products exact (up to 10^18 with every bound at
+        // its maximum), and a sale earns at most the points bound.
         var earned = mulDiv(paid, band?.points ?? earning.points, band?.perMinor ?? earning.perMinor)
-        earned = earned * (earning.lifetimeBands.last { $0.fromPoints <= standing.lifetimePoints }?.percent ?? 100) / 100
-        earned = earned * pointsPercent / 100
+        earned = mulDiv(earned, earning.lifetimeBands.last { $0.fromPoints <= standing.lifetimePoints }?.percent ?? 100, 100)
+        earned = mulDiv(earned, pointsPercent, 100)
         let campaign = earning.campaigns.filter { $0.applies(on: day, at: context.store) }.max { ($0.percent, $1.id) < ($1.percent, $0.id) }
-        earned = earned * (campaign?.percent ?? 100) / 100
+        earned = min(mulDiv(earned, campaign?.percent ?? 100, 100), Limits.pointsMax)
         let lot = programme.expiry.lot(earnedOn: day)
 
         var referrer: MemberID?
         var referralPoints: Int64 = 0
         if let referral, programme.referral.purchasePercent > 0,
            day <= programme.calendar.day(ms: referral.enrolledAtMs).adding(days: programme.referral.days) {
-            referralPoints = mulDiv(mulDiv(paid, earning.points, earning.perMinor), programme.referral.purchasePercent, 100)
+            referralPoints = min(mulDiv(mulDiv(paid, earning.points, earning.perMinor), programme.referral.purchasePercent, 100), Limits.pointsMax)
             if referralPoints > 0 { referrer = referral.referrer }
         }
 

@@ -63,8 +63,12 @@ enum Replica {
                     at_ms INTEGER NOT NULL DEFAULT 0,
                     PRIMARY KEY (op_id, part)
                 );
-                INSERT INTO entries_v2 (op_id, part, member_id, value, points)
-                    SELECT op_id, ROW_NUMBER() OVER (PARTITION BY op_id ORDER BY member_id) - 1, member_id, value, points FROM entries;
+                -- A v1 entry netted what an operation earned and spent: points it added are kept as
+                -- points that never expire (lot 9999-12-31), points it took as a spend.
+                INSERT INTO entries_v2 (op_id, part, member_id, value, points, lot)
+                    SELECT op_id, ROW_NUMBER() OVER (PARTITION BY op_id ORDER BY member_id) - 1, member_id, value, points,
+                           CASE WHEN points > 0 THEN 2932896 END
+                    FROM entries;
                 DROP TABLE entries;
                 ALTER TABLE entries_v2 RENAME TO entries;
                 CREATE INDEX entries_member ON entries(member_id);
@@ -314,7 +318,10 @@ enum Replica {
 
     /// How much of the operation's amount refunds have taken back so far.
     static func refundedAmount(_ op: OperationID, _ db: Database) throws -> Int64 {
-        try Int64.fetchOne(db, sql: "SELECT COALESCE(SUM(amount), 0) FROM refunds WHERE of = ?", arguments: [op.description]) ?? 0
+        // A refund its store voided (its answer lost, the hub reversed it) refunded nothing.
+        try Int64.fetchOne(db, sql: """
+            SELECT COALESCE(SUM(amount), 0) FROM refunds WHERE of = ? AND by NOT IN (SELECT of FROM voids)
+            """, arguments: [op.description]) ?? 0
     }
 
     static func isVoided(_ op: OperationID, _ db: Database) throws -> Bool {

@@ -249,3 +249,23 @@ struct MemberPriceTests {
         #expect(throws: DomainError.self) { try Programme(version: 1, name: "x", expiry: .init(rule: .never, date: "2026-06-30")).validate() }
     }
 }
+
+@Suite("The rules' arithmetic at its bounds")
+struct ArithmeticBoundsTests {
+    @Test("every ratio and percent at its maximum and the largest amount: no overflow, earnings capped at the points bound")
+    func extremes() throws {
+        let programme = Programme(
+            version: 1, name: "extreme",
+            earning: .init(points: 1000, perMinor: 1, lifetimeBands: [.init(fromPoints: 1, percent: 1000)],
+                           campaigns: [.init(id: "x", percent: 1000)]),
+            tiers: .init(levels: [.init(name: "top", threshold: 0, pointsPercent: 1000)]),
+            referral: .init(purchasePercent: 100, days: 3660))
+        try programme.validate()
+        var held = standing(lifetime: 10, tier: programme.tiers?.levels.first)
+        held.balance = Limits.amountMaxMinor
+        let link = ReferralLink(referrer: MemberID("m-store-1-0"), enrolledAtMs: at("2026-03-01"))
+        let sale = try price(programme, PurchaseTerms(amount: Limits.amountMaxMinor, payFromBalance: true), held, referral: link)
+        #expect(sale.pointsEarned == Limits.pointsMax && sale.referralPoints == Limits.pointsMax)
+        #expect(throws: Never.self) { try Validate.operation(TesseraCore.Operation(id: OperationID(origin: s1, seq: 1), hlc: .zero, body: .purchase(sale))) }
+    }
+}

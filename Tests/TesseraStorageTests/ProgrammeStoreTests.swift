@@ -226,6 +226,29 @@ struct ProgrammeStoreTests {
         #expect(try hub.exceptions(limit: 10).contains { $0.kind == "coupon_reused" && $0.detail.contains(gift) })
     }
 
+    @Test("a refund its store voided after the hub applied it refunded nothing: the recharge can still be refunded in full")
+    func voidedRefund() throws {
+        let ada = try enrol(one, "Ada", "+15550100")
+        let recharge = try one.recharge(ada.id, NodeAPI.Recharge(amount: 20_000), key: nil)
+        let rechargeID = try recharge.decode(NodeAPI.TransactionResult.self).transaction.id
+        try sync(one, hub)
+        // The hub accepts the refund, the answer is lost, the node dies: at restart it voids it.
+        let pending = try awaitingHub(try one.beginRefund(rechargeID, key: nil))
+        _ = try hub.authorize(AuthorizeRequest(prior: try one.prior(for: pending), op: pending.op), from: s1)
+        #expect(try one.voidInterruptedSpends() == 1)
+        try sync(one, hub)
+        #expect(try hub.exceptions(limit: 10).contains { $0.kind == "reversal" })
+        #expect(try hub.member(ada.id)?.balance == 22_000)
+        let again = try spend(try one.beginRefund(rechargeID, key: nil), node: one, hub: hub)
+        #expect(again.status == 201)
+        #expect(try again.receipt(Refund.self).cashBack == 20_000)
+        try sync(one, hub)
+        #expect(try hub.member(ada.id)?.balance == 0)
+        #expect(try one.member(ada.id).balance == 0)
+        let exceptions = try hub.exceptions(limit: 20)
+        #expect(!exceptions.contains { $0.kind == "duplicate_refund" })
+    }
+
     @Test("participation points and paid memberships follow the rules in force")
     func activitiesAndMemberships() throws {
         _ = try hub.publishRules(try Examples.programme("gym").json.with(version: 2))
