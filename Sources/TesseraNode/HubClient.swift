@@ -1,8 +1,8 @@
 import Foundation
 import Synchronization
-#if canImport(FoundationNetworking)
-import FoundationNetworking
-#endif
+import AsyncHTTPClient
+import NIOCore
+import NIOHTTP1
 import TesseraCore
 import TesseraProtocol
 
@@ -28,76 +28,75 @@ public enum HubCallError: Error, CustomStringConvertible {
     }
 }
 
-/// The node's client for sync protocol v1, over URLSession (libcurl on Linux).
+/// The node's client for sync protocol v1, over AsyncHTTPClient (SwiftNIO). It replaced
+/// URLSession: on Linux, FoundationNetworking traps ("Transfer completed, but there's no
+/// response") when a connection closes before an answer, which killed the node under the
+/// fault-injecting proxy; a broken link must be an error, never a crash.
 public final class HubClient: Sendable {
     public let base: URL
     private let token: String
-    /// Two sessions because on Linux a request's own `timeoutInterval` does not shorten its
-    /// session's: a till's authorisation must give up after `authorizeTimeout` (measured: with
-    /// one 30 s session it waited 30 s on a hub that accepted the connection and never answered).
-    private let syncSession: URLSession
-    private let authorizeSession: URLSession
+    private let authorizeTimeout: TimeAmount
+    private let syncTimeout: TimeAmount
     /// How far this machine's clock runs ahead of the hub's (negative: behind), from the `Date`
     /// header of the hub's last answer (to the second).
     private let skew = Mutex<Int64?>(nil)
     public var clockSkewMs: Int64? { skew.withLock { $0 } }
+    /// Answers larger than this are refused (a snapshot is the largest).
+    static let answerBytesMax = 512 * 1024 * 1024
 
     public init(base: URL, token: String, authorizeTimeout: TimeInterval, syncTimeout: TimeInterval = 30) {
         self.base = base
         self.token = token
-        func session(_ timeout: TimeInterval) -> URLSession {
-            let config = URLSessionConfiguration.ephemeral
-            config.timeoutIntervalForRequest = timeout
-            config.timeoutIntervalForResource = timeout
-            config.httpMaximumConnectionsPerHost = 4
-            return URLSession(configuration: config)
-        }
-        self.syncSession = session(syncTimeout)
-        self.authorizeSession = session(authorizeTimeout)
+        self.authorizeTimeout = .milliseconds(Int64(authorizeTimeout * 1000))
+        self.syncTimeout = .milliseconds(Int64(syncTimeout * 1000))
     }
 
     public func push(_ request: PushRequest) async throws -> PushResponse {
-        try await call(syncSession, "POST", "/v1/sync/push", body: request)
+        try await call(syncTimeout, .POST, "/v1/sync/push", body: request)
     }
 
     public func authorize(_ request: AuthorizeRequest) async throws -> AuthorizeResponse {
-        try await call(authorizeSession, "POST", "/v1/sync/authorize", body: request)
+        try await call(authorizeTimeout, .POST, "/v1/sync/authorize", body: request)
     }
 
     public func pull(after cursor: Int64, pending: Int) async throws -> PullResponse {
-        try await call(syncSession, "GET", "/v1/sync/pull?after=\(cursor)&limit=\(SyncLimits.pullPageMax)&pending=\(pending)", body: Optional<PushRequest>.none)
+        try await call(syncTimeout, .GET, "/v1/sync/pull?after=\(cursor)&limit=\(SyncLimits.pullPageMax)&pending=\(pending)", body: Optional<PushRequest>.none)
     }
 
     public func snapshot() async throws -> Snapshot {
-        try await call(syncSession, "GET", "/v1/sync/snapshot", body: Optional<PushRequest>.none)
+        try await call(syncTimeout, .GET, "/v1/sync/snapshot", body: Optional<PushRequest>.none)
     }
 
-    private func call<Body: Encodable, Answer: Decodable>(_ session: URLSession, _ method: String, _ path: String, body: Body?) async throws -> Answer {
-        guard let url = URL(string: base.absoluteString.trimmingSuffix("/") + path) else {
-            throw HubCallError.unreachable("bad hub URL")
-        }
-        var request = URLRequest(url: url, cachePolicy: .reloadIgnoringLocalCacheData)
-        request.httpMethod = method
-        request.setValue("Bearer \(token)", forHTTPHeaderField: "Authorization")
-        request.setValue(String(ProtocolVersion.current), forHTTPHeaderField: ProtocolVersion.header)
+    private func call<Body: Encodable, Answer: Decodable>(_ timeout: TimeAmount, _ method: NIOHTTP1.HTTPMethod, _ path: String, body: Body?) async throws -> Answer {
+        var request = HTTPClientRequest(url: base.absoluteString.trimmingSuffix("/") + path)
+        request.method = method
+        request.headers.add(name: "Authorization", value: "Bearer \(token)")
+        request.headers.add(name: ProtocolVersion.header, value: String(ProtocolVersion.current))
         if let body {
-            request.setValue("application/json", forHTTPHeaderField: "Content-Type")
-            request.httpBody = try JSONEncoder().encode(body)
+            request.headers.add(name: "Content-Type", value: "application/json")
+            request.body = .bytes(ByteBuffer(bytes: try JSONEncoder().encode(body)))
         }
+        let status: Int
         let data: Data
-        let response: URLResponse
         do {
-            (data, response) = try await session.data(for: request)
+            // One deadline for the whole exchange, answer included: a slow link counts too.
+            let deadline = NIODeadline.now() + timeout
+            let response = try await HTTPClient.shared.execute(request, deadline: deadline)
+            status = Int(response.status.code)
+            if let header = response.headers.first(name: "Date"), let hubTime = Self.httpDate(header) {
+                let offset = Int64((Date().timeIntervalSince1970 - hubTime.timeIntervalSince1970) * 1000)
+                skew.withLock { $0 = offset }
+            }
+            // The deadline covers the answer's body too (the request is cancelled when it passes).
+            let buffer = try await response.body.collect(upTo: Self.answerBytesMax)
+            data = Data(buffer.readableBytesView)
+        } catch let error as HubCallError {
+            throw error
         } catch {
-            throw HubCallError.unreachable("\(error.localizedDescription)")
+            throw HubCallError.unreachable("\(error)")
         }
-        guard let http = response as? HTTPURLResponse else { throw HubCallError.unreachable("not an HTTP answer") }
-        if let header = http.value(forHTTPHeaderField: "Date"), let hubTime = Self.httpDate(header) {
-            let offset = Int64((Date().timeIntervalSince1970 - hubTime.timeIntervalSince1970) * 1000)
-            skew.withLock { $0 = offset }
-        }
-        guard (200..<300).contains(http.statusCode) else {
-            throw HubCallError.status(http.statusCode, try? JSONDecoder().decode(ErrorBody.self, from: data))
+        guard (200..<300).contains(status) else {
+            throw HubCallError.status(status, try? JSONDecoder().decode(ErrorBody.self, from: data))
         }
         do {
             return try JSONDecoder().decode(Answer.self, from: data)
