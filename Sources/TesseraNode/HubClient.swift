@@ -44,6 +44,17 @@ public final class HubClient: Sendable {
     /// Answers larger than this are refused (a snapshot is the largest).
     static let answerBytesMax = 512 * 1024 * 1024
 
+    /// One client for the process (a static: an HTTPClient must never be deinitialised
+    /// without a shutdown). Connection failures fail the request at once instead of being
+    /// retried until its deadline: a hub that is down must be noticed in milliseconds, so a
+    /// till's spend is decided offline at once and sync resumes as soon as the hub is back.
+    static let http: HTTPClient = {
+        var configuration = HTTPClient.Configuration()
+        configuration.connectionPool.retryConnectionEstablishment = false
+        configuration.timeout = .init(connect: .seconds(2))
+        return HTTPClient(eventLoopGroup: HTTPClient.defaultEventLoopGroup, configuration: configuration)
+    }()
+
     public init(base: URL, token: String, authorizeTimeout: TimeInterval, syncTimeout: TimeInterval = 30) {
         self.base = base
         self.token = token
@@ -81,7 +92,7 @@ public final class HubClient: Sendable {
         do {
             // One deadline for the whole exchange, answer included: a slow link counts too.
             let deadline = NIODeadline.now() + timeout
-            let response = try await HTTPClient.shared.execute(request, deadline: deadline)
+            let response = try await Self.http.execute(request, deadline: deadline)
             status = Int(response.status.code)
             if let header = response.headers.first(name: "Date"), let hubTime = Self.httpDate(header) {
                 let offset = Int64((Date().timeIntervalSince1970 - hubTime.timeIntervalSince1970) * 1000)
