@@ -10,15 +10,7 @@ public struct OfflineSpendPolicy: Sendable, Hashable {
 
     /// `spentToday` is what this store already let the member spend offline today.
     public func decide(_ debit: Debit, known: MemberStanding, spentToday: Int64) -> DomainError? {
-        if debit.valueMinor > 0 && known.balance < debit.valueMinor {
-            return DomainError(.insufficientBalance, "balance \(known.balance) is less than \(debit.valueMinor)")
-        }
-        if debit.points > 0 && known.pointsAvailable < debit.points {
-            return DomainError(.insufficientPoints, "points \(known.pointsAvailable) are fewer than \(debit.points)")
-        }
-        if let coupon = debit.coupon, !known.coupons.contains(where: { $0.id == coupon }) {
-            return DomainError(.couponUnavailable, "coupon \(coupon) is not available to this member")
-        }
+        if let refusal = known.refusal(of: debit) { return refusal }
         if spentToday + debit.costMinor > limitMinorPerDay {
             return DomainError(.offlineLimitExceeded,
                 "the hub is unreachable and offline spending for this member today would reach \(spentToday + debit.costMinor), above the limit \(limitMinorPerDay)")
@@ -28,4 +20,21 @@ public struct OfflineSpendPolicy: Sendable, Hashable {
 
     /// Days for the limit are UTC days of the node's hybrid clock.
     public static func day(of hlc: HLCTimestamp) -> Int64 { hlc.wallMs / 86_400_000 }
+}
+
+extension MemberStanding {
+    /// Why the member cannot bear `debit` (stored value, points available, the coupon), or nil.
+    /// The hub decides authorisations with it, and a node its offline spends.
+    public func refusal(of debit: Debit) -> DomainError? {
+        if debit.valueMinor > 0 && balance < debit.valueMinor {
+            return DomainError(.insufficientBalance, "balance \(balance) is less than \(debit.valueMinor)")
+        }
+        if debit.points > 0 && pointsAvailable < debit.points {
+            return DomainError(.insufficientPoints, "points \(pointsAvailable) are fewer than \(debit.points)")
+        }
+        if let coupon = debit.coupon, !coupons.contains(where: { $0.id == coupon }) {
+            return DomainError(.couponUnavailable, "coupon \(coupon) is not available to this member (unknown, used, or outside its dates)")
+        }
+        return nil
+    }
 }

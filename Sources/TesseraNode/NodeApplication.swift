@@ -82,10 +82,13 @@ public enum NodeApplication {
         router.get("/healthz") { _, _ in try JSONBody.response(["status": "ok"]) }
         router.get("/v1/status") { _, _ in try JSONBody.response(try node.status()) }
 
-        /// Decodes the body, derives the idempotency key, and runs the till write.
-        @Sendable func till<T: Decodable & Sendable>(_ type: T.Type, _ request: Request,
+        /// Decodes the body (or takes `whenEmpty` for an empty one), derives the idempotency key,
+        /// and runs the till write.
+        @Sendable func till<T: Decodable & Sendable>(_ type: T.Type, _ request: Request, whenEmpty: T? = nil,
                                 _ work: @escaping @Sendable (T, IdempotencyKey?) async throws -> TillAnswer) async throws -> Response {
-            let (body, data) = try await JSONBody.decode(type, from: request)
+            let data = try await JSONBody.rawBody(request)
+            let body: T
+            if data.isEmpty, let whenEmpty { body = whenEmpty } else { body = try JSONBody.decode(type, data: data) }
             let key = try idempotencyKey(request, data)
             let answer = try await node.exclusive(key) { try await work(body, key) }
             return JSONBody.raw(status: answer.status, body: answer.body)
@@ -142,11 +145,9 @@ public enum NodeApplication {
             let raw = try context.parameters.require("id")
             guard let txn = OperationID(raw) else { throw DomainError(.invalidRequest, "'\(raw)' is not a transaction id") }
             // The body is optional: none (or `{}`) refunds all that is left.
-            let data = try await JSONBody.rawBody(request)
-            let body = data.isEmpty ? NodeAPI.RefundRequest() : try JSONBody.decode(NodeAPI.RefundRequest.self, data: data)
-            let key = try idempotencyKey(request, data)
-            let answer = try await node.exclusive(key) { try await node.spend(try node.store.beginRefund(txn, body, key: key), key: key) }
-            return JSONBody.raw(status: answer.status, body: answer.body)
+            return try await till(NodeAPI.RefundRequest.self, request, whenEmpty: NodeAPI.RefundRequest()) { body, key in
+                try await node.spend(try node.store.beginRefund(txn, body, key: key), key: key)
+            }
         }
         router.get("/v1/cards/{card}") { _, context in
             try JSONBody.response(try node.store.member(card: CardNumber(try context.parameters.require("card"))))

@@ -245,15 +245,7 @@ public final class HubStore: HubStorage {
             let held = try Replica.standing(of: member, programme: try Replica.programme(db),
                                             asOfMs: max(self.physicalMs(), op.hlc.wallMs), db)
             let debit = body.debit
-            if debit.valueMinor > 0 && held.balance < debit.valueMinor {
-                return try refuse(DomainError(.insufficientBalance, "balance \(held.balance) is less than \(debit.valueMinor)"))
-            }
-            if debit.points > 0 && held.pointsAvailable < debit.points {
-                return try refuse(DomainError(.insufficientPoints, "points \(held.pointsAvailable) are fewer than \(debit.points)"))
-            }
-            if let coupon = debit.coupon, !held.coupons.contains(where: { $0.id == coupon }) {
-                return try refuse(DomainError(.couponUnavailable, "coupon \(coupon) is not available to this member (unknown, used, or outside its dates)"))
-            }
+            if let refusal = held.refusal(of: debit) { return try refuse(refusal) }
             let result = try self.ingest(op, from: store, authorized: true, db)
             guard result.status != .rejected, let version = result.version else {
                 return AuthorizeResponse(decision: .refused, code: .invalidRequest, message: result.reason, prior: prior)
