@@ -137,9 +137,9 @@ public struct ListenAddress: Sendable, CustomStringConvertible {
 
 /// Prints the address a server really listens on (port 0 picks a free one), so scripts and
 /// tests can read it from the first line.
-public func announce(_ label: String, _ channel: any Channel) {
+public func announce(_ label: String, _ channel: any Channel, scheme: String = "http") {
     let port = channel.localAddress?.port ?? 0
     let host = channel.localAddress?.ipAddress ?? "127.0.0.1"
     let shown = host.contains(":") ? "[\(host)]" : host
-    FileHandle.standardOutput.write(Data("\(label) listening on http://\(shown):\(port)\n".utf8))
+    FileHandle.standardOutput.write(Data("\(label) listening on \(scheme)://\(shown):\(port)\n".utf8))
 }

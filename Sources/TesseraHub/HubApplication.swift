@@ -1,5 +1,8 @@
 import Foundation
 import Hummingbird
+import HummingbirdCore
+import HummingbirdTLS
+import NIOSSL
 import Logging
 import NIOCore
 import TesseraCore
@@ -13,8 +16,8 @@ public enum HubApplication {
     /// - Parameter rateLimit: requests a second each credential may make on average (twice that
     ///   in a burst); requests without one share a single allowance.
     public static func build(storage: any HubStorage, listen: ListenAddress, logger: Logger, jobsIntervalSeconds: Int = 600,
-                             rateLimit: Double = 1000,
-                             onRunning: @escaping @Sendable (any Channel) async -> Void = { _ in }) -> some ApplicationProtocol {
+                             rateLimit: Double = 1000, tls: TLSConfiguration? = nil,
+                             onRunning: @escaping @Sendable (any Channel) async -> Void = { _ in }) throws -> some ApplicationProtocol {
         let router = Router()
         router.add(middleware: JSONErrorMiddleware())
         router.add(middleware: RateLimitMiddleware(limiter: RateLimiter(ratePerSecond: rateLimit)))
@@ -108,7 +111,10 @@ public enum HubApplication {
             return try JSONBody.response(HubAPI.Exceptions(exceptions: try storage.exceptions(limit: limit)))
         }
 
-        return Application(router: router, server: .http1(configuration: .init(idleTimeout: .seconds(75))),
+        let http1 = HTTPServerBuilder.http1(configuration: .init(idleTimeout: .seconds(75)))
+        // HTTPS served by the hub itself (or plain HTTP behind a TLS proxy; see deploy/).
+        let server = try tls.map { try HTTPServerBuilder.tls(http1, tlsConfiguration: $0) } ?? http1
+        return Application(router: router, server: server,
                            configuration: .init(address: .hostname(listen.host, port: listen.port), serverName: "tessera-hub"),
                            services: [HubJobs(storage: storage, intervalSeconds: max(1, jobsIntervalSeconds), logger: logger)],
                            onServerRunning: onRunning, logger: logger)

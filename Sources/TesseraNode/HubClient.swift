@@ -3,6 +3,7 @@ import Synchronization
 import AsyncHTTPClient
 import NIOCore
 import NIOHTTP1
+import NIOSSL
 import TesseraCore
 import TesseraProtocol
 
@@ -37,6 +38,8 @@ public final class HubClient: Sendable {
     private let token: String
     private let authorizeTimeout: TimeAmount
     private let syncTimeout: TimeAmount
+    /// How an `https` hub is verified (nil: the system's roots, full verification).
+    private let tls: TLSConfiguration?
     /// How far this machine's clock runs ahead of the hub's (negative: behind), from the `Date`
     /// header of the hub's last answer (to the second).
     private let skew = Mutex<Int64?>(nil)
@@ -55,8 +58,10 @@ public final class HubClient: Sendable {
         return HTTPClient(eventLoopGroup: HTTPClient.defaultEventLoopGroup, configuration: configuration)
     }()
 
-    public init(base: URL, token: String, authorizeTimeout: TimeInterval, syncTimeout: TimeInterval = 30) {
+    public init(base: URL, token: String, authorizeTimeout: TimeInterval, syncTimeout: TimeInterval = 30,
+                tls: TLSConfiguration? = nil) {
         self.base = base
+        self.tls = tls
         self.token = token
         self.authorizeTimeout = .milliseconds(Int64(authorizeTimeout * 1000))
         self.syncTimeout = .milliseconds(Int64(syncTimeout * 1000))
@@ -78,9 +83,15 @@ public final class HubClient: Sendable {
         try await call(syncTimeout, .GET, "/v1/sync/snapshot", body: Optional<PushRequest>.none)
     }
 
+    /// Head office: publishes a programme document (with a head-office token).
+    public func publishRules(_ document: JSONValue) async throws -> HubAPI.RulesVersion {
+        try await call(syncTimeout, .PUT, "/v1/rules", body: document)
+    }
+
     private func call<Body: Encodable, Answer: Decodable>(_ timeout: TimeAmount, _ method: NIOHTTP1.HTTPMethod, _ path: String, body: Body?) async throws -> Answer {
         var request = HTTPClientRequest(url: base.absoluteString.trimmingSuffix("/") + path)
         request.method = method
+        request.tlsConfiguration = tls
         request.headers.add(name: "Authorization", value: "Bearer \(token)")
         request.headers.add(name: ProtocolVersion.header, value: String(ProtocolVersion.current))
         if let body {
@@ -103,6 +114,9 @@ public final class HubClient: Sendable {
             data = Data(buffer.readableBytesView)
         } catch let error as HubCallError {
             throw error
+        } catch let error as NIOSSLError {
+            // Said plainly: an operator must see at once that the link is up but not trusted.
+            throw HubCallError.unreachable("TLS with the hub failed (is its certificate trusted? see --hub-ca): \(error)")
         } catch {
             throw HubCallError.unreachable("\(error)")
         }

@@ -6,6 +6,7 @@ import FoundationNetworking
 import Hummingbird
 import Logging
 import NIOCore
+import NIOSSL
 import ServiceLifecycle
 import TesseraCore
 import TesseraHTTP
@@ -59,14 +60,27 @@ struct HubCommand: AsyncParsableCommand {
     @Option(help: "Address to listen on.") var listen: String = "127.0.0.1:7700"
     @Option(help: "Seconds between runs of the scheduled jobs (points expiry, birthday and wake-up coupons).") var jobsInterval: Int = 600
     @Option(help: "Requests a second each credential may make on average (twice that in a burst); over it: 429 with Retry-After.") var rateLimit: Double = 1000
+    @Option(help: "Serve HTTPS with this certificate chain (PEM, leaf first); needs --tls-key.") var tlsCert: String?
+    @Option(help: "The private key (PEM) of --tls-cert.") var tlsKey: String?
     @OptionGroup var log: LogOptions
+
+    func validate() throws {
+        guard (tlsCert == nil) == (tlsKey == nil) else { throw ValidationError("--tls-cert and --tls-key go together") }
+    }
 
     func run() async throws {
         let logger = log.logger("tessera.hub")
-        let storage = try openHub(data)
         guard rateLimit > 0 else { throw ValidationError("--rate-limit must be above 0") }
-        let app = HubApplication.build(storage: storage, listen: try parseListen(listen), logger: logger,
-                                       jobsIntervalSeconds: jobsInterval, rateLimit: rateLimit) { announce("tessera hub", $0) }
+        var tls: TLSConfiguration?
+        if let tlsCert, let tlsKey {
+            do { tls = try TLSFiles.server(certificate: tlsCert, key: tlsKey) } catch { throw failure("\(error)") }
+        }
+        let storage = try openHub(data)
+        let scheme = tls == nil ? "http" : "https"
+        let app = try HubApplication.build(storage: storage, listen: try parseListen(listen), logger: logger,
+                                           jobsIntervalSeconds: jobsInterval, rateLimit: rateLimit, tls: tls) {
+            announce("tessera hub", $0, scheme: scheme)
+        }
         try await app.runService()
     }
 }
@@ -198,6 +212,7 @@ struct RulesCommand: AsyncParsableCommand {
         @Argument(help: "The rules file (JSON); its version must be above the published one.") var file: String
         @Option(help: "The hub's URL (with --token).") var hub: String?
         @Option(help: "A head-office token.") var token: String?
+        @Option(help: "Trust only the certificates in this PEM file for an https hub (a private CA, or the hub's own certificate to pin it).") var hubCa: String?
         @Option(help: "Or: the hub's data folder, to publish without the HTTP API.") var data: String?
 
         func run() async throws {
@@ -205,17 +220,10 @@ struct RulesCommand: AsyncParsableCommand {
             let published: HubAPI.RulesVersion
             if let data {
                 published = try openHub(data).publishRules(document)
-            } else if let hub, let token, let url = URL(string: hub)?.appendingPathComponent("v1/rules") {
-                var request = URLRequest(url: url)
-                request.httpMethod = "PUT"
-                request.setValue("Bearer \(token)", forHTTPHeaderField: "Authorization")
-                request.setValue("application/json", forHTTPHeaderField: "Content-Type")
-                request.httpBody = try JSONEncoder().encode(document)
-                let (body, response) = try await URLSession.shared.data(for: request)
-                guard let http = response as? HTTPURLResponse, http.statusCode == 201 else {
-                    throw failure("the hub refused: \(String(decoding: body, as: UTF8.self))")
-                }
-                published = try JSONDecoder().decode(HubAPI.RulesVersion.self, from: body)
+            } else if let hub, let token {
+                let client = HubClient(base: try parseHubURL(hub, ca: hubCa), token: token, authorizeTimeout: 30,
+                                       tls: try clientTLS(hubCa))
+                do { published = try await client.publishRules(document) } catch { throw failure("\(error)") }
             } else {
                 throw ValidationError("give --hub and --token, or --data")
             }
@@ -248,8 +256,9 @@ struct JobsCommand: AsyncParsableCommand {
 struct NodeOptions: ParsableArguments {
     @Option(help: "Folder for the node's database.") var data: String
     @Option(help: "This node's store id (as registered at the hub).") var store: String
-    @Option(help: "The hub's URL, e.g. http://127.0.0.1:7700.") var hub: String
+    @Option(help: "The hub's URL, e.g. http://127.0.0.1:7700 (or https://...: the hub's certificate is verified).") var hub: String
     @Option(help: "The store's token from `tessera store add`.") var token: String
+    @Option(help: "Trust only the certificates in this PEM file for an https hub (a private CA, or the hub's own certificate to pin it); default: the system's roots.") var hubCa: String?
     @Option(help: "Address to listen on.") var listen: String = "127.0.0.1:7701"
     @Option(help: "Offline spending allowed per member per day at this store, in minor units.") var offlineLimit: Int64 = 20_000
     @Option(help: "How long a till waits for the hub to authorise a spend before the node decides alone.") var authorizeTimeoutMs: Int = 1500
@@ -258,18 +267,32 @@ struct NodeOptions: ParsableArguments {
 
 func makeNode(_ o: NodeOptions, logger: Logger) throws -> Node {
     let store = try parseStore(o.store)
-    guard let hub = URL(string: o.hub), hub.scheme == "http" || hub.scheme == "https" else {
-        throw ValidationError("--hub takes a URL such as http://127.0.0.1:7700")
-    }
+    let hub = try parseHubURL(o.hub, ca: o.hubCa)
+    let tls = try clientTLS(o.hubCa)
     guard o.offlineLimit >= 0 else { throw ValidationError("--offline-limit must be 0 or more") }
     try FileManager.default.createDirectory(atPath: o.data, withIntermediateDirectories: true)
     let nodeStore = try NodeStore(path: (o.data as NSString).appendingPathComponent("node.sqlite"), store: store,
                                   offlinePolicy: OfflineSpendPolicy(limitMinorPerDay: o.offlineLimit))
     let voided = try nodeStore.voidInterruptedSpends()
     if voided > 0 { logger.notice("voided spends interrupted by a restart", metadata: ["count": "\(voided)"]) }
-    let client = HubClient(base: hub, token: o.token, authorizeTimeout: Double(max(50, o.authorizeTimeoutMs)) / 1000)
+    let client = HubClient(base: hub, token: o.token, authorizeTimeout: Double(max(50, o.authorizeTimeoutMs)) / 1000, tls: tls)
     let sync = SyncLoop(store: nodeStore, client: client, intervalMs: max(10, o.syncIntervalMs), logger: logger)
     return Node(store: nodeStore, client: client, sync: sync)
+}
+
+func parseHubURL(_ text: String, ca: String?) throws -> URL {
+    guard let url = URL(string: text), url.scheme == "http" || url.scheme == "https", url.host != nil else {
+        throw ValidationError("--hub takes a URL such as http://127.0.0.1:7700 or https://hub.example.com")
+    }
+    if ca != nil && url.scheme != "https" { throw ValidationError("--hub-ca needs an https:// hub URL") }
+    return url
+}
+
+/// The client side of TLS to the hub: nil (AsyncHTTPClient's default: system roots, full
+/// verification) unless a CA or pinned certificate file is given.
+func clientTLS(_ ca: String?) throws -> TLSConfiguration? {
+    guard let ca else { return nil }
+    do { return try TLSFiles.client(trusting: ca) } catch { throw failure("\(error)") }
 }
 
 struct NodeCommand: AsyncParsableCommand {
@@ -320,7 +343,7 @@ struct UpCommand: AsyncParsableCommand {
                                            attributes: [.posixPermissions: 0o600])
         }
         let hubURL = "http://\(host):\(port)"
-        var services: [any Service] = [HubApplication.build(storage: hub, listen: ListenAddress(host: host, port: port), logger: logger) { announce("hub", $0) }]
+        var services: [any Service] = [try HubApplication.build(storage: hub, listen: ListenAddress(host: host, port: port), logger: logger) { announce("hub", $0) }]
         say("Tessera is starting under \(dir):")
         say("  hub      \(hubURL)   head-office token: \(credentials.admin)")
         for (i, id) in stores.keys.sorted().enumerated() {

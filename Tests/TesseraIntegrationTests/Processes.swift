@@ -95,7 +95,7 @@ final class TesseraProcess: @unchecked Sendable {
         let deadline = Date().addingTimeInterval(timeout)
         while Date() < deadline {
             for line in output.split(separator: "\n") where line.contains(label) {
-                if let range = line.range(of: "http://") { return String(line[range.lowerBound...]) }
+                if let range = line.range(of: "https://") ?? line.range(of: "http://") { return String(line[range.lowerBound...]) }
             }
             guard process.isRunning else { throw TestFailure("\(name) exited \(process.terminationStatus): \(output)") }
             try await Task.sleep(for: .milliseconds(50))
