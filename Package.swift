@@ -84,12 +84,25 @@ let package = Package(
             name: "tessera",
             dependencies: [
                 .product(name: "NIOCore", package: "swift-nio"),
-                "TesseraCore", "TesseraProtocol", "TesseraStorage", "TesseraHub", "TesseraNode", "TesseraSimulation",
+                "TesseraCore", "TesseraProtocol", "TesseraStorage", "TesseraHub", "TesseraNode", "TesseraSimulation", "TesseraBench",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        // The benchmark suite (`tessera bench`): real processes, figures beside the raw limits.
+        .target(
+            name: "TesseraBench",
+            dependencies: [
+                "TesseraCore", "TesseraProtocol", "TesseraStorage", "TesseraNode",
+                .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: swiftSettings
         ),

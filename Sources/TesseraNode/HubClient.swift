@@ -40,6 +40,9 @@ public final class HubClient: Sendable {
     private let syncTimeout: TimeAmount
     /// How an `https` hub is verified (nil: the system's roots, full verification).
     private let tls: TLSConfiguration?
+    /// The HTTP client (the process-wide one unless given: a benchmark hosting many nodes in one
+    /// process gives them a client with a larger connection pool).
+    private let http: HTTPClient
     /// How far this machine's clock runs ahead of the hub's (negative: behind), from the `Date`
     /// header of the hub's last answer (to the second).
     private let skew = Mutex<Int64?>(nil)
@@ -51,7 +54,7 @@ public final class HubClient: Sendable {
     /// without a shutdown). Connection failures fail the request at once instead of being
     /// retried until its deadline: a hub that is down must be noticed in milliseconds, so a
     /// till's spend is decided offline at once and sync resumes as soon as the hub is back.
-    static let http: HTTPClient = {
+    static let shared: HTTPClient = {
         var configuration = HTTPClient.Configuration()
         configuration.connectionPool.retryConnectionEstablishment = false
         configuration.timeout = .init(connect: .seconds(2))
@@ -59,9 +62,10 @@ public final class HubClient: Sendable {
     }()
 
     public init(base: URL, token: String, authorizeTimeout: TimeInterval, syncTimeout: TimeInterval = 30,
-                tls: TLSConfiguration? = nil) {
+                tls: TLSConfiguration? = nil, http: HTTPClient? = nil) {
         self.base = base
         self.tls = tls
+        self.http = http ?? Self.shared
         self.token = token
         self.authorizeTimeout = .milliseconds(Int64(authorizeTimeout * 1000))
         self.syncTimeout = .milliseconds(Int64(syncTimeout * 1000))
@@ -103,7 +107,7 @@ public final class HubClient: Sendable {
         do {
             // One deadline for the whole exchange, answer included: a slow link counts too.
             let deadline = NIODeadline.now() + timeout
-            let response = try await Self.http.execute(request, deadline: deadline)
+            let response = try await http.execute(request, deadline: deadline)
             status = Int(response.status.code)
             if let header = response.headers.first(name: "Date"), let hubTime = Self.httpDate(header) {
                 let offset = Int64((Date().timeIntervalSince1970 - hubTime.timeIntervalSince1970) * 1000)

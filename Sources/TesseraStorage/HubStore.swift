@@ -97,7 +97,7 @@ public final class HubStore: HubStorage {
                 """)
         }
         try migrator.migrate(pool)
-        let last = try pool.read { db in try Int64.fetchOne(db, sql: "SELECT MAX(hlc) FROM ops") ?? 0 }
+        let last = try pool.read { db in try Int64.fetchOne(db.cachedStatement(sql: "SELECT MAX(hlc) FROM ops")) ?? 0 }
         var clock = HybridLogicalClock()
         clock.observe(HLCTimestamp(packed: last) ?? .zero, physicalMs: physicalMs())
         self.clock = Mutex(clock)
@@ -111,10 +111,10 @@ public final class HubStore: HubStorage {
         let name = try Validate.name(name)
         let token = Tokens.make(prefix: "tss_")
         try pool.write { db in
-            guard try Bool.fetchOne(db, sql: "SELECT EXISTS (SELECT 1 FROM stores WHERE id = ?)", arguments: [id.rawValue]) == false else {
+            guard try Bool.fetchOne(db.cachedStatement(sql: "SELECT EXISTS (SELECT 1 FROM stores WHERE id = ?)"), arguments: [id.rawValue]) == false else {
                 throw DomainError(.storeExists, "store \(id) is already registered")
             }
-            try db.execute(sql: "INSERT INTO stores (id, name, token_hash, created_at) VALUES (?, ?, ?, ?)",
+            try db.cachedStatement(sql: "INSERT INTO stores (id, name, token_hash, created_at) VALUES (?, ?, ?, ?)").execute(
                            arguments: [id.rawValue, name, Tokens.hash(token), isoNow()])
             try self.audit(actor, "store.added", "\(id) '\(name)'", db)
         }
@@ -125,7 +125,7 @@ public final class HubStore: HubStorage {
     public func rotateStoreToken(_ id: StoreID, actor: String = "cli") throws -> String {
         let token = Tokens.make(prefix: "tss_")
         try pool.write { db in
-            try db.execute(sql: "UPDATE stores SET token_hash = ?, revoked_at = NULL WHERE id = ?", arguments: [Tokens.hash(token), id.rawValue])
+            try db.cachedStatement(sql: "UPDATE stores SET token_hash = ?, revoked_at = NULL WHERE id = ?").execute(arguments: [Tokens.hash(token), id.rawValue])
             guard db.changesCount == 1 else { throw DomainError(.notFound, "no store \(id)") }
             try self.audit(actor, "store.token_rotated", "\(id)", db)
         }
@@ -135,7 +135,7 @@ public final class HubStore: HubStorage {
     /// The store's token is refused from now on (its node keeps serving its tills offline).
     public func revokeStore(_ id: StoreID, actor: String = "cli") throws {
         try pool.write { db in
-            try db.execute(sql: "UPDATE stores SET revoked_at = ? WHERE id = ?", arguments: [isoNow(), id.rawValue])
+            try db.cachedStatement(sql: "UPDATE stores SET revoked_at = ? WHERE id = ?").execute(arguments: [isoNow(), id.rawValue])
             guard db.changesCount == 1 else { throw DomainError(.notFound, "no store \(id)") }
             try self.audit(actor, "store.revoked", "\(id)", db)
         }
@@ -147,7 +147,7 @@ public final class HubStore: HubStorage {
         let token = Tokens.make(prefix: "tsa_")
         let id = "hot-" + Tokens.hash(token).prefix(8)
         try pool.write { db in
-            try db.execute(sql: "INSERT INTO admin_tokens (token_hash, created_at, id, role, label) VALUES (?, ?, ?, ?, ?)",
+            try db.cachedStatement(sql: "INSERT INTO admin_tokens (token_hash, created_at, id, role, label) VALUES (?, ?, ?, ?, ?)").execute(
                            arguments: [Tokens.hash(token), isoNow(), id, role.rawValue, label])
             try self.audit(actor, "admin_token.issued", "\(id) role \(role.rawValue)\(label.map { " '\($0)'" } ?? "")", db)
         }
@@ -156,7 +156,7 @@ public final class HubStore: HubStorage {
 
     public func revokeAdminToken(_ id: String, actor: String = "cli") throws {
         try pool.write { db in
-            try db.execute(sql: "UPDATE admin_tokens SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL", arguments: [isoNow(), id])
+            try db.cachedStatement(sql: "UPDATE admin_tokens SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL").execute(arguments: [isoNow(), id])
             guard db.changesCount == 1 else { throw DomainError(.notFound, "no live head-office token \(id)") }
             try self.audit(actor, "admin_token.revoked", id, db)
         }
@@ -164,7 +164,7 @@ public final class HubStore: HubStorage {
 
     public func adminTokens() throws -> [HubAPI.AdminToken] {
         try pool.read { db in
-            try Row.fetchAll(db, sql: "SELECT id, role, label, created_at, revoked_at FROM admin_tokens ORDER BY created_at").map {
+            try Row.fetchAll(db.cachedStatement(sql: "SELECT id, role, label, created_at, revoked_at FROM admin_tokens ORDER BY created_at")).map {
                 HubAPI.AdminToken(id: $0["id"], role: $0["role"], label: $0["label"], createdAt: $0["created_at"], revokedAt: $0["revoked_at"])
             }
         }
@@ -172,14 +172,14 @@ public final class HubStore: HubStorage {
 
     public func authenticateStore(token: String) throws -> StoreID? {
         try pool.read { db in
-            try String.fetchOne(db, sql: "SELECT id FROM stores WHERE token_hash = ? AND revoked_at IS NULL", arguments: [Tokens.hash(token)])
+            try String.fetchOne(db.cachedStatement(sql: "SELECT id FROM stores WHERE token_hash = ? AND revoked_at IS NULL"), arguments: [Tokens.hash(token)])
                 .flatMap { StoreID(rawValue: $0) }
         }
     }
 
     public func authenticateAdmin(token: String) throws -> HeadOffice? {
         try pool.read { db in
-            guard let row = try Row.fetchOne(db, sql: "SELECT id, role FROM admin_tokens WHERE token_hash = ? AND revoked_at IS NULL",
+            guard let row = try Row.fetchOne(db.cachedStatement(sql: "SELECT id, role FROM admin_tokens WHERE token_hash = ? AND revoked_at IS NULL"),
                                              arguments: [Tokens.hash(token)]),
                   let role = HeadOffice.Role(rawValue: row["role"]) else { return nil }
             return HeadOffice(id: row["id"], role: role)
@@ -193,14 +193,14 @@ public final class HubStore: HubStorage {
 
     public func auditLog(limit: Int) throws -> [HubAPI.AuditRecord] {
         try pool.read { db in
-            try Row.fetchAll(db, sql: "SELECT * FROM audit ORDER BY id DESC LIMIT ?", arguments: [limit]).map {
+            try Row.fetchAll(db.cachedStatement(sql: "SELECT * FROM audit ORDER BY id DESC LIMIT ?"), arguments: [limit]).map {
                 HubAPI.AuditRecord(id: $0["id"], at: $0["at"], actor: $0["actor"], action: $0["action"], detail: $0["detail"])
             }
         }
     }
 
     private func audit(_ actor: String, _ action: String, _ detail: String, _ db: Database) throws {
-        try db.execute(sql: "INSERT INTO audit (at, actor, action, detail) VALUES (?, ?, ?, ?)", arguments: [isoNow(), actor, action, detail])
+        try db.cachedStatement(sql: "INSERT INTO audit (at, actor, action, detail) VALUES (?, ?, ?, ?)").execute(arguments: [isoNow(), actor, action, detail])
     }
 
     // MARK: - Sync
@@ -220,15 +220,15 @@ public final class HubStore: HubStorage {
             let prior = try request.prior.map { try self.ingest($0, from: store, authorized: false, db) }
             try self.touch(store, db)
             let op = request.op
-            if let version = try Int64.fetchOne(db, sql: "SELECT version FROM ops WHERE id = ?", arguments: [op.id.description]) {
+            if let version = try Int64.fetchOne(db.cachedStatement(sql: "SELECT version FROM ops WHERE id = ?"), arguments: [op.id.description]) {
                 return AuthorizeResponse(decision: .accepted, version: version, prior: prior)
             }
-            if let row = try Row.fetchOne(db, sql: "SELECT code, message FROM decisions WHERE op_id = ? AND decision = 'refused'",
+            if let row = try Row.fetchOne(db.cachedStatement(sql: "SELECT code, message FROM decisions WHERE op_id = ? AND decision = 'refused'"),
                                           arguments: [op.id.description]) {
                 return AuthorizeResponse(decision: .refused, code: ErrorCode(rawValue: row["code"] ?? ""), message: row["message"], prior: prior)
             }
             func refuse(_ error: DomainError) throws -> AuthorizeResponse {
-                try db.execute(sql: "INSERT INTO decisions (op_id, decision, code, message, at) VALUES (?, 'refused', ?, ?, ?)",
+                try db.cachedStatement(sql: "INSERT INTO decisions (op_id, decision, code, message, at) VALUES (?, 'refused', ?, ?, ?)").execute(
                                arguments: [op.id.description, error.code.rawValue, error.message, isoNow()])
                 return AuthorizeResponse(decision: .refused, code: error.code, message: error.message, prior: prior)
             }
@@ -250,7 +250,7 @@ public final class HubStore: HubStorage {
             guard result.status != .rejected, let version = result.version else {
                 return AuthorizeResponse(decision: .refused, code: .invalidRequest, message: result.reason, prior: prior)
             }
-            try db.execute(sql: "INSERT INTO decisions (op_id, decision, at) VALUES (?, 'accepted', ?)", arguments: [op.id.description, isoNow()])
+            try db.cachedStatement(sql: "INSERT INTO decisions (op_id, decision, at) VALUES (?, 'accepted', ?)").execute(arguments: [op.id.description, isoNow()])
             return AuthorizeResponse(decision: .accepted, version: version, prior: prior)
         }
     }
@@ -258,7 +258,7 @@ public final class HubStore: HubStorage {
     public func pull(after cursor: Int64, limit: Int, for store: StoreID, pending: Int64?) throws -> PullResponse {
         let limit = max(1, min(limit, SyncLimits.pullPageMax))
         let page = try pool.read { db in
-            try Row.fetchAll(db, sql: "SELECT * FROM ops WHERE version > ? ORDER BY version LIMIT ?", arguments: [cursor, limit + 1])
+            try Row.fetchAll(db.cachedStatement(sql: "SELECT * FROM ops WHERE version > ? ORDER BY version LIMIT ?"), arguments: [cursor, limit + 1])
                 .map { VersionedOperation(version: $0["version"], op: try Operation(row: $0)) }
         }
         let ops = Array(page.prefix(limit))
@@ -267,10 +267,10 @@ public final class HubStore: HubStorage {
         // last record is older than 10 s, so idle nodes polling every second cost no disk sync.
         let now = Date()
         try pool.write { db in
-            try db.execute(sql: """
+            try db.cachedStatement(sql: """
                 UPDATE stores SET last_sync_at = ?, cursor = ?, pending = ?
                 WHERE id = ? AND (cursor <> ? OR pending IS NOT ? OR last_sync_at IS NULL OR last_sync_at < ?)
-                """, arguments: [now.ISO8601Format(), cursor, pending, store.rawValue, cursor, pending,
+                """).execute(arguments: [now.ISO8601Format(), cursor, pending, store.rawValue, cursor, pending,
                                  now.addingTimeInterval(-10).ISO8601Format()])
         }
         return PullResponse(ops: ops, cursor: next, more: page.count > limit)
@@ -278,13 +278,13 @@ public final class HubStore: HubStorage {
 
     public func snapshot(for store: StoreID) throws -> Snapshot {
         try pool.read { db in
-            let cursor = try Int64.fetchOne(db, sql: "SELECT COALESCE(MAX(version), 0) FROM ops") ?? 0
-            let originSeq = try Int64.fetchOne(db, sql: "SELECT COALESCE(MAX(seq), 0) FROM ops WHERE origin = ?", arguments: [store.rawValue]) ?? 0
-            let rejectedSeq = try String.fetchAll(db, sql: "SELECT op_id FROM rejected WHERE store = ?", arguments: [store.rawValue])
+            let cursor = try Int64.fetchOne(db.cachedStatement(sql: "SELECT COALESCE(MAX(version), 0) FROM ops")) ?? 0
+            let originSeq = try Int64.fetchOne(db.cachedStatement(sql: "SELECT COALESCE(MAX(seq), 0) FROM ops WHERE origin = ?"), arguments: [store.rawValue]) ?? 0
+            let rejectedSeq = try String.fetchAll(db.cachedStatement(sql: "SELECT op_id FROM rejected WHERE store = ?"), arguments: [store.rawValue])
                 .compactMap { OperationID($0)?.seq }.max() ?? 0
-            let refusedSeq = try String.fetchAll(db, sql: "SELECT op_id FROM decisions").compactMap(OperationID.init)
+            let refusedSeq = try String.fetchAll(db.cachedStatement(sql: "SELECT op_id FROM decisions")).compactMap(OperationID.init)
                 .filter { $0.origin == store }.map(\.seq).max() ?? 0
-            let maxHLC = try Int64.fetchOne(db, sql: "SELECT COALESCE(MAX(hlc), 0) FROM ops") ?? 0
+            let maxHLC = try Int64.fetchOne(db.cachedStatement(sql: "SELECT COALESCE(MAX(hlc), 0) FROM ops")) ?? 0
             let state = try Replica.exportState(db)
             return Snapshot(cursor: cursor, originSeq: max(UInt64(originSeq), rejectedSeq, refusedSeq),
                             maxHLC: HLCTimestamp(packed: maxHLC) ?? .zero,
@@ -312,10 +312,10 @@ public final class HubStore: HubStorage {
 
     public func stores() throws -> [HubAPI.StoreState] {
         try pool.read { db in
-            let head = try Int64.fetchOne(db, sql: "SELECT COALESCE(MAX(version), 0) FROM ops") ?? 0
-            return try Row.fetchAll(db, sql: """
+            let head = try Int64.fetchOne(db.cachedStatement(sql: "SELECT COALESCE(MAX(version), 0) FROM ops")) ?? 0
+            return try Row.fetchAll(db.cachedStatement(sql: """
                 SELECT s.*, (SELECT COUNT(*) FROM ops WHERE ops.origin = s.id) AS accepted FROM stores s ORDER BY s.id
-                """).compactMap { row in
+                """)).compactMap { row in
                 guard let id = StoreID(rawValue: row["id"]) else { return nil }
                 return HubAPI.StoreState(id: id, name: row["name"], lastSyncAt: row["last_sync_at"], cursor: row["cursor"],
                                          head: head, pending: row["pending"], opsAccepted: row["accepted"])
@@ -325,7 +325,7 @@ public final class HubStore: HubStorage {
 
     public func exceptions(limit: Int) throws -> [HubAPI.ExceptionRecord] {
         try pool.read { db in
-            try Row.fetchAll(db, sql: "SELECT * FROM exceptions ORDER BY id DESC LIMIT ?", arguments: [limit]).map { row in
+            try Row.fetchAll(db.cachedStatement(sql: "SELECT * FROM exceptions ORDER BY id DESC LIMIT ?"), arguments: [limit]).map { row in
                 HubAPI.ExceptionRecord(id: row["id"], kind: row["kind"], member: (row["member_id"] as String?).map(MemberID.init),
                                        op: row["op_id"], detail: row["detail"], at: row["at"])
             }
@@ -343,7 +343,7 @@ public final class HubStore: HubStorage {
     public func publishRules(_ document: JSONValue, actor: String) throws -> HubAPI.RulesVersion {
         let programme = try Programme.parse(document)
         return try pool.write { db in
-            let current = try Int.fetchOne(db, sql: "SELECT MAX(version) FROM rules") ?? 0
+            let current = try Int.fetchOne(db.cachedStatement(sql: "SELECT MAX(version) FROM rules")) ?? 0
             guard programme.version > current else {
                 throw DomainError(.rulesVersionConflict, "version \(programme.version) is not above the published version \(current); publish version \(current + 1)")
             }
@@ -416,18 +416,18 @@ public final class HubStore: HubStorage {
             let calendar = programme.calendar
             let today = calendar.day(ms: now)
             var report = HubAPI.JobReport(asOf: today.iso, rulesVersion: programme.version, expiries: 0, pointsExpired: 0, coupons: 0)
-            let roots = try Row.fetchAll(db, sql: """
+            let roots = try Row.fetchAll(db.cachedStatement(sql: """
                 SELECT id, birthday, enrolled FROM members WHERE enrolled IS NOT NULL AND id NOT IN (SELECT from_id FROM merges) ORDER BY id
-                """)
+                """))
             // Only members with a lot that has ended (or an expiry already recorded) can owe
             // one; only templates the hub issues need the scan for coupons.
-            let holdingLots = Set(try String.fetchAll(db, sql: """
+            let holdingLots = Set(try String.fetchAll(db.cachedStatement(sql: """
                 SELECT DISTINCT member_id FROM entries WHERE (lot IS NOT NULL AND lot < ?) OR expired <> 0
-                """, arguments: [today.number]).map { try Replica.root(of: MemberID($0), db) })
+                """), arguments: [today.number]).map { try Replica.root(of: MemberID($0), db) })
             let issuesCoupons = programme.coupons.contains { $0.issueOn == .birthday || $0.issueOn == .wakeUp }
-            let lastPurchase = !issuesCoupons ? [:] : Dictionary(try Row.fetchAll(db, sql: """
+            let lastPurchase = !issuesCoupons ? [:] : Dictionary(try Row.fetchAll(db.cachedStatement(sql: """
                 SELECT member_id, MAX(hlc) AS hlc FROM ops WHERE kind = 'purchase' AND member_id IS NOT NULL GROUP BY member_id
-                """).map { (MemberID($0["member_id"]), HLCTimestamp(packed: $0["hlc"])?.wallMs ?? 0) }, uniquingKeysWith: max)
+                """)).map { (MemberID($0["member_id"]), HLCTimestamp(packed: $0["hlc"])?.wallMs ?? 0) }, uniquingKeysWith: max)
             for row in roots {
                 let member = MemberID(row["id"])
                 if holdingLots.contains(member) {
@@ -446,7 +446,7 @@ public final class HubStore: HubStorage {
                 if active == nil, let enrolled = row["enrolled"] as String? { active = Replica.wallMs(ofStampKey: enrolled) }
                 let coupons = try RulesEngine.scheduledCoupons(
                     member: member, birthday: row["birthday"], lastActive: calendar.day(ms: active ?? now), today: today, programme: programme)
-                    .filter { try Bool.fetchOne(db, sql: "SELECT NOT EXISTS (SELECT 1 FROM coupons WHERE id = ?)", arguments: [$0.id]) ?? false }
+                    .filter { try Bool.fetchOne(db.cachedStatement(sql: "SELECT NOT EXISTS (SELECT 1 FROM coupons WHERE id = ?)"), arguments: [$0.id]) ?? false }
                 if !coupons.isEmpty {
                     let body = OperationBody.couponsIssued(CouponsIssued(coupons: coupons, reason: "scheduled"))
                     let op = try self.makeHubOperation(body, db)
@@ -461,7 +461,7 @@ public final class HubStore: HubStorage {
     /// Every operation in version order (tests and audits).
     public func log() throws -> [VersionedOperation] {
         try pool.read { db in
-            try Row.fetchAll(db, sql: "SELECT * FROM ops ORDER BY version").map { VersionedOperation(version: $0["version"], op: try Operation(row: $0)) }
+            try Row.fetchAll(db.cachedStatement(sql: "SELECT * FROM ops ORDER BY version")).map { VersionedOperation(version: $0["version"], op: try Operation(row: $0)) }
         }
     }
 
@@ -474,20 +474,20 @@ public final class HubStore: HubStorage {
     }
 
     private func touch(_ store: StoreID, _ db: Database) throws {
-        try db.execute(sql: "UPDATE stores SET last_sync_at = ? WHERE id = ?", arguments: [isoNow(), store.rawValue])
+        try db.cachedStatement(sql: "UPDATE stores SET last_sync_at = ? WHERE id = ?").execute(arguments: [isoNow(), store.rawValue])
     }
 
     /// Accepts one operation into the log (or recognises a retry), then applies it and checks
     /// what only the hub can see: overdrafts, duplicate refunds, duplicate enrolments.
     private func ingest(_ op: Operation, from store: StoreID, authorized: Bool, _ db: Database) throws -> PushResult {
-        if let version = try Int64.fetchOne(db, sql: "SELECT version FROM ops WHERE id = ?", arguments: [op.id.description]) {
+        if let version = try Int64.fetchOne(db.cachedStatement(sql: "SELECT version FROM ops WHERE id = ?"), arguments: [op.id.description]) {
             return PushResult(id: op.id, status: .duplicate, version: version)
         }
-        if let reason = try String.fetchOne(db, sql: "SELECT reason FROM rejected WHERE op_id = ?", arguments: [op.id.description]) {
+        if let reason = try String.fetchOne(db.cachedStatement(sql: "SELECT reason FROM rejected WHERE op_id = ?"), arguments: [op.id.description]) {
             return PushResult(id: op.id, status: .rejected, reason: reason)
         }
         func reject(_ reason: String) throws -> PushResult {
-            try db.execute(sql: "INSERT INTO rejected (op_id, store, reason, op, at) VALUES (?, ?, ?, ?, ?)",
+            try db.cachedStatement(sql: "INSERT INTO rejected (op_id, store, reason, op, at) VALUES (?, ?, ?, ?, ?)").execute(
                            arguments: [op.id.description, store.rawValue, reason, try JSONText.encode(op), isoNow()])
             try self.exception("rejected", member: nil, op: op.id, detail: reason, db)
             return PushResult(id: op.id, status: .rejected, reason: reason)
@@ -515,7 +515,7 @@ public final class HubStore: HubStorage {
         case .refund(let r):
             // Refunds of one sale made offline at different stores may add up to more than it.
             let refunded = try Replica.refundedAmount(r.of, db)
-            if let original = try Row.fetchOne(db, sql: "SELECT * FROM ops WHERE id = ?", arguments: [r.of.description]) {
+            if let original = try Row.fetchOne(db.cachedStatement(sql: "SELECT * FROM ops WHERE id = ?"), arguments: [r.of.description]) {
                 let total: Int64? = switch try? Operation(row: original).decoded() {
                 case .purchase(let p): p.amount
                 case .valueRecharged(let v): v.amount
@@ -541,7 +541,7 @@ public final class HubStore: HubStorage {
         case .operationVoided(let v):
             // The voided spend was already applied here (its authorisation answer was lost):
             // reverse it, entry by entry, with visible operations of the hub's.
-            let used = try String.fetchOne(db, sql: "SELECT coupon FROM coupon_uses WHERE op_id = ?", arguments: [v.of.description])
+            let used = try String.fetchOne(db.cachedStatement(sql: "SELECT coupon FROM coupon_uses WHERE op_id = ?"), arguments: [v.of.description])
             var entries = try Replica.entries(of: v.of, db)
             if entries.isEmpty, used != nil, let member = v.member { entries = [LedgerEntry(member: member)] }
             for (i, e) in entries.enumerated() {
@@ -587,10 +587,10 @@ public final class HubStore: HubStorage {
     private func settleOverExpiry(_ body: OperationBody, _ db: Database) throws {
         for case .ledger(let e) in body.effects where e.points < 0 && e.lot == nil && e.expired == 0 {
             let root = try Replica.root(of: e.member, db)
-            guard try Int64.fetchOne(db, sql: """
+            guard try Int64.fetchOne(db.cachedStatement(sql: """
                 WITH RECURSIVE grp(id) AS (VALUES (?) UNION SELECT merges.from_id FROM merges JOIN grp ON merges.into_id = grp.id)
                 SELECT COALESCE(SUM(expired), 0) FROM entries WHERE member_id IN (SELECT id FROM grp)
-                """, arguments: [root.rawValue]) ?? 0 > 0 else { continue }
+                """), arguments: [root.rawValue]) ?? 0 > 0 else { continue }
             let programme = try Replica.programme(db)
             let standing = try Replica.standing(of: root, programme: programme, asOfMs: physicalMs(), db)
             if standing.expiryDue < 0 {
@@ -617,9 +617,9 @@ public final class HubStore: HubStorage {
     private func append(_ op: Operation, _ body: OperationBody, _ db: Database) throws -> Int64 {
         clock.withLock { _ = $0.observe(op.hlc, physicalMs: physicalMs()) }
         let member: String? = if case .unknown = body { nil } else { body.member?.rawValue }
-        try db.execute(sql: """
+        try db.cachedStatement(sql: """
             INSERT INTO ops (id, origin, seq, hlc, kind, kind_version, body, member_id, received_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
-            """, arguments: [op.id.description, op.id.origin.rawValue, op.id.seq, op.hlc.packed, op.kind, op.kindVersion,
+            """).execute(arguments: [op.id.description, op.id.origin.rawValue, op.id.seq, op.hlc.packed, op.kind, op.kindVersion,
                              try JSONText.encode(op.body), member, isoNow()])
         let version = db.lastInsertedRowID
         if case .unknown = body {} else { try Replica.apply(body, of: op, db) }
@@ -640,13 +640,13 @@ public final class HubStore: HubStorage {
     }
 
     private func makeHubOperation(_ body: OperationBody, _ db: Database) throws -> Operation {
-        let seq = (try Int64.fetchOne(db, sql: "SELECT COALESCE(MAX(seq), 0) FROM ops WHERE origin = 'hub'") ?? 0) + 1
+        let seq = (try Int64.fetchOne(db.cachedStatement(sql: "SELECT COALESCE(MAX(seq), 0) FROM ops WHERE origin = 'hub'")) ?? 0) + 1
         let hlc = clock.withLock { $0.tick(physicalMs: physicalMs()) }
         return Operation(id: OperationID(origin: .hub, seq: UInt64(seq)), hlc: hlc, body: body)
     }
 
     private func exception(_ kind: String, member: MemberID?, op: OperationID?, detail: String, _ db: Database) throws {
-        try db.execute(sql: "INSERT INTO exceptions (kind, member_id, op_id, detail, at) VALUES (?, ?, ?, ?, ?)",
+        try db.cachedStatement(sql: "INSERT INTO exceptions (kind, member_id, op_id, detail, at) VALUES (?, ?, ?, ?, ?)").execute(
                        arguments: [kind, member?.rawValue, op?.description, detail, isoNow()])
     }
 }

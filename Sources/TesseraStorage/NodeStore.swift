@@ -84,7 +84,7 @@ public final class NodeStore: Sendable {
             } else {
                 try Meta.set("store", store.rawValue, db)
             }
-            let maxOp = try Int64.fetchOne(db, sql: "SELECT MAX(hlc) FROM ops") ?? 0
+            let maxOp = try Int64.fetchOne(db.cachedStatement(sql: "SELECT MAX(hlc) FROM ops")) ?? 0
             let saved = try Meta.get("hlc", db).flatMap { Int64($0) } ?? 0
             return HLCTimestamp(packed: max(maxOp, saved)) ?? .zero
         }
@@ -235,7 +235,7 @@ public final class NodeStore: Sendable {
         let root = try enrolledRoot(member, db)
         let standing = try Replica.standing(of: root, programme: context.programme, asOfMs: context.atMs, db)
         var referral: ReferralLink?
-        if let row = try Row.fetchOne(db, sql: "SELECT referrer, enrolled FROM members WHERE id = ?", arguments: [root.rawValue]),
+        if let row = try Row.fetchOne(db.cachedStatement(sql: "SELECT referrer, enrolled FROM members WHERE id = ?"), arguments: [root.rawValue]),
            let referrer = row["referrer"] as String?, let enrolled = row["enrolled"] as String?, let ms = Replica.wallMs(ofStampKey: enrolled) {
             referral = ReferralLink(referrer: try Replica.root(of: MemberID(referrer), db), enrolledAtMs: ms)
         }
@@ -248,7 +248,7 @@ public final class NodeStore: Sendable {
     public func beginRefund(_ txn: OperationID, _ req: NodeAPI.RefundRequest = NodeAPI.RefundRequest(), key: IdempotencyKey?) throws -> SpendStep {
         if let amount = req.amount { try Validate.amount(amount) }
         return try begin(key) { db, _ in
-            guard let row = try Row.fetchOne(db, sql: "SELECT * FROM ops WHERE id = ?", arguments: [txn.description]) else {
+            guard let row = try Row.fetchOne(db.cachedStatement(sql: "SELECT * FROM ops WHERE id = ?"), arguments: [txn.description]) else {
                 throw DomainError(.notFound, "no transaction \(txn) at this store")
             }
             let status: String = row["status"]
@@ -312,7 +312,7 @@ public final class NodeStore: Sendable {
             case .accepted(_, let prior), .refused(_, _, let prior): try self.recordResults(prior, db)
             case .unreachable: break
             }
-            let status = try String.fetchOne(db, sql: "SELECT status FROM ops WHERE id = ?", arguments: [op.id.description])
+            let status = try String.fetchOne(db.cachedStatement(sql: "SELECT status FROM ops WHERE id = ?"), arguments: [op.id.description])
             if status == "voided" {
                 // It waited so long that the node voided it (a write that failed, a stuck
                 // answer): the till is told it did not happen, and it never will.
@@ -327,11 +327,11 @@ public final class NodeStore: Sendable {
             }
             switch outcome {
             case .accepted(let version, _):
-                try db.execute(sql: "UPDATE ops SET status = 'acked', version = ? WHERE id = ?", arguments: [version, op.id.description])
+                try db.cachedStatement(sql: "UPDATE ops SET status = 'acked', version = ? WHERE id = ?").execute(arguments: [version, op.id.description])
                 try Replica.apply(spend.body, of: op, db)
                 return try self.spendAnswer(spend, authorization: .hub, db)
             case .refused(let code, let message, _):
-                try db.execute(sql: "UPDATE ops SET status = 'refused', reason = ? WHERE id = ?",
+                try db.cachedStatement(sql: "UPDATE ops SET status = 'refused', reason = ? WHERE id = ?").execute(
                                arguments: ["\(code.rawValue): \(message)", op.id.description])
                 return try .error(DomainError(code, message))
             case .unreachable:
@@ -340,7 +340,7 @@ public final class NodeStore: Sendable {
                 let day = OfflineSpendPolicy.day(of: op.hlc)
                 let spentToday = try self.offlineSpent(member: member, day: day, db)
                 if let refusal = self.offlinePolicy.decide(spend.debit, known: known, spentToday: spentToday) {
-                    try db.execute(sql: "UPDATE ops SET status = 'voided', reason = ? WHERE id = ?",
+                    try db.cachedStatement(sql: "UPDATE ops SET status = 'voided', reason = ? WHERE id = ?").execute(
                                    arguments: [refusal.description, op.id.description])
                     let (void, voidBody) = try self.makeOperation(db) { _, _ in
                         .operationVoided(OperationVoided(of: op.id, member: member, reason: refusal.code.rawValue))
@@ -349,7 +349,7 @@ public final class NodeStore: Sendable {
                     return try .error(refusal)
                 }
                 let cost = spend.debit.costMinor
-                try db.execute(sql: "UPDATE ops SET status = 'pending', offline_minor = ?, day = ? WHERE id = ?",
+                try db.cachedStatement(sql: "UPDATE ops SET status = 'pending', offline_minor = ?, day = ? WHERE id = ?").execute(
                                arguments: [cost, day, op.id.description])
                 try Replica.apply(spend.body, of: op, db)
                 return try self.spendAnswer(spend, authorization: .offline, db)
@@ -363,9 +363,9 @@ public final class NodeStore: Sendable {
     public func prior(for spend: PendingSpend) throws -> [Operation] {
         try pool.read { db in
             let group = try Replica.group(of: try Replica.root(of: spend.body.member ?? MemberID(""), db), db).map(\.rawValue)
-            return try Row.fetchAll(db, sql: """
+            return try Row.fetchAll(db.cachedStatement(sql: """
                 SELECT * FROM ops WHERE status = 'pending' AND member_id IN (SELECT value FROM json_each(?)) ORDER BY seq LIMIT ?
-                """, arguments: [try JSONText.encode(group), SyncLimits.pushBatchMax]).map(Operation.init(row:))
+                """), arguments: [try JSONText.encode(group), SyncLimits.pushBatchMax]).map(Operation.init(row:))
         }
     }
 
@@ -386,16 +386,16 @@ public final class NodeStore: Sendable {
         let before = age.map { HLCTimestamp(wallMs: max(0, nowMs() - $0), counter: 0).packed }
         // Nothing to do is the common case: read first, so an idle node writes nothing.
         let waiting = try pool.read { db in
-            try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM ops WHERE status = 'authorizing' AND hlc < ?",
+            try Int.fetchOne(db.cachedStatement(sql: "SELECT COUNT(*) FROM ops WHERE status = 'authorizing' AND hlc < ?"),
                              arguments: [before ?? Int64.max]) ?? 0
         }
         guard waiting > 0 else { return 0 }
         return try SQLiteFiles.guarded { try pool.write { db in
-            let rows = try Row.fetchAll(db, sql: "SELECT * FROM ops WHERE status = 'authorizing' AND hlc < ?",
+            let rows = try Row.fetchAll(db.cachedStatement(sql: "SELECT * FROM ops WHERE status = 'authorizing' AND hlc < ?"),
                                         arguments: [before ?? Int64.max])
             for row in rows {
                 let op = try Operation(row: row)
-                try db.execute(sql: "UPDATE ops SET status = 'voided', reason = ? WHERE id = ?", arguments: [reason, op.id.description])
+                try db.cachedStatement(sql: "UPDATE ops SET status = 'voided', reason = ? WHERE id = ?").execute(arguments: [reason, op.id.description])
                 let (void, body) = try self.makeOperation(db) { _, _ in
                     .operationVoided(OperationVoided(of: op.id, member: (try? op.decoded())?.member, reason: reason))
                 }
@@ -445,8 +445,8 @@ public final class NodeStore: Sendable {
 
     public func counts() throws -> Counts {
         try pool.read { db in
-            Counts(pending: try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM ops WHERE status = 'pending'") ?? 0,
-                   rejected: try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM ops WHERE status = 'rejected'") ?? 0,
+            Counts(pending: try Int.fetchOne(db.cachedStatement(sql: "SELECT COUNT(*) FROM ops WHERE status = 'pending'")) ?? 0,
+                   rejected: try Int.fetchOne(db.cachedStatement(sql: "SELECT COUNT(*) FROM ops WHERE status = 'rejected'")) ?? 0,
                    cursor: try Meta.get("cursor", db).flatMap { Int64($0) } ?? 0,
                    bootstrapped: try Meta.get("bootstrapped", db) == "1")
         }
@@ -457,7 +457,7 @@ public final class NodeStore: Sendable {
     /// rejected rather than left to block every operation behind it.
     public func pendingBatch(limit: Int) throws -> [Operation] {
         let rows = try pool.read { db in
-            try Row.fetchAll(db, sql: "SELECT * FROM ops WHERE status = 'pending' ORDER BY seq LIMIT ?", arguments: [limit])
+            try Row.fetchAll(db.cachedStatement(sql: "SELECT * FROM ops WHERE status = 'pending' ORDER BY seq LIMIT ?"), arguments: [limit])
         }
         var ops: [Operation] = []
         var unreadable: [PushResult] = []
@@ -485,11 +485,11 @@ public final class NodeStore: Sendable {
                 let op = item.op
                 self.clock.withLock { _ = $0.observe(op.hlc, physicalMs: self.physicalMs()) }
                 let body = (try? op.decoded()) ?? .unknown
-                try db.execute(sql: """
+                try db.cachedStatement(sql: """
                     INSERT INTO ops (id, origin, seq, hlc, kind, kind_version, body, member_id, status, version)
                     VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'acked', ?)
                     ON CONFLICT(id) DO UPDATE SET status = 'acked', version = excluded.version
-                    """, arguments: [op.id.description, op.id.origin.rawValue, op.id.seq, op.hlc.packed, op.kind, op.kindVersion,
+                    """).execute(arguments: [op.id.description, op.id.origin.rawValue, op.id.seq, op.hlc.packed, op.kind, op.kindVersion,
                                      try JSONText.encode(op.body), body == .unknown ? nil : body.member?.rawValue, item.version])
                 // Applying effects is idempotent, so an operation of ours that is already applied
                 // is unchanged, and one we had voided or not yet applied now takes effect as at the hub.
@@ -546,7 +546,7 @@ public final class NodeStore: Sendable {
 
     private func replay(_ key: IdempotencyKey?, _ db: Database) throws -> TillAnswer? {
         guard let key else { return nil }
-        guard let row = try Row.fetchOne(db, sql: "SELECT fingerprint, status, body FROM idempotency WHERE key = ?", arguments: [key.key])
+        guard let row = try Row.fetchOne(db.cachedStatement(sql: "SELECT fingerprint, status, body FROM idempotency WHERE key = ?"), arguments: [key.key])
         else { return nil }
         guard row["fingerprint"] == key.fingerprint else {
             throw DomainError(.idempotencyKeyReused, "this Idempotency-Key was used for a different request")
@@ -556,7 +556,7 @@ public final class NodeStore: Sendable {
 
     private func remember(_ key: IdempotencyKey?, _ answer: TillAnswer, _ db: Database) throws {
         guard let key else { return }
-        try db.execute(sql: "INSERT INTO idempotency (key, fingerprint, status, body, created_at) VALUES (?, ?, ?, ?, ?)",
+        try db.cachedStatement(sql: "INSERT INTO idempotency (key, fingerprint, status, body, created_at) VALUES (?, ?, ?, ?, ?)").execute(
                        arguments: [key.key, key.fingerprint, answer.status, answer.body, isoNow()])
     }
 
@@ -581,10 +581,10 @@ public final class NodeStore: Sendable {
 
     private func record(_ op: Operation, _ body: OperationBody, status: String, apply: Bool = true, _ db: Database) throws {
         assert(op.id.origin == store, "a node records only its own new operations here")
-        try db.execute(sql: """
+        try db.cachedStatement(sql: """
             INSERT INTO ops (id, origin, seq, hlc, kind, kind_version, body, member_id, status)
             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
-            """, arguments: [op.id.description, op.id.origin.rawValue, op.id.seq, op.hlc.packed, op.kind, op.kindVersion,
+            """).execute(arguments: [op.id.description, op.id.origin.rawValue, op.id.seq, op.hlc.packed, op.kind, op.kindVersion,
                              try JSONText.encode(op.body), body.member?.rawValue, status])
         if apply { try Replica.apply(body, of: op, db) }
     }
@@ -593,15 +593,15 @@ public final class NodeStore: Sendable {
         for r in results {
             switch r.status {
             case .accepted, .duplicate:
-                try db.execute(sql: "UPDATE ops SET status = 'acked', version = ? WHERE id = ? AND status = 'pending'",
+                try db.cachedStatement(sql: "UPDATE ops SET status = 'acked', version = ? WHERE id = ? AND status = 'pending'").execute(
                                arguments: [r.version, r.id.description])
             case .rejected:
                 // The hub will never hold it: take its ledger entries out so this replica folds
                 // the same set as every other; the op stays, marked, and is counted in /v1/status.
-                try db.execute(sql: "UPDATE ops SET status = 'rejected', reason = ? WHERE id = ? AND status = 'pending'",
+                try db.cachedStatement(sql: "UPDATE ops SET status = 'rejected', reason = ? WHERE id = ? AND status = 'pending'").execute(
                                arguments: [r.reason, r.id.description])
                 if db.changesCount > 0 {
-                    try db.execute(sql: "DELETE FROM entries WHERE op_id = ?", arguments: [r.id.description])
+                    try db.cachedStatement(sql: "DELETE FROM entries WHERE op_id = ?").execute(arguments: [r.id.description])
                 }
             }
         }
@@ -609,10 +609,10 @@ public final class NodeStore: Sendable {
 
     private func offlineSpent(member: MemberID, day: Int64, _ db: Database) throws -> Int64 {
         let group = try Replica.group(of: try Replica.root(of: member, db), db).map(\.rawValue)
-        return try Int64.fetchOne(db, sql: """
+        return try Int64.fetchOne(db.cachedStatement(sql: """
             SELECT COALESCE(SUM(offline_minor), 0) FROM ops
             WHERE origin = ? AND day = ? AND member_id IN (SELECT value FROM json_each(?))
-            """, arguments: [store.rawValue, day, try JSONText.encode(group)]) ?? 0
+            """), arguments: [store.rawValue, day, try JSONText.encode(group)]) ?? 0
     }
 
     private func enrolledRoot(_ member: MemberID, _ db: Database) throws -> MemberID {
@@ -662,10 +662,10 @@ public final class NodeStore: Sendable {
 /// Small key-value settings of a replica (its store id, cursor, last sequence number).
 enum Meta {
     static func get(_ key: String, _ db: Database) throws -> String? {
-        try String.fetchOne(db, sql: "SELECT value FROM meta WHERE key = ?", arguments: [key])
+        try String.fetchOne(db.cachedStatement(sql: "SELECT value FROM meta WHERE key = ?"), arguments: [key])
     }
     static func set(_ key: String, _ value: String, _ db: Database) throws {
-        try db.execute(sql: "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+        try db.cachedStatement(sql: "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value").execute(
                        arguments: [key, value])
     }
 }

@@ -97,58 +97,58 @@ enum Replica {
         for effect in body.effects {
             switch effect {
             case .enrol(let member, let referrer):
-                try db.execute(sql: """
+                try db.cachedStatement(sql: """
                     INSERT INTO members (id, enrolled, referrer) VALUES (?, ?, ?)
                     ON CONFLICT(id) DO UPDATE SET enrolled = excluded.enrolled, referrer = excluded.referrer
                     WHERE members.enrolled IS NULL OR excluded.enrolled < members.enrolled
-                    """, arguments: [member.rawValue, stamp, referrer?.rawValue])
+                    """).execute(arguments: [member.rawValue, stamp, referrer?.rawValue])
             case .field(let member, let field, let value):
                 let column = field.rawValue // from a closed enum: safe to splice
-                try db.execute(sql: """
+                try db.cachedStatement(sql: """
                     INSERT INTO members (id, \(column), \(column)_stamp) VALUES (?, ?, ?)
                     ON CONFLICT(id) DO UPDATE SET \(column) = excluded.\(column), \(column)_stamp = excluded.\(column)_stamp
                     WHERE excluded.\(column)_stamp > members.\(column)_stamp
-                    """, arguments: [member.rawValue, value, stamp])
+                    """).execute(arguments: [member.rawValue, value, stamp])
             case .issueCard(let card, let member):
-                try db.execute(sql: """
+                try db.cachedStatement(sql: """
                     INSERT INTO cards (card, member_id, issued) VALUES (?, ?, ?)
                     ON CONFLICT(card) DO UPDATE SET member_id = excluded.member_id, issued = excluded.issued
                     WHERE cards.issued IS NULL OR excluded.issued < cards.issued
-                    """, arguments: [card.rawValue, member.rawValue, stamp])
+                    """).execute(arguments: [card.rawValue, member.rawValue, stamp])
             case .blockCard(let card):
-                try db.execute(sql: """
+                try db.cachedStatement(sql: """
                     INSERT INTO cards (card, blocked) VALUES (?, 1) ON CONFLICT(card) DO UPDATE SET blocked = 1
-                    """, arguments: [card.rawValue])
+                    """).execute(arguments: [card.rawValue])
             case .ledger(let e):
-                try db.execute(sql: """
+                try db.cachedStatement(sql: """
                     INSERT OR IGNORE INTO entries (op_id, part, member_id, value, bonus, points, lot, expired, qualifying, at_ms)
                     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-                    """, arguments: [opID, part, e.member.rawValue, e.value, e.bonus, e.points, e.lot?.number, e.expired, e.qualifying, op.hlc.wallMs])
+                    """).execute(arguments: [opID, part, e.member.rawValue, e.value, e.bonus, e.points, e.lot?.number, e.expired, e.qualifying, op.hlc.wallMs])
                 part += 1
             case .merge(let from, let into):
-                try db.execute(sql: """
+                try db.cachedStatement(sql: """
                     INSERT INTO merges (from_id, into_id, stamp) VALUES (?, ?, ?)
                     ON CONFLICT(from_id) DO UPDATE SET into_id = excluded.into_id, stamp = excluded.stamp
                     WHERE excluded.stamp < merges.stamp
-                    """, arguments: [from.rawValue, into.rawValue, stamp])
+                    """).execute(arguments: [from.rawValue, into.rawValue, stamp])
             case .refund(let of, let amount):
-                try db.execute(sql: "INSERT OR IGNORE INTO refunds (of, by, amount) VALUES (?, ?, ?)", arguments: [of.description, opID, amount])
+                try db.cachedStatement(sql: "INSERT OR IGNORE INTO refunds (of, by, amount) VALUES (?, ?, ?)").execute(arguments: [of.description, opID, amount])
             case .void(let of):
-                try db.execute(sql: "INSERT OR IGNORE INTO voids (of, by) VALUES (?, ?)", arguments: [of.description, opID])
+                try db.cachedStatement(sql: "INSERT OR IGNORE INTO voids (of, by) VALUES (?, ?)").execute(arguments: [of.description, opID])
             case .rules(let version, let document):
-                try db.execute(sql: "INSERT OR IGNORE INTO rules (version, body) VALUES (?, ?)", arguments: [version, try JSONText.encode(document)])
+                try db.cachedStatement(sql: "INSERT OR IGNORE INTO rules (version, body) VALUES (?, ?)").execute(arguments: [version, try JSONText.encode(document)])
             case .coupon(let coupon):
-                try db.execute(sql: """
+                try db.cachedStatement(sql: """
                     INSERT INTO coupons (id, member_id, body, stamp) VALUES (?, ?, ?, ?)
                     ON CONFLICT(id) DO UPDATE SET member_id = excluded.member_id, body = excluded.body, stamp = excluded.stamp
                     WHERE excluded.stamp < coupons.stamp
-                    """, arguments: [coupon.id, coupon.member.rawValue, try JSONText.encode(coupon), stamp])
+                    """).execute(arguments: [coupon.id, coupon.member.rawValue, try JSONText.encode(coupon), stamp])
             case .couponUsed(let coupon):
-                try db.execute(sql: "INSERT OR IGNORE INTO coupon_uses (coupon, op_id) VALUES (?, ?)", arguments: [coupon, opID])
+                try db.cachedStatement(sql: "INSERT OR IGNORE INTO coupon_uses (coupon, op_id) VALUES (?, ?)").execute(arguments: [coupon, opID])
             case .couponRestored(let coupon, let use):
-                try db.execute(sql: "INSERT OR IGNORE INTO coupon_restores (coupon, use_op) VALUES (?, ?)", arguments: [coupon, use.description])
+                try db.cachedStatement(sql: "INSERT OR IGNORE INTO coupon_restores (coupon, use_op) VALUES (?, ?)").execute(arguments: [coupon, use.description])
             case .membership(let period):
-                try db.execute(sql: "INSERT OR IGNORE INTO memberships (op_id, member_id, body) VALUES (?, ?, ?)",
+                try db.cachedStatement(sql: "INSERT OR IGNORE INTO memberships (op_id, member_id, body) VALUES (?, ?, ?)").execute(
                                arguments: [opID, period.member.rawValue, try JSONText.encode(period)])
             }
         }
@@ -159,7 +159,7 @@ enum Replica {
     static func root(of member: MemberID, _ db: Database) throws -> MemberID {
         var current = member
         for _ in 0..<64 {
-            guard let next = try String.fetchOne(db, sql: "SELECT into_id FROM merges WHERE from_id = ?", arguments: [current.rawValue])
+            guard let next = try String.fetchOne(db.cachedStatement(sql: "SELECT into_id FROM merges WHERE from_id = ?"), arguments: [current.rawValue])
             else { return current }
             current = MemberID(next)
         }
@@ -168,26 +168,26 @@ enum Replica {
 
     /// Every member id that resolves to `root` (root included).
     static func group(of root: MemberID, _ db: Database) throws -> [MemberID] {
-        try String.fetchAll(db, sql: """
+        try String.fetchAll(db.cachedStatement(sql: """
             WITH RECURSIVE grp(id) AS (VALUES (?) UNION SELECT merges.from_id FROM merges JOIN grp ON merges.into_id = grp.id)
             SELECT id FROM grp
-            """, arguments: [root.rawValue]).map(MemberID.init)
+            """), arguments: [root.rawValue]).map(MemberID.init)
     }
 
     /// What the member (resolved through merges) holds: the sums of its ledger entries.
     static func holdings(of member: MemberID, _ db: Database) throws -> Holdings {
         let root = try root(of: member, db)
-        let row = try Row.fetchOne(db, sql: """
+        let row = try Row.fetchOne(db.cachedStatement(sql: """
             WITH RECURSIVE grp(id) AS (VALUES (?) UNION SELECT merges.from_id FROM merges JOIN grp ON merges.into_id = grp.id)
             SELECT COALESCE(SUM(value + bonus), 0) AS value, COALESCE(SUM(bonus), 0) AS bonus, COALESCE(SUM(points), 0) AS points
             FROM entries WHERE member_id IN (SELECT id FROM grp)
-            """, arguments: [root.rawValue])
+            """), arguments: [root.rawValue])
         return Holdings(valueMinor: row?["value"] ?? 0, points: row?["points"] ?? 0, bonusMinor: row?["bonus"] ?? 0)
     }
 
     /// The newest programme version this replica holds (the built-in one before any).
     static func programme(_ db: Database) throws -> Programme {
-        guard let row = try Row.fetchOne(db, sql: "SELECT body FROM rules ORDER BY version DESC LIMIT 1") else { return .builtIn }
+        guard let row = try Row.fetchOne(db.cachedStatement(sql: "SELECT body FROM rules ORDER BY version DESC LIMIT 1")) else { return .builtIn }
         return try ProgrammeCache.programme(text: row["body"])
     }
 
@@ -196,19 +196,19 @@ enum Replica {
         let root = try root(of: member, db)
         let group = try JSONText.encode(try Self.group(of: root, db).map(\.rawValue))
         let ledger = try ledgerSummary(group: group, programme: programme, asOfMs: asOfMs, db)
-        let coupons = try String.fetchAll(db, sql: "SELECT body FROM coupons WHERE member_id IN (SELECT value FROM json_each(?))",
+        let coupons = try String.fetchAll(db.cachedStatement(sql: "SELECT body FROM coupons WHERE member_id IN (SELECT value FROM json_each(?))"),
                                           arguments: [group]).map { try JSONText.decode(Coupon.self, $0) }
         var uses: [String: Set<OperationID>] = [:], restores: [String: Set<OperationID>] = [:]
         if !coupons.isEmpty {
             let ids = try JSONText.encode(coupons.map(\.id))
-            for row in try Row.fetchAll(db, sql: "SELECT coupon, op_id FROM coupon_uses WHERE coupon IN (SELECT value FROM json_each(?))", arguments: [ids]) {
+            for row in try Row.fetchAll(db.cachedStatement(sql: "SELECT coupon, op_id FROM coupon_uses WHERE coupon IN (SELECT value FROM json_each(?))"), arguments: [ids]) {
                 if let op = OperationID(row["op_id"] as String) { uses[row["coupon"], default: []].insert(op) }
             }
-            for row in try Row.fetchAll(db, sql: "SELECT coupon, use_op FROM coupon_restores WHERE coupon IN (SELECT value FROM json_each(?))", arguments: [ids]) {
+            for row in try Row.fetchAll(db.cachedStatement(sql: "SELECT coupon, use_op FROM coupon_restores WHERE coupon IN (SELECT value FROM json_each(?))"), arguments: [ids]) {
                 if let op = OperationID(row["use_op"] as String) { restores[row["coupon"], default: []].insert(op) }
             }
         }
-        let memberships = try String.fetchAll(db, sql: "SELECT body FROM memberships WHERE member_id IN (SELECT value FROM json_each(?))",
+        let memberships = try String.fetchAll(db.cachedStatement(sql: "SELECT body FROM memberships WHERE member_id IN (SELECT value FROM json_each(?))"),
                                               arguments: [group]).map { try JSONText.decode(MembershipPeriod.self, $0) }
         return MemberStanding.derive(ledger: ledger, coupons: coupons, couponUses: uses, couponRestores: restores,
                                      memberships: memberships, programme: programme, asOfMs: asOfMs)
@@ -219,35 +219,35 @@ enum Replica {
     static func ledgerSummary(group: String, programme: Programme, asOfMs: Int64, _ db: Database) throws -> LedgerSummary {
         var ledger = LedgerSummary()
         let members = "member_id IN (SELECT value FROM json_each(?))"
-        if let row = try Row.fetchOne(db, sql: """
+        if let row = try Row.fetchOne(db.cachedStatement(sql: """
             SELECT COALESCE(SUM(value + bonus), 0) AS balance, COALESCE(SUM(bonus), 0) AS bonus, COALESCE(SUM(points), 0) AS points,
                    COALESCE(SUM(expired), 0) AS expired, COALESCE(SUM(CASE WHEN lot IS NOT NULL THEN points ELSE 0 END), 0) AS lifetime,
                    COALESCE(SUM(qualifying), 0) AS qualifying
             FROM entries WHERE \(members)
-            """, arguments: [group]) {
+            """), arguments: [group]) {
             ledger.balance = row["balance"]; ledger.bonus = row["bonus"]; ledger.points = row["points"]
             ledger.expired = row["expired"]; ledger.lifetimePoints = row["lifetime"]; ledger.qualifyingTotal = row["qualifying"]
         }
         let today = programme.calendar.day(ms: asOfMs)
-        for row in try Row.fetchAll(db, sql: """
+        for row in try Row.fetchAll(db.cachedStatement(sql: """
             SELECT lot, SUM(points) AS points FROM entries WHERE \(members) AND lot IS NOT NULL AND lot < ? GROUP BY lot
-            """, arguments: [group, today.number]) {
+            """), arguments: [group, today.number]) {
             ledger.endedLots[LocalDay(row["lot"])] = row["points"]
         }
         let bucket = LedgerSummary.bucketMs
         if let last = ledger.endedLots.keys.max() {
-            for row in try Row.fetchAll(db, sql: """
+            for row in try Row.fetchAll(db.cachedStatement(sql: """
                 SELECT (at_ms / \(bucket)) * \(bucket) AS b, -SUM(points) AS spent FROM entries
                 WHERE \(members) AND lot IS NULL AND expired = 0 AND points <> 0 AND at_ms < ? GROUP BY b
-                """, arguments: [group, PointsExpiry.spendsBound(lastEndedLot: last)]) {
+                """), arguments: [group, PointsExpiry.spendsBound(lastEndedLot: last)]) {
                 ledger.spends[row["b"]] = row["spent"]
             }
         }
         if MemberStanding.needsQualifyingBuckets(programme) {
-            for row in try Row.fetchAll(db, sql: """
+            for row in try Row.fetchAll(db.cachedStatement(sql: """
                 SELECT (at_ms / \(bucket)) * \(bucket) AS b, SUM(qualifying) AS q FROM entries
                 WHERE \(members) AND qualifying <> 0 GROUP BY b
-                """, arguments: [group]) {
+                """), arguments: [group]) {
                 ledger.qualifying[row["b"]] = row["q"]
             }
         }
@@ -255,7 +255,7 @@ enum Replica {
     }
 
     static func isEnrolled(_ member: MemberID, _ db: Database) throws -> Bool {
-        try Bool.fetchOne(db, sql: "SELECT enrolled IS NOT NULL FROM members WHERE id = ?", arguments: [member.rawValue]) ?? false
+        try Bool.fetchOne(db.cachedStatement(sql: "SELECT enrolled IS NOT NULL FROM members WHERE id = ?"), arguments: [member.rawValue]) ?? false
     }
 
     /// The member view: nil when neither the member nor its survivor is enrolled here.
@@ -265,7 +265,7 @@ enum Replica {
 
     static func view(of member: MemberID, programme: Programme, asOfMs: Int64, _ db: Database) throws -> MemberView? {
         let root = try root(of: member, db)
-        guard let row = try Row.fetchOne(db, sql: "SELECT * FROM members WHERE id = ? AND enrolled IS NOT NULL", arguments: [root.rawValue])
+        guard let row = try Row.fetchOne(db.cachedStatement(sql: "SELECT * FROM members WHERE id = ? AND enrolled IS NOT NULL"), arguments: [root.rawValue])
         else { return nil }
         return MemberView(
             id: member, card: try currentCard(of: root, db),
@@ -276,10 +276,10 @@ enum Replica {
 
     /// The member's latest issued card that is not blocked.
     static func currentCard(of root: MemberID, _ db: Database) throws -> CardNumber? {
-        try String.fetchOne(db, sql: """
+        try String.fetchOne(db.cachedStatement(sql: """
             SELECT card FROM cards WHERE member_id = ? AND blocked = 0 AND issued IS NOT NULL
             ORDER BY issued DESC, card DESC LIMIT 1
-            """, arguments: [root.rawValue]).map(CardNumber.init)
+            """), arguments: [root.rawValue]).map(CardNumber.init)
     }
 
     /// The wall-clock ms of a stored stamp key (`16 hex digits/origin`).
@@ -291,7 +291,7 @@ enum Replica {
 
     static func allViews(asOfMs: Int64, _ db: Database) throws -> [MemberView] {
         let programme = try programme(db)
-        let ids = try String.fetchAll(db, sql: "SELECT id FROM members WHERE enrolled IS NOT NULL")
+        let ids = try String.fetchAll(db.cachedStatement(sql: "SELECT id FROM members WHERE enrolled IS NOT NULL"))
         return try ids.map(MemberID.init).sorted().compactMap { try view(of: $0, programme: programme, asOfMs: asOfMs, db) }
     }
 
@@ -301,7 +301,7 @@ enum Replica {
     }
 
     static func card(_ card: CardNumber, _ db: Database) throws -> CardRecord? {
-        guard let row = try Row.fetchOne(db, sql: "SELECT member_id, blocked FROM cards WHERE card = ?", arguments: [card.rawValue])
+        guard let row = try Row.fetchOne(db.cachedStatement(sql: "SELECT member_id, blocked FROM cards WHERE card = ?"), arguments: [card.rawValue])
         else { return nil }
         let member: String? = row["member_id"]
         return CardRecord(member: member.map(MemberID.init), blocked: row["blocked"])
@@ -309,27 +309,27 @@ enum Replica {
 
     /// Enrolled members that are not merged into another and carry this phone.
     static func roots(withPhone phone: String, _ db: Database) throws -> [(MemberID, String)] {
-        try Row.fetchAll(db, sql: """
+        try Row.fetchAll(db.cachedStatement(sql: """
             SELECT id, enrolled FROM members
             WHERE phone = ? AND enrolled IS NOT NULL AND id NOT IN (SELECT from_id FROM merges)
             ORDER BY enrolled
-            """, arguments: [phone]).map { (MemberID($0["id"]), $0["enrolled"]) }
+            """), arguments: [phone]).map { (MemberID($0["id"]), $0["enrolled"]) }
     }
 
     /// How much of the operation's amount refunds have taken back so far.
     static func refundedAmount(_ op: OperationID, _ db: Database) throws -> Int64 {
         // A refund its store voided (its answer lost, the hub reversed it) refunded nothing.
-        try Int64.fetchOne(db, sql: """
+        try Int64.fetchOne(db.cachedStatement(sql: """
             SELECT COALESCE(SUM(amount), 0) FROM refunds WHERE of = ? AND by NOT IN (SELECT of FROM voids)
-            """, arguments: [op.description]) ?? 0
+            """), arguments: [op.description]) ?? 0
     }
 
     static func isVoided(_ op: OperationID, _ db: Database) throws -> Bool {
-        try Bool.fetchOne(db, sql: "SELECT EXISTS (SELECT 1 FROM voids WHERE of = ?)", arguments: [op.description]) ?? false
+        try Bool.fetchOne(db.cachedStatement(sql: "SELECT EXISTS (SELECT 1 FROM voids WHERE of = ?)"), arguments: [op.description]) ?? false
     }
 
     static func entries(of op: OperationID, _ db: Database) throws -> [LedgerEntry] {
-        try Row.fetchAll(db, sql: "SELECT * FROM entries WHERE op_id = ? ORDER BY part", arguments: [op.description]).map { row in
+        try Row.fetchAll(db.cachedStatement(sql: "SELECT * FROM entries WHERE op_id = ? ORDER BY part"), arguments: [op.description]).map { row in
             LedgerEntry(member: MemberID(row["member_id"]), value: row["value"], bonus: row["bonus"], points: row["points"],
                         lot: (row["lot"] as Int64?).map(LocalDay.init), expired: row["expired"], qualifying: row["qualifying"])
         }
@@ -337,11 +337,11 @@ enum Replica {
 
     /// Operations that used the coupon and whose use no full refund undid.
     static func liveUses(of coupon: String, _ db: Database) throws -> [String] {
-        try String.fetchAll(db, sql: """
+        try String.fetchAll(db.cachedStatement(sql: """
             SELECT op_id FROM coupon_uses u WHERE coupon = ?
             AND NOT EXISTS (SELECT 1 FROM coupon_restores r WHERE r.coupon = u.coupon AND r.use_op = u.op_id)
             ORDER BY op_id
-            """, arguments: [coupon])
+            """), arguments: [coupon])
     }
 
     // MARK: Snapshot (the folded state as a new node loads it)
@@ -361,34 +361,34 @@ enum Replica {
     }
 
     static func exportState(_ db: Database) throws -> State {
-        let members = try Row.fetchAll(db, sql: "SELECT * FROM members").map { row in
+        let members = try Row.fetchAll(db.cachedStatement(sql: "SELECT * FROM members")).map { row in
             Snapshot.Member(id: MemberID(row["id"]), enrolled: row["enrolled"], referrer: (row["referrer"] as String?).map(MemberID.init),
                             name: row["name"], nameStamp: row["name_stamp"], phone: row["phone"], phoneStamp: row["phone_stamp"],
                             birthday: row["birthday"], birthdayStamp: row["birthday_stamp"])
         }
-        let cards = try Row.fetchAll(db, sql: "SELECT * FROM cards").map { row in
+        let cards = try Row.fetchAll(db.cachedStatement(sql: "SELECT * FROM cards")).map { row in
             Snapshot.Card(card: CardNumber(row["card"]), member: (row["member_id"] as String?).map(MemberID.init),
                           issued: row["issued"], blocked: row["blocked"])
         }
-        let entries = try Row.fetchAll(db, sql: "SELECT * FROM entries ORDER BY op_id, part").map { row in
+        let entries = try Row.fetchAll(db.cachedStatement(sql: "SELECT * FROM entries ORDER BY op_id, part")).map { row in
             Snapshot.Entry(op: row["op_id"], part: row["part"], member: MemberID(row["member_id"]), value: row["value"], bonus: row["bonus"],
                            points: row["points"], lot: (row["lot"] as Int64?).map { LocalDay($0).iso }, expired: row["expired"],
                            qualifying: row["qualifying"], atMs: row["at_ms"])
         }
-        let merges = try Row.fetchAll(db, sql: "SELECT from_id, into_id, stamp FROM merges").map {
+        let merges = try Row.fetchAll(db.cachedStatement(sql: "SELECT from_id, into_id, stamp FROM merges")).map {
             Snapshot.Merge(from: MemberID($0["from_id"]), into: MemberID($0["into_id"]), stamp: $0["stamp"])
         }
-        let refunds = try Row.fetchAll(db, sql: "SELECT of, by, amount FROM refunds").map { Snapshot.Refunded(of: $0["of"], by: $0["by"], amount: $0["amount"]) }
-        let voided = try String.fetchAll(db, sql: "SELECT of FROM voids").compactMap(OperationID.init)
-        let rules = try Row.fetchAll(db, sql: "SELECT version, body FROM rules ORDER BY version").map {
+        let refunds = try Row.fetchAll(db.cachedStatement(sql: "SELECT of, by, amount FROM refunds")).map { Snapshot.Refunded(of: $0["of"], by: $0["by"], amount: $0["amount"]) }
+        let voided = try String.fetchAll(db.cachedStatement(sql: "SELECT of FROM voids")).compactMap(OperationID.init)
+        let rules = try Row.fetchAll(db.cachedStatement(sql: "SELECT version, body FROM rules ORDER BY version")).map {
             RulesPublished(version: $0["version"], programme: try JSONText.decode(JSONValue.self, $0["body"]))
         }
-        let coupons = try Row.fetchAll(db, sql: "SELECT body, stamp FROM coupons ORDER BY id").map {
+        let coupons = try Row.fetchAll(db.cachedStatement(sql: "SELECT body, stamp FROM coupons ORDER BY id")).map {
             Snapshot.HeldCoupon(coupon: try JSONText.decode(Coupon.self, $0["body"]), stamp: $0["stamp"])
         }
-        let uses = try Row.fetchAll(db, sql: "SELECT coupon, op_id FROM coupon_uses").map { Snapshot.Pair(from: $0["coupon"], to: $0["op_id"]) }
-        let restores = try Row.fetchAll(db, sql: "SELECT coupon, use_op FROM coupon_restores").map { Snapshot.Pair(from: $0["coupon"], to: $0["use_op"]) }
-        let memberships = try Row.fetchAll(db, sql: "SELECT op_id, body FROM memberships").map {
+        let uses = try Row.fetchAll(db.cachedStatement(sql: "SELECT coupon, op_id FROM coupon_uses")).map { Snapshot.Pair(from: $0["coupon"], to: $0["op_id"]) }
+        let restores = try Row.fetchAll(db.cachedStatement(sql: "SELECT coupon, use_op FROM coupon_restores")).map { Snapshot.Pair(from: $0["coupon"], to: $0["use_op"]) }
+        let memberships = try Row.fetchAll(db.cachedStatement(sql: "SELECT op_id, body FROM memberships")).map {
             Snapshot.Membership(op: $0["op_id"], period: try JSONText.decode(MembershipPeriod.self, $0["body"]))
         }
         return State(members: members, cards: cards, entries: entries, merges: merges, refunds: refunds, voided: voided, rules: rules,
@@ -398,46 +398,46 @@ enum Replica {
     /// Loads a snapshot into an empty replica, entry for entry.
     static func importState(_ s: Snapshot, _ db: Database) throws {
         for m in s.members {
-            try db.execute(sql: """
+            try db.cachedStatement(sql: """
                 INSERT INTO members (id, enrolled, referrer, name, name_stamp, phone, phone_stamp, birthday, birthday_stamp)
                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
-                """, arguments: [m.id.rawValue, m.enrolled, m.referrer?.rawValue, m.name, m.nameStamp, m.phone, m.phoneStamp, m.birthday, m.birthdayStamp])
+                """).execute(arguments: [m.id.rawValue, m.enrolled, m.referrer?.rawValue, m.name, m.nameStamp, m.phone, m.phoneStamp, m.birthday, m.birthdayStamp])
         }
         for c in s.cards {
-            try db.execute(sql: "INSERT INTO cards (card, member_id, issued, blocked) VALUES (?, ?, ?, ?)",
+            try db.cachedStatement(sql: "INSERT INTO cards (card, member_id, issued, blocked) VALUES (?, ?, ?, ?)").execute(
                            arguments: [c.card.rawValue, c.member?.rawValue, c.issued, c.blocked])
         }
         for e in s.entries {
-            try db.execute(sql: """
+            try db.cachedStatement(sql: """
                 INSERT INTO entries (op_id, part, member_id, value, bonus, points, lot, expired, qualifying, at_ms)
                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-                """, arguments: [e.op, e.part, e.member.rawValue, e.value, e.bonus, e.points, e.lot.flatMap(LocalDay.init(iso:))?.number,
+                """).execute(arguments: [e.op, e.part, e.member.rawValue, e.value, e.bonus, e.points, e.lot.flatMap(LocalDay.init(iso:))?.number,
                                  e.expired, e.qualifying, e.atMs])
         }
         for m in s.merges {
-            try db.execute(sql: "INSERT INTO merges (from_id, into_id, stamp) VALUES (?, ?, ?)", arguments: [m.from.rawValue, m.into.rawValue, m.stamp])
+            try db.cachedStatement(sql: "INSERT INTO merges (from_id, into_id, stamp) VALUES (?, ?, ?)").execute(arguments: [m.from.rawValue, m.into.rawValue, m.stamp])
         }
         for r in s.refunds {
-            try db.execute(sql: "INSERT INTO refunds (of, by, amount) VALUES (?, ?, ?)", arguments: [r.of, r.by, r.amount])
+            try db.cachedStatement(sql: "INSERT INTO refunds (of, by, amount) VALUES (?, ?, ?)").execute(arguments: [r.of, r.by, r.amount])
         }
         for v in s.voided {
-            try db.execute(sql: "INSERT INTO voids (of, by) VALUES (?, 'snapshot')", arguments: [v.description])
+            try db.cachedStatement(sql: "INSERT INTO voids (of, by) VALUES (?, 'snapshot')").execute(arguments: [v.description])
         }
         for r in s.rules {
-            try db.execute(sql: "INSERT INTO rules (version, body) VALUES (?, ?)", arguments: [r.version, try JSONText.encode(r.programme)])
+            try db.cachedStatement(sql: "INSERT INTO rules (version, body) VALUES (?, ?)").execute(arguments: [r.version, try JSONText.encode(r.programme)])
         }
         for c in s.coupons {
-            try db.execute(sql: "INSERT INTO coupons (id, member_id, body, stamp) VALUES (?, ?, ?, ?)",
+            try db.cachedStatement(sql: "INSERT INTO coupons (id, member_id, body, stamp) VALUES (?, ?, ?, ?)").execute(
                            arguments: [c.coupon.id, c.coupon.member.rawValue, try JSONText.encode(c.coupon), c.stamp])
         }
         for u in s.couponUses {
-            try db.execute(sql: "INSERT INTO coupon_uses (coupon, op_id) VALUES (?, ?)", arguments: [u.from, u.to])
+            try db.cachedStatement(sql: "INSERT INTO coupon_uses (coupon, op_id) VALUES (?, ?)").execute(arguments: [u.from, u.to])
         }
         for r in s.couponRestores {
-            try db.execute(sql: "INSERT INTO coupon_restores (coupon, use_op) VALUES (?, ?)", arguments: [r.from, r.to])
+            try db.cachedStatement(sql: "INSERT INTO coupon_restores (coupon, use_op) VALUES (?, ?)").execute(arguments: [r.from, r.to])
         }
         for m in s.memberships {
-            try db.execute(sql: "INSERT INTO memberships (op_id, member_id, body) VALUES (?, ?, ?)",
+            try db.cachedStatement(sql: "INSERT INTO memberships (op_id, member_id, body) VALUES (?, ?, ?)").execute(
                            arguments: [m.op, m.period.member.rawValue, try JSONText.encode(m.period)])
         }
     }

@@ -8,6 +8,7 @@ import Logging
 import NIOCore
 import NIOSSL
 import ServiceLifecycle
+import TesseraBench
 import TesseraCore
 import TesseraHTTP
 import TesseraHub
@@ -22,7 +23,7 @@ struct Tessera: AsyncParsableCommand {
         commandName: "tessera",
         abstract: "Membership cards for chain stores: store nodes that work offline, and a hub.",
         subcommands: [HubCommand.self, StoreCommand.self, AdminCommand.self, RulesCommand.self, JobsCommand.self, NodeCommand.self,
-                      UpCommand.self, SimulateCommand.self])
+                      UpCommand.self, SimulateCommand.self, BenchCommand.self, BenchEmptyCommand.self])
 }
 
 struct LogOptions: ParsableArguments {
@@ -405,5 +406,55 @@ struct SimulateCommand: AsyncParsableCommand {
             + "\(faults) network faults, \(crashes) crashes, \(overdrafts) overdrafts reported, \(expiries) points expiries, \(coupons) coupons redeemed; "
             + "\(String(format: "%.1f", Date().timeIntervalSince(started))) s")
         if failed > 0 { throw ExitCode(1) }
+    }
+}
+
+/// The benchmark suite: real processes on loopback, each figure beside the limit measured in
+/// the same run (raw SQLite commits and inserts, an empty handler on the same HTTP stack).
+struct BenchCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "bench",
+        abstract: "Measure till latency, hub ingest, catch-up, bootstrap, memory and pull cost; prints a table.")
+    @Flag(help: "The sizes the targets are stated for (100 stores x 1,000 ops, 1M members / 10M ops): takes hours.") var full = false
+    @Option(help: "Only these parts, comma-separated: \(Bench.parts.joined(separator: ", ")).") var only: String?
+    @Option(help: "Folder for the databases (on the disk to measure); removed at the end unless --keep.") var dir: String?
+    @Flag(help: "Keep the folder.") var keep = false
+    @Option(help: "Also write the table (Markdown) to this file.") var out: String?
+
+    func run() async throws {
+        let parts = Set((only ?? "").split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty })
+        if let unknown = parts.subtracting(Bench.parts).first { throw ValidationError("unknown part \(unknown); parts: \(Bench.parts.joined(separator: ", "))") }
+        let folder = dir ?? (FileManager.default.currentDirectoryPath as NSString).appendingPathComponent(".tessera-bench")
+        let binary = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
+        let bench = Bench(binary: binary, folder: folder, sizes: full ? .full : .quick, only: parts) { say($0) }
+        let started = Date()
+        let rows = try await bench.run()
+        if !keep { try? FileManager.default.removeItem(atPath: folder) }
+        var table = ["| measure | Tessera | limit (same run) | Tessera / limit | target |", "|---|---|---|---|---|"]
+        table += rows.map { "| \($0.what) | \($0.tessera) | \($0.limit) | \($0.ratio) | \($0.target) |" }
+        say("")
+        table.forEach(say)
+        say(String(format: "\n%@ sizes, %.0f s", full ? "full" : "quick", Date().timeIntervalSince(started)))
+        if let out { try (table.joined(separator: "\n") + "\n").write(toFile: out, atomically: true, encoding: .utf8) }
+    }
+}
+
+/// An empty handler on the hub's and node's HTTP stack (Hummingbird, HTTP/1.1): the floor
+/// under every request's latency, for `tessera bench`.
+struct BenchEmptyCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "bench-empty", abstract: "An empty HTTP handler (for tessera bench).",
+                                                    shouldDisplay: false)
+    @Option var listen: String = "127.0.0.1:0"
+
+    func run() async throws {
+        let address = try parseListen(listen)
+        let router = Router()
+        router.post("/empty") { request, _ in
+            _ = try await request.body.collect(upTo: 1 << 20)
+            return Response(status: .created, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(string: "{}")))
+        }
+        let app = Application(router: router, server: .http1(configuration: .init(idleTimeout: .seconds(75))),
+                              configuration: .init(address: .hostname(address.host, port: address.port), serverName: "tessera-bench"),
+                              onServerRunning: { announce("bench-empty", $0) })
+        try await app.runService()
     }
 }

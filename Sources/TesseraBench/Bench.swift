@@ -1,0 +1,443 @@
+import AsyncHTTPClient
+import Foundation
+import GRDB
+import Logging
+import NIOCore
+import NIOHTTP1
+import TesseraCore
+import TesseraNode
+import TesseraProtocol
+import TesseraStorage
+
+/// How big each benchmark runs. `quick` finishes in a few minutes on 2 cores; `full` is the
+/// size the targets are stated for (it takes much longer, mostly generating the data).
+public struct BenchSizes: Sendable {
+    public var commits: Int
+    public var purchases: Int
+    public var ingestStores: Int
+    public var ingestOpsPerStore: Int
+    public var catchUpStores: [Int]
+    public var catchUpOpsPerStore: Int
+    public var bootstrapMembers: Int
+    public var bootstrapOpsPerMember: Int
+
+    public static let quick = BenchSizes(commits: 2000, purchases: 2000, ingestStores: 4, ingestOpsPerStore: 5000,
+                                         catchUpStores: [10, 20, 40], catchUpOpsPerStore: 200,
+                                         bootstrapMembers: 20_000, bootstrapOpsPerMember: 10)
+    public static let full = BenchSizes(commits: 10_000, purchases: 10_000, ingestStores: 10, ingestOpsPerStore: 10_000,
+                                        catchUpStores: [10, 100, 1000], catchUpOpsPerStore: 1000,
+                                        bootstrapMembers: 1_000_000, bootstrapOpsPerMember: 10)
+}
+
+/// One line of the table: Tessera's figure beside the limit measured in the same run.
+public struct BenchRow: Sendable {
+    public var what: String
+    public var tessera: String
+    public var limit: String
+    public var ratio: String
+    public var target: String
+}
+
+/// The benchmark suite: real `tessera` processes on loopback, real SQLite files on the disk of
+/// `folder`, and the hardware's own limits measured the same way in the same run.
+public struct Bench: Sendable {
+    let binary: String
+    let folder: String
+    let sizes: BenchSizes
+    let only: Set<String>
+    let report: @Sendable (String) -> Void
+
+    public init(binary: String, folder: String, sizes: BenchSizes, only: Set<String>, report: @escaping @Sendable (String) -> Void) {
+        self.binary = binary; self.folder = folder; self.sizes = sizes; self.only = only; self.report = report
+    }
+
+    public static let parts = ["till", "ingest", "catchup", "bootstrap"]
+
+    func wants(_ part: String) -> Bool { only.isEmpty || only.contains(part) }
+
+    public func run() async throws -> [BenchRow] {
+        try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+        let client = LoadClient()
+        var rows: [BenchRow] = []
+        do {
+            report("machine: \(machineDescription())")
+            let limits = try await Limits.measure(binary: binary, folder: sub("limits"), sizes: sizes, client: client, report: report)
+            var pulls: [(history: Int, ms: Double)] = []
+            if wants("till") { rows += try await till(limits, client, &pulls) }
+            if wants("ingest") { rows += try await ingest(limits, &pulls) }
+            if wants("catchup") { rows += try await catchUp(limits) }
+            if wants("bootstrap") { rows += try await bootstrap(limits, client, &pulls) }
+            if let small = pulls.min(by: { $0.history < $1.history }), let large = pulls.max(by: { $0.history < $1.history }), pulls.count > 1 {
+                for p in pulls.sorted(by: { $0.history < $1.history }) {
+                    rows.append(BenchRow(what: "Pull when up to date, \(p.history) ops of history (p50)", tessera: ms(p.ms),
+                                         limit: "empty handler \(ms(limits.empty1.p50))", ratio: String(format: "%.1fx", p.ms / limits.empty1.p50),
+                                         target: "constant"))
+                }
+                rows.append(BenchRow(what: "Pull cost, \(large.history) vs \(small.history) ops of history", tessera: String(format: "%.2fx", large.ms / small.ms),
+                                     limit: "1.00x", ratio: "", target: "does not grow"))
+            }
+            rows.insert(contentsOf: limits.rows, at: 0)
+        } catch {
+            await client.shutdown()
+            throw error
+        }
+        await client.shutdown()
+        return rows
+    }
+
+    func sub(_ name: String) -> String {
+        let path = (folder as NSString).appendingPathComponent(name)
+        try? FileManager.default.removeItem(atPath: path)
+        try? FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+        return path
+    }
+
+    // MARK: - Till latency
+
+    func till(_ limits: Limits, _ client: LoadClient, _ pulls: inout [(history: Int, ms: Double)]) async throws -> [BenchRow] {
+        report("till latency: a hub and a node, purchases through the node's HTTP API")
+        let dir = sub("till")
+        let chain = try Chain.make(dir, stores: ["bench-1"])
+        let hub = try await Server(binary: binary, ["hub", "--data", chain.hubData, "--listen", "127.0.0.1:0", "--rate-limit", "1000000"],
+                                   folder: dir, name: "hub")
+        defer { hub.stop() }
+        let node = try await Server(binary: binary, ["node", "--data", (dir as NSString).appendingPathComponent("node"), "--store", "bench-1",
+                                                     "--hub", hub.url, "--token", chain.tokens[0], "--listen", "127.0.0.1:0"],
+                                    folder: dir, name: "node")
+        defer { node.stop() }
+        try await waitBootstrapped(node.url, client)
+        var members: [String] = []
+        for i in 0..<64 {
+            let m = try await client.ok(.POST, node.url + "/v1/members", json: #"{"name":"Member \#(i)","phone":"+1555\#(String(format: "%07d", i))"}"#)
+            guard let id = m.json["id"] as? String else { throw BenchFailure("no member id") }
+            _ = try await client.ok(.POST, node.url + "/v1/members/\(id)/recharge", json: #"{"amount":1000000}"#,
+                                    headers: [("Idempotency-Key", "r-\(i)")])
+            members.append(id)
+        }
+        let list = members
+        let url = node.url
+        @Sendable func purchase(_ i: Int, balance: Bool) async throws {
+            let body = balance ? #"{"amount":\#(100 + i % 50),"pay_from_balance":true}"# : #"{"amount":\#(1000 + i % 500)}"#
+            _ = try await client.ok(.POST, url + "/v1/members/\(list[i % list.count])/purchase", json: body,
+                                    headers: [("Idempotency-Key", "p-\(balance)-\(i)-\(UUID().uuidString)")])
+        }
+        _ = try await load(concurrency: 1, total: 100) { try await purchase($0 + 1_000_000, balance: false) } // warm up
+        let one = try await load(concurrency: 1, total: sizes.purchases) { try await purchase($0, balance: false) }
+        let eight = try await load(concurrency: 8, total: sizes.purchases) { try await purchase($0 + 2_000_000, balance: false) }
+        let spend = try await load(concurrency: 1, total: max(100, sizes.purchases / 4)) { try await purchase($0 + 3_000_000, balance: true) }
+        report(String(format: "  1 till p50 %.2f ms, 8 tills p50 %.2f ms, hub-authorised p50 %.2f ms", one.p50, eight.p50, spend.p50))
+
+        let history = try Chain.hubHead(chain.hubData)
+        pulls.append((Int(history), try await pullCost(hub.url, token: chain.tokens[0], head: history)))
+
+        let floor1 = limits.empty1.p50 + limits.commit.p50
+        let floor8 = limits.empty8.p50 + limits.commit.p50
+        func latency(_ label: String, _ l: Latencies, _ floor: Double, _ emptyLabel: String) -> [BenchRow] {
+            [BenchRow(what: "\(label): p50", tessera: ms(l.p50), limit: "\(emptyLabel) + 1 commit = \(ms(floor))",
+                      ratio: String(format: "%.1fx", l.p50 / floor), target: "<= 1 ms"),
+             BenchRow(what: "\(label): p99 / max", tessera: "\(ms(l.p99)) / \(ms(l.max))", limit: "", ratio: "", target: "p99 <= 5 ms")]
+        }
+        return latency("Purchase, 1 till", one, floor1, "empty handler")
+            + latency("Purchase, 8 tills", eight, floor8, "empty handler x8")
+            + [BenchRow(what: "Purchases per second, 1 till", tessera: rate(one.perSecond, "/s"),
+                        limit: "\(rate(limits.commit.perSecond, "commits/s")) (raw FULL)",
+                        ratio: String(format: "%.0f%%", 100 * one.perSecond / limits.commit.perSecond), target: ">= 50%"),
+               BenchRow(what: "Purchases per second, 8 tills", tessera: rate(eight.perSecond, "/s"),
+                        limit: "\(rate(limits.commit.perSecond, "commits/s")) (raw FULL)",
+                        ratio: String(format: "%.0f%%", 100 * eight.perSecond / limits.commit.perSecond), target: ">= 50%"),
+               BenchRow(what: "Stored-value spend, hub authorises, 1 till: p50 / p99", tessera: "\(ms(spend.p50)) / \(ms(spend.p99))",
+                        limit: "2 round trips + 2 commits = \(ms(2 * floor1))", ratio: String(format: "%.1fx", spend.p50 / (2 * floor1)), target: "")]
+    }
+
+    func waitBootstrapped(_ node: String, _ client: LoadClient, timeout: Double = 600) async throws {
+        let deadline = Date().addingTimeInterval(timeout)
+        while Date() < deadline {
+            if let status = try? await client.call(.GET, node + "/v1/status"), status.json["bootstrapped"] as? Bool == true { return }
+            try await Task.sleep(for: .milliseconds(10))
+        }
+        throw BenchFailure("the node did not bootstrap")
+    }
+
+    /// The median time of an up-to-date node's pull (nothing new), over 300 calls.
+    func pullCost(_ hub: String, token: String, head: Int64) async throws -> Double {
+        guard let base = URL(string: hub) else { throw BenchFailure("bad hub URL") }
+        let client = HubClient(base: base, token: token, authorizeTimeout: 10)
+        _ = try await client.pull(after: head, pending: 0)
+        let l = try await load(concurrency: 1, total: 300) { _ in
+            let page = try await client.pull(after: head, pending: 0)
+            guard page.ops.isEmpty else { throw BenchFailure("an up-to-date pull returned operations") }
+        }
+        return l.p50
+    }
+
+    // MARK: - Hub ingest
+
+    func ingest(_ limits: Limits, _ pulls: inout [(history: Int, ms: Double)]) async throws -> [BenchRow] {
+        let stores = (1...sizes.ingestStores).map { "ingest-\($0)" }
+        report("hub ingest: \(stores.count) stores push \(sizes.ingestOpsPerStore) operations each, in batches of \(SyncLimits.pushBatchMax)")
+        let dir = sub("ingest")
+        let chain = try Chain.make(dir, stores: stores)
+        let outboxes = try chain.generate(stores: stores, opsPerStore: sizes.ingestOpsPerStore, membersPerStore: sizes.ingestOpsPerStore / 10,
+                                          scratch: scratch("ingest"))
+        let total = outboxes.reduce(0) { $0 + $1.count }
+        let raw = try Limits.rawBatchedInserts(outboxes.flatMap { $0 }, folder: dir)
+        let hub = try await Server(binary: binary, ["hub", "--data", chain.hubData, "--listen", "127.0.0.1:0", "--rate-limit", "1000000"],
+                                   folder: dir, name: "hub")
+        defer { hub.stop() }
+        guard let base = URL(string: hub.url) else { throw BenchFailure("bad hub URL") }
+        let wall = try await secondsAsync {
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for (i, store) in stores.enumerated() {
+                    let client = HubClient(base: base, token: chain.tokens[i], authorizeTimeout: 10, syncTimeout: 120)
+                    let ops = outboxes[i]
+                    group.addTask {
+                        for start in stride(from: 0, to: ops.count, by: SyncLimits.pushBatchMax) {
+                            let batch = Array(ops[start..<min(ops.count, start + SyncLimits.pushBatchMax)])
+                            let results = try await client.push(PushRequest(store: StoreID(rawValue: store) ?? .hub, ops: batch)).results
+                            guard results.allSatisfy({ $0.status == .accepted }) else { throw BenchFailure("the hub did not accept a batch") }
+                        }
+                    }
+                }
+                try await group.waitForAll()
+            }
+        }
+        let perSecond = Double(total) / wall
+        report(String(format: "  %d ops in %.2f s: %.0f ops/s (raw batched inserts %.0f rows/s)", total, wall, perSecond, raw))
+        let history = try Chain.hubHead(chain.hubData)
+        pulls.append((Int(history), try await pullCost(hub.url, token: chain.tokens[0], head: history)))
+        return [BenchRow(what: "Hub ingest on SQLite, \(stores.count) stores pushing \(SyncLimits.pushBatchMax)-op batches",
+                         tessera: rate(perSecond, "ops/s"), limit: "\(rate(raw, "rows/s")) (raw batched inserts)",
+                         ratio: String(format: "%.0f%%", 100 * perSecond / raw), target: ">= 50%")]
+    }
+
+    /// A folder on a RAM disk for generating data (not timed), when there is one.
+    func scratch(_ name: String) -> String {
+        let shm = "/dev/shm"
+        let base = FileManager.default.fileExists(atPath: shm) ? shm : folder
+        let path = (base as NSString).appendingPathComponent("tessera-bench-\(getpid())-\(name)")
+        try? FileManager.default.removeItem(atPath: path)
+        try? FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+        return path
+    }
+
+    // MARK: - Catch-up after an outage
+
+    func catchUp(_ limits: Limits) async throws -> [BenchRow] {
+        var rows: [BenchRow] = []
+        var previous: (stores: Int, seconds: Double)?
+        for count in sizes.catchUpStores {
+            let k = sizes.catchUpOpsPerStore
+            report("catch-up: \(count) stores, \(k) operations each made offline, reconnect at once")
+            let dir = sub("catchup-\(count)")
+            let stores = (1...count).map { "s\($0)" }
+            let chain = try Chain.make(dir, stores: stores)
+            // Each store's node, on disk, bootstrapped while the hub was reachable, then offline.
+            let nodes = try stores.enumerated().map { i, store in
+                try NodeStore(path: (dir as NSString).appendingPathComponent("\(store).sqlite"), store: StoreID(rawValue: store) ?? .hub)
+            }
+            let hubStore = try HubStore(path: chain.hubPath)
+            for (i, node) in nodes.enumerated() {
+                try node.bootstrap(try hubStore.snapshot(for: node.store))
+                try Chain.tillWork(node, storeIndex: i, ops: k, members: max(1, k / 10))
+            }
+            let base = try Chain.hubHead(chain.hubData)
+            let target = base + Int64(count * k)
+            let hub = try await Server(binary: binary, ["hub", "--data", chain.hubData, "--listen", "127.0.0.1:0", "--rate-limit", "1000000"],
+                                       folder: dir, name: "hub")
+            defer { hub.stop() }
+            guard let url = URL(string: hub.url) else { throw BenchFailure("bad hub URL") }
+            // The nodes share this process (on their own machines each has its own connection).
+            var configuration = HTTPClient.Configuration()
+            configuration.connectionPool.retryConnectionEstablishment = false
+            configuration.connectionPool.concurrentHTTP1ConnectionsPerHostSoftLimit = count
+            configuration.timeout = .init(connect: .seconds(10))
+            let http = HTTPClient(eventLoopGroup: HTTPClient.defaultEventLoopGroup, configuration: configuration)
+            var logger = Logger(label: "bench")
+            logger.logLevel = .critical
+            let quiet = logger
+            let wall: Double
+            do {
+                wall = try await secondsAsync {
+                    try await withThrowingTaskGroup(of: Void.self) { group in
+                        for (i, node) in nodes.enumerated() {
+                            let sync = SyncLoop(store: node, client: HubClient(base: url, token: chain.tokens[i], authorizeTimeout: 10, syncTimeout: 300, http: http),
+                                                intervalMs: 100, logger: quiet)
+                            group.addTask {
+                                while true {
+                                    try await sync.syncOnce()
+                                    let c = try node.counts()
+                                    if c.pending == 0 && c.cursor >= target { return }
+                                    try await Task.sleep(for: .milliseconds(50))
+                                }
+                            }
+                        }
+                        try await group.waitForAll()
+                    }
+                }
+            } catch {
+                try? await http.shutdown()
+                throw error
+            }
+            try await http.shutdown()
+            let folds = count * count * k
+            let rawSeconds = Double(folds) / limits.batchedRowsPerSecond
+            report(String(format: "  every replica folded all %d ops in %.2f s (hub peak RSS %@)", count * k, wall, megabytes(hub.peakRSSBytes)))
+            var growth = ""
+            if let previous {
+                growth = String(format: " (x%.1f for x%.1f stores)", wall / previous.seconds, Double(count) / Double(previous.stores))
+            }
+            rows.append(BenchRow(what: "Catch-up: \(count) stores x \(k) offline ops, all replicas hold all \(count * k)",
+                                 tessera: String(format: "%.2f s", wall) + growth,
+                                 limit: String(format: "%.2f s to insert %d rows raw", rawSeconds, folds),
+                                 ratio: String(format: "%.1fx", wall / rawSeconds), target: count == 100 && k == 1000 ? "<= 10 s" : "linear"))
+            rows.append(BenchRow(what: "Hub peak memory during the \(count)-store catch-up", tessera: megabytes(hub.peakRSSBytes),
+                                 limit: "", ratio: "", target: ""))
+            previous = (count, wall)
+        }
+        return rows
+    }
+
+    // MARK: - Bootstrap
+
+    func bootstrap(_ limits: Limits, _ client: LoadClient, _ pulls: inout [(history: Int, ms: Double)]) async throws -> [BenchRow] {
+        let members = sizes.bootstrapMembers
+        let opsTotal = members * sizes.bootstrapOpsPerMember
+        report("bootstrap: a chain of \(members) members and \(opsTotal) operations (generating them takes a while)")
+        let dir = sub("bootstrap")
+        let generators = (1...4).map { "gen-\($0)" }
+        let chain = try Chain.make(dir, stores: generators + ["joiner"])
+        let generated = try seconds {
+            try chain.populateHub(stores: generators, opsPerStore: opsTotal / generators.count,
+                                  membersPerStore: members / generators.count, scratch: scratch("bootstrap"))
+        }
+        let history = try Chain.hubHead(chain.hubData)
+        report(String(format: "  generated and ingested %d ops in %.0f s", history, generated))
+        let hub = try await Server(binary: binary, ["hub", "--data", chain.hubData, "--listen", "127.0.0.1:0", "--rate-limit", "1000000"],
+                                   folder: dir, name: "hub")
+        defer { hub.stop() }
+        let nodeData = (dir as NSString).appendingPathComponent("joiner")
+        var node: Server?
+        let wall = try await secondsAsync {
+            let started = try await Server(binary: binary, ["node", "--data", nodeData, "--store", "joiner", "--hub", hub.url,
+                                                            "--token", chain.tokens.last ?? "", "--listen", "127.0.0.1:0"],
+                                           folder: dir, name: "joiner")
+            node = started
+            try await waitBootstrapped(started.url, client, timeout: 3600)
+        }
+        guard let node else { throw BenchFailure("no node") }
+        defer { node.stop() }
+        // It serves a till at once: a member lookup and a sale.
+        let answer = try await client.ok(.POST, node.url + "/v1/members", json: #"{"name":"New","phone":"+19990000001"}"#)
+        guard answer.status == 201 else { throw BenchFailure("the new node did not serve a till") }
+        let snapshot = try await client.ok(.GET, hub.url + "/v1/sync/snapshot",
+                                           headers: [("Authorization", "Bearer \(chain.tokens.last ?? "")"), ("Tessera-Protocol", "1")])
+        let bytes = snapshot.body.readableBytes
+        let disk = diskBytes((nodeData as NSString).appendingPathComponent("node.sqlite"))
+        let rss = node.peakRSSBytes
+        report(String(format: "  serves tills after %.2f s; snapshot %@; node disk %@; node peak RSS %@", wall, megabytes(bytes), megabytes(disk), megabytes(rss)))
+        pulls.append((Int(history), try await pullCost(hub.url, token: chain.tokens[0], head: history)))
+        let rawSeconds = Double(history) / limits.batchedRowsPerSecond
+        return [
+            BenchRow(what: "Bootstrap: new node, \(members) members / \(history) ops, until it serves tills",
+                     tessera: String(format: "%.2f s", wall), limit: String(format: "%.2f s to insert %d rows raw", rawSeconds, history),
+                     ratio: String(format: "%.1fx", wall / rawSeconds), target: members >= 1_000_000 ? "<= 30 s" : "<= 30 s at 1M/10M"),
+            BenchRow(what: "Bootstrap: bytes transferred (snapshot)", tessera: megabytes(bytes), limit: "", ratio: "", target: ""),
+            BenchRow(what: "Bootstrap: node disk size", tessera: megabytes(disk), limit: "", ratio: "", target: ""),
+            BenchRow(what: "Node peak memory with \(members) members", tessera: megabytes(rss), limit: "", ratio: "", target: "<= 200 MB at 1M"),
+        ]
+    }
+}
+
+/// The physical limits, measured first: single-row FULL commits, batched inserts, and an
+/// empty handler on the same HTTP stack.
+struct Limits: Sendable {
+    var commit: Latencies
+    var batchedRowsPerSecond: Double
+    var empty1: Latencies
+    var empty8: Latencies
+
+    var rows: [BenchRow] {
+        [BenchRow(what: "Limit: SQLite single-row commit (WAL, synchronous=FULL): p50 / rate", tessera: "",
+                  limit: "\(ms(commit.p50)) / \(rate(commit.perSecond, "commits/s"))", ratio: "", target: ""),
+         BenchRow(what: "Limit: SQLite batched inserts (\(SyncLimits.pushBatchMax) rows a transaction)", tessera: "",
+                  limit: rate(batchedRowsPerSecond, "rows/s"), ratio: "", target: ""),
+         BenchRow(what: "Limit: empty handler, same HTTP stack: p50, 1 / 8 clients", tessera: "",
+                  limit: "\(ms(empty1.p50)) / \(ms(empty8.p50)) (\(rate(empty8.perSecond, "req/s")))", ratio: "", target: "")]
+    }
+
+    static func measure(binary: String, folder: String, sizes: BenchSizes, client: LoadClient, report: @Sendable (String) -> Void) async throws -> Limits {
+        report("limits: raw SQLite commits and inserts, and an empty HTTP handler")
+        let commit = try rawCommits(sizes.commits, folder: folder)
+        let rows = (0..<20_000).map { i in RawRow(id: "store-1/\(i)", origin: "store-1", seq: Int64(i), hlc: Int64(i) << 16, kind: "purchase",
+                                                  body: String(repeating: "x", count: 400), member: "m-\(i % 1000)") }
+        let batched = try rawBatchedInserts(rows: rows, folder: folder)
+
+        let empty = try await Server(binary: binary, ["bench-empty", "--listen", "127.0.0.1:0"], folder: folder, name: "empty")
+        let url = empty.url + "/empty"
+        let payload = #"{"amount":1234}"#
+        _ = try await load(concurrency: 1, total: 200) { _ in _ = try await client.ok(.POST, url, json: payload) }
+        let empty1 = try await load(concurrency: 1, total: sizes.purchases) { _ in _ = try await client.ok(.POST, url, json: payload) }
+        let empty8 = try await load(concurrency: 8, total: sizes.purchases) { _ in _ = try await client.ok(.POST, url, json: payload) }
+        empty.stop()
+        report(String(format: "  commit p50 %.3f ms (%.0f/s); batched %.0f rows/s; empty handler p50 %.3f ms", commit.p50, commit.perSecond, batched, empty1.p50))
+        return Limits(commit: commit, batchedRowsPerSecond: batched, empty1: empty1, empty8: empty8)
+    }
+
+    /// Single-row transactions, one after another, each durable (WAL, synchronous=FULL).
+    static func rawCommits(_ count: Int, folder: String) throws -> Latencies {
+        let pool = try SQLiteFiles.openPool(path: (folder as NSString).appendingPathComponent("raw.sqlite"))
+        guard try SQLiteFiles.synchronousMode(pool) == 2 else { throw BenchFailure("raw SQLite is not at synchronous=FULL") }
+        try pool.write { try $0.execute(sql: "CREATE TABLE t (id TEXT PRIMARY KEY NOT NULL, body TEXT NOT NULL)") }
+        let body = String(repeating: "x", count: 400)
+        var samples: [UInt64] = []
+        let started = Clock.now()
+        for i in 0..<count {
+            let t = Clock.now()
+            try pool.write { try $0.execute(sql: "INSERT INTO t (id, body) VALUES (?, ?)", arguments: ["row-\(i)", body]) }
+            samples.append(Clock.now() - t)
+        }
+        let commit = Latencies(samples: samples, wallSeconds: Double(Clock.now() - started) / 1e9)
+        return commit
+    }
+
+    struct RawRow {
+        var id: String, origin: String, seq: Int64, hlc: Int64, kind: String, body: String, member: String?
+    }
+
+    /// The same rows as the hub's log, inserted straight into SQLite, a batch per transaction.
+    static func rawBatchedInserts(_ ops: [TesseraCore.Operation], folder: String) throws -> Double {
+        let encoder = JSONEncoder()
+        let rows = try ops.map { op in
+            RawRow(id: op.id.description, origin: op.id.origin.rawValue, seq: Int64(op.id.seq), hlc: op.hlc.packed, kind: op.kind,
+                   body: String(decoding: try encoder.encode(op.body), as: UTF8.self), member: nil)
+        }
+        return try rawBatchedInserts(rows: rows, folder: folder)
+    }
+
+    static func rawBatchedInserts(rows: [RawRow], folder: String) throws -> Double {
+        let path = (folder as NSString).appendingPathComponent("raw-batched-\(UUID().uuidString.prefix(8)).sqlite")
+        let pool = try SQLiteFiles.openPool(path: path)
+        try pool.write { db in
+            try db.execute(sql: """
+                CREATE TABLE ops (version INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL UNIQUE, origin TEXT NOT NULL, seq INTEGER NOT NULL,
+                                  hlc INTEGER NOT NULL, kind TEXT NOT NULL, kind_version INTEGER NOT NULL, body TEXT NOT NULL,
+                                  member_id TEXT, received_at TEXT NOT NULL)
+                """)
+        }
+        let now = Date().ISO8601Format()
+        let wall = try seconds {
+            for start in stride(from: 0, to: rows.count, by: SyncLimits.pushBatchMax) {
+                try pool.write { db in
+                    let statement = try db.cachedStatement(sql: """
+                        INSERT INTO ops (id, origin, seq, hlc, kind, kind_version, body, member_id, received_at) VALUES (?, ?, ?, ?, ?, 1, ?, ?, ?)
+                        """)
+                    for r in rows[start..<min(rows.count, start + SyncLimits.pushBatchMax)] {
+                        try statement.execute(arguments: [r.id, r.origin, r.seq, r.hlc, r.kind, r.body, r.member, now])
+                    }
+                }
+            }
+        }
+        try? FileManager.default.removeItem(atPath: path)
+        return Double(rows.count) / wall
+    }
+}

@@ -1,0 +1,92 @@
+import Foundation
+import GRDB
+import TesseraCore
+import TesseraProtocol
+import TesseraStorage
+
+/// A chain's hub data folder with its stores registered, and the data a benchmark needs made
+/// by the real till code (not timed).
+struct Chain {
+    let hubData: String
+    let tokens: [String]
+    var hubPath: String { (hubData as NSString).appendingPathComponent("hub.sqlite") }
+
+    static func make(_ dir: String, stores: [String]) throws -> Chain {
+        let hubData = (dir as NSString).appendingPathComponent("hub")
+        try FileManager.default.createDirectory(atPath: hubData, withIntermediateDirectories: true)
+        let hub = try HubStore(path: (hubData as NSString).appendingPathComponent("hub.sqlite"))
+        let tokens = try stores.map { store in
+            guard let id = StoreID(rawValue: store) else { throw BenchFailure("bad store id \(store)") }
+            return try hub.addStore(id, name: store)
+        }
+        return Chain(hubData: hubData, tokens: tokens)
+    }
+
+    /// The hub's newest version (read straight from its file).
+    static func hubHead(_ hubData: String) throws -> Int64 {
+        var configuration = Configuration()
+        configuration.readonly = true
+        let queue = try DatabaseQueue(path: (hubData as NSString).appendingPathComponent("hub.sqlite"), configuration: configuration)
+        return try queue.read { try Int64.fetchOne($0, sql: "SELECT COALESCE(MAX(version), 0) FROM ops") ?? 0 }
+    }
+
+    /// What a store's tills do over a day: enrol members, recharge some, and sell (cash sales
+    /// earning points, nine in ten operations). Phones are unique across stores.
+    static func tillWork(_ node: NodeStore, storeIndex: Int, ops: Int, members: Int) throws {
+        var ids: [MemberID] = []
+        var rng = SplitMix64(seed: UInt64(storeIndex + 1))
+        for i in 0..<ops {
+            if ids.count < members && (ids.isEmpty || i % 10 == 0 || ops - i <= members - ids.count) {
+                let phone = "+1" + String(format: "%011d", storeIndex * 10_000_000 + ids.count)
+                let answer = try node.enrol(NodeAPI.Enrol(name: "Member \(storeIndex)-\(ids.count)", phone: phone), key: nil)
+                guard answer.status == 201,
+                      let json = try JSONSerialization.jsonObject(with: answer.body) as? [String: Any],
+                      let id = (json["id"] as? String).map(MemberID.init) else {
+                    throw BenchFailure("enrolment answered \(answer.status): \(String(decoding: answer.body, as: UTF8.self))")
+                }
+                ids.append(id)
+                continue
+            }
+            let member = ids[Int(rng.next() % UInt64(ids.count))]
+            if i % 10 == 5 {
+                let answer = try node.recharge(member, NodeAPI.Recharge(amount: 5000), key: nil)
+                guard answer.status == 201 else { throw BenchFailure("recharge answered \(answer.status)") }
+            } else {
+                let amount = Int64(500 + rng.next() % 20_000)
+                guard case .answered(let answer) = try node.beginPurchase(member, NodeAPI.PurchaseRequest(amount: amount), key: nil),
+                      answer.status == 201 else { throw BenchFailure("a cash purchase was not answered at once") }
+            }
+        }
+    }
+
+    /// Each store's outbox after its till work, made on replicas in `scratch`.
+    func generate(stores: [String], opsPerStore: Int, membersPerStore: Int, scratch: String) throws -> [[TesseraCore.Operation]] {
+        let hub = try HubStore(path: hubPath)
+        defer { try? FileManager.default.removeItem(atPath: scratch) }
+        return try stores.enumerated().map { i, store in
+            guard let id = StoreID(rawValue: store) else { throw BenchFailure("bad store id") }
+            let node = try NodeStore(path: (scratch as NSString).appendingPathComponent("\(store).sqlite"), store: id)
+            try node.bootstrap(try hub.snapshot(for: id))
+            try Chain.tillWork(node, storeIndex: 1000 + i, ops: opsPerStore, members: membersPerStore)
+            return try node.pendingBatch(limit: opsPerStore + 1)
+        }
+    }
+
+    /// Fills the hub's log with the stores' till work (pushed in-process, batch by batch, as the
+    /// sync loop would).
+    func populateHub(stores: [String], opsPerStore: Int, membersPerStore: Int, scratch: String) throws {
+        let hub = try HubStore(path: hubPath)
+        defer { try? FileManager.default.removeItem(atPath: scratch) }
+        for (i, store) in stores.enumerated() {
+            guard let id = StoreID(rawValue: store) else { throw BenchFailure("bad store id") }
+            let node = try NodeStore(path: (scratch as NSString).appendingPathComponent("\(store).sqlite"), store: id)
+            try node.bootstrap(try hub.snapshot(for: id))
+            try Chain.tillWork(node, storeIndex: 2000 + i, ops: opsPerStore, members: membersPerStore)
+            while true {
+                let batch = try node.pendingBatch(limit: SyncLimits.pushBatchMax)
+                if batch.isEmpty { break }
+                try node.recordPush(try hub.push(batch, from: id))
+            }
+        }
+    }
+}

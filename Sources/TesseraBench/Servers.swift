@@ -1,0 +1,97 @@
+import AsyncHTTPClient
+import Foundation
+import NIOCore
+import NIOHTTP1
+#if canImport(Glibc)
+import Glibc
+#endif
+
+struct BenchFailure: Error, CustomStringConvertible {
+    let description: String
+    init(_ description: String) { self.description = description }
+}
+
+/// A `tessera` server started for a benchmark (hub, node or the empty handler), with its
+/// output in a file; stopped with SIGTERM, then SIGKILL.
+final class Server: @unchecked Sendable {
+    let process = Process()
+    let url: String
+    var pid: Int32 { process.processIdentifier }
+
+    init(binary: String, _ args: [String], folder: String, name: String) async throws {
+        let log = (folder as NSString).appendingPathComponent("\(name).log")
+        _ = FileManager.default.createFile(atPath: log, contents: nil)
+        process.executableURL = URL(fileURLWithPath: binary)
+        process.arguments = args
+        process.environment = ProcessInfo.processInfo.environment.merging(["LOG_LEVEL": "warning"]) { $1 }
+        process.standardOutput = FileHandle(forWritingAtPath: log)
+        process.standardError = process.standardOutput
+        try process.run()
+        let deadline = Date().addingTimeInterval(60)
+        while Date() < deadline {
+            let text = (try? String(contentsOfFile: log, encoding: .utf8)) ?? ""
+            if let line = text.split(separator: "\n").first(where: { $0.contains("listening on http://") }),
+               let range = line.range(of: "http://") {
+                url = String(line[range.lowerBound...])
+                return
+            }
+            guard process.isRunning else { throw BenchFailure("\(name) exited: \(text)") }
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        process.terminate()
+        throw BenchFailure("\(name) did not start")
+    }
+
+    var peakRSSBytes: Int { peakRSS(pid: pid) ?? 0 }
+
+    func stop() {
+        guard process.isRunning else { return }
+        process.terminate()
+        let deadline = Date().addingTimeInterval(10)
+        while process.isRunning && Date() < deadline { usleep(10_000) }
+        if process.isRunning { kill(pid, SIGKILL) }
+        process.waitUntilExit()
+    }
+}
+
+/// The load generator's HTTP client: one AsyncHTTPClient for the whole run, the same library
+/// the node uses to reach the hub.
+final class LoadClient: Sendable {
+    let http: HTTPClient
+
+    init() {
+        var configuration = HTTPClient.Configuration()
+        configuration.connectionPool.concurrentHTTP1ConnectionsPerHostSoftLimit = 64
+        http = HTTPClient(eventLoopGroup: HTTPClient.defaultEventLoopGroup, configuration: configuration)
+    }
+
+    struct Answer {
+        var status: Int
+        var body: ByteBuffer
+        var json: [String: Any] { (try? JSONSerialization.jsonObject(with: Data(body.readableBytesView))) as? [String: Any] ?? [:] }
+    }
+
+    func call(_ method: HTTPMethod, _ url: String, json: String? = nil, headers: [(String, String)] = []) async throws -> Answer {
+        var request = HTTPClientRequest(url: url)
+        request.method = method
+        for (name, value) in headers { request.headers.add(name: name, value: value) }
+        if let json {
+            request.headers.add(name: "Content-Type", value: "application/json")
+            request.body = .bytes(ByteBuffer(string: json))
+        }
+        let response = try await http.execute(request, timeout: .seconds(120))
+        let body = try await response.body.collect(upTo: 4 << 30)
+        return Answer(status: Int(response.status.code), body: body)
+    }
+
+    /// A call that must succeed with a 2xx answer.
+    func ok(_ method: HTTPMethod, _ url: String, json: String? = nil, headers: [(String, String)] = []) async throws -> Answer {
+        let answer = try await call(method, url, json: json, headers: headers)
+        guard (200..<300).contains(answer.status) else {
+            throw BenchFailure("\(method) \(url) answered \(answer.status): \(String(buffer: answer.body).prefix(300))")
+        }
+        return answer
+    }
+
+    func shutdown() async { try? await http.shutdown() }
+}
