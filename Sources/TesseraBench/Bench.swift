@@ -22,8 +22,12 @@ public struct BenchSizes: Sendable {
     public var bootstrapOpsPerMember: Int
 
     public static let quick = BenchSizes(commits: 2000, purchases: 2000, ingestStores: 4, ingestOpsPerStore: 5000,
-                                         catchUpStores: [10, 20, 40], catchUpOpsPerStore: 200,
+                                         catchUpStores: [5, 10, 20], catchUpOpsPerStore: 200,
                                          bootstrapMembers: 20_000, bootstrapOpsPerMember: 10)
+    /// Tiny: for the test that keeps the suite working (its figures mean nothing).
+    public static let smoke = BenchSizes(commits: 50, purchases: 40, ingestStores: 2, ingestOpsPerStore: 100,
+                                         catchUpStores: [2, 3], catchUpOpsPerStore: 20,
+                                         bootstrapMembers: 100, bootstrapOpsPerMember: 5)
     public static let full = BenchSizes(commits: 10_000, purchases: 10_000, ingestStores: 10, ingestOpsPerStore: 10_000,
                                         catchUpStores: [10, 100, 1000], catchUpOpsPerStore: 1000,
                                         bootstrapMembers: 1_000_000, bootstrapOpsPerMember: 10)
@@ -315,6 +319,8 @@ public struct Bench: Sendable {
         let hub = try await Server(binary: binary, ["hub", "--data", chain.hubData, "--listen", "127.0.0.1:0", "--rate-limit", "1000000"],
                                    folder: dir, name: "hub")
         defer { hub.stop() }
+        // Before the new node writes anything of its own: an up-to-date pull on this history.
+        pulls.append((Int(history), try await pullCost(hub.url, token: chain.tokens[0], head: history)))
         let nodeData = (dir as NSString).appendingPathComponent("joiner")
         var node: Server?
         let wall = try await secondsAsync {
@@ -335,7 +341,6 @@ public struct Bench: Sendable {
         let disk = diskBytes((nodeData as NSString).appendingPathComponent("node.sqlite"))
         let rss = node.peakRSSBytes
         report(String(format: "  serves tills after %.2f s; snapshot %@; node disk %@; node peak RSS %@", wall, megabytes(bytes), megabytes(disk), megabytes(rss)))
-        pulls.append((Int(history), try await pullCost(hub.url, token: chain.tokens[0], head: history)))
         let rawSeconds = Double(history) / limits.batchedRowsPerSecond
         return [
             BenchRow(what: "Bootstrap: new node, \(members) members / \(history) ops, until it serves tills",

@@ -415,6 +415,8 @@ struct BenchCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(commandName: "bench",
         abstract: "Measure till latency, hub ingest, catch-up, bootstrap, memory and pull cost; prints a table.")
     @Flag(help: "The sizes the targets are stated for (100 stores x 1,000 ops, 1M members / 10M ops): takes hours.") var full = false
+    @Option(help: ArgumentHelp("smoke (seconds; figures meaningless), quick (the default, a few minutes) or full.", visibility: .hidden))
+    var size: String = "quick"
     @Option(help: "Only these parts, comma-separated: \(Bench.parts.joined(separator: ", ")).") var only: String?
     @Option(help: "Folder for the databases (on the disk to measure); removed at the end unless --keep.") var dir: String?
     @Flag(help: "Keep the folder.") var keep = false
@@ -425,7 +427,14 @@ struct BenchCommand: AsyncParsableCommand {
         if let unknown = parts.subtracting(Bench.parts).first { throw ValidationError("unknown part \(unknown); parts: \(Bench.parts.joined(separator: ", "))") }
         let folder = dir ?? (FileManager.default.currentDirectoryPath as NSString).appendingPathComponent(".tessera-bench")
         let binary = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
-        let bench = Bench(binary: binary, folder: folder, sizes: full ? .full : .quick, only: parts) { say($0) }
+        let sizes: BenchSizes
+        switch full ? "full" : size {
+        case "smoke": sizes = .smoke
+        case "quick": sizes = .quick
+        case "full": sizes = .full
+        default: throw ValidationError("--size takes smoke, quick or full")
+        }
+        let bench = Bench(binary: binary, folder: folder, sizes: sizes, only: parts) { say($0) }
         let started = Date()
         let rows = try await bench.run()
         if !keep { try? FileManager.default.removeItem(atPath: folder) }
@@ -433,7 +442,7 @@ struct BenchCommand: AsyncParsableCommand {
         table += rows.map { "| \($0.what) | \($0.tessera) | \($0.limit) | \($0.ratio) | \($0.target) |" }
         say("")
         table.forEach(say)
-        say(String(format: "\n%@ sizes, %.0f s", full ? "full" : "quick", Date().timeIntervalSince(started)))
+        say(String(format: "\n%@ sizes, %.0f s", full ? "full" : size, Date().timeIntervalSince(started)))
         if let out { try (table.joined(separator: "\n") + "\n").write(toFile: out, atomically: true, encoding: .utf8) }
     }
 }

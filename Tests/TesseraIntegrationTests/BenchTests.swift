@@ -1,0 +1,19 @@
+import Foundation
+import Testing
+
+/// `tessera bench` at a tiny size: every part runs against real processes and prints its row.
+/// (Its figures are not checked: timings belong to benchmarks, never to tests.)
+@Suite struct BenchTests {
+    @Test func theBenchmarkSuiteRunsEveryPartAndPrintsItsTable() throws {
+        let ws = try Workspace()
+        let out = try ws.run(["bench", "--size", "smoke", "--dir", ws.path("bench"), "--out", ws.path("table.md")])
+        let table = try String(contentsOfFile: ws.path("table.md"), encoding: .utf8)
+        for row in ["Limit: SQLite single-row commit", "Limit: empty handler", "Purchase, 1 till: p50", "Purchase, 8 tills: p99",
+                    "Purchases per second", "Stored-value spend", "Hub ingest on SQLite", "Catch-up: 3 stores",
+                    "Hub peak memory", "Bootstrap: new node", "Bootstrap: bytes transferred", "Node peak memory",
+                    "Pull when up to date", "Pull cost"] {
+            #expect(table.contains(row), "no row \(row) in:\n\(out)")
+        }
+        #expect(!FileManager.default.fileExists(atPath: ws.path("bench")), "the bench folder is removed unless --keep")
+    }
+}
