@@ -251,11 +251,7 @@ public struct Bench: Sendable {
             defer { hub.stop() }
             guard let url = URL(string: hub.url) else { throw BenchFailure("bad hub URL") }
             // The nodes share this process (on their own machines each has its own connection).
-            var configuration = HTTPClient.Configuration()
-            configuration.connectionPool.retryConnectionEstablishment = false
-            configuration.connectionPool.concurrentHTTP1ConnectionsPerHostSoftLimit = count
-            configuration.timeout = .init(connect: .seconds(10))
-            let http = HTTPClient(eventLoopGroup: HTTPClient.defaultEventLoopGroup, configuration: configuration)
+            let http = HubClient.makeHTTPClient(connectionsPerHost: count)
             var logger = Logger(label: "bench")
             logger.logLevel = .critical
             let quiet = logger

@@ -54,12 +54,16 @@ public final class HubClient: Sendable {
     /// without a shutdown). Connection failures fail the request at once instead of being
     /// retried until its deadline: a hub that is down must be noticed in milliseconds, so a
     /// till's spend is decided offline at once and sync resumes as soon as the hub is back.
-    static let shared: HTTPClient = {
+    static let shared = makeHTTPClient()
+
+    /// An HTTP client set up as a node's (whoever makes one must shut it down).
+    public static func makeHTTPClient(connectionsPerHost: Int = 8) -> HTTPClient {
         var configuration = HTTPClient.Configuration()
         configuration.connectionPool.retryConnectionEstablishment = false
+        configuration.connectionPool.concurrentHTTP1ConnectionsPerHostSoftLimit = connectionsPerHost
         configuration.timeout = .init(connect: .seconds(2))
         return HTTPClient(eventLoopGroup: HTTPClient.defaultEventLoopGroup, configuration: configuration)
-    }()
+    }
 
     public init(base: URL, token: String, authorizeTimeout: TimeInterval, syncTimeout: TimeInterval = 30,
                 tls: TLSConfiguration? = nil, http: HTTPClient? = nil) {
