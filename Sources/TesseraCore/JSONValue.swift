@@ -11,21 +11,24 @@ public enum JSONValue: Hashable, Sendable, Codable {
     case object([String: JSONValue])
 
     public init(from decoder: any Decoder) throws {
+        // Each failed attempt throws (and builds an error), so try the kinds in the order they
+        // are common in operation bodies: strings (ids, names, dates), integers, objects. JSON's
+        // kinds exclude one another, except that an integer must be tried before a Double.
         let c = try decoder.singleValueContainer()
         if c.decodeNil() {
             self = .null
-        } else if let b = try? c.decode(Bool.self) {
-            self = .bool(b)
-        } else if let i = try? c.decode(Int64.self) {
-            self = .int(i)
-        } else if let d = try? c.decode(Double.self) {
-            self = .double(d)
         } else if let s = try? c.decode(String.self) {
             self = .string(s)
+        } else if let i = try? c.decode(Int64.self) {
+            self = .int(i)
+        } else if let o = try? c.decode([String: JSONValue].self) {
+            self = .object(o)
         } else if let a = try? c.decode([JSONValue].self) {
             self = .array(a)
+        } else if let b = try? c.decode(Bool.self) {
+            self = .bool(b)
         } else {
-            self = .object(try c.decode([String: JSONValue].self))
+            self = .double(try c.decode(Double.self))
         }
     }
 
