@@ -64,11 +64,8 @@ struct Chain {
         let hub = try HubStore(path: hubPath)
         defer { try? FileManager.default.removeItem(atPath: scratch) }
         return try stores.enumerated().map { i, store in
-            guard let id = StoreID(rawValue: store) else { throw BenchFailure("bad store id") }
-            let node = try NodeStore(path: (scratch as NSString).appendingPathComponent("\(store).sqlite"), store: id)
-            try node.bootstrap(try hub.snapshot(for: id))
-            try Chain.tillWork(node, storeIndex: 1000 + i, ops: opsPerStore, members: membersPerStore)
-            return try node.pendingBatch(limit: opsPerStore + 1)
+            try worked(store, storeIndex: 1000 + i, ops: opsPerStore, members: membersPerStore, hub: hub, scratch: scratch)
+                .pendingBatch(limit: opsPerStore + 1)
         }
     }
 
@@ -78,15 +75,21 @@ struct Chain {
         let hub = try HubStore(path: hubPath)
         defer { try? FileManager.default.removeItem(atPath: scratch) }
         for (i, store) in stores.enumerated() {
-            guard let id = StoreID(rawValue: store) else { throw BenchFailure("bad store id") }
-            let node = try NodeStore(path: (scratch as NSString).appendingPathComponent("\(store).sqlite"), store: id)
-            try node.bootstrap(try hub.snapshot(for: id))
-            try Chain.tillWork(node, storeIndex: 2000 + i, ops: opsPerStore, members: membersPerStore)
+            let node = try worked(store, storeIndex: 2000 + i, ops: opsPerStore, members: membersPerStore, hub: hub, scratch: scratch)
             while true {
                 let batch = try node.pendingBatch(limit: SyncLimits.pushBatchMax)
                 if batch.isEmpty { break }
-                try node.recordPush(try hub.push(batch, from: id))
+                try node.recordPush(try hub.push(batch, from: node.store))
             }
         }
+    }
+
+    /// A store's replica in `scratch`, bootstrapped from the hub, after its till work.
+    private func worked(_ store: String, storeIndex: Int, ops: Int, members: Int, hub: HubStore, scratch: String) throws -> NodeStore {
+        guard let id = StoreID(rawValue: store) else { throw BenchFailure("bad store id \(store)") }
+        let node = try NodeStore(path: (scratch as NSString).appendingPathComponent("\(store).sqlite"), store: id)
+        try node.bootstrap(try hub.snapshot(for: id))
+        try Chain.tillWork(node, storeIndex: storeIndex, ops: ops, members: members)
+        return node
     }
 }

@@ -115,7 +115,7 @@ public final class HubStore: HubStorage {
                 throw DomainError(.storeExists, "store \(id) is already registered")
             }
             try db.cachedStatement(sql: "INSERT INTO stores (id, name, token_hash, created_at) VALUES (?, ?, ?, ?)").execute(
-                           arguments: [id.rawValue, name, Tokens.hash(token), isoNow()])
+                arguments: [id.rawValue, name, Tokens.hash(token), isoNow()])
             try self.audit(actor, "store.added", "\(id) '\(name)'", db)
         }
         return token
@@ -148,7 +148,7 @@ public final class HubStore: HubStorage {
         let id = "hot-" + Tokens.hash(token).prefix(8)
         try pool.write { db in
             try db.cachedStatement(sql: "INSERT INTO admin_tokens (token_hash, created_at, id, role, label) VALUES (?, ?, ?, ?, ?)").execute(
-                           arguments: [Tokens.hash(token), isoNow(), id, role.rawValue, label])
+                arguments: [Tokens.hash(token), isoNow(), id, role.rawValue, label])
             try self.audit(actor, "admin_token.issued", "\(id) role \(role.rawValue)\(label.map { " '\($0)'" } ?? "")", db)
         }
         return (id, token)
@@ -229,7 +229,7 @@ public final class HubStore: HubStorage {
             }
             func refuse(_ error: DomainError) throws -> AuthorizeResponse {
                 try db.cachedStatement(sql: "INSERT INTO decisions (op_id, decision, code, message, at) VALUES (?, 'refused', ?, ?, ?)").execute(
-                               arguments: [op.id.description, error.code.rawValue, error.message, isoNow()])
+                    arguments: [op.id.description, error.code.rawValue, error.message, isoNow()])
                 return AuthorizeResponse(decision: .refused, code: error.code, message: error.message, prior: prior)
             }
             if try Replica.isVoided(op.id, db) {
@@ -488,7 +488,7 @@ public final class HubStore: HubStorage {
         }
         func reject(_ reason: String) throws -> PushResult {
             try db.cachedStatement(sql: "INSERT INTO rejected (op_id, store, reason, op, at) VALUES (?, ?, ?, ?, ?)").execute(
-                           arguments: [op.id.description, store.rawValue, reason, try JSONText.encode(op), isoNow()])
+                arguments: [op.id.description, store.rawValue, reason, try JSONText.encode(op), isoNow()])
             try self.exception("rejected", member: nil, op: op.id, detail: reason, db)
             return PushResult(id: op.id, status: .rejected, reason: reason)
         }
@@ -647,6 +647,6 @@ public final class HubStore: HubStorage {
 
     private func exception(_ kind: String, member: MemberID?, op: OperationID?, detail: String, _ db: Database) throws {
         try db.cachedStatement(sql: "INSERT INTO exceptions (kind, member_id, op_id, detail, at) VALUES (?, ?, ?, ?, ?)").execute(
-                       arguments: [kind, member?.rawValue, op?.description, detail, isoNow()])
+            arguments: [kind, member?.rawValue, op?.description, detail, isoNow()])
     }
 }

@@ -332,7 +332,7 @@ public final class NodeStore: Sendable {
                 return try self.spendAnswer(spend, authorization: .hub, db)
             case .refused(let code, let message, _):
                 try db.cachedStatement(sql: "UPDATE ops SET status = 'refused', reason = ? WHERE id = ?").execute(
-                               arguments: ["\(code.rawValue): \(message)", op.id.description])
+                    arguments: ["\(code.rawValue): \(message)", op.id.description])
                 return try .error(DomainError(code, message))
             case .unreachable:
                 let member = spend.body.member ?? MemberID("")
@@ -341,7 +341,7 @@ public final class NodeStore: Sendable {
                 let spentToday = try self.offlineSpent(member: member, day: day, db)
                 if let refusal = self.offlinePolicy.decide(spend.debit, known: known, spentToday: spentToday) {
                     try db.cachedStatement(sql: "UPDATE ops SET status = 'voided', reason = ? WHERE id = ?").execute(
-                                   arguments: [refusal.description, op.id.description])
+                        arguments: [refusal.description, op.id.description])
                     let (void, voidBody) = try self.makeOperation(db) { _, _ in
                         .operationVoided(OperationVoided(of: op.id, member: member, reason: refusal.code.rawValue))
                     }
@@ -350,7 +350,7 @@ public final class NodeStore: Sendable {
                 }
                 let cost = spend.debit.costMinor
                 try db.cachedStatement(sql: "UPDATE ops SET status = 'pending', offline_minor = ?, day = ? WHERE id = ?").execute(
-                               arguments: [cost, day, op.id.description])
+                    arguments: [cost, day, op.id.description])
                 try Replica.apply(spend.body, of: op, db)
                 return try self.spendAnswer(spend, authorization: .offline, db)
             }
@@ -557,7 +557,7 @@ public final class NodeStore: Sendable {
     private func remember(_ key: IdempotencyKey?, _ answer: TillAnswer, _ db: Database) throws {
         guard let key else { return }
         try db.cachedStatement(sql: "INSERT INTO idempotency (key, fingerprint, status, body, created_at) VALUES (?, ?, ?, ?, ?)").execute(
-                       arguments: [key.key, key.fingerprint, answer.status, answer.body, isoNow()])
+            arguments: [key.key, key.fingerprint, answer.status, answer.body, isoNow()])
     }
 
     private func requireBootstrapped(_ db: Database) throws {
@@ -594,12 +594,12 @@ public final class NodeStore: Sendable {
             switch r.status {
             case .accepted, .duplicate:
                 try db.cachedStatement(sql: "UPDATE ops SET status = 'acked', version = ? WHERE id = ? AND status = 'pending'").execute(
-                               arguments: [r.version, r.id.description])
+                    arguments: [r.version, r.id.description])
             case .rejected:
                 // The hub will never hold it: take its ledger entries out so this replica folds
                 // the same set as every other; the op stays, marked, and is counted in /v1/status.
                 try db.cachedStatement(sql: "UPDATE ops SET status = 'rejected', reason = ? WHERE id = ? AND status = 'pending'").execute(
-                               arguments: [r.reason, r.id.description])
+                    arguments: [r.reason, r.id.description])
                 if db.changesCount > 0 {
                     try db.cachedStatement(sql: "DELETE FROM entries WHERE op_id = ?").execute(arguments: [r.id.description])
                 }
@@ -666,6 +666,6 @@ enum Meta {
     }
     static func set(_ key: String, _ value: String, _ db: Database) throws {
         try db.cachedStatement(sql: "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value").execute(
-                       arguments: [key, value])
+            arguments: [key, value])
     }
 }

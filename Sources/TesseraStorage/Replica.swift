@@ -149,7 +149,7 @@ enum Replica {
                 try db.cachedStatement(sql: "INSERT OR IGNORE INTO coupon_restores (coupon, use_op) VALUES (?, ?)").execute(arguments: [coupon, use.description])
             case .membership(let period):
                 try db.cachedStatement(sql: "INSERT OR IGNORE INTO memberships (op_id, member_id, body) VALUES (?, ?, ?)").execute(
-                               arguments: [opID, period.member.rawValue, try JSONText.encode(period)])
+                    arguments: [opID, period.member.rawValue, try JSONText.encode(period)])
             }
         }
     }
@@ -405,7 +405,7 @@ enum Replica {
         }
         for c in s.cards {
             try db.cachedStatement(sql: "INSERT INTO cards (card, member_id, issued, blocked) VALUES (?, ?, ?, ?)").execute(
-                           arguments: [c.card.rawValue, c.member?.rawValue, c.issued, c.blocked])
+                arguments: [c.card.rawValue, c.member?.rawValue, c.issued, c.blocked])
         }
         for e in s.entries {
             try db.cachedStatement(sql: """
@@ -428,7 +428,7 @@ enum Replica {
         }
         for c in s.coupons {
             try db.cachedStatement(sql: "INSERT INTO coupons (id, member_id, body, stamp) VALUES (?, ?, ?, ?)").execute(
-                           arguments: [c.coupon.id, c.coupon.member.rawValue, try JSONText.encode(c.coupon), c.stamp])
+                arguments: [c.coupon.id, c.coupon.member.rawValue, try JSONText.encode(c.coupon), c.stamp])
         }
         for u in s.couponUses {
             try db.cachedStatement(sql: "INSERT INTO coupon_uses (coupon, op_id) VALUES (?, ?)").execute(arguments: [u.from, u.to])
@@ -438,7 +438,7 @@ enum Replica {
         }
         for m in s.memberships {
             try db.cachedStatement(sql: "INSERT INTO memberships (op_id, member_id, body) VALUES (?, ?, ?)").execute(
-                           arguments: [m.op, m.period.member.rawValue, try JSONText.encode(m.period)])
+                arguments: [m.op, m.period.member.rawValue, try JSONText.encode(m.period)])
         }
     }
 }
