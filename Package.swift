@@ -24,19 +24,25 @@ let package = Package(
         .package(url: "https://github.com/x-sheep/swift-property-based.git", from: "2.0.1"),
         .package(url: "https://github.com/swift-server/async-http-client.git", from: "1.37.0"),
         .package(url: "https://github.com/apple/swift-nio-ssl.git", from: "2.37.6"),
+        .package(url: "https://github.com/vapor/postgres-nio.git", from: "1.33.2"),
     ],
     targets: [
         // The pure domain: operations, money, clocks, the fold, the default rules. No I/O.
         .target(name: "TesseraCore", swiftSettings: swiftSettings),
         // Wire messages of sync protocol v1 and the node/hub HTTP APIs (pure Codable types).
         .target(name: "TesseraProtocol", dependencies: ["TesseraCore"], swiftSettings: swiftSettings),
-        // SQLite storage for nodes and the hub (GRDB).
+        // SQLite storage for nodes and the hub (GRDB); the hub's ledger on PostgreSQL (PostgresNIO).
         .target(
             name: "TesseraStorage",
             dependencies: [
                 "TesseraCore", "TesseraProtocol",
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: swiftSettings
         ),

@@ -6,8 +6,8 @@ import TesseraProtocol
 
 /// The hub's storage: the global operation log (each operation with its version), the folded
 /// state, stores and their tokens, authorisation decisions and exceptions. The hub's logic runs
-/// here inside single SQLite transactions, behind `HubStorage`, the seam a PostgreSQL
-/// implementation will fill too.
+/// in `HubStore` over the fold (SQLite) and a `HubLedger` (the record of truth: the same SQLite
+/// file, or PostgreSQL shared by several hub processes).
 public protocol HubStorage: Sendable {
     func authenticateStore(token: String) throws -> StoreID?
     func authenticateAdmin(token: String) throws -> HeadOffice?
@@ -25,17 +25,53 @@ public protocol HubStorage: Sendable {
     func currentRules() throws -> Programme
     func runJobs(asOfMs: Int64?) throws -> HubAPI.JobReport
     func awardPoints(_ member: MemberID, _ award: NodeAPI.PointsAward, actor: String) throws -> MemberView
+    /// Throws when the hub's database cannot be reached (readiness).
+    func ready() throws
 }
 
 public final class HubStore: HubStorage {
+    /// The fold of the log (and, on SQLite, the ledger too).
     public let pool: DatabasePool
+    public let ledger: any HubLedger
     private let clock: Mutex<HybridLogicalClock>
     private let physicalMs: @Sendable () -> Int64
     private let clockReports = Mutex<[StoreID: Int64]>([:])
 
-    public init(path: String, physicalMs: @escaping @Sendable () -> Int64 = NodeStore.wallClockMs) throws {
-        self.pool = try SQLiteFiles.openPool(path: path)
+    /// The hub on one SQLite file: log, fold and credentials.
+    public convenience init(path: String, physicalMs: @escaping @Sendable () -> Int64 = NodeStore.wallClockMs) throws {
+        let pool = try HubStore.openFold(path: path)
+        try self.init(pool: pool, ledger: SQLiteLedger(pool: pool), physicalMs: physicalMs)
+    }
+
+    /// The hub on PostgreSQL: the ledger there (migrated on start), the fold a local cache at
+    /// `foldPath`, rebuilt when it is not a fold of this database's log. Several hub
+    /// processes may share the database, each with its own fold.
+    public convenience init(postgres location: PostgresLocation, foldPath: String,
+                            physicalMs: @escaping @Sendable () -> Int64 = NodeStore.wallClockMs) throws {
+        let ledger = try PostgresLedger(location)
+        var pool = try HubStore.openFold(path: foldPath)
+        if try !ledger.owns(pool) {
+            // Made from another database, or ahead of this one (restored from a backup).
+            try pool.close()
+            for suffix in ["", "-wal", "-shm"] { try? FileManager.default.removeItem(atPath: foldPath + suffix) }
+            pool = try HubStore.openFold(path: foldPath)
+            guard try ledger.owns(pool) else { throw DomainError(.internalError, "a new fold is not claimed by the ledger") }
+        }
+        try self.init(pool: pool, ledger: ledger, physicalMs: physicalMs)
+    }
+
+    private init(pool: DatabasePool, ledger: any HubLedger, physicalMs: @escaping @Sendable () -> Int64) throws {
+        self.pool = pool
+        self.ledger = ledger
         self.physicalMs = physicalMs
+        let last = try pool.read { db in try Int64.fetchOne(db.cachedStatement(sql: "SELECT MAX(hlc) FROM ops")) ?? 0 }
+        var clock = HybridLogicalClock()
+        clock.observe(HLCTimestamp(packed: last) ?? .zero, physicalMs: physicalMs())
+        self.clock = Mutex(clock)
+    }
+
+    private static func openFold(path: String) throws -> DatabasePool {
+        let pool = try SQLiteFiles.openPool(path: path)
         var migrator = DatabaseMigrator()
         Replica.migrate(&migrator)
         migrator.registerMigration("hub-v1") { db in
@@ -97,10 +133,32 @@ public final class HubStore: HubStorage {
                 """)
         }
         try migrator.migrate(pool)
-        let last = try pool.read { db in try Int64.fetchOne(db.cachedStatement(sql: "SELECT MAX(hlc) FROM ops")) ?? 0 }
-        var clock = HybridLogicalClock()
-        clock.observe(HLCTimestamp(packed: last) ?? .zero, physicalMs: physicalMs())
-        self.clock = Mutex(clock)
+        return pool
+    }
+
+    public func ready() throws {
+        try ledger.ping()
+    }
+
+    /// Brings the fold up to the log's head (a no-op on SQLite, where the fold is the log).
+    public func refresh() throws {
+        try ledger.refresh(pool, foldIn: foldIn)
+    }
+
+    /// One write of the chain, with the fold caught up and the ledger's write lock held.
+    private func write<T>(_ body: (Database, any LedgerWrites) throws -> T) throws -> T {
+        try ledger.write(pool, foldIn: foldIn, body)
+    }
+
+    /// Applies a row of the log written by another hub process (PostgreSQL only).
+    private func foldIn(_ db: Database, _ row: LogRow) throws {
+        let op = try row.operation()
+        clock.withLock { _ = $0.observe(op.hlc, physicalMs: physicalMs()) }
+        try db.cachedStatement(sql: """
+            INSERT INTO ops (version, id, origin, seq, hlc, kind, kind_version, body, member_id, received_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+            """).execute(arguments: [row.version, row.id, row.origin, row.seq, row.hlc, row.kind, row.kindVersion, row.body, row.member, row.receivedAt])
+        let body = try op.decoded()
+        if case .unknown = body {} else { try Replica.apply(body, of: op, db) }
     }
 
     // MARK: - Administration (CLI)
@@ -110,13 +168,10 @@ public final class HubStore: HubStorage {
         guard id != .hub else { throw DomainError(.invalidRequest, "'hub' is reserved") }
         let name = try Validate.name(name)
         let token = Tokens.make(prefix: "tss_")
-        try pool.write { db in
-            guard try Bool.fetchOne(db.cachedStatement(sql: "SELECT EXISTS (SELECT 1 FROM stores WHERE id = ?)"), arguments: [id.rawValue]) == false else {
-                throw DomainError(.storeExists, "store \(id) is already registered")
-            }
-            try db.cachedStatement(sql: "INSERT INTO stores (id, name, token_hash, created_at) VALUES (?, ?, ?, ?)").execute(
-                arguments: [id.rawValue, name, Tokens.hash(token), isoNow()])
-            try self.audit(actor, "store.added", "\(id) '\(name)'", db)
+        try ledger.administer { w in
+            guard try !w.storeExists(id.rawValue) else { throw DomainError(.storeExists, "store \(id) is already registered") }
+            try w.addStore(id: id.rawValue, name: name, tokenHash: Tokens.hash(token), at: isoNow())
+            try w.audit(actor: actor, action: "store.added", detail: "\(id) '\(name)'", at: isoNow())
         }
         return token
     }
@@ -124,20 +179,18 @@ public final class HubStore: HubStorage {
     /// A new token for a store; the old one stops working at once. Also re-admits a revoked store.
     public func rotateStoreToken(_ id: StoreID, actor: String = "cli") throws -> String {
         let token = Tokens.make(prefix: "tss_")
-        try pool.write { db in
-            try db.cachedStatement(sql: "UPDATE stores SET token_hash = ?, revoked_at = NULL WHERE id = ?").execute(arguments: [Tokens.hash(token), id.rawValue])
-            guard db.changesCount == 1 else { throw DomainError(.notFound, "no store \(id)") }
-            try self.audit(actor, "store.token_rotated", "\(id)", db)
+        try ledger.administer { w in
+            guard try w.setStoreToken(id.rawValue, tokenHash: Tokens.hash(token)) else { throw DomainError(.notFound, "no store \(id)") }
+            try w.audit(actor: actor, action: "store.token_rotated", detail: "\(id)", at: isoNow())
         }
         return token
     }
 
     /// The store's token is refused from now on (its node keeps serving its tills offline).
     public func revokeStore(_ id: StoreID, actor: String = "cli") throws {
-        try pool.write { db in
-            try db.cachedStatement(sql: "UPDATE stores SET revoked_at = ? WHERE id = ?").execute(arguments: [isoNow(), id.rawValue])
-            guard db.changesCount == 1 else { throw DomainError(.notFound, "no store \(id)") }
-            try self.audit(actor, "store.revoked", "\(id)", db)
+        try ledger.administer { w in
+            guard try w.revokeStore(id.rawValue, at: isoNow()) else { throw DomainError(.notFound, "no store \(id)") }
+            try w.audit(actor: actor, action: "store.revoked", detail: "\(id)", at: isoNow())
         }
     }
 
@@ -146,90 +199,69 @@ public final class HubStore: HubStorage {
     public func issueAdminToken(role: HeadOffice.Role = .admin, label: String? = nil, actor: String = "cli") throws -> (id: String, token: String) {
         let token = Tokens.make(prefix: "tsa_")
         let id = "hot-" + Tokens.hash(token).prefix(8)
-        try pool.write { db in
-            try db.cachedStatement(sql: "INSERT INTO admin_tokens (token_hash, created_at, id, role, label) VALUES (?, ?, ?, ?, ?)").execute(
-                arguments: [Tokens.hash(token), isoNow(), id, role.rawValue, label])
-            try self.audit(actor, "admin_token.issued", "\(id) role \(role.rawValue)\(label.map { " '\($0)'" } ?? "")", db)
+        try ledger.administer { w in
+            try w.addAdminToken(id: id, tokenHash: Tokens.hash(token), role: role.rawValue, label: label, at: isoNow())
+            try w.audit(actor: actor, action: "admin_token.issued", detail: "\(id) role \(role.rawValue)\(label.map { " '\($0)'" } ?? "")", at: isoNow())
         }
         return (id, token)
     }
 
     public func revokeAdminToken(_ id: String, actor: String = "cli") throws {
-        try pool.write { db in
-            try db.cachedStatement(sql: "UPDATE admin_tokens SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL").execute(arguments: [isoNow(), id])
-            guard db.changesCount == 1 else { throw DomainError(.notFound, "no live head-office token \(id)") }
-            try self.audit(actor, "admin_token.revoked", id, db)
+        try ledger.administer { w in
+            guard try w.revokeAdminToken(id, at: isoNow()) else { throw DomainError(.notFound, "no live head-office token \(id)") }
+            try w.audit(actor: actor, action: "admin_token.revoked", detail: id, at: isoNow())
         }
     }
 
     public func adminTokens() throws -> [HubAPI.AdminToken] {
-        try pool.read { db in
-            try Row.fetchAll(db.cachedStatement(sql: "SELECT id, role, label, created_at, revoked_at FROM admin_tokens ORDER BY created_at")).map {
-                HubAPI.AdminToken(id: $0["id"], role: $0["role"], label: $0["label"], createdAt: $0["created_at"], revokedAt: $0["revoked_at"])
-            }
-        }
+        try ledger.adminTokens()
     }
 
     public func authenticateStore(token: String) throws -> StoreID? {
-        try pool.read { db in
-            try String.fetchOne(db.cachedStatement(sql: "SELECT id FROM stores WHERE token_hash = ? AND revoked_at IS NULL"), arguments: [Tokens.hash(token)])
-                .flatMap { StoreID(rawValue: $0) }
-        }
+        try ledger.storeID(tokenHash: Tokens.hash(token)).flatMap { StoreID(rawValue: $0) }
     }
 
     public func authenticateAdmin(token: String) throws -> HeadOffice? {
-        try pool.read { db in
-            guard let row = try Row.fetchOne(db.cachedStatement(sql: "SELECT id, role FROM admin_tokens WHERE token_hash = ? AND revoked_at IS NULL"),
-                                             arguments: [Tokens.hash(token)]),
-                  let role = HeadOffice.Role(rawValue: row["role"]) else { return nil }
-            return HeadOffice(id: row["id"], role: role)
-        }
+        guard let (id, role) = try ledger.admin(tokenHash: Tokens.hash(token)), let role = HeadOffice.Role(rawValue: role) else { return nil }
+        return HeadOffice(id: id, role: role)
     }
 
     /// Records an action (or a refused attempt) in the audit log.
     public func audit(actor: String, action: String, detail: String) throws {
-        try pool.write { db in try self.audit(actor, action, detail, db) }
+        try ledger.administer { w in try w.audit(actor: actor, action: action, detail: detail, at: isoNow()) }
     }
 
     public func auditLog(limit: Int) throws -> [HubAPI.AuditRecord] {
-        try pool.read { db in
-            try Row.fetchAll(db.cachedStatement(sql: "SELECT * FROM audit ORDER BY id DESC LIMIT ?"), arguments: [limit]).map {
-                HubAPI.AuditRecord(id: $0["id"], at: $0["at"], actor: $0["actor"], action: $0["action"], detail: $0["detail"])
-            }
-        }
-    }
-
-    private func audit(_ actor: String, _ action: String, _ detail: String, _ db: Database) throws {
-        try db.cachedStatement(sql: "INSERT INTO audit (at, actor, action, detail) VALUES (?, ?, ?, ?)").execute(arguments: [isoNow(), actor, action, detail])
+        try ledger.auditLog(limit: limit)
     }
 
     // MARK: - Sync
 
     public func push(_ ops: [Operation], from store: StoreID) throws -> [PushResult] {
         try checkOrigins(ops, store)
-        return try pool.write { db in
-            let results = try ops.map { try self.ingest($0, from: store, authorized: false, db) }
-            try self.touch(store, db)
+        return try write { db, w in
+            try w.prefetch(ops.map(\.id.description))
+            let results = try ops.map { try self.ingest($0, from: store, authorized: false, db, w) }
+            try w.touch(store.rawValue, at: isoNow())
             return results
         }
     }
 
     public func authorize(_ request: AuthorizeRequest, from store: StoreID) throws -> AuthorizeResponse {
         try checkOrigins(request.prior + [request.op], store)
-        return try pool.write { db in
-            let prior = try request.prior.map { try self.ingest($0, from: store, authorized: false, db) }
-            try self.touch(store, db)
+        return try write { db, w in
+            try w.prefetch((request.prior + [request.op]).map(\.id.description))
+            let prior = try request.prior.map { try self.ingest($0, from: store, authorized: false, db, w) }
+            try w.touch(store.rawValue, at: isoNow())
             let op = request.op
             if let version = try Int64.fetchOne(db.cachedStatement(sql: "SELECT version FROM ops WHERE id = ?"), arguments: [op.id.description]) {
                 return AuthorizeResponse(decision: .accepted, version: version, prior: prior)
             }
-            if let row = try Row.fetchOne(db.cachedStatement(sql: "SELECT code, message FROM decisions WHERE op_id = ? AND decision = 'refused'"),
-                                          arguments: [op.id.description]) {
-                return AuthorizeResponse(decision: .refused, code: ErrorCode(rawValue: row["code"] ?? ""), message: row["message"], prior: prior)
+            if let refusal = try w.refusal(of: op.id.description) {
+                return AuthorizeResponse(decision: .refused, code: ErrorCode(rawValue: refusal.code ?? ""), message: refusal.message, prior: prior)
             }
             func refuse(_ error: DomainError) throws -> AuthorizeResponse {
-                try db.cachedStatement(sql: "INSERT INTO decisions (op_id, decision, code, message, at) VALUES (?, 'refused', ?, ?, ?)").execute(
-                    arguments: [op.id.description, error.code.rawValue, error.message, isoNow()])
+                try w.decide(op.id.description, accepted: false, code: error.code.rawValue, message: error.message, at: isoNow())
                 return AuthorizeResponse(decision: .refused, code: error.code, message: error.message, prior: prior)
             }
             if try Replica.isVoided(op.id, db) {
@@ -246,47 +278,36 @@ public final class HubStore: HubStorage {
                                             asOfMs: max(self.physicalMs(), op.hlc.wallMs), db)
             let debit = body.debit
             if let refusal = held.refusal(of: debit) { return try refuse(refusal) }
-            let result = try self.ingest(op, from: store, authorized: true, db)
+            let result = try self.ingest(op, from: store, authorized: true, db, w)
             guard result.status != .rejected, let version = result.version else {
                 return AuthorizeResponse(decision: .refused, code: .invalidRequest, message: result.reason, prior: prior)
             }
-            try db.cachedStatement(sql: "INSERT INTO decisions (op_id, decision, at) VALUES (?, 'accepted', ?)").execute(arguments: [op.id.description, isoNow()])
+            try w.decide(op.id.description, accepted: true, code: nil, message: nil, at: isoNow())
             return AuthorizeResponse(decision: .accepted, version: version, prior: prior)
         }
     }
 
     public func pull(after cursor: Int64, limit: Int, for store: StoreID, pending: Int64?) throws -> PullResponse {
         let limit = max(1, min(limit, SyncLimits.pullPageMax))
-        let page = try pool.read { db in
-            try Row.fetchAll(db.cachedStatement(sql: "SELECT * FROM ops WHERE version > ? ORDER BY version LIMIT ?"), arguments: [cursor, limit + 1])
-                .map { VersionedOperation(version: $0["version"], op: try Operation(row: $0)) }
-        }
+        // Read from the ledger itself: on PostgreSQL, every hub process serves the same pages.
+        let page = try ledger.page(after: cursor, limit: limit + 1)
         let ops = Array(page.prefix(limit))
         let next = ops.last?.version ?? cursor
-        // Bookkeeping for head office's store list. Written only when something changed or the
-        // last record is older than 10 s, so idle nodes polling every second cost no disk sync.
-        let now = Date()
-        try pool.write { db in
-            try db.cachedStatement(sql: """
-                UPDATE stores SET last_sync_at = ?, cursor = ?, pending = ?
-                WHERE id = ? AND (cursor <> ? OR pending IS NOT ? OR last_sync_at IS NULL OR last_sync_at < ?)
-                """).execute(arguments: [now.ISO8601Format(), cursor, pending, store.rawValue, cursor, pending,
-                                 now.addingTimeInterval(-10).ISO8601Format()])
-        }
+        // Bookkeeping for head office's store list.
+        try ledger.recordPull(store.rawValue, cursor: cursor, pending: pending, now: Date())
         return PullResponse(ops: ops, cursor: next, more: page.count > limit)
     }
 
     public func snapshot(for store: StoreID) throws -> Snapshot {
-        try pool.read { db in
+        try refresh()
+        // Operations the hub set aside still used their sequence numbers.
+        let setAsideSeq = try ledger.setAside(by: store.rawValue).compactMap(OperationID.init).filter { $0.origin == store }.map(\.seq).max() ?? 0
+        return try pool.read { db in
             let cursor = try Int64.fetchOne(db.cachedStatement(sql: "SELECT COALESCE(MAX(version), 0) FROM ops")) ?? 0
             let originSeq = try Int64.fetchOne(db.cachedStatement(sql: "SELECT COALESCE(MAX(seq), 0) FROM ops WHERE origin = ?"), arguments: [store.rawValue]) ?? 0
-            let rejectedSeq = try String.fetchAll(db.cachedStatement(sql: "SELECT op_id FROM rejected WHERE store = ?"), arguments: [store.rawValue])
-                .compactMap { OperationID($0)?.seq }.max() ?? 0
-            let refusedSeq = try String.fetchAll(db.cachedStatement(sql: "SELECT op_id FROM decisions")).compactMap(OperationID.init)
-                .filter { $0.origin == store }.map(\.seq).max() ?? 0
             let maxHLC = try Int64.fetchOne(db.cachedStatement(sql: "SELECT COALESCE(MAX(hlc), 0) FROM ops")) ?? 0
             let state = try Replica.exportState(db)
-            return Snapshot(cursor: cursor, originSeq: max(UInt64(originSeq), rejectedSeq, refusedSeq),
+            return Snapshot(cursor: cursor, originSeq: max(UInt64(originSeq), setAsideSeq),
                             maxHLC: HLCTimestamp(packed: maxHLC) ?? .zero,
                             members: state.members, cards: state.cards, entries: state.entries,
                             merges: state.merges, refunds: state.refunds, voided: state.voided, rules: state.rules,
@@ -298,7 +319,8 @@ public final class HubStore: HubStorage {
     // MARK: - Head office
 
     public func member(_ id: MemberID) throws -> MemberView? {
-        try pool.read { db in try Replica.view(of: id, asOfMs: self.physicalMs(), db) }
+        try refresh()
+        return try pool.read { db in try Replica.view(of: id, asOfMs: self.physicalMs(), db) }
     }
 
     public func allMembers() throws -> [MemberView] {
@@ -307,29 +329,16 @@ public final class HubStore: HubStorage {
 
     /// Every member's view, as of `asOfMs` (the hub's clock when nil).
     public func allMembers(asOfMs: Int64?) throws -> [MemberView] {
-        try pool.read { db in try Replica.allViews(asOfMs: asOfMs ?? self.physicalMs(), db) }
+        try refresh()
+        return try pool.read { db in try Replica.allViews(asOfMs: asOfMs ?? self.physicalMs(), db) }
     }
 
     public func stores() throws -> [HubAPI.StoreState] {
-        try pool.read { db in
-            let head = try Int64.fetchOne(db.cachedStatement(sql: "SELECT COALESCE(MAX(version), 0) FROM ops")) ?? 0
-            return try Row.fetchAll(db.cachedStatement(sql: """
-                SELECT s.*, (SELECT COUNT(*) FROM ops WHERE ops.origin = s.id) AS accepted FROM stores s ORDER BY s.id
-                """)).compactMap { row in
-                guard let id = StoreID(rawValue: row["id"]) else { return nil }
-                return HubAPI.StoreState(id: id, name: row["name"], lastSyncAt: row["last_sync_at"], cursor: row["cursor"],
-                                         head: head, pending: row["pending"], opsAccepted: row["accepted"])
-            }
-        }
+        try ledger.stores()
     }
 
     public func exceptions(limit: Int) throws -> [HubAPI.ExceptionRecord] {
-        try pool.read { db in
-            try Row.fetchAll(db.cachedStatement(sql: "SELECT * FROM exceptions ORDER BY id DESC LIMIT ?"), arguments: [limit]).map { row in
-                HubAPI.ExceptionRecord(id: row["id"], kind: row["kind"], member: (row["member_id"] as String?).map(MemberID.init),
-                                       op: row["op_id"], detail: row["detail"], at: row["at"])
-            }
-        }
+        try ledger.exceptions(limit: limit)
     }
 
     // MARK: - The programme
@@ -342,7 +351,7 @@ public final class HubStore: HubStorage {
 
     public func publishRules(_ document: JSONValue, actor: String) throws -> HubAPI.RulesVersion {
         let programme = try Programme.parse(document)
-        return try pool.write { db in
+        return try write { db, w in
             let current = try Int.fetchOne(db.cachedStatement(sql: "SELECT MAX(version) FROM rules")) ?? 0
             guard programme.version > current else {
                 throw DomainError(.rulesVersionConflict, "version \(programme.version) is not above the published version \(current); publish version \(current + 1)")
@@ -351,8 +360,8 @@ public final class HubStore: HubStorage {
             // exactly the rules the hub checked.
             let body = OperationBody.rulesPublished(RulesPublished(version: programme.version, programme: programme.json))
             let op = try self.makeHubOperation(body, db)
-            let version = try self.append(op, body, db)
-            try self.audit(actor, "rules.published", "version \(programme.version) '\(programme.name)' as \(op.id)", db)
+            let version = try self.append(op, body, db, w)
+            try w.audit(actor: actor, action: "rules.published", detail: "version \(programme.version) '\(programme.name)' as \(op.id)", at: isoNow())
             return HubAPI.RulesVersion(version: programme.version, op: op.id, logVersion: version)
         }
     }
@@ -365,7 +374,7 @@ public final class HubStore: HubStorage {
     }
 
     public func awardPoints(_ member: MemberID, _ award: NodeAPI.PointsAward, actor: String) throws -> MemberView {
-        try pool.write { db in
+        try write { db, w in
             let root = try Replica.root(of: member, db)
             guard try Replica.isEnrolled(root, db) else { throw DomainError(.notFound, "no member \(member)") }
             let programme = try Replica.programme(db)
@@ -394,15 +403,16 @@ public final class HubStore: HubStorage {
             }
             let body = OperationBody.pointsAdjusted(adjustment)
             let op = try self.makeHubOperation(body, db)
-            _ = try self.append(op, body, db)
-            try self.audit(actor, "points.adjusted", "\(root) \(adjustment.points) points (\(adjustment.reason)) as \(op.id)", db)
+            _ = try self.append(op, body, db, w)
+            try w.audit(actor: actor, action: "points.adjusted", detail: "\(root) \(adjustment.points) points (\(adjustment.reason)) as \(op.id)", at: isoNow())
             guard let view = try Replica.view(of: member, asOfMs: now, db) else { preconditionFailure("an enrolled member has a view") }
             return view
         }
     }
 
     public func currentRules() throws -> Programme {
-        try pool.read { db in try Replica.programme(db) }
+        try refresh()
+        return try pool.read { db in try Replica.programme(db) }
     }
 
     /// The hub's scheduled work for the local day of `asOfMs` (now when nil): points whose lot
@@ -411,7 +421,7 @@ public final class HubStore: HubStorage {
     /// the hub's with a deterministic effect, so running the jobs twice changes nothing.
     public func runJobs(asOfMs: Int64? = nil) throws -> HubAPI.JobReport {
         let now = asOfMs ?? physicalMs()
-        return try pool.write { db in
+        return try write { db, w in
             let programme = try Replica.programme(db)
             let calendar = programme.calendar
             let today = calendar.day(ms: now)
@@ -435,7 +445,7 @@ public final class HubStore: HubStorage {
                     if standing.expiryDue != 0 {
                         let body = OperationBody.pointsExpired(PointsExpired(member: member, points: standing.expiryDue, asOf: today.adding(days: -1).iso))
                         let op = try self.makeHubOperation(body, db)
-                        _ = try self.append(op, body, db)
+                        _ = try self.append(op, body, db, w)
                         report.expiries += 1
                         report.pointsExpired += standing.expiryDue
                     }
@@ -450,7 +460,7 @@ public final class HubStore: HubStorage {
                 if !coupons.isEmpty {
                     let body = OperationBody.couponsIssued(CouponsIssued(coupons: coupons, reason: "scheduled"))
                     let op = try self.makeHubOperation(body, db)
-                    _ = try self.append(op, body, db)
+                    _ = try self.append(op, body, db, w)
                     report.coupons += coupons.count
                 }
             }
@@ -460,7 +470,8 @@ public final class HubStore: HubStorage {
 
     /// Every operation in version order (tests and audits).
     public func log() throws -> [VersionedOperation] {
-        try pool.read { db in
+        try refresh()
+        return try pool.read { db in
             try Row.fetchAll(db.cachedStatement(sql: "SELECT * FROM ops ORDER BY version")).map { VersionedOperation(version: $0["version"], op: try Operation(row: $0)) }
         }
     }
@@ -473,23 +484,18 @@ public final class HubStore: HubStorage {
         }
     }
 
-    private func touch(_ store: StoreID, _ db: Database) throws {
-        try db.cachedStatement(sql: "UPDATE stores SET last_sync_at = ? WHERE id = ?").execute(arguments: [isoNow(), store.rawValue])
-    }
-
     /// Accepts one operation into the log (or recognises a retry), then applies it and checks
     /// what only the hub can see: overdrafts, duplicate refunds, duplicate enrolments.
-    private func ingest(_ op: Operation, from store: StoreID, authorized: Bool, _ db: Database) throws -> PushResult {
+    private func ingest(_ op: Operation, from store: StoreID, authorized: Bool, _ db: Database, _ w: any LedgerWrites) throws -> PushResult {
         if let version = try Int64.fetchOne(db.cachedStatement(sql: "SELECT version FROM ops WHERE id = ?"), arguments: [op.id.description]) {
             return PushResult(id: op.id, status: .duplicate, version: version)
         }
-        if let reason = try String.fetchOne(db.cachedStatement(sql: "SELECT reason FROM rejected WHERE op_id = ?"), arguments: [op.id.description]) {
+        if let reason = try w.rejection(of: op.id.description) {
             return PushResult(id: op.id, status: .rejected, reason: reason)
         }
         func reject(_ reason: String) throws -> PushResult {
-            try db.cachedStatement(sql: "INSERT INTO rejected (op_id, store, reason, op, at) VALUES (?, ?, ?, ?, ?)").execute(
-                arguments: [op.id.description, store.rawValue, reason, try JSONText.encode(op), isoNow()])
-            try self.exception("rejected", member: nil, op: op.id, detail: reason, db)
+            try w.reject(op.id.description, store: store.rawValue, reason: reason, json: try JSONText.encode(op), at: isoNow())
+            try self.exception("rejected", member: nil, op: op.id, detail: reason, w)
             return PushResult(id: op.id, status: .rejected, reason: reason)
         }
         // An operation the hub refused at authorisation is still accepted when pushed: its store
@@ -501,16 +507,16 @@ public final class HubStore: HubStorage {
         let body: OperationBody
         do throws(DomainError) { body = try Validate.operation(op) } catch { return try reject(error.description) }
 
-        let version = try self.append(op, body, db)
-        try reportClockAhead(op, from: store, db)
+        let version = try self.append(op, body, db, w)
+        try reportClockAhead(op, from: store, w)
         if case .unknown = body { return PushResult(id: op.id, status: .accepted, version: version) }
 
         switch body {
         case .memberEnrolled(let e):
-            try mergeDuplicates(phone: e.phone, db)
+            try mergeDuplicates(phone: e.phone, db, w)
         case .memberUpdated(let u):
             if let phone = u.phone, try Replica.roots(withPhone: phone, db).count > 1 {
-                try exception("phone_conflict", member: u.member, op: op.id, detail: "phone \(phone) now belongs to more than one member", db)
+                try exception("phone_conflict", member: u.member, op: op.id, detail: "phone \(phone) now belongs to more than one member", w)
             }
         case .refund(let r):
             // Refunds of one sale made offline at different stores may add up to more than it.
@@ -523,19 +529,19 @@ public final class HubStore: HubStorage {
                 }
                 if let total, refunded > total {
                     try exception("duplicate_refund", member: r.member, op: op.id,
-                                  detail: "\(r.of) refunded \(refunded) of \(total) (refunds made offline at different stores)", db)
+                                  detail: "\(r.of) refunded \(refunded) of \(total) (refunds made offline at different stores)", w)
                 }
             }
             for coupon in r.couponsRevoked where try Replica.liveUses(of: coupon, db).count > 1 {
                 try exception("coupon_reused", member: r.member, op: op.id,
-                              detail: "coupon \(coupon) came with refunded recharge \(r.of) and had already been used", db)
+                              detail: "coupon \(coupon) came with refunded recharge \(r.of) and had already been used", w)
             }
         case .purchase(let p):
             if let coupon = p.coupon {
                 let uses = try Replica.liveUses(of: coupon, db)
                 if uses.count > 1 {
                     try exception("coupon_reused", member: p.member, op: op.id,
-                                  detail: "coupon \(coupon) used by \(uses.joined(separator: ", ")) (redeemed offline at different stores)", db)
+                                  detail: "coupon \(coupon) used by \(uses.joined(separator: ", ")) (redeemed offline at different stores)", w)
                 }
             }
         case .operationVoided(let v):
@@ -549,15 +555,15 @@ public final class HubStore: HubStorage {
                     of: v.of, member: e.member, value: -e.value, bonus: -e.bonus, points: -e.points,
                     pointsExpireOn: e.lot?.iso, qualifying: -e.qualifying, coupon: i == 0 ? used : nil))
                 let hubOp = try makeHubOperation(reversal, db)
-                _ = try append(hubOp, reversal, db)
-                try exception("reversal", member: e.member, op: hubOp.id, detail: "\(v.of) was voided by its store after the hub applied it; reversed", db)
-                try checkOverdraft(reversal, hubOp.id, note: "after reversing \(v.of)", db)
+                _ = try append(hubOp, reversal, db, w)
+                try exception("reversal", member: e.member, op: hubOp.id, detail: "\(v.of) was voided by its store after the hub applied it; reversed", w)
+                try checkOverdraft(reversal, hubOp.id, note: "after reversing \(v.of)", db, w)
             }
         default:
             break
         }
-        try settleOverExpiry(body, db)
-        try checkOverdraft(body, op.id, note: authorized ? "after a spend the hub authorised at \(store)" : "after \(op.kind) from \(store)", db)
+        try settleOverExpiry(body, db, w)
+        try checkOverdraft(body, op.id, note: authorized ? "after a spend the hub authorised at \(store)" : "after \(op.kind) from \(store)", db, w)
         return PushResult(id: op.id, status: .accepted, version: version)
     }
 
@@ -565,7 +571,7 @@ public final class HubStore: HubStorage {
     /// was told about) but reported, at most once an hour per store: its stamp would win profile
     /// edits and date its points until the store's clock is fixed. The hub's own clock never
     /// follows it beyond the bounded drift (§2).
-    private func reportClockAhead(_ op: Operation, from store: StoreID, _ db: Database) throws {
+    private func reportClockAhead(_ op: Operation, from store: StoreID, _ w: any LedgerWrites) throws {
         let now = physicalMs()
         let ahead = op.hlc.wallMs - now
         guard ahead > HubStore.clockAheadReportMs else { return }
@@ -576,7 +582,7 @@ public final class HubStore: HubStorage {
         }
         guard due else { return }
         try exception("clock_ahead", member: nil, op: op.id,
-                      detail: "store \(store)'s clock is \(ahead / 60_000) minutes ahead of the hub's; fix its time (NTP)", db)
+                      detail: "store \(store)'s clock is \(ahead / 60_000) minutes ahead of the hub's; fix its time (NTP)", w)
     }
 
     static let clockAheadReportMs: Int64 = 5 * 60 * 1000
@@ -584,7 +590,7 @@ public final class HubStore: HubStorage {
     /// A spend of points stamped before an expiry the hub has already recorded (made offline,
     /// arriving late) means that expiry took points the member had spent: give them back at
     /// once, with a visible operation, rather than report a false overdraft.
-    private func settleOverExpiry(_ body: OperationBody, _ db: Database) throws {
+    private func settleOverExpiry(_ body: OperationBody, _ db: Database, _ w: any LedgerWrites) throws {
         for case .ledger(let e) in body.effects where e.points < 0 && e.lot == nil && e.expired == 0 {
             let root = try Replica.root(of: e.member, db)
             guard try Int64.fetchOne(db.cachedStatement(sql: """
@@ -596,46 +602,51 @@ public final class HubStore: HubStorage {
             if standing.expiryDue < 0 {
                 let today = programme.calendar.day(ms: physicalMs())
                 let giveBack = OperationBody.pointsExpired(PointsExpired(member: root, points: standing.expiryDue, asOf: today.adding(days: -1).iso))
-                _ = try append(try makeHubOperation(giveBack, db), giveBack, db)
+                _ = try append(try makeHubOperation(giveBack, db), giveBack, db, w)
             }
         }
     }
 
     /// Any operation that takes value or points from a member (an offline spend, a refund that
     /// takes back earned points, a reversal) may leave the member below zero: head office is told.
-    private func checkOverdraft(_ body: OperationBody, _ op: OperationID, note: String, _ db: Database) throws {
+    private func checkOverdraft(_ body: OperationBody, _ op: OperationID, note: String, _ db: Database, _ w: any LedgerWrites) throws {
         for case .ledger(let e) in body.effects where e.value < 0 || e.bonus < 0 || e.points < 0 {
             let member = e.member
             let held = try Replica.holdings(of: member, db)
             if held.valueMinor < 0 || held.points < 0 {
                 try exception("overdraft", member: try Replica.root(of: member, db), op: op,
-                              detail: "balance \(held.valueMinor), points \(held.points) \(note)", db)
+                              detail: "balance \(held.valueMinor), points \(held.points) \(note)", w)
             }
         }
     }
 
-    private func append(_ op: Operation, _ body: OperationBody, _ db: Database) throws -> Int64 {
+    /// Appends to the log at the next version (the fold is at the log's head: the ledger's
+    /// write lock is held) and applies the operation to the fold.
+    private func append(_ op: Operation, _ body: OperationBody, _ db: Database, _ w: any LedgerWrites) throws -> Int64 {
         clock.withLock { _ = $0.observe(op.hlc, physicalMs: physicalMs()) }
         let member: String? = if case .unknown = body { nil } else { body.member?.rawValue }
+        let row = LogRow(version: 0, id: op.id.description, origin: op.id.origin.rawValue, seq: Int64(op.id.seq), hlc: op.hlc.packed,
+                         kind: op.kind, kindVersion: op.kindVersion, body: try JSONText.encode(op.body), member: member, receivedAt: isoNow())
         try db.cachedStatement(sql: """
             INSERT INTO ops (id, origin, seq, hlc, kind, kind_version, body, member_id, received_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
-            """).execute(arguments: [op.id.description, op.id.origin.rawValue, op.id.seq, op.hlc.packed, op.kind, op.kindVersion,
-                             try JSONText.encode(op.body), member, isoNow()])
-        let version = db.lastInsertedRowID
+            """).execute(arguments: [row.id, row.origin, row.seq, row.hlc, row.kind, row.kindVersion, row.body, row.member, row.receivedAt])
+        var appended = row
+        appended.version = db.lastInsertedRowID
+        try w.appended(appended)
         if case .unknown = body {} else { try Replica.apply(body, of: op, db) }
-        return version
+        return appended.version
     }
 
     /// The same phone enrolled at several stores (offline): the earliest enrolment by
     /// (HLC, origin) survives; the others are merged into it by operations of the hub.
-    private func mergeDuplicates(phone: String, _ db: Database) throws {
+    private func mergeDuplicates(phone: String, _ db: Database, _ w: any LedgerWrites) throws {
         let roots = try Replica.roots(withPhone: phone, db)
         guard roots.count > 1, let survivor = roots.first?.0 else { return }
         for (member, _) in roots.dropFirst() {
             let body = OperationBody.memberMerged(MemberMerged(from: member, into: survivor))
             let op = try makeHubOperation(body, db)
-            _ = try append(op, body, db)
-            try exception("merge", member: survivor, op: op.id, detail: "\(member) enrolled the same phone; merged into \(survivor)", db)
+            _ = try append(op, body, db, w)
+            try exception("merge", member: survivor, op: op.id, detail: "\(member) enrolled the same phone; merged into \(survivor)", w)
         }
     }
 
@@ -645,8 +656,7 @@ public final class HubStore: HubStorage {
         return Operation(id: OperationID(origin: .hub, seq: UInt64(seq)), hlc: hlc, body: body)
     }
 
-    private func exception(_ kind: String, member: MemberID?, op: OperationID?, detail: String, _ db: Database) throws {
-        try db.cachedStatement(sql: "INSERT INTO exceptions (kind, member_id, op_id, detail, at) VALUES (?, ?, ?, ?, ?)").execute(
-            arguments: [kind, member?.rawValue, op?.description, detail, isoNow()])
+    private func exception(_ kind: String, member: MemberID?, op: OperationID?, detail: String, _ w: any LedgerWrites) throws {
+        try w.exception(kind: kind, member: member?.rawValue, op: op?.description, detail: detail, at: isoNow())
     }
 }

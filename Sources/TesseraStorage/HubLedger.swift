@@ -1,0 +1,258 @@
+import Foundation
+import GRDB
+import TesseraCore
+import TesseraProtocol
+
+/// The hub's record of truth: the operation log with its versions, store and head-office
+/// credentials, the audit trail, authorisation decisions, rejected operations and exceptions.
+///
+/// The fold of the log (members, balances, points: the `Replica` tables) is always a local
+/// SQLite database. On SQLite (`SQLiteLedger`) the ledger shares that file and its
+/// transactions. On PostgreSQL (`PostgresLedger`) the ledger is shared by every hub process of
+/// the chain, and each process's fold is a cache of the log that it catches up before every
+/// decision and every read, and can rebuild from the log at any time.
+public protocol HubLedger: Sendable {
+    /// "sqlite" or "postgresql", for status and logs.
+    var kind: String { get }
+
+    /// One write of the chain. `body` runs inside one transaction of the fold, with the
+    /// ledger's write lock held and the fold caught up to the log's head (`foldIn` applies one
+    /// row of the log the fold has not seen); whatever `body` records reaches the ledger in the
+    /// same commit, or nothing does.
+    func write<T>(_ fold: DatabasePool, foldIn: (Database, LogRow) throws -> Void,
+                  _ body: (Database, any LedgerWrites) throws -> T) throws -> T
+
+    /// A write of the ledger alone (credentials, the audit trail): no fold, no write lock.
+    func administer<T>(_ body: (any LedgerWrites) throws -> T) throws -> T
+
+    /// Catches the fold up to the log's head, so that a read sees every committed operation.
+    func refresh(_ fold: DatabasePool, foldIn: (Database, LogRow) throws -> Void) throws
+
+    func storeID(tokenHash: String) throws -> String?
+    func admin(tokenHash: String) throws -> (id: String, role: String)?
+    func adminTokens() throws -> [HubAPI.AdminToken]
+    func auditLog(limit: Int) throws -> [HubAPI.AuditRecord]
+    func exceptions(limit: Int) throws -> [HubAPI.ExceptionRecord]
+    /// Operations after `cursor` in version order: a page of the pull.
+    func page(after cursor: Int64, limit: Int) throws -> [VersionedOperation]
+    /// A store's sync position, for head office's list of stores.
+    func recordPull(_ store: String, cursor: Int64, pending: Int64?, now: Date) throws
+    func stores() throws -> [HubAPI.StoreState]
+    /// Ids of the store's operations the hub set aside: rejected, or refused at authorisation.
+    func setAside(by store: String) throws -> [String]
+    /// Throws when the ledger cannot be reached (readiness).
+    func ping() throws
+}
+
+/// What a write records in the ledger besides the fold.
+public protocol LedgerWrites {
+    /// A hint: the batch about to be ingested, so that its retries are recognised in one query.
+    func prefetch(_ ids: [String]) throws
+    func rejection(of op: String) throws -> String?
+    func reject(_ op: String, store: String, reason: String, json: String, at: String) throws
+    /// The code and message of a refusal the hub gave at authorisation.
+    func refusal(of op: String) throws -> (code: String?, message: String?)?
+    func decide(_ op: String, accepted: Bool, code: String?, message: String?, at: String) throws
+    func exception(kind: String, member: String?, op: String?, detail: String, at: String) throws
+    func audit(actor: String, action: String, detail: String, at: String) throws
+    func touch(_ store: String, at: String) throws
+    /// An operation appended to the fold at `row.version`: the ledger's log gets the same row.
+    func appended(_ row: LogRow) throws
+
+    func storeExists(_ id: String) throws -> Bool
+    func addStore(id: String, name: String, tokenHash: String, at: String) throws
+    func setStoreToken(_ id: String, tokenHash: String) throws -> Bool
+    func revokeStore(_ id: String, at: String) throws -> Bool
+    func addAdminToken(id: String, tokenHash: String, role: String, label: String?, at: String) throws
+    func revokeAdminToken(_ id: String, at: String) throws -> Bool
+}
+
+/// One row of the operation log, as stored on either database.
+public struct LogRow: Sendable, Equatable {
+    public var version: Int64
+    public var id: String
+    public var origin: String
+    public var seq: Int64
+    public var hlc: Int64
+    public var kind: String
+    public var kindVersion: Int
+    public var body: String
+    public var member: String?
+    public var receivedAt: String
+
+    public func operation() throws -> Operation {
+        guard let id = OperationID(id), let hlc = HLCTimestamp(packed: hlc) else {
+            throw DomainError(.internalError, "corrupt operation row \(version)")
+        }
+        return Operation(id: id, hlc: hlc, kind: kind, kindVersion: kindVersion, body: try JSONText.decode(JSONValue.self, body))
+    }
+}
+
+/// The ledger in the hub's own SQLite file: the fold's transactions are the ledger's.
+struct SQLiteLedger: HubLedger {
+    let pool: DatabasePool
+    var kind: String { "sqlite" }
+
+    func write<T>(_ fold: DatabasePool, foldIn: (Database, LogRow) throws -> Void,
+                  _ body: (Database, any LedgerWrites) throws -> T) throws -> T {
+        try pool.write { db in try body(db, SQLiteWrites(db: db)) }
+    }
+
+    func administer<T>(_ body: (any LedgerWrites) throws -> T) throws -> T {
+        try pool.write { db in try body(SQLiteWrites(db: db)) }
+    }
+
+    func refresh(_ fold: DatabasePool, foldIn: (Database, LogRow) throws -> Void) throws {}
+
+    func storeID(tokenHash: String) throws -> String? {
+        try pool.read { db in
+            try String.fetchOne(db.cachedStatement(sql: "SELECT id FROM stores WHERE token_hash = ? AND revoked_at IS NULL"), arguments: [tokenHash])
+        }
+    }
+
+    func admin(tokenHash: String) throws -> (id: String, role: String)? {
+        try pool.read { db in
+            try Row.fetchOne(db.cachedStatement(sql: "SELECT id, role FROM admin_tokens WHERE token_hash = ? AND revoked_at IS NULL"),
+                             arguments: [tokenHash]).map { ($0["id"], $0["role"]) }
+        }
+    }
+
+    func adminTokens() throws -> [HubAPI.AdminToken] {
+        try pool.read { db in
+            try Row.fetchAll(db.cachedStatement(sql: "SELECT id, role, label, created_at, revoked_at FROM admin_tokens ORDER BY created_at")).map {
+                HubAPI.AdminToken(id: $0["id"], role: $0["role"], label: $0["label"], createdAt: $0["created_at"], revokedAt: $0["revoked_at"])
+            }
+        }
+    }
+
+    func auditLog(limit: Int) throws -> [HubAPI.AuditRecord] {
+        try pool.read { db in
+            try Row.fetchAll(db.cachedStatement(sql: "SELECT * FROM audit ORDER BY id DESC LIMIT ?"), arguments: [limit]).map {
+                HubAPI.AuditRecord(id: $0["id"], at: $0["at"], actor: $0["actor"], action: $0["action"], detail: $0["detail"])
+            }
+        }
+    }
+
+    func exceptions(limit: Int) throws -> [HubAPI.ExceptionRecord] {
+        try pool.read { db in
+            try Row.fetchAll(db.cachedStatement(sql: "SELECT * FROM exceptions ORDER BY id DESC LIMIT ?"), arguments: [limit]).map { row in
+                HubAPI.ExceptionRecord(id: row["id"], kind: row["kind"], member: (row["member_id"] as String?).map(MemberID.init),
+                                       op: row["op_id"], detail: row["detail"], at: row["at"])
+            }
+        }
+    }
+
+    func page(after cursor: Int64, limit: Int) throws -> [VersionedOperation] {
+        try pool.read { db in
+            try Row.fetchAll(db.cachedStatement(sql: "SELECT * FROM ops WHERE version > ? ORDER BY version LIMIT ?"), arguments: [cursor, limit])
+                .map { VersionedOperation(version: $0["version"], op: try Operation(row: $0)) }
+        }
+    }
+
+    func recordPull(_ store: String, cursor: Int64, pending: Int64?, now: Date) throws {
+        // Written only when something changed or the last record is older than 10 s, so idle
+        // nodes polling every second cost no disk sync.
+        try pool.write { db in
+            try db.cachedStatement(sql: """
+                UPDATE stores SET last_sync_at = ?, cursor = ?, pending = ?
+                WHERE id = ? AND (cursor <> ? OR pending IS NOT ? OR last_sync_at IS NULL OR last_sync_at < ?)
+                """).execute(arguments: [now.ISO8601Format(), cursor, pending, store, cursor, pending,
+                                         now.addingTimeInterval(-10).ISO8601Format()])
+        }
+    }
+
+    func stores() throws -> [HubAPI.StoreState] {
+        try pool.read { db in
+            let head = try Int64.fetchOne(db.cachedStatement(sql: "SELECT COALESCE(MAX(version), 0) FROM ops")) ?? 0
+            return try Row.fetchAll(db.cachedStatement(sql: """
+                SELECT s.*, (SELECT COUNT(*) FROM ops WHERE ops.origin = s.id) AS accepted FROM stores s ORDER BY s.id
+                """)).compactMap { row in
+                guard let id = StoreID(rawValue: row["id"]) else { return nil }
+                return HubAPI.StoreState(id: id, name: row["name"], lastSyncAt: row["last_sync_at"], cursor: row["cursor"],
+                                         head: head, pending: row["pending"], opsAccepted: row["accepted"])
+            }
+        }
+    }
+
+    func setAside(by store: String) throws -> [String] {
+        try pool.read { db in
+            try String.fetchAll(db.cachedStatement(sql: "SELECT op_id FROM rejected WHERE store = ?"), arguments: [store])
+                + String.fetchAll(db.cachedStatement(sql: "SELECT op_id FROM decisions WHERE decision = 'refused' AND op_id LIKE ? || ':%'"),
+                                  arguments: [store])
+        }
+    }
+
+    func ping() throws {
+        _ = try pool.read { db in try Int.fetchOne(db, sql: "SELECT 1") }
+    }
+}
+
+struct SQLiteWrites: LedgerWrites {
+    let db: Database
+
+    func prefetch(_ ids: [String]) throws {}
+
+    func rejection(of op: String) throws -> String? {
+        try String.fetchOne(db.cachedStatement(sql: "SELECT reason FROM rejected WHERE op_id = ?"), arguments: [op])
+    }
+
+    func reject(_ op: String, store: String, reason: String, json: String, at: String) throws {
+        try db.cachedStatement(sql: "INSERT INTO rejected (op_id, store, reason, op, at) VALUES (?, ?, ?, ?, ?)").execute(
+            arguments: [op, store, reason, json, at])
+    }
+
+    func refusal(of op: String) throws -> (code: String?, message: String?)? {
+        try Row.fetchOne(db.cachedStatement(sql: "SELECT code, message FROM decisions WHERE op_id = ? AND decision = 'refused'"),
+                         arguments: [op]).map { ($0["code"], $0["message"]) }
+    }
+
+    func decide(_ op: String, accepted: Bool, code: String?, message: String?, at: String) throws {
+        try db.cachedStatement(sql: "INSERT INTO decisions (op_id, decision, code, message, at) VALUES (?, ?, ?, ?, ?)").execute(
+            arguments: [op, accepted ? "accepted" : "refused", code, message, at])
+    }
+
+    func exception(kind: String, member: String?, op: String?, detail: String, at: String) throws {
+        try db.cachedStatement(sql: "INSERT INTO exceptions (kind, member_id, op_id, detail, at) VALUES (?, ?, ?, ?, ?)").execute(
+            arguments: [kind, member, op, detail, at])
+    }
+
+    func audit(actor: String, action: String, detail: String, at: String) throws {
+        try db.cachedStatement(sql: "INSERT INTO audit (at, actor, action, detail) VALUES (?, ?, ?, ?)").execute(arguments: [at, actor, action, detail])
+    }
+
+    func touch(_ store: String, at: String) throws {
+        try db.cachedStatement(sql: "UPDATE stores SET last_sync_at = ? WHERE id = ?").execute(arguments: [at, store])
+    }
+
+    /// The fold's `ops` table is the log itself.
+    func appended(_ row: LogRow) throws {}
+
+    func storeExists(_ id: String) throws -> Bool {
+        try Bool.fetchOne(db.cachedStatement(sql: "SELECT EXISTS (SELECT 1 FROM stores WHERE id = ?)"), arguments: [id]) ?? false
+    }
+
+    func addStore(id: String, name: String, tokenHash: String, at: String) throws {
+        try db.cachedStatement(sql: "INSERT INTO stores (id, name, token_hash, created_at) VALUES (?, ?, ?, ?)").execute(
+            arguments: [id, name, tokenHash, at])
+    }
+
+    func setStoreToken(_ id: String, tokenHash: String) throws -> Bool {
+        try db.cachedStatement(sql: "UPDATE stores SET token_hash = ?, revoked_at = NULL WHERE id = ?").execute(arguments: [tokenHash, id])
+        return db.changesCount == 1
+    }
+
+    func revokeStore(_ id: String, at: String) throws -> Bool {
+        try db.cachedStatement(sql: "UPDATE stores SET revoked_at = ? WHERE id = ?").execute(arguments: [at, id])
+        return db.changesCount == 1
+    }
+
+    func addAdminToken(id: String, tokenHash: String, role: String, label: String?, at: String) throws {
+        try db.cachedStatement(sql: "INSERT INTO admin_tokens (token_hash, created_at, id, role, label) VALUES (?, ?, ?, ?, ?)").execute(
+            arguments: [tokenHash, at, id, role, label])
+    }
+
+    func revokeAdminToken(_ id: String, at: String) throws -> Bool {
+        try db.cachedStatement(sql: "UPDATE admin_tokens SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL").execute(arguments: [at, id])
+        return db.changesCount == 1
+    }
+}

@@ -1,0 +1,411 @@
+import Foundation
+import GRDB
+import PostgresNIO
+import TesseraCore
+import TesseraProtocol
+
+/// The hub's ledger on PostgreSQL, shared by every hub process of the chain.
+///
+/// **Versions without gaps.** Every write of the chain (a push, an authorisation, a rule or
+/// job of head office) takes one transaction-scoped advisory lock, catches its fold up to the
+/// log's head, and numbers the operations it appends from that head. PostgreSQL makes a
+/// transaction visible before it releases its locks, so the next writer sees every version
+/// below its own, and a version becomes visible only after every lower one is: a pull that
+/// sees version N has seen all below N, and one at cursor N never skips an operation that
+/// commits later (the sequence-gap problem of change feeds, where a sequence hands out N+1
+/// while N is still uncommitted). The same lock serialises spend authorisations across hubs,
+/// so two hubs can never both approve the last of a balance. Reads (pulls, snapshots, head
+/// office) take no lock and scale with the number of hub processes; writes go one at a time,
+/// as on SQLite. protocol/spec.md section 6 states the rule.
+final class PostgresLedger: HubLedger {
+    let link: PostgresLink
+    var kind: String { "postgresql" }
+
+    static let writeLock: Int64 = 0x7E55_E2A0_0001
+    static let migrationLock: Int64 = 0x7E55_E2A0_0002
+    static let catchUpPage = 2_000
+
+    init(_ location: PostgresLocation) throws {
+        link = try PostgresLink(location)
+        try migrate()
+    }
+
+    // MARK: - Schema
+
+    /// Migrations run on start, one at a time across hub processes (an advisory lock), each
+    /// recorded once. Statements only: the extended protocol runs one per query.
+    static let migrations: [(name: String, statements: [String])] = [
+        ("v1", [
+            """
+            CREATE TABLE ops (
+                version BIGINT PRIMARY KEY,
+                id TEXT NOT NULL UNIQUE,
+                origin TEXT NOT NULL,
+                seq BIGINT NOT NULL CHECK (seq > 0),
+                hlc BIGINT NOT NULL,
+                kind TEXT NOT NULL,
+                kind_version INTEGER NOT NULL,
+                body TEXT NOT NULL,
+                member_id TEXT,
+                received_at TEXT NOT NULL,
+                UNIQUE (origin, seq)
+            )
+            """,
+            "CREATE INDEX ops_member ON ops (member_id)",
+            """
+            CREATE TABLE stores (
+                id TEXT PRIMARY KEY,
+                name TEXT NOT NULL,
+                token_hash TEXT NOT NULL UNIQUE,
+                created_at TEXT NOT NULL,
+                last_sync_at TEXT,
+                cursor BIGINT NOT NULL DEFAULT 0,
+                pending BIGINT,
+                revoked_at TEXT
+            )
+            """,
+            """
+            CREATE TABLE admin_tokens (
+                id TEXT PRIMARY KEY,
+                token_hash TEXT NOT NULL UNIQUE,
+                role TEXT NOT NULL CHECK (role IN ('admin', 'reporter')),
+                label TEXT,
+                created_at TEXT NOT NULL,
+                revoked_at TEXT
+            )
+            """,
+            """
+            CREATE TABLE decisions (
+                op_id TEXT PRIMARY KEY,
+                decision TEXT NOT NULL CHECK (decision IN ('accepted', 'refused')),
+                code TEXT, message TEXT, at TEXT NOT NULL
+            )
+            """,
+            "CREATE TABLE rejected (op_id TEXT PRIMARY KEY, store TEXT NOT NULL, reason TEXT NOT NULL, op TEXT NOT NULL, at TEXT NOT NULL)",
+            "CREATE INDEX rejected_store ON rejected (store)",
+            """
+            CREATE TABLE exceptions (
+                id BIGSERIAL PRIMARY KEY,
+                kind TEXT NOT NULL, member_id TEXT, op_id TEXT, detail TEXT NOT NULL, at TEXT NOT NULL
+            )
+            """,
+            "CREATE TABLE audit (id BIGSERIAL PRIMARY KEY, at TEXT NOT NULL, actor TEXT NOT NULL, action TEXT NOT NULL, detail TEXT NOT NULL)",
+            "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+        ]),
+    ]
+
+    private func migrate() throws {
+        try link.withConnection { c in
+            try c.transaction {
+                try c.run("SELECT pg_advisory_xact_lock(\(Self.migrationLock))")
+                try c.run("CREATE TABLE IF NOT EXISTS tessera_migrations (name TEXT PRIMARY KEY, applied_at TEXT NOT NULL)")
+                let done = Set(try c.run("SELECT name FROM tessera_migrations").map { try $0.decode(String.self) })
+                for migration in Self.migrations where !done.contains(migration.name) {
+                    for statement in migration.statements { try c.run(PostgresQuery(unsafeSQL: statement)) }
+                    try c.run("INSERT INTO tessera_migrations (name, applied_at) VALUES (\(migration.name), \(isoNow()))")
+                }
+                // The chain's identity: a fold made from another database is never reused.
+                try c.run("INSERT INTO meta (key, value) VALUES ('chain_id', \(UUID().uuidString)) ON CONFLICT (key) DO NOTHING")
+            }
+        }
+    }
+
+    func chainID() throws -> String {
+        guard let row = try link.run("SELECT value FROM meta WHERE key = 'chain_id'").first else {
+            throw DomainError(.internalError, "the hub's PostgreSQL database has no chain id")
+        }
+        return try row.decode(String.self)
+    }
+
+    // MARK: - The fold
+
+    /// Whether `fold` is a fold of this ledger's log: made from this database, and agreeing
+    /// with it at its head. (A fold ahead of the log, after the database was restored from a
+    /// backup, or made from another chain, must be rebuilt.) An empty fold is claimed.
+    func owns(_ fold: DatabasePool) throws -> Bool {
+        let chain = try chainID()
+        let local = try fold.read { db -> (chain: String?, head: Int64, id: String?) in
+            let head = try Int64.fetchOne(db, sql: "SELECT COALESCE(MAX(version), 0) FROM ops") ?? 0
+            return (try String.fetchOne(db, sql: "SELECT value FROM meta WHERE key = 'postgres_chain'"), head,
+                    try String.fetchOne(db, sql: "SELECT id FROM ops WHERE version = ?", arguments: [head]))
+        }
+        if local.head == 0 {
+            try fold.write { db in
+                try db.execute(sql: "INSERT OR REPLACE INTO meta (key, value) VALUES ('postgres_chain', ?)", arguments: [chain])
+            }
+            return true
+        }
+        guard local.chain == chain else { return false }
+        let there = try link.run("SELECT id FROM ops WHERE version = \(local.head)").first.map { try $0.decode(String.self) }
+        return there == local.id
+    }
+
+    func refresh(_ fold: DatabasePool, foldIn: (Database, LogRow) throws -> Void) throws {
+        var head = try fold.read { db in try Int64.fetchOne(db.cachedStatement(sql: "SELECT COALESCE(MAX(version), 0) FROM ops")) ?? 0 }
+        while true {
+            let rows = try link.withConnection { try Self.rows(after: head, $0) }
+            guard let last = rows.last else { return }
+            try fold.write { db in try Self.apply(rows, db, foldIn) }
+            head = last.version
+            if rows.count < Self.catchUpPage { return }
+        }
+    }
+
+    func write<T>(_ fold: DatabasePool, foldIn: (Database, LogRow) throws -> Void,
+                  _ body: (Database, any LedgerWrites) throws -> T) throws -> T {
+        // Most of any catch-up happens here, before the lock, so other hubs' writes wait less.
+        try refresh(fold, foldIn: foldIn)
+        return try link.withConnection { c in
+            // PostgreSQL commits first: if the fold's commit then fails, the next catch-up
+            // brings the fold level; if PostgreSQL's fails, the fold rolls back with it.
+            try fold.write { db in
+                try c.transaction {
+                    try c.run("SELECT pg_advisory_xact_lock(\(Self.writeLock))")
+                    while true {
+                        let head = try Int64.fetchOne(db.cachedStatement(sql: "SELECT COALESCE(MAX(version), 0) FROM ops")) ?? 0
+                        let rows = try Self.rows(after: head, c)
+                        try Self.apply(rows, db, foldIn)
+                        if rows.count < Self.catchUpPage { break }
+                    }
+                    let writes = PostgresWrites(c)
+                    let result = try body(db, writes)
+                    try writes.flush()
+                    return result
+                }
+            }
+        }
+    }
+
+    func administer<T>(_ body: (any LedgerWrites) throws -> T) throws -> T {
+        try link.withConnection { c in
+            try c.transaction {
+                let writes = PostgresWrites(c)
+                let result = try body(writes)
+                try writes.flush()
+                return result
+            }
+        }
+    }
+
+    private static func rows(after version: Int64, _ c: PostgresLink.Connection) throws -> [LogRow] {
+        try c.run("""
+            SELECT version, id, origin, seq, hlc, kind, kind_version, body, member_id, received_at
+            FROM ops WHERE version > \(version) ORDER BY version LIMIT \(catchUpPage)
+            """).map(LogRow.init(postgres:))
+    }
+
+    /// Folds rows in, skipping what the fold already holds; a gap would be a broken invariant.
+    private static func apply(_ rows: [LogRow], _ db: Database, _ foldIn: (Database, LogRow) throws -> Void) throws {
+        var head = try Int64.fetchOne(db.cachedStatement(sql: "SELECT COALESCE(MAX(version), 0) FROM ops")) ?? 0
+        for row in rows where row.version > head {
+            guard row.version == head + 1 else {
+                throw DomainError(.internalError, "the log has a gap: version \(row.version) follows \(head)")
+            }
+            try foldIn(db, row)
+            head = row.version
+        }
+    }
+
+    // MARK: - Reads
+
+    func storeID(tokenHash: String) throws -> String? {
+        try link.run("SELECT id FROM stores WHERE token_hash = \(tokenHash) AND revoked_at IS NULL").first.map { try $0.decode(String.self) }
+    }
+
+    func admin(tokenHash: String) throws -> (id: String, role: String)? {
+        try link.run("SELECT id, role FROM admin_tokens WHERE token_hash = \(tokenHash) AND revoked_at IS NULL").first
+            .map { try $0.decode((String, String).self) }.map { (id: $0.0, role: $0.1) }
+    }
+
+    func adminTokens() throws -> [HubAPI.AdminToken] {
+        try link.run("SELECT id, role, label, created_at, revoked_at FROM admin_tokens ORDER BY created_at").map {
+            let (id, role, label, created, revoked) = try $0.decode((String, String, String?, String, String?).self)
+            return HubAPI.AdminToken(id: id, role: role, label: label, createdAt: created, revokedAt: revoked)
+        }
+    }
+
+    func auditLog(limit: Int) throws -> [HubAPI.AuditRecord] {
+        try link.run("SELECT id, at, actor, action, detail FROM audit ORDER BY id DESC LIMIT \(limit)").map {
+            let (id, at, actor, action, detail) = try $0.decode((Int64, String, String, String, String).self)
+            return HubAPI.AuditRecord(id: id, at: at, actor: actor, action: action, detail: detail)
+        }
+    }
+
+    func exceptions(limit: Int) throws -> [HubAPI.ExceptionRecord] {
+        try link.run("SELECT id, kind, member_id, op_id, detail, at FROM exceptions ORDER BY id DESC LIMIT \(limit)").map {
+            let (id, kind, member, op, detail, at) = try $0.decode((Int64, String, String?, String?, String, String).self)
+            return HubAPI.ExceptionRecord(id: id, kind: kind, member: member.map(MemberID.init), op: op, detail: detail, at: at)
+        }
+    }
+
+    func page(after cursor: Int64, limit: Int) throws -> [VersionedOperation] {
+        try link.run("""
+            SELECT version, id, origin, seq, hlc, kind, kind_version, body, member_id, received_at
+            FROM ops WHERE version > \(cursor) ORDER BY version LIMIT \(limit)
+            """).map { row in
+            let log = try LogRow(postgres: row)
+            return VersionedOperation(version: log.version, op: try log.operation())
+        }
+    }
+
+    func recordPull(_ store: String, cursor: Int64, pending: Int64?, now: Date) throws {
+        let at = now.ISO8601Format(), stale = now.addingTimeInterval(-10).ISO8601Format()
+        try link.run("""
+            UPDATE stores SET last_sync_at = \(at), cursor = \(cursor), pending = \(pending)
+            WHERE id = \(store) AND (cursor <> \(cursor) OR pending IS DISTINCT FROM \(pending)::BIGINT
+                                     OR last_sync_at IS NULL OR last_sync_at < \(stale))
+            """)
+    }
+
+    func stores() throws -> [HubAPI.StoreState] {
+        try link.withConnection { c in
+            let head = try c.run("SELECT COALESCE(MAX(version), 0) FROM ops").first.map { try $0.decode(Int64.self) } ?? 0
+            return try c.run("""
+                SELECT s.id, s.name, s.last_sync_at, s.cursor, s.pending, (SELECT COUNT(*) FROM ops WHERE ops.origin = s.id)
+                FROM stores s ORDER BY s.id
+                """).compactMap { row in
+                let (id, name, lastSync, cursor, pending, accepted) = try row.decode((String, String, String?, Int64, Int64?, Int64).self)
+                guard let store = StoreID(rawValue: id) else { return nil }
+                return HubAPI.StoreState(id: store, name: name, lastSyncAt: lastSync, cursor: cursor, head: head,
+                                         pending: pending, opsAccepted: accepted)
+            }
+        }
+    }
+
+    func setAside(by store: String) throws -> [String] {
+        try link.withConnection { c in
+            try c.run("SELECT op_id FROM rejected WHERE store = \(store)").map { try $0.decode(String.self) }
+                + c.run("SELECT op_id FROM decisions WHERE decision = 'refused' AND starts_with(op_id, \(store + ":"))")
+                    .map { try $0.decode(String.self) }
+        }
+    }
+
+    func ping() throws {
+        try link.run("SELECT 1")
+    }
+}
+
+extension LogRow {
+    init(postgres row: PostgresRow) throws {
+        let (version, id, origin, seq, hlc, kind, kindVersion, body, member, receivedAt) =
+            try row.decode((Int64, String, String, Int64, Int64, String, Int32, String, String?, String).self)
+        self.init(version: version, id: id, origin: origin, seq: seq, hlc: hlc, kind: kind, kindVersion: Int(kindVersion),
+                  body: body, member: member, receivedAt: receivedAt)
+    }
+}
+
+/// A write's records, sent to PostgreSQL together just before its commit (statements on one
+/// connection run in order, so they pipeline: one round trip for the lot).
+final class PostgresWrites: LedgerWrites {
+    private let c: PostgresLink.Connection
+    private var queued: [PostgresQuery] = []
+    private var log: [LogRow] = []
+    private var rejections: [String: String] = [:]
+    private var known: Set<String> = []
+
+    init(_ c: PostgresLink.Connection) { self.c = c }
+
+    /// Sends what is queued and waits for all of it; reads call it first, so they see it.
+    func flush() throws {
+        var futures = stride(from: 0, to: log.count, by: 1_000).map { start in
+            c.send(Self.insert(log[start..<min(start + 1_000, log.count)]))
+        }
+        log.removeAll()
+        futures += queued.map(c.send)
+        queued.removeAll()
+        var failure: (any Error)?
+        for future in futures {
+            do { _ = try c.wait(future) } catch { failure = failure ?? error }
+        }
+        if let failure { throw failure }
+    }
+
+    private static func insert(_ rows: ArraySlice<LogRow>) -> PostgresQuery {
+        var bindings = PostgresBindings(capacity: rows.count * 10)
+        var values: [String] = []
+        for row in rows {
+            let n = bindings.count
+            values.append("(" + (1...10).map { "$\(n + $0)" }.joined(separator: ", ") + ")")
+            bindings.append(row.version); bindings.append(row.id); bindings.append(row.origin); bindings.append(row.seq)
+            bindings.append(row.hlc); bindings.append(row.kind); bindings.append(Int32(row.kindVersion)); bindings.append(row.body)
+            bindings.append(row.member); bindings.append(row.receivedAt)
+        }
+        return PostgresQuery(unsafeSQL: """
+            INSERT INTO ops (version, id, origin, seq, hlc, kind, kind_version, body, member_id, received_at) VALUES \(values.joined(separator: ", "))
+            """, binds: bindings)
+    }
+
+    private func read(_ query: PostgresQuery) throws -> PostgresQueryResult {
+        try flush()
+        return try c.run(query)
+    }
+
+    func prefetch(_ ids: [String]) throws {
+        guard !ids.isEmpty else { return }
+        for row in try read("SELECT op_id, reason FROM rejected WHERE op_id = ANY(\(ids))") {
+            let (id, reason) = try row.decode((String, String).self)
+            rejections[id] = reason
+        }
+        known.formUnion(ids)
+    }
+
+    func rejection(of op: String) throws -> String? {
+        if let reason = rejections[op] { return reason }
+        if known.contains(op) { return nil }
+        return try read("SELECT reason FROM rejected WHERE op_id = \(op)").first.map { try $0.decode(String.self) }
+    }
+
+    func reject(_ op: String, store: String, reason: String, json: String, at: String) throws {
+        rejections[op] = reason
+        queued.append("INSERT INTO rejected (op_id, store, reason, op, at) VALUES (\(op), \(store), \(reason), \(json), \(at))")
+    }
+
+    func refusal(of op: String) throws -> (code: String?, message: String?)? {
+        try read("SELECT code, message FROM decisions WHERE op_id = \(op) AND decision = 'refused'").first
+            .map { try $0.decode((String?, String?).self) }.map { (code: $0.0, message: $0.1) }
+    }
+
+    func decide(_ op: String, accepted: Bool, code: String?, message: String?, at: String) throws {
+        queued.append("INSERT INTO decisions (op_id, decision, code, message, at) VALUES (\(op), \(accepted ? "accepted" : "refused"), \(code), \(message), \(at))")
+    }
+
+    func exception(kind: String, member: String?, op: String?, detail: String, at: String) throws {
+        queued.append("INSERT INTO exceptions (kind, member_id, op_id, detail, at) VALUES (\(kind), \(member), \(op), \(detail), \(at))")
+    }
+
+    func audit(actor: String, action: String, detail: String, at: String) throws {
+        queued.append("INSERT INTO audit (at, actor, action, detail) VALUES (\(at), \(actor), \(action), \(detail))")
+    }
+
+    func touch(_ store: String, at: String) throws {
+        queued.append("UPDATE stores SET last_sync_at = \(at) WHERE id = \(store)")
+    }
+
+    func appended(_ row: LogRow) throws {
+        log.append(row)
+    }
+
+    func storeExists(_ id: String) throws -> Bool {
+        try !read("SELECT 1 FROM stores WHERE id = \(id)").rows.isEmpty
+    }
+
+    func addStore(id: String, name: String, tokenHash: String, at: String) throws {
+        queued.append("INSERT INTO stores (id, name, token_hash, created_at) VALUES (\(id), \(name), \(tokenHash), \(at))")
+    }
+
+    func setStoreToken(_ id: String, tokenHash: String) throws -> Bool {
+        try read("UPDATE stores SET token_hash = \(tokenHash), revoked_at = NULL WHERE id = \(id)").metadata.rows == 1
+    }
+
+    func revokeStore(_ id: String, at: String) throws -> Bool {
+        try read("UPDATE stores SET revoked_at = \(at) WHERE id = \(id)").metadata.rows == 1
+    }
+
+    func addAdminToken(id: String, tokenHash: String, role: String, label: String?, at: String) throws {
+        queued.append("INSERT INTO admin_tokens (id, token_hash, role, label, created_at) VALUES (\(id), \(tokenHash), \(role), \(label), \(at))")
+    }
+
+    func revokeAdminToken(_ id: String, at: String) throws -> Bool {
+        try read("UPDATE admin_tokens SET revoked_at = \(at) WHERE id = \(id) AND revoked_at IS NULL").metadata.rows == 1
+    }
+}

@@ -1,0 +1,245 @@
+import Foundation
+import Logging
+import NIOCore
+import NIOPosix
+import NIOSSL
+import PostgresNIO
+import Synchronization
+import TesseraCore
+
+/// Where the hub's PostgreSQL is, from a libpq-style URL:
+/// `postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE[?sslmode=disable|require|verify-full&sslrootcert=PEM]`,
+/// or a Unix socket with `?host=/run/postgresql` (the socket's folder).
+public struct PostgresLocation: Sendable, CustomStringConvertible {
+    public enum Security: String, Sendable { case disable, require, verifyFull = "verify-full" }
+
+    public var host: String
+    public var port: Int
+    public var socketFolder: String?
+    public var user: String
+    public var password: String?
+    public var database: String
+    public var security: Security
+    public var rootCertificate: String?
+
+    public init(url text: String) throws(DomainError) {
+        guard let url = URLComponents(string: text), ["postgres", "postgresql"].contains(url.scheme ?? "") else {
+            throw DomainError(.invalidRequest, "--database takes postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE")
+        }
+        let query = Dictionary((url.queryItems ?? []).map { ($0.name, $0.value ?? "") }, uniquingKeysWith: { $1 })
+        host = url.host.flatMap { $0.isEmpty ? nil : $0 } ?? "127.0.0.1"
+        port = url.port ?? 5432
+        socketFolder = query["host"].flatMap { $0.hasPrefix("/") ? $0 : nil }
+        user = url.user.flatMap { $0.removingPercentEncoding } ?? ProcessInfo.processInfo.environment["USER"] ?? "postgres"
+        password = url.password.flatMap { $0.removingPercentEncoding } ?? ProcessInfo.processInfo.environment["PGPASSWORD"]
+        let path = url.path.hasPrefix("/") ? String(url.path.dropFirst()) : url.path
+        guard !path.isEmpty, !path.contains("/") else { throw DomainError(.invalidRequest, "the PostgreSQL URL names no database (…/DATABASE)") }
+        database = path.removingPercentEncoding ?? path
+        guard let security = Security(rawValue: query["sslmode"] ?? "disable") else {
+            throw DomainError(.invalidRequest, "sslmode is disable, require or verify-full")
+        }
+        self.security = security
+        rootCertificate = query["sslrootcert"]
+    }
+
+    /// The same server, another database (tests make one per case).
+    public func with(database: String) -> PostgresLocation {
+        var copy = self
+        copy.database = database
+        return copy
+    }
+
+    /// For logs: never the password.
+    public var description: String {
+        "postgres://\(user)@\(socketFolder ?? "\(host):\(port)")/\(database)"
+    }
+
+    func configuration() throws -> PostgresConnection.Configuration {
+        if let socketFolder {
+            return .init(unixSocketPath: "\(socketFolder)/.s.PGSQL.\(port)", username: user, password: password, database: database)
+        }
+        let tls: PostgresConnection.Configuration.TLS
+        switch security {
+        case .disable:
+            tls = .disable
+        case .require:
+            // libpq's `require`: encrypted, the server's certificate not checked.
+            var config = TLSConfiguration.makeClientConfiguration()
+            config.certificateVerification = .none
+            tls = .require(try NIOSSLContext(configuration: config))
+        case .verifyFull:
+            var config = TLSConfiguration.makeClientConfiguration()
+            if let rootCertificate { config.trustRoots = .file(rootCertificate) }
+            tls = .require(try NIOSSLContext(configuration: config))
+        }
+        return .init(host: host, port: port, username: user, password: password, database: database, tls: tls)
+    }
+}
+
+/// Blocking access to PostgreSQL for the hub's storage, whose API is synchronous like GRDB's:
+/// a call waits on PostgresNIO's futures, which run on NIO's own threads (never on the
+/// caller's), so a caller from Swift concurrency blocks only itself, as it does on SQLite.
+/// Connections are kept idle between calls and opened again after a failure.
+final class PostgresLink: Sendable {
+    let location: PostgresLocation
+    private let configuration: PostgresConnection.Configuration
+    private let logger: Logger
+    private let idle = Mutex<[PostgresConnection]>([])
+    private let nextID = Atomic<Int>(1)
+
+    init(_ location: PostgresLocation) throws {
+        self.location = location
+        do { configuration = try location.configuration() } catch {
+            throw DomainError(.invalidRequest, "TLS for PostgreSQL: \(error)")
+        }
+        var logger = Logger(label: "tessera.postgres")
+        logger.logLevel = .warning
+        self.logger = logger
+    }
+
+    deinit {
+        for connection in idle.withLock({ $0 }) { connection.closeNow() }
+    }
+
+    /// Runs `body` on one connection (a transaction must stay on one).
+    func withConnection<T>(_ body: (Connection) throws -> T) throws -> T {
+        let connection = try idle.withLock { $0.popLast() } ?? connect()
+        let handle = Connection(connection: connection, logger: logger)
+        do {
+            let result = try body(handle)
+            release(connection)
+            return result
+        } catch {
+            if handle.healthy { release(connection) } else { connection.closeNow() }
+            guard error is PSQLError else { throw error }
+            // A statement the server refused is a bug of ours (500); anything else means the
+            // database could not be reached or the connection broke (503: retry later).
+            throw handle.healthy ? DomainError(.internalError, "PostgreSQL refused a statement: \(PostgresLink.describe(error))")
+                                 : PostgresLink.unavailable(error, location)
+        }
+    }
+
+    /// One statement on any connection.
+    @discardableResult
+    func run(_ query: PostgresQuery) throws -> PostgresQueryResult {
+        try withConnection { try $0.run(query) }
+    }
+
+    private func release(_ connection: PostgresConnection) {
+        guard !connection.isClosed else { return }
+        let kept = idle.withLock { list -> Bool in
+            guard list.count < 8 else { return false }
+            list.append(connection)
+            return true
+        }
+        if !kept { connection.closeNow() }
+    }
+
+    private func connect() throws -> PostgresConnection {
+        let id = nextID.wrappingAdd(1, ordering: .relaxed).oldValue
+        do {
+            return try PostgresConnection.connect(on: MultiThreadedEventLoopGroup.singleton.any(), configuration: configuration,
+                                                  id: id, logger: logger).wait()
+        } catch {
+            throw PostgresLink.unavailable(error, location)
+        }
+    }
+
+    static func unavailable(_ error: any Error, _ location: PostgresLocation) -> DomainError {
+        DomainError(.storageUnavailable, "the hub's PostgreSQL (\(location)) is unavailable: \(PostgresLink.describe(error))")
+    }
+
+    /// PostgresNIO keeps details out of `description` (they may hold data); the server's
+    /// message and SQLSTATE are what an operator needs.
+    static func describe(_ error: any Error) -> String {
+        if let error = error as? PSQLError {
+            if let message = error.serverInfo?[.message] {
+                return "\(message) (SQLSTATE \(error.serverInfo?[.sqlState] ?? "?"))"
+            }
+            return "\(error.code)"
+        }
+        return "\(error)"
+    }
+
+    static func sqlState(_ error: any Error) -> String? {
+        (error as? PSQLError)?.serverInfo?[.sqlState]
+    }
+
+    /// A connection lent for one call or one transaction.
+    final class Connection {
+        let connection: PostgresConnection
+        let logger: Logger
+        /// False once a failure leaves the connection unusable or its state unknown.
+        private(set) var healthy = true
+
+        init(connection: PostgresConnection, logger: Logger) {
+            self.connection = connection
+            self.logger = logger
+        }
+
+        @discardableResult
+        func run(_ query: PostgresQuery) throws -> PostgresQueryResult {
+            try wait(send(query))
+        }
+
+        /// Sends without waiting: statements on one connection run in order, so several can be
+        /// in flight and waited for together (one round trip instead of several).
+        func send(_ query: PostgresQuery) -> EventLoopFuture<PostgresQueryResult> {
+            connection.query(query, logger: logger)
+        }
+
+        func wait(_ future: EventLoopFuture<PostgresQueryResult>) throws -> PostgresQueryResult {
+            do {
+                return try future.wait()
+            } catch let error as PSQLError where error.serverInfo != nil {
+                throw error  // the server answered: the connection is fine, the statement failed
+            } catch {
+                healthy = false
+                throw error
+            }
+        }
+
+        /// Runs `body` in a transaction: committed when it returns, rolled back when it throws.
+        func transaction<T>(_ body: () throws -> T) throws -> T {
+            try run("BEGIN")
+            do {
+                let result = try body()
+                try run("COMMIT")
+                return result
+            } catch {
+                if healthy {
+                    do { try run("ROLLBACK") } catch { healthy = false }
+                }
+                throw error
+            }
+        }
+    }
+}
+
+extension PostgresConnection {
+    /// Closes without waiting (the future-returning overload; the async one would need a task).
+    fileprivate func closeNow() {
+        let future: EventLoopFuture<Void> = close()
+        future.whenComplete { _ in }
+    }
+}
+
+/// Set-up and inspection of a PostgreSQL server for tests, benchmarks and first installs.
+public enum PostgresAdmin {
+    /// Creates an empty database on the server of `server` (connecting to its database).
+    public static func createDatabase(_ name: String, on server: PostgresLocation) throws {
+        guard name.allSatisfy({ $0.isLetter || $0.isNumber || $0 == "_" }) else { throw DomainError(.invalidRequest, "bad database name \(name)") }
+        try PostgresLink(server).run(PostgresQuery(unsafeSQL: "CREATE DATABASE \(name)"))
+    }
+
+    /// Drops a database, closing the connections still open to it.
+    public static func dropDatabase(_ name: String, on server: PostgresLocation) throws {
+        guard name.allSatisfy({ $0.isLetter || $0.isNumber || $0 == "_" }) else { throw DomainError(.invalidRequest, "bad database name \(name)") }
+        try PostgresLink(server).run(PostgresQuery(unsafeSQL: "DROP DATABASE IF EXISTS \(name) WITH (FORCE)"))
+    }
+
+    /// The first column of a query's rows, as text.
+    public static func strings(_ sql: String, at location: PostgresLocation) throws -> [String] {
+        try PostgresLink(location).run(PostgresQuery(unsafeSQL: sql)).map { try $0.decode(String.self) }
+    }
+}
