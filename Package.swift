@@ -119,7 +119,7 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         // Generators and fixtures shared by the test targets (not part of the product).
-        .target(name: "TesseraTestSupport", dependencies: ["TesseraCore"], swiftSettings: swiftSettings),
+        .target(name: "TesseraTestSupport", dependencies: ["TesseraCore", "TesseraStorage"], swiftSettings: swiftSettings),
         .testTarget(
             name: "TesseraCoreTests",
             dependencies: [
@@ -137,7 +137,7 @@ let package = Package(
         .testTarget(
             name: "TesseraIntegrationTests",
             dependencies: [
-                "TesseraCore", "TesseraProtocol", "TesseraStorage", "tessera",
+                "TesseraCore", "TesseraProtocol", "TesseraStorage", "TesseraTestSupport", "tessera",
                 .product(name: "GRDB", package: "GRDB.swift"),
             ],
             swiftSettings: swiftSettings

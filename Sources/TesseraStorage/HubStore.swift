@@ -136,6 +136,9 @@ public final class HubStore: HubStorage {
         return pool
     }
 
+    /// Where the ledger is, when it is on PostgreSQL.
+    public var postgres: PostgresLocation? { (ledger as? PostgresLedger)?.link.location }
+
     public func ready() throws {
         try ledger.ping()
     }

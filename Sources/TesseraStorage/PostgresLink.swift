@@ -101,6 +101,14 @@ final class PostgresLink: Sendable {
         for connection in idle.withLock({ $0 }) { connection.closeNow() }
     }
 
+    /// Closes the idle connections and waits until they are closed.
+    func shutdown() {
+        for connection in idle.withLock({ list in defer { list.removeAll() }; return list }) {
+            let future: EventLoopFuture<Void> = connection.close()
+            try? future.wait()
+        }
+    }
+
     /// Runs `body` on one connection (a transaction must stay on one).
     func withConnection<T>(_ body: (Connection) throws -> T) throws -> T {
         let connection = try idle.withLock { $0.popLast() } ?? connect()
@@ -220,7 +228,8 @@ extension PostgresConnection {
     /// Closes without waiting (the future-returning overload; the async one would need a task).
     fileprivate func closeNow() {
         let future: EventLoopFuture<Void> = close()
-        future.whenComplete { _ in }
+        // PostgresNIO asserts that a connection is closed before it goes: keep it until then.
+        future.whenComplete { _ in withExtendedLifetime(self) {} }
     }
 }
 
@@ -229,17 +238,23 @@ public enum PostgresAdmin {
     /// Creates an empty database on the server of `server` (connecting to its database).
     public static func createDatabase(_ name: String, on server: PostgresLocation) throws {
         guard name.allSatisfy({ $0.isLetter || $0.isNumber || $0 == "_" }) else { throw DomainError(.invalidRequest, "bad database name \(name)") }
-        try PostgresLink(server).run(PostgresQuery(unsafeSQL: "CREATE DATABASE \(name)"))
+        let link = try PostgresLink(server)
+        defer { link.shutdown() }
+        try link.run(PostgresQuery(unsafeSQL: "CREATE DATABASE \(name)"))
     }
 
     /// Drops a database, closing the connections still open to it.
     public static func dropDatabase(_ name: String, on server: PostgresLocation) throws {
         guard name.allSatisfy({ $0.isLetter || $0.isNumber || $0 == "_" }) else { throw DomainError(.invalidRequest, "bad database name \(name)") }
-        try PostgresLink(server).run(PostgresQuery(unsafeSQL: "DROP DATABASE IF EXISTS \(name) WITH (FORCE)"))
+        let link = try PostgresLink(server)
+        defer { link.shutdown() }
+        try link.run(PostgresQuery(unsafeSQL: "DROP DATABASE IF EXISTS \(name) WITH (FORCE)"))
     }
 
     /// The first column of a query's rows, as text.
     public static func strings(_ sql: String, at location: PostgresLocation) throws -> [String] {
-        try PostgresLink(location).run(PostgresQuery(unsafeSQL: sql)).map { try $0.decode(String.self) }
+        let link = try PostgresLink(location)
+        defer { link.shutdown() }
+        return try link.run(PostgresQuery(unsafeSQL: sql)).map { try $0.decode(String.self) }
     }
 }

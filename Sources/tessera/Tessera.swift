@@ -55,9 +55,52 @@ func openHub(_ data: String) throws -> HubStore {
     return try HubStore(path: (data as NSString).appendingPathComponent("hub.sqlite"))
 }
 
+/// Where a hub's storage is: a data folder (SQLite), or PostgreSQL with the folder holding this
+/// process's fold of the log (a cache, rebuilt from PostgreSQL when missing).
+struct HubDatabase: ParsableArguments {
+    @Option(help: "The hub's data folder: its SQLite database; with --database, this hub process's fold of the log (its own, one per process).")
+    var data: String?
+    @Option(help: ArgumentHelp("The hub's PostgreSQL: postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE[?sslmode=require|verify-full]. Also read from TESSERA_DATABASE.",
+                               valueName: "url"))
+    var database: String?
+
+    var url: String? { database ?? ProcessInfo.processInfo.environment["TESSERA_DATABASE"].flatMap { $0.isEmpty ? nil : $0 } }
+    var given: Bool { data != nil || url != nil }
+
+    /// Opens the hub's storage. A command that needs no fold (credentials, the audit log) may
+    /// omit --data with --database: a temporary fold is used and removed.
+    func open(needsFold: Bool = false) throws -> HubStore {
+        guard let url else {
+            guard let data else { throw ValidationError("give --data (SQLite), or --database (PostgreSQL)") }
+            return try openHub(data)
+        }
+        let location: PostgresLocation
+        do { location = try PostgresLocation(url: url) } catch { throw ValidationError(error.message) }
+        let folder: String
+        if let data {
+            folder = data
+        } else if needsFold {
+            throw ValidationError("--database needs --data too: a folder for this hub process's fold of the log")
+        } else {
+            folder = NSTemporaryDirectory() + "tessera-fold-\(UUID().uuidString)"
+            temporaryFold = folder
+            atexit { if let folder = temporaryFold { try? FileManager.default.removeItem(atPath: folder) } }
+        }
+        try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+        do {
+            return try HubStore(postgres: location, foldPath: (folder as NSString).appendingPathComponent("hub-fold.sqlite"))
+        } catch let error as DomainError {
+            throw failure(error.message)
+        }
+    }
+}
+
+/// A fold made for one command, removed when the process exits.
+nonisolated(unsafe) private var temporaryFold: String?
+
 struct HubCommand: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "hub", abstract: "Run the hub on a data folder (SQLite).")
-    @Option(help: "Folder for the hub's database.") var data: String
+    static let configuration = CommandConfiguration(commandName: "hub", abstract: "Run the hub: on SQLite in a data folder, or on PostgreSQL (several hub processes may share one database).")
+    @OptionGroup var storage: HubDatabase
     @Option(help: "Address to listen on.") var listen: String = "127.0.0.1:7700"
     @Option(help: "Seconds between runs of the scheduled jobs (points expiry, birthday and wake-up coupons).") var jobsInterval: Int = 600
     @Option(help: "Requests a second each credential may make on average (twice that in a burst); over it: 429 with Retry-After.") var rateLimit: Double = 1000
@@ -76,7 +119,8 @@ struct HubCommand: AsyncParsableCommand {
         if let tlsCert, let tlsKey {
             do { tls = try TLSFiles.server(certificate: tlsCert, key: tlsKey) } catch { throw failure("\(error)") }
         }
-        let storage = try openHub(data)
+        let storage = try self.storage.open(needsFold: true)
+        logger.info("hub storage: \(storage.ledger.kind)\(storage.postgres.map { " at \($0)" } ?? "")")
         let scheme = tls == nil ? "http" : "https"
         let app = try HubApplication.build(storage: storage, listen: try parseListen(listen), logger: logger,
                                            jobsIntervalSeconds: jobsInterval, rateLimit: rateLimit, tls: tls) {
@@ -94,10 +138,10 @@ struct StoreCommand: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Register a store; prints its token as the last line.")
         @Argument(help: "The store's id, e.g. north-1.") var storeID: String
         @Option(help: "The store's name.") var name: String
-        @Option(help: "The hub's data folder.") var data: String
+        @OptionGroup var storage: HubDatabase
 
         func run() async throws {
-            let token = try openHub(data).addStore(try parseStore(storeID), name: name)
+            let token = try storage.open().addStore(try parseStore(storeID), name: name)
             say("store \(storeID) registered; its node authenticates with this token (shown once):")
             say(token)
         }
@@ -107,10 +151,10 @@ struct StoreCommand: AsyncParsableCommand {
         static let configuration = CommandConfiguration(commandName: "rotate-token",
             abstract: "Issue a new token for a store (the old one stops working at once; a revoked store is re-admitted); prints it as the last line.")
         @Argument(help: "The store's id.") var storeID: String
-        @Option(help: "The hub's data folder.") var data: String
+        @OptionGroup var storage: HubDatabase
 
         func run() async throws {
-            let token = try openHub(data).rotateStoreToken(try parseStore(storeID))
+            let token = try storage.open().rotateStoreToken(try parseStore(storeID))
             say("store \(storeID) has a new token (shown once); restart its node with it:")
             say(token)
         }
@@ -119,10 +163,10 @@ struct StoreCommand: AsyncParsableCommand {
     struct Revoke: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Refuse a store's token from now on (its node keeps serving its tills offline).")
         @Argument(help: "The store's id.") var storeID: String
-        @Option(help: "The hub's data folder.") var data: String
+        @OptionGroup var storage: HubDatabase
 
         func run() async throws {
-            try openHub(data).revokeStore(try parseStore(storeID))
+            try storage.open().revokeStore(try parseStore(storeID))
             say("store \(storeID) is revoked; `tessera store rotate-token` re-admits it with a new token")
         }
     }
@@ -134,13 +178,13 @@ struct AdminCommand: AsyncParsableCommand {
 
     struct Token: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Issue a head-office token; prints it as the last line.")
-        @Option(help: "The hub's data folder.") var data: String
+        @OptionGroup var storage: HubDatabase
         @Option(help: "admin (reads and changes) or reporter (reads only).") var role: String = "admin"
         @Option(help: "Who or what holds it, for the audit log.") var label: String?
 
         func run() async throws {
             guard let role = HeadOffice.Role(rawValue: role) else { throw ValidationError("--role takes admin or reporter") }
-            let issued = try openHub(data).issueAdminToken(role: role, label: label)
+            let issued = try storage.open().issueAdminToken(role: role, label: label)
             say("head-office token \(issued.id), role \(role.rawValue) (shown once; use as Authorization: Bearer TOKEN):")
             say(issued.token)
         }
@@ -149,20 +193,20 @@ struct AdminCommand: AsyncParsableCommand {
     struct Revoke: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Refuse a head-office token from now on.")
         @Argument(help: "The token's id (hot-...), from `tessera admin list`.") var id: String
-        @Option(help: "The hub's data folder.") var data: String
+        @OptionGroup var storage: HubDatabase
 
         func run() async throws {
-            try openHub(data).revokeAdminToken(id)
+            try storage.open().revokeAdminToken(id)
             say("head-office token \(id) is revoked")
         }
     }
 
     struct List: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "List head-office tokens (ids and roles, never the tokens).")
-        @Option(help: "The hub's data folder.") var data: String
+        @OptionGroup var storage: HubDatabase
 
         func run() async throws {
-            for t in try openHub(data).adminTokens() {
+            for t in try storage.open().adminTokens() {
                 say("\(t.id)  \(t.role)  created \(t.createdAt)\(t.revokedAt.map { "  revoked \($0)" } ?? "")\(t.label.map { "  \($0)" } ?? "")")
             }
         }
@@ -170,11 +214,11 @@ struct AdminCommand: AsyncParsableCommand {
 
     struct Audit: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Print the audit log, newest first.")
-        @Option(help: "The hub's data folder.") var data: String
+        @OptionGroup var storage: HubDatabase
         @Option(help: "How many lines.") var limit: Int = 100
 
         func run() async throws {
-            for r in try openHub(data).auditLog(limit: max(1, limit)) { say("\(r.at)  \(r.actor)  \(r.action)  \(r.detail)") }
+            for r in try storage.open().auditLog(limit: max(1, limit)) { say("\(r.at)  \(r.actor)  \(r.action)  \(r.detail)") }
         }
     }
 }
@@ -214,19 +258,19 @@ struct RulesCommand: AsyncParsableCommand {
         @Option(help: "The hub's URL (with --token).") var hub: String?
         @Option(help: "A head-office token.") var token: String?
         @Option(help: "Trust only the certificates in this PEM file for an https hub (a private CA, or the hub's own certificate to pin it).") var hubCa: String?
-        @Option(help: "Or: the hub's data folder, to publish without the HTTP API.") var data: String?
+        @OptionGroup(title: "Or publish straight into the hub's storage, without the HTTP API") var storage: HubDatabase
 
         func run() async throws {
             let document = try RulesCommand.load(file)
             let published: HubAPI.RulesVersion
-            if let data {
-                published = try openHub(data).publishRules(document)
+            if storage.given {
+                published = try storage.open().publishRules(document)
             } else if let hub, let token {
                 let client = HubClient(base: try parseHubURL(hub, ca: hubCa), token: token, authorizeTimeout: 30,
                                        tls: try clientTLS(hubCa))
                 do { published = try await client.publishRules(document) } catch { throw failure("\(error)") }
             } else {
-                throw ValidationError("give --hub and --token, or --data")
+                throw ValidationError("give --hub and --token, or --data / --database")
             }
             say("published rules version \(published.version) as \(published.op); nodes use it from their next sync")
         }
@@ -234,22 +278,22 @@ struct RulesCommand: AsyncParsableCommand {
 
     struct Show: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Print the rules in force at a hub's data folder.")
-        @Option(help: "The hub's data folder.") var data: String
+        @OptionGroup var storage: HubDatabase
 
         func run() async throws {
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
-            say(String(decoding: try encoder.encode(try openHub(data).currentRules()), as: UTF8.self))
+            say(String(decoding: try encoder.encode(try storage.open().currentRules()), as: UTF8.self))
         }
     }
 }
 
 struct JobsCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(commandName: "jobs", abstract: "Run the hub's scheduled jobs once (the hub also runs them on a timer).")
-    @Option(help: "The hub's data folder.") var data: String
+    @OptionGroup var storage: HubDatabase
 
     func run() async throws {
-        let report = try openHub(data).runJobs(asOfMs: nil)
+        let report = try storage.open().runJobs(asOfMs: nil)
         say("as of \(report.asOf) under rules version \(report.rulesVersion): \(report.expiries) expiries (\(report.pointsExpired) points), \(report.coupons) coupons issued")
     }
 }

@@ -1,9 +1,13 @@
 import Foundation
+import TesseraTestSupport
 
 /// A real chain on loopback: a `tessera hub` process and `tessera node` processes, each with
-/// its own SQLite files in a temporary folder.
+/// its own SQLite files in a temporary folder; the hub on SQLite there, or on a new PostgreSQL
+/// database of the test server.
 final class Chain: @unchecked Sendable {
     let ws: Workspace
+    let backend: Backend
+    let database: TestDatabase?
     let hubPort: Int
     let hubURL: String
     let admin: String
@@ -12,12 +16,16 @@ final class Chain: @unchecked Sendable {
     private(set) var nodes: [String: TesseraProcess] = [:]
     private(set) var nodeURLs: [String: String] = [:]
 
-    init(stores: [String]) async throws {
+    init(stores: [String], backend: Backend = .sqlite) async throws {
         ws = try Workspace()
+        self.backend = backend
+        database = backend == .postgresql ? try TestDatabase() : nil
+        if let database { ws.onRemove { database.drop() } }
+        let storage = ["--data", ws.path("hub")] + (database.map { ["--database", $0.url] } ?? [])
         for store in stores {
-            tokens[store] = try ws.lastLine(["store", "add", store, "--name", "Store \(store)", "--data", ws.path("hub")])
+            tokens[store] = try ws.lastLine(["store", "add", store, "--name", "Store \(store)"] + storage)
         }
-        admin = try ws.lastLine(["admin", "token", "--data", ws.path("hub")])
+        admin = try ws.lastLine(["admin", "token"] + storage)
         hubPort = try freePort()
         hubURL = "http://127.0.0.1:\(hubPort)"
         try await startHub()
@@ -25,10 +33,13 @@ final class Chain: @unchecked Sendable {
     }
 
     func startHub() async throws {
-        let hub = try ws.start("hub", ["hub", "--data", ws.path("hub"), "--listen", "127.0.0.1:\(hubPort)"])
+        let hub = try ws.start("hub", ["hub", "--listen", "127.0.0.1:\(hubPort)"] + hubStorage)
         _ = try await hub.url()
         self.hub = hub
     }
+
+    /// The options that name the hub's storage, for `tessera hub`, `store`, `admin`, `rules`.
+    var hubStorage: [String] { ["--data", ws.path("hub")] + (database.map { ["--database", $0.url] } ?? []) }
 
     func killHub() { hub?.kill9(); hub = nil }
 

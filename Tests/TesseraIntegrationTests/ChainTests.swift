@@ -1,4 +1,5 @@
 import Foundation
+import TesseraTestSupport
 import Testing
 import GRDB
 import TesseraCore
@@ -8,9 +9,9 @@ import TesseraStorage
 /// folders, and cut them off the hard way.
 @Suite("A real chain on loopback", .serialized)
 struct ChainTests {
-    @Test("hub down, both stores keep trading; hub back, every replica converges with nothing lost or doubled")
-    func convergesAfterHubOutage() async throws {
-        let chain = try await Chain(stores: ["north", "south"])
+    @Test("hub down, both stores keep trading; hub back, every replica converges with nothing lost or doubled", arguments: Backend.all)
+    func convergesAfterHubOutage(_ backend: Backend) async throws {
+        let chain = try await Chain(stores: ["north", "south"], backend: backend)
         defer { chain.stopAll() }
         try await chain.waitBootstrapped("north")
         try await chain.waitBootstrapped("south")
@@ -88,9 +89,9 @@ struct ChainTests {
         #expect(try await chain.hubMember(id).json["balance"] as? Int == total)
     }
 
-    @Test("online, the hub authorises spends: no overdraft across stores, and a refused spend changes nothing")
-    func onlineAuthorisation() async throws {
-        let chain = try await Chain(stores: ["a1", "b2"])
+    @Test("online, the hub authorises spends: no overdraft across stores, and a refused spend changes nothing", arguments: Backend.all)
+    func onlineAuthorisation(_ backend: Backend) async throws {
+        let chain = try await Chain(stores: ["a1", "b2"], backend: backend)
         defer { chain.stopAll() }
         try await chain.waitBootstrapped("a1")
         try await chain.waitBootstrapped("b2")
@@ -143,9 +144,9 @@ struct HangingHubTests {
 
 @Suite("An outbox that cannot get stuck", .serialized)
 struct OutboxTests {
-    @Test("an operation the hub cannot even read is set aside; the operations behind it still sync")
-    func unreadableOperationIsSetAside() async throws {
-        let chain = try await Chain(stores: ["q1"])
+    @Test("an operation the hub cannot even read is set aside; the operations behind it still sync", arguments: Backend.all)
+    func unreadableOperationIsSetAside(_ backend: Backend) async throws {
+        let chain = try await Chain(stores: ["q1"], backend: backend)
         defer { chain.stopAll() }
         try await chain.waitBootstrapped("q1")
         chain.killHub()

@@ -1,4 +1,5 @@
 import Foundation
+import TesseraTestSupport
 import Testing
 
 @Suite("HTTP contract of node and hub", .serialized)
@@ -52,9 +53,9 @@ struct HTTPContractTests {
         #expect(abs(status["clock_skew_ms"] as? Int ?? .max) < 5_000, "same machine, same clock: \(status)")
     }
 
-    @Test("the hub checks tokens, origins and the protocol version")
-    func hubContract() async throws {
-        let chain = try await Chain(stores: ["p1", "p2"])
+    @Test("the hub checks tokens, origins and the protocol version", arguments: Backend.all)
+    func hubContract(_ backend: Backend) async throws {
+        let chain = try await Chain(stores: ["p1", "p2"], backend: backend)
         defer { chain.stopAll() }
         let hub = chain.hubURL
         #expect(try await HTTP.get(hub + "/healthz").json["status"] as? String == "ok")
@@ -80,7 +81,7 @@ struct HTTPContractTests {
         #expect(try await HTTP.call("GET", hub + "/v1/sync/pull?after=0", headers: ["Tessera-Protocol": "1"]).status == 401)
 
         // Roles: a reporter reads, never changes; an admin sees the audit trail of it all.
-        let reporter = try chain.ws.lastLine(["admin", "token", "--role", "reporter", "--label", "dashboard", "--data", chain.ws.path("hub")])
+        let reporter = try chain.ws.lastLine(["admin", "token", "--role", "reporter", "--label", "dashboard"] + chain.hubStorage)
         #expect(try await HTTP.get(hub + "/v1/stores", token: reporter).status == 200)
         let denied = try await HTTP.call("PUT", hub + "/v1/rules", json: #"{"version":1,"name":"x"}"#, headers: ["Authorization": "Bearer \(reporter)"])
         #expect(denied.status == 403 && denied.errorCode == "forbidden")
@@ -91,9 +92,9 @@ struct HTTPContractTests {
         #expect(!audit.text.contains(reporter) && !audit.text.contains(chain.tokens["p1"] ?? "-"))
 
         // A revoked store is refused at once; a rotated token replaces the old one.
-        _ = try chain.ws.run(["store", "revoke", "p1", "--data", chain.ws.path("hub")])
+        _ = try chain.ws.run(["store", "revoke", "p1"] + chain.hubStorage)
         #expect(try await HTTP.call("GET", hub + "/v1/sync/pull?after=0", headers: withHeader).status == 401)
-        let rotated = try chain.ws.lastLine(["store", "rotate-token", "p1", "--data", chain.ws.path("hub")])
+        let rotated = try chain.ws.lastLine(["store", "rotate-token", "p1"] + chain.hubStorage)
         #expect(try await HTTP.call("GET", hub + "/v1/sync/pull?after=0", headers: withHeader).status == 401)
         #expect(try await HTTP.call("GET", hub + "/v1/sync/pull?after=0", headers: ["Authorization": "Bearer \(rotated)", "Tessera-Protocol": "1"]).status == 200)
     }

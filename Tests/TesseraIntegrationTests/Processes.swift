@@ -28,7 +28,11 @@ struct TestFailure: Error, CustomStringConvertible {
 final class Workspace: @unchecked Sendable {
     let url: URL
     private var processes: [TesseraProcess] = []
+    private var cleanups: [() -> Void] = []
     private let lock = NSLock()
+
+    /// Runs after the processes are stopped (dropping a test database, say).
+    func onRemove(_ cleanup: @escaping () -> Void) { lock.lock(); cleanups.append(cleanup); lock.unlock() }
 
     init() throws {
         url = FileManager.default.temporaryDirectory.appendingPathComponent("tessera-it-\(UUID().uuidString)")
@@ -65,6 +69,7 @@ final class Workspace: @unchecked Sendable {
 
     deinit {
         for p in processes { p.kill9() }
+        cleanups.forEach { $0() }
         try? FileManager.default.removeItem(at: url)
     }
 }

@@ -1,4 +1,5 @@
 import Foundation
+import TesseraTestSupport
 import Testing
 
 /// The programme on a real chain: rules published with the CLI and the HTTP API, a node that
@@ -18,9 +19,9 @@ struct ProgrammeChainTests {
         ((answer.json["transaction"] as? [String: Any])?["receipt"] as? [String: Any]) ?? [:]
     }
 
-    @Test("rules published at the hub reach the node; a node cut off keeps its version until it syncs; receipts never change")
-    func offlineNodeKeepsItsVersion() async throws {
-        let chain = try await Chain(stores: ["north"])
+    @Test("rules published at the hub reach the node; a node cut off keeps its version until it syncs; receipts never change", arguments: Backend.all)
+    func offlineNodeKeepsItsVersion(_ backend: Backend) async throws {
+        let chain = try await Chain(stores: ["north"], backend: backend)
         defer { chain.stopAll() }
         try await chain.waitBootstrapped("north")
         let node = chain.node("north")
@@ -50,7 +51,7 @@ struct ProgrammeChainTests {
 
         // The hub goes away; head office publishes version 2 straight into its data folder.
         chain.killHub()
-        #expect(try chain.ws.lastLine(["rules", "apply", v2, "--data", chain.ws.path("hub")]).contains("published rules version 2"))
+        #expect(try chain.ws.lastLine(["rules", "apply", v2, ] + chain.hubStorage).contains("published rules version 2"))
         let offline = try await HTTP.post(node + "/v1/members/\(id)/purchase", #"{"amount":10000}"#)
         #expect(offline.status == 201)
         #expect(receipt(offline)["rules_version"] as? Int == 1 && receipt(offline)["points_earned"] as? Int == 100)

@@ -3,16 +3,21 @@ import Testing
 import TesseraCore
 import TesseraProtocol
 import TesseraStorage
+import TesseraTestSupport
 
+/// Every case runs on each database the hub can use (PostgreSQL when a server is given).
 @Suite("The hub")
-struct HubTests {
+final class HubTests {
     let dir: TempDir
-    let hub: HubStore
+    private(set) var hub: HubStore!
     let clock = TestClock()
 
     init() throws {
         dir = try TempDir()
-        hub = try HubStore(path: dir.path("hub.sqlite"))
+    }
+
+    func use(_ backend: Backend) throws {
+        hub = try backend.hub(dir)
         _ = try hub.addStore(s1, name: "One")
         _ = try hub.addStore(s2, name: "Two")
     }
@@ -21,8 +26,9 @@ struct HubTests {
         try bootstrappedNode(dir, store, hub: hub, clock: clock, limit: limit)
     }
 
-    @Test("pushing the same batch twice changes nothing: the retry gets the first versions back")
-    func pushIsIdempotent() throws {
+    @Test("pushing the same batch twice changes nothing: the retry gets the first versions back", arguments: Backend.all)
+    func pushIsIdempotent(_ backend: Backend) throws {
+        try use(backend)
         let one = try node(s1)
         let ada = try enrol(one, "Ada", "+15550100")
         _ = try one.recharge(ada.id, NodeAPI.Recharge(amount: 900), key: nil)
@@ -36,10 +42,11 @@ struct HubTests {
         #expect(try hub.member(ada.id)?.balance == 900)
     }
 
-    @Test("an operation from a store whose clock runs an hour ahead is kept, reported once, and does not drag the hub's clock")
-    func clockAhead() throws {
+    @Test("an operation from a store whose clock runs an hour ahead is kept, reported once, and does not drag the hub's clock", arguments: Backend.all)
+    func clockAhead(_ backend: Backend) throws {
+        try use(backend)
         let clock = TestClock(1_800_000_000_000)
-        let hub = try HubStore(path: dir.path("skew.sqlite"), physicalMs: { clock.now() })
+        let hub = try backend.hub(dir, "skew", physicalMs: { clock.now() })
         _ = try hub.addStore(s1, name: "One")
         let ahead = HLCTimestamp(wallMs: clock.now() + 3_600_000, counter: 0)
         let ops = (1...3).map { seq in
@@ -60,8 +67,9 @@ struct HubTests {
         #expect(try hub.exceptions(limit: 10).filter { $0.kind == "clock_ahead" }.count == 1)
     }
 
-    @Test("a store may push only its own operations")
-    func originIsChecked() throws {
+    @Test("a store may push only its own operations", arguments: Backend.all)
+    func originIsChecked(_ backend: Backend) throws {
+        try use(backend)
         let one = try node(s1)
         _ = try enrol(one, "Ada", "+15550100")
         #expect(throws: DomainError(.originMismatch, "store s2 may push only its own operations, not s1:1")) {
@@ -70,8 +78,9 @@ struct HubTests {
         #expect(try hub.log().isEmpty)
     }
 
-    @Test("a malformed operation is rejected, kept and reported, and does not block the rest of the batch")
-    func rejectionIsReported() throws {
+    @Test("a malformed operation is rejected, kept and reported, and does not block the rest of the batch", arguments: Backend.all)
+    func rejectionIsReported(_ backend: Backend) throws {
+        try use(backend)
         let bad = Operation(id: OperationID(origin: s1, seq: 1), hlc: HLCTimestamp(wallMs: 1, counter: 0), kind: "value.recharged", kindVersion: 1,
                             body: .object(["member": .string("m-s1-9"), "amount": .int(-5)]))
         let good = Operation(id: OperationID(origin: s1, seq: 2), hlc: HLCTimestamp(wallMs: 2, counter: 0), kind: "coupon.issued", kindVersion: 1,
@@ -85,8 +94,9 @@ struct HubTests {
         #expect(pulled.ops.map(\.op) == [good])
     }
 
-    @Test("the same phone enrolled at two stores offline merges into the earlier enrolment; ids, cards and money resolve to it")
-    func duplicateEnrolmentsMerge() throws {
+    @Test("the same phone enrolled at two stores offline merges into the earlier enrolment; ids, cards and money resolve to it", arguments: Backend.all)
+    func duplicateEnrolmentsMerge(_ backend: Backend) throws {
+        try use(backend)
         let one = try node(s1), two = try node(s2)
         let early = try enrol(two, "Bo", "+15550200")
         _ = try two.recharge(early.id, NodeAPI.Recharge(amount: 2000), key: nil)
@@ -106,8 +116,9 @@ struct HubTests {
         #expect(try hub.exceptions(limit: 10).contains { $0.kind == "merge" && $0.member == early.id })
     }
 
-    @Test("two stores spending the same money offline: both sales stand, the hub records an overdraft, and refuses further spends online")
-    func offlineOverdraft() throws {
+    @Test("two stores spending the same money offline: both sales stand, the hub records an overdraft, and refuses further spends online", arguments: Backend.all)
+    func offlineOverdraft(_ backend: Backend) throws {
+        try use(backend)
         let one = try node(s1), two = try node(s2)
         let cy = try enrol(one, "Cy", "+15550300")
         _ = try one.recharge(cy.id, NodeAPI.Recharge(amount: 5000), key: nil)
@@ -139,8 +150,9 @@ struct HubTests {
         return (one, gi, pending)
     }
 
-    @Test("a spend authorised by the hub whose answer was lost, then refused and voided by the node, is reversed visibly at the hub")
-    func lostAuthorisationIsReversed() throws {
+    @Test("a spend authorised by the hub whose answer was lost, then refused and voided by the node, is reversed visibly at the hub", arguments: Backend.all)
+    func lostAuthorisationIsReversed(_ backend: Backend) throws {
+        try use(backend)
         let (one, gi, pending) = try spendAboveOfflineLimit()
         // The hub accepts, but the answer never reaches the node ...
         #expect(try hub.authorize(AuthorizeRequest(prior: try one.prior(for: pending), op: pending.op), from: s1).decision == .accepted)
@@ -156,8 +168,9 @@ struct HubTests {
         #expect(try hub.exceptions(limit: 10).contains { $0.kind == "reversal" })
     }
 
-    @Test("a spend voided before its authorisation reaches the hub is refused there, never applied")
-    func lateAuthorisationAfterVoid() throws {
+    @Test("a spend voided before its authorisation reaches the hub is refused there, never applied", arguments: Backend.all)
+    func lateAuthorisationAfterVoid(_ backend: Backend) throws {
+        try use(backend)
         let (one, gi, pending) = try spendAboveOfflineLimit()
         _ = try one.finishSpend(pending, outcome: .unreachable, key: nil)
         try sync(one, hub)
@@ -166,8 +179,9 @@ struct HubTests {
         #expect(try hub.member(gi.id)?.balance == 5000)
     }
 
-    @Test("a hub's refusal stands for that request; a store that never heard it and sold offline is honoured and checked for overdraft")
-    func refusalAndLostAnswer() throws {
+    @Test("a hub's refusal stands for that request; a store that never heard it and sold offline is honoured and checked for overdraft", arguments: Backend.all)
+    func refusalAndLostAnswer(_ backend: Backend) throws {
+        try use(backend)
         let one = try node(s1)
         let di = try enrol(one, "Di", "+15550400")
         _ = try one.recharge(di.id, NodeAPI.Recharge(amount: 300), key: nil)
@@ -187,8 +201,9 @@ struct HubTests {
         #expect(try one.counts().rejected == 0)
     }
 
-    @Test("an authorisation carries the node's offline enrolment and recharge, so the hub decides on them")
-    func authorisationIngestsPrior() throws {
+    @Test("an authorisation carries the node's offline enrolment and recharge, so the hub decides on them", arguments: Backend.all)
+    func authorisationIngestsPrior(_ backend: Backend) throws {
+        try use(backend)
         let one = try node(s1)
         let ed = try enrol(one, "Ed", "+15550500")
         _ = try one.recharge(ed.id, NodeAPI.Recharge(amount: 2500), key: nil)
@@ -199,8 +214,9 @@ struct HubTests {
         #expect(try hub.member(ed.id)?.balance == 500)
     }
 
-    @Test("the same purchase refunded offline at two stores is reported as a duplicate refund")
-    func duplicateRefund() throws {
+    @Test("the same purchase refunded offline at two stores is reported as a duplicate refund", arguments: Backend.all)
+    func duplicateRefund(_ backend: Backend) throws {
+        try use(backend)
         let one = try node(s1), two = try node(s2)
         let fe = try enrol(one, "Fe", "+15550600")
         let bought = try spend(try one.beginPurchase(fe.id, NodeAPI.PurchaseRequest(amount: 1000), key: nil), node: one, hub: nil)
@@ -214,8 +230,9 @@ struct HubTests {
         #expect(try hub.exceptions(limit: 10).contains { $0.kind == "duplicate_refund" })
     }
 
-    @Test("tokens: a store token authenticates its store only, a head-office token is separate, both are stored hashed")
-    func tokens() throws {
+    @Test("tokens: a store token authenticates its store only, a head-office token is separate, both are stored hashed", arguments: Backend.all)
+    func tokens(_ backend: Backend) throws {
+        try use(backend)
         let token = try hub.addStore(StoreID(rawValue: "s3")!, name: "Three")
         #expect(try hub.authenticateStore(token: token) == StoreID(rawValue: "s3"))
         #expect(try hub.authenticateStore(token: token + "x") == nil)
@@ -223,13 +240,19 @@ struct HubTests {
         let admin = try hub.issueAdminToken().token
         #expect(try hub.authenticateAdmin(token: admin)?.role == .admin)
         #expect(try hub.authenticateStore(token: admin) == nil)
-        let stored = try hub.pool.read { try String.fetchAll($0, sql: "SELECT token_hash FROM stores UNION ALL SELECT token_hash FROM admin_tokens") }
+        let query = "SELECT token_hash FROM stores UNION ALL SELECT token_hash FROM admin_tokens"
+        let stored = switch backend {
+        case .sqlite: try hub.pool.read { try String.fetchAll($0, sql: query) }
+        case .postgresql: try PostgresAdmin.strings(query, at: try #require(hub.postgres))
+        }
+        #expect(stored.count == 4)
         #expect(!stored.contains(token) && !stored.contains(admin))
         #expect(throws: DomainError.self) { try hub.addStore(StoreID(rawValue: "s3")!, name: "Again") }
     }
 
-    @Test("credentials: a rotated store token replaces the old at once, a revoked one is refused at once, roles, an audit trail")
-    func credentials() throws {
+    @Test("credentials: a rotated store token replaces the old at once, a revoked one is refused at once, roles, an audit trail", arguments: Backend.all)
+    func credentials(_ backend: Backend) throws {
+        try use(backend)
         let s3 = StoreID(rawValue: "s3")!
         let first = try hub.addStore(s3, name: "Three")
         let second = try hub.rotateStoreToken(s3)

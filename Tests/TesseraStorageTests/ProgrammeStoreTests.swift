@@ -22,18 +22,22 @@ func nextVersion(_ programme: Programme, _ change: (inout Programme) -> Void) ->
     return next.json
 }
 
+/// Every case runs on each database the hub can use (PostgreSQL when a server is given).
 @Suite("The programme across hub and nodes", .serialized)
-struct ProgrammeStoreTests {
+final class ProgrammeStoreTests {
     let dir: TempDir
     let clock = TestClock(at("2026-03-04 12:00", "Asia/Shanghai")) // a Wednesday
-    let hub: HubStore
-    let one: NodeStore
-    let freshMarket: Programme
+    private(set) var hub: HubStore!
+    private(set) var one: NodeStore!
+    private(set) var freshMarket: Programme!
 
     init() throws {
         dir = try TempDir()
+    }
+
+    func use(_ backend: Backend) throws {
         let clock = self.clock
-        hub = try HubStore(path: dir.path("hub.sqlite"), physicalMs: { clock.now() })
+        hub = try backend.hub(dir, physicalMs: { clock.now() })
         _ = try hub.addStore(s1, name: "One")
         _ = try hub.addStore(s2, name: "Two")
         one = try bootstrappedNode(dir, s1, hub: hub, clock: clock)
@@ -44,8 +48,9 @@ struct ProgrammeStoreTests {
 
     func ops(_ node: NodeStore) throws -> Int { try node.pool.read { try Int.fetchOne($0, sql: "SELECT COUNT(*) FROM ops") ?? 0 } }
 
-    @Test("a published version reaches the node through sync; enrolment, recharge and sale apply it and record it")
-    func publishedAndApplied() throws {
+    @Test("a published version reaches the node through sync; enrolment, recharge and sale apply it and record it", arguments: Backend.all)
+    func publishedAndApplied(_ backend: Backend) throws {
+        try use(backend)
         #expect(try one.programme().version == 1)
         let ada = try enrol(one, "Ada", "+15550100")
         #expect(ada.coupons.map(\.template) == ["welcome"] && ada.tier == "regular")
@@ -65,8 +70,9 @@ struct ProgrammeStoreTests {
         #expect(atHub.balance == 13_000 && atHub.bonus == 2000 && atHub.points == 90 && atHub.coupons.map(\.template) == ["recharge-gift"])
     }
 
-    @Test("versions only go up, and a wrong document is refused with the field named")
-    func publishingRules() throws {
+    @Test("versions only go up, and a wrong document is refused with the field named", arguments: Backend.all)
+    func publishingRules(_ backend: Backend) throws {
+        try use(backend)
         #expect(throws: DomainError(.rulesVersionConflict, "version 1 is not above the published version 1; publish version 2")) {
             try hub.publishRules(try Examples.json("fresh-market"))
         }
@@ -79,8 +85,9 @@ struct ProgrammeStoreTests {
         #expect(try hub.currentRules() == freshMarket)
     }
 
-    @Test("a quote is committed exactly; if the rules change in between, the commit is refused and nothing is recorded")
-    func quoteThenCommit() throws {
+    @Test("a quote is committed exactly; if the rules change in between, the commit is refused and nothing is recorded", arguments: Backend.all)
+    func quoteThenCommit(_ backend: Backend) throws {
+        try use(backend)
         let ada = try enrol(one, "Ada", "+15550100")
         let quote = try one.quote(ada.id, NodeAPI.PurchaseRequest(amount: 5000))
         #expect(quote.purchase.pointsEarned == 50 && quote.cashDue == 5000)
@@ -98,8 +105,9 @@ struct ProgrammeStoreTests {
         #expect(try one.quote(ada.id, NodeAPI.PurchaseRequest(amount: 5000)).purchase.pointsEarned == 100)
     }
 
-    @Test("an offline node keeps its version; the new one arrives with the next sync; no receipt changes after the fact")
-    func offlineKeepsItsVersion() throws {
+    @Test("an offline node keeps its version; the new one arrives with the next sync; no receipt changes after the fact", arguments: Backend.all)
+    func offlineKeepsItsVersion(_ backend: Backend) throws {
+        try use(backend)
         let ada = try enrol(one, "Ada", "+15550100")
         try sync(one, hub)
         _ = try hub.publishRules(nextVersion(freshMarket) { $0.earning.points = 3 })
@@ -120,8 +128,9 @@ struct ProgrammeStoreTests {
         #expect(logged.map(\.rulesVersion) == [1, 2] && logged.map(\.pointsEarned) == [100, 300])
     }
 
-    @Test("one coupon redeemed offline at two stores is reported to head office, like an overdraft")
-    func couponRedeemedTwice() throws {
+    @Test("one coupon redeemed offline at two stores is reported to head office, like an overdraft", arguments: Backend.all)
+    func couponRedeemedTwice(_ backend: Backend) throws {
+        try use(backend)
         let two = try bootstrappedNode(dir, s2, hub: hub, clock: clock)
         let ada = try enrol(one, "Ada", "+15550100")
         try sync(one, hub)
@@ -139,8 +148,9 @@ struct ProgrammeStoreTests {
         #expect(try hub.member(ada.id)?.coupons.isEmpty == true)
     }
 
-    @Test("expiry is an operation of the hub's: every replica shows the same number, and running the job twice changes nothing")
-    func expiryJob() throws {
+    @Test("expiry is an operation of the hub's: every replica shows the same number, and running the job twice changes nothing", arguments: Backend.all)
+    func expiryJob(_ backend: Backend) throws {
+        try use(backend)
         _ = try hub.publishRules(nextVersion(freshMarket) { $0.expiry = .init(rule: .afterDays, days: 30) })
         try sync(one, hub)
         let ada = try enrol(one, "Ada", "+15550100")
@@ -162,8 +172,9 @@ struct ProgrammeStoreTests {
         #expect(atNode == atHub && atHub.points == 39 && atHub.pointsAvailable == 39)
     }
 
-    @Test("birthday-month and wake-up coupons are issued once, deeper the longer a member sleeps")
-    func scheduledCoupons() throws {
+    @Test("birthday-month and wake-up coupons are issued once, deeper the longer a member sleeps", arguments: Backend.all)
+    func scheduledCoupons(_ backend: Backend) throws {
+        try use(backend)
         let ada = try one.enrol(NodeAPI.Enrol(name: "Ada", phone: "+15550100", birthday: "1990-03-21"), key: nil).decode(MemberView.self)
         let bo = try enrol(one, "Bo", "+15550101")
         _ = try spend(try one.beginPurchase(bo.id, NodeAPI.PurchaseRequest(amount: 1000), key: nil), node: one, hub: hub)
@@ -179,8 +190,9 @@ struct ProgrammeStoreTests {
         #expect(try one.member(ada.id).coupons.map(\.template).contains("wake-60"))
     }
 
-    @Test("refunds: in part at another store, proportionally; a refund is not refundable; never more than the sale")
-    func refunds() throws {
+    @Test("refunds: in part at another store, proportionally; a refund is not refundable; never more than the sale", arguments: Backend.all)
+    func refunds(_ backend: Backend) throws {
+        try use(backend)
         let two = try bootstrappedNode(dir, s2, hub: hub, clock: clock)
         let ada = try enrol(one, "Ada", "+15550100")
         _ = try one.recharge(ada.id, NodeAPI.Recharge(amount: 20_000), key: nil)
@@ -207,8 +219,9 @@ struct ProgrammeStoreTests {
         #expect(try two.member(ada.id) == view)
     }
 
-    @Test("a refunded recharge takes back its bonus and its coupon; a coupon already spent is reported")
-    func rechargeRefund() throws {
+    @Test("a refunded recharge takes back its bonus and its coupon; a coupon already spent is reported", arguments: Backend.all)
+    func rechargeRefund(_ backend: Backend) throws {
+        try use(backend)
         let ada = try enrol(one, "Ada", "+15550100")
         let first = try one.recharge(ada.id, NodeAPI.Recharge(amount: 20_000), key: nil)
         let firstID = try first.decode(NodeAPI.TransactionResult.self).transaction.id
@@ -226,8 +239,9 @@ struct ProgrammeStoreTests {
         #expect(try hub.exceptions(limit: 10).contains { $0.kind == "coupon_reused" && $0.detail.contains(gift) })
     }
 
-    @Test("a refund its store voided after the hub applied it refunded nothing: the recharge can still be refunded in full")
-    func voidedRefund() throws {
+    @Test("a refund its store voided after the hub applied it refunded nothing: the recharge can still be refunded in full", arguments: Backend.all)
+    func voidedRefund(_ backend: Backend) throws {
+        try use(backend)
         let ada = try enrol(one, "Ada", "+15550100")
         let recharge = try one.recharge(ada.id, NodeAPI.Recharge(amount: 20_000), key: nil)
         let rechargeID = try recharge.decode(NodeAPI.TransactionResult.self).transaction.id
@@ -249,8 +263,9 @@ struct ProgrammeStoreTests {
         #expect(!exceptions.contains { $0.kind == "duplicate_refund" })
     }
 
-    @Test("participation points and paid memberships follow the rules in force")
-    func activitiesAndMemberships() throws {
+    @Test("participation points and paid memberships follow the rules in force", arguments: Backend.all)
+    func activitiesAndMemberships(_ backend: Backend) throws {
+        try use(backend)
         _ = try hub.publishRules(try Examples.programme("gym").json.with(version: 2))
         try sync(one, hub)
         let ada = try enrol(one, "Ada", "+15550100")
@@ -266,8 +281,9 @@ struct ProgrammeStoreTests {
         #expect(try hub.member(ada.id) == (try one.member(ada.id)))
     }
 
-    @Test("head office awards points for an activity or by hand; taking more than the member has is refused")
-    func headOfficePoints() throws {
+    @Test("head office awards points for an activity or by hand; taking more than the member has is refused", arguments: Backend.all)
+    func headOfficePoints(_ backend: Backend) throws {
+        try use(backend)
         _ = try hub.publishRules(nextVersion(freshMarket) { $0.expiry = .init(rule: .afterDays, days: 30) })
         let ada = try enrol(one, "Ada", "+15550100")
         try sync(one, hub)
@@ -285,8 +301,9 @@ struct ProgrammeStoreTests {
         #expect(try one.member(ada.id).pointsAvailable == 0)
     }
 
-    @Test("a node bootstrapped later gets the rules, lots, coupons and memberships in its snapshot")
-    func snapshotCarriesTheProgramme() throws {
+    @Test("a node bootstrapped later gets the rules, lots, coupons and memberships in its snapshot", arguments: Backend.all)
+    func snapshotCarriesTheProgramme(_ backend: Backend) throws {
+        try use(backend)
         let ada = try enrol(one, "Ada", "+15550100")
         _ = try one.recharge(ada.id, NodeAPI.Recharge(amount: 50_000), key: nil)
         _ = try spend(try one.beginPurchase(ada.id, NodeAPI.PurchaseRequest(amount: 12_345, payFromBalance: true), key: nil), node: one, hub: hub)

@@ -55,10 +55,10 @@ struct ReplicaTests {
         }
     }
 
-    @Test("a node bootstrapped from a snapshot folds to the same views as the hub, and keeps folding after it")
-    func snapshotBootstrap() throws {
+    @Test("a node bootstrapped from a snapshot folds to the same views as the hub, and keeps folding after it", arguments: Backend.all)
+    func snapshotBootstrap(_ backend: Backend) throws {
         let dir = try TempDir()
-        let hub = try HubStore(path: dir.path("hub.sqlite"))
+        let hub = try backend.hub(dir)
         _ = try hub.addStore(s1, name: "One")
         _ = try hub.addStore(s2, name: "Two")
         let one = try bootstrappedNode(dir, s1, hub: hub)
@@ -77,10 +77,10 @@ struct ReplicaTests {
         #expect(try two.member(ada.id).balance == 3900)
     }
 
-    @Test("a replaced store machine continues its sequence after what the hub holds: no operation id is reused")
-    func replacedMachineKeepsSequence() throws {
+    @Test("a replaced store machine continues its sequence after what the hub holds: no operation id is reused", arguments: Backend.all)
+    func replacedMachineKeepsSequence(_ backend: Backend) throws {
         let dir = try TempDir()
-        let hub = try HubStore(path: dir.path("hub.sqlite"))
+        let hub = try backend.hub(dir)
         _ = try hub.addStore(s1, name: "One")
         let first = try bootstrappedNode(dir, s1, hub: hub)
         let ada = try enrol(first, "Ada", "+15550100")

@@ -3,6 +3,7 @@ import Testing
 import TesseraCore
 import TesseraProtocol
 import TesseraStorage
+import TesseraTestSupport
 
 /// A temporary folder removed when the test ends.
 final class TempDir {
@@ -91,35 +92,15 @@ struct TestFailure: Error, CustomStringConvertible {
     init(_ description: String) { self.description = description }
 }
 
-/// The database a hub test runs on: SQLite always, PostgreSQL when `TESSERA_TEST_POSTGRES`
-/// names a server (scripts/with-postgres starts one; scripts/test does so when PostgreSQL is
-/// installed). Each PostgreSQL case gets a database of its own, dropped when its folder goes.
-enum Backend: String, Sendable, CustomTestStringConvertible {
-    case sqlite, postgresql
-
-    static let server: PostgresLocation? = ProcessInfo.processInfo.environment["TESSERA_TEST_POSTGRES"]
-        .flatMap { try? PostgresLocation(url: $0) }
-    static var all: [Backend] { server == nil ? [.sqlite] : [.sqlite, .postgresql] }
-    var testDescription: String { rawValue }
-
+extension Backend {
     func hub(_ dir: TempDir, _ name: String = "hub", physicalMs: @escaping @Sendable () -> Int64 = NodeStore.wallClockMs) throws -> HubStore {
         switch self {
         case .sqlite:
             return try HubStore(path: dir.path("\(name).sqlite"), physicalMs: physicalMs)
         case .postgresql:
-            let location = try dir.database()
-            return try HubStore(postgres: location, foldPath: dir.path("\(name)-fold.sqlite"), physicalMs: physicalMs)
+            let database = try TestDatabase()
+            dir.onRemove { database.drop() }
+            return try HubStore(postgres: database.location, foldPath: dir.path("\(name)-fold.sqlite"), physicalMs: physicalMs)
         }
-    }
-}
-
-extension TempDir {
-    /// A new PostgreSQL database, dropped with this folder.
-    func database() throws -> PostgresLocation {
-        guard let server = Backend.server else { throw TestFailure("no PostgreSQL server (TESSERA_TEST_POSTGRES)") }
-        let name = "t_" + UUID().uuidString.replacingOccurrences(of: "-", with: "").prefix(16).lowercased()
-        try PostgresAdmin.createDatabase(name, on: server)
-        onRemove { try? PostgresAdmin.dropDatabase(name, on: server) }
-        return server.with(database: name)
     }
 }
