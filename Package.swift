@@ -137,7 +137,7 @@ let package = Package(
         .testTarget(
             name: "TesseraIntegrationTests",
             dependencies: [
-                "TesseraCore", "TesseraProtocol", "TesseraStorage", "TesseraTestSupport", "tessera",
+                "TesseraCore", "TesseraProtocol", "TesseraStorage", "TesseraNode", "TesseraTestSupport", "tessera",
                 .product(name: "GRDB", package: "GRDB.swift"),
             ],
             swiftSettings: swiftSettings

@@ -278,3 +278,59 @@ final class HubTests {
         #expect(!log.contains(first) && !log.contains(second) && !log.contains(reporter.token), "tokens never reach the audit log")
     }
 }
+
+@Suite("The hub on PostgreSQL", .enabled(if: Backend.postgresAvailable, "\(Backend.skipNote)"))
+struct PostgresHubTests {
+    @Test("a hub process's fold is a cache: one made from another database, or ahead of a database restored from a backup, is rebuilt from the log")
+    func foldIsRebuilt() throws {
+        let dir = try TempDir()
+        let first = try TestDatabase(), second = try TestDatabase()
+        dir.onRemove { first.drop(); second.drop() }
+        let fold = dir.path("fold.sqlite")
+        var hub: HubStore? = try HubStore(postgres: first.location, foldPath: fold)
+        _ = try hub?.addStore(s1, name: "One")
+        let one = try bootstrappedNode(dir, s1, hub: try #require(hub))
+        let ada = try enrol(one, "Ada", "+15550100")
+        _ = try one.recharge(ada.id, NodeAPI.Recharge(amount: 900), key: nil)
+        try sync(one, try #require(hub))
+        #expect(try hub?.log().count == 2)
+        hub = nil
+
+        // The same fold file, another chain's database: nothing of the first chain shows.
+        hub = try HubStore(postgres: second.location, foldPath: fold)
+        #expect(try hub?.log().isEmpty == true)
+        #expect(try hub?.member(ada.id) == nil)
+        hub = nil
+
+        // The first database "restored" to before the recharge: the fold is ahead, and rebuilt.
+        _ = try PostgresAdmin.strings("DELETE FROM ops WHERE version > 1 RETURNING id", at: first.location)
+        hub = try HubStore(postgres: first.location, foldPath: fold)
+        #expect(try hub?.log().map(\.op.id) == [OperationID(origin: s1, seq: 1)])
+        #expect(try hub?.member(ada.id)?.balance == 0)
+    }
+
+    @Test("a hub whose PostgreSQL cannot be reached at start says so with storage_unavailable")
+    func unreachable() throws {
+        let nowhere = try PostgresLocation(url: "postgres://tessera@127.0.0.1:\(try freeLoopbackPort())/none")
+        #expect(throws: DomainError.self) { try HubStore(postgres: nowhere, foldPath: try TempDir().path("fold.sqlite")) }
+        do {
+            _ = try HubStore(postgres: nowhere, foldPath: try TempDir().path("fold.sqlite"))
+        } catch let error as DomainError {
+            #expect(error.code == .storageUnavailable)
+        }
+    }
+}
+
+/// A loopback port nothing listens on (bound, then released).
+func freeLoopbackPort() throws -> Int {
+    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    defer { close(fd) }
+    var address = sockaddr_in()
+    address.sin_family = sa_family_t(AF_INET)
+    address.sin_addr.s_addr = inet_addr("127.0.0.1")
+    address.sin_port = 0
+    var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+    _ = withUnsafePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) } }
+    _ = withUnsafeMutablePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) } }
+    return Int(UInt16(bigEndian: address.sin_port))
+}

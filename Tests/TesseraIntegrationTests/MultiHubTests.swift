@@ -1,0 +1,154 @@
+import Foundation
+import Synchronization
+import Testing
+import TesseraCore
+import TesseraNode
+import TesseraProtocol
+import TesseraStorage
+import TesseraTestSupport
+
+/// Two `tessera hub` processes on one PostgreSQL database, each with its own fold, and stores
+/// whose replicas (in-process, the real till code) push, pull and ask for authorisation
+/// through either hub.
+final class TwoHubs: @unchecked Sendable {
+    let ws: Workspace
+    let database: TestDatabase
+    private(set) var urls: [URL] = []
+    private(set) var tokens: [String: String] = [:]
+    let admin: String
+
+    init(stores: [String]) async throws {
+        ws = try Workspace()
+        database = try TestDatabase()
+        ws.onRemove { [database] in database.drop() }
+        for store in stores {
+            tokens[store] = try ws.lastLine(["store", "add", store, "--name", store, "--database", database.url])
+        }
+        admin = try ws.lastLine(["admin", "token", "--database", database.url])
+        for i in 0..<2 {
+            let hub = try ws.start("hub\(i)", ["hub", "--data", ws.path("hub\(i)"), "--database", database.url, "--listen", "127.0.0.1:0"])
+            urls.append(try #require(URL(string: try await hub.url())))
+        }
+    }
+
+    func client(_ store: String, hub: Int) -> HubClient {
+        HubClient(base: urls[hub], token: tokens[store] ?? "", authorizeTimeout: 30)
+    }
+
+    /// A store's replica, bootstrapped through hub 0.
+    func replica(_ store: String) async throws -> NodeStore {
+        let node = try NodeStore(path: ws.path("node-\(store).sqlite"), store: try #require(StoreID(rawValue: store)))
+        try node.bootstrap(try await client(store, hub: 0).snapshot())
+        return node
+    }
+
+    /// Pushes a replica's outbox through one hub, `batch` operations at a time; returns the ids.
+    func pushAll(_ node: NodeStore, hub: Int, batch: Int) async throws -> [String] {
+        var pushed: [String] = []
+        let client = self.client(node.store.rawValue, hub: hub)
+        while true {
+            let ops = try node.pendingBatch(limit: batch)
+            if ops.isEmpty { return pushed }
+            let answer = try await client.push(PushRequest(store: node.store, ops: ops))
+            #expect(answer.results.allSatisfy { $0.status == .accepted })
+            try node.recordPush(answer.results)
+            pushed += ops.map(\.id.description)
+        }
+    }
+
+    /// Pulls a replica up to date through one hub.
+    func pullAll(_ node: NodeStore, hub: Int) async throws {
+        let client = self.client(node.store.rawValue, hub: hub)
+        while true {
+            let page = try await client.pull(after: try node.counts().cursor, pending: 0)
+            try node.applyPull(page)
+            if !page.more { return }
+        }
+    }
+}
+
+@Suite("Several hub processes on one PostgreSQL database", .serialized, .enabled(if: Backend.postgresAvailable, "\(Backend.skipNote)"))
+struct MultiHubTests {
+    @Test("stores push through two hubs at once; a puller alternating between them sees every operation exactly once, versions without a gap")
+    func noSequenceGaps() async throws {
+        let stores = ["s1", "s2", "s3", "s4"]
+        let hubs = try await TwoHubs(stores: stores)
+        var replicas: [NodeStore] = []
+        for (i, store) in stores.enumerated() {
+            let node = try await hubs.replica(store)
+            for m in 0..<40 {
+                let answer = try node.enrol(NodeAPI.Enrol(name: "M \(store) \(m)", phone: "+1555\(i)\(String(format: "%06d", m))"), key: nil)
+                #expect(answer.status == 201)
+                let id = try #require((try JSONSerialization.jsonObject(with: answer.body) as? [String: Any])?["id"] as? String)
+                #expect(try node.recharge(MemberID(id), NodeAPI.Recharge(amount: 100), key: nil).status == 201)
+            }
+            replicas.append(node)
+        }
+        let expected = 4 * 80
+        let done = Atomic(false)
+        // Pushers: two stores through each hub, small batches, all at once; a puller meanwhile.
+        async let pulled: [(Int64, String)] = {
+            var seen: [(Int64, String)] = []
+            var cursor: Int64 = 0
+            var turn = 0
+            while true {
+                let finished = done.load(ordering: .acquiring)
+                let page = try await hubs.client("s1", hub: turn % 2).pull(after: cursor, pending: 0)
+                turn += 1
+                seen += page.ops.map { ($0.version, $0.op.id.description) }
+                cursor = page.cursor
+                if finished && page.ops.isEmpty { return seen }
+            }
+        }()
+        let pushed = try await withThrowingTaskGroup(of: [String].self) { group in
+            for (i, node) in replicas.enumerated() {
+                group.addTask { try await hubs.pushAll(node, hub: i % 2, batch: 3 + i) }
+            }
+            return try await group.reduce(into: [String]()) { $0 += $1 }
+        }
+        done.store(true, ordering: .releasing)
+        let seen = try await pulled
+        #expect(pushed.count == expected)
+        #expect(seen.map(\.0) == Array(1...Int64(expected)), "versions 1...N, each once, in order")
+        #expect(Set(seen.map(\.1)) == Set(pushed) && seen.count == pushed.count, "every pushed operation pulled exactly once")
+    }
+
+    @Test("the same member spending at two stores at the same instant through two hubs never overdraws")
+    func concurrentAuthorisations() async throws {
+        let hubs = try await TwoHubs(stores: ["s1", "s2"])
+        let one = try await hubs.replica("s1"), two = try await hubs.replica("s2")
+        var members: [MemberID] = []
+        for m in 0..<12 {
+            let answer = try one.enrol(NodeAPI.Enrol(name: "Pat \(m)", phone: "+1555700\(String(format: "%04d", m))"), key: nil)
+            let id = MemberID(try #require((try JSONSerialization.jsonObject(with: answer.body) as? [String: Any])?["id"] as? String))
+            #expect(try one.recharge(id, NodeAPI.Recharge(amount: 1000), key: nil).status == 201)
+            members.append(id)
+        }
+        _ = try await hubs.pushAll(one, hub: 0, batch: 100)
+        try await hubs.pullAll(two, hub: 1)
+        // Each member: 700 at s1 through hub 0 and 700 at s2 through hub 1, asked together.
+        let buy = NodeAPI.PurchaseRequest(amount: 700, payFromBalance: true)
+        var accepted = 0
+        for member in members {
+            guard case .authorize(let first) = try one.beginPurchase(member, buy, key: nil),
+                  case .authorize(let second) = try two.beginPurchase(member, buy, key: nil) else {
+                Issue.record("a spend from the balance asks the hub")
+                return
+            }
+            async let a = hubs.client("s1", hub: 0).authorize(AuthorizeRequest(prior: try one.prior(for: first), op: first.op))
+            async let b = hubs.client("s2", hub: 1).authorize(AuthorizeRequest(prior: try two.prior(for: second), op: second.op))
+            let decisions = try await [a.decision, b.decision]
+            #expect(decisions.filter { $0 == .accepted }.count == 1, "\(member): exactly one of two 700 spends of 1000")
+            accepted += decisions.filter { $0 == .accepted }.count
+        }
+        #expect(accepted == members.count)
+        for member in members {
+            for hub in hubs.urls {
+                let view = try await HTTP.get(hub.absoluteString + "/v1/members/\(member)", token: hubs.admin)
+                #expect(view.json["balance"] as? Int == 300)
+            }
+        }
+        let exceptions = try await HTTP.get(hubs.urls[0].absoluteString + "/v1/exceptions", token: hubs.admin)
+        #expect(!exceptions.text.contains("overdraft"))
+    }
+}
