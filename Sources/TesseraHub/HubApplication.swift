@@ -21,7 +21,16 @@ public enum HubApplication {
         let router = Router()
         router.add(middleware: JSONErrorMiddleware())
         router.add(middleware: RateLimitMiddleware(limiter: RateLimiter(ratePerSecond: rateLimit)))
-        router.get("/healthz") { _, _ in try JSONBody.response(["status": "ok"]) }
+        // Liveness: the process answers (a restart would not bring a database back), and says
+        // how its database is. Readiness: send it traffic only while its database answers.
+        router.get("/healthz") { _, _ in
+            let database = (try? storage.ready()) == nil ? "unavailable" : "ok"
+            return try JSONBody.response(["status": "ok", "database": database])
+        }
+        router.get("/readyz") { _, _ in
+            try storage.ready()
+            return try JSONBody.response(["status": "ready"])
+        }
 
         let sync = router.group("/v1/sync")
         sync.post("/push") { request, _ in

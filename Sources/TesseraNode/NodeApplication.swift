@@ -80,6 +80,13 @@ public enum NodeApplication {
         // store's tills send, so a runaway client cannot starve the others for long.
         router.add(middleware: RateLimitMiddleware(limiter: RateLimiter(ratePerSecond: rateLimit)))
         router.get("/healthz") { _, _ in try JSONBody.response(["status": "ok"]) }
+        // Ready for tills once the chain is loaded (with or without the hub: offline is normal).
+        router.get("/readyz") { _, _ in
+            guard try node.store.counts().bootstrapped else {
+                throw DomainError(.bootstrapping, "this node has not loaded the chain from the hub yet")
+            }
+            return try JSONBody.response(["status": "ready"])
+        }
         router.get("/v1/status") { _, _ in try JSONBody.response(try node.status()) }
 
         /// Decodes the body (or takes `whenEmpty` for an empty one), derives the idempotency key,

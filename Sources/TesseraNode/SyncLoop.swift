@@ -59,15 +59,16 @@ public final class SyncLoop: Service, Sendable {
         }
     }
 
+    /// On a graceful shutdown (SIGTERM, Ctrl-C) the round in progress finishes (a batch the hub
+    /// took is recorded as taken), then the loop stops, even in the middle of a back-off sleep.
     public func run() async throws {
-        // Stop promptly on shutdown, even in the middle of a back-off sleep.
-        await cancelWhenGracefulShutdown { await self.loop() }
+        await loop()
     }
 
     func loop() async {
         var failures = 0
         var skewed = false
-        while !Task.isCancelled {
+        while !Task.isCancelled && !Task.isShuttingDownGracefully {
             do {
                 try await syncOnce()
                 // A clock far from the hub's dates this store's operations wrongly (expiry days,
@@ -95,7 +96,7 @@ public final class SyncLoop: Service, Sendable {
             }
             // Back off while failing, up to 5 s, so a returning hub is not stampeded.
             let delay = failures == 0 ? intervalMs : min(5000, intervalMs << min(failures, 5))
-            try? await Task.sleep(for: .milliseconds(delay))
+            await cancelWhenGracefulShutdown { try? await Task.sleep(for: .milliseconds(delay)) }
         }
     }
 

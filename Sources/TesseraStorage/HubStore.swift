@@ -140,7 +140,11 @@ public final class HubStore: HubStorage {
     public var postgres: PostgresLocation? { (ledger as? PostgresLedger)?.link.location }
 
     public func ready() throws {
-        try ledger.ping()
+        do { try ledger.ping() } catch let error as DomainError where error.code == .storageUnavailable {
+            throw error
+        } catch {
+            throw DomainError(.storageUnavailable, "the hub's database does not answer: \(error)")
+        }
     }
 
     /// Brings the fold up to the log's head (a no-op on SQLite, where the fold is the log).

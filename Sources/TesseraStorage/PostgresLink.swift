@@ -86,10 +86,15 @@ final class PostgresLink: Sendable {
     private let logger: Logger
     private let idle = Mutex<[PostgresConnection]>([])
     private let nextID = Atomic<Int>(1)
+    static let statementTimeout = TimeAmount.seconds(30)
 
     init(_ location: PostgresLocation) throws {
         self.location = location
-        do { configuration = try location.configuration() } catch {
+        do {
+            var configuration = try location.configuration()
+            configuration.options.connectTimeout = .seconds(5)
+            self.configuration = configuration
+        } catch {
             throw DomainError(.invalidRequest, "TLS for PostgreSQL: \(error)")
         }
         var logger = Logger(label: "tessera.postgres")
@@ -111,7 +116,12 @@ final class PostgresLink: Sendable {
 
     /// Runs `body` on one connection (a transaction must stay on one).
     func withConnection<T>(_ body: (Connection) throws -> T) throws -> T {
-        let connection = try idle.withLock { $0.popLast() } ?? connect()
+        // An idle connection the server closed meanwhile (a restart, a failover) is dropped here.
+        var reused: PostgresConnection?
+        while let candidate = idle.withLock({ $0.popLast() }) {
+            if !candidate.isClosed { reused = candidate; break }
+        }
+        let connection = try reused ?? connect()
         let handle = Connection(connection: connection, logger: logger)
         do {
             let result = try body(handle)
@@ -119,11 +129,13 @@ final class PostgresLink: Sendable {
             return result
         } catch {
             if handle.healthy { release(connection) } else { connection.closeNow() }
-            guard error is PSQLError else { throw error }
-            // A statement the server refused is a bug of ours (500); anything else means the
-            // database could not be reached or the connection broke (503: retry later).
-            throw handle.healthy ? DomainError(.internalError, "PostgreSQL refused a statement: \(PostgresLink.describe(error))")
-                                 : PostgresLink.unavailable(error, location)
+            if error is DomainError { throw error }
+            // A broken connection means the database could not be reached (503: retry later);
+            // a statement the server refused is a bug of ours (500); other errors (the fold's
+            // SQLite, say) go as they are.
+            if !handle.healthy { throw PostgresLink.unavailable(error, location) }
+            if error is PSQLError { throw DomainError(.internalError, "PostgreSQL refused a statement: \(PostgresLink.describe(error))") }
+            throw error
         }
     }
 
@@ -197,8 +209,17 @@ final class PostgresLink: Sendable {
         }
 
         func wait(_ future: EventLoopFuture<PostgresQueryResult>) throws -> PostgresQueryResult {
+            // A statement that gets no answer (a network that drops packets, a server that
+            // hangs) fails after `statementTimeout` and takes its connection with it, so a
+            // caller never blocks forever.
+            let answer = future.eventLoop.makePromise(of: PostgresQueryResult.self)
+            future.cascade(to: answer)
+            let timer = future.eventLoop.scheduleTask(in: PostgresLink.statementTimeout) {
+                answer.fail(DomainError(.storageUnavailable, "PostgreSQL did not answer within \(PostgresLink.statementTimeout.nanoseconds / 1_000_000_000) s"))
+            }
+            defer { timer.cancel() }
             do {
-                return try future.wait()
+                return try answer.futureResult.wait()
             } catch let error as PSQLError where error.serverInfo != nil {
                 throw error  // the server answered: the connection is fine, the statement failed
             } catch {

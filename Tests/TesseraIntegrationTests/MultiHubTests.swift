@@ -152,3 +152,42 @@ struct MultiHubTests {
         #expect(!exceptions.text.contains("overdraft"))
     }
 }
+
+@Suite("The hub when its PostgreSQL goes away", .serialized, .enabled(if: Backend.postgresAvailable, "\(Backend.skipNote)"))
+struct DatabaseOutageTests {
+    /// Refuses (or allows again) every connection to the chain's database, and drops those open.
+    func database(_ chain: Chain, allow: Bool) throws {
+        let server = try #require(Backend.server), name = try #require(chain.database?.name)
+        _ = try PostgresAdmin.strings("ALTER DATABASE \(name) ALLOW_CONNECTIONS \(allow) -- \(UUID())", at: server)
+        if !allow {
+            _ = try PostgresAdmin.strings("SELECT pg_terminate_backend(pid)::text FROM pg_stat_activity WHERE datname = '\(name)'", at: server)
+        }
+    }
+
+    @Test("readiness follows the database; while it is away pushes get 503 and the tills keep working offline; when it is back nothing is lost")
+    func outage() async throws {
+        let chain = try await Chain(stores: ["o1"], backend: .postgresql)
+        defer { chain.stopAll() }
+        try await chain.waitBootstrapped("o1")
+        #expect(try await HTTP.get(chain.hubURL + "/readyz").status == 200)
+        #expect(try await HTTP.get(chain.node("o1") + "/readyz").status == 200)
+
+        try database(chain, allow: false)
+        let down = try await HTTP.get(chain.hubURL + "/readyz")
+        #expect(down.status == 503 && down.errorCode == "storage_unavailable")
+        let health = try await HTTP.get(chain.hubURL + "/healthz")
+        #expect(health.status == 200 && health.json["database"] as? String == "unavailable")
+        let member = try await HTTP.post(chain.node("o1") + "/v1/members", #"{"name":"Ola","phone":"+15552000"}"#)
+        #expect(member.status == 201, "the till is served offline")
+        let id = try #require(member.json["id"] as? String)
+        #expect(try await HTTP.post(chain.node("o1") + "/v1/members/\(id)/recharge", #"{"amount":700}"#).status == 201)
+        try await eventually("the node notices the hub cannot take its work") {
+            try await chain.status("o1")["online"] as? Bool == false
+        }
+
+        try database(chain, allow: true)
+        try await eventually("the hub is ready again") { try await HTTP.get(chain.hubURL + "/readyz").status == 200 }
+        try await chain.waitSynced(["o1"])
+        #expect(try await chain.hubMember(id).json["balance"] as? Int == 700)
+    }
+}
