@@ -174,6 +174,8 @@ def node_api():
     writes = (400, 404, 409, 422, 429, 503)
     paths = {
         "/healthz": {"get": op("Liveness", {"200": {"description": "up", "content": {"application/json": {"schema": {"type": "object"}}}}})},
+        "/readyz": {"get": op("Readiness: the node has loaded the chain", {"200": {"description": "ready", "content": {"application/json": {"schema": {"type": "object"}}}},
+                                                                           **errors(429, 503)})},
         "/v1/status": {"get": op("The node's sync state", {"200": answer("Status", "status"), **errors(429)})},
         "/v1/rules": {"get": op("The programme this node prices with", {"200": answer("Programme", "programme"), **errors(429)})},
         "/v1/members": {
@@ -219,17 +221,20 @@ def hub_api():
     sync = [{"name": "Tessera-Protocol", "in": "header", "required": True, "schema": {"type": "string", "enum": ["1"]}}]
     read = (400, 401, 403, 429)
     paths = {
-        "/healthz": {"get": op("Liveness", {"200": {"description": "up", "content": {"application/json": {"schema": {"type": "object"}}}}})},
-        "/v1/sync/push": {"post": op("A store pushes its operations", {"200": answer("PushResponse", "results"), **errors(400, 401, 403, 429)},
+        "/healthz": {"get": op("Liveness, and how the hub's database is", {"200": {"description": "up", "content": {"application/json": {"schema": {
+            "type": "object", "properties": {"status": {"type": "string"}, "database": {"type": "string", "enum": ["ok", "unavailable"]}}}}}}})},
+        "/readyz": {"get": op("Readiness: the hub's database answers", {"200": {"description": "ready", "content": {"application/json": {"schema": {"type": "object"}}}},
+                                                                         **errors(429, 503)})},
+        "/v1/sync/push": {"post": op("A store pushes its operations", {"200": answer("PushResponse", "results"), **errors(400, 401, 403, 429, 503)},
                                      body=ref("PushRequest"), secure=True)},
-        "/v1/sync/authorize": {"post": op("A store asks to authorise a spend", {"200": answer("AuthorizeResponse", "decision"), **errors(400, 401, 403, 429)},
+        "/v1/sync/authorize": {"post": op("A store asks to authorise a spend", {"200": answer("AuthorizeResponse", "decision"), **errors(400, 401, 403, 429, 503)},
                                           body=ref("AuthorizeRequest"), secure=True)},
-        "/v1/sync/pull": {"get": op("Operations after a version", {"200": answer("PullResponse", "page"), **errors(400, 401, 429)},
+        "/v1/sync/pull": {"get": op("Operations after a version", {"200": answer("PullResponse", "page"), **errors(400, 401, 429, 503)},
                                     params=sync + [{"name": "after", "in": "query", "required": False, "schema": {"type": "integer", "minimum": 0}},
                                                    {"name": "limit", "in": "query", "required": False, "schema": {"type": "integer"}},
                                                    {"name": "pending", "in": "query", "required": False, "schema": {"type": "integer"}}],
                                     secure=True)},
-        "/v1/sync/snapshot": {"get": op("The folded state, for a new node", {"200": answer("Snapshot", "snapshot"), **errors(400, 401, 429)},
+        "/v1/sync/snapshot": {"get": op("The folded state, for a new node", {"200": answer("Snapshot", "snapshot"), **errors(400, 401, 429, 503)},
                                         params=sync, secure=True)},
         "/v1/members": {"get": op("Every member", {"200": {"description": "members", "content": {"application/json": {"schema": {
             "type": "object", "required": ["members"], "properties": {"members": {"type": "array", "items": ref("MemberView")}}}}}},
