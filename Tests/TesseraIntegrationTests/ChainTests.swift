@@ -110,6 +110,30 @@ struct ChainTests {
         #expect(try await chain.hubMember(id).json["balance"] as? Int == 200)
         try await eventually("a1 shows 200") { try await HTTP.get(chain.node("a1") + "/v1/members/\(id)").json["balance"] as? Int == 200 }
     }
+
+    @Test("on SIGTERM the node finishes its sync round and the hub its requests; both exit 0, and after a restart nothing is missing",
+          arguments: Backend.all)
+    func gracefulShutdown(_ backend: Backend) async throws {
+        let chain = try await Chain(stores: ["g1"], backend: backend)
+        defer { chain.stopAll() }
+        try await chain.waitBootstrapped("g1")
+        for i in 0..<30 {
+            let enrolled = try await HTTP.post(chain.node("g1") + "/v1/members", #"{"name":"G \#(i)","phone":"+1555300\#(1000 + i)"}"#)
+            #expect(enrolled.status == 201)
+        }
+        let node = try #require(chain.nodes["g1"]), hub = try #require(chain.hub)
+        node.process.terminate()
+        #expect(await node.waitForExit(timeout: 20))
+        #expect(node.process.terminationStatus == 0)
+        hub.process.terminate()
+        #expect(await hub.waitForExit(timeout: 20))
+        #expect(hub.process.terminationStatus == 0)
+        try await chain.startHub()
+        try await chain.startNode("g1")
+        try await chain.waitSynced(["g1"])
+        let members = try await HTTP.get(chain.hubURL + "/v1/members", token: chain.admin)
+        #expect((members.json["members"] as? [Any])?.count == 30)
+    }
 }
 
 @Suite("A hub that never answers", .serialized)
