@@ -140,7 +140,9 @@ public final class HubStore: HubStorage {
     public var postgres: PostgresLocation? { (ledger as? PostgresLedger)?.link.location }
 
     public func ready() throws {
-        do { try ledger.ping() } catch let error as DomainError where error.code == .storageUnavailable {
+        do {
+            if let postgres = ledger as? PostgresLedger { try postgres.ready(pool) } else { try ledger.ping() }
+        } catch let error as DomainError where error.code == .storageUnavailable {
             throw error
         } catch {
             throw DomainError(.storageUnavailable, "the hub's database does not answer: \(error)")

@@ -161,6 +161,7 @@ final class PostgresLedger: HubLedger {
             try fold.write { db in
                 try c.transaction {
                     try c.run("SELECT pg_advisory_xact_lock(\(Self.writeLock))")
+                    try Self.checkNotBehind(db, c)
                     while true {
                         let head = try Int64.fetchOne(db.cachedStatement(sql: "SELECT COALESCE(MAX(version), 0) FROM ops")) ?? 0
                         let rows = try Self.rows(after: head, c)
@@ -174,6 +175,21 @@ final class PostgresLedger: HubLedger {
                 }
             }
         }
+    }
+
+    /// The log must still hold the fold's head. It does not when the database went back in
+    /// time under this process (restored from a backup, or a failover to a replica that had not
+    /// received the last commits): numbering from the fold's head would then leave a gap, so
+    /// every write is refused until the process restarts and rebuilds its fold.
+    private static func checkNotBehind(_ db: Database, _ c: PostgresLink.Connection) throws {
+        guard let local = try Row.fetchOne(db.cachedStatement(sql: "SELECT version, id FROM ops ORDER BY version DESC LIMIT 1")) else { return }
+        let version: Int64 = local["version"], id: String = local["id"]
+        let there = try c.run("SELECT id FROM ops WHERE version = \(version)").first.map { try $0.decode(String.self) }
+        guard there == id else { throw behind(version) }
+    }
+
+    static func behind(_ version: Int64) -> DomainError {
+        DomainError(.storageUnavailable, "the hub's PostgreSQL no longer holds version \(version) of the log, which this hub process folded (restored from a backup, or failed over with commits lost); restart the process to rebuild its fold, and see deploy/README.md")
     }
 
     func administer<T>(_ body: (any LedgerWrites) throws -> T) throws -> T {
@@ -282,6 +298,13 @@ final class PostgresLedger: HubLedger {
 
     func ping() throws {
         try link.run("SELECT 1")
+    }
+
+    /// Ready when the database answers and still holds what this process's fold holds.
+    func ready(_ fold: DatabasePool) throws {
+        let head = try fold.read { db in try Int64.fetchOne(db.cachedStatement(sql: "SELECT COALESCE(MAX(version), 0) FROM ops")) ?? 0 }
+        let there = try link.run("SELECT COALESCE(MAX(version), 0) FROM ops").first.map { try $0.decode(Int64.self) } ?? 0
+        guard there >= head else { throw Self.behind(head) }
     }
 }
 

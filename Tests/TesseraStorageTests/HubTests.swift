@@ -309,6 +309,31 @@ struct PostgresHubTests {
         #expect(try hub?.member(ada.id)?.balance == 0)
     }
 
+    @Test("a database that goes back in time under a running hub (commits lost in a failover): writes are refused and it is not ready, until a restart rebuilds its fold")
+    func databaseBehindTheFold() throws {
+        let dir = try TempDir()
+        let database = try TestDatabase()
+        dir.onRemove { database.drop() }
+        let fold = dir.path("fold.sqlite")
+        var hub = try HubStore(postgres: database.location, foldPath: fold)
+        _ = try hub.addStore(s1, name: "One")
+        let one = try bootstrappedNode(dir, s1, hub: hub)
+        let ada = try enrol(one, "Ada", "+15550100")
+        _ = try one.recharge(ada.id, NodeAPI.Recharge(amount: 900), key: nil)
+        try sync(one, hub)
+        try hub.ready()
+        _ = try PostgresAdmin.strings("DELETE FROM ops WHERE version > 1 RETURNING id", at: database.location)
+        _ = try one.recharge(ada.id, NodeAPI.Recharge(amount: 100), key: nil)
+        #expect(throws: DomainError.self) { try hub.push(try one.pendingBatch(limit: 10), from: s1) }
+        do { try hub.ready(); Issue.record("a hub ahead of its database is not ready") } catch let error as DomainError {
+            #expect(error.code == .storageUnavailable && error.message.contains("restart"))
+        }
+        hub = try HubStore(postgres: database.location, foldPath: fold)
+        try hub.ready()
+        #expect(try hub.push(try one.pendingBatch(limit: 10), from: s1).map(\.status) == [.accepted])
+        #expect(try hub.log().map(\.version) == [1, 2])
+    }
+
     @Test("a hub whose PostgreSQL cannot be reached at start says so with storage_unavailable")
     func unreachable() throws {
         let nowhere = try PostgresLocation(url: "postgres://tessera@127.0.0.1:\(try freeLoopbackPort())/none")
