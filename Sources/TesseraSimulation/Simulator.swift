@@ -17,13 +17,17 @@ public struct SimulationConfig: Sendable, CustomStringConvertible {
     /// Offline spending allowed per member per day; nil draws it from the seed (2,000 to 20,000),
     /// so that offline refusals, and voids of spends the hub had accepted, happen often.
     public var offlineLimit: Int64?
+    /// The hub on this (empty) PostgreSQL database instead of SQLite; a hub crash then
+    /// restarts the process on the same database and fold.
+    public var hubDatabase: PostgresLocation?
 
-    public init(seed: UInt64, stores: Int = 4, steps: Int = 200, offlineLimit: Int64? = nil) {
+    public init(seed: UInt64, stores: Int = 4, steps: Int = 200, offlineLimit: Int64? = nil, hubDatabase: PostgresLocation? = nil) {
         precondition((1...50).contains(stores), "1 to 50 stores")
         self.seed = seed
         self.stores = stores
         self.steps = steps
         self.offlineLimit = offlineLimit
+        self.hubDatabase = hubDatabase
     }
 
     /// The command that replays this run exactly.
@@ -86,7 +90,7 @@ public final class Simulator {
         self.report = SimulationReport(config: config)
         self.clock = SimulatedClock(start: 1_800_000_000_000, stores: config.stores)
         try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
-        hub = try HubStore(path: folder.appendingPathComponent("hub.sqlite").path, physicalMs: { [clock] in clock.now(store: nil) })
+        hub = try Self.openHub(config, folder, clock)
         storeIDs = (0..<config.stores).compactMap { StoreID(rawValue: "s\($0)") }
         nodes = []
         programme = Self.programmes(stores: storeIDs).randomElement(using: &rng) ?? nil
@@ -162,11 +166,19 @@ public final class Simulator {
             _ = try hub.runJobs(asOfMs: nil)
         case 96..<98:
             report.crashes += 1
-            hub = try HubStore(path: folder.appendingPathComponent("hub.sqlite").path, physicalMs: { [clock] in clock.now(store: nil) })
+            hub = try Self.openHub(config, folder, clock)
         default:
             // A clock jumps (NTP correction, a dead RTC battery).
             clock.setSkew(store: i, ms: Int64.random(in: -600_000...600_000, using: &rng))
         }
+    }
+
+    static func openHub(_ config: SimulationConfig, _ folder: URL, _ clock: SimulatedClock) throws -> HubStore {
+        if let database = config.hubDatabase {
+            return try HubStore(postgres: database, foldPath: folder.appendingPathComponent("hub-fold.sqlite").path,
+                                physicalMs: { [clock] in clock.now(store: nil) })
+        }
+        return try HubStore(path: folder.appendingPathComponent("hub.sqlite").path, physicalMs: { [clock] in clock.now(store: nil) })
     }
 
     func someMember(at i: Int) throws -> MemberView? {
