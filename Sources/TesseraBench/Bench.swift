@@ -49,10 +49,13 @@ public struct Bench: Sendable {
     let folder: String
     let sizes: BenchSizes
     let only: Set<String>
+    /// A PostgreSQL server for the hub-on-PostgreSQL rows (the bench makes and drops its own databases).
+    let postgres: PostgresLocation?
     let report: @Sendable (String) -> Void
 
-    public init(binary: String, folder: String, sizes: BenchSizes, only: Set<String>, report: @escaping @Sendable (String) -> Void) {
-        self.binary = binary; self.folder = folder; self.sizes = sizes; self.only = only; self.report = report
+    public init(binary: String, folder: String, sizes: BenchSizes, only: Set<String>, postgres: PostgresLocation? = nil,
+                report: @escaping @Sendable (String) -> Void) {
+        self.binary = binary; self.folder = folder; self.sizes = sizes; self.only = only; self.postgres = postgres; self.report = report
     }
 
     public static let parts = ["till", "ingest", "catchup", "bootstrap"]
@@ -189,10 +192,25 @@ public struct Bench: Sendable {
                                    folder: dir, name: "hub")
         defer { hub.stop() }
         guard let base = URL(string: hub.url) else { throw BenchFailure("bad hub URL") }
-        let wall = try await secondsAsync {
+        let wall = try await pushAll(stores: stores, outboxes: outboxes, tokens: chain.tokens, hubs: [base])
+        let perSecond = Double(total) / wall
+        report(String(format: "  %d ops in %.2f s: %.0f ops/s (raw batched inserts %.0f rows/s)", total, wall, perSecond, raw))
+        let history = try Chain.hubHead(chain.hubData)
+        pulls.append((Int(history), try await pullCost(hub.url, token: chain.tokens[0], head: history)))
+        var rows = [BenchRow(what: "Hub ingest on SQLite, \(stores.count) stores pushing \(SyncLimits.pushBatchMax)-op batches",
+                             tessera: rate(perSecond, "ops/s"), limit: "\(rate(raw, "rows/s")) (raw batched inserts)",
+                             ratio: String(format: "%.0f%%", 100 * perSecond / raw), target: ">= 50%")]
+        if let postgres { rows += try await ingestOnPostgres(postgres, stores: stores, outboxes: outboxes, dir: dir) }
+        return rows
+    }
+
+    /// Every store pushes its outbox in protocol-sized batches, all stores at once, store i
+    /// through hub i mod the number of hubs. Returns the wall time.
+    func pushAll(stores: [String], outboxes: [[TesseraCore.Operation]], tokens: [String], hubs: [URL]) async throws -> Double {
+        try await secondsAsync {
             try await withThrowingTaskGroup(of: Void.self) { group in
                 for (i, store) in stores.enumerated() {
-                    let client = HubClient(base: base, token: chain.tokens[i], authorizeTimeout: 10, syncTimeout: 120)
+                    let client = HubClient(base: hubs[i % hubs.count], token: tokens[i], authorizeTimeout: 10, syncTimeout: 120)
                     let ops = outboxes[i]
                     group.addTask {
                         for start in stride(from: 0, to: ops.count, by: SyncLimits.pushBatchMax) {
@@ -205,13 +223,64 @@ public struct Bench: Sendable {
                 try await group.waitForAll()
             }
         }
-        let perSecond = Double(total) / wall
-        report(String(format: "  %d ops in %.2f s: %.0f ops/s (raw batched inserts %.0f rows/s)", total, wall, perSecond, raw))
-        let history = try Chain.hubHead(chain.hubData)
-        pulls.append((Int(history), try await pullCost(hub.url, token: chain.tokens[0], head: history)))
-        return [BenchRow(what: "Hub ingest on SQLite, \(stores.count) stores pushing \(SyncLimits.pushBatchMax)-op batches",
-                         tessera: rate(perSecond, "ops/s"), limit: "\(rate(raw, "rows/s")) (raw batched inserts)",
-                         ratio: String(format: "%.0f%%", 100 * perSecond / raw), target: ">= 50%")]
+    }
+
+    /// The same outboxes into a hub on PostgreSQL: one hub process, then two on one database;
+    /// beside the same rows inserted straight into PostgreSQL; and a new hub process building
+    /// its fold from the log.
+    func ingestOnPostgres(_ server: PostgresLocation, stores: [String], outboxes: [[TesseraCore.Operation]], dir: String) async throws -> [BenchRow] {
+        let total = outboxes.reduce(0) { $0 + $1.count }
+        let encoder = JSONEncoder()
+        let now = Date().ISO8601Format()
+        let logRows = try outboxes.flatMap { $0 }.enumerated().map { i, op in
+            LogRow(version: Int64(i + 1), id: op.id.description, origin: op.id.origin.rawValue, seq: Int64(op.id.seq), hlc: op.hlc.packed,
+                   kind: op.kind, kindVersion: op.kindVersion, body: String(decoding: try encoder.encode(op.body), as: UTF8.self),
+                   member: nil, receivedAt: now)
+        }
+        var rows: [BenchRow] = []
+        var onePerSecond = 0.0
+        for hubCount in [1, 2] {
+            let name = "tessera_bench_\(getpid())_\(hubCount)"
+            try? PostgresAdmin.dropDatabase(name, on: server)
+            try PostgresAdmin.createDatabase(name, on: server)
+            defer { try? PostgresAdmin.dropDatabase(name, on: server) }
+            let database = server.with(database: name)
+            let setup = try HubStore(postgres: database, foldPath: (dir as NSString).appendingPathComponent("pg-setup-\(hubCount).sqlite"))
+            let tokens = try stores.map { store in
+                guard let id = StoreID(rawValue: store) else { throw BenchFailure("bad store id \(store)") }
+                return try setup.addStore(id, name: store)
+            }
+            var servers: [Server] = []
+            defer { servers.forEach { $0.stop() } }
+            for h in 0..<hubCount {
+                servers.append(try await Server(binary: binary, ["hub", "--data", (dir as NSString).appendingPathComponent("pg-fold-\(hubCount)-\(h)"),
+                                                                 "--database", database.url, "--listen", "127.0.0.1:0", "--rate-limit", "1000000"],
+                                                folder: dir, name: "pg-hub-\(hubCount)-\(h)"))
+            }
+            let wall = try await pushAll(stores: stores, outboxes: outboxes, tokens: tokens, hubs: servers.compactMap { URL(string: $0.url) })
+            let perSecond = Double(total) / wall
+            if hubCount == 1 {
+                onePerSecond = perSecond
+                let raw = Double(total) / (try PostgresAdmin.timeRawInserts(logRows, batch: SyncLimits.pushBatchMax, at: database))
+                report(String(format: "  PostgreSQL, 1 hub: %.0f ops/s (raw batched inserts into PostgreSQL %.0f rows/s)", perSecond, raw))
+                rows.append(BenchRow(what: "Hub ingest on PostgreSQL, 1 hub process, \(stores.count) stores pushing \(SyncLimits.pushBatchMax)-op batches",
+                                     tessera: rate(perSecond, "ops/s"), limit: "\(rate(raw, "rows/s")) (raw batched inserts, PostgreSQL)",
+                                     ratio: String(format: "%.0f%%", 100 * perSecond / raw), target: ">= 50%"))
+                // A new hub process on this database: its fold is built from the whole log.
+                let fresh = try HubStore(postgres: database, foldPath: (dir as NSString).appendingPathComponent("pg-fresh-fold.sqlite"))
+                let built = try seconds { try fresh.refresh() }
+                report(String(format: "  a new hub process folds the %d-op log in %.2f s (%.0f ops/s)", total, built, Double(total) / built))
+                rows.append(BenchRow(what: "New hub process on PostgreSQL builds its fold, \(total) ops", tessera: rate(Double(total) / built, "ops/s"),
+                                     limit: "\(rate(raw, "rows/s")) (raw batched inserts, PostgreSQL)",
+                                     ratio: String(format: "%.0f%%", 100 * Double(total) / built / raw), target: ""))
+            } else {
+                report(String(format: "  PostgreSQL, 2 hubs on one database: %.0f ops/s", perSecond))
+                rows.append(BenchRow(what: "Hub ingest on PostgreSQL, 2 hub processes on one database (writes serialised by design)",
+                                     tessera: rate(perSecond, "ops/s"), limit: "\(rate(onePerSecond, "ops/s")) (1 hub process)",
+                                     ratio: String(format: "%.0f%%", 100 * perSecond / onePerSecond), target: "no loss of order"))
+            }
+        }
+        return rows
     }
 
     /// A folder on a RAM disk for generating data (not timed), when there is one.

@@ -80,6 +80,12 @@ public struct LogRow: Sendable, Equatable {
     public var member: String?
     public var receivedAt: String
 
+    public init(version: Int64, id: String, origin: String, seq: Int64, hlc: Int64, kind: String, kindVersion: Int, body: String,
+                member: String?, receivedAt: String) {
+        self.version = version; self.id = id; self.origin = origin; self.seq = seq; self.hlc = hlc; self.kind = kind
+        self.kindVersion = kindVersion; self.body = body; self.member = member; self.receivedAt = receivedAt
+    }
+
     public func operation() throws -> Operation {
         guard let id = OperationID(id), let hlc = HLCTimestamp(packed: hlc) else {
             throw DomainError(.internalError, "corrupt operation row \(version)")

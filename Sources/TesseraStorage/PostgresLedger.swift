@@ -331,7 +331,7 @@ final class PostgresWrites: LedgerWrites {
     /// Sends what is queued and waits for all of it; reads call it first, so they see it.
     func flush() throws {
         var futures = stride(from: 0, to: log.count, by: 1_000).map { start in
-            c.send(Self.insert(log[start..<min(start + 1_000, log.count)]))
+            c.send(Self.insert(log[start..<min(start + 1_000, log.count)], into: "ops"))
         }
         log.removeAll()
         futures += queued.map(c.send)
@@ -343,7 +343,8 @@ final class PostgresWrites: LedgerWrites {
         if let failure { throw failure }
     }
 
-    private static func insert(_ rows: ArraySlice<LogRow>) -> PostgresQuery {
+    /// One multi-row INSERT of log rows (the benchmark's raw limit uses the same statement).
+    static func insert(_ rows: ArraySlice<LogRow>, into table: String) -> PostgresQuery {
         var bindings = PostgresBindings(capacity: rows.count * 10)
         var values: [String] = []
         for row in rows {
@@ -354,7 +355,7 @@ final class PostgresWrites: LedgerWrites {
             bindings.append(row.member); bindings.append(row.receivedAt)
         }
         return PostgresQuery(unsafeSQL: """
-            INSERT INTO ops (version, id, origin, seq, hlc, kind, kind_version, body, member_id, received_at) VALUES \(values.joined(separator: ", "))
+            INSERT INTO \(table) (version, id, origin, seq, hlc, kind, kind_version, body, member_id, received_at) VALUES \(values.joined(separator: ", "))
             """, binds: bindings)
     }
 

@@ -49,6 +49,17 @@ public struct PostgresLocation: Sendable, CustomStringConvertible {
         return copy
     }
 
+    /// The URL again, password included (for starting another process on the same database).
+    public var url: String {
+        let secret = password.map { ":" + ($0.addingPercentEncoding(withAllowedCharacters: .urlPasswordAllowed) ?? $0) } ?? ""
+        var query: [String] = []
+        if let socketFolder { query.append("host=\(socketFolder)") }
+        if security != .disable { query.append("sslmode=\(security.rawValue)") }
+        if let rootCertificate { query.append("sslrootcert=\(rootCertificate)") }
+        let userPart = user.addingPercentEncoding(withAllowedCharacters: .urlUserAllowed) ?? user
+        return "postgres://\(userPart)\(secret)@\(socketFolder == nil ? host : ""):\(port)/\(database)" + (query.isEmpty ? "" : "?" + query.joined(separator: "&"))
+    }
+
     /// For logs: never the password.
     public var description: String {
         "postgres://\(user)@\(socketFolder ?? "\(host):\(port)")/\(database)"
@@ -270,6 +281,23 @@ public enum PostgresAdmin {
         let link = try PostgresLink(server)
         defer { link.shutdown() }
         try link.run(PostgresQuery(unsafeSQL: "DROP DATABASE IF EXISTS \(name) WITH (FORCE)"))
+    }
+
+    /// The benchmark's limit: `rows` inserted into a plain copy of the hub's log table, `batch`
+    /// rows a transaction with the statement the hub uses, on one connection. Returns seconds.
+    public static func timeRawInserts(_ rows: [LogRow], batch: Int, at location: PostgresLocation) throws -> Double {
+        let link = try PostgresLink(location)
+        defer { link.shutdown() }
+        let table = "raw_inserts_\(UInt32.random(in: 0...UInt32.max))"
+        try link.run(PostgresQuery(unsafeSQL: "CREATE TABLE \(table) (LIKE ops INCLUDING ALL)"))
+        defer { _ = try? link.run(PostgresQuery(unsafeSQL: "DROP TABLE \(table)")) }
+        let started = Date()
+        try link.withConnection { c in
+            for start in stride(from: 0, to: rows.count, by: batch) {
+                try c.transaction { try c.run(PostgresWrites.insert(rows[start..<min(rows.count, start + batch)], into: table)) }
+            }
+        }
+        return Date().timeIntervalSince(started)
     }
 
     /// The first column of a query's rows, as text.

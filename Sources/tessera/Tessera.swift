@@ -465,6 +465,9 @@ struct BenchCommand: AsyncParsableCommand {
     @Option(help: "Folder for the databases (on the disk to measure); removed at the end unless --keep.") var dir: String?
     @Flag(help: "Keep the folder.") var keep = false
     @Option(help: "Also write the table (Markdown) to this file.") var out: String?
+    @Option(help: ArgumentHelp("A PostgreSQL server (postgres://USER@HOST:PORT/DB) for the hub-on-PostgreSQL rows; the bench makes and drops its own databases there.",
+                               valueName: "url"))
+    var postgres: String?
 
     func run() async throws {
         let parts = Set((only ?? "").split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty })
@@ -478,7 +481,11 @@ struct BenchCommand: AsyncParsableCommand {
         case "full": sizes = .full
         default: throw ValidationError("--size takes smoke, quick or full")
         }
-        let bench = Bench(binary: binary, folder: folder, sizes: sizes, only: parts) { say($0) }
+        var server: PostgresLocation?
+        if let postgres {
+            do { server = try PostgresLocation(url: postgres) } catch { throw ValidationError(error.message) }
+        }
+        let bench = Bench(binary: binary, folder: folder, sizes: sizes, only: parts, postgres: server) { say($0) }
         let started = Date()
         let rows = try await bench.run()
         if !keep { try? FileManager.default.removeItem(atPath: folder) }
