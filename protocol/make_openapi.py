@@ -234,8 +234,11 @@ def hub_api():
                                                    {"name": "limit", "in": "query", "required": False, "schema": {"type": "integer"}},
                                                    {"name": "pending", "in": "query", "required": False, "schema": {"type": "integer"}}],
                                     secure=True)},
-        "/v1/sync/snapshot": {"get": op("The folded state, for a new node", {"200": answer("Snapshot", "snapshot"), **errors(400, 401, 429, 503)},
-                                        params=sync, secure=True)},
+        "/v1/sync/snapshot": {"get": op("The folded state, for a new node (whole, or in pages with ?page=first, then ?page=<next>)",
+                                        {"200": answer("Snapshot", "snapshot"), **errors(400, 401, 429, 503)},
+                                        params=sync + [{"name": "page", "in": "query", "required": False, "schema": {"type": "string"}},
+                                                       {"name": "limit", "in": "query", "required": False, "schema": {"type": "integer"}}],
+                                        secure=True)},
         "/v1/members": {"get": op("Every member", {"200": {"description": "members", "content": {"application/json": {"schema": {
             "type": "object", "required": ["members"], "properties": {"members": {"type": "array", "items": ref("MemberView")}}}}}},
             **errors(*read)}, secure=True)},

@@ -92,6 +92,18 @@ public enum Validate {
     /// Checks an operation body received from another replica. Unknown kinds pass (they are
     /// stored and passed on); a known kind must be well-formed.
     public static func operation(_ op: Operation) throws(DomainError) -> OperationBody {
+        // Kinds the hub does not know yet are kept and passed on, so a kind is checked for
+        // shape only: 1 to 64 of a-z, 0-9, '.', '_', '-' (it is stored, indexed and logged).
+        guard (1...64).contains(op.kind.utf8.count),
+              op.kind.utf8.allSatisfy({ (0x61...0x7A).contains($0) || (0x30...0x39).contains($0) || $0 == 0x2E || $0 == 0x5F || $0 == 0x2D }) else {
+            throw DomainError(.invalidRequest, "an operation kind is 1 to 64 characters a-z, 0-9, '.', '_' or '-'")
+        }
+        guard op.id.seq <= UInt64(Int64.max) else {
+            throw DomainError(.invalidRequest, "an operation's sequence number is at most \(Int64.max)")
+        }
+        guard (1...1_000).contains(op.kindVersion) else {
+            throw DomainError(.invalidRequest, "kind_version must be 1 to 1000")
+        }
         let body: OperationBody
         do { body = try op.decoded() } catch {
             throw DomainError(.invalidRequest, "malformed \(op.kind) body: \(error)")

@@ -66,6 +66,12 @@ public enum HubApplication {
         sync.get("/snapshot") { request, _ in
             let store = try authenticateStore(request, storage)
             try checkProtocolHeader(request)
+            // `?page=first`, then `?page=<next>`: the state in pages of `limit` rows, so that
+            // neither side holds a large chain in memory at once. Without `page`: all of it.
+            if let page = request.uri.queryParameters.get("page") {
+                let limit = Int(clamping: try request.integerQuery("limit") ?? Int64(SyncLimits.snapshotPageRows))
+                return try JSONBody.response(try storage.snapshotPage(for: store, page: page == "first" ? nil : page, limit: limit))
+            }
             return try JSONBody.response(try storage.snapshot(for: store))
         }
 

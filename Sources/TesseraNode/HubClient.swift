@@ -91,6 +91,12 @@ public final class HubClient: Sendable {
         try await call(syncTimeout, .GET, "/v1/sync/snapshot", body: Optional<PushRequest>.none)
     }
 
+    /// One page of the snapshot: nil for the first, then the previous page's `next`.
+    public func snapshotPage(_ page: String?, limit: Int = SyncLimits.snapshotPageRows) async throws -> Snapshot {
+        let token = (page ?? "first").addingPercentEncoding(withAllowedCharacters: .urlQueryAllowed.subtracting(CharacterSet(charactersIn: "&=+"))) ?? "first"
+        return try await call(syncTimeout, .GET, "/v1/sync/snapshot?page=\(token)&limit=\(limit)", body: Optional<PushRequest>.none)
+    }
+
     /// Head office: publishes a programme document (with a head-office token).
     public func publishRules(_ document: JSONValue) async throws -> HubAPI.RulesVersion {
         try await call(syncTimeout, .PUT, "/v1/rules", body: document)

@@ -118,9 +118,20 @@ public final class SyncLoop: Service, Sendable {
         let stale = try store.voidStaleSpends()
         if stale > 0 { logger.warning("voided spends that were never settled", metadata: ["count": "\(stale)"]) }
         if try !store.counts().bootstrapped {
-            let snapshot = try await client.snapshot()
-            try store.bootstrap(snapshot)
-            logger.info("bootstrapped from the hub", metadata: ["cursor": "\(snapshot.cursor)", "members": "\(snapshot.members.count)"])
+            // Page by page, each in its own transaction: memory stays flat however large the
+            // chain. An interrupted bootstrap starts again from the first page.
+            let first = try await client.snapshotPage(nil)
+            try store.beginBootstrap(first)
+            var next = first.next
+            var pages = 1
+            while let token = next {
+                let page = try await client.snapshotPage(token)
+                try store.importSnapshotPage(page)
+                next = page.next
+                pages += 1
+            }
+            try store.finishBootstrap()
+            logger.info("bootstrapped from the hub", metadata: ["cursor": "\(first.cursor)", "pages": "\(pages)"])
         }
         while true {
             let batch = try store.pendingBatch(limit: SyncLimits.pushBatchMax)

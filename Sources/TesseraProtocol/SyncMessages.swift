@@ -14,6 +14,9 @@ public enum SyncLimits {
     public static let pushBatchMax = 500
     public static let pullPageMax = 1000
     public static let bodyBytesMax = 8 * 1024 * 1024
+    /// Rows of state in a snapshot page: by default, and at most.
+    public static let snapshotPageRows = 5_000
+    public static let snapshotPageRowsMax = 20_000
 }
 
 /// Node -> hub: operations the hub has not acknowledged yet, in the node's sequence order.
@@ -109,6 +112,9 @@ public struct AuthorizeResponse: Codable, Sendable {
 }
 
 /// The folded state at a version, for a new node: it loads this, then pulls after `cursor`.
+/// Paged, the first page's `cursor`, `origin_seq` and `max_hlc` are the ones that count: every
+/// later page holds rows of a state at or after that cursor, and the fold's effects are
+/// idempotent and commute, so pulling after the first cursor counts nothing twice.
 public struct Snapshot: Codable, Sendable {
     public struct Member: Codable, Sendable, Hashable {
         public var id: MemberID
@@ -210,9 +216,12 @@ public struct Snapshot: Codable, Sendable {
     /// coupon id -> use that a full refund undid
     public var couponRestores: [Pair]
     public var memberships: [Membership]
+    /// Paged snapshots (`?page=`): the token of the next page; absent on the last page and on
+    /// a whole snapshot. Rows come in a fixed order of tables and keys, so pages never overlap.
+    public var next: String?
 
     enum CodingKeys: String, CodingKey {
-        case `protocol`, cursor, members, cards, entries, merges, refunds, voided, rules, coupons, memberships
+        case `protocol`, cursor, members, cards, entries, merges, refunds, voided, rules, coupons, memberships, next
         case originSeq = "origin_seq", maxHLC = "max_hlc", couponUses = "coupon_uses", couponRestores = "coupon_restores"
     }
 

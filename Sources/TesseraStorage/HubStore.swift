@@ -4,6 +4,31 @@ import Synchronization
 import TesseraCore
 import TesseraProtocol
 
+/// A snapshot page's place, as the opaque `next` token: base64url of `[table, key...]`.
+enum SnapshotToken {
+    static func encode(_ position: Replica.PagePosition) -> String {
+        let parts: [JSONValue] = [.int(Int64(position.table))] + position.key.map { .string($0) }
+        let json = (try? JSONText.encode(parts)) ?? "[]"
+        return Data(json.utf8).base64EncodedString().replacingOccurrences(of: "+", with: "-")
+            .replacingOccurrences(of: "/", with: "_").replacingOccurrences(of: "=", with: "")
+    }
+
+    static func decode(_ token: String) throws -> Replica.PagePosition {
+        var base64 = token.replacingOccurrences(of: "-", with: "+").replacingOccurrences(of: "_", with: "/")
+        base64 += String(repeating: "=", count: (4 - base64.count % 4) % 4)
+        guard token.count <= 4096, let data = Data(base64Encoded: base64),
+              let parts = try? JSONText.decode([JSONValue].self, String(decoding: data, as: UTF8.self)),
+              case .int(let table)? = parts.first, table >= 0, table < 64 else {
+            throw DomainError(.invalidRequest, "page is not a token this hub gave (start with page=first)")
+        }
+        let key = try parts.dropFirst().map { part -> String in
+            guard case .string(let text) = part else { throw DomainError(.invalidRequest, "page is not a token this hub gave (start with page=first)") }
+            return text
+        }
+        return Replica.PagePosition(table: Int(table), key: key)
+    }
+}
+
 /// The hub's storage: the global operation log (each operation with its version), the folded
 /// state, stores and their tokens, authorisation decisions and exceptions. The hub's logic runs
 /// in `HubStore` over the fold (SQLite) and a `HubLedger` (the record of truth: the same SQLite
@@ -17,6 +42,8 @@ public protocol HubStorage: Sendable {
     func authorize(_ request: AuthorizeRequest, from store: StoreID) throws -> AuthorizeResponse
     func pull(after cursor: Int64, limit: Int, for store: StoreID, pending: Int64?) throws -> PullResponse
     func snapshot(for store: StoreID) throws -> Snapshot
+    /// A page of the snapshot: `page` nil for the first, else the `next` of the previous one.
+    func snapshotPage(for store: StoreID, page: String?, limit: Int) throws -> Snapshot
     func member(_ id: MemberID) throws -> MemberView?
     func allMembers() throws -> [MemberView]
     func stores() throws -> [HubAPI.StoreState]
@@ -308,6 +335,16 @@ public final class HubStore: HubStorage {
     }
 
     public func snapshot(for store: StoreID) throws -> Snapshot {
+        try snapshot(for: store, after: nil, limit: nil)
+    }
+
+    public func snapshotPage(for store: StoreID, page: String?, limit: Int) throws -> Snapshot {
+        try snapshot(for: store, after: try page.map(SnapshotToken.decode), limit: max(1, min(limit, SyncLimits.snapshotPageRowsMax)))
+    }
+
+    private func snapshot(for store: StoreID, after position: Replica.PagePosition?, limit: Int?) throws -> Snapshot {
+        // Caught up first: every page comes from a state at or after the first page's cursor,
+        // whichever hub process serves it.
         try refresh()
         // Operations the hub set aside still used their sequence numbers.
         let setAsideSeq = try ledger.setAside(by: store.rawValue).compactMap(OperationID.init).filter { $0.origin == store }.map(\.seq).max() ?? 0
@@ -315,13 +352,15 @@ public final class HubStore: HubStorage {
             let cursor = try Int64.fetchOne(db.cachedStatement(sql: "SELECT COALESCE(MAX(version), 0) FROM ops")) ?? 0
             let originSeq = try Int64.fetchOne(db.cachedStatement(sql: "SELECT COALESCE(MAX(seq), 0) FROM ops WHERE origin = ?"), arguments: [store.rawValue]) ?? 0
             let maxHLC = try Int64.fetchOne(db.cachedStatement(sql: "SELECT COALESCE(MAX(hlc), 0) FROM ops")) ?? 0
-            let state = try Replica.exportState(db)
-            return Snapshot(cursor: cursor, originSeq: max(UInt64(originSeq), setAsideSeq),
-                            maxHLC: HLCTimestamp(packed: maxHLC) ?? .zero,
-                            members: state.members, cards: state.cards, entries: state.entries,
-                            merges: state.merges, refunds: state.refunds, voided: state.voided, rules: state.rules,
-                            coupons: state.coupons, couponUses: state.couponUses, couponRestores: state.couponRestores,
-                            memberships: state.memberships)
+            let (state, next) = try Replica.exportPage(after: position, limit: limit, db)
+            var snapshot = Snapshot(cursor: cursor, originSeq: max(UInt64(originSeq), setAsideSeq),
+                                    maxHLC: HLCTimestamp(packed: maxHLC) ?? .zero,
+                                    members: state.members, cards: state.cards, entries: state.entries,
+                                    merges: state.merges, refunds: state.refunds, voided: state.voided, rules: state.rules,
+                                    coupons: state.coupons, couponUses: state.couponUses, couponRestores: state.couponRestores,
+                                    memberships: state.memberships)
+            snapshot.next = next.map(SnapshotToken.encode)
+            return snapshot
         }
     }
 

@@ -500,17 +500,59 @@ public final class NodeStore: Sendable {
         }
     }
 
+    /// Loads a whole snapshot in one transaction.
     public func bootstrap(_ snapshot: Snapshot) throws {
         try pool.write { db in
             guard try Meta.get("bootstrapped", db) != "1" else { return }
             try Replica.importState(snapshot, db)
-            let lastSeq = try Meta.get("last_seq", db).flatMap { UInt64($0) } ?? 0
-            try Meta.set("last_seq", String(max(lastSeq, snapshot.originSeq)), db)
-            try Meta.set("cursor", String(snapshot.cursor), db)
-            try Meta.set("bootstrapped", "1", db)
-            self.clock.withLock { _ = $0.observe(snapshot.maxHLC, physicalMs: self.physicalMs()) }
-            try Meta.set("hlc", String(self.clock.withLock { $0.last.packed }), db)
+            try self.finishBootstrap(cursor: snapshot.cursor, originSeq: snapshot.originSeq, maxHLC: snapshot.maxHLC, db)
         }
+    }
+
+    /// A paged bootstrap, first page: clears what an interrupted bootstrap left, loads the
+    /// page, and keeps its cursor (the one the node pulls after) until `finishBootstrap`.
+    public func beginBootstrap(_ first: Snapshot) throws {
+        try pool.write { db in
+            guard try Meta.get("bootstrapped", db) != "1" else { return }
+            try Replica.clearState(db)
+            try Replica.importState(first, db)
+            try Meta.set("bootstrap_cursor", String(first.cursor), db)
+            try Meta.set("bootstrap_origin_seq", String(first.originSeq), db)
+            try Meta.set("bootstrap_hlc", String(first.maxHLC.packed), db)
+        }
+    }
+
+    /// A paged bootstrap, every later page, each in its own transaction.
+    public func importSnapshotPage(_ page: Snapshot) throws {
+        try pool.write { db in
+            guard try Meta.get("bootstrapped", db) != "1" else { return }
+            guard try Meta.get("bootstrap_cursor", db) != nil else {
+                throw DomainError(.invalidRequest, "a snapshot page before the first one")
+            }
+            try Replica.importState(page, db)
+        }
+    }
+
+    /// A paged bootstrap, done: the node pulls after the first page's cursor and serves tills.
+    public func finishBootstrap() throws {
+        try pool.write { db in
+            guard try Meta.get("bootstrapped", db) != "1" else { return }
+            guard let cursor = try Meta.get("bootstrap_cursor", db).flatMap({ Int64($0) }),
+                  let originSeq = try Meta.get("bootstrap_origin_seq", db).flatMap({ UInt64($0) }),
+                  let hlc = try Meta.get("bootstrap_hlc", db).flatMap({ Int64($0) }).flatMap(HLCTimestamp.init(packed:)) else {
+                throw DomainError(.invalidRequest, "no snapshot page was loaded")
+            }
+            try self.finishBootstrap(cursor: cursor, originSeq: originSeq, maxHLC: hlc, db)
+        }
+    }
+
+    private func finishBootstrap(cursor: Int64, originSeq: UInt64, maxHLC: HLCTimestamp, _ db: Database) throws {
+        let lastSeq = try Meta.get("last_seq", db).flatMap { UInt64($0) } ?? 0
+        try Meta.set("last_seq", String(max(lastSeq, originSeq)), db)
+        try Meta.set("cursor", String(cursor), db)
+        try Meta.set("bootstrapped", "1", db)
+        clock.withLock { _ = $0.observe(maxHLC, physicalMs: self.physicalMs()) }
+        try Meta.set("hlc", String(clock.withLock { $0.last.packed }), db)
     }
 
     // MARK: - Internals

@@ -44,7 +44,7 @@ final class PostgresLedger: HubLedger {
                 seq BIGINT NOT NULL CHECK (seq > 0),
                 hlc BIGINT NOT NULL,
                 kind TEXT NOT NULL,
-                kind_version INTEGER NOT NULL,
+                kind_version BIGINT NOT NULL,
                 body TEXT NOT NULL,
                 member_id TEXT,
                 received_at TEXT NOT NULL,
@@ -141,14 +141,42 @@ final class PostgresLedger: HubLedger {
     }
 
     func refresh(_ fold: DatabasePool, foldIn: (Database, LogRow) throws -> Void) throws {
-        var head = try fold.read { db in try Int64.fetchOne(db.cachedStatement(sql: "SELECT COALESCE(MAX(version), 0) FROM ops")) ?? 0 }
+        var head = try Self.head(fold)
         while true {
-            let rows = try link.withConnection { try Self.rows(after: head, $0) }
-            guard let last = rows.last else { return }
-            try fold.write { db in try Self.apply(rows, db, foldIn) }
-            head = last.version
+            // From the fold's head itself: the log must still hold it, the same operation.
+            let rows = try link.withConnection { try Self.rows(from: head, $0) }
+            try Self.checkHead(head, rows)
+            let new = rows.filter { $0.version > head.version }
+            guard let last = new.last else { return }
+            try fold.write { db in try Self.apply(new, db, foldIn) }
+            head = (last.version, last.id)
             if rows.count < Self.catchUpPage { return }
         }
+    }
+
+    /// The fold's newest operation: (0, "") when it is empty.
+    private static func head(_ fold: DatabasePool) throws -> (version: Int64, id: String) {
+        try fold.read { db in try head(db) }
+    }
+
+    private static func head(_ db: Database) throws -> (version: Int64, id: String) {
+        guard let row = try Row.fetchOne(db.cachedStatement(sql: "SELECT version, id FROM ops ORDER BY version DESC LIMIT 1")) else { return (0, "") }
+        return (row["version"], row["id"])
+    }
+
+    /// Rows of the log from `head` on (the head itself first, unless the fold is empty).
+    private static func rows(from head: (version: Int64, id: String), _ c: PostgresLink.Connection) throws -> [LogRow] {
+        try rows(after: max(0, head.version - 1), c)
+    }
+
+    /// The log must still hold the fold's head, as the same operation. It does not when the
+    /// database went back in time under this process (restored from a backup, or a failover
+    /// to a replica that had not received the last commits), even once newer operations have
+    /// reused those versions: folding on would give wrong balances and numbers, so reads and
+    /// writes are refused until the process restarts and rebuilds its fold.
+    private static func checkHead(_ head: (version: Int64, id: String), _ rows: [LogRow]) throws {
+        guard head.version > 0 else { return }
+        guard let first = rows.first, first.version == head.version, first.id == head.id else { throw behind(head.version) }
     }
 
     func write<T>(_ fold: DatabasePool, foldIn: (Database, LogRow) throws -> Void,
@@ -161,11 +189,11 @@ final class PostgresLedger: HubLedger {
             try fold.write { db in
                 try c.transaction {
                     try c.run("SELECT pg_advisory_xact_lock(\(Self.writeLock))")
-                    try Self.checkNotBehind(db, c)
                     while true {
-                        let head = try Int64.fetchOne(db.cachedStatement(sql: "SELECT COALESCE(MAX(version), 0) FROM ops")) ?? 0
-                        let rows = try Self.rows(after: head, c)
-                        try Self.apply(rows, db, foldIn)
+                        let head = try Self.head(db)
+                        let rows = try Self.rows(from: head, c)
+                        try Self.checkHead(head, rows)
+                        try Self.apply(rows.filter { $0.version > head.version }, db, foldIn)
                         if rows.count < Self.catchUpPage { break }
                     }
                     let writes = PostgresWrites(c)
@@ -175,17 +203,6 @@ final class PostgresLedger: HubLedger {
                 }
             }
         }
-    }
-
-    /// The log must still hold the fold's head. It does not when the database went back in
-    /// time under this process (restored from a backup, or a failover to a replica that had not
-    /// received the last commits): numbering from the fold's head would then leave a gap, so
-    /// every write is refused until the process restarts and rebuilds its fold.
-    private static func checkNotBehind(_ db: Database, _ c: PostgresLink.Connection) throws {
-        guard let local = try Row.fetchOne(db.cachedStatement(sql: "SELECT version, id FROM ops ORDER BY version DESC LIMIT 1")) else { return }
-        let version: Int64 = local["version"], id: String = local["id"]
-        let there = try c.run("SELECT id FROM ops WHERE version = \(version)").first.map { try $0.decode(String.self) }
-        guard there == id else { throw behind(version) }
     }
 
     static func behind(_ version: Int64) -> DomainError {
@@ -302,23 +319,31 @@ final class PostgresLedger: HubLedger {
 
     /// Ready when the database answers and still holds what this process's fold holds.
     func ready(_ fold: DatabasePool) throws {
-        let head = try fold.read { db in try Int64.fetchOne(db.cachedStatement(sql: "SELECT COALESCE(MAX(version), 0) FROM ops")) ?? 0 }
-        let there = try link.run("SELECT COALESCE(MAX(version), 0) FROM ops").first.map { try $0.decode(Int64.self) } ?? 0
-        guard there >= head else { throw Self.behind(head) }
+        let head = try Self.head(fold)
+        guard head.version > 0 else { return try ping() }
+        let there = try link.run("SELECT id FROM ops WHERE version = \(head.version)").first.map { try $0.decode(String.self) }
+        guard there == head.id else { throw Self.behind(head.version) }
     }
+}
+
+/// PostgreSQL's text cannot hold U+0000, which SQLite's can: a reason or detail quoting what a
+/// store sent keeps a visible mark in its place rather than failing the whole write.
+func pgText(_ text: String) -> String {
+    text.contains("\u{0}") ? text.replacingOccurrences(of: "\u{0}", with: "\u{FFFD}") : text
 }
 
 extension LogRow {
     init(postgres row: PostgresRow) throws {
         let (version, id, origin, seq, hlc, kind, kindVersion, body, member, receivedAt) =
-            try row.decode((Int64, String, String, Int64, Int64, String, Int32, String, String?, String).self)
+            try row.decode((Int64, String, String, Int64, Int64, String, Int64, String, String?, String).self)
         self.init(version: version, id: id, origin: origin, seq: seq, hlc: hlc, kind: kind, kindVersion: Int(kindVersion),
                   body: body, member: member, receivedAt: receivedAt)
     }
 }
 
-/// A write's records, sent to PostgreSQL together just before its commit (statements on one
-/// connection run in order, so they pipeline: one round trip for the lot).
+/// A write's records, sent to PostgreSQL just before its commit: the operations as one
+/// multi-row INSERT per thousand, the rest (rejections, decisions, exceptions, audit) after
+/// it, queued on the connection together (PostgresNIO runs them one after another).
 final class PostgresWrites: LedgerWrites {
     private let c: PostgresLink.Connection
     private var queued: [PostgresQuery] = []
@@ -338,6 +363,9 @@ final class PostgresWrites: LedgerWrites {
         queued.removeAll()
         var failure: (any Error)?
         for future in futures {
+            // Once the connection is broken or timed out, the rest fail with it when it is
+            // closed: waiting for each in turn would block the write for 30 s apiece.
+            guard c.healthy else { break }
             do { _ = try c.wait(future) } catch { failure = failure ?? error }
         }
         if let failure { throw failure }
@@ -351,8 +379,8 @@ final class PostgresWrites: LedgerWrites {
             let n = bindings.count
             values.append("(" + (1...10).map { "$\(n + $0)" }.joined(separator: ", ") + ")")
             bindings.append(row.version); bindings.append(row.id); bindings.append(row.origin); bindings.append(row.seq)
-            bindings.append(row.hlc); bindings.append(row.kind); bindings.append(Int32(row.kindVersion)); bindings.append(row.body)
-            bindings.append(row.member); bindings.append(row.receivedAt)
+            bindings.append(row.hlc); bindings.append(row.kind); bindings.append(Int64(row.kindVersion)); bindings.append(row.body)
+            bindings.append(row.member.map(pgText)); bindings.append(row.receivedAt)
         }
         return PostgresQuery(unsafeSQL: """
             INSERT INTO \(table) (version, id, origin, seq, hlc, kind, kind_version, body, member_id, received_at) VALUES \(values.joined(separator: ", "))
@@ -381,7 +409,7 @@ final class PostgresWrites: LedgerWrites {
 
     func reject(_ op: String, store: String, reason: String, json: String, at: String) throws {
         rejections[op] = reason
-        queued.append("INSERT INTO rejected (op_id, store, reason, op, at) VALUES (\(op), \(store), \(reason), \(json), \(at))")
+        queued.append("INSERT INTO rejected (op_id, store, reason, op, at) VALUES (\(op), \(store), \(pgText(reason)), \(pgText(json)), \(at))")
     }
 
     func refusal(of op: String) throws -> (code: String?, message: String?)? {
@@ -390,15 +418,15 @@ final class PostgresWrites: LedgerWrites {
     }
 
     func decide(_ op: String, accepted: Bool, code: String?, message: String?, at: String) throws {
-        queued.append("INSERT INTO decisions (op_id, decision, code, message, at) VALUES (\(op), \(accepted ? "accepted" : "refused"), \(code), \(message), \(at))")
+        queued.append("INSERT INTO decisions (op_id, decision, code, message, at) VALUES (\(op), \(accepted ? "accepted" : "refused"), \(code), \(message.map(pgText)), \(at))")
     }
 
     func exception(kind: String, member: String?, op: String?, detail: String, at: String) throws {
-        queued.append("INSERT INTO exceptions (kind, member_id, op_id, detail, at) VALUES (\(kind), \(member), \(op), \(detail), \(at))")
+        queued.append("INSERT INTO exceptions (kind, member_id, op_id, detail, at) VALUES (\(kind), \(member.map(pgText)), \(op), \(pgText(detail)), \(at))")
     }
 
     func audit(actor: String, action: String, detail: String, at: String) throws {
-        queued.append("INSERT INTO audit (at, actor, action, detail) VALUES (\(at), \(actor), \(action), \(detail))")
+        queued.append("INSERT INTO audit (at, actor, action, detail) VALUES (\(at), \(pgText(actor)), \(action), \(pgText(detail)))")
     }
 
     func touch(_ store: String, at: String) throws {

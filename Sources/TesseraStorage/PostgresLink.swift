@@ -30,11 +30,12 @@ public struct PostgresLocation: Sendable, CustomStringConvertible {
         host = url.host.flatMap { $0.isEmpty ? nil : $0 } ?? "127.0.0.1"
         port = url.port ?? 5432
         socketFolder = query["host"].flatMap { $0.hasPrefix("/") ? $0 : nil }
-        user = url.user.flatMap { $0.removingPercentEncoding } ?? ProcessInfo.processInfo.environment["USER"] ?? "postgres"
-        password = url.password.flatMap { $0.removingPercentEncoding } ?? ProcessInfo.processInfo.environment["PGPASSWORD"]
+        // URLComponents decodes percent-escapes already (a password "50%25off" is "50%off").
+        user = url.user ?? ProcessInfo.processInfo.environment["USER"] ?? "postgres"
+        password = url.password ?? ProcessInfo.processInfo.environment["PGPASSWORD"]
         let path = url.path.hasPrefix("/") ? String(url.path.dropFirst()) : url.path
         guard !path.isEmpty, !path.contains("/") else { throw DomainError(.invalidRequest, "the PostgreSQL URL names no database (…/DATABASE)") }
-        database = path.removingPercentEncoding ?? path
+        database = path
         guard let security = Security(rawValue: query["sslmode"] ?? "disable") else {
             throw DomainError(.invalidRequest, "sslmode is disable, require or verify-full")
         }
@@ -104,6 +105,14 @@ final class PostgresLink: Sendable {
         do {
             var configuration = try location.configuration()
             configuration.options.connectTimeout = .seconds(5)
+            // The server's side of the client's timeouts: a hub that vanished mid-transaction
+            // (a network that drops packets) must not hold the chain's write lock for the
+            // hours TCP takes to notice, nor may a write wait for the lock without end.
+            configuration.options.additionalStartupParameters = [
+                ("idle_in_transaction_session_timeout", "20000"),
+                ("lock_timeout", "25000"),
+                ("statement_timeout", "25000"),
+            ]
             self.configuration = configuration
         } catch {
             throw DomainError(.invalidRequest, "TLS for PostgreSQL: \(error)")
@@ -145,6 +154,10 @@ final class PostgresLink: Sendable {
             // a statement the server refused is a bug of ours (500); other errors (the fold's
             // SQLite, say) go as they are.
             if !handle.healthy { throw PostgresLink.unavailable(error, location) }
+            if let state = PostgresLink.sqlState(error), ["55P03", "57014", "25P03", "40001", "40P01"].contains(state) {
+                // Waited too long for the write lock, cancelled, or a conflict: retry later.
+                throw DomainError(.storageUnavailable, "the hub's PostgreSQL is busy: \(PostgresLink.describe(error)); retry")
+            }
             if error is PSQLError { throw DomainError(.internalError, "PostgreSQL refused a statement: \(PostgresLink.describe(error))") }
             throw error
         }
@@ -241,7 +254,9 @@ final class PostgresLink: Sendable {
 
         /// Runs `body` in a transaction: committed when it returns, rolled back when it throws.
         func transaction<T>(_ body: () throws -> T) throws -> T {
-            try run("BEGIN")
+            // Read committed whatever the database's default: a write must see the commit of
+            // the writer that held the lock before it (each statement its own snapshot).
+            try run("BEGIN ISOLATION LEVEL READ COMMITTED")
             do {
                 let result = try body()
                 try run("COMMIT")
@@ -269,18 +284,25 @@ extension PostgresConnection {
 public enum PostgresAdmin {
     /// Creates an empty database on the server of `server` (connecting to its database).
     public static func createDatabase(_ name: String, on server: PostgresLocation) throws {
-        guard name.allSatisfy({ $0.isLetter || $0.isNumber || $0 == "_" }) else { throw DomainError(.invalidRequest, "bad database name \(name)") }
+        try check(name)
         let link = try PostgresLink(server)
         defer { link.shutdown() }
-        try link.run(PostgresQuery(unsafeSQL: "CREATE DATABASE \(name)"))
+        try link.run(PostgresQuery(unsafeSQL: "CREATE DATABASE \"\(name)\""))
     }
 
     /// Drops a database, closing the connections still open to it.
     public static func dropDatabase(_ name: String, on server: PostgresLocation) throws {
-        guard name.allSatisfy({ $0.isLetter || $0.isNumber || $0 == "_" }) else { throw DomainError(.invalidRequest, "bad database name \(name)") }
+        try check(name)
         let link = try PostgresLink(server)
         defer { link.shutdown() }
-        try link.run(PostgresQuery(unsafeSQL: "DROP DATABASE IF EXISTS \(name) WITH (FORCE)"))
+        try link.run(PostgresQuery(unsafeSQL: "DROP DATABASE IF EXISTS \"\(name)\" WITH (FORCE)"))
+    }
+
+    /// Database names made here are plain lower-case ASCII (they are spliced, quoted, into SQL).
+    private static func check(_ name: String) throws {
+        guard !name.isEmpty, name.count <= 63, name.unicodeScalars.allSatisfy({ ("a"..."z").contains($0) || ("0"..."9").contains($0) || $0 == "_" }) else {
+            throw DomainError(.invalidRequest, "a database name of 1 to 63 characters a-z, 0-9 or _: \(name)")
+        }
     }
 
     /// The benchmark's limit: `rows` inserted into a plain copy of the hub's log table, `batch`

@@ -361,38 +361,119 @@ enum Replica {
     }
 
     static func exportState(_ db: Database) throws -> State {
-        let members = try Row.fetchAll(db.cachedStatement(sql: "SELECT * FROM members")).map { row in
-            Snapshot.Member(id: MemberID(row["id"]), enrolled: row["enrolled"], referrer: (row["referrer"] as String?).map(MemberID.init),
-                            name: row["name"], nameStamp: row["name_stamp"], phone: row["phone"], phoneStamp: row["phone_stamp"],
-                            birthday: row["birthday"], birthdayStamp: row["birthday_stamp"])
+        try exportPage(after: nil, limit: nil, db).state
+    }
+
+    /// Where a paged export stands: the table it is in, and the key of the last row sent.
+    struct PagePosition: Equatable, Sendable {
+        var table: Int
+        var key: [String]
+    }
+
+    /// One table of the state, exported in the order of its primary key.
+    private struct Table: Sendable {
+        var name: String
+        var columns: String
+        var keys: [String]
+        /// Key columns holding integers (bound back as integers).
+        var integerKeys: Set<String> = []
+        var append: @Sendable (Row, inout State) throws -> Void
+    }
+
+    private static let tables: [Table] = [
+        Table(name: "members", columns: "*", keys: ["id"]) { row, s in
+            s.members.append(Snapshot.Member(id: MemberID(row["id"]), enrolled: row["enrolled"], referrer: (row["referrer"] as String?).map(MemberID.init),
+                                             name: row["name"], nameStamp: row["name_stamp"], phone: row["phone"], phoneStamp: row["phone_stamp"],
+                                             birthday: row["birthday"], birthdayStamp: row["birthday_stamp"]))
+        },
+        Table(name: "cards", columns: "*", keys: ["card"]) { row, s in
+            s.cards.append(Snapshot.Card(card: CardNumber(row["card"]), member: (row["member_id"] as String?).map(MemberID.init),
+                                         issued: row["issued"], blocked: row["blocked"]))
+        },
+        Table(name: "entries", columns: "*", keys: ["op_id", "part"], integerKeys: ["part"]) { row, s in
+            s.entries.append(Snapshot.Entry(op: row["op_id"], part: row["part"], member: MemberID(row["member_id"]), value: row["value"],
+                                            bonus: row["bonus"], points: row["points"], lot: (row["lot"] as Int64?).map { LocalDay($0).iso },
+                                            expired: row["expired"], qualifying: row["qualifying"], atMs: row["at_ms"]))
+        },
+        Table(name: "merges", columns: "from_id, into_id, stamp", keys: ["from_id"]) { row, s in
+            s.merges.append(Snapshot.Merge(from: MemberID(row["from_id"]), into: MemberID(row["into_id"]), stamp: row["stamp"]))
+        },
+        Table(name: "refunds", columns: "of, by, amount", keys: ["of", "by"]) { row, s in
+            s.refunds.append(Snapshot.Refunded(of: row["of"], by: row["by"], amount: row["amount"]))
+        },
+        Table(name: "voids", columns: "of", keys: ["of"]) { row, s in
+            if let id = OperationID(row["of"]) { s.voided.append(id) }
+        },
+        Table(name: "rules", columns: "version, body", keys: ["version"], integerKeys: ["version"]) { row, s in
+            s.rules.append(RulesPublished(version: row["version"], programme: try JSONText.decode(JSONValue.self, row["body"])))
+        },
+        Table(name: "coupons", columns: "id, body, stamp", keys: ["id"]) { row, s in
+            s.coupons.append(Snapshot.HeldCoupon(coupon: try JSONText.decode(Coupon.self, row["body"]), stamp: row["stamp"]))
+        },
+        Table(name: "coupon_uses", columns: "coupon, op_id", keys: ["coupon", "op_id"]) { row, s in
+            s.couponUses.append(Snapshot.Pair(from: row["coupon"], to: row["op_id"]))
+        },
+        Table(name: "coupon_restores", columns: "coupon, use_op", keys: ["coupon", "use_op"]) { row, s in
+            s.couponRestores.append(Snapshot.Pair(from: row["coupon"], to: row["use_op"]))
+        },
+        Table(name: "memberships", columns: "op_id, body", keys: ["op_id"]) { row, s in
+            s.memberships.append(Snapshot.Membership(op: row["op_id"], period: try JSONText.decode(MembershipPeriod.self, row["body"])))
+        },
+    ]
+
+    /// Up to `limit` rows of the state after `position` (all of it when `limit` is nil), the
+    /// tables in a fixed order and each in its key order, and where the next page starts (nil
+    /// at the end). Keys, not row ids, mark the place, so the next page may come from another
+    /// hub process's fold.
+    static func exportPage(after position: PagePosition?, limit: Int?, _ db: Database) throws -> (state: State, next: PagePosition?) {
+        var state = State(members: [], cards: [], entries: [], merges: [], refunds: [], voided: [], rules: [],
+                          coupons: [], couponUses: [], couponRestores: [], memberships: [])
+        var room = limit ?? Int.max
+        var table = position?.table ?? 0
+        var after = position?.key
+        guard table >= 0 && table <= tables.count else { throw DomainError(.invalidRequest, "no such snapshot page") }
+        while table < tables.count {
+            let spec = tables[table]
+            let order = spec.keys.joined(separator: ", ")
+            var arguments: [(any DatabaseValueConvertible)?] = []
+            var sql = "SELECT \(spec.columns) FROM \(spec.name)"
+            if let after {
+                guard after.count == spec.keys.count else { throw DomainError(.invalidRequest, "a snapshot page token that does not fit") }
+                sql += " WHERE (\(order)) > (\(spec.keys.map { _ in "?" }.joined(separator: ", ")))"
+                for (column, value) in zip(spec.keys, after) {
+                    if spec.integerKeys.contains(column) {
+                        guard let number = Int64(value) else { throw DomainError(.invalidRequest, "a snapshot page token that does not fit") }
+                        arguments.append(number)
+                    } else {
+                        arguments.append(value)
+                    }
+                }
+            }
+            sql += " ORDER BY \(order)"
+            if limit != nil { sql += " LIMIT \(room)" }
+            let rows = try Row.fetchAll(db.cachedStatement(sql: sql), arguments: StatementArguments(arguments))
+            for row in rows { try spec.append(row, &state) }
+            room -= rows.count
+            if limit != nil && room <= 0, let last = rows.last {
+                let key = spec.keys.map { column -> String in
+                    let value = last[column] as DatabaseValue
+                    return switch value.storage {
+                    case .int64(let n): String(n)
+                    case .string(let text): text
+                    default: value.description
+                    }
+                }
+                return (state, PagePosition(table: table, key: key))
+            }
+            table += 1
+            after = nil
         }
-        let cards = try Row.fetchAll(db.cachedStatement(sql: "SELECT * FROM cards")).map { row in
-            Snapshot.Card(card: CardNumber(row["card"]), member: (row["member_id"] as String?).map(MemberID.init),
-                          issued: row["issued"], blocked: row["blocked"])
-        }
-        let entries = try Row.fetchAll(db.cachedStatement(sql: "SELECT * FROM entries ORDER BY op_id, part")).map { row in
-            Snapshot.Entry(op: row["op_id"], part: row["part"], member: MemberID(row["member_id"]), value: row["value"], bonus: row["bonus"],
-                           points: row["points"], lot: (row["lot"] as Int64?).map { LocalDay($0).iso }, expired: row["expired"],
-                           qualifying: row["qualifying"], atMs: row["at_ms"])
-        }
-        let merges = try Row.fetchAll(db.cachedStatement(sql: "SELECT from_id, into_id, stamp FROM merges")).map {
-            Snapshot.Merge(from: MemberID($0["from_id"]), into: MemberID($0["into_id"]), stamp: $0["stamp"])
-        }
-        let refunds = try Row.fetchAll(db.cachedStatement(sql: "SELECT of, by, amount FROM refunds")).map { Snapshot.Refunded(of: $0["of"], by: $0["by"], amount: $0["amount"]) }
-        let voided = try String.fetchAll(db.cachedStatement(sql: "SELECT of FROM voids")).compactMap(OperationID.init)
-        let rules = try Row.fetchAll(db.cachedStatement(sql: "SELECT version, body FROM rules ORDER BY version")).map {
-            RulesPublished(version: $0["version"], programme: try JSONText.decode(JSONValue.self, $0["body"]))
-        }
-        let coupons = try Row.fetchAll(db.cachedStatement(sql: "SELECT body, stamp FROM coupons ORDER BY id")).map {
-            Snapshot.HeldCoupon(coupon: try JSONText.decode(Coupon.self, $0["body"]), stamp: $0["stamp"])
-        }
-        let uses = try Row.fetchAll(db.cachedStatement(sql: "SELECT coupon, op_id FROM coupon_uses")).map { Snapshot.Pair(from: $0["coupon"], to: $0["op_id"]) }
-        let restores = try Row.fetchAll(db.cachedStatement(sql: "SELECT coupon, use_op FROM coupon_restores")).map { Snapshot.Pair(from: $0["coupon"], to: $0["use_op"]) }
-        let memberships = try Row.fetchAll(db.cachedStatement(sql: "SELECT op_id, body FROM memberships")).map {
-            Snapshot.Membership(op: $0["op_id"], period: try JSONText.decode(MembershipPeriod.self, $0["body"]))
-        }
-        return State(members: members, cards: cards, entries: entries, merges: merges, refunds: refunds, voided: voided, rules: rules,
-                     coupons: coupons, couponUses: uses, couponRestores: restores, memberships: memberships)
+        return (state, nil)
+    }
+
+    /// Empties the state tables (a bootstrap that was interrupted starts again).
+    static func clearState(_ db: Database) throws {
+        for table in tables { try db.execute(sql: "DELETE FROM \(table.name)") }
     }
 
     /// Loads a snapshot into an empty replica, entry for entry.

@@ -94,6 +94,21 @@ final class HubTests {
         #expect(pulled.ops.map(\.op) == [good])
     }
 
+    @Test("an operation with a kind that is not plain text, a kind_version or a sequence number out of range is rejected; the rest of the batch goes on",
+          arguments: Backend.all)
+    func oddOperationsAreRejected(_ backend: Backend) throws {
+        try use(backend)
+        let stamp = HLCTimestamp(wallMs: 1, counter: 0)
+        let odd = [
+            Operation(id: OperationID(origin: s1, seq: 1), hlc: stamp, kind: "x\u{0}y", kindVersion: 1, body: .object([:])),
+            Operation(id: OperationID(origin: s1, seq: 2), hlc: stamp, kind: "future.kind", kindVersion: 4_294_967_296, body: .object([:])),
+            Operation(id: OperationID(origin: s1, seq: UInt64.max), hlc: stamp, kind: "future.kind", kindVersion: 1, body: .object([:])),
+        ]
+        let good = Operation(id: OperationID(origin: s1, seq: 3), hlc: stamp, kind: "future.kind", kindVersion: 2, body: .object(["x": .int(1)]))
+        #expect(try hub.push(odd + [good], from: s1).map(\.status) == [.rejected, .rejected, .rejected, .accepted])
+        #expect(try hub.pull(after: 0, limit: 10, for: s2, pending: nil).ops.map(\.op) == [good])
+    }
+
     @Test("the same phone enrolled at two stores offline merges into the earlier enrolment; ids, cards and money resolve to it", arguments: Backend.all)
     func duplicateEnrolmentsMerge(_ backend: Backend) throws {
         try use(backend)
@@ -332,6 +347,30 @@ struct PostgresHubTests {
         try hub.ready()
         #expect(try hub.push(try one.pendingBatch(limit: 10), from: s1).map(\.status) == [.accepted])
         #expect(try hub.log().map(\.version) == [1, 2])
+    }
+
+    @Test("a running hub whose head the database lost, and another hub has since reused those versions, notices: reads and writes refused, not ready")
+    func headReplacedUnderARunningHub() throws {
+        let dir = try TempDir()
+        let database = try TestDatabase()
+        dir.onRemove { database.drop() }
+        let a = try HubStore(postgres: database.location, foldPath: dir.path("fold-a.sqlite"))
+        _ = try a.addStore(s1, name: "One")
+        let one = try bootstrappedNode(dir, s1, hub: a)
+        let ada = try enrol(one, "Ada", "+15550100")
+        _ = try one.recharge(ada.id, NodeAPI.Recharge(amount: 900), key: nil)
+        try sync(one, a)
+        // Versions 2 and on lost (a failover without synchronous replication); hub B, started
+        // afresh, takes new work that reuses version 2 and goes beyond.
+        _ = try PostgresAdmin.strings("DELETE FROM ops WHERE version > 1 RETURNING id", at: database.location)
+        let b = try HubStore(postgres: database.location, foldPath: dir.path("fold-b.sqlite"))
+        _ = try b.publishRules(Programme(version: 1, name: "v1").json)
+        _ = try b.publishRules(Programme(version: 2, name: "v2").json)
+        #expect(try b.log().count == 3)
+        #expect(throws: DomainError.self) { try a.member(ada.id) }
+        #expect(throws: DomainError.self) { try a.ready() }
+        #expect(throws: DomainError.self) { try a.publishRules(Programme(version: 3, name: "v3").json) }
+        try b.ready()
     }
 
     @Test("a hub whose PostgreSQL cannot be reached at start says so with storage_unavailable")
