@@ -61,6 +61,7 @@ let package = Package(
             name: "TesseraHub",
             dependencies: [
                 .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
                 "TesseraCore", "TesseraProtocol", "TesseraStorage", "TesseraHTTP",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdCore", package: "hummingbird"),

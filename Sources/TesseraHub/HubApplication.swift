@@ -5,6 +5,7 @@ import HummingbirdTLS
 import NIOSSL
 import Logging
 import NIOCore
+import NIOPosix
 import TesseraCore
 import TesseraHTTP
 import TesseraProtocol
@@ -24,36 +25,38 @@ public enum HubApplication {
         // Liveness: the process answers (a restart would not bring a database back), and says
         // how its database is. Readiness: send it traffic only while its database answers.
         router.get("/healthz") { _, _ in
-            let database = (try? storage.ready()) == nil ? "unavailable" : "ok"
+            let database = (try? await offload { try storage.ready() }) == nil ? "unavailable" : "ok"
             return try JSONBody.response(["status": "ok", "database": database])
         }
         router.get("/readyz") { _, _ in
-            try storage.ready()
+            try await offload { try storage.ready() }
             return try JSONBody.response(["status": "ready"])
         }
 
         let sync = router.group("/v1/sync")
         sync.post("/push") { request, _ in
-            let store = try authenticateStore(request, storage)
+            let store = try await offload { try authenticateStore(request, storage) }
             let (push, _) = try await JSONBody.decode(PushRequest.self, from: request, limit: SyncLimits.bodyBytesMax)
             try checkProtocol(push.protocol)
             guard push.store == store else { throw DomainError(.originMismatch, "this token belongs to store \(store), not \(push.store)") }
             guard push.ops.count <= SyncLimits.pushBatchMax else {
                 throw DomainError(.invalidRequest, "at most \(SyncLimits.pushBatchMax) operations per push")
             }
-            return try JSONBody.response(PushResponse(results: try storage.push(push.ops, from: store)))
+            let results = try await offload { try storage.push(push.ops, from: store) }
+            return try JSONBody.response(PushResponse(results: results))
         }
         sync.post("/authorize") { request, _ in
-            let store = try authenticateStore(request, storage)
+            let store = try await offload { try authenticateStore(request, storage) }
             let (auth, _) = try await JSONBody.decode(AuthorizeRequest.self, from: request, limit: SyncLimits.bodyBytesMax)
             try checkProtocol(auth.protocol)
             guard auth.prior.count <= SyncLimits.pushBatchMax else {
                 throw DomainError(.invalidRequest, "at most \(SyncLimits.pushBatchMax) prior operations")
             }
-            return try JSONBody.response(try storage.authorize(auth, from: store))
+            let answer = try await offload { try storage.authorize(auth, from: store) }
+            return try JSONBody.response(answer)
         }
         sync.get("/pull") { request, _ in
-            let store = try authenticateStore(request, storage)
+            let store = try await offload { try authenticateStore(request, storage) }
             try checkProtocolHeader(request)
             let after = try request.integerQuery("after") ?? 0
             guard after >= 0 else {
@@ -61,69 +64,92 @@ public enum HubApplication {
             }
             let limit = Int(clamping: try request.integerQuery("limit") ?? Int64(SyncLimits.pullPageMax))
             let pending = try request.integerQuery("pending")
-            return try JSONBody.response(try storage.pull(after: after, limit: limit, for: store, pending: pending))
+            let page = try await offload { try storage.pull(after: after, limit: limit, for: store, pending: pending) }
+            return try JSONBody.response(page)
         }
         sync.get("/snapshot") { request, _ in
-            let store = try authenticateStore(request, storage)
+            let store = try await offload { try authenticateStore(request, storage) }
             try checkProtocolHeader(request)
             // `?page=first`, then `?page=<next>`: the state in pages of `limit` rows, so that
             // neither side holds a large chain in memory at once. Without `page`: all of it.
             if let page = request.uri.queryParameters.get("page") {
                 let limit = Int(clamping: try request.integerQuery("limit") ?? Int64(SyncLimits.snapshotPageRows))
-                return try JSONBody.response(try storage.snapshotPage(for: store, page: page == "first" ? nil : page, limit: limit))
+                let snapshot = try await offload { try storage.snapshotPage(for: store, page: page == "first" ? nil : page, limit: limit) }
+                return try JSONBody.response(snapshot)
             }
-            return try JSONBody.response(try storage.snapshot(for: store))
+            let snapshot = try await offload { try storage.snapshot(for: store) }
+            return try JSONBody.response(snapshot)
         }
 
         let office = router.group("/v1")
         office.get("/members/{id}") { request, context in
-            try authenticateAdmin(request, storage, .reporter)
+            try await offload { try authenticateAdmin(request, storage, .reporter) }
             let id = MemberID(try context.parameters.require("id"))
-            guard let view = try storage.member(id) else { throw DomainError(.notFound, "no member \(id)") }
+            guard let view = try await offload({ try storage.member(id) }) else { throw DomainError(.notFound, "no member \(id)") }
             return try JSONBody.response(view)
         }
         office.get("/members") { request, _ in
-            try authenticateAdmin(request, storage, .reporter)
-            return try JSONBody.response(["members": try storage.allMembers()])
+            let members = try await offload {
+                try authenticateAdmin(request, storage, .reporter)
+                return try storage.allMembers()
+            }
+            return try JSONBody.response(["members": members])
         }
         office.get("/stores") { request, _ in
-            try authenticateAdmin(request, storage, .reporter)
-            return try JSONBody.response(HubAPI.Stores(stores: try storage.stores()))
+            let stores = try await offload {
+                try authenticateAdmin(request, storage, .reporter)
+                return try storage.stores()
+            }
+            return try JSONBody.response(HubAPI.Stores(stores: stores))
         }
         office.post("/members/{id}/points") { request, context in
-            let office = try authenticateAdmin(request, storage, .admin)
+            let office = try await offload { try authenticateAdmin(request, storage, .admin) }
             let id = MemberID(try context.parameters.require("id"))
             let (award, _) = try await JSONBody.decode(NodeAPI.PointsAward.self, from: request)
-            return try JSONBody.response(try storage.awardPoints(id, award, actor: office.actor), status: .created)
+            let view = try await offload { try storage.awardPoints(id, award, actor: office.actor) }
+            return try JSONBody.response(view, status: .created)
         }
         office.put("/rules") { request, _ in
-            let office = try authenticateAdmin(request, storage, .admin)
+            let office = try await offload { try authenticateAdmin(request, storage, .admin) }
             let (document, _) = try await JSONBody.decode(JSONValue.self, from: request)
-            return try JSONBody.response(try storage.publishRules(document, actor: office.actor), status: .created)
+            let published = try await offload { try storage.publishRules(document, actor: office.actor) }
+            return try JSONBody.response(published, status: .created)
         }
         office.get("/rules") { request, _ in
             // Head office and stores may both read the rules in force.
-            if let token = request.bearerToken, try storage.authenticateStore(token: token) != nil {} else {
-                try authenticateAdmin(request, storage, .reporter)
+            let programme = try await offload {
+                if let token = request.bearerToken, try storage.authenticateStore(token: token) != nil {} else {
+                    try authenticateAdmin(request, storage, .reporter)
+                }
+                return try storage.currentRules()
             }
-            return try JSONBody.response(try storage.currentRules())
+            return try JSONBody.response(programme)
         }
         office.post("/jobs/run") { request, _ in
-            let office = try authenticateAdmin(request, storage, .admin)
-            let report = try storage.runJobs(asOfMs: nil)
-            try storage.audit(actor: office.actor, action: "jobs.run",
-                              detail: "as of \(report.asOf): \(report.expiries) expiries, \(report.coupons) coupons")
+            let report = try await offload {
+                let office = try authenticateAdmin(request, storage, .admin)
+                let report = try storage.runJobs(asOfMs: nil)
+                try storage.audit(actor: office.actor, action: "jobs.run",
+                                  detail: "as of \(report.asOf): \(report.expiries) expiries, \(report.coupons) coupons")
+                return report
+            }
             return try JSONBody.response(report)
         }
         office.get("/audit") { request, _ in
-            try authenticateAdmin(request, storage, .admin)
             let limit = Int(min(max(try request.integerQuery("limit") ?? 1000, 1), 10_000))
-            return try JSONBody.response(["audit": try storage.auditLog(limit: limit)])
+            let audit = try await offload {
+                try authenticateAdmin(request, storage, .admin)
+                return try storage.auditLog(limit: limit)
+            }
+            return try JSONBody.response(["audit": audit])
         }
         office.get("/exceptions") { request, _ in
-            try authenticateAdmin(request, storage, .reporter)
             let limit = Int(min(max(try request.integerQuery("limit") ?? 1000, 1), 10_000))
-            return try JSONBody.response(HubAPI.Exceptions(exceptions: try storage.exceptions(limit: limit)))
+            let exceptions = try await offload {
+                try authenticateAdmin(request, storage, .reporter)
+                return try storage.exceptions(limit: limit)
+            }
+            return try JSONBody.response(HubAPI.Exceptions(exceptions: exceptions))
         }
 
         let http1 = HTTPServerBuilder.http1(configuration: .init(idleTimeout: .seconds(75)))
@@ -134,6 +160,22 @@ public enum HubApplication {
                            services: [HubJobs(storage: storage, intervalSeconds: max(1, jobsIntervalSeconds), logger: logger)],
                            onServerRunning: onRunning, logger: logger)
     }
+
+    /// Storage work (SQLite through GRDB, PostgreSQL through blocking waits) runs on threads of
+    /// its own, never on Swift's few cooperative threads: a handler waiting for the chain's
+    /// write lock must not keep `/healthz`, `/readyz` or pulls from being answered.
+    @discardableResult
+    static func offload<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
+        try await storageThreads.runIfActive(body)
+    }
+
+    /// More threads than cores: they spend most of their time waiting (for the disk, for
+    /// PostgreSQL, for the write lock), and NIO's shared pool has one per core.
+    static let storageThreads: NIOThreadPool = {
+        let pool = NIOThreadPool(numberOfThreads: 16)
+        pool.start()
+        return pool
+    }()
 
     static func authenticateStore(_ request: Request, _ storage: any HubStorage) throws -> StoreID {
         guard let token = request.bearerToken, let store = try storage.authenticateStore(token: token) else {

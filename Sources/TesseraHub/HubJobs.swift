@@ -20,7 +20,7 @@ public struct HubJobs: Service {
         await cancelWhenGracefulShutdown {
             while !Task.isCancelled {
                 do {
-                    let report = try storage.runJobs(asOfMs: nil)
+                    let report = try await HubApplication.offload { try storage.runJobs(asOfMs: nil) }
                     if report.expiries > 0 || report.coupons > 0 {
                         logger.info("scheduled jobs ran", metadata: [
                             "as_of": "\(report.asOf)", "expiries": "\(report.expiries)",

@@ -191,3 +191,43 @@ struct DatabaseOutageTests {
         #expect(try await chain.hubMember(id).json["balance"] as? Int == 700)
     }
 }
+
+@Suite("The hub while the chain's write lock is held", .serialized, .enabled(if: Backend.postgresAvailable, "\(Backend.skipNote)"))
+struct WriteLockTests {
+    @Test("writes wait for the lock (or answer 503 when it is held too long) while health, readiness and pulls are answered at once")
+    func healthWhileWritesWait() async throws {
+        let chain = try await Chain(stores: ["w1"], backend: .postgresql)
+        defer { chain.stopAll() }
+        try await chain.waitBootstrapped("w1")
+        let database = try #require(chain.database)
+        // Another session holds the chain's write lock for 8 s (as a hub stuck mid-write would).
+        let holder = Process()
+        holder.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        holder.arguments = ["psql", database.url, "-qc",
+                            "BEGIN; SELECT pg_advisory_xact_lock(\(0x7E55_E2A0_0001)); SELECT pg_sleep(8); COMMIT;"]
+        holder.standardOutput = FileHandle.nullDevice
+        try holder.run()
+        defer { if holder.isRunning { holder.terminate() } }
+        try await Task.sleep(for: .milliseconds(500))
+        let token = try #require(chain.tokens["w1"])
+        // More waiting writes than the machine has cores (and fewer than the test client's 6
+        // connections to one host, which would queue the reads below on the client's side).
+        let writes = (0..<4).map { _ in
+            Task {
+                try await HTTP.call("POST", chain.hubURL + "/v1/sync/push", json: #"{"protocol":1,"store":"w1","ops":[]}"#,
+                                    headers: ["Authorization": "Bearer \(token)"], timeout: 40)
+            }
+        }
+        try await Task.sleep(for: .milliseconds(500))
+        let started = Date()
+        #expect(try await HTTP.get(chain.hubURL + "/healthz").status == 200)
+        #expect(try await HTTP.get(chain.hubURL + "/readyz").status == 200)
+        let pull = try await HTTP.call("GET", chain.hubURL + "/v1/sync/pull?after=0", headers: ["Authorization": "Bearer \(token)", "Tessera-Protocol": "1"])
+        #expect(pull.status == 200)
+        #expect(Date().timeIntervalSince(started) < 5, "answered while the lock is still held")
+        for write in writes {
+            let answer = try await write.value
+            #expect(answer.status == 200 || answer.errorCode == "storage_unavailable", "\(answer.status) \(answer.text)")
+        }
+    }
+}
