@@ -72,8 +72,8 @@ public enum HubApplication {
             try checkProtocolHeader(request)
             // `?page=first`, then `?page=<next>`: the state in pages of `limit` rows, so that
             // neither side holds a large chain in memory at once. Without `page`: all of it.
+            let limit = Int(clamping: try request.integerQuery("limit") ?? Int64(SyncLimits.snapshotPageRows))
             if let page = request.uri.queryParameters.get("page") {
-                let limit = Int(clamping: try request.integerQuery("limit") ?? Int64(SyncLimits.snapshotPageRows))
                 let snapshot = try await offload { try storage.snapshotPage(for: store, page: page == "first" ? nil : page, limit: limit) }
                 return try JSONBody.response(snapshot)
             }

@@ -79,6 +79,13 @@ struct HTTPContractTests {
         withHeader["Tessera-Protocol"] = "1"
         #expect(try await HTTP.call("GET", hub + "/v1/sync/pull?after=0", headers: withHeader).status == 200)
         #expect(try await HTTP.call("GET", hub + "/v1/sync/pull?after=0", headers: ["Tessera-Protocol": "1"]).status == 401)
+        // Snapshots: whole, or in pages; a limit that is not a number, or a page token the hub
+        // never gave, is refused (found by the API fuzzer).
+        #expect(try await HTTP.call("GET", hub + "/v1/sync/snapshot", headers: withHeader).status == 200)
+        let firstPage = try await HTTP.call("GET", hub + "/v1/sync/snapshot?page=first&limit=1", headers: withHeader)
+        #expect(firstPage.status == 200 && firstPage.json["cursor"] is Int)
+        #expect(try await HTTP.call("GET", hub + "/v1/sync/snapshot?limit=null", headers: withHeader).errorCode == "invalid_request")
+        #expect(try await HTTP.call("GET", hub + "/v1/sync/snapshot?page=bogus", headers: withHeader).errorCode == "invalid_request")
 
         // Roles: a reporter reads, never changes; an admin sees the audit trail of it all.
         let reporter = try chain.ws.lastLine(["admin", "token", "--role", "reporter", "--label", "dashboard"] + chain.hubStorage)
