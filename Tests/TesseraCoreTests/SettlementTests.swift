@@ -1,0 +1,85 @@
+import Testing
+import TesseraCore
+
+@Suite("Inter-store settlement")
+struct SettlementTests {
+    let ada = MemberID("m-a-1"), bo = MemberID("m-b-1")
+
+    func move(_ version: Int64, _ op: String, _ store: String, _ member: MemberID, _ principal: Int64, _ bonus: Int64 = 0,
+              refundOf: String? = nil) -> Settlement.Movement {
+        Settlement.Movement(version: version, op: op, store: store, member: member, principal: principal, bonus: bonus, refundOf: refundOf)
+    }
+
+    @Test("value loaded at A and spent at B: B receives from A, principal and bonus apart, oldest loads first")
+    func fifo() {
+        let a = Settlement.allocate([
+            move(1, "a:1", "a", ada, 1000, 100),
+            move(2, "c:1", "c", ada, 500),
+            move(3, "b:1", "b", ada, -1200, -100),
+        ])
+        #expect(a.flows.map { "\($0.currency) \($0.issuer)->\($0.spender) \($0.amount)" } ==
+                ["principal a->b 1000", "principal c->b 200", "bonus a->b 100"])
+        #expect(a.lots.map { "\($0.store) \($0.amount)" } == ["c 300"])
+        let (pairs, positions) = Settlement.net(a.flows)
+        #expect(pairs.map { "\($0.issuer)->\($0.spender) \($0.principal)/\($0.bonus)" } == ["a->b 1000/100", "c->b 200/0"])
+        #expect(positions.first { $0.store == "b" }?.netPrincipal == 1200)
+        #expect(positions.reduce(0) { $0 + $1.netPrincipal } == 0 && positions.reduce(0) { $0 + $1.netBonus } == 0)
+    }
+
+    @Test("a spend made offline beyond the balance is owed until value comes in, then settled with the store that loads it")
+    func owedUntilLoaded() {
+        let a = Settlement.allocate([
+            move(1, "a:1", "a", ada, 300),
+            move(2, "b:1", "b", ada, -500),
+            move(3, "c:1", "c", ada, 1000),
+        ])
+        #expect(a.flows.map { "\($0.version) \($0.issuer)->\($0.spender) \($0.amount)" } == ["2 a->b 300", "3 c->b 200"])
+        #expect(a.owed.isEmpty)
+        #expect(a.lots.map(\.amount) == [800])
+    }
+
+    @Test("a refunded recharge takes back its own lot first; a refund of a sale is a new lot of the refunding store")
+    func refunds() {
+        let a = Settlement.allocate([
+            move(1, "a:1", "a", ada, 400),
+            move(2, "c:1", "c", ada, 600),
+            move(3, "c:2", "c", ada, -600, refundOf: "c:1"),
+            move(4, "b:1", "b", ada, -100),
+            move(5, "b:2", "b", ada, 100),
+        ])
+        #expect(a.flows.map { "\($0.issuer)->\($0.spender) \($0.amount)" } == ["c->c 600", "a->b 100"])
+        #expect(Settlement.net(a.flows).pairs.map { "\($0.issuer)->\($0.spender)" } == ["a->b"], "a store's own refund settles nothing")
+        #expect(a.lots.map { "\($0.store) \($0.amount)" }.sorted() == ["a 300", "b 100"])
+    }
+
+    @Test("members are settled apart, and the outcome does not depend on the order movements are given in")
+    func deterministic() {
+        let moves = [
+            move(1, "a:1", "a", ada, 500), move(2, "b:1", "b", bo, 500),
+            move(3, "b:2", "b", ada, -200), move(4, "a:2", "a", bo, -300),
+        ]
+        let x = Settlement.allocate(moves), y = Settlement.allocate(moves.reversed())
+        #expect(x.flows == y.flows && x.lots == y.lots)
+        #expect(Settlement.net(x.flows).positions.map { "\($0.store) \($0.netPrincipal)" } == ["a 100", "b -100"])
+    }
+
+    @Test("conservation: flows plus what is still held equal what came in; flows plus what is owed equal what went out",
+          arguments: [UInt64(1), 2, 3, 4, 5, 6, 7, 8])
+    func conservation(_ seed: UInt64) {
+        var rng = SplitMix64(seed: seed)
+        let stores = ["a", "b", "c"], members = [ada, bo]
+        let moves: [Settlement.Movement] = (1...200).map { i in
+            let amount = Int64(rng.next() % 1000) * (rng.next() % 3 == 0 ? 1 : -1)
+            let bonus = rng.next() % 4 == 0 ? amount / 10 : 0
+            return move(Int64(i), "op\(i)", stores[Int(rng.next() % 3)], members[Int(rng.next() % 2)], amount, bonus)
+        }
+        let a = Settlement.allocate(moves)
+        for currency in Settlement.Currency.allCases {
+            let amounts = moves.map { currency == .principal ? $0.principal : $0.bonus }
+            let inflow = amounts.filter { $0 > 0 }.reduce(0, +), outflow = -amounts.filter { $0 < 0 }.reduce(0, +)
+            let flowed = a.flows.filter { $0.currency == currency }.reduce(0) { $0 + $1.amount }
+            #expect(flowed + a.lots.filter { $0.currency == currency }.reduce(0) { $0 + $1.amount } == inflow)
+            #expect(flowed + a.owed.filter { $0.currency == currency }.reduce(0) { $0 + $1.amount } == outflow)
+        }
+    }
+}
