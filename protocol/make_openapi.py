@@ -257,6 +257,19 @@ def hub_api():
         },
         "/v1/jobs/run": {"post": op("Run the scheduled jobs now", {"200": {"description": "report", "content": {"application/json": {"schema": {"type": "object"}}}},
                                                                     **errors(*read)}, secure=True)},
+        "/v1/reports/settlement": {"get": op("Inter-store settlement for a period (the open one by default)", {
+            "200": {"description": "the settlement", "content": {"application/json": {"schema": {"type": "object", "required": ["period", "after", "through", "closed", "pairs", "stores"]}},
+                                                                "text/csv": {"schema": {"type": "string"}}}},
+            **errors(*read, 404)},
+            params=[{"name": "period", "in": "query", "required": False, "schema": {"type": "integer"}},
+                    {"name": "format", "in": "query", "required": False, "schema": {"type": "string", "enum": ["json", "csv"]}}], secure=True)},
+        "/v1/reports/settlement/close": {"post": op("Close the open settlement period at the log's head", {
+            "201": {"description": "the closed period", "content": {"application/json": {"schema": {"type": "object"}}}}, **errors(*read)}, secure=True)},
+        "/v1/reports/liabilities": {"get": op("Stored value and points the chain owes its members, by issuing store", {
+            "200": {"description": "liabilities", "content": {"application/json": {"schema": {"type": "object", "required": ["principal", "bonus", "points", "stores"]}},
+                                                              "text/csv": {"schema": {"type": "string"}}}},
+            **errors(*read)},
+            params=[{"name": "format", "in": "query", "required": False, "schema": {"type": "string", "enum": ["json", "csv"]}}], secure=True)},
         "/v1/audit": {"get": op("The audit log", {"200": {"description": "audit", "content": {"application/json": {"schema": {"type": "object"}}}}, **errors(*read)},
                                 params=[{"name": "limit", "in": "query", "required": False, "schema": {"type": "integer"}}], secure=True)},
     }

@@ -143,3 +143,27 @@ public func announce(_ label: String, _ channel: any Channel, scheme: String = "
     let shown = host.contains(":") ? "[\(host)]" : host
     FileHandle.standardOutput.write(Data("\(label) listening on \(scheme)://\(shown):\(port)\n".utf8))
 }
+
+
+/// Reports as CSV (`?format=csv`): a header line, then one line a row, fields quoted when needed.
+public enum CSVBody {
+    public static func response(header: [String], rows: [[String]]) -> Response {
+        func field(_ text: String) -> String {
+            text.contains(where: { $0 == "," || $0 == "\"" || $0 == "\n" || $0 == "\r" })
+                ? "\"" + text.replacingOccurrences(of: "\"", with: "\"\"") + "\"" : text
+        }
+        let text = ([header] + rows).map { $0.map(field).joined(separator: ",") }.joined(separator: "\r\n") + "\r\n"
+        var headers = HTTPFields()
+        headers[.contentType] = "text/csv; charset=utf-8"
+        return Response(status: .ok, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: Data(text.utf8))))
+    }
+
+    /// Whether the request asks for CSV (`format=csv`); anything but json or csv is refused.
+    public static func wanted(_ request: Request) throws -> Bool {
+        switch request.uri.queryParameters.get("format") ?? "json" {
+        case "json": return false
+        case "csv": return true
+        default: throw DomainError(.invalidRequest, "format is json or csv")
+        }
+    }
+}

@@ -152,6 +152,38 @@ public enum HubApplication {
             return try JSONBody.response(HubAPI.Exceptions(exceptions: exceptions))
         }
 
+        // Reports: settlement between stores, and what the chain owes its members.
+        office.get("/reports/settlement") { request, _ in
+            let csv = try CSVBody.wanted(request)
+            let period = try request.integerQuery("period").map { Int(clamping: $0) }
+            let report = try await offload {
+                try authenticateAdmin(request, storage, .reporter)
+                return try storage.settlement(period: period)
+            }
+            guard csv else { return try JSONBody.response(report) }
+            return CSVBody.response(header: ["period", "issuer", "spender", "principal", "bonus", "flows"], rows: report.pairs.map {
+                ["\(report.period)", $0.issuer, $0.spender, "\($0.principal)", "\($0.bonus)", "\($0.flows)"]
+            })
+        }
+        office.post("/reports/settlement/close") { request, _ in
+            let report = try await offload {
+                let office = try authenticateAdmin(request, storage, .admin)
+                return try storage.closeSettlementPeriod(actor: office.actor)
+            }
+            return try JSONBody.response(report, status: .created)
+        }
+        office.get("/reports/liabilities") { request, _ in
+            let csv = try CSVBody.wanted(request)
+            let report = try await offload {
+                try authenticateAdmin(request, storage, .reporter)
+                return try storage.liabilities()
+            }
+            guard csv else { return try JSONBody.response(report) }
+            return CSVBody.response(header: ["store", "principal", "bonus", "owed_principal", "owed_bonus"], rows: report.stores.map {
+                [$0.store, "\($0.principal)", "\($0.bonus)", "\($0.owedPrincipal)", "\($0.owedBonus)"]
+            } + [["chain", "\(report.principal)", "\(report.bonus)", "\(report.owedPrincipal)", "\(report.owedBonus)"]])
+        }
+
         let http1 = HTTPServerBuilder.http1(configuration: .init(idleTimeout: .seconds(75)))
         // HTTPS served by the hub itself (or plain HTTP behind a TLS proxy; see deploy/).
         let server = try tls.map { try HTTPServerBuilder.tls(http1, tlsConfiguration: $0) } ?? http1

@@ -54,6 +54,9 @@ public protocol HubStorage: Sendable {
     func awardPoints(_ member: MemberID, _ award: NodeAPI.PointsAward, actor: String) throws -> MemberView
     /// Throws when the hub's database cannot be reached (readiness).
     func ready() throws
+    func settlement(period: Int?) throws -> HubAPI.SettlementReport
+    func closeSettlementPeriod(actor: String) throws -> HubAPI.SettlementReport
+    func liabilities() throws -> HubAPI.Liabilities
 }
 
 public final class HubStore: HubStorage {
@@ -387,6 +390,109 @@ public final class HubStore: HubStorage {
 
     public func exceptions(limit: Int) throws -> [HubAPI.ExceptionRecord] {
         try ledger.exceptions(limit: limit)
+    }
+
+    // MARK: - Settlement and liabilities
+
+    /// Every movement of stored value in the log, in version order, by member group.
+    private func movements(_ db: Database) throws -> [Settlement.Movement] {
+        var roots: [String: MemberID] = [:]
+        return try Row.fetchAll(db.cachedStatement(sql: """
+            SELECT o.version, e.op_id, o.origin, e.member_id, e.value, e.bonus, o.kind, o.body
+            FROM entries e JOIN ops o ON o.id = e.op_id
+            WHERE e.value <> 0 OR e.bonus <> 0 ORDER BY o.version, e.part
+            """)).map { row in
+            let member: String = row["member_id"]
+            let root = try roots[member] ?? Replica.root(of: MemberID(member), db)
+            roots[member] = root
+            var refundOf: String?
+            if row["kind"] == "refund", case .object(let body)? = try? JSONText.decode(JSONValue.self, row["body"]), case .string(let of)? = body["of"] {
+                refundOf = of
+            }
+            return Settlement.Movement(version: row["version"], op: row["op_id"], store: row["origin"], member: root,
+                                       principal: row["value"], bonus: row["bonus"], refundOf: refundOf)
+        }
+    }
+
+    /// The closed settlement periods: the log version each one ends at, in order.
+    private func closedPeriods(_ db: Database) throws -> [Int64] {
+        try String.fetchAll(db.cachedStatement(sql: "SELECT body FROM ops WHERE kind = ? ORDER BY version"), arguments: [Self.periodClosedKind])
+            .compactMap { text -> Int64? in
+                guard case .object(let body)? = try? JSONText.decode(JSONValue.self, text), case .int(let through)? = body["through"] else { return nil }
+                return through
+            }
+    }
+
+    static let periodClosedKind = "settlement.period_closed"
+
+    /// Inter-store settlement for period `period` (1 is the first; nil: the open one).
+    public func settlement(period: Int?) throws -> HubAPI.SettlementReport {
+        try refresh()
+        return try pool.read { db in
+            let closed = try self.closedPeriods(db)
+            let number = period ?? closed.count + 1
+            guard number >= 1 && number <= closed.count + 1 else {
+                throw DomainError(.notFound, "no settlement period \(number); periods 1 to \(closed.count) are closed, \(closed.count + 1) is open")
+            }
+            let after = number == 1 ? 0 : closed[number - 2]
+            let head = try Int64.fetchOne(db.cachedStatement(sql: "SELECT COALESCE(MAX(version), 0) FROM ops")) ?? 0
+            let through = number <= closed.count ? closed[number - 1] : head
+            let flows = Settlement.allocate(try self.movements(db)).flows.filter { $0.version > after && $0.version <= through }
+            let (pairs, positions) = Settlement.net(flows)
+            return HubAPI.SettlementReport(period: number, after: after, through: through, closed: number <= closed.count,
+                                           pairs: pairs, stores: positions.map(HubAPI.StorePosition.init))
+        }
+    }
+
+    /// Closes the open settlement period at the log's head, with an operation of the hub's:
+    /// operations arriving later (made offline) fall in the next period; a closed one never changes.
+    public func closeSettlementPeriod(actor: String) throws -> HubAPI.SettlementReport {
+        let number = try write { db, w -> Int in
+            let closed = try self.closedPeriods(db)
+            let head = try Int64.fetchOne(db.cachedStatement(sql: "SELECT COALESCE(MAX(version), 0) FROM ops")) ?? 0
+            // Only the closings themselves since the last one: an empty period is not closed.
+            let worked = try Int64.fetchOne(db.cachedStatement(sql: "SELECT COALESCE(MAX(version), 0) FROM ops WHERE kind <> ?"),
+                                            arguments: [Self.periodClosedKind]) ?? 0
+            guard worked > (closed.last ?? 0) else {
+                throw DomainError(.invalidRequest, "nothing has happened since period \(closed.count) was closed")
+            }
+            let seq = (try Int64.fetchOne(db.cachedStatement(sql: "SELECT COALESCE(MAX(seq), 0) FROM ops WHERE origin = 'hub'")) ?? 0) + 1
+            let hlc = self.clock.withLock { $0.tick(physicalMs: self.physicalMs()) }
+            let op = Operation(id: OperationID(origin: .hub, seq: UInt64(seq)), hlc: hlc, kind: Self.periodClosedKind, kindVersion: 1,
+                               body: .object(["period": .int(Int64(closed.count + 1)), "through": .int(head)]))
+            _ = try self.append(op, .unknown, db, w)
+            try w.audit(actor: actor, action: "settlement.closed", detail: "period \(closed.count + 1) through version \(head) as \(op.id)", at: isoNow())
+            return closed.count + 1
+        }
+        return try settlement(period: number)
+    }
+
+    /// What the chain owes its members now (stored value by issuing store, points).
+    public func liabilities() throws -> HubAPI.Liabilities {
+        try refresh()
+        let views = try allMembers()
+        return try pool.read { db in
+            let allocation = Settlement.allocate(try self.movements(db))
+            var stores: [String: HubAPI.StoreLiability] = [:]
+            for lot in allocation.lots {
+                var s = stores[lot.store] ?? HubAPI.StoreLiability(store: lot.store, principal: 0, bonus: 0, owedPrincipal: 0, owedBonus: 0)
+                if lot.currency == .principal { s.principal += lot.amount } else { s.bonus += lot.amount }
+                stores[lot.store] = s
+            }
+            for debt in allocation.owed {
+                var s = stores[debt.store] ?? HubAPI.StoreLiability(store: debt.store, principal: 0, bonus: 0, owedPrincipal: 0, owedBonus: 0)
+                if debt.currency == .principal { s.owedPrincipal += debt.amount } else { s.owedBonus += debt.amount }
+                stores[debt.store] = s
+            }
+            let list = stores.values.sorted { $0.store < $1.store }
+            let programme = try Replica.programme(db)
+            let points = views.filter { $0.mergedInto == nil }.reduce(Int64(0)) { $0 + max(0, $1.points) }
+            return HubAPI.Liabilities(
+                principal: list.reduce(0) { $0 + $1.principal }, bonus: list.reduce(0) { $0 + $1.bonus },
+                owedPrincipal: list.reduce(0) { $0 + $1.owedPrincipal }, owedBonus: list.reduce(0) { $0 + $1.owedBonus },
+                points: points, pointsCashValue: points * programme.redemption.minor / max(1, programme.redemption.points),
+                rulesVersion: programme.version, stores: list)
+        }
     }
 
     // MARK: - The programme

@@ -97,3 +97,52 @@ struct ProgrammeChainTests {
         try await eventually("north prices under version 3") { try await HTTP.get(node + "/v1/rules").json["version"] as? Int == 3 }
     }
 }
+
+@Suite("Head office's reports over HTTP", .serialized)
+struct ReportsHTTPTests {
+    @Test("settlement and liabilities: JSON and CSV give the same numbers; a reporter reads, only an admin closes a period",
+          arguments: Backend.all)
+    func reports(_ backend: Backend) async throws {
+        let chain = try await Chain(stores: ["r1", "r2"], backend: backend)
+        defer { chain.stopAll() }
+        try await chain.waitBootstrapped("r1")
+        try await chain.waitBootstrapped("r2")
+        let m = try await HTTP.post(chain.node("r1") + "/v1/members", #"{"name":"Rae","phone":"+15558800"}"#)
+        let id = try #require(m.json["id"] as? String)
+        #expect(try await HTTP.post(chain.node("r1") + "/v1/members/\(id)/recharge", #"{"amount":5000}"#).status == 201)
+        try await chain.waitSynced(["r1"])
+        try await eventually("r2 knows Rae's balance") {
+            try await HTTP.get(chain.node("r2") + "/v1/members/\(id)").json["balance"] as? Int == 5000
+        }
+        #expect(try await HTTP.post(chain.node("r2") + "/v1/members/\(id)/purchase", #"{"amount":1200,"pay_from_balance":true}"#).status == 201)
+        try await chain.waitSynced(["r2"])
+
+        let hub = chain.hubURL
+        let settlement = try await HTTP.get(hub + "/v1/reports/settlement", token: chain.admin)
+        #expect(settlement.status == 200)
+        let pairs = try #require(settlement.json["pairs"] as? [[String: Any]])
+        #expect(pairs.count == 1 && pairs.first?["issuer"] as? String == "r1" && pairs.first?["spender"] as? String == "r2")
+        #expect(pairs.first.map { ($0["principal"] as? Int ?? 0) + ($0["bonus"] as? Int ?? 0) } == 1200)
+        let csv = try await HTTP.get(hub + "/v1/reports/settlement?format=csv", token: chain.admin)
+        #expect(csv.headers.first { $0.key.lowercased() == "content-type" }?.value.hasPrefix("text/csv") == true)
+        let lines = csv.text.split(separator: "\r\n").map(String.init)
+        #expect(lines == ["period,issuer,spender,principal,bonus,flows",
+                          "1,r1,r2,\(pairs.first?["principal"] as? Int ?? -1),\(pairs.first?["bonus"] as? Int ?? -1),1"])
+
+        let liabilities = try await HTTP.get(hub + "/v1/reports/liabilities", token: chain.admin)
+        #expect(liabilities.json["principal"] as? Int == 3800)
+        let liabilityLines = try await HTTP.get(hub + "/v1/reports/liabilities?format=csv", token: chain.admin).text.split(separator: "\r\n")
+        #expect(liabilityLines.last == "chain,3800,0,0,0")
+        #expect(try await HTTP.get(hub + "/v1/reports/liabilities?format=xml", token: chain.admin).errorCode == "invalid_request")
+
+        let reporter = try chain.ws.lastLine(["admin", "token", "--role", "reporter"] + chain.hubStorage)
+        #expect(try await HTTP.get(hub + "/v1/reports/settlement", token: reporter).status == 200)
+        let refused = try await HTTP.call("POST", hub + "/v1/reports/settlement/close", headers: ["Authorization": "Bearer \(reporter)"])
+        #expect(refused.status == 403)
+        let closed = try await HTTP.call("POST", hub + "/v1/reports/settlement/close", headers: ["Authorization": "Bearer \(chain.admin)"])
+        #expect(closed.status == 201 && closed.json["closed"] as? Bool == true)
+        let open = try await HTTP.get(hub + "/v1/reports/settlement", token: chain.admin)
+        #expect(open.json["period"] as? Int == 2 && (open.json["pairs"] as? [Any])?.isEmpty == true)
+        #expect(try await HTTP.get(hub + "/v1/reports/settlement?period=9", token: chain.admin).status == 404)
+    }
+}

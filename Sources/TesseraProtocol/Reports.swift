@@ -1,0 +1,81 @@
+import TesseraCore
+
+/// Head office's reports (hub API), JSON; the same numbers as CSV with `?format=csv`.
+extension HubAPI {
+    /// Inter-store settlement for a period of the log: who owes whom for value loaded at one
+    /// store and spent at another (protocol/spec.md, section 11).
+    public struct SettlementReport: Codable, Sendable, Equatable {
+        public var period: Int
+        /// The period covers log versions above `after` up to `through`.
+        public var after: Int64
+        public var through: Int64
+        /// A closed period never changes; the open one grows until it is closed.
+        public var closed: Bool
+        public var pairs: [Settlement.Pair]
+        public var stores: [StorePosition]
+        enum CodingKeys: String, CodingKey { case period, after, through, closed, pairs, stores }
+        public init(period: Int, after: Int64, through: Int64, closed: Bool, pairs: [Settlement.Pair], stores: [StorePosition]) {
+            self.period = period; self.after = after; self.through = through; self.closed = closed; self.pairs = pairs; self.stores = stores
+        }
+    }
+
+    public struct StorePosition: Codable, Sendable, Equatable {
+        public var store: String
+        public var toReceivePrincipal: Int64
+        public var toReceiveBonus: Int64
+        public var toPayPrincipal: Int64
+        public var toPayBonus: Int64
+        public var netPrincipal: Int64
+        public var netBonus: Int64
+        enum CodingKeys: String, CodingKey {
+            case store
+            case toReceivePrincipal = "to_receive_principal", toReceiveBonus = "to_receive_bonus"
+            case toPayPrincipal = "to_pay_principal", toPayBonus = "to_pay_bonus"
+            case netPrincipal = "net_principal", netBonus = "net_bonus"
+        }
+        public init(_ p: Settlement.Position) {
+            store = p.store; toReceivePrincipal = p.toReceivePrincipal; toReceiveBonus = p.toReceiveBonus
+            toPayPrincipal = p.toPayPrincipal; toPayBonus = p.toPayBonus; netPrincipal = p.netPrincipal; netBonus = p.netBonus
+        }
+    }
+
+    /// What the chain owes its members now: stored value by the store that took the money
+    /// (principal and bonus apart), value spent offline beyond the balance and not yet covered,
+    /// and points outstanding with their cash value under the redemption rate in force.
+    public struct Liabilities: Codable, Sendable, Equatable {
+        public var principal: Int64
+        public var bonus: Int64
+        public var owedPrincipal: Int64
+        public var owedBonus: Int64
+        public var points: Int64
+        public var pointsCashValue: Int64
+        public var rulesVersion: Int
+        public var stores: [StoreLiability]
+        enum CodingKeys: String, CodingKey {
+            case principal, bonus, points, stores
+            case owedPrincipal = "owed_principal", owedBonus = "owed_bonus", pointsCashValue = "points_cash_value", rulesVersion = "rules_version"
+        }
+        public init(principal: Int64, bonus: Int64, owedPrincipal: Int64, owedBonus: Int64, points: Int64, pointsCashValue: Int64,
+                    rulesVersion: Int, stores: [StoreLiability]) {
+            self.principal = principal; self.bonus = bonus; self.owedPrincipal = owedPrincipal; self.owedBonus = owedBonus
+            self.points = points; self.pointsCashValue = pointsCashValue; self.rulesVersion = rulesVersion; self.stores = stores
+        }
+    }
+
+    public struct StoreLiability: Codable, Sendable, Equatable {
+        public var store: String
+        /// Value members hold that this store took (its liability).
+        public var principal: Int64
+        public var bonus: Int64
+        /// Value spent at this store beyond members' balances, not yet covered.
+        public var owedPrincipal: Int64
+        public var owedBonus: Int64
+        enum CodingKeys: String, CodingKey {
+            case store, principal, bonus
+            case owedPrincipal = "owed_principal", owedBonus = "owed_bonus"
+        }
+        public init(store: String, principal: Int64, bonus: Int64, owedPrincipal: Int64, owedBonus: Int64) {
+            self.store = store; self.principal = principal; self.bonus = bonus; self.owedPrincipal = owedPrincipal; self.owedBonus = owedBonus
+        }
+    }
+}

@@ -1,0 +1,110 @@
+import Foundation
+import Testing
+import TesseraCore
+import TesseraProtocol
+import TesseraStorage
+import TesseraTestSupport
+
+/// Settlement and liabilities at the hub, on each database the hub can use.
+@Suite("Settlement between stores and the chain's liabilities")
+final class SettlementStoreTests {
+    let dir: TempDir
+    let clock = TestClock(at("2026-03-04 12:00", "Asia/Shanghai"))
+    private(set) var hub: HubStore!
+    private(set) var one: NodeStore!
+    private(set) var two: NodeStore!
+
+    init() throws { dir = try TempDir() }
+
+    func use(_ backend: Backend) throws {
+        let clock = self.clock
+        hub = try backend.hub(dir, physicalMs: { clock.now() })
+        _ = try hub.addStore(s1, name: "One")
+        _ = try hub.addStore(s2, name: "Two")
+        _ = try hub.publishRules(try Examples.json("fresh-market"))  // 20,000 loaded earns 2,000 bonus
+        one = try bootstrappedNode(dir, s1, hub: hub, clock: clock)
+        two = try bootstrappedNode(dir, s2, hub: hub, clock: clock, limit: 50_000)
+    }
+
+    /// The total stored value members hold, from the members' own views.
+    func held() throws -> Int64 {
+        try hub.allMembers().filter { $0.mergedInto == nil }.reduce(0) { $0 + $1.balance }
+    }
+
+    @Test("value loaded at one store and spent at another is owed by the first to the second; periods close and never change; late offline sales land in the next",
+          arguments: Backend.all)
+    func settlementAcrossPeriods(_ backend: Backend) throws {
+        try use(backend)
+        let ada = try enrol(one, "Ada", "+15550100")
+        _ = try one.recharge(ada.id, NodeAPI.Recharge(amount: 20_000), key: nil)
+        try sync(one, hub)
+        try sync(two, hub)
+        // Ada spends 15,000 at store two, paid from her balance (the hub authorises it).
+        let sale = try spend(try two.beginPurchase(ada.id, NodeAPI.PurchaseRequest(amount: 15_000, payFromBalance: true), key: nil), node: two, hub: hub)
+        #expect(sale.status == 201)
+        let spent = try sale.decode(NodeAPI.TransactionResult.self).transaction.valueSpent ?? 0
+        #expect(spent == 15_000)
+
+        let open = try hub.settlement(period: nil)
+        #expect(open.period == 1 && !open.closed)
+        #expect(open.pairs.count == 1)
+        let pair = try #require(open.pairs.first)
+        #expect(pair.issuer == "s1" && pair.spender == "s2" && pair.principal + pair.bonus == spent)
+        #expect(open.stores.first { $0.store == "s2" }.map { $0.netPrincipal + $0.netBonus } == spent)
+        #expect(open.stores.reduce(0) { $0 + $1.netPrincipal + $1.netBonus } == 0, "what one store receives another pays")
+
+        // Liabilities: what members hold, by the store that took the money.
+        var owes = try hub.liabilities()
+        #expect(owes.principal + owes.bonus - owes.owedPrincipal - owes.owedBonus == (try held()))
+        #expect(owes.principal + owes.bonus == 22_000 - spent)
+        #expect(owes.stores.map(\.store) == ["s1"])
+
+        let closed = try hub.closeSettlementPeriod(actor: "test")
+        #expect(closed.period == 1 && closed.closed && closed.pairs == open.pairs)
+        #expect(throws: DomainError.self) { try hub.closeSettlementPeriod(actor: "test") }
+
+        // Store two sells offline (the hub never hears), then syncs: a later period.
+        clock.advance(60_000)
+        let offline = try spend(try two.beginPurchase(ada.id, NodeAPI.PurchaseRequest(amount: 3_000, payFromBalance: true), key: nil), node: two, hub: nil)
+        #expect(offline.status == 201)
+        try sync(two, hub)
+        try sync(one, hub)
+        #expect(try hub.settlement(period: 1) == closed, "a closed period never changes")
+        let next = try hub.settlement(period: nil)
+        #expect(next.period == 2 && next.after == closed.through)
+        #expect(next.pairs.map { "\($0.issuer)->\($0.spender) \($0.principal + $0.bonus)" } == ["s1->s2 3000"])
+        #expect(throws: DomainError.self) { try hub.settlement(period: 3) }
+
+        owes = try hub.liabilities()
+        #expect(owes.principal + owes.bonus - owes.owedPrincipal - owes.owedBonus == (try held()))
+        #expect(owes.points > 0 && owes.rulesVersion == 1)
+        #expect(try hub.auditLog(limit: 10).contains { $0.action == "settlement.closed" })
+        // Nodes hold the period's closing like any operation of the hub's (a kind they pass on).
+        #expect(try two.allMembers() == hub.allMembers())
+    }
+
+    @Test("offline sales at two stores beyond a balance: what no load covers is owed, and settled by the next recharge",
+          arguments: Backend.all)
+    func overdraftIsOwedThenSettled(_ backend: Backend) throws {
+        try use(backend)
+        let bo = try enrol(one, "Bo", "+15550200")
+        _ = try one.recharge(bo.id, NodeAPI.Recharge(amount: 1_000), key: nil)
+        try sync(one, hub)
+        try sync(two, hub)
+        _ = try spend(try one.beginPurchase(bo.id, NodeAPI.PurchaseRequest(amount: 800, payFromBalance: true), key: nil), node: one, hub: nil)
+        _ = try spend(try two.beginPurchase(bo.id, NodeAPI.PurchaseRequest(amount: 800, payFromBalance: true), key: nil), node: two, hub: nil)
+        try sync(one, hub)
+        try sync(two, hub)
+        var owes = try hub.liabilities()
+        #expect(owes.owedPrincipal + owes.owedBonus == 600)
+        #expect(owes.principal + owes.bonus - owes.owedPrincipal - owes.owedBonus == (try held()))
+        #expect(try held() == -600)
+        _ = try one.recharge(bo.id, NodeAPI.Recharge(amount: 1_000), key: nil)
+        try sync(one, hub)
+        owes = try hub.liabilities()
+        #expect(owes.owedPrincipal + owes.owedBonus == 0)
+        #expect(owes.principal + owes.bonus == 400)
+        let report = try hub.settlement(period: nil)
+        #expect(report.pairs.map { "\($0.issuer)->\($0.spender) \($0.principal + $0.bonus)" } == ["s1->s2 800"])
+    }
+}
