@@ -257,6 +257,11 @@ def hub_api():
         },
         "/v1/jobs/run": {"post": op("Run the scheduled jobs now", {"200": {"description": "report", "content": {"application/json": {"schema": {"type": "object"}}}},
                                                                     **errors(*read)}, secure=True)},
+        "/v1/members/{id}/statement": {"get": op("Every movement behind one member's balance and points, in log order", {
+            "200": {"description": "the statement", "content": {"application/json": {"schema": {"type": "object", "required": ["member", "lines"]}},
+                                                                "text/csv": {"schema": {"type": "string"}}}},
+            **errors(*read, 404)},
+            params=[path("id"), {"name": "format", "in": "query", "required": False, "schema": {"type": "string", "enum": ["json", "csv"]}}], secure=True)},
         "/v1/reports/settlement": {"get": op("Inter-store settlement for a period (the open one by default)", {
             "200": {"description": "the settlement", "content": {"application/json": {"schema": {"type": "object", "required": ["period", "after", "through", "closed", "pairs", "stores"]}},
                                                                 "text/csv": {"schema": {"type": "string"}}}},

@@ -88,6 +88,20 @@ public enum HubApplication {
             guard let view = try await offload({ try storage.member(id) }) else { throw DomainError(.notFound, "no member \(id)") }
             return try JSONBody.response(view)
         }
+        office.get("/members/{id}/statement") { request, context in
+            let csv = try CSVBody.wanted(request)
+            let id = MemberID(try context.parameters.require("id"))
+            let statement = try await offload {
+                try authenticateAdmin(request, storage, .reporter)
+                return try storage.statement(of: id)
+            }
+            guard csv else { return try JSONBody.response(statement) }
+            return CSVBody.response(header: ["version", "op", "kind", "store", "at", "principal", "bonus", "points", "balance", "points_after", "rules_version"],
+                                    rows: statement.lines.map {
+                ["\($0.version)", $0.op, $0.kind, $0.store, $0.at, "\($0.principal)", "\($0.bonus)", "\($0.points)", "\($0.balance)",
+                 "\($0.pointsAfter)", $0.rulesVersion.map(String.init) ?? ""]
+            })
+        }
         office.get("/members") { request, _ in
             let members = try await offload {
                 try authenticateAdmin(request, storage, .reporter)

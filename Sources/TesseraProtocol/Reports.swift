@@ -79,3 +79,38 @@ extension HubAPI {
         }
     }
 }
+
+extension HubAPI {
+    /// Every movement behind one member's balance and points, in the order the log holds them,
+    /// with the store, the till's time and the rules version: any number can be explained.
+    public struct Statement: Codable, Sendable, Equatable {
+        public var member: MemberID
+        public var lines: [StatementLine]
+        public init(member: MemberID, lines: [StatementLine]) { self.member = member; self.lines = lines }
+    }
+
+    public struct StatementLine: Codable, Sendable, Equatable {
+        public var version: Int64
+        public var op: String
+        public var kind: String
+        public var store: String
+        /// The operation's own time (its stamp's wall clock), ISO 8601.
+        public var at: String
+        public var principal: Int64
+        public var bonus: Int64
+        public var points: Int64
+        /// Principal and bonus together, after this line.
+        public var balance: Int64
+        public var pointsAfter: Int64
+        public var rulesVersion: Int?
+        enum CodingKeys: String, CodingKey {
+            case version, op, kind, store, at, principal, bonus, points, balance
+            case pointsAfter = "points_after", rulesVersion = "rules_version"
+        }
+        public init(version: Int64, op: String, kind: String, store: String, at: String, principal: Int64, bonus: Int64, points: Int64,
+                    balance: Int64, pointsAfter: Int64, rulesVersion: Int?) {
+            self.version = version; self.op = op; self.kind = kind; self.store = store; self.at = at; self.principal = principal
+            self.bonus = bonus; self.points = points; self.balance = balance; self.pointsAfter = pointsAfter; self.rulesVersion = rulesVersion
+        }
+    }
+}

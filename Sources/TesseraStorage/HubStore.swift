@@ -57,6 +57,7 @@ public protocol HubStorage: Sendable {
     func settlement(period: Int?) throws -> HubAPI.SettlementReport
     func closeSettlementPeriod(actor: String) throws -> HubAPI.SettlementReport
     func liabilities() throws -> HubAPI.Liabilities
+    func statement(of member: MemberID) throws -> HubAPI.Statement
 }
 
 public final class HubStore: HubStorage {
@@ -492,6 +493,33 @@ public final class HubStore: HubStorage {
                 owedPrincipal: list.reduce(0) { $0 + $1.owedPrincipal }, owedBonus: list.reduce(0) { $0 + $1.owedBonus },
                 points: points, pointsCashValue: points * programme.redemption.minor / max(1, programme.redemption.points),
                 rulesVersion: programme.version, stores: list)
+        }
+    }
+
+    /// One member's statement: every ledger entry of the member's group, in log order.
+    public func statement(of member: MemberID) throws -> HubAPI.Statement {
+        try refresh()
+        return try pool.read { db in
+            let root = try Replica.root(of: member, db)
+            guard try Replica.isEnrolled(root, db) else { throw DomainError(.notFound, "no member \(member)") }
+            let group = try Replica.group(of: root, db).map(\.rawValue)
+            var balance: Int64 = 0, points: Int64 = 0
+            let lines = try Row.fetchAll(db.cachedStatement(sql: """
+                SELECT o.version, e.op_id, o.kind, o.origin, o.hlc, o.body, e.value, e.bonus, e.points
+                FROM entries e JOIN ops o ON o.id = e.op_id
+                WHERE e.member_id IN (SELECT value FROM json_each(?)) ORDER BY o.version, e.part
+                """), arguments: [try JSONText.encode(group)]).map { row -> HubAPI.StatementLine in
+                let value: Int64 = row["value"], bonus: Int64 = row["bonus"], earned: Int64 = row["points"]
+                balance += value + bonus
+                points += earned
+                let wallMs = HLCTimestamp(packed: row["hlc"])?.wallMs ?? 0
+                var rules: Int?
+                if case .object(let body)? = try? JSONText.decode(JSONValue.self, row["body"]), case .int(let v)? = body["rules_version"] { rules = Int(v) }
+                return HubAPI.StatementLine(version: row["version"], op: row["op_id"], kind: row["kind"], store: row["origin"],
+                                            at: Date(timeIntervalSince1970: Double(wallMs) / 1000).ISO8601Format(),
+                                            principal: value, bonus: bonus, points: earned, balance: balance, pointsAfter: points, rulesVersion: rules)
+            }
+            return HubAPI.Statement(member: root, lines: lines)
         }
     }
 

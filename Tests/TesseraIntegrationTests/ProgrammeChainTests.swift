@@ -135,6 +135,9 @@ struct ReportsHTTPTests {
         #expect(liabilityLines.last == "chain,3800,0,0,0")
         #expect(try await HTTP.get(hub + "/v1/reports/liabilities?format=xml", token: chain.admin).errorCode == "invalid_request")
 
+        let statement = try await HTTP.get(hub + "/v1/members/\(id)/statement?format=csv", token: chain.admin)
+        #expect(statement.text.split(separator: "\r\n").last?.split(separator: ",", omittingEmptySubsequences: false)[8] == "3800")
+
         let reporter = try chain.ws.lastLine(["admin", "token", "--role", "reporter"] + chain.hubStorage)
         #expect(try await HTTP.get(hub + "/v1/reports/settlement", token: reporter).status == 200)
         let refused = try await HTTP.call("POST", hub + "/v1/reports/settlement/close", headers: ["Authorization": "Bearer \(reporter)"])

@@ -79,6 +79,15 @@ final class SettlementStoreTests {
         #expect(owes.principal + owes.bonus - owes.owedPrincipal - owes.owedBonus == (try held()))
         #expect(owes.points > 0 && owes.rulesVersion == 1)
         #expect(try hub.auditLog(limit: 10).contains { $0.action == "settlement.closed" })
+        // Ada's statement explains her balance line by line, with stores and rules versions.
+        let statement = try hub.statement(of: ada.id)
+        let view = try #require(try hub.member(ada.id))
+        #expect(statement.lines.last?.balance == view.balance && statement.lines.last?.pointsAfter == view.points)
+        // (A sale may have several entries: the value it spent, the points it earned.)
+        #expect(statement.lines.first?.kind == "value.recharged" && statement.lines.first?.store == "s1")
+        #expect(Set(statement.lines.dropFirst().map(\.kind)) == ["purchase"] && Set(statement.lines.dropFirst().map(\.store)) == ["s2"])
+        #expect(Set(statement.lines.map(\.op)).count == 3 && statement.lines.allSatisfy { $0.rulesVersion == 1 })
+        #expect(throws: DomainError.self) { try hub.statement(of: MemberID("m-nobody-1")) }
         // Nodes hold the period's closing like any operation of the hub's (a kind they pass on).
         #expect(try two.allMembers() == hub.allMembers())
     }
