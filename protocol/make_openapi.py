@@ -262,6 +262,18 @@ def hub_api():
                                                                 "text/csv": {"schema": {"type": "string"}}}},
             **errors(*read, 404)},
             params=[path("id"), {"name": "format", "in": "query", "required": False, "schema": {"type": "string", "enum": ["json", "csv"]}}], secure=True)},
+        "/v1/reports/segments/{name}": {"get": op("A segment of members (dormant, activity, one_timers, birthdays, top, memberships_ending, tiers)", {
+            "200": {"description": "the segment", "content": {"application/json": {"schema": {"type": "object", "required": ["segment", "as_of", "counts", "members"]}},
+                                                              "text/csv": {"schema": {"type": "string"}}}},
+            **errors(*read, 404)},
+            params=[path("name")] + [{"name": n, "in": "query", "required": False, "schema": {"type": "integer"}}
+                                     for n in ["window_days", "excited", "active", "inert", "since_days", "month", "percent", "days"]]
+                   + [{"name": "bands", "in": "query", "required": False, "schema": {"type": "string"}},
+                      {"name": "format", "in": "query", "required": False, "schema": {"type": "string", "enum": ["json", "csv"]}}], secure=True)},
+        "/v1/reports/segments/{name}/coupons": {"post": op("Issue a coupon of the programme's templates to a segment's members (once a day)", {
+            "201": {"description": "coupons issued", "content": {"application/json": {"schema": {"type": "object"}}}}, **errors(*read, 404)},
+            body={"type": "object", "required": ["template"], "properties": {"template": {"type": "string"}}},
+            params=[path("name")], secure=True)},
         "/v1/reports/settlement": {"get": op("Inter-store settlement for a period (the open one by default)", {
             "200": {"description": "the settlement", "content": {"application/json": {"schema": {"type": "object", "required": ["period", "after", "through", "closed", "pairs", "stores"]}},
                                                                 "text/csv": {"schema": {"type": "string"}}}},

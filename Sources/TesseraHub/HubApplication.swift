@@ -198,6 +198,28 @@ public enum HubApplication {
             } + [["chain", "\(report.principal)", "\(report.bonus)", "\(report.owedPrincipal)", "\(report.owedBonus)"]])
         }
 
+        office.get("/reports/segments/{name}") { request, context in
+            let csv = try CSVBody.wanted(request)
+            let name = try context.parameters.require("name")
+            let parameters = try segmentParameters(request)
+            let report = try await offload {
+                try authenticateAdmin(request, storage, .reporter)
+                return try storage.segment(name, parameters)
+            }
+            guard csv else { return try JSONBody.response(report) }
+            return CSVBody.response(header: ["member", "name", "phone", "label", "figure"], rows: report.members.map {
+                [$0.member.rawValue, $0.name ?? "", $0.phone ?? "", $0.label, "\($0.figure)"]
+            })
+        }
+        office.post("/reports/segments/{name}/coupons") { request, context in
+            let name = try context.parameters.require("name")
+            let parameters = try segmentParameters(request)
+            let office = try await offload { try authenticateAdmin(request, storage, .admin) }
+            let (ask, _) = try await JSONBody.decode(HubAPI.SegmentCouponRequest.self, from: request)
+            let issued = try await offload { try storage.issueSegmentCoupons(name, parameters, template: ask.template, actor: office.actor) }
+            return try JSONBody.response(issued, status: .created)
+        }
+
         let http1 = HTTPServerBuilder.http1(configuration: .init(idleTimeout: .seconds(75)))
         // HTTPS served by the hub itself (or plain HTTP behind a TLS proxy; see deploy/).
         let server = try tls.map { try HTTPServerBuilder.tls(http1, tlsConfiguration: $0) } ?? http1
@@ -222,6 +244,33 @@ public enum HubApplication {
         pool.start()
         return pool
     }()
+
+    /// A segment's parameters from the query (`bands=30,60,90`, `window_days`, `excited`,
+    /// `active`, `inert`, `since_days`, `month`, `percent`, `days`); the rest keep their defaults.
+    static func segmentParameters(_ request: Request) throws -> Segments.Parameters {
+        var p = Segments.Parameters()
+        if let bands = request.uri.queryParameters.get("bands") {
+            let numbers = bands.split(separator: ",").map { Int64($0.trimmingCharacters(in: .whitespaces)) }
+            guard !numbers.isEmpty, numbers.count <= 12, numbers.allSatisfy({ ($0 ?? 0) > 0 && ($0 ?? 0) <= 36_500 }) else {
+                throw DomainError(.invalidRequest, "bands takes up to 12 whole numbers of days, e.g. 30,60,90")
+            }
+            p.bands = numbers.compactMap { $0 }
+        }
+        func bounded(_ name: String, _ range: ClosedRange<Int64>) throws -> Int64? {
+            guard let value = try request.integerQuery(name) else { return nil }
+            guard range.contains(value) else { throw DomainError(.invalidRequest, "\(name) must be \(range.lowerBound) to \(range.upperBound)") }
+            return value
+        }
+        if let v = try bounded("window_days", 1...3_650) { p.windowDays = v }
+        if let v = try bounded("excited", 1...10_000) { p.excited = Int(v) }
+        if let v = try bounded("active", 1...10_000) { p.active = Int(v) }
+        if let v = try bounded("inert", 1...10_000) { p.inert = Int(v) }
+        if let v = try bounded("since_days", 0...36_500) { p.sinceDays = v }
+        if let v = try bounded("month", 1...12) { p.month = v }
+        if let v = try bounded("percent", 1...100) { p.percent = v }
+        if let v = try bounded("days", 0...3_650) { p.days = v }
+        return p
+    }
 
     static func authenticateStore(_ request: Request, _ storage: any HubStorage) throws -> StoreID {
         guard let token = request.bearerToken, let store = try storage.authenticateStore(token: token) else {

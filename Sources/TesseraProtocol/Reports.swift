@@ -114,3 +114,45 @@ extension HubAPI {
         }
     }
 }
+
+extension HubAPI {
+    /// A segment of members (`GET /v1/reports/segments/{name}`): each member with the label of
+    /// the band or level it falls in and the figure behind it, and how many each label holds.
+    public struct SegmentReport: Codable, Sendable, Equatable {
+        public var segment: String
+        public var asOf: String
+        public var counts: [String: Int]
+        public var members: [Segments.Entry]
+        /// `top`: the segment's spend and the chain's, so its share of turnover can be read.
+        public var segmentSpend: Int64?
+        public var totalSpend: Int64?
+        enum CodingKeys: String, CodingKey {
+            case segment, counts, members
+            case asOf = "as_of", segmentSpend = "segment_spend", totalSpend = "total_spend"
+        }
+        public init(segment: String, asOf: String, counts: [String: Int], members: [Segments.Entry], segmentSpend: Int64?, totalSpend: Int64?) {
+            self.segment = segment; self.asOf = asOf; self.counts = counts; self.members = members
+            self.segmentSpend = segmentSpend; self.totalSpend = totalSpend
+        }
+    }
+
+    /// Coupons issued to a segment's members (`POST /v1/reports/segments/{name}/coupons`).
+    public struct SegmentCoupons: Codable, Sendable, Equatable {
+        public var segment: String
+        public var template: String
+        public var issued: Int
+        public var alreadyHeld: Int
+        public var op: String?
+        enum CodingKeys: String, CodingKey {
+            case segment, template, issued, op
+            case alreadyHeld = "already_held"
+        }
+        public init(segment: String, template: String, issued: Int, alreadyHeld: Int, op: String?) {
+            self.segment = segment; self.template = template; self.issued = issued; self.alreadyHeld = alreadyHeld; self.op = op
+        }
+    }
+
+    public struct SegmentCouponRequest: Codable, Sendable {
+        public var template: String
+    }
+}

@@ -58,6 +58,8 @@ public protocol HubStorage: Sendable {
     func closeSettlementPeriod(actor: String) throws -> HubAPI.SettlementReport
     func liabilities() throws -> HubAPI.Liabilities
     func statement(of member: MemberID) throws -> HubAPI.Statement
+    func segment(_ name: String, _ parameters: Segments.Parameters) throws -> HubAPI.SegmentReport
+    func issueSegmentCoupons(_ name: String, _ parameters: Segments.Parameters, template: String, actor: String) throws -> HubAPI.SegmentCoupons
 }
 
 public final class HubStore: HubStorage {
@@ -520,6 +522,85 @@ public final class HubStore: HubStorage {
                                             principal: value, bonus: bonus, points: earned, balance: balance, pointsAfter: points, rulesVersion: rules)
             }
             return HubAPI.Statement(member: root, lines: lines)
+        }
+    }
+
+    // MARK: - Segments
+
+    /// Every member group's activity: enrolment, purchases (their times), spend less refunds.
+    private func profiles(_ db: Database, views: [MemberView]) throws -> [Segments.Profile] {
+        var roots: [String: MemberID] = [:]
+        func root(_ id: String) throws -> MemberID {
+            if let known = roots[id] { return known }
+            let found = try Replica.root(of: MemberID(id), db)
+            roots[id] = found
+            return found
+        }
+        var purchases: [MemberID: [Int64]] = [:], spend: [MemberID: Int64] = [:]
+        for row in try Row.fetchAll(db.cachedStatement(sql: """
+            SELECT member_id, hlc, COALESCE(json_extract(body, '$.amount'), 0) AS amount FROM ops WHERE kind = 'purchase' AND member_id IS NOT NULL
+            """)) {
+            let member = try root(row["member_id"])
+            purchases[member, default: []].append(HLCTimestamp(packed: row["hlc"])?.wallMs ?? 0)
+            spend[member, default: 0] += row["amount"] as Int64
+        }
+        for row in try Row.fetchAll(db.cachedStatement(sql: """
+            SELECT r.member_id, COALESCE(json_extract(r.body, '$.amount'), 0) AS amount FROM ops r
+            JOIN ops p ON p.id = json_extract(r.body, '$.of') AND p.kind = 'purchase'
+            WHERE r.kind = 'refund' AND r.member_id IS NOT NULL
+            """)) {
+            spend[try root(row["member_id"]), default: 0] -= row["amount"] as Int64
+        }
+        let enrolled = Dictionary(try Row.fetchAll(db.cachedStatement(sql: "SELECT id, enrolled FROM members WHERE enrolled IS NOT NULL"))
+            .map { (MemberID($0["id"]), Replica.wallMs(ofStampKey: $0["enrolled"]) ?? 0) }, uniquingKeysWith: min)
+        return views.filter { $0.mergedInto == nil }.map { v in
+            Segments.Profile(id: v.id, name: v.name, phone: v.phone, birthday: v.birthday, enrolledMs: enrolled[v.id] ?? 0,
+                             purchasesMs: purchases[v.id] ?? [], spend: spend[v.id] ?? 0, tier: v.tier, membershipUntil: v.membership?.until)
+        }
+    }
+
+    public func segment(_ name: String, _ parameters: Segments.Parameters) throws -> HubAPI.SegmentReport {
+        let now = physicalMs()
+        let views = try allMembers(asOfMs: now)
+        return try pool.read { db in
+            let today = try Replica.programme(db).calendar.day(ms: now)
+            let profiles = try self.profiles(db, views: views)
+            let members = try Segments.members(name, profiles, nowMs: now, today: today, parameters)
+            let top = name == "top"
+            return HubAPI.SegmentReport(segment: name, asOf: today.iso, counts: Segments.counts(members), members: members,
+                                        segmentSpend: top ? members.reduce(0) { $0 + $1.figure } : nil,
+                                        totalSpend: top ? profiles.reduce(0) { $0 + max(0, $1.spend) } : nil)
+        }
+    }
+
+    /// Issues a coupon of the programme's template `template` to every member of a segment, as
+    /// one operation of the hub's. Coupon ids name the template, member, segment and day, so
+    /// asking twice on one day issues nothing more.
+    public func issueSegmentCoupons(_ name: String, _ parameters: Segments.Parameters, template: String, actor: String) throws -> HubAPI.SegmentCoupons {
+        let report = try segment(name, parameters)
+        return try write { db, w in
+            let programme = try Replica.programme(db)
+            guard let coupon = programme.coupons.first(where: { $0.id == template }) else {
+                throw DomainError(.notFound, "the programme in force (version \(programme.version)) has no coupon template \(template)")
+            }
+            let today = programme.calendar.day(ms: self.physicalMs())
+            var fresh: [Coupon] = []
+            for entry in report.members {
+                let issued = coupon.issue(id: "\(template)/\(entry.member)/\(name)-\(today.iso)", to: entry.member, on: today)
+                if try Bool.fetchOne(db.cachedStatement(sql: "SELECT NOT EXISTS (SELECT 1 FROM coupons WHERE id = ?)"), arguments: [issued.id]) ?? false {
+                    fresh.append(issued)
+                }
+            }
+            var opID: String?
+            if !fresh.isEmpty {
+                let body = OperationBody.couponsIssued(CouponsIssued(coupons: fresh, reason: "segment \(name)"))
+                let op = try self.makeHubOperation(body, db)
+                _ = try self.append(op, body, db, w)
+                opID = op.id.description
+                try w.audit(actor: actor, action: "segment.coupons", detail: "\(fresh.count) coupon(s) \(template) to segment \(name) as \(op.id)", at: isoNow())
+            }
+            return HubAPI.SegmentCoupons(segment: name, template: template, issued: fresh.count,
+                                         alreadyHeld: report.members.count - fresh.count, op: opID)
         }
     }
 

@@ -138,8 +138,19 @@ struct ReportsHTTPTests {
         let statement = try await HTTP.get(hub + "/v1/members/\(id)/statement?format=csv", token: chain.admin)
         #expect(statement.text.split(separator: "\r\n").last?.split(separator: ",", omittingEmptySubsequences: false)[8] == "3800")
 
+        let top = try await HTTP.get(hub + "/v1/reports/segments/top", token: chain.admin)
+        #expect((top.json["members"] as? [[String: Any]])?.first?["member"] as? String == id && top.json["segment_spend"] as? Int == 1200)
+        #expect(try await HTTP.get(hub + "/v1/reports/segments/top?format=csv", token: chain.admin).text.hasPrefix("member,name,phone,label,figure\r\n\(id),Rae,"))
+        #expect(try await HTTP.get(hub + "/v1/reports/segments/dormant?bands=0", token: chain.admin).errorCode == "invalid_request")
+        #expect(try await HTTP.get(hub + "/v1/reports/segments/nope", token: chain.admin).status == 404)
+        let noTemplate = try await HTTP.call("POST", hub + "/v1/reports/segments/top/coupons", json: #"{"template":"none-such"}"#,
+                                             headers: ["Authorization": "Bearer \(chain.admin)"])
+        #expect(noTemplate.status == 404)
+
         let reporter = try chain.ws.lastLine(["admin", "token", "--role", "reporter"] + chain.hubStorage)
         #expect(try await HTTP.get(hub + "/v1/reports/settlement", token: reporter).status == 200)
+        #expect(try await HTTP.call("POST", hub + "/v1/reports/segments/top/coupons", json: #"{"template":"x"}"#,
+                                    headers: ["Authorization": "Bearer \(reporter)"]).status == 403)
         let refused = try await HTTP.call("POST", hub + "/v1/reports/settlement/close", headers: ["Authorization": "Bearer \(reporter)"])
         #expect(refused.status == 403)
         let closed = try await HTTP.call("POST", hub + "/v1/reports/settlement/close", headers: ["Authorization": "Bearer \(chain.admin)"])

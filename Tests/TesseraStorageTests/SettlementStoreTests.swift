@@ -92,6 +92,33 @@ final class SettlementStoreTests {
         #expect(try two.allMembers() == hub.allMembers())
     }
 
+    @Test("segments from the log: top spenders and their share, the dormant; a coupon to a segment once a day, reaching the stores",
+          arguments: Backend.all)
+    func segments(_ backend: Backend) throws {
+        try use(backend)
+        var members: [MemberView] = []
+        for i in 0..<5 {
+            let m = try enrol(one, "S\(i)", "+1555090\(i)")
+            _ = try spend(try one.beginPurchase(m.id, NodeAPI.PurchaseRequest(amount: Int64(i + 1) * 1_000), key: nil), node: one, hub: nil)
+            members.append(m)
+        }
+        try sync(one, hub)
+        let top = try hub.segment("top", Segments.Parameters())
+        #expect(top.members.map(\.member) == [members[4].id] && top.segmentSpend == 5_000 && top.totalSpend == 15_000)
+        clock.advance(45 * 86_400_000)
+        let asleep = try hub.segment("dormant", Segments.Parameters())
+        #expect(asleep.counts == ["30-60": 5])
+        #expect(throws: DomainError.self) { try hub.segment("nonsense", Segments.Parameters()) }
+
+        let issued = try hub.issueSegmentCoupons("dormant", Segments.Parameters(), template: "recharge-gift", actor: "test")
+        #expect(issued.issued == 5 && issued.alreadyHeld == 0 && issued.op != nil)
+        let again = try hub.issueSegmentCoupons("dormant", Segments.Parameters(), template: "recharge-gift", actor: "test")
+        #expect(again.issued == 0 && again.alreadyHeld == 5 && again.op == nil)
+        #expect(throws: DomainError.self) { try hub.issueSegmentCoupons("dormant", Segments.Parameters(), template: "no-such", actor: "test") }
+        try sync(one, hub)
+        #expect(try one.member(members[0].id).coupons.contains { $0.template == "recharge-gift" })
+    }
+
     @Test("offline sales at two stores beyond a balance: what no load covers is owed, and settled by the next recharge",
           arguments: Backend.all)
     func overdraftIsOwedThenSettled(_ backend: Backend) throws {
