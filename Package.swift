@@ -140,6 +140,9 @@ let package = Package(
             dependencies: [
                 "TesseraCore", "TesseraProtocol", "TesseraStorage", "TesseraNode", "TesseraTestSupport", "tessera",
                 .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
             ],
             swiftSettings: swiftSettings
         ),

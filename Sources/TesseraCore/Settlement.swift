@@ -12,7 +12,12 @@
 ///   and the rest waits in line;
 /// - value going out (a sale paid from the balance, a refund of a recharge) takes from the oldest
 ///   lots first (a refund of a recharge from the lot it refunds first); what no lot covers is owed
-///   by the member until value comes in.
+///   by the member until value comes in;
+/// - value coming back for an operation (a refund of a sale, the reversal of a voided spend)
+///   undoes that operation's flows, newest first: negative flows now, the value back to the
+///   stores whose lots paid; only what exceeds them is a lot of the refunding store;
+/// - a merge of duplicate members joins their queues at the merge's version (the absorbed
+///   member's lots and debts join the survivor's, and debts are covered by lots there and then).
 ///
 /// Allocating in log order, not till time, is what lets a period be closed: an operation that
 /// arrives late (made offline) has a later version, so it never changes what an earlier,
@@ -29,11 +34,23 @@ public enum Settlement {
         public var member: MemberID
         public var principal: Int64
         public var bonus: Int64
-        /// For a refund of a recharge: the recharge, whose lot it takes back first.
-        public var refundOf: String?
-        public init(version: Int64, op: String, store: String, member: MemberID, principal: Int64, bonus: Int64, refundOf: String? = nil) {
+        /// The operation this one refunds or reverses: going out (a refunded recharge), its lot
+        /// is taken first; coming back (a refunded sale, a reversal), its flows are undone.
+        public var of: String?
+        public init(version: Int64, op: String, store: String, member: MemberID, principal: Int64, bonus: Int64, of: String? = nil) {
             self.version = version; self.op = op; self.store = store; self.member = member
-            self.principal = principal; self.bonus = bonus; self.refundOf = refundOf
+            self.principal = principal; self.bonus = bonus; self.of = of
+        }
+    }
+
+    /// Duplicate members merged by the hub (`from` into `into`) at a log version.
+    public struct Merge: Sendable, Hashable {
+        public var version: Int64
+        public var op: String
+        public var from: MemberID
+        public var into: MemberID
+        public init(version: Int64, op: String, from: MemberID, into: MemberID) {
+            self.version = version; self.op = op; self.from = from; self.into = into
         }
     }
 
@@ -74,46 +91,115 @@ public enum Settlement {
         public var owed: [Owed] = []
     }
 
-    /// Allocates `movements` (any order: they are taken in version order, then as given).
-    public static func allocate(_ movements: [Movement]) -> Allocation {
+    /// Allocates `movements` and `merges` (any order: they are taken in version order, a merge
+    /// before the movements of its version, then as given).
+    public static func allocate(_ movements: [Movement], merges: [Merge] = []) -> Allocation {
+        enum Event { case move(Movement), merge(Merge) }
         var result = Allocation()
         var lots: [Key: [Lot]] = [:]
         var owed: [Key: [Owed]] = [:]
-        let ordered = movements.enumerated().sorted { ($0.element.version, $0.offset) < ($1.element.version, $1.offset) }.map(\.element)
-        for m in ordered {
-            for currency in Currency.allCases {
-                let amount = currency == .principal ? m.principal : m.bonus
-                guard amount != 0 else { continue }
-                let key = Key(member: m.member, currency: currency)
-                if amount > 0 {
-                    var left = amount
-                    // What the member owes is covered first, oldest first.
-                    while left > 0, var debt = owed[key]?.first {
-                        let take = min(left, debt.amount)
-                        result.flows.append(Flow(version: m.version, currency: currency, issuer: m.store, spender: debt.store,
-                                                 amount: take, load: m.op, spend: debt.op, member: m.member))
-                        left -= take
-                        debt.amount -= take
-                        if debt.amount == 0 { owed[key]?.removeFirst() } else { owed[key]?[0] = debt }
-                    }
-                    if left > 0 { lots[key, default: []].append(Lot(currency: currency, store: m.store, op: m.op, member: m.member, amount: left)) }
-                } else {
-                    var left = -amount
-                    var queue = lots[key] ?? []
-                    // A refund of a recharge takes back that recharge's own lot first.
-                    if let of = m.refundOf, let i = queue.firstIndex(where: { $0.op == of }), i > 0 {
-                        queue.insert(queue.remove(at: i), at: 0)
-                    }
-                    while left > 0, var lot = queue.first {
-                        let take = min(left, lot.amount)
-                        result.flows.append(Flow(version: m.version, currency: currency, issuer: lot.store, spender: m.store,
-                                                 amount: take, load: lot.op, spend: m.op, member: m.member))
-                        left -= take
+        var alias: [MemberID: MemberID] = [:]
+        /// How much of each flow (by index) later refunds and reversals have undone.
+        var undone: [Int: Int64] = [:]
+        func root(_ m: MemberID) -> MemberID {
+            var current = m
+            var seen = 0
+            while let next = alias[current], next != current, seen < 1_000 { current = next; seen += 1 }
+            return current
+        }
+        let events: [(Int64, Int, Event)] = merges.enumerated().map { ($0.element.version, $0.offset, .merge($0.element)) }
+            + movements.enumerated().map { ($0.element.version, merges.count + $0.offset, .move($0.element)) }
+
+        /// Value coming in at `version` for `key`: covers debts first, oldest first; the rest is a lot.
+        func credit(_ key: Key, _ amount: Int64, store: String, op: String, version: Int64) {
+            var left = amount
+            while left > 0, var debt = owed[key]?.first {
+                let take = min(left, debt.amount)
+                result.flows.append(Flow(version: version, currency: key.currency, issuer: store, spender: debt.store,
+                                         amount: take, load: op, spend: debt.op, member: key.member))
+                left -= take
+                debt.amount -= take
+                if debt.amount == 0 { owed[key]?.removeFirst() } else { owed[key]?[0] = debt }
+            }
+            if left > 0 { lots[key, default: []].append(Lot(currency: key.currency, store: store, op: op, member: key.member, amount: left)) }
+        }
+
+        for (_, _, event) in events.sorted(by: { ($0.0, $0.1) < ($1.0, $1.1) }) {
+            switch event {
+            case .merge(let m):
+                let from = root(m.from), into = root(m.into)
+                guard from != into else { continue }
+                alias[from] = into
+                for currency in Currency.allCases {
+                    let gone = Key(member: from, currency: currency), kept = Key(member: into, currency: currency)
+                    let movedLots = lots.removeValue(forKey: gone) ?? [], movedDebts = owed.removeValue(forKey: gone) ?? []
+                    owed[kept, default: []] += movedDebts.map { var d = $0; d.member = into; return d }
+                    // The absorbed member's lots join the line, covering the group's debts first.
+                    for lot in movedLots { credit(kept, lot.amount, store: lot.store, op: lot.op, version: m.version) }
+                    // And the survivor's own lots cover the absorbed member's debts.
+                    var queue = lots.removeValue(forKey: kept) ?? []
+                    while var lot = queue.first, let debt = owed[kept]?.first, debt.amount > 0 {
+                        let take = min(lot.amount, debt.amount)
+                        result.flows.append(Flow(version: m.version, currency: currency, issuer: lot.store, spender: debt.store,
+                                                 amount: take, load: lot.op, spend: debt.op, member: into))
                         lot.amount -= take
                         if lot.amount == 0 { queue.removeFirst() } else { queue[0] = lot }
+                        if debt.amount == take { owed[kept]?.removeFirst() } else { owed[kept]?[0].amount -= take }
                     }
-                    lots[key] = queue
-                    if left > 0 { owed[key, default: []].append(Owed(currency: currency, store: m.store, op: m.op, member: m.member, amount: left)) }
+                    if !queue.isEmpty { lots[kept] = queue }
+                }
+            case .move(let m):
+                let member = root(m.member)
+                for currency in Currency.allCases {
+                    let amount = currency == .principal ? m.principal : m.bonus
+                    guard amount != 0 else { continue }
+                    let key = Key(member: member, currency: currency)
+                    if amount > 0 {
+                        var left = amount
+                        if let of = m.of {
+                            // Undo the flows of the refunded sale or the reversed spend, newest first.
+                            for i in result.flows.indices.reversed() where left > 0 {
+                                let f = result.flows[i]
+                                guard f.spend == of, f.currency == currency, f.member == member || root(f.member) == member, f.amount > 0 else { continue }
+                                let open = f.amount - (undone[i] ?? 0)
+                                guard open > 0 else { continue }
+                                let take = min(left, open)
+                                undone[i, default: 0] += take
+                                result.flows.append(Flow(version: m.version, currency: currency, issuer: f.issuer, spender: f.spender,
+                                                         amount: -take, load: f.load, spend: m.op, member: member))
+                                lots[key, default: []].append(Lot(currency: currency, store: f.issuer, op: f.load, member: member, amount: take))
+                                left -= take
+                            }
+                            // What the undone operation still owed is forgiven.
+                            if left > 0, let i = owed[key]?.firstIndex(where: { $0.op == of }) {
+                                let take = min(left, owed[key]?[i].amount ?? 0)
+                                owed[key]?[i].amount -= take
+                                if owed[key]?[i].amount == 0 { owed[key]?.remove(at: i) }
+                                left -= take
+                            }
+                        }
+                        if left > 0 { credit(key, left, store: m.store, op: m.op, version: m.version) }
+                    } else {
+                        var left = -amount
+                        var queue = lots[key] ?? []
+                        // A refund of a recharge takes back that recharge's own lot first, in place.
+                        var order = Array(queue.indices)
+                        if let of = m.of, let i = queue.firstIndex(where: { $0.op == of }) {
+                            order.removeAll { $0 == i }
+                            order.insert(i, at: 0)
+                        }
+                        for i in order where left > 0 {
+                            let take = min(left, queue[i].amount)
+                            guard take > 0 else { continue }
+                            result.flows.append(Flow(version: m.version, currency: currency, issuer: queue[i].store, spender: m.store,
+                                                     amount: take, load: queue[i].op, spend: m.op, member: member))
+                            left -= take
+                            queue[i].amount -= take
+                        }
+                        queue.removeAll { $0.amount == 0 }
+                        lots[key] = queue
+                        if left > 0 { owed[key, default: []].append(Owed(currency: currency, store: m.store, op: m.op, member: member, amount: left)) }
+                    }
                 }
             }
         }
@@ -157,7 +243,7 @@ public enum Settlement {
             var pair = pairs[key] ?? Pair(issuer: f.issuer, spender: f.spender, principal: 0, bonus: 0, flows: 0)
             var receiver = positions[f.spender] ?? Position(store: f.spender, toReceivePrincipal: 0, toReceiveBonus: 0, toPayPrincipal: 0, toPayBonus: 0)
             if f.currency == .principal { pair.principal += f.amount; receiver.toReceivePrincipal += f.amount } else { pair.bonus += f.amount; receiver.toReceiveBonus += f.amount }
-            pair.flows += 1
+            if f.amount > 0 { pair.flows += 1 }
             pairs[key] = pair
             positions[f.spender] = receiver
             var payer = positions[f.issuer] ?? Position(store: f.issuer, toReceivePrincipal: 0, toReceiveBonus: 0, toPayPrincipal: 0, toPayBonus: 0)

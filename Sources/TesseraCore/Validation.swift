@@ -98,6 +98,10 @@ public enum Validate {
               op.kind.utf8.allSatisfy({ (0x61...0x7A).contains($0) || (0x30...0x39).contains($0) || $0 == 0x2E || $0 == 0x5F || $0 == 0x2D }) else {
             throw DomainError(.invalidRequest, "an operation kind is 1 to 64 characters a-z, 0-9, '.', '_' or '-'")
         }
+        // Kinds only the hub writes (a store's push of one would close head office's periods).
+        guard op.kind != "settlement.period_closed" else {
+            throw DomainError(.invalidRequest, "\(op.kind) is written by the hub only")
+        }
         guard op.id.seq <= UInt64(Int64.max) else {
             throw DomainError(.invalidRequest, "an operation's sequence number is at most \(Int64.max)")
         }

@@ -220,6 +220,9 @@ public enum HubApplication {
             return try JSONBody.response(issued, status: .created)
         }
 
+        // Head office's dashboard in the browser (server-rendered HTML, no scripts).
+        Dashboard.register(router, storage: storage)
+
         let http1 = HTTPServerBuilder.http1(configuration: .init(idleTimeout: .seconds(75)))
         // HTTPS served by the hub itself (or plain HTTP behind a TLS proxy; see deploy/).
         let server = try tls.map { try HTTPServerBuilder.tls(http1, tlsConfiguration: $0) } ?? http1

@@ -397,29 +397,49 @@ public final class HubStore: HubStorage {
 
     // MARK: - Settlement and liabilities
 
-    /// Every movement of stored value in the log, in version order, by member group.
-    private func movements(_ db: Database) throws -> [Settlement.Movement] {
-        var roots: [String: MemberID] = [:]
-        return try Row.fetchAll(db.cachedStatement(sql: """
+    /// Every movement of stored value in the log, in version order, under the member id each
+    /// operation named (the allocation follows the log's merges itself), and the merges.
+    /// Members with no enrolment the hub knows hold nothing anyone can spend: left out, as
+    /// members' views leave them out.
+    private func movements(_ db: Database) throws -> (movements: [Settlement.Movement], merges: [Settlement.Merge]) {
+        var enrolled: [String: Bool] = [:]
+        let movements = try Row.fetchAll(db.cachedStatement(sql: """
             SELECT o.version, e.op_id, o.origin, e.member_id, e.value, e.bonus, o.kind, o.body
             FROM entries e JOIN ops o ON o.id = e.op_id
             WHERE e.value <> 0 OR e.bonus <> 0 ORDER BY o.version, e.part
-            """)).map { row in
+            """)).compactMap { row -> Settlement.Movement? in
             let member: String = row["member_id"]
-            let root = try roots[member] ?? Replica.root(of: MemberID(member), db)
-            roots[member] = root
-            var refundOf: String?
-            if row["kind"] == "refund", case .object(let body)? = try? JSONText.decode(JSONValue.self, row["body"]), case .string(let of)? = body["of"] {
-                refundOf = of
+            let known = try enrolled[member] ?? Replica.isEnrolled(try Replica.root(of: MemberID(member), db), db)
+            enrolled[member] = known
+            guard known else { return nil }
+            // A refund (of a recharge or of a sale) and a reversal name the operation they undo.
+            var of: String?
+            let kind: String = row["kind"]
+            if kind == "refund" || kind == "operation.reversed",
+               case .object(let body)? = try? JSONText.decode(JSONValue.self, row["body"]), case .string(let target)? = body["of"] {
+                of = target
             }
-            return Settlement.Movement(version: row["version"], op: row["op_id"], store: row["origin"], member: root,
-                                       principal: row["value"], bonus: row["bonus"], refundOf: refundOf)
+            return Settlement.Movement(version: row["version"], op: row["op_id"], store: row["origin"], member: MemberID(member),
+                                       principal: row["value"], bonus: row["bonus"], of: of)
         }
+        let merges = try Row.fetchAll(db.cachedStatement(sql: "SELECT version, id, body FROM ops WHERE kind = 'member.merged' ORDER BY version"))
+            .compactMap { row -> Settlement.Merge? in
+                guard case .object(let body)? = try? JSONText.decode(JSONValue.self, row["body"]),
+                      case .string(let from)? = body["from"], case .string(let into)? = body["into"] else { return nil }
+                return Settlement.Merge(version: row["version"], op: row["id"], from: MemberID(from), into: MemberID(into))
+            }
+        return (movements, merges)
+    }
+
+    private func allocation(_ db: Database) throws -> Settlement.Allocation {
+        let (movements, merges) = try self.movements(db)
+        return Settlement.allocate(movements, merges: merges)
     }
 
     /// The closed settlement periods: the log version each one ends at, in order.
     private func closedPeriods(_ db: Database) throws -> [Int64] {
-        try String.fetchAll(db.cachedStatement(sql: "SELECT body FROM ops WHERE kind = ? ORDER BY version"), arguments: [Self.periodClosedKind])
+        // The hub's own closings only (a store may not push this kind: Validate refuses it).
+        try String.fetchAll(db.cachedStatement(sql: "SELECT body FROM ops WHERE kind = ? AND origin = 'hub' ORDER BY version"), arguments: [Self.periodClosedKind])
             .compactMap { text -> Int64? in
                 guard case .object(let body)? = try? JSONText.decode(JSONValue.self, text), case .int(let through)? = body["through"] else { return nil }
                 return through
@@ -440,7 +460,7 @@ public final class HubStore: HubStorage {
             let after = number == 1 ? 0 : closed[number - 2]
             let head = try Int64.fetchOne(db.cachedStatement(sql: "SELECT COALESCE(MAX(version), 0) FROM ops")) ?? 0
             let through = number <= closed.count ? closed[number - 1] : head
-            let flows = Settlement.allocate(try self.movements(db)).flows.filter { $0.version > after && $0.version <= through }
+            let flows = try self.allocation(db).flows.filter { $0.version > after && $0.version <= through }
             let (pairs, positions) = Settlement.net(flows)
             return HubAPI.SettlementReport(period: number, after: after, through: through, closed: number <= closed.count,
                                            pairs: pairs, stores: positions.map(HubAPI.StorePosition.init))
@@ -454,7 +474,7 @@ public final class HubStore: HubStorage {
             let closed = try self.closedPeriods(db)
             let head = try Int64.fetchOne(db.cachedStatement(sql: "SELECT COALESCE(MAX(version), 0) FROM ops")) ?? 0
             // Only the closings themselves since the last one: an empty period is not closed.
-            let worked = try Int64.fetchOne(db.cachedStatement(sql: "SELECT COALESCE(MAX(version), 0) FROM ops WHERE kind <> ?"),
+            let worked = try Int64.fetchOne(db.cachedStatement(sql: "SELECT COALESCE(MAX(version), 0) FROM ops WHERE NOT (kind = ? AND origin = 'hub')"),
                                             arguments: [Self.periodClosedKind]) ?? 0
             guard worked > (closed.last ?? 0) else {
                 throw DomainError(.invalidRequest, "nothing has happened since period \(closed.count) was closed")
@@ -473,9 +493,11 @@ public final class HubStore: HubStorage {
     /// What the chain owes its members now (stored value by issuing store, points).
     public func liabilities() throws -> HubAPI.Liabilities {
         try refresh()
-        let views = try allMembers()
+        let now = physicalMs()
         return try pool.read { db in
-            let allocation = Settlement.allocate(try self.movements(db))
+            // Members' views and the allocation from one read: the same state.
+            let views = try Replica.allViews(asOfMs: now, db)
+            let allocation = try self.allocation(db)
             var stores: [String: HubAPI.StoreLiability] = [:]
             for lot in allocation.lots {
                 var s = stores[lot.store] ?? HubAPI.StoreLiability(store: lot.store, principal: 0, bonus: 0, owedPrincipal: 0, owedBonus: 0)
@@ -493,7 +515,7 @@ public final class HubStore: HubStorage {
             return HubAPI.Liabilities(
                 principal: list.reduce(0) { $0 + $1.principal }, bonus: list.reduce(0) { $0 + $1.bonus },
                 owedPrincipal: list.reduce(0) { $0 + $1.owedPrincipal }, owedBonus: list.reduce(0) { $0 + $1.owedBonus },
-                points: points, pointsCashValue: points * programme.redemption.minor / max(1, programme.redemption.points),
+                points: points, pointsCashValue: mulDiv(points, programme.redemption.minor, max(1, programme.redemption.points)),
                 rulesVersion: programme.version, stores: list)
         }
     }
@@ -538,7 +560,8 @@ public final class HubStore: HubStorage {
         }
         var purchases: [MemberID: [Int64]] = [:], spend: [MemberID: Int64] = [:]
         for row in try Row.fetchAll(db.cachedStatement(sql: """
-            SELECT member_id, hlc, COALESCE(json_extract(body, '$.amount'), 0) AS amount FROM ops WHERE kind = 'purchase' AND member_id IS NOT NULL
+            SELECT member_id, hlc, COALESCE(json_extract(body, '$.amount'), 0) AS amount FROM ops
+            WHERE kind = 'purchase' AND member_id IS NOT NULL AND id NOT IN (SELECT of FROM voids)
             """)) {
             let member = try root(row["member_id"])
             purchases[member, default: []].append(HLCTimestamp(packed: row["hlc"])?.wallMs ?? 0)
@@ -547,7 +570,7 @@ public final class HubStore: HubStorage {
         for row in try Row.fetchAll(db.cachedStatement(sql: """
             SELECT r.member_id, COALESCE(json_extract(r.body, '$.amount'), 0) AS amount FROM ops r
             JOIN ops p ON p.id = json_extract(r.body, '$.of') AND p.kind = 'purchase'
-            WHERE r.kind = 'refund' AND r.member_id IS NOT NULL
+            WHERE r.kind = 'refund' AND r.member_id IS NOT NULL AND r.id NOT IN (SELECT of FROM voids) AND p.id NOT IN (SELECT of FROM voids)
             """)) {
             spend[try root(row["member_id"]), default: 0] -= row["amount"] as Int64
         }
@@ -560,9 +583,14 @@ public final class HubStore: HubStorage {
     }
 
     public func segment(_ name: String, _ parameters: Segments.Parameters) throws -> HubAPI.SegmentReport {
+        try refresh()
+        return try pool.read { db in try self.segment(name, parameters, db) }
+    }
+
+    private func segment(_ name: String, _ parameters: Segments.Parameters, _ db: Database) throws -> HubAPI.SegmentReport {
         let now = physicalMs()
-        let views = try allMembers(asOfMs: now)
-        return try pool.read { db in
+        let views = try Replica.allViews(asOfMs: now, db)
+        do {
             let today = try Replica.programme(db).calendar.day(ms: now)
             let profiles = try self.profiles(db, views: views)
             let members = try Segments.members(name, profiles, nowMs: now, today: today, parameters)
@@ -577,8 +605,9 @@ public final class HubStore: HubStorage {
     /// one operation of the hub's. Coupon ids name the template, member, segment and day, so
     /// asking twice on one day issues nothing more.
     public func issueSegmentCoupons(_ name: String, _ parameters: Segments.Parameters, template: String, actor: String) throws -> HubAPI.SegmentCoupons {
-        let report = try segment(name, parameters)
-        return try write { db, w in
+        try write { db, w in
+            // Computed inside the write: no merge can slip in between (coupons go to roots).
+            let report = try self.segment(name, parameters, db)
             let programme = try Replica.programme(db)
             guard let coupon = programme.coupons.first(where: { $0.id == template }) else {
                 throw DomainError(.notFound, "the programme in force (version \(programme.version)) has no coupon template \(template)")

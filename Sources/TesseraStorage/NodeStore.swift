@@ -530,6 +530,9 @@ public final class NodeStore: Sendable {
                 throw DomainError(.invalidRequest, "a snapshot page before the first one")
             }
             try Replica.importState(page, db)
+            // Later pages may hold newer stamps: the clock starts after the newest seen.
+            let seen = try Meta.get("bootstrap_hlc", db).flatMap { Int64($0) } ?? 0
+            try Meta.set("bootstrap_hlc", String(max(seen, page.maxHLC.packed)), db)
         }
     }
 

@@ -6,8 +6,8 @@ struct SettlementTests {
     let ada = MemberID("m-a-1"), bo = MemberID("m-b-1")
 
     func move(_ version: Int64, _ op: String, _ store: String, _ member: MemberID, _ principal: Int64, _ bonus: Int64 = 0,
-              refundOf: String? = nil) -> Settlement.Movement {
-        Settlement.Movement(version: version, op: op, store: store, member: member, principal: principal, bonus: bonus, refundOf: refundOf)
+              of: String? = nil) -> Settlement.Movement {
+        Settlement.Movement(version: version, op: op, store: store, member: member, principal: principal, bonus: bonus, of: of)
     }
 
     @Test("value loaded at A and spent at B: B receives from A, principal and bonus apart, oldest loads first")
@@ -43,13 +43,39 @@ struct SettlementTests {
         let a = Settlement.allocate([
             move(1, "a:1", "a", ada, 400),
             move(2, "c:1", "c", ada, 600),
-            move(3, "c:2", "c", ada, -600, refundOf: "c:1"),
+            move(3, "c:2", "c", ada, -600, of: "c:1"),
             move(4, "b:1", "b", ada, -100),
             move(5, "b:2", "b", ada, 100),
         ])
         #expect(a.flows.map { "\($0.issuer)->\($0.spender) \($0.amount)" } == ["c->c 600", "a->b 100"])
         #expect(Settlement.net(a.flows).pairs.map { "\($0.issuer)->\($0.spender)" } == ["a->b"], "a store's own refund settles nothing")
         #expect(a.lots.map { "\($0.store) \($0.amount)" }.sorted() == ["a 300", "b 100"])
+    }
+
+    @Test("a reversed spend and a refunded sale undo their flows, giving the value back to the store that loaded it")
+    func undo() {
+        let a = Settlement.allocate([
+            move(1, "a:1", "a", ada, 100),
+            move(2, "b:1", "b", ada, -60),
+            move(3, "hub:1", "hub", ada, 60, of: "b:1"),   // the hub reverses a spend its store voided
+            move(4, "b:2", "b", ada, -50),
+            move(5, "c:1", "c", ada, 20, of: "b:2"),       // part of that sale refunded at another store
+        ])
+        let (pairs, _) = Settlement.net(a.flows)
+        #expect(pairs.map { "\($0.issuer)->\($0.spender) \($0.principal)" } == ["a->b 30"])
+        #expect(!a.lots.contains { $0.store == "hub" || $0.store == "c" }, "value given back belongs to the store that loaded it")
+        #expect(a.lots.reduce(0) { $0 + $1.amount } == 70)
+    }
+
+    @Test("a merge joins the duplicates' lines at its own version: an earlier period is never changed by it")
+    func mergeAtItsVersion() {
+        let moves = [move(1, "b:1", "b", ada, -30), move(2, "a:1", "a", bo, 50)]
+        let before = Settlement.allocate(moves)
+        #expect(before.flows.isEmpty && before.owed.map(\.amount) == [30])
+        let after = Settlement.allocate(moves + [move(4, "b:2", "b", ada, -5)],
+                                        merges: [Settlement.Merge(version: 3, op: "hub:9", from: bo, into: ada)])
+        #expect(after.flows.map { "\($0.version) \($0.issuer)->\($0.spender) \($0.amount)" } == ["3 a->b 30", "4 a->b 5"])
+        #expect(after.flows.filter { $0.version <= 2 }.isEmpty && after.owed.isEmpty && after.lots.map(\.amount) == [15])
     }
 
     @Test("members are settled apart, and the outcome does not depend on the order movements are given in")
@@ -75,6 +101,9 @@ struct SettlementTests {
         }
         let a = Settlement.allocate(moves)
         for currency in Settlement.Currency.allCases {
+            let net = moves.reduce(0) { $0 + (currency == .principal ? $1.principal : $1.bonus) }
+            #expect(a.lots.filter { $0.currency == currency }.reduce(0) { $0 + $1.amount }
+                    - a.owed.filter { $0.currency == currency }.reduce(0) { $0 + $1.amount } == net, "what members hold, less what they owe")
             let amounts = moves.map { currency == .principal ? $0.principal : $0.bonus }
             let inflow = amounts.filter { $0 > 0 }.reduce(0, +), outflow = -amounts.filter { $0 < 0 }.reduce(0, +)
             let flowed = a.flows.filter { $0.currency == currency }.reduce(0) { $0 + $1.amount }
