@@ -274,6 +274,19 @@ def hub_api():
             "201": {"description": "coupons issued", "content": {"application/json": {"schema": {"type": "object"}}}}, **errors(*read, 404)},
             body={"type": "object", "required": ["template"], "properties": {"template": {"type": "string"}}},
             params=[path("name")], secure=True)},
+        "/v1/reports/stores": {"get": op("Store operations per day (the till's local day)", {
+            "200": {"description": "per store and day", "content": {"application/json": {"schema": {"type": "object", "required": ["days"]}},
+                                                                    "text/csv": {"schema": {"type": "string"}}}},
+            **errors(*read)},
+            params=[{"name": n, "in": "query", "required": False, "schema": {"type": "string", "format": "date"}} for n in ["from", "to"]]
+                   + [{"name": "store", "in": "query", "required": False, "schema": {"type": "string"}},
+                      {"name": "format", "in": "query", "required": False, "schema": {"type": "string", "enum": ["json", "csv"]}}], secure=True)},
+        "/v1/reports/breakage": {"get": op("Balances no movement has touched for untouched_days days (breakage candidates)", {
+            "200": {"description": "members", "content": {"application/json": {"schema": {"type": "object", "required": ["untouched_days", "total", "members"]}},
+                                                          "text/csv": {"schema": {"type": "string"}}}},
+            **errors(*read)},
+            params=[{"name": "untouched_days", "in": "query", "required": False, "schema": {"type": "integer", "minimum": 1, "maximum": 36500}},
+                    {"name": "format", "in": "query", "required": False, "schema": {"type": "string", "enum": ["json", "csv"]}}], secure=True)},
         "/v1/reports/settlement": {"get": op("Inter-store settlement for a period (the open one by default)", {
             "200": {"description": "the settlement", "content": {"application/json": {"schema": {"type": "object", "required": ["period", "after", "through", "closed", "pairs", "stores"]}},
                                                                 "text/csv": {"schema": {"type": "string"}}}},

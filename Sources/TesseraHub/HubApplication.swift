@@ -198,6 +198,36 @@ public enum HubApplication {
             } + [["chain", "\(report.principal)", "\(report.bonus)", "\(report.owedPrincipal)", "\(report.owedBonus)"]])
         }
 
+        office.get("/reports/stores") { request, _ in
+            let csv = try CSVBody.wanted(request)
+            func day(_ name: String) throws -> LocalDay? {
+                guard let text = request.query(name) else { return nil }
+                guard let day = LocalDay(iso: text) else { throw DomainError(.invalidRequest, "\(name) is a date, YYYY-MM-DD") }
+                return day
+            }
+            let from = try day("from"), through = try day("to"), store = request.query("store")
+            let report = try await offload {
+                try authenticateAdmin(request, storage, .reporter)
+                return try storage.storeActivity(from: from, through: through, store: store)
+            }
+            guard csv else { return try JSONBody.response(report) }
+            return CSVBody.response(header: ["store", "day", "operations", "enrolments", "recharges", "recharged", "sales", "sold",
+                                             "spent_from_balance", "refunds", "points_earned", "points_redeemed"], rows: report.days.map {
+                [$0.store, $0.day, "\($0.operations)", "\($0.enrolments)", "\($0.recharges)", "\($0.recharged)", "\($0.sales)", "\($0.sold)",
+                 "\($0.spentFromBalance)", "\($0.refunds)", "\($0.pointsEarned)", "\($0.pointsRedeemed)"]
+            })
+        }
+        office.get("/reports/breakage") { request, _ in
+            let csv = try CSVBody.wanted(request)
+            let days = try request.integerQuery("untouched_days") ?? 365
+            guard (1...36_500).contains(days) else { throw DomainError(.invalidRequest, "untouched_days is 1 to 36500") }
+            let list = try await offload {
+                try authenticateAdmin(request, storage, .reporter)
+                return try storage.breakageCandidates(untouchedDays: days)
+            }
+            guard csv else { return try JSONBody.response(HubAPI.Breakage(untouchedDays: days, members: list)) }
+            return CSVBody.response(header: ["member", "balance", "last_movement"], rows: list.map { [$0.member.rawValue, "\($0.balance)", $0.lastMovement] })
+        }
         office.get("/reports/segments/{name}") { request, context in
             let csv = try CSVBody.wanted(request)
             let name = try context.parameters.require("name")

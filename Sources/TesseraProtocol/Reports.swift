@@ -156,3 +156,56 @@ extension HubAPI {
         public var template: String
     }
 }
+
+extension HubAPI {
+    /// Store operations per local day (the till's day, in the programme's time zone).
+    public struct StoreDay: Codable, Sendable, Equatable {
+        public var store: String
+        public var day: String
+        public var operations: Int
+        public var enrolments: Int
+        public var recharges: Int
+        public var recharged: Int64
+        public var sales: Int
+        public var sold: Int64
+        public var spentFromBalance: Int64
+        public var refunds: Int
+        public var pointsEarned: Int64
+        public var pointsRedeemed: Int64
+        enum CodingKeys: String, CodingKey {
+            case store, day, operations, enrolments, recharges, recharged, sales, sold, refunds
+            case spentFromBalance = "spent_from_balance", pointsEarned = "points_earned", pointsRedeemed = "points_redeemed"
+        }
+        public init(store: String, day: String) {
+            self.store = store; self.day = day; operations = 0; enrolments = 0; recharges = 0; recharged = 0; sales = 0; sold = 0
+            spentFromBalance = 0; refunds = 0; pointsEarned = 0; pointsRedeemed = 0
+        }
+    }
+
+    public struct StoreActivity: Codable, Sendable, Equatable {
+        public var days: [StoreDay]
+        public init(days: [StoreDay]) { self.days = days }
+    }
+
+    /// A balance nobody has touched for a while: a candidate for breakage (value the chain may
+    /// eventually recognise as income, under its own policy and the law).
+    public struct Dormant: Codable, Sendable, Equatable {
+        public var member: MemberID
+        public var balance: Int64
+        public var lastMovement: String
+        enum CodingKeys: String, CodingKey { case member, balance, lastMovement = "last_movement" }
+        public init(member: MemberID, balance: Int64, lastMovement: String) { self.member = member; self.balance = balance; self.lastMovement = lastMovement }
+    }
+}
+
+extension HubAPI {
+    public struct Breakage: Codable, Sendable, Equatable {
+        public var untouchedDays: Int64
+        public var total: Int64
+        public var members: [Dormant]
+        enum CodingKeys: String, CodingKey { case total, members, untouchedDays = "untouched_days" }
+        public init(untouchedDays: Int64, members: [Dormant]) {
+            self.untouchedDays = untouchedDays; self.members = members; self.total = members.reduce(0) { $0 + $1.balance }
+        }
+    }
+}

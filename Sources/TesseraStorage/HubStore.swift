@@ -58,6 +58,8 @@ public protocol HubStorage: Sendable {
     func closeSettlementPeriod(actor: String) throws -> HubAPI.SettlementReport
     func liabilities() throws -> HubAPI.Liabilities
     func statement(of member: MemberID) throws -> HubAPI.Statement
+    func storeActivity(from: LocalDay?, through: LocalDay?, store: String?) throws -> HubAPI.StoreActivity
+    func breakageCandidates(untouchedDays: Int64) throws -> [HubAPI.Dormant]
     func segment(_ name: String, _ parameters: Segments.Parameters) throws -> HubAPI.SegmentReport
     func issueSegmentCoupons(_ name: String, _ parameters: Segments.Parameters, template: String, actor: String) throws -> HubAPI.SegmentCoupons
 }
@@ -544,6 +546,59 @@ public final class HubStore: HubStorage {
                                             principal: value, bonus: bonus, points: earned, balance: balance, pointsAfter: points, rulesVersion: rules)
             }
             return HubAPI.Statement(member: root, lines: lines)
+        }
+    }
+
+    // MARK: - Store operations
+
+    /// What each store did, day by day (the till's local day), voided operations left out.
+    public func storeActivity(from: LocalDay?, through: LocalDay?, store: String?) throws -> HubAPI.StoreActivity {
+        try refresh()
+        return try pool.read { db in
+            let calendar = try Replica.programme(db).calendar
+            var days: [String: HubAPI.StoreDay] = [:]
+            for row in try Row.fetchAll(db.cachedStatement(sql: """
+                SELECT origin, kind, hlc, COALESCE(json_extract(body, '$.amount'), 0) AS amount,
+                       COALESCE(json_extract(body, '$.value_spent'), 0) AS spent, COALESCE(json_extract(body, '$.points_earned'), 0) AS earned,
+                       COALESCE(json_extract(body, '$.points_redeemed'), 0) AS redeemed
+                FROM ops WHERE origin <> 'hub' AND (? IS NULL OR origin = ?) AND id NOT IN (SELECT of FROM voids)
+                """), arguments: [store, store]) {
+                let day = calendar.day(ms: HLCTimestamp(packed: row["hlc"])?.wallMs ?? 0)
+                if let from, day.number < from.number { continue }
+                if let through, day.number > through.number { continue }
+                let origin: String = row["origin"]
+                let key = origin + " " + day.iso
+                var d = days[key] ?? HubAPI.StoreDay(store: origin, day: day.iso)
+                d.operations += 1
+                switch row["kind"] as String {
+                case "member.enrolled": d.enrolments += 1
+                case "value.recharged": d.recharges += 1; d.recharged += row["amount"] as Int64
+                case "purchase":
+                    d.sales += 1; d.sold += row["amount"] as Int64; d.spentFromBalance += row["spent"] as Int64
+                    d.pointsEarned += row["earned"] as Int64; d.pointsRedeemed += row["redeemed"] as Int64
+                case "refund": d.refunds += 1
+                default: break
+                }
+                days[key] = d
+            }
+            return HubAPI.StoreActivity(days: days.values.sorted { ($0.day, $0.store) < ($1.day, $1.store) })
+        }
+    }
+
+    /// Members holding stored value that no movement has touched for `untouchedDays` days.
+    public func breakageCandidates(untouchedDays: Int64) throws -> [HubAPI.Dormant] {
+        try refresh()
+        let now = physicalMs()
+        return try pool.read { db in
+            var last: [MemberID: Int64] = [:]
+            for row in try Row.fetchAll(db.cachedStatement(sql: "SELECT member_id, MAX(at_ms) AS at FROM entries WHERE value <> 0 OR bonus <> 0 GROUP BY member_id")) {
+                let root = try Replica.root(of: MemberID(row["member_id"]), db)
+                last[root] = max(last[root] ?? 0, row["at"] as Int64)
+            }
+            return try Replica.allViews(asOfMs: now, db).filter { $0.mergedInto == nil && $0.balance > 0 }.compactMap { view in
+                guard let at = last[view.id], (now - at) / 86_400_000 >= untouchedDays else { return nil }
+                return HubAPI.Dormant(member: view.id, balance: view.balance, lastMovement: Date(timeIntervalSince1970: Double(at) / 1000).ISO8601Format())
+            }.sorted { ($0.lastMovement, $0.member.rawValue) < ($1.lastMovement, $1.member.rawValue) }
         }
     }
 

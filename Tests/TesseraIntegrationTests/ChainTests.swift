@@ -98,7 +98,9 @@ struct ChainTests {
         let m = try await HTTP.post(chain.node("a1") + "/v1/members", #"{"name":"Di","phone":"+15550400"}"#)
         let id = try #require(m.json["id"] as? String)
         _ = try await HTTP.post(chain.node("a1") + "/v1/members/\(id)/recharge", #"{"amount":1000}"#)
-        // b2 has not pulled the recharge yet perhaps, but the hub decides: 800 of 1000 is fine.
+        // Once the recharge is at the hub (b2 may not have pulled it yet: the hub decides, 800 of
+        // 1000 is fine). Waiting for a1's push matters: before it, the hub rightly refuses.
+        try await chain.waitSynced(["a1"])
         try await eventually("b2 knows the member") { try await HTTP.get(chain.node("b2") + "/v1/members/\(id)").status == 200 }
         let first = try await HTTP.post(chain.node("b2") + "/v1/members/\(id)/purchase", #"{"amount":800,"pay_from_balance":true}"#)
         #expect(first.status == 201)

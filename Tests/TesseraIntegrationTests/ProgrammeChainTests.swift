@@ -138,6 +138,12 @@ struct ReportsHTTPTests {
         let statement = try await HTTP.get(hub + "/v1/members/\(id)/statement?format=csv", token: chain.admin)
         #expect(statement.text.split(separator: "\r\n").last?.split(separator: ",", omittingEmptySubsequences: false)[8] == "3800")
 
+        let days = try await HTTP.get(hub + "/v1/reports/stores", token: chain.admin).json["days"] as? [[String: Any]]
+        #expect(days?.map { $0["store"] as? String ?? "" } == ["r1", "r2"] && days?.last?["spent_from_balance"] as? Int == 1200)
+        #expect(try await HTTP.get(hub + "/v1/reports/stores?from=yesterday", token: chain.admin).errorCode == "invalid_request")
+        #expect(try await HTTP.get(hub + "/v1/reports/stores?format=csv&store=r1", token: chain.admin).text.split(separator: "\r\n").count == 2)
+        let breakage = try await HTTP.get(hub + "/v1/reports/breakage?untouched_days=1", token: chain.admin)
+        #expect(breakage.status == 200 && (breakage.json["members"] as? [Any])?.isEmpty == true)
         let top = try await HTTP.get(hub + "/v1/reports/segments/top", token: chain.admin)
         #expect((top.json["members"] as? [[String: Any]])?.first?["member"] as? String == id && top.json["segment_spend"] as? Int == 1200)
         #expect(try await HTTP.get(hub + "/v1/reports/segments/top?format=csv", token: chain.admin).text.hasPrefix("member,name,phone,label,figure\r\n\(id),Rae,"))

@@ -119,6 +119,78 @@ final class SettlementStoreTests {
         #expect(try one.member(members[0].id).coupons.contains { $0.template == "recharge-gift" })
     }
 
+    @Test("numbers agree: after offline periods, refunds and a merge, the liabilities, members' views and a pure fold of the raw log give the same totals; every period's settlement nets to zero",
+          arguments: Backend.all)
+    func numbersAgree(_ backend: Backend) throws {
+        try use(backend)
+        var members: [MemberView] = []
+        for i in 0..<4 {
+            let m = try enrol(i % 2 == 0 ? one : two, "N\(i)", "+1555110\(i)")
+            _ = try (i % 2 == 0 ? one : two).recharge(m.id, NodeAPI.Recharge(amount: 20_000 + Int64(i) * 1_000), key: nil)
+            members.append(m)
+        }
+        try sync(one, hub); try sync(two, hub); try sync(one, hub)
+        _ = try hub.closeSettlementPeriod(actor: "test")
+        // Offline at both stores: sales from balance, one beyond it, a refund; a duplicate enrolment.
+        for (i, m) in members.enumerated() {
+            let node: NodeStore = i % 2 == 0 ? two : one
+            let sale = try spend(try node.beginPurchase(m.id, NodeAPI.PurchaseRequest(amount: 7_000 + Int64(i) * 100, payFromBalance: true), key: nil),
+                                 node: node, hub: nil)
+            #expect(sale.status == 201)
+            if i == 1 {
+                let txn = try sale.decode(NodeAPI.TransactionResult.self).transaction.id
+                #expect(try spend(try node.beginRefund(txn, key: nil), node: node, hub: nil).status == 201)
+            }
+        }
+        // One person enrolled at both stores while they were apart: the hub merges the two.
+        let first = try enrol(one, "Dup", "+15551199")
+        _ = try one.recharge(first.id, NodeAPI.Recharge(amount: 3_000), key: nil)
+        clock.advance(1_000)
+        let twin = try enrol(two, "Dup again", "+15551199")
+        _ = try two.recharge(twin.id, NodeAPI.Recharge(amount: 2_000), key: nil)
+        _ = try spend(try two.beginPurchase(twin.id, NodeAPI.PurchaseRequest(amount: 2_500, payFromBalance: true), key: nil), node: two, hub: nil)
+        try sync(two, hub); try sync(one, hub); try sync(two, hub)
+        _ = try hub.closeSettlementPeriod(actor: "test")
+
+        let views = try hub.allMembers().filter { $0.mergedInto == nil }
+        let owes = try hub.liabilities()
+        let fold = ChainState(folding: try hub.log().map(\.op))
+        let folded = fold.entries.values.flatMap { $0 }.reduce(Int64(0)) { $0 + $1.entry.value + $1.entry.bonus }
+        #expect(views.count == 5, "the twin merged")
+        #expect(owes.principal + owes.bonus - owes.owedPrincipal - owes.owedBonus == views.reduce(0) { $0 + $1.balance })
+        #expect(views.reduce(0) { $0 + $1.balance } == folded, "the hub's views and a pure fold of its raw log agree")
+        #expect(owes.stores.reduce(0) { $0 + $1.principal + $1.bonus } == owes.principal + owes.bonus)
+        for period in 1...3 {
+            let report = try hub.settlement(period: period)
+            #expect(report.stores.reduce(0) { $0 + $1.netPrincipal + $1.netBonus } == 0, "period \(period) nets to zero")
+        }
+        #expect(try hub.settlement(period: 2).pairs.contains { $0.issuer != $0.spender })
+    }
+
+    @Test("store operations per day, and balances left untouched (breakage candidates)", arguments: Backend.all)
+    func storeDaysAndBreakage(_ backend: Backend) throws {
+        try use(backend)
+        let a = try enrol(one, "Al", "+15551200")
+        _ = try one.recharge(a.id, NodeAPI.Recharge(amount: 20_000), key: nil)
+        _ = try spend(try one.beginPurchase(a.id, NodeAPI.PurchaseRequest(amount: 4_000, payFromBalance: true), key: nil), node: one, hub: hub)
+        clock.advance(86_400_000)
+        let b = try enrol(two, "Bea", "+15551201")
+        _ = try two.recharge(b.id, NodeAPI.Recharge(amount: 1_000), key: nil)
+        try sync(one, hub); try sync(two, hub)
+        let days = try hub.storeActivity(from: nil, through: nil, store: nil).days
+        #expect(days.map { "\($0.store) \($0.day)" } == ["s1 2026-03-04", "s2 2026-03-05"])
+        let first = try #require(days.first)
+        #expect(first.enrolments == 1 && first.recharges == 1 && first.recharged == 20_000 && first.sales == 1 && first.sold == 4_000)
+        #expect(first.spentFromBalance == 4_000 && first.pointsEarned > 0 && first.operations == 3)
+        #expect(try hub.storeActivity(from: LocalDay(iso: "2026-03-05"), through: nil, store: nil).days.map(\.store) == ["s2"])
+        #expect(try hub.storeActivity(from: nil, through: nil, store: "s1").days.count == 1)
+
+        #expect(try hub.breakageCandidates(untouchedDays: 30).isEmpty)
+        clock.advance(40 * 86_400_000)
+        let dormant = try hub.breakageCandidates(untouchedDays: 30)
+        #expect(dormant.map(\.member) == [a.id, b.id] && dormant.map(\.balance) == [18_000, 1_000])
+    }
+
     @Test("offline sales at two stores beyond a balance: what no load covers is owed, and settled by the next recharge",
           arguments: Backend.all)
     func overdraftIsOwedThenSettled(_ backend: Backend) throws {
