@@ -103,31 +103,21 @@ struct ReportsHTTPTests {
     @Test("settlement and liabilities: JSON and CSV give the same numbers; a reporter reads, only an admin closes a period",
           arguments: Backend.all)
     func reports(_ backend: Backend) async throws {
-        let chain = try await Chain(stores: ["r1", "r2"], backend: backend)
+        // Value loaded at d1 and 1,200 of it spent at d2 (the dashboard's tests use the same chain).
+        let (chain, id) = try await DashboardTests.chainWithActivity(backend)
         defer { chain.stopAll() }
-        try await chain.waitBootstrapped("r1")
-        try await chain.waitBootstrapped("r2")
-        let m = try await HTTP.post(chain.node("r1") + "/v1/members", #"{"name":"Rae","phone":"+15558800"}"#)
-        let id = try #require(m.json["id"] as? String)
-        #expect(try await HTTP.post(chain.node("r1") + "/v1/members/\(id)/recharge", #"{"amount":5000}"#).status == 201)
-        try await chain.waitSynced(["r1"])
-        try await eventually("r2 knows Rae's balance") {
-            try await HTTP.get(chain.node("r2") + "/v1/members/\(id)").json["balance"] as? Int == 5000
-        }
-        #expect(try await HTTP.post(chain.node("r2") + "/v1/members/\(id)/purchase", #"{"amount":1200,"pay_from_balance":true}"#).status == 201)
-        try await chain.waitSynced(["r2"])
 
         let hub = chain.hubURL
         let settlement = try await HTTP.get(hub + "/v1/reports/settlement", token: chain.admin)
         #expect(settlement.status == 200)
         let pairs = try #require(settlement.json["pairs"] as? [[String: Any]])
-        #expect(pairs.count == 1 && pairs.first?["issuer"] as? String == "r1" && pairs.first?["spender"] as? String == "r2")
+        #expect(pairs.count == 1 && pairs.first?["issuer"] as? String == "d1" && pairs.first?["spender"] as? String == "d2")
         #expect(pairs.first.map { ($0["principal"] as? Int ?? 0) + ($0["bonus"] as? Int ?? 0) } == 1200)
         let csv = try await HTTP.get(hub + "/v1/reports/settlement?format=csv", token: chain.admin)
         #expect(csv.headers.first { $0.key.lowercased() == "content-type" }?.value.hasPrefix("text/csv") == true)
         let lines = csv.text.split(separator: "\r\n").map(String.init)
         #expect(lines == ["period,issuer,spender,principal,bonus,flows",
-                          "1,r1,r2,\(pairs.first?["principal"] as? Int ?? -1),\(pairs.first?["bonus"] as? Int ?? -1),1"])
+                          "1,d1,d2,\(pairs.first?["principal"] as? Int ?? -1),\(pairs.first?["bonus"] as? Int ?? -1),1"])
 
         let liabilities = try await HTTP.get(hub + "/v1/reports/liabilities", token: chain.admin)
         #expect(liabilities.json["principal"] as? Int == 3800)
@@ -139,14 +129,14 @@ struct ReportsHTTPTests {
         #expect(statement.text.split(separator: "\r\n").last?.split(separator: ",", omittingEmptySubsequences: false)[8] == "3800")
 
         let days = try await HTTP.get(hub + "/v1/reports/stores", token: chain.admin).json["days"] as? [[String: Any]]
-        #expect(days?.map { $0["store"] as? String ?? "" } == ["r1", "r2"] && days?.last?["spent_from_balance"] as? Int == 1200)
+        #expect(days?.map { $0["store"] as? String ?? "" } == ["d1", "d2"] && days?.last?["spent_from_balance"] as? Int == 1200)
         #expect(try await HTTP.get(hub + "/v1/reports/stores?from=yesterday", token: chain.admin).errorCode == "invalid_request")
-        #expect(try await HTTP.get(hub + "/v1/reports/stores?format=csv&store=r1", token: chain.admin).text.split(separator: "\r\n").count == 2)
+        #expect(try await HTTP.get(hub + "/v1/reports/stores?format=csv&store=d1", token: chain.admin).text.split(separator: "\r\n").count == 2)
         let breakage = try await HTTP.get(hub + "/v1/reports/breakage?untouched_days=1", token: chain.admin)
         #expect(breakage.status == 200 && (breakage.json["members"] as? [Any])?.isEmpty == true)
         let top = try await HTTP.get(hub + "/v1/reports/segments/top", token: chain.admin)
         #expect((top.json["members"] as? [[String: Any]])?.first?["member"] as? String == id && top.json["segment_spend"] as? Int == 1200)
-        #expect(try await HTTP.get(hub + "/v1/reports/segments/top?format=csv", token: chain.admin).text.hasPrefix("member,name,phone,label,figure\r\n\(id),Rae,"))
+        #expect(try await HTTP.get(hub + "/v1/reports/segments/top?format=csv", token: chain.admin).text.hasPrefix("member,name,phone,label,figure\r\n\(id),Dee,"))
         #expect(try await HTTP.get(hub + "/v1/reports/segments/dormant?bands=0", token: chain.admin).errorCode == "invalid_request")
         #expect(try await HTTP.get(hub + "/v1/reports/segments/nope", token: chain.admin).status == 404)
         let noTemplate = try await HTTP.call("POST", hub + "/v1/reports/segments/top/coupons", json: #"{"template":"none-such"}"#,
