@@ -262,7 +262,7 @@ def hub_api():
                                                                 "text/csv": {"schema": {"type": "string"}}}},
             **errors(*read, 404)},
             params=[path("id"), {"name": "format", "in": "query", "required": False, "schema": {"type": "string", "enum": ["json", "csv"]}}], secure=True)},
-        "/v1/reports/segments/{name}": {"get": op("A segment of members (dormant, activity, one_timers, birthdays, top, memberships_ending, tiers)", {
+        "/v1/reports/segments/{name}": {"get": op("A segment of members (dormant, activity, one_timers, birthdays, top, memberships_ending, points_expiring, tiers)", {
             "200": {"description": "the segment", "content": {"application/json": {"schema": {"type": "object", "required": ["segment", "as_of", "counts", "members"]}},
                                                               "text/csv": {"schema": {"type": "string"}}}},
             **errors(*read, 404)},
@@ -274,6 +274,10 @@ def hub_api():
             "201": {"description": "coupons issued", "content": {"application/json": {"schema": {"type": "object"}}}}, **errors(*read, 404)},
             body={"type": "object", "required": ["template"], "properties": {"template": {"type": "string"}}},
             params=[path("name")], secure=True)},
+        "/v1/exceptions/{id}/resolve": {"post": op("Resolve an exception: a note, and optionally points given or taken for its member", {
+            "201": {"description": "the exception, resolved", "content": {"application/json": {"schema": {"type": "object"}}}}, **errors(*read, 404)},
+            body={"type": "object", "required": ["note"], "properties": {"note": {"type": "string"}, "points": {"type": "integer"}}},
+            params=[path("id")], secure=True)},
         "/v1/reports/stores": {"get": op("Store operations per day (the till's local day)", {
             "200": {"description": "per store and day", "content": {"application/json": {"schema": {"type": "object", "required": ["days"]}},
                                                                     "text/csv": {"schema": {"type": "string"}}}},
@@ -299,7 +303,8 @@ def hub_api():
             "200": {"description": "liabilities", "content": {"application/json": {"schema": {"type": "object", "required": ["principal", "bonus", "points", "stores"]}},
                                                               "text/csv": {"schema": {"type": "string"}}}},
             **errors(*read)},
-            params=[{"name": "format", "in": "query", "required": False, "schema": {"type": "string", "enum": ["json", "csv"]}}], secure=True)},
+            params=[{"name": "as_of", "in": "query", "required": False, "schema": {"type": "string", "format": "date"}},
+                    {"name": "format", "in": "query", "required": False, "schema": {"type": "string", "enum": ["json", "csv"]}}], secure=True)},
         "/v1/audit": {"get": op("The audit log", {"200": {"description": "audit", "content": {"application/json": {"schema": {"type": "object"}}}}, **errors(*read)},
                                 params=[{"name": "limit", "in": "query", "required": False, "schema": {"type": "integer"}}], secure=True)},
     }

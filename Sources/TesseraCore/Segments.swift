@@ -3,7 +3,7 @@
 /// soon, and how members spread over tiers. Pure functions over each member's activity, so the
 /// same log gives the same segments anywhere.
 public enum Segments {
-    public static let names = ["dormant", "activity", "one_timers", "birthdays", "top", "memberships_ending", "tiers"]
+    public static let names = ["dormant", "activity", "one_timers", "birthdays", "top", "memberships_ending", "points_expiring", "tiers"]
 
     /// One member's activity, as the hub's fold has it (a merged group counts as one).
     public struct Profile: Sendable, Hashable {
@@ -20,6 +20,9 @@ public enum Segments {
         public var tier: String?
         /// The day a paid membership ends ("YYYY-MM-DD"), if the member has one.
         public var membershipUntil: String?
+        /// Points that will expire within the `days` asked for, if nothing else happens
+        /// (filled in by the hub for `points_expiring` only).
+        public var pointsExpiring: Int64 = 0
         public init(id: MemberID, name: String?, phone: String?, birthday: String?, enrolledMs: Int64, purchasesMs: [Int64], spend: Int64,
                     tier: String?, membershipUntil: String?) {
             self.id = id; self.name = name; self.phone = phone; self.birthday = birthday; self.enrolledMs = enrolledMs
@@ -107,6 +110,8 @@ public enum Segments {
                 guard let until = m.membershipUntil, until >= today.iso, until <= last, let end = LocalDay(iso: until) else { return nil }
                 return entry(m, "ends \(until)", end.number - today.number)
             }
+        case "points_expiring":
+            out = profiles.filter { $0.pointsExpiring > 0 }.map { entry($0, "within \(p.days) days", $0.pointsExpiring) }
         case "tiers":
             out = profiles.map { entry($0, $0.tier ?? "none", 0) }
         default:

@@ -99,7 +99,7 @@ public enum Validate {
             throw DomainError(.invalidRequest, "an operation kind is 1 to 64 characters a-z, 0-9, '.', '_' or '-'")
         }
         // Kinds only the hub writes (a store's push of one would close head office's periods).
-        guard op.kind != "settlement.period_closed" else {
+        guard !["settlement.period_closed", "exception.resolved"].contains(op.kind) else {
             throw DomainError(.invalidRequest, "\(op.kind) is written by the hub only")
         }
         guard op.id.seq <= UInt64(Int64.max) else {

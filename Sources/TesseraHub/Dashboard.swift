@@ -58,7 +58,7 @@ enum Dashboard {
         router.get("/dashboard") { request, _ in
             try await signed(request, storage) { office in
                 let members = try storage.allMembers().filter { $0.mergedInto == nil }
-                let owes = try storage.liabilities()
+                let owes = try storage.liabilities(asOf: nil)
                 let stores = try storage.stores()
                 let settlement = try storage.settlement(period: nil)
                 let activity = try storage.segment("activity", Segments.Parameters())
@@ -89,7 +89,7 @@ enum Dashboard {
         }
         pages.get("/liabilities") { request, _ in
             try await signed(request, storage) { office in
-                let owes = try storage.liabilities()
+                let owes = try storage.liabilities(asOf: nil)
                 var html = "<section class=cards>" + card("Principal", money(owes.principal), id: "principal") + card("Bonus", money(owes.bonus), id: "bonus")
                 html += card("Spent beyond balances", money(owes.owedPrincipal + owes.owedBonus), id: "owed")
                 html += card("Points (cash value)", "\(owes.points) (\(money(owes.pointsCashValue)))", id: "points") + "</section>"
@@ -132,9 +132,11 @@ enum Dashboard {
             try await signed(request, storage) { office in
                 let list = try storage.exceptions(limit: 500)
                 var html = bars(Dictionary(grouping: list, by: \.kind).map { ($0.key, Int64($0.value.count)) }.sorted { $0.0 < $1.0 })
-                html += "<table><tr><th>When</th><th>Kind</th><th>Member</th><th>Operation</th><th>Detail</th></tr>"
+                html += "<p>\(list.filter { $0.resolution == nil }.count) open; resolve one with POST /v1/exceptions/{id}/resolve (an admin token).</p>"
+                html += "<table><tr><th>Id</th><th>When</th><th>Kind</th><th>Member</th><th>Operation</th><th>Detail</th><th>Resolution</th></tr>"
                 for x in list {
-                    html += "<tr><td>\(e(x.at))</td><td>\(e(x.kind))</td><td>\(e(x.member?.rawValue ?? ""))</td><td>\(e(x.op ?? ""))</td><td>\(e(x.detail))</td></tr>"
+                    html += "<tr><td class=n>\(x.id)</td><td>\(e(x.at))</td><td>\(e(x.kind))</td><td>\(e(x.member?.rawValue ?? ""))</td><td>\(e(x.op ?? ""))</td>"
+                    html += "<td>\(e(x.detail))</td><td>\(x.resolution.map { e($0.note + " (" + $0.by + ")") } ?? "open")</td></tr>"
                 }
                 return page("Exceptions", office, html + "</table>")
             }

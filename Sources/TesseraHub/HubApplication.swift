@@ -188,9 +188,14 @@ public enum HubApplication {
         }
         office.get("/reports/liabilities") { request, _ in
             let csv = try CSVBody.wanted(request)
-            let report = try await offload {
+            var asOf: LocalDay?
+            if let text = request.query("as_of") {
+                guard let day = LocalDay(iso: text) else { throw DomainError(.invalidRequest, "as_of is a date, YYYY-MM-DD") }
+                asOf = day
+            }
+            let report = try await offload { [asOf] in
                 try authenticateAdmin(request, storage, .reporter)
-                return try storage.liabilities()
+                return try storage.liabilities(asOf: asOf)
             }
             guard csv else { return try JSONBody.response(report) }
             return CSVBody.response(header: ["store", "principal", "bonus", "owed_principal", "owed_bonus"], rows: report.stores.map {
@@ -198,6 +203,13 @@ public enum HubApplication {
             } + [["chain", "\(report.principal)", "\(report.bonus)", "\(report.owedPrincipal)", "\(report.owedBonus)"]])
         }
 
+        office.post("/exceptions/{id}/resolve") { request, context in
+            guard let id = Int64(try context.parameters.require("id")) else { throw DomainError(.notFound, "no such exception") }
+            let office = try await offload { try authenticateAdmin(request, storage, .admin) }
+            let (ask, _) = try await JSONBody.decode(HubAPI.ResolveException.self, from: request)
+            let record = try await offload { try storage.resolveException(id, ask, actor: office.actor) }
+            return try JSONBody.response(record, status: .created)
+        }
         office.get("/reports/stores") { request, _ in
             let csv = try CSVBody.wanted(request)
             func day(_ name: String) throws -> LocalDay? {

@@ -189,9 +189,32 @@ public enum HubAPI {
         public var op: String?
         public var detail: String
         public var at: String
+        /// How head office settled it (absent while it is open).
+        public var resolution: ExceptionResolution?
         public init(id: Int64, kind: String, member: MemberID?, op: String?, detail: String, at: String) {
             self.id = id; self.kind = kind; self.member = member; self.op = op; self.detail = detail; self.at = at
         }
+    }
+
+    /// Head office's resolution of an exception: a note, who, when, the operation of the hub's
+    /// that records it, and the points adjustment it made, if any (itself an operation).
+    public struct ExceptionResolution: Codable, Sendable, Hashable {
+        public var note: String
+        public var by: String
+        public var op: String
+        public var at: String
+        public var adjustment: String?
+        public init(note: String, by: String, op: String, at: String, adjustment: String?) {
+            self.note = note; self.by = by; self.op = op; self.at = at; self.adjustment = adjustment
+        }
+    }
+
+    /// `POST /v1/exceptions/{id}/resolve`: a note, and optionally points given or taken for the
+    /// member concerned (with the note as the reason).
+    public struct ResolveException: Codable, Sendable {
+        public var note: String
+        public var points: Int64?
+        public init(note: String, points: Int64?) { self.note = note; self.points = points }
     }
 
     public struct RulesVersion: Codable, Sendable, Hashable {

@@ -51,8 +51,10 @@ extension HubAPI {
         public var pointsCashValue: Int64
         public var rulesVersion: Int
         public var stores: [StoreLiability]
+        /// The local day the figures stand at the end of; absent: now.
+        public var asOf: String?
         enum CodingKeys: String, CodingKey {
-            case principal, bonus, points, stores
+            case principal, bonus, points, stores, asOf = "as_of"
             case owedPrincipal = "owed_principal", owedBonus = "owed_bonus", pointsCashValue = "points_cash_value", rulesVersion = "rules_version"
         }
         public init(principal: Int64, bonus: Int64, owedPrincipal: Int64, owedBonus: Int64, points: Int64, pointsCashValue: Int64,

@@ -56,8 +56,9 @@ public protocol HubStorage: Sendable {
     func ready() throws
     func settlement(period: Int?) throws -> HubAPI.SettlementReport
     func closeSettlementPeriod(actor: String) throws -> HubAPI.SettlementReport
-    func liabilities() throws -> HubAPI.Liabilities
+    func liabilities(asOf: LocalDay?) throws -> HubAPI.Liabilities
     func statement(of member: MemberID) throws -> HubAPI.Statement
+    func resolveException(_ id: Int64, _ request: HubAPI.ResolveException, actor: String) throws -> HubAPI.ExceptionRecord
     func storeActivity(from: LocalDay?, through: LocalDay?, store: String?) throws -> HubAPI.StoreActivity
     func breakageCandidates(untouchedDays: Int64) throws -> [HubAPI.Dormant]
     func segment(_ name: String, _ parameters: Segments.Parameters) throws -> HubAPI.SegmentReport
@@ -394,7 +395,58 @@ public final class HubStore: HubStorage {
     }
 
     public func exceptions(limit: Int) throws -> [HubAPI.ExceptionRecord] {
-        try ledger.exceptions(limit: limit)
+        let list = try ledger.exceptions(limit: limit)
+        try refresh()
+        let resolutions = try pool.read { db in try self.resolutions(db) }
+        return list.map { var x = $0; x.resolution = resolutions[x.id]; return x }
+    }
+
+    static let exceptionResolvedKind = "exception.resolved"
+
+    /// Resolutions recorded in the log, by exception id (the hub's own operations only).
+    private func resolutions(_ db: Database) throws -> [Int64: HubAPI.ExceptionResolution] {
+        var out: [Int64: HubAPI.ExceptionResolution] = [:]
+        for row in try Row.fetchAll(db.cachedStatement(sql: "SELECT id, hlc, body FROM ops WHERE kind = ? AND origin = 'hub' ORDER BY version"),
+                                    arguments: [Self.exceptionResolvedKind]) {
+            guard case .object(let body)? = try? JSONText.decode(JSONValue.self, row["body"]), case .int(let exception)? = body["exception"],
+                  case .string(let note)? = body["note"], case .string(let by)? = body["by"] else { continue }
+            var adjustment: String?
+            if case .string(let op)? = body["adjustment"] { adjustment = op }
+            let at = Date(timeIntervalSince1970: Double(HLCTimestamp(packed: row["hlc"])?.wallMs ?? 0) / 1000).ISO8601Format()
+            out[exception] = HubAPI.ExceptionResolution(note: note, by: by, op: row["id"], at: at, adjustment: adjustment)
+        }
+        return out
+    }
+
+    /// Head office resolves an exception: a note, and optionally points given or taken for its
+    /// member, each an operation of the hub's (so every store and the statement show it).
+    public func resolveException(_ id: Int64, _ request: HubAPI.ResolveException, actor: String) throws -> HubAPI.ExceptionRecord {
+        let note = request.note.trimmingWhitespace()
+        guard !note.isEmpty, note.count <= 400 else {
+            throw DomainError(.invalidRequest, "a resolution needs a note of 1 to 400 characters")
+        }
+        guard var record = try ledger.exceptions(limit: 1_000_000).first(where: { $0.id == id }) else {
+            throw DomainError(.notFound, "no exception \(id)")
+        }
+        if request.points != nil && record.member == nil { throw DomainError(.invalidRequest, "exception \(id) names no member to adjust") }
+        // One write: the adjustment and the resolution land together, or neither does.
+        try write { db, w in
+            guard try self.resolutions(db)[id] == nil else { throw DomainError(.invalidRequest, "exception \(id) is already resolved") }
+            var adjustment: String?
+            if let points = request.points, points != 0, let member = record.member {
+                let award = NodeAPI.PointsAward(activity: nil, points: points, reason: "exception \(id): \(note)")
+                adjustment = try self.awardPoints(member, award, actor: actor, db, w).op.id.description
+            }
+            let seq = (try Int64.fetchOne(db.cachedStatement(sql: "SELECT COALESCE(MAX(seq), 0) FROM ops WHERE origin = 'hub'")) ?? 0) + 1
+            let hlc = self.clock.withLock { $0.tick(physicalMs: self.physicalMs()) }
+            var body: [String: JSONValue] = ["exception": .int(id), "note": .string(note), "by": .string(actor)]
+            if let adjustment { body["adjustment"] = .string(adjustment) }
+            let op = Operation(id: OperationID(origin: .hub, seq: UInt64(seq)), hlc: hlc, kind: Self.exceptionResolvedKind, kindVersion: 1, body: .object(body))
+            _ = try self.append(op, .unknown, db, w)
+            try w.audit(actor: actor, action: "exception.resolved", detail: "exception \(id) as \(op.id)", at: isoNow())
+        }
+        record.resolution = try pool.read { db in try self.resolutions(db)[id] }
+        return record
     }
 
     // MARK: - Settlement and liabilities
@@ -403,13 +455,13 @@ public final class HubStore: HubStorage {
     /// operation named (the allocation follows the log's merges itself), and the merges.
     /// Members with no enrolment the hub knows hold nothing anyone can spend: left out, as
     /// members' views leave them out.
-    private func movements(_ db: Database) throws -> (movements: [Settlement.Movement], merges: [Settlement.Merge]) {
+    private func movements(_ db: Database, untilMs: Int64 = .max) throws -> (movements: [Settlement.Movement], merges: [Settlement.Merge]) {
         var enrolled: [String: Bool] = [:]
         let movements = try Row.fetchAll(db.cachedStatement(sql: """
             SELECT o.version, e.op_id, o.origin, e.member_id, e.value, e.bonus, o.kind, o.body
             FROM entries e JOIN ops o ON o.id = e.op_id
-            WHERE e.value <> 0 OR e.bonus <> 0 ORDER BY o.version, e.part
-            """)).compactMap { row -> Settlement.Movement? in
+            WHERE (e.value <> 0 OR e.bonus <> 0) AND e.at_ms <= ? ORDER BY o.version, e.part
+            """), arguments: [untilMs]).compactMap { row -> Settlement.Movement? in
             let member: String = row["member_id"]
             let known = try enrolled[member] ?? Replica.isEnrolled(try Replica.root(of: MemberID(member), db), db)
             enrolled[member] = known
@@ -424,8 +476,9 @@ public final class HubStore: HubStorage {
             return Settlement.Movement(version: row["version"], op: row["op_id"], store: row["origin"], member: MemberID(member),
                                        principal: row["value"], bonus: row["bonus"], of: of)
         }
-        let merges = try Row.fetchAll(db.cachedStatement(sql: "SELECT version, id, body FROM ops WHERE kind = 'member.merged' ORDER BY version"))
+        let merges = try Row.fetchAll(db.cachedStatement(sql: "SELECT version, id, hlc, body FROM ops WHERE kind = 'member.merged' ORDER BY version"))
             .compactMap { row -> Settlement.Merge? in
+                guard (HLCTimestamp(packed: row["hlc"])?.wallMs ?? 0) <= untilMs else { return nil }
                 guard case .object(let body)? = try? JSONText.decode(JSONValue.self, row["body"]),
                       case .string(let from)? = body["from"], case .string(let into)? = body["into"] else { return nil }
                 return Settlement.Merge(version: row["version"], op: row["id"], from: MemberID(from), into: MemberID(into))
@@ -433,8 +486,8 @@ public final class HubStore: HubStorage {
         return (movements, merges)
     }
 
-    private func allocation(_ db: Database) throws -> Settlement.Allocation {
-        let (movements, merges) = try self.movements(db)
+    private func allocation(_ db: Database, untilMs: Int64 = .max) throws -> Settlement.Allocation {
+        let (movements, merges) = try self.movements(db, untilMs: untilMs)
         return Settlement.allocate(movements, merges: merges)
     }
 
@@ -492,14 +545,24 @@ public final class HubStore: HubStorage {
         return try settlement(period: number)
     }
 
-    /// What the chain owes its members now (stored value by issuing store, points).
-    public func liabilities() throws -> HubAPI.Liabilities {
+    /// What the chain owes its members (stored value by issuing store, points): now, or at the
+    /// end of the local day `asOf` (the movements stamped by then, as the log holds them now).
+    public func liabilities(asOf: LocalDay?) throws -> HubAPI.Liabilities {
         try refresh()
         let now = physicalMs()
         return try pool.read { db in
+            let programme = try Replica.programme(db)
+            var untilMs = Int64.max
+            if let asOf {
+                // The last millisecond of that local day.
+                let next = asOf.adding(days: 1)
+                var probe = next.number * 86_400_000
+                while programme.calendar.day(ms: probe).number < next.number { probe += 900_000 }
+                while programme.calendar.day(ms: probe - 1).number >= next.number { probe -= 900_000 }
+                untilMs = probe - 1
+            }
             // Members' views and the allocation from one read: the same state.
-            let views = try Replica.allViews(asOfMs: now, db)
-            let allocation = try self.allocation(db)
+            let allocation = try self.allocation(db, untilMs: untilMs)
             var stores: [String: HubAPI.StoreLiability] = [:]
             for lot in allocation.lots {
                 var s = stores[lot.store] ?? HubAPI.StoreLiability(store: lot.store, principal: 0, bonus: 0, owedPrincipal: 0, owedBonus: 0)
@@ -512,13 +575,26 @@ public final class HubStore: HubStorage {
                 stores[debt.store] = s
             }
             let list = stores.values.sorted { $0.store < $1.store }
-            let programme = try Replica.programme(db)
-            let points = views.filter { $0.mergedInto == nil }.reduce(Int64(0)) { $0 + max(0, $1.points) }
-            return HubAPI.Liabilities(
+            let points: Int64
+            if asOf == nil {
+                points = try Replica.allViews(asOfMs: now, db).filter { $0.mergedInto == nil }.reduce(Int64(0)) { $0 + max(0, $1.points) }
+            } else {
+                var byRoot: [MemberID: Int64] = [:]
+                for row in try Row.fetchAll(db.cachedStatement(sql: "SELECT member_id, SUM(points) AS points FROM entries WHERE at_ms <= ? GROUP BY member_id"),
+                                            arguments: [untilMs]) {
+                    let root = try Replica.root(of: MemberID(row["member_id"]), db)
+                    guard try Replica.isEnrolled(root, db) else { continue }
+                    byRoot[root, default: 0] += row["points"] as Int64
+                }
+                points = byRoot.values.reduce(0) { $0 + max(0, $1) }
+            }
+            var report = HubAPI.Liabilities(
                 principal: list.reduce(0) { $0 + $1.principal }, bonus: list.reduce(0) { $0 + $1.bonus },
                 owedPrincipal: list.reduce(0) { $0 + $1.owedPrincipal }, owedBonus: list.reduce(0) { $0 + $1.owedBonus },
                 points: points, pointsCashValue: mulDiv(points, programme.redemption.minor, max(1, programme.redemption.points)),
                 rulesVersion: programme.version, stores: list)
+            report.asOf = asOf?.iso
+            return report
         }
     }
 
@@ -646,8 +722,18 @@ public final class HubStore: HubStorage {
         let now = physicalMs()
         let views = try Replica.allViews(asOfMs: now, db)
         do {
-            let today = try Replica.programme(db).calendar.day(ms: now)
-            let profiles = try self.profiles(db, views: views)
+            let programme = try Replica.programme(db)
+            let today = programme.calendar.day(ms: now)
+            var profiles = try self.profiles(db, views: views)
+            if name == "points_expiring" {
+                // What the rules will have expired by then, less what is due already.
+                let later = now + parameters.days * 86_400_000
+                for i in profiles.indices {
+                    let due = try Replica.standing(of: profiles[i].id, programme: programme, asOfMs: now, db).expiryDue
+                    let dueLater = try Replica.standing(of: profiles[i].id, programme: programme, asOfMs: later, db).expiryDue
+                    profiles[i].pointsExpiring = max(0, dueLater - max(0, due))
+                }
+            }
             let members = try Segments.members(name, profiles, nowMs: now, today: today, parameters)
             let top = name == "top"
             return HubAPI.SegmentReport(segment: name, asOf: today.iso, counts: Segments.counts(members), members: members,
@@ -721,7 +807,13 @@ public final class HubStore: HubStorage {
     }
 
     public func awardPoints(_ member: MemberID, _ award: NodeAPI.PointsAward, actor: String) throws -> MemberView {
-        try write { db, w in
+        try write { db, w in try self.awardPoints(member, award, actor: actor, db, w).view }
+    }
+
+    /// The adjustment itself, inside a write of the caller's.
+    private func awardPoints(_ member: MemberID, _ award: NodeAPI.PointsAward, actor: String, _ db: Database,
+                             _ w: any LedgerWrites) throws -> (op: Operation, view: MemberView) {
+        do {
             let root = try Replica.root(of: member, db)
             guard try Replica.isEnrolled(root, db) else { throw DomainError(.notFound, "no member \(member)") }
             let programme = try Replica.programme(db)
@@ -753,7 +845,7 @@ public final class HubStore: HubStorage {
             _ = try self.append(op, body, db, w)
             try w.audit(actor: actor, action: "points.adjusted", detail: "\(root) \(adjustment.points) points (\(adjustment.reason)) as \(op.id)", at: isoNow())
             guard let view = try Replica.view(of: member, asOfMs: now, db) else { preconditionFailure("an enrolled member has a view") }
-            return view
+            return (op, view)
         }
     }
 

@@ -124,6 +124,11 @@ struct ReportsHTTPTests {
         let liabilityLines = try await HTTP.get(hub + "/v1/reports/liabilities?format=csv", token: chain.admin).text.split(separator: "\r\n")
         #expect(liabilityLines.last == "chain,3800,0,0,0")
         #expect(try await HTTP.get(hub + "/v1/reports/liabilities?format=xml", token: chain.admin).errorCode == "invalid_request")
+        #expect(try await HTTP.get(hub + "/v1/reports/liabilities?as_of=2000-01-01", token: chain.admin).json["principal"] as? Int == 0)
+        #expect(try await HTTP.get(hub + "/v1/reports/liabilities?as_of=soon", token: chain.admin).errorCode == "invalid_request")
+        let unknown = try await HTTP.call("POST", hub + "/v1/exceptions/999999/resolve", json: #"{"note":"n/a"}"#,
+                                          headers: ["Authorization": "Bearer \(chain.admin)"])
+        #expect(unknown.status == 404)
 
         let statement = try await HTTP.get(hub + "/v1/members/\(id)/statement?format=csv", token: chain.admin)
         #expect(statement.text.split(separator: "\r\n").last?.split(separator: ",", omittingEmptySubsequences: false)[8] == "3800")

@@ -54,7 +54,7 @@ final class SettlementStoreTests {
         #expect(open.stores.reduce(0) { $0 + $1.netPrincipal + $1.netBonus } == 0, "what one store receives another pays")
 
         // Liabilities: what members hold, by the store that took the money.
-        var owes = try hub.liabilities()
+        var owes = try hub.liabilities(asOf: nil)
         #expect(owes.principal + owes.bonus - owes.owedPrincipal - owes.owedBonus == (try held()))
         #expect(owes.principal + owes.bonus == 22_000 - spent)
         #expect(owes.stores.map(\.store) == ["s1"])
@@ -75,9 +75,14 @@ final class SettlementStoreTests {
         #expect(next.pairs.map { "\($0.issuer)->\($0.spender) \($0.principal + $0.bonus)" } == ["s1->s2 3000"])
         #expect(throws: DomainError.self) { try hub.settlement(period: 3) }
 
-        owes = try hub.liabilities()
+        owes = try hub.liabilities(asOf: nil)
         #expect(owes.principal + owes.bonus - owes.owedPrincipal - owes.owedBonus == (try held()))
-        #expect(owes.points > 0 && owes.rulesVersion == 1)
+        #expect(owes.points > 0 && owes.rulesVersion == 1 && owes.asOf == nil)
+        // As of a past day: what members held at its end (here, before anything: nothing).
+        let before = try hub.liabilities(asOf: LocalDay(iso: "2026-03-03"))
+        #expect(before.principal == 0 && before.bonus == 0 && before.points == 0 && before.asOf == "2026-03-03")
+        let today = try hub.liabilities(asOf: LocalDay(iso: "2026-03-04"))
+        #expect(today.principal == owes.principal && today.bonus == owes.bonus && today.stores == owes.stores && today.points == owes.points)
         #expect(try hub.auditLog(limit: 10).contains { $0.action == "settlement.closed" })
         // Ada's statement explains her balance line by line, with stores and rules versions.
         let statement = try hub.statement(of: ada.id)
@@ -109,6 +114,14 @@ final class SettlementStoreTests {
         let asleep = try hub.segment("dormant", Segments.Parameters())
         #expect(asleep.counts == ["30-60": 5])
         #expect(throws: DomainError.self) { try hub.segment("nonsense", Segments.Parameters()) }
+        // Points earned in 2026 expire at the end of 2027 under this programme.
+        var soon = Segments.Parameters()
+        soon.days = 30
+        #expect(try hub.segment("points_expiring", soon).members.isEmpty)
+        soon.days = 700
+        let expiring = try hub.segment("points_expiring", soon)
+        #expect(expiring.members.count == 5 && expiring.members.allSatisfy { $0.figure > 0 })
+        #expect(expiring.members.first { $0.member == members[4].id }?.figure == (try hub.member(members[4].id))?.points)
 
         let issued = try hub.issueSegmentCoupons("dormant", Segments.Parameters(), template: "recharge-gift", actor: "test")
         #expect(issued.issued == 5 && issued.alreadyHeld == 0 && issued.op != nil)
@@ -153,7 +166,7 @@ final class SettlementStoreTests {
         _ = try hub.closeSettlementPeriod(actor: "test")
 
         let views = try hub.allMembers().filter { $0.mergedInto == nil }
-        let owes = try hub.liabilities()
+        let owes = try hub.liabilities(asOf: nil)
         let fold = ChainState(folding: try hub.log().map(\.op))
         let folded = fold.entries.values.flatMap { $0 }.reduce(Int64(0)) { $0 + $1.entry.value + $1.entry.bonus }
         #expect(views.count == 5, "the twin merged")
@@ -203,16 +216,30 @@ final class SettlementStoreTests {
         _ = try spend(try two.beginPurchase(bo.id, NodeAPI.PurchaseRequest(amount: 800, payFromBalance: true), key: nil), node: two, hub: nil)
         try sync(one, hub)
         try sync(two, hub)
-        var owes = try hub.liabilities()
+        var owes = try hub.liabilities(asOf: nil)
         #expect(owes.owedPrincipal + owes.owedBonus == 600)
         #expect(owes.principal + owes.bonus - owes.owedPrincipal - owes.owedBonus == (try held()))
         #expect(try held() == -600)
         _ = try one.recharge(bo.id, NodeAPI.Recharge(amount: 1_000), key: nil)
         try sync(one, hub)
-        owes = try hub.liabilities()
+        owes = try hub.liabilities(asOf: nil)
         #expect(owes.owedPrincipal + owes.owedBonus == 0)
         #expect(owes.principal + owes.bonus == 400)
         let report = try hub.settlement(period: nil)
         #expect(report.pairs.map { "\($0.issuer)->\($0.spender) \($0.principal + $0.bonus)" } == ["s1->s2 800"])
+
+        // Head office resolves the overdraft: a note and 50 points of goodwill, in one write.
+        let overdraft = try #require(try hub.exceptions(limit: 100).first { $0.kind == "overdraft" && $0.resolution == nil })
+        let pointsBefore = try #require(try hub.member(bo.id)).points
+        let resolved = try hub.resolveException(overdraft.id, HubAPI.ResolveException(note: "spoke to Bo; goodwill", points: 50), actor: "test")
+        #expect(resolved.resolution?.note == "spoke to Bo; goodwill" && resolved.resolution?.adjustment != nil)
+        #expect(try hub.member(bo.id)?.points == pointsBefore + 50)
+        #expect(try hub.exceptions(limit: 100).first { $0.id == overdraft.id }?.resolution?.op == resolved.resolution?.op)
+        #expect(throws: DomainError.self) { try hub.resolveException(overdraft.id, HubAPI.ResolveException(note: "again", points: 50), actor: "test") }
+        #expect(try hub.member(bo.id)?.points == pointsBefore + 50, "a refused second resolution adjusts nothing")
+        #expect(throws: DomainError.self) { try hub.resolveException(999_999, HubAPI.ResolveException(note: "x", points: nil), actor: "test") }
+        #expect(throws: DomainError.self) { try hub.resolveException(overdraft.id, HubAPI.ResolveException(note: " ", points: nil), actor: "test") }
+        try sync(two, hub)
+        #expect(try two.member(bo.id).points == pointsBefore + 50, "the adjustment reaches the stores")
     }
 }
