@@ -3,6 +3,8 @@ import Foundation
 import NIOCore
 import NIOHTTP1
 import Testing
+import TesseraCore
+import TesseraProtocol
 import TesseraTestSupport
 
 /// Head office's dashboard: pages served by the hub, checked against the JSON API, and (when
@@ -90,6 +92,52 @@ struct DashboardTests {
             .first { $0.contains("admin") && !$0.contains("revoked") }?.split(separator: " ").first.map(String.init))
         _ = try chain.ws.run(["admin", "revoke", adminID] + chain.hubStorage)
         #expect(try await browser.get(hub + "/dashboard").location?.hasPrefix("/dashboard/login") == true)
+    }
+
+    @Test("numbers agree everywhere: after the hub was down and both stores sold offline, the dashboard, the CSV, the JSON API and a fold of the raw log show the same totals",
+          arguments: Backend.all)
+    func numbersAgreeEverywhere(_ backend: Backend) async throws {
+        let (chain, id) = try await Self.chainWithActivity(backend)
+        defer { chain.stopAll() }
+        let second = try #require(try await HTTP.post(chain.node("d2") + "/v1/members", #"{"name":"Eve","phone":"+15557701"}"#).json["id"] as? String)
+        #expect(try await HTTP.post(chain.node("d2") + "/v1/members/\(second)/recharge", #"{"amount":30000}"#).status == 201)
+        try await chain.waitSynced(["d2"])
+        try await eventually("d1 knows Eve") { try await HTTP.get(chain.node("d1") + "/v1/members/\(second)").json["balance"] != nil }
+        // The hub goes down; both stores keep selling from balances, one beyond the limit it knows.
+        chain.killHub()
+        #expect(try await HTTP.post(chain.node("d1") + "/v1/members/\(second)/purchase", #"{"amount":4500,"pay_from_balance":true}"#).status == 201)
+        #expect(try await HTTP.post(chain.node("d2") + "/v1/members/\(id)/purchase", #"{"amount":800,"pay_from_balance":true}"#).status == 201)
+        #expect(try await HTTP.post(chain.node("d1") + "/v1/members/\(id)/recharge", #"{"amount":1000}"#).status == 201)
+        try await chain.startHub()
+        try await chain.waitSynced(["d1", "d2"])
+
+        let hub = chain.hubURL
+        let json = try await HTTP.get(hub + "/v1/reports/liabilities", token: chain.admin).json
+        let held = (json["principal"] as? Int ?? 0) + (json["bonus"] as? Int ?? 0) - (json["owed_principal"] as? Int ?? 0) - (json["owed_bonus"] as? Int ?? 0)
+        let csv = try await HTTP.get(hub + "/v1/reports/liabilities?format=csv", token: chain.admin).text
+        let chainLine = try #require(csv.split(separator: "\r\n").last?.split(separator: ",").map { Int($0) ?? 0 })
+        #expect(chainLine[1] + chainLine[2] - chainLine[3] - chainLine[4] == held)
+        // A fold of the raw log, pulled as a node would.
+        var ops: [TesseraCore.Operation] = [], cursor: Int64 = 0
+        while true {
+            let page = try await HTTP.call("GET", hub + "/v1/sync/pull?after=\(cursor)",
+                                           headers: ["Authorization": "Bearer \(chain.tokens["d1"] ?? "")", "Tessera-Protocol": "1"])
+            let pulled = try JSONDecoder().decode(PullResponse.self, from: page.data)
+            ops += pulled.ops.map(\.op)
+            cursor = pulled.cursor
+            if !pulled.more { break }
+        }
+        let folded = ChainState(folding: ops).entries.values.flatMap { $0 }.reduce(Int64(0)) { $0 + $1.entry.value + $1.entry.bonus }
+        #expect(Int(folded) == held, "the raw log folds to what the reports say")
+        #expect(held == 5_000 - 1_200 - 800 + 1_000 + 30_000 - 4_500)
+        // The dashboard, as head office reads it.
+        let browser = Browser()
+        _ = try await browser.post(hub + "/dashboard/login", form: "token=" + chain.admin)
+        let overview = try await browser.get(hub + "/dashboard").body
+        #expect(overview.contains(#"id="held">\#(held / 100).\#(String(format: "%02d", held % 100))<"#))
+        let settlement = try await HTTP.get(hub + "/v1/reports/settlement", token: chain.admin).json
+        let nets = (settlement["stores"] as? [[String: Any]] ?? []).reduce(0) { $0 + ($1["net_principal"] as? Int ?? 0) + ($1["net_bonus"] as? Int ?? 0) }
+        #expect(nets == 0)
     }
 
     static let chromium = ["/usr/bin/chromium", "/usr/bin/chromium-browser"].first { FileManager.default.isExecutableFile(atPath: $0) }
