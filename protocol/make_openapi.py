@@ -174,6 +174,7 @@ def node_api():
     writes = (400, 404, 409, 422, 429, 503)
     paths = {
         "/healthz": {"get": op("Liveness", {"200": {"description": "up", "content": {"application/json": {"schema": {"type": "object"}}}}})},
+        "/metrics": {"get": op("Metrics in Prometheus's text format", {"200": {"description": "metrics", "content": {"text/plain": {"schema": {"type": "string"}}}}})},
         "/readyz": {"get": op("Readiness: the node has loaded the chain", {"200": {"description": "ready", "content": {"application/json": {"schema": {"type": "object"}}}},
                                                                            **errors(429, 503)})},
         "/v1/status": {"get": op("The node's sync state", {"200": answer("Status", "status"), **errors(429)})},
@@ -223,6 +224,7 @@ def hub_api():
     paths = {
         "/healthz": {"get": op("Liveness, and how the hub's database is", {"200": {"description": "up", "content": {"application/json": {"schema": {
             "type": "object", "properties": {"status": {"type": "string"}, "database": {"type": "string", "enum": ["ok", "unavailable"]}}}}}}})},
+        "/metrics": {"get": op("Metrics in Prometheus's text format", {"200": {"description": "metrics", "content": {"text/plain": {"schema": {"type": "string"}}}}})},
         "/readyz": {"get": op("Readiness: the hub's database answers", {"200": {"description": "ready", "content": {"application/json": {"schema": {"type": "object"}}}},
                                                                          **errors(429, 503)})},
         "/v1/sync/push": {"post": op("A store pushes its operations", {"200": answer("PushResponse", "results"), **errors(400, 401, 403, 429, 503)},

@@ -4,6 +4,7 @@ import HummingbirdCore
 import HummingbirdTLS
 import NIOSSL
 import Logging
+import Metrics
 import NIOCore
 import NIOPosix
 import TesseraCore
@@ -19,7 +20,9 @@ public enum HubApplication {
     public static func build(storage: any HubStorage, listen: ListenAddress, logger: Logger, jobsIntervalSeconds: Int = 600,
                              rateLimit: Double = 1000, tls: TLSConfiguration? = nil,
                              onRunning: @escaping @Sendable (any Channel) async -> Void = { _ in }) throws -> some ApplicationProtocol {
+        Observability.bootstrap()
         let router = Router()
+        router.add(middleware: MetricsMiddleware())
         router.add(middleware: JSONErrorMiddleware())
         router.add(middleware: RateLimitMiddleware(limiter: RateLimiter(ratePerSecond: rateLimit)))
         // Liveness: the process answers (a restart would not bring a database back), and says
@@ -27,6 +30,35 @@ public enum HubApplication {
         router.get("/healthz") { _, _ in
             let database = (try? await offload { try storage.ready() }) == nil ? "unavailable" : "ok"
             return try JSONBody.response(["status": "ok", "database": database])
+        }
+        // Prometheus scrapes this (keep it off the internet: deploy/nginx does).
+        router.get("/metrics") { _, _ in
+            try await offload {
+                let now = Date()
+                for s in try storage.stores() {
+                    let labels = [("store", s.id.rawValue)]
+                    Observability.gauge("tessera_store_lag_operations", Double(s.head - s.cursor), labels: labels,
+                                        help: "Operations of the log the store has not pulled yet")
+                    Observability.gauge("tessera_store_pending_operations", Double(s.pending ?? 0), labels: labels,
+                                        help: "Operations the store's node said it had not pushed, at its last pull")
+                    let last = s.lastSyncAt.flatMap { try? Date($0, strategy: .iso8601) }
+                    Observability.gauge("tessera_store_seconds_since_sync", last.map { now.timeIntervalSince($0) } ?? -1, labels: labels,
+                                        help: "Seconds since the store last synced (-1: never)")
+                    Observability.gauge("tessera_store_operations_accepted", Double(s.opsAccepted), labels: labels,
+                                        help: "Operations of the store in the log")
+                    Observability.gauge("tessera_log_head", Double(s.head), help: "The log's newest version")
+                }
+                let exceptions = try storage.exceptions(limit: 1_000_000)
+                for (kind, list) in Dictionary(grouping: exceptions, by: \.kind) {
+                    Observability.gauge("tessera_exceptions", Double(list.count), labels: [("kind", kind)], help: "Exceptions recorded, by kind")
+                    Observability.gauge("tessera_exceptions_open", Double(list.filter { $0.resolution == nil }.count), labels: [("kind", kind)],
+                                        help: "Exceptions head office has not resolved, by kind")
+                }
+                let bytes = try storage.databaseBytes()
+                Observability.gauge("tessera_hub_fold_bytes", Double(bytes.fold), help: "This hub process's SQLite file (the whole hub on SQLite)")
+                if let ledger = bytes.ledger { Observability.gauge("tessera_hub_postgres_bytes", Double(ledger), help: "The hub's PostgreSQL database") }
+            }
+            return Observability.response()
         }
         router.get("/readyz") { _, _ in
             try await offload { try storage.ready() }
@@ -43,6 +75,9 @@ public enum HubApplication {
                 throw DomainError(.invalidRequest, "at most \(SyncLimits.pushBatchMax) operations per push")
             }
             let results = try await offload { try storage.push(push.ops, from: store) }
+            for (status, list) in Dictionary(grouping: results, by: \.status) {
+                Counter(label: "tessera_operations_total", dimensions: [("status", status.rawValue)]).increment(by: list.count)
+            }
             return try JSONBody.response(PushResponse(results: results))
         }
         sync.post("/authorize") { request, _ in
@@ -53,6 +88,7 @@ public enum HubApplication {
                 throw DomainError(.invalidRequest, "at most \(SyncLimits.pushBatchMax) prior operations")
             }
             let answer = try await offload { try storage.authorize(auth, from: store) }
+            Counter(label: "tessera_authorisations_total", dimensions: [("decision", answer.decision.rawValue)]).increment()
             return try JSONBody.response(answer)
         }
         sync.get("/pull") { request, _ in

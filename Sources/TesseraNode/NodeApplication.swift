@@ -74,7 +74,9 @@ public final class Node: Sendable {
 public enum NodeApplication {
     public static func build(node: Node, listen: ListenAddress, logger: Logger, rateLimit: Double = 2000,
                              onRunning: @escaping @Sendable (any Channel) async -> Void = { _ in }) -> some ApplicationProtocol {
+        Observability.bootstrap()
         let router = Router()
+        router.add(middleware: MetricsMiddleware())
         router.add(middleware: JSONErrorMiddleware())
         // Tills carry no credentials: one allowance for the whole node, far above what a
         // store's tills send, so a runaway client cannot starve the others for long.
@@ -88,6 +90,21 @@ public enum NodeApplication {
             return try JSONBody.response(["status": "ready"])
         }
         router.get("/v1/status") { _, _ in try JSONBody.response(try node.status()) }
+        router.get("/metrics") { _, _ in
+            let status = try node.status()
+            let labels = [("store", status.store.rawValue)]
+            Observability.gauge("tessera_node_pending_operations", Double(status.pendingOps), labels: labels, help: "Operations the hub has not acknowledged")
+            Observability.gauge("tessera_node_rejected_operations", Double(status.rejectedOps), labels: labels, help: "Operations the hub set aside")
+            Observability.gauge("tessera_node_online", status.online ? 1 : 0, labels: labels, help: "1 while the hub answers")
+            Observability.gauge("tessera_node_bootstrapped", status.bootstrapped ? 1 : 0, labels: labels, help: "1 once the chain is loaded")
+            Observability.gauge("tessera_node_cursor", Double(status.cursor), labels: labels, help: "The newest log version this node holds")
+            let last = status.lastSyncAt.flatMap { try? Date($0, strategy: .iso8601) }
+            Observability.gauge("tessera_node_seconds_since_sync", last.map { Date().timeIntervalSince($0) } ?? -1, labels: labels,
+                                help: "Seconds since the last successful sync (-1: never)")
+            Observability.gauge("tessera_node_database_bytes", Observability.fileBytes(node.store.pool.path), labels: labels,
+                                help: "The node's SQLite file with its write-ahead log")
+            return Observability.response()
+        }
 
         /// Decodes the body (or takes `whenEmpty` for an empty one), derives the idempotency key,
         /// and runs the till write.

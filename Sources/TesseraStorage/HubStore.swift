@@ -54,6 +54,7 @@ public protocol HubStorage: Sendable {
     func awardPoints(_ member: MemberID, _ award: NodeAPI.PointsAward, actor: String) throws -> MemberView
     /// Throws when the hub's database cannot be reached (readiness).
     func ready() throws
+    func databaseBytes() throws -> (fold: Int64, ledger: Int64?)
     func settlement(period: Int?) throws -> HubAPI.SettlementReport
     func closeSettlementPeriod(actor: String) throws -> HubAPI.SettlementReport
     func liabilities(asOf: LocalDay?) throws -> HubAPI.Liabilities
@@ -170,6 +171,15 @@ public final class HubStore: HubStorage {
         }
         try migrator.migrate(pool)
         return pool
+    }
+
+    /// The fold's size on disk, and the PostgreSQL database's (nil on SQLite, where the fold is all).
+    public func databaseBytes() throws -> (fold: Int64, ledger: Int64?) {
+        let fold = ["", "-wal"].reduce(Int64(0)) { total, suffix in
+            total + Int64((try? FileManager.default.attributesOfItem(atPath: pool.path + suffix)[.size] as? Int) ?? 0)
+        }
+        guard let postgres = ledger as? PostgresLedger else { return (fold, nil) }
+        return (fold, try postgres.databaseBytes())
     }
 
     /// Where the ledger is, when it is on PostgreSQL.

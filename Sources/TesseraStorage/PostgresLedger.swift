@@ -317,6 +317,10 @@ final class PostgresLedger: HubLedger {
         try link.run("SELECT 1")
     }
 
+    func databaseBytes() throws -> Int64 {
+        try link.run("SELECT pg_database_size(current_database())").first.map { try $0.decode(Int64.self) } ?? 0
+    }
+
     /// Ready when the database answers and still holds what this process's fold holds.
     func ready(_ fold: DatabasePool) throws {
         let head = try Self.head(fold)

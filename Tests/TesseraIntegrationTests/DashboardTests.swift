@@ -140,6 +140,24 @@ struct DashboardTests {
         #expect(nets == 0)
     }
 
+    @Test("GET /metrics on hub and node, in Prometheus's format: requests per route, operations, sync lag, pending work, database sizes")
+    func metrics() async throws {
+        let (chain, _) = try await Self.chainWithActivity(.sqlite)
+        defer { chain.stopAll() }
+        let hub = try await HTTP.get(chain.hubURL + "/metrics")
+        #expect(hub.headers.first { $0.key.lowercased() == "content-type" }?.value.hasPrefix("text/plain") == true)
+        for line in [#"tessera_store_lag_operations{store="d1"}"#, #"tessera_store_seconds_since_sync{store="d2"}"#,
+                     #"tessera_operations_total{status="accepted"}"#, #"tessera_authorisations_total{decision="accepted"} 1"#,
+                     "tessera_log_head ", "tessera_hub_fold_bytes ", #"http_server_request_duration_bucket{http_route="/v1/sync/push""#] {
+            #expect(hub.text.contains(line), "hub metrics: \(line)")
+        }
+        let node = try await HTTP.get(chain.node("d1") + "/metrics").text
+        for line in [#"tessera_node_pending_operations{store="d1"} 0"#, #"tessera_node_online{store="d1"} 1"#, #"tessera_node_database_bytes{store="d1"}"#,
+                     #"http_server_request_duration_bucket{http_route="/v1/members/{id}/recharge""#] {
+            #expect(node.contains(line), "node metrics: \(line)")
+        }
+    }
+
     static let chromium = ["/usr/bin/chromium", "/usr/bin/chromium-browser"].first { FileManager.default.isExecutableFile(atPath: $0) }
 
     @Test("in a real headless browser (Chromium): a one-time link signs in, every main page renders, a screenshot of each is kept",
