@@ -97,6 +97,11 @@ public final class HubClient: Sendable {
         return try await call(syncTimeout, .GET, "/v1/sync/snapshot?page=\(token)&limit=\(limit)", body: Optional<PushRequest>.none)
     }
 
+    /// Head office: any GET of the hub's API (with a head-office token), decoded.
+    public func get<Answer: Decodable>(_ path: String, as type: Answer.Type = Answer.self) async throws -> Answer {
+        try await call(syncTimeout, .GET, path, body: Optional<PushRequest>.none)
+    }
+
     /// Head office: publishes a programme document (with a head-office token).
     public func publishRules(_ document: JSONValue) async throws -> HubAPI.RulesVersion {
         try await call(syncTimeout, .PUT, "/v1/rules", body: document)

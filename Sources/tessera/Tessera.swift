@@ -22,7 +22,7 @@ struct Tessera: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "tessera",
         abstract: "Membership cards for chain stores: store nodes that work offline, and a hub.",
-        subcommands: [HubCommand.self, StoreCommand.self, AdminCommand.self, RulesCommand.self, JobsCommand.self, NodeCommand.self,
+        subcommands: [HubCommand.self, StoreCommand.self, AdminCommand.self, RulesCommand.self, JobsCommand.self, StatusCommand.self, NodeCommand.self,
                       UpCommand.self, SimulateCommand.self, BenchCommand.self, BenchEmptyCommand.self])
 }
 
@@ -285,6 +285,50 @@ struct RulesCommand: AsyncParsableCommand {
             encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
             say(String(decoding: try encoder.encode(try storage.open().currentRules()), as: UTF8.self))
         }
+    }
+}
+
+/// The chain at a glance, from a hub's API: every store's sync state and the chain's totals.
+struct StatusCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "status",
+        abstract: "The chain at a glance: each store (online, last sync, pending, lag) and the chain's totals, from a hub.")
+    @Option(help: "The hub's URL.") var hub: String
+    @Option(help: "A head-office token (admin or reporter); also read from TESSERA_TOKEN.") var token: String?
+    @Option(help: "Trust only the certificates in this PEM file for an https hub.") var hubCa: String?
+
+    func run() async throws {
+        guard let token = token ?? ProcessInfo.processInfo.environment["TESSERA_TOKEN"] else {
+            throw ValidationError("give --token (or TESSERA_TOKEN): a head-office token from `tessera admin token`")
+        }
+        let client = HubClient(base: try parseHubURL(hub, ca: hubCa), token: token, authorizeTimeout: 10, syncTimeout: 30, tls: try clientTLS(hubCa))
+        let stores: HubAPI.Stores, owes: HubAPI.Liabilities, exceptions: HubAPI.Exceptions
+        do {
+            stores = try await client.get("/v1/stores")
+            owes = try await client.get("/v1/reports/liabilities")
+            exceptions = try await client.get("/v1/exceptions?limit=10000")
+        } catch { throw failure("\(error)") }
+        let now = Date()
+        func ago(_ iso: String?) -> (String, Bool) {
+            guard let iso, let date = try? Date(iso, strategy: .iso8601) else { return ("never", false) }
+            let seconds = Int(now.timeIntervalSince(date))
+            let text = seconds < 120 ? "\(seconds) s ago" : seconds < 7_200 ? "\(seconds / 60) min ago" : "\(seconds / 3_600) h ago"
+            return (text, seconds < 60)
+        }
+        let rows = stores.stores.map { s -> [String] in
+            let (last, online) = ago(s.lastSyncAt)
+            return [s.id.rawValue, online ? "yes" : "no", last, s.pending.map(String.init) ?? "-", String(s.head - s.cursor), String(s.opsAccepted)]
+        }
+        let header = ["STORE", "ONLINE", "LAST SYNC", "PENDING", "LAG", "OPERATIONS"]
+        let widths = header.indices.map { i in ([header] + rows).map { $0[i].count }.max() ?? 0 }
+        for row in [header] + rows {
+            say(row.enumerated().map { $0.offset == row.count - 1 ? $0.element : $0.element.padding(toLength: widths[$0.offset], withPad: " ", startingAt: 0) }
+                .joined(separator: "  "))
+        }
+        func money(_ minor: Int64) -> String { (minor < 0 ? "-" : "") + String(format: "%lld.%02lld", minor.magnitude / 100, minor.magnitude % 100) }
+        let online = rows.filter { $0[1] == "yes" }.count
+        say("")
+        say("chain: \(stores.stores.count) stores, \(online) online; stored value held \(money(owes.principal + owes.bonus - owes.owedPrincipal - owes.owedBonus)) (principal \(money(owes.principal)), bonus \(money(owes.bonus)), spent beyond balances \(money(owes.owedPrincipal + owes.owedBonus)))")
+        say("points outstanding \(owes.points) (worth \(money(owes.pointsCashValue))); open exceptions \(exceptions.exceptions.filter { $0.resolution == nil }.count); rules version \(owes.rulesVersion)")
     }
 }
 

@@ -151,6 +151,11 @@ struct DashboardTests {
                      "tessera_log_head ", "tessera_hub_fold_bytes ", #"http_server_request_duration_bucket{http_route="/v1/sync/push""#] {
             #expect(hub.text.contains(line), "hub metrics: \(line)")
         }
+        // And at a glance, from the command line.
+        let status = try chain.ws.run(["status", "--hub", chain.hubURL, "--token", chain.admin])
+        #expect(status.hasPrefix("STORE") && status.contains("d1  ") && status.contains("d2  "), "\(status)")
+        #expect(status.contains("chain: 2 stores, 2 online; stored value held 38.00"), "\(status)")
+        #expect(throws: (any Error).self) { try chain.ws.run(["status", "--hub", chain.hubURL, "--token", "tsa_wrong"]) }
         let node = try await HTTP.get(chain.node("d1") + "/metrics").text
         for line in [#"tessera_node_pending_operations{store="d1"} 0"#, #"tessera_node_online{store="d1"} 1"#, #"tessera_node_database_bytes{store="d1"}"#,
                      #"http_server_request_duration_bucket{http_route="/v1/members/{id}/recharge""#] {
