@@ -93,7 +93,7 @@ def components():
         "required": ["store", "online", "bootstrapped", "pending_ops", "rejected_ops", "cursor"],
         "properties": {"store": {"type": "string"}, "online": {"type": "boolean"}, "bootstrapped": {"type": "boolean"},
                        "pending_ops": {"type": "integer"}, "rejected_ops": {"type": "integer"}, "cursor": {"type": "integer"},
-                       "last_sync_at": {"type": "string"}, "last_error": {"type": "string"}},
+                       "last_sync_at": {"type": "string"}, "last_error": {"type": "string"}, "progress": {"type": "string"}},
     }
     return out
 

@@ -67,7 +67,7 @@ public final class Node: Sendable {
         return NodeAPI.Status(store: store.store, online: link.online, bootstrapped: counts.bootstrapped, pendingOps: counts.pending,
                               rejectedOps: counts.rejected, cursor: counts.cursor,
                               lastSyncAt: link.lastSyncAt?.ISO8601Format(), lastError: link.lastError,
-                              clockSkewMs: client.clockSkewMs)
+                              clockSkewMs: client.clockSkewMs, progress: link.progress)
     }
 }
 

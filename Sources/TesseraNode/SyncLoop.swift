@@ -11,6 +11,8 @@ public struct LinkState: Sendable {
     public var online = false
     public var lastSyncAt: Date?
     public var lastError: String?
+    /// Long work under way, for `/v1/status` (nil when there is none).
+    public var progress: String?
     public var lastFailureAt: Date?
 }
 
@@ -120,18 +122,25 @@ public final class SyncLoop: Service, Sendable {
         if try !store.counts().bootstrapped {
             // Page by page, each in its own transaction: memory stays flat however large the
             // chain. An interrupted bootstrap starts again from the first page.
+            let started = Date()
             let first = try await client.snapshotPage(nil)
             try store.beginBootstrap(first)
             var next = first.next
-            var pages = 1
+            var pages = 1, rows = first.rowCount
+            defer { link.withLock { $0.progress = nil } }
             while let token = next {
                 let page = try await client.snapshotPage(token)
                 try store.importSnapshotPage(page)
                 next = page.next
                 pages += 1
+                rows += page.rowCount
+                let rate = Int(Double(rows) / max(0.001, Date().timeIntervalSince(started)))
+                link.withLock { $0.progress = "bootstrap: \(rows) rows in \(pages) pages loaded, \(rate) rows/s" }
+                if pages % 20 == 0 { logger.info("bootstrapping", metadata: ["pages": "\(pages)", "rows": "\(rows)", "rows_per_s": "\(rate)"]) }
             }
             try store.finishBootstrap()
-            logger.info("bootstrapped from the hub", metadata: ["cursor": "\(first.cursor)", "pages": "\(pages)"])
+            logger.info("bootstrapped from the hub", metadata: ["cursor": "\(first.cursor)", "pages": "\(pages)", "rows": "\(rows)",
+                                                                "seconds": "\(Int(Date().timeIntervalSince(started)))"])
         }
         while true {
             let batch = try store.pendingBatch(limit: SyncLimits.pushBatchMax)
@@ -150,11 +159,23 @@ public final class SyncLoop: Service, Sendable {
             }
             if batch.count < SyncLimits.pushBatchMax { break }
         }
+        // Pull everything new; a long catch-up (after an outage) says how far it is.
+        let started = Date()
+        var pulled = 0, pages = 0
+        defer { if pages > 1 { link.withLock { $0.progress = nil } } }
         while true {
             let counts = try store.counts()
             let page = try await client.pull(after: counts.cursor, pending: counts.pending)
             try store.applyPull(page)
-            if !page.more { break }
+            pulled += page.ops.count
+            pages += 1
+            if !page.more {
+                if pages > 1 { logger.info("caught up", metadata: ["operations": "\(pulled)", "cursor": "\(page.cursor)"]) }
+                break
+            }
+            let rate = Int(Double(pulled) / max(0.001, Date().timeIntervalSince(started)))
+            link.withLock { $0.progress = "catching up: \(pulled) operations applied, at version \(page.cursor), \(rate) operations/s" }
+            if pages % 20 == 0 { logger.info("catching up", metadata: ["operations": "\(pulled)", "cursor": "\(page.cursor)", "per_s": "\(rate)"]) }
         }
     }
 }

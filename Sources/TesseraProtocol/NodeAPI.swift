@@ -147,16 +147,18 @@ public enum NodeAPI {
         public var lastError: String?
         /// How far this node's clock runs ahead of the hub's (negative: behind), to the second.
         public var clockSkewMs: Int64?
+        /// Long work under way (a first bootstrap, a catch-up after an outage): how far it is.
+        public var progress: String?
         enum CodingKeys: String, CodingKey {
-            case store, online, bootstrapped, cursor
+            case store, online, bootstrapped, cursor, progress
             case pendingOps = "pending_ops", rejectedOps = "rejected_ops"
             case lastSyncAt = "last_sync_at", lastError = "last_error", clockSkewMs = "clock_skew_ms"
         }
         public init(store: StoreID, online: Bool, bootstrapped: Bool, pendingOps: Int, rejectedOps: Int, cursor: Int64,
-                    lastSyncAt: String?, lastError: String?, clockSkewMs: Int64? = nil) {
+                    lastSyncAt: String?, lastError: String?, clockSkewMs: Int64? = nil, progress: String? = nil) {
             self.store = store; self.online = online; self.bootstrapped = bootstrapped; self.pendingOps = pendingOps
             self.rejectedOps = rejectedOps; self.cursor = cursor; self.lastSyncAt = lastSyncAt; self.lastError = lastError
-            self.clockSkewMs = clockSkewMs
+            self.clockSkewMs = clockSkewMs; self.progress = progress
         }
     }
 }

@@ -216,6 +216,12 @@ public struct Snapshot: Codable, Sendable {
     /// coupon id -> use that a full refund undid
     public var couponRestores: [Pair]
     public var memberships: [Membership]
+    /// Rows of state this page (or snapshot) holds.
+    public var rowCount: Int {
+        members.count + cards.count + entries.count + merges.count + refunds.count + voided.count + rules.count + coupons.count
+            + couponUses.count + couponRestores.count + memberships.count
+    }
+
     /// Paged snapshots (`?page=`): the token of the next page; absent on the last page and on
     /// a whole snapshot. Rows come in a fixed order of tables and keys, so pages never overlap.
     public var next: String?

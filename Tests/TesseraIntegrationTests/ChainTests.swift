@@ -45,6 +45,7 @@ struct ChainTests {
 
         try await chain.startHub()
         try await chain.waitSynced(["north", "south"])
+        try await eventually("no long work is reported once caught up") { try await chain.status("north")["progress"] == nil }
         try await eventually("every replica shows the merge and the same numbers") {
             for base in [chain.node("north"), chain.node("south")] {
                 let ada = try await HTTP.get(base + "/v1/members/\(adaID)").json
