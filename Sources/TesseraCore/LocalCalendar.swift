@@ -83,4 +83,13 @@ public struct ChainCalendar: Sendable, Hashable {
         let local = ms + offset
         return LocalDay(local >= 0 ? local / 86_400_000 : (local - 86_399_999) / 86_400_000)
     }
+
+    /// The first millisecond of a local day. Every zone's offset, and so every local midnight,
+    /// falls on a quarter hour of UTC: step from UTC midnight a quarter hour at a time.
+    public func startMs(of day: LocalDay) -> Int64 {
+        var ms = day.number * 86_400_000
+        while self.day(ms: ms).number < day.number { ms += 900_000 }
+        while self.day(ms: ms - 1).number >= day.number { ms -= 900_000 }
+        return ms
+    }
 }

@@ -38,10 +38,4 @@ public enum Observability {
         return Response(status: .ok, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: registry.emitToBuffer())))
     }
 
-    /// The size of a SQLite database with its write-ahead log, in bytes.
-    public static func fileBytes(_ path: String) -> Double {
-        ["", "-wal"].reduce(0.0) { total, suffix in
-            total + Double((try? FileManager.default.attributesOfItem(atPath: path + suffix)[.size] as? Int) ?? 0)
-        }
-    }
 }

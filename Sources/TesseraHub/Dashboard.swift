@@ -243,12 +243,7 @@ enum Dashboard {
         return out
     }
 
-    /// Minor units as a decimal amount (two places), exact.
-    static func money(_ minor: Int64) -> String {
-        let sign = minor < 0 ? "-" : ""
-        let m = minor.magnitude
-        return "\(sign)\(m / 100).\(m % 100 < 10 ? "0" : "")\(m % 100)"
-    }
+    static func money(_ minor: Int64) -> String { MinorUnits.text(minor) }
 
     static func recent(_ iso: String?) -> Bool {
         guard let iso, let date = try? Date(iso, strategy: .iso8601) else { return false }

@@ -101,7 +101,7 @@ public enum NodeApplication {
             let last = status.lastSyncAt.flatMap { try? Date($0, strategy: .iso8601) }
             Observability.gauge("tessera_node_seconds_since_sync", last.map { Date().timeIntervalSince($0) } ?? -1, labels: labels,
                                 help: "Seconds since the last successful sync (-1: never)")
-            Observability.gauge("tessera_node_database_bytes", Observability.fileBytes(node.store.pool.path), labels: labels,
+            Observability.gauge("tessera_node_database_bytes", Double(SQLiteFiles.bytes(node.store.pool.path)), labels: labels,
                                 help: "The node's SQLite file with its write-ahead log")
             return Observability.response()
         }

@@ -7,6 +7,13 @@ import TesseraCore
 /// promises that). GRDB's DatabasePool sets its writer to NORMAL after `prepareDatabase`, so
 /// FULL is set again on the writer after opening; `synchronousMode` lets tests check it.
 public enum SQLiteFiles {
+    /// The size of a SQLite database with its write-ahead log, in bytes.
+    public static func bytes(_ path: String) -> Int64 {
+        ["", "-wal"].reduce(Int64(0)) { total, suffix in
+            total + Int64((try? FileManager.default.attributesOfItem(atPath: path + suffix)[.size] as? Int) ?? 0)
+        }
+    }
+
     public static func openPool(path: String) throws -> DatabasePool {
         var config = Configuration()
         config.busyMode = .timeout(10) // another process (e.g. `tessera store add`) may hold the lock briefly
@@ -70,3 +77,6 @@ enum JSONText {
 }
 
 func isoNow() -> String { Date().ISO8601Format() }
+
+/// A wall-clock time in milliseconds (an operation's stamp) as ISO 8601.
+func isoTime(ms: Int64) -> String { Date(timeIntervalSince1970: Double(ms) / 1000).ISO8601Format() }

@@ -33,6 +33,7 @@ public protocol HubLedger: Sendable {
     func adminTokens() throws -> [HubAPI.AdminToken]
     func auditLog(limit: Int) throws -> [HubAPI.AuditRecord]
     func exceptions(limit: Int) throws -> [HubAPI.ExceptionRecord]
+    func exception(id: Int64) throws -> HubAPI.ExceptionRecord?
     /// Operations after `cursor` in version order: a page of the pull.
     func page(after cursor: Int64, limit: Int) throws -> [VersionedOperation]
     /// A store's sync position, for head office's list of stores.
@@ -141,11 +142,17 @@ struct SQLiteLedger: HubLedger {
 
     func exceptions(limit: Int) throws -> [HubAPI.ExceptionRecord] {
         try pool.read { db in
-            try Row.fetchAll(db.cachedStatement(sql: "SELECT * FROM exceptions ORDER BY id DESC LIMIT ?"), arguments: [limit]).map { row in
-                HubAPI.ExceptionRecord(id: row["id"], kind: row["kind"], member: (row["member_id"] as String?).map(MemberID.init),
-                                       op: row["op_id"], detail: row["detail"], at: row["at"])
-            }
+            try Row.fetchAll(db.cachedStatement(sql: "SELECT * FROM exceptions ORDER BY id DESC LIMIT ?"), arguments: [limit]).map(Self.exception)
         }
+    }
+
+    func exception(id: Int64) throws -> HubAPI.ExceptionRecord? {
+        try pool.read { db in try Row.fetchOne(db.cachedStatement(sql: "SELECT * FROM exceptions WHERE id = ?"), arguments: [id]).map(Self.exception) }
+    }
+
+    private static func exception(_ row: Row) -> HubAPI.ExceptionRecord {
+        HubAPI.ExceptionRecord(id: row["id"], kind: row["kind"], member: (row["member_id"] as String?).map(MemberID.init),
+                               op: row["op_id"], detail: row["detail"], at: row["at"])
     }
 
     func page(after cursor: Int64, limit: Int) throws -> [VersionedOperation] {
@@ -169,7 +176,7 @@ struct SQLiteLedger: HubLedger {
 
     func stores() throws -> [HubAPI.StoreState] {
         try pool.read { db in
-            let head = try Int64.fetchOne(db.cachedStatement(sql: "SELECT COALESCE(MAX(version), 0) FROM ops")) ?? 0
+            let head = try Replica.logHead(db)
             return try Row.fetchAll(db.cachedStatement(sql: """
                 SELECT s.*, (SELECT COUNT(*) FROM ops WHERE ops.origin = s.id) AS accepted FROM stores s ORDER BY s.id
                 """)).compactMap { row in

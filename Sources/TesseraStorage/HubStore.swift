@@ -175,9 +175,7 @@ public final class HubStore: HubStorage {
 
     /// The fold's size on disk, and the PostgreSQL database's (nil on SQLite, where the fold is all).
     public func databaseBytes() throws -> (fold: Int64, ledger: Int64?) {
-        let fold = ["", "-wal"].reduce(Int64(0)) { total, suffix in
-            total + Int64((try? FileManager.default.attributesOfItem(atPath: pool.path + suffix)[.size] as? Int) ?? 0)
-        }
+        let fold = SQLiteFiles.bytes(pool.path)
         guard let postgres = ledger as? PostgresLedger else { return (fold, nil) }
         return (fold, try postgres.databaseBytes())
     }
@@ -368,7 +366,7 @@ public final class HubStore: HubStorage {
         // Operations the hub set aside still used their sequence numbers.
         let setAsideSeq = try ledger.setAside(by: store.rawValue).compactMap(OperationID.init).filter { $0.origin == store }.map(\.seq).max() ?? 0
         return try pool.read { db in
-            let cursor = try Int64.fetchOne(db.cachedStatement(sql: "SELECT COALESCE(MAX(version), 0) FROM ops")) ?? 0
+            let cursor = try Replica.logHead(db)
             let originSeq = try Int64.fetchOne(db.cachedStatement(sql: "SELECT COALESCE(MAX(seq), 0) FROM ops WHERE origin = ?"), arguments: [store.rawValue]) ?? 0
             let maxHLC = try Int64.fetchOne(db.cachedStatement(sql: "SELECT COALESCE(MAX(hlc), 0) FROM ops")) ?? 0
             let (state, next) = try Replica.exportPage(after: position, limit: limit, db)
@@ -422,7 +420,7 @@ public final class HubStore: HubStorage {
                   case .string(let note)? = body["note"], case .string(let by)? = body["by"] else { continue }
             var adjustment: String?
             if case .string(let op)? = body["adjustment"] { adjustment = op }
-            let at = Date(timeIntervalSince1970: Double(HLCTimestamp(packed: row["hlc"])?.wallMs ?? 0) / 1000).ISO8601Format()
+            let at = isoTime(ms: HLCTimestamp(packed: row["hlc"])?.wallMs ?? 0)
             out[exception] = HubAPI.ExceptionResolution(note: note, by: by, op: row["id"], at: at, adjustment: adjustment)
         }
         return out
@@ -435,7 +433,7 @@ public final class HubStore: HubStorage {
         guard !note.isEmpty, note.count <= 400 else {
             throw DomainError(.invalidRequest, "a resolution needs a note of 1 to 400 characters")
         }
-        guard var record = try ledger.exceptions(limit: 1_000_000).first(where: { $0.id == id }) else {
+        guard var record = try ledger.exception(id: id) else {
             throw DomainError(.notFound, "no exception \(id)")
         }
         if request.points != nil && record.member == nil { throw DomainError(.invalidRequest, "exception \(id) names no member to adjust") }
@@ -447,11 +445,9 @@ public final class HubStore: HubStorage {
                 let award = NodeAPI.PointsAward(activity: nil, points: points, reason: "exception \(id): \(note)")
                 adjustment = try self.awardPoints(member, award, actor: actor, db, w).op.id.description
             }
-            let seq = (try Int64.fetchOne(db.cachedStatement(sql: "SELECT COALESCE(MAX(seq), 0) FROM ops WHERE origin = 'hub'")) ?? 0) + 1
-            let hlc = self.clock.withLock { $0.tick(physicalMs: self.physicalMs()) }
             var body: [String: JSONValue] = ["exception": .int(id), "note": .string(note), "by": .string(actor)]
             if let adjustment { body["adjustment"] = .string(adjustment) }
-            let op = Operation(id: OperationID(origin: .hub, seq: UInt64(seq)), hlc: hlc, kind: Self.exceptionResolvedKind, kindVersion: 1, body: .object(body))
+            let op = try self.makeHubOperation(kind: Self.exceptionResolvedKind, body: .object(body), db)
             _ = try self.append(op, .unknown, db, w)
             try w.audit(actor: actor, action: "exception.resolved", detail: "exception \(id) as \(op.id)", at: isoNow())
         }
@@ -523,7 +519,7 @@ public final class HubStore: HubStorage {
                 throw DomainError(.notFound, "no settlement period \(number); periods 1 to \(closed.count) are closed, \(closed.count + 1) is open")
             }
             let after = number == 1 ? 0 : closed[number - 2]
-            let head = try Int64.fetchOne(db.cachedStatement(sql: "SELECT COALESCE(MAX(version), 0) FROM ops")) ?? 0
+            let head = try Replica.logHead(db)
             let through = number <= closed.count ? closed[number - 1] : head
             let flows = try self.allocation(db).flows.filter { $0.version > after && $0.version <= through }
             let (pairs, positions) = Settlement.net(flows)
@@ -537,17 +533,15 @@ public final class HubStore: HubStorage {
     public func closeSettlementPeriod(actor: String) throws -> HubAPI.SettlementReport {
         let number = try write { db, w -> Int in
             let closed = try self.closedPeriods(db)
-            let head = try Int64.fetchOne(db.cachedStatement(sql: "SELECT COALESCE(MAX(version), 0) FROM ops")) ?? 0
+            let head = try Replica.logHead(db)
             // Only the closings themselves since the last one: an empty period is not closed.
             let worked = try Int64.fetchOne(db.cachedStatement(sql: "SELECT COALESCE(MAX(version), 0) FROM ops WHERE NOT (kind = ? AND origin = 'hub')"),
                                             arguments: [Self.periodClosedKind]) ?? 0
             guard worked > (closed.last ?? 0) else {
                 throw DomainError(.invalidRequest, "nothing has happened since period \(closed.count) was closed")
             }
-            let seq = (try Int64.fetchOne(db.cachedStatement(sql: "SELECT COALESCE(MAX(seq), 0) FROM ops WHERE origin = 'hub'")) ?? 0) + 1
-            let hlc = self.clock.withLock { $0.tick(physicalMs: self.physicalMs()) }
-            let op = Operation(id: OperationID(origin: .hub, seq: UInt64(seq)), hlc: hlc, kind: Self.periodClosedKind, kindVersion: 1,
-                               body: .object(["period": .int(Int64(closed.count + 1)), "through": .int(head)]))
+            let op = try self.makeHubOperation(kind: Self.periodClosedKind,
+                                               body: .object(["period": .int(Int64(closed.count + 1)), "through": .int(head)]), db)
             _ = try self.append(op, .unknown, db, w)
             try w.audit(actor: actor, action: "settlement.closed", detail: "period \(closed.count + 1) through version \(head) as \(op.id)", at: isoNow())
             return closed.count + 1
@@ -562,15 +556,8 @@ public final class HubStore: HubStorage {
         let now = physicalMs()
         return try pool.read { db in
             let programme = try Replica.programme(db)
-            var untilMs = Int64.max
-            if let asOf {
-                // The last millisecond of that local day.
-                let next = asOf.adding(days: 1)
-                var probe = next.number * 86_400_000
-                while programme.calendar.day(ms: probe).number < next.number { probe += 900_000 }
-                while programme.calendar.day(ms: probe - 1).number >= next.number { probe -= 900_000 }
-                untilMs = probe - 1
-            }
+            // The last millisecond of that local day.
+            let untilMs = asOf.map { programme.calendar.startMs(of: $0.adding(days: 1)) - 1 } ?? .max
             // Members' views and the allocation from one read: the same state.
             let allocation = try self.allocation(db, untilMs: untilMs)
             var stores: [String: HubAPI.StoreLiability] = [:]
@@ -628,7 +615,7 @@ public final class HubStore: HubStorage {
                 var rules: Int?
                 if case .object(let body)? = try? JSONText.decode(JSONValue.self, row["body"]), case .int(let v)? = body["rules_version"] { rules = Int(v) }
                 return HubAPI.StatementLine(version: row["version"], op: row["op_id"], kind: row["kind"], store: row["origin"],
-                                            at: Date(timeIntervalSince1970: Double(wallMs) / 1000).ISO8601Format(),
+                                            at: isoTime(ms: wallMs),
                                             principal: value, bonus: bonus, points: earned, balance: balance, pointsAfter: points, rulesVersion: rules)
             }
             return HubAPI.Statement(member: root, lines: lines)
@@ -683,7 +670,7 @@ public final class HubStore: HubStorage {
             }
             return try Replica.allViews(asOfMs: now, db).filter { $0.mergedInto == nil && $0.balance > 0 }.compactMap { view in
                 guard let at = last[view.id], (now - at) / 86_400_000 >= untouchedDays else { return nil }
-                return HubAPI.Dormant(member: view.id, balance: view.balance, lastMovement: Date(timeIntervalSince1970: Double(at) / 1000).ISO8601Format())
+                return HubAPI.Dormant(member: view.id, balance: view.balance, lastMovement: isoTime(ms: at))
             }.sorted { ($0.lastMovement, $0.member.rawValue) < ($1.lastMovement, $1.member.rawValue) }
         }
     }
@@ -731,25 +718,23 @@ public final class HubStore: HubStorage {
     private func segment(_ name: String, _ parameters: Segments.Parameters, _ db: Database) throws -> HubAPI.SegmentReport {
         let now = physicalMs()
         let views = try Replica.allViews(asOfMs: now, db)
-        do {
-            let programme = try Replica.programme(db)
-            let today = programme.calendar.day(ms: now)
-            var profiles = try self.profiles(db, views: views)
-            if name == "points_expiring" {
-                // What the rules will have expired by then, less what is due already.
-                let later = now + parameters.days * 86_400_000
-                for i in profiles.indices {
-                    let due = try Replica.standing(of: profiles[i].id, programme: programme, asOfMs: now, db).expiryDue
-                    let dueLater = try Replica.standing(of: profiles[i].id, programme: programme, asOfMs: later, db).expiryDue
-                    profiles[i].pointsExpiring = max(0, dueLater - max(0, due))
-                }
+        let programme = try Replica.programme(db)
+        let today = programme.calendar.day(ms: now)
+        var profiles = try self.profiles(db, views: views)
+        if name == "points_expiring" {
+            // What the rules will have expired by then, less what is due already.
+            let later = now + parameters.days * 86_400_000
+            for i in profiles.indices {
+                let due = try Replica.standing(of: profiles[i].id, programme: programme, asOfMs: now, db).expiryDue
+                let dueLater = try Replica.standing(of: profiles[i].id, programme: programme, asOfMs: later, db).expiryDue
+                profiles[i].pointsExpiring = max(0, dueLater - max(0, due))
             }
-            let members = try Segments.members(name, profiles, nowMs: now, today: today, parameters)
-            let top = name == "top"
-            return HubAPI.SegmentReport(segment: name, asOf: today.iso, counts: Segments.counts(members), members: members,
-                                        segmentSpend: top ? members.reduce(0) { $0 + $1.figure } : nil,
-                                        totalSpend: top ? profiles.reduce(0) { $0 + max(0, $1.spend) } : nil)
         }
+        let members = try Segments.members(name, profiles, nowMs: now, today: today, parameters)
+        let top = name == "top"
+        return HubAPI.SegmentReport(segment: name, asOf: today.iso, counts: Segments.counts(members), members: members,
+                                    segmentSpend: top ? members.reduce(0) { $0 + $1.figure } : nil,
+                                    totalSpend: top ? profiles.reduce(0) { $0 + max(0, $1.spend) } : nil)
     }
 
     /// Issues a coupon of the programme's template `template` to every member of a segment, as
@@ -823,40 +808,38 @@ public final class HubStore: HubStorage {
     /// The adjustment itself, inside a write of the caller's.
     private func awardPoints(_ member: MemberID, _ award: NodeAPI.PointsAward, actor: String, _ db: Database,
                              _ w: any LedgerWrites) throws -> (op: Operation, view: MemberView) {
-        do {
-            let root = try Replica.root(of: member, db)
-            guard try Replica.isEnrolled(root, db) else { throw DomainError(.notFound, "no member \(member)") }
-            let programme = try Replica.programme(db)
-            let now = self.physicalMs()
-            let context = TillContext(store: .hub, atMs: now, programme: programme)
-            let adjustment: PointsAdjusted
-            switch (award.activity, award.points) {
-            case (let activity?, nil):
-                adjustment = try RulesEngine.activity(activity, member: root, context)
-            case (nil, let points?) where points != 0:
-                try Validate.points(points, "points", allowNegative: true)
-                guard let reason = award.reason?.trimmingWhitespace(), !reason.isEmpty, reason.count <= Limits.reasonMaxLength else {
-                    throw DomainError(.invalidRequest, "points given or taken by hand need a reason of 1 to \(Limits.reasonMaxLength) characters")
-                }
-                if points < 0 {
-                    let standing = try Replica.standing(of: root, programme: programme, asOfMs: now, db)
-                    guard standing.pointsAvailable >= -points else {
-                        throw DomainError(.insufficientPoints, "the member has \(standing.pointsAvailable) points to spend, fewer than \(-points)")
-                    }
-                }
-                let lot = programme.expiry.lot(earnedOn: context.day)
-                adjustment = PointsAdjusted(member: root, points: points, reason: reason,
-                                            pointsExpireOn: points > 0 && lot != .never ? lot.iso : nil, rulesVersion: programme.version)
-            default:
-                throw DomainError(.invalidRequest, "give either an activity of the programme, or non-zero points with a reason")
+        let root = try Replica.root(of: member, db)
+        guard try Replica.isEnrolled(root, db) else { throw DomainError(.notFound, "no member \(member)") }
+        let programme = try Replica.programme(db)
+        let now = self.physicalMs()
+        let context = TillContext(store: .hub, atMs: now, programme: programme)
+        let adjustment: PointsAdjusted
+        switch (award.activity, award.points) {
+        case (let activity?, nil):
+            adjustment = try RulesEngine.activity(activity, member: root, context)
+        case (nil, let points?) where points != 0:
+            try Validate.points(points, "points", allowNegative: true)
+            guard let reason = award.reason?.trimmingWhitespace(), !reason.isEmpty, reason.count <= Limits.reasonMaxLength else {
+                throw DomainError(.invalidRequest, "points given or taken by hand need a reason of 1 to \(Limits.reasonMaxLength) characters")
             }
-            let body = OperationBody.pointsAdjusted(adjustment)
-            let op = try self.makeHubOperation(body, db)
-            _ = try self.append(op, body, db, w)
-            try w.audit(actor: actor, action: "points.adjusted", detail: "\(root) \(adjustment.points) points (\(adjustment.reason)) as \(op.id)", at: isoNow())
-            guard let view = try Replica.view(of: member, asOfMs: now, db) else { preconditionFailure("an enrolled member has a view") }
-            return (op, view)
+            if points < 0 {
+                let standing = try Replica.standing(of: root, programme: programme, asOfMs: now, db)
+                guard standing.pointsAvailable >= -points else {
+                    throw DomainError(.insufficientPoints, "the member has \(standing.pointsAvailable) points to spend, fewer than \(-points)")
+                }
+            }
+            let lot = programme.expiry.lot(earnedOn: context.day)
+            adjustment = PointsAdjusted(member: root, points: points, reason: reason,
+                                        pointsExpireOn: points > 0 && lot != .never ? lot.iso : nil, rulesVersion: programme.version)
+        default:
+            throw DomainError(.invalidRequest, "give either an activity of the programme, or non-zero points with a reason")
         }
+        let body = OperationBody.pointsAdjusted(adjustment)
+        let op = try self.makeHubOperation(body, db)
+        _ = try self.append(op, body, db, w)
+        try w.audit(actor: actor, action: "points.adjusted", detail: "\(root) \(adjustment.points) points (\(adjustment.reason)) as \(op.id)", at: isoNow())
+        guard let view = try Replica.view(of: member, asOfMs: now, db) else { preconditionFailure("an enrolled member has a view") }
+        return (op, view)
     }
 
     public func currentRules() throws -> Programme {
@@ -1100,9 +1083,21 @@ public final class HubStore: HubStorage {
     }
 
     private func makeHubOperation(_ body: OperationBody, _ db: Database) throws -> Operation {
+        let (id, hlc) = try nextHubStamp(db)
+        return Operation(id: id, hlc: hlc, body: body)
+    }
+
+    /// An operation of the hub's of a kind only the hub writes (no body type of its own: nodes
+    /// store and pass it on like any kind they do not know).
+    private func makeHubOperation(kind: String, body: JSONValue, _ db: Database) throws -> Operation {
+        let (id, hlc) = try nextHubStamp(db)
+        return Operation(id: id, hlc: hlc, kind: kind, kindVersion: 1, body: body)
+    }
+
+    /// The hub's next operation id and stamp (inside a write: the fold is at the log's head).
+    private func nextHubStamp(_ db: Database) throws -> (OperationID, HLCTimestamp) {
         let seq = (try Int64.fetchOne(db.cachedStatement(sql: "SELECT COALESCE(MAX(seq), 0) FROM ops WHERE origin = 'hub'")) ?? 0) + 1
-        let hlc = clock.withLock { $0.tick(physicalMs: physicalMs()) }
-        return Operation(id: OperationID(origin: .hub, seq: UInt64(seq)), hlc: hlc, body: body)
+        return (OperationID(origin: .hub, seq: UInt64(seq)), clock.withLock { $0.tick(physicalMs: physicalMs()) })
     }
 
     private func exception(_ kind: String, member: MemberID?, op: OperationID?, detail: String, _ w: any LedgerWrites) throws {

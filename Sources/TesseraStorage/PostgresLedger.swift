@@ -125,7 +125,7 @@ final class PostgresLedger: HubLedger {
     func owns(_ fold: DatabasePool) throws -> Bool {
         let chain = try chainID()
         let local = try fold.read { db -> (chain: String?, head: Int64, id: String?) in
-            let head = try Int64.fetchOne(db, sql: "SELECT COALESCE(MAX(version), 0) FROM ops") ?? 0
+            let head = try Replica.logHead(db)
             return (try String.fetchOne(db, sql: "SELECT value FROM meta WHERE key = 'postgres_chain'"), head,
                     try String.fetchOne(db, sql: "SELECT id FROM ops WHERE version = ?", arguments: [head]))
         }
@@ -220,16 +220,17 @@ final class PostgresLedger: HubLedger {
         }
     }
 
-    private static func rows(after version: Int64, _ c: PostgresLink.Connection) throws -> [LogRow] {
+    /// Rows of the log after `version`, in order: a catch-up page, or a pull's.
+    private static func rows(after version: Int64, limit: Int = catchUpPage, _ c: PostgresLink.Connection) throws -> [LogRow] {
         try c.run("""
             SELECT version, id, origin, seq, hlc, kind, kind_version, body, member_id, received_at
-            FROM ops WHERE version > \(version) ORDER BY version LIMIT \(catchUpPage)
+            FROM ops WHERE version > \(version) ORDER BY version LIMIT \(limit)
             """).map(LogRow.init(postgres:))
     }
 
     /// Folds rows in, skipping what the fold already holds; a gap would be a broken invariant.
     private static func apply(_ rows: [LogRow], _ db: Database, _ foldIn: (Database, LogRow) throws -> Void) throws {
-        var head = try Int64.fetchOne(db.cachedStatement(sql: "SELECT COALESCE(MAX(version), 0) FROM ops")) ?? 0
+        var head = try Replica.logHead(db)
         for row in rows where row.version > head {
             guard row.version == head + 1 else {
                 throw DomainError(.internalError, "the log has a gap: version \(row.version) follows \(head)")
@@ -265,20 +266,20 @@ final class PostgresLedger: HubLedger {
     }
 
     func exceptions(limit: Int) throws -> [HubAPI.ExceptionRecord] {
-        try link.run("SELECT id, kind, member_id, op_id, detail, at FROM exceptions ORDER BY id DESC LIMIT \(limit)").map {
-            let (id, kind, member, op, detail, at) = try $0.decode((Int64, String, String?, String?, String, String).self)
-            return HubAPI.ExceptionRecord(id: id, kind: kind, member: member.map(MemberID.init), op: op, detail: detail, at: at)
-        }
+        try link.run("SELECT id, kind, member_id, op_id, detail, at FROM exceptions ORDER BY id DESC LIMIT \(limit)").map(Self.exception)
+    }
+
+    func exception(id: Int64) throws -> HubAPI.ExceptionRecord? {
+        try link.run("SELECT id, kind, member_id, op_id, detail, at FROM exceptions WHERE id = \(id)").first.map(Self.exception)
+    }
+
+    private static func exception(_ row: PostgresRow) throws -> HubAPI.ExceptionRecord {
+        let (id, kind, member, op, detail, at) = try row.decode((Int64, String, String?, String?, String, String).self)
+        return HubAPI.ExceptionRecord(id: id, kind: kind, member: member.map(MemberID.init), op: op, detail: detail, at: at)
     }
 
     func page(after cursor: Int64, limit: Int) throws -> [VersionedOperation] {
-        try link.run("""
-            SELECT version, id, origin, seq, hlc, kind, kind_version, body, member_id, received_at
-            FROM ops WHERE version > \(cursor) ORDER BY version LIMIT \(limit)
-            """).map { row in
-            let log = try LogRow(postgres: row)
-            return VersionedOperation(version: log.version, op: try log.operation())
-        }
+        try link.withConnection { try Self.rows(after: cursor, limit: limit, $0) }.map { VersionedOperation(version: $0.version, op: try $0.operation()) }
     }
 
     func recordPull(_ store: String, cursor: Int64, pending: Int64?, now: Date) throws {

@@ -360,8 +360,9 @@ enum Replica {
         var memberships: [Snapshot.Membership]
     }
 
-    static func exportState(_ db: Database) throws -> State {
-        try exportPage(after: nil, limit: nil, db).state
+    /// The log's newest version (0 when empty).
+    static func logHead(_ db: Database) throws -> Int64 {
+        try Int64.fetchOne(db.cachedStatement(sql: "SELECT COALESCE(MAX(version), 0) FROM ops")) ?? 0
     }
 
     /// Where a paged export stands: the table it is in, and the key of the last row sent.

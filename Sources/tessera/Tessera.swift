@@ -324,11 +324,10 @@ struct StatusCommand: AsyncParsableCommand {
             say(row.enumerated().map { $0.offset == row.count - 1 ? $0.element : $0.element.padding(toLength: widths[$0.offset], withPad: " ", startingAt: 0) }
                 .joined(separator: "  "))
         }
-        func money(_ minor: Int64) -> String { (minor < 0 ? "-" : "") + String(format: "%lld.%02lld", minor.magnitude / 100, minor.magnitude % 100) }
         let online = rows.filter { $0[1] == "yes" }.count
         say("")
-        say("chain: \(stores.stores.count) stores, \(online) online; stored value held \(money(owes.principal + owes.bonus - owes.owedPrincipal - owes.owedBonus)) (principal \(money(owes.principal)), bonus \(money(owes.bonus)), spent beyond balances \(money(owes.owedPrincipal + owes.owedBonus)))")
-        say("points outstanding \(owes.points) (worth \(money(owes.pointsCashValue))); open exceptions \(exceptions.exceptions.filter { $0.resolution == nil }.count); rules version \(owes.rulesVersion)")
+        say("chain: \(stores.stores.count) stores, \(online) online; stored value held \(MinorUnits.text(owes.principal + owes.bonus - owes.owedPrincipal - owes.owedBonus)) (principal \(MinorUnits.text(owes.principal)), bonus \(MinorUnits.text(owes.bonus)), spent beyond balances \(MinorUnits.text(owes.owedPrincipal + owes.owedBonus)))")
+        say("points outstanding \(owes.points) (worth \(MinorUnits.text(owes.pointsCashValue))); open exceptions \(exceptions.exceptions.filter { $0.resolution == nil }.count); rules version \(owes.rulesVersion)")
     }
 }
 

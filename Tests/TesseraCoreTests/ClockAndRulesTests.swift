@@ -115,3 +115,27 @@ struct RulesTests {
         #expect(OperationID("north-1") == nil)
     }
 }
+
+@Suite("The chain's calendar")
+struct CalendarTests {
+    @Test("a local day starts at its own midnight, in zones ahead of UTC, behind it, on a quarter hour, and across a clock change",
+          arguments: ["UTC", "Asia/Shanghai", "America/New_York", "Asia/Kathmandu", "Pacific/Chatham"])
+    func startOfDay(_ zone: String) throws {
+        let calendar = try #require(ChainCalendar(identifier: zone))
+        for iso in ["2026-03-04", "2026-03-08", "2026-11-01", "2027-01-01"] {
+            let day = try #require(LocalDay(iso: iso))
+            let start = calendar.startMs(of: day)
+            #expect(calendar.day(ms: start) == day && calendar.day(ms: start - 1) == day.adding(days: -1), "\(zone) \(iso)")
+        }
+    }
+}
+
+@Suite("Amounts as people read them")
+struct MinorUnitsTests {
+    @Test("two decimals, exact, with the sign in front", arguments: [
+        (Int64(0), "0.00"), (5, "0.05"), (1234, "12.34"), (-1234, "-12.34"), (-7, "-0.07"), (Int64.min, "-92233720368547758.08"),
+    ])
+    func text(_ minor: Int64, _ expected: String) {
+        #expect(MinorUnits.text(minor) == expected)
+    }
+}

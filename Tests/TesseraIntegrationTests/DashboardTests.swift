@@ -177,17 +177,8 @@ struct DashboardTests {
         try FileManager.default.createDirectory(at: artefacts, withIntermediateDirectories: true)
         let profile = chain.ws.path("chromium-profile")
         func chromium(_ args: [String]) throws -> String {
-            let p = Process()
-            p.executableURL = URL(fileURLWithPath: try #require(Self.chromium))
-            p.arguments = ["--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--no-first-run", "--window-size=1280,1000",
-                           "--user-data-dir=\(profile)"] + args
-            let out = Pipe()
-            p.standardOutput = out
-            p.standardError = FileHandle.nullDevice
-            try p.run()
-            let data = out.fileHandleForReading.readDataToEndOfFile()
-            p.waitUntilExit()
-            return String(decoding: data, as: UTF8.self)
+            try runToEnd(try #require(Self.chromium), ["--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--no-first-run",
+                                                      "--window-size=1280,1000", "--user-data-dir=\(profile)"] + args).output
         }
         // The link signs the browser in (a cookie in its profile) and lands on the overview.
         let dom = try chromium(["--dump-dom", chain.hubURL + path])

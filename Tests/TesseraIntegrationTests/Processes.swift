@@ -43,17 +43,9 @@ final class Workspace: @unchecked Sendable {
 
     /// Runs a short command to completion and returns its stdout.
     func run(_ args: [String]) throws -> String {
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: Binary.path)
-        p.arguments = args
-        let out = Pipe()
-        p.standardOutput = out
-        p.standardError = FileHandle.nullDevice
-        try p.run()
-        let data = out.fileHandleForReading.readDataToEndOfFile()
-        p.waitUntilExit()
-        guard p.terminationStatus == 0 else { throw TestFailure("tessera \(args.joined(separator: " ")) exited \(p.terminationStatus)") }
-        return String(decoding: data, as: UTF8.self)
+        let (status, output) = try runToEnd(Binary.path, args)
+        guard status == 0 else { throw TestFailure("tessera \(args.joined(separator: " ")) exited \(status)") }
+        return output
     }
 
     /// The last line a command printed (tokens are printed that way).
@@ -72,6 +64,20 @@ final class Workspace: @unchecked Sendable {
         cleanups.forEach { $0() }
         try? FileManager.default.removeItem(at: url)
     }
+}
+
+/// Runs a program to completion: its exit status and what it printed (stderr is dropped).
+func runToEnd(_ executable: String, _ args: [String]) throws -> (status: Int32, output: String) {
+    let p = Process()
+    p.executableURL = URL(fileURLWithPath: executable)
+    p.arguments = args
+    let out = Pipe()
+    p.standardOutput = out
+    p.standardError = FileHandle.nullDevice
+    try p.run()
+    let data = out.fileHandleForReading.readDataToEndOfFile()
+    p.waitUntilExit()
+    return (p.terminationStatus, String(decoding: data, as: UTF8.self))
 }
 
 /// A `tessera` server process whose stdout and stderr go to files, so it never blocks on a pipe.
