@@ -132,7 +132,9 @@ struct HTTPContractTests {
         let ws = try Workspace()
         let port = try freePort()
         let up = try ws.start("up", ["up", "--dir", ws.path(".tessera"), "--port", String(port)])
+        // The three servers start together, in no fixed order: wait for the hub's line too.
         _ = try await up.url(label: "node store-2 listening on")
+        _ = try await up.url(label: "hub listening on")
         #expect(try await HTTP.get("http://127.0.0.1:\(port)/healthz").status == 200)
         try await eventually("both nodes have loaded the chain") {
             let a = try await HTTP.get("http://127.0.0.1:\(port + 1)/v1/status").json["bootstrapped"] as? Bool
