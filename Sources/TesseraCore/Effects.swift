@@ -155,6 +155,10 @@ extension OperationBody {
             out += c.coupons.map(Effect.coupon)
         case .membershipPurchased(let m):
             out.append(.membership(m.period))
+        case .balanceOpened(let b):
+            // Value as a load; points in a lot of their own, like points given by hand.
+            ledger(LedgerEntry(member: b.member, value: b.value, bonus: b.bonus))
+            ledger(LedgerEntry(member: b.member, points: b.points, lot: b.points > 0 ? lot(b.pointsExpireOn) : nil))
         case .unknown:
             break
         }

@@ -68,6 +68,7 @@ public enum OperationKind: String, Sendable, CaseIterable {
     case pointsExpired = "points.expired"
     case couponsIssued = "coupons.issued"
     case membershipPurchased = "membership.purchased"
+    case balanceOpened = "balance.opened"
 }
 
 /// The typed bodies of the kinds this build knows.
@@ -87,6 +88,7 @@ public enum OperationBody: Hashable, Sendable {
     case pointsExpired(PointsExpired)
     case couponsIssued(CouponsIssued)
     case membershipPurchased(MembershipPurchased)
+    case balanceOpened(BalanceOpened)
     case unknown
 
     public var kind: OperationKind {
@@ -106,6 +108,7 @@ public enum OperationBody: Hashable, Sendable {
         case .pointsExpired: .pointsExpired
         case .couponsIssued: .couponsIssued
         case .membershipPurchased: .membershipPurchased
+        case .balanceOpened: .balanceOpened
         case .unknown: preconditionFailure("an unknown body has no kind of ours")
         }
     }
@@ -128,6 +131,7 @@ public enum OperationBody: Hashable, Sendable {
         case .pointsExpired(let b): b.member
         case .couponsIssued(let b): b.coupons.first?.member
         case .membershipPurchased(let b): b.member
+        case .balanceOpened(let b): b.member
         case .unknown: nil
         }
     }
@@ -170,6 +174,7 @@ public enum OperationBody: Hashable, Sendable {
         case .pointsExpired(let b): return encode(b)
         case .couponsIssued(let b): return encode(b)
         case .membershipPurchased(let b): return encode(b)
+        case .balanceOpened(let b): return encode(b)
         case .unknown: preconditionFailure("an unknown body is passed on as it came")
         }
     }
@@ -193,6 +198,7 @@ public enum OperationBody: Hashable, Sendable {
         case .pointsExpired: return .pointsExpired(try d.decode(PointsExpired.self, from: data))
         case .couponsIssued: return .couponsIssued(try d.decode(CouponsIssued.self, from: data))
         case .membershipPurchased: return .membershipPurchased(try d.decode(MembershipPurchased.self, from: data))
+        case .balanceOpened: return .balanceOpened(try d.decode(BalanceOpened.self, from: data))
         }
     }
 }
@@ -233,15 +239,22 @@ public struct MemberEnrolled: Hashable, Sendable, Codable {
     /// Signup coupons for the member and referral coupons for the referrer.
     public var coupons: [Coupon]
     public var rulesVersion: Int
+    /// The store the member joined at, when the hub enrols on a store's behalf (members
+    /// imported from a chain's old system); absent, it is the operation's origin.
+    public var store: StoreID?
+    /// The member's key in the system it was imported from (the import's row key).
+    public var reference: String?
     enum CodingKeys: String, CodingKey {
-        case member, card, name, phone, birthday, referrer, coupons
+        case member, card, name, phone, birthday, referrer, coupons, store, reference
         case referralPoints = "referral_points", pointsExpireOn = "points_expire_on", rulesVersion = "rules_version"
     }
     public init(member: MemberID, card: CardNumber, name: String, phone: String, birthday: String? = nil, referrer: MemberID? = nil,
-                referralPoints: Int64 = 0, pointsExpireOn: String? = nil, coupons: [Coupon] = [], rulesVersion: Int = 0) {
+                referralPoints: Int64 = 0, pointsExpireOn: String? = nil, coupons: [Coupon] = [], rulesVersion: Int = 0,
+                store: StoreID? = nil, reference: String? = nil) {
         self.member = member; self.card = card; self.name = name; self.phone = phone
         self.birthday = birthday; self.referrer = referrer; self.referralPoints = referralPoints
         self.pointsExpireOn = pointsExpireOn; self.coupons = coupons; self.rulesVersion = rulesVersion
+        self.store = store; self.reference = reference
     }
     public init(from decoder: any Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
@@ -255,6 +268,30 @@ public struct MemberEnrolled: Hashable, Sendable, Codable {
         pointsExpireOn = try c.decodeIfPresent(String.self, forKey: .pointsExpireOn)
         coupons = try c.decodeIfPresent([Coupon].self, forKey: .coupons) ?? []
         rulesVersion = try c.decodeIfPresent(Int.self, forKey: .rulesVersion) ?? 0
+        store = try c.decodeIfPresent(StoreID.self, forKey: .store)
+        reference = try c.decodeIfPresent(String.self, forKey: .reference)
+    }
+}
+
+/// What a member held in the chain's old system when it was imported: stored value (principal
+/// and bonus apart) and points, as one operation of the hub's, so the balance is a fold of the
+/// log like any other and never an edited number. `store` is the store the value is owed by
+/// (the member's joining store): settlement and liabilities count it as loaded there.
+public struct BalanceOpened: Hashable, Sendable, Codable {
+    public var member: MemberID
+    public var store: StoreID
+    public var value: Int64
+    public var bonus: Int64
+    public var points: Int64
+    public var pointsExpireOn: String?
+    public var reference: String?
+    enum CodingKeys: String, CodingKey {
+        case member, store, value, bonus, points, reference
+        case pointsExpireOn = "points_expire_on"
+    }
+    public init(member: MemberID, store: StoreID, value: Int64, bonus: Int64, points: Int64, pointsExpireOn: String? = nil, reference: String? = nil) {
+        self.member = member; self.store = store; self.value = value; self.bonus = bonus; self.points = points
+        self.pointsExpireOn = pointsExpireOn; self.reference = reference
     }
 }
 

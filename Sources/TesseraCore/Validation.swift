@@ -99,7 +99,7 @@ public enum Validate {
             throw DomainError(.invalidRequest, "an operation kind is 1 to 64 characters a-z, 0-9, '.', '_' or '-'")
         }
         // Kinds only the hub writes (a store's push of one would close head office's periods).
-        guard !["settlement.period_closed", "exception.resolved"].contains(op.kind) else {
+        guard !["settlement.period_closed", "exception.resolved", "balance.opened"].contains(op.kind) else {
             throw DomainError(.invalidRequest, "\(op.kind) is written by the hub only")
         }
         guard op.id.seq <= UInt64(Int64.max) else {
@@ -124,6 +124,12 @@ public enum Validate {
             try points(b.referralPoints, "referral_points")
             try date(b.pointsExpireOn, "points_expire_on")
             for c in b.coupons { try coupon(c) }
+            guard b.store == nil || op.id.origin == .hub else {
+                throw DomainError(.invalidRequest, "only the hub enrols a member on behalf of a store")
+            }
+            if let reference = b.reference, reference.isEmpty || reference.count > 200 {
+                throw DomainError(.invalidRequest, "an enrolment's reference is 1 to 200 characters")
+            }
         case .memberUpdated(let b):
             if let n = b.name { _ = try name(n) }
             if let p = b.phone { _ = try phone(p) }
@@ -184,6 +190,11 @@ public enum Validate {
             guard v.of.origin == op.id.origin else {
                 throw DomainError(.forbidden, "a store may void only its own operations")
             }
+        case .balanceOpened(let b):
+            try nonNegative(b.value, "value")
+            try nonNegative(b.bonus, "bonus")
+            try points(b.points, "points")
+            try date(b.pointsExpireOn, "points_expire_on")
         case .unknown:
             break
         }

@@ -148,17 +148,7 @@ public func announce(_ label: String, _ channel: any Channel, scheme: String = "
 /// Reports as CSV (`?format=csv`): a header line, then one line a row, fields quoted when needed.
 public enum CSVBody {
     public static func response(header: [String], rows: [[String]]) -> Response {
-        func field(_ raw: String) -> String {
-            // Text a store sent (names, phones) must not run as a spreadsheet formula: a field
-            // starting with = + @ or a control character, or - not starting a number, gets a '.
-            var text = raw
-            if let first = text.first, "=+@\t\r".contains(first) || (first == "-" && !(text.dropFirst().first?.isNumber ?? false)) {
-                text = "'" + text
-            }
-            return text.contains(where: { $0 == "," || $0 == "\"" || $0 == "\n" || $0 == "\r" })
-                ? "\"" + text.replacingOccurrences(of: "\"", with: "\"\"") + "\"" : text
-        }
-        let text = ([header] + rows).map { $0.map(field).joined(separator: ",") }.joined(separator: "\r\n") + "\r\n"
+        let text = CSV.text([header] + rows)
         var headers = HTTPFields()
         headers[.contentType] = "text/csv; charset=utf-8"
         return Response(status: .ok, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: Data(text.utf8))))

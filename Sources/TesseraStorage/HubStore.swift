@@ -71,7 +71,7 @@ public final class HubStore: HubStorage {
     public let pool: DatabasePool
     public let ledger: any HubLedger
     private let clock: Mutex<HybridLogicalClock>
-    private let physicalMs: @Sendable () -> Int64
+    let physicalMs: @Sendable () -> Int64
     private let clockReports = Mutex<[StoreID: Int64]>([:])
 
     /// The hub on one SQLite file: log, fold and credentials.
@@ -199,7 +199,7 @@ public final class HubStore: HubStorage {
     }
 
     /// One write of the chain, with the fold caught up and the ledger's write lock held.
-    private func write<T>(_ body: (Database, any LedgerWrites) throws -> T) throws -> T {
+    func write<T>(_ body: (Database, any LedgerWrites) throws -> T) throws -> T {
         try ledger.write(pool, foldIn: foldIn, body)
     }
 
@@ -474,12 +474,18 @@ public final class HubStore: HubStorage {
             guard known else { return nil }
             // A refund (of a recharge or of a sale) and a reversal name the operation they undo.
             var of: String?
+            var store: String = row["origin"]
             let kind: String = row["kind"]
             if kind == "refund" || kind == "operation.reversed",
                case .object(let body)? = try? JSONText.decode(JSONValue.self, row["body"]), case .string(let target)? = body["of"] {
                 of = target
             }
-            return Settlement.Movement(version: row["version"], op: row["op_id"], store: row["origin"], member: MemberID(member),
+            // An opening balance (imported) is owed by the member's joining store, not the hub.
+            if kind == OperationKind.balanceOpened.rawValue,
+               case .object(let body)? = try? JSONText.decode(JSONValue.self, row["body"]), case .string(let owner)? = body["store"] {
+                store = owner
+            }
+            return Settlement.Movement(version: row["version"], op: row["op_id"], store: store, member: MemberID(member),
                                        principal: row["value"], bonus: row["bonus"], of: of)
         }
         let merges = try Row.fetchAll(db.cachedStatement(sql: "SELECT version, id, hlc, body FROM ops WHERE kind = 'member.merged' ORDER BY version"))
@@ -1054,7 +1060,7 @@ public final class HubStore: HubStorage {
 
     /// Appends to the log at the next version (the fold is at the log's head: the ledger's
     /// write lock is held) and applies the operation to the fold.
-    private func append(_ op: Operation, _ body: OperationBody, _ db: Database, _ w: any LedgerWrites) throws -> Int64 {
+    func append(_ op: Operation, _ body: OperationBody, _ db: Database, _ w: any LedgerWrites) throws -> Int64 {
         clock.withLock { _ = $0.observe(op.hlc, physicalMs: physicalMs()) }
         let member: String? = if case .unknown = body { nil } else { body.member?.rawValue }
         let row = LogRow(version: 0, id: op.id.description, origin: op.id.origin.rawValue, seq: Int64(op.id.seq), hlc: op.hlc.packed,
@@ -1082,7 +1088,7 @@ public final class HubStore: HubStorage {
         }
     }
 
-    private func makeHubOperation(_ body: OperationBody, _ db: Database) throws -> Operation {
+    func makeHubOperation(_ body: OperationBody, _ db: Database) throws -> Operation {
         let (id, hlc) = try nextHubStamp(db)
         return Operation(id: id, hlc: hlc, body: body)
     }
@@ -1095,12 +1101,12 @@ public final class HubStore: HubStorage {
     }
 
     /// The hub's next operation id and stamp (inside a write: the fold is at the log's head).
-    private func nextHubStamp(_ db: Database) throws -> (OperationID, HLCTimestamp) {
+    func nextHubStamp(_ db: Database) throws -> (OperationID, HLCTimestamp) {
         let seq = (try Int64.fetchOne(db.cachedStatement(sql: "SELECT COALESCE(MAX(seq), 0) FROM ops WHERE origin = 'hub'")) ?? 0) + 1
         return (OperationID(origin: .hub, seq: UInt64(seq)), clock.withLock { $0.tick(physicalMs: physicalMs()) })
     }
 
-    private func exception(_ kind: String, member: MemberID?, op: OperationID?, detail: String, _ w: any LedgerWrites) throws {
+    func exception(_ kind: String, member: MemberID?, op: OperationID?, detail: String, _ w: any LedgerWrites) throws {
         try w.exception(kind: kind, member: member?.rawValue, op: op?.description, detail: detail, at: isoNow())
     }
 }

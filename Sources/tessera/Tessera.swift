@@ -23,6 +23,7 @@ struct Tessera: AsyncParsableCommand {
         commandName: "tessera",
         abstract: "Membership cards for chain stores: store nodes that work offline, and a hub.",
         subcommands: [HubCommand.self, StoreCommand.self, AdminCommand.self, RulesCommand.self, JobsCommand.self, StatusCommand.self, NodeCommand.self,
+                      ImportCommand.self, ExportCommand.self,
                       UpCommand.self, SimulateCommand.self, BenchCommand.self, BenchEmptyCommand.self])
 }
 

@@ -1,0 +1,125 @@
+import Foundation
+import Testing
+import TesseraCore
+import TesseraProtocol
+import TesseraStorage
+import TesseraTestSupport
+
+/// A chain's existing members brought into the hub: ordinary operations, checked first,
+/// idempotent by row, and folded by every node like any other operation.
+@Suite("Importing members")
+final class ImportTests {
+    let dir: TempDir
+    private(set) var hub: HubStore!
+    let clock = TestClock()
+
+    init() throws { dir = try TempDir() }
+
+    func use(_ backend: Backend) throws {
+        hub = try backend.hub(dir)
+        _ = try hub.addStore(s1, name: "One")
+        _ = try hub.addStore(s2, name: "Two")
+    }
+
+    static let file = """
+        phone,name,birthday,card,principal,bonus,points,store,reference
+        +1 555 0100,"Lovelace, Ada",1990-12-10,OLD-1|OLD-2,10000,500,1200,s1,A-1
+        +15550101,Bob,,OLD-3,0,0,0,s2,A-2
+        +15550102,Cy,12-24,,2550,0,0,s1,A-3
+
+        """
+
+    func rows(_ text: String = ImportTests.file) throws -> [MemberImport.Row] {
+        let (rows, problems) = MemberImport.read(Array(text.utf8), format: .csv)
+        try #require(problems.isEmpty, "\(problems)")
+        return rows
+    }
+
+    @Test("imported members hold their opening balances and points as operations; a node folds the same; running the file again changes nothing",
+          arguments: Backend.all)
+    func importAndReimport(_ backend: Backend) throws {
+        try use(backend)
+        let report = try hub.importMembers(try rows(), batch: 2)
+        #expect(report.imported == 3 && report.skipped.isEmpty && report.problems.isEmpty)
+        let log = try hub.log()
+        #expect(log.map(\.op.kind).filter { $0 == "balance.opened" }.count == 2)
+        #expect(log.allSatisfy { $0.op.id.origin == .hub })
+
+        let members = try hub.allMembers().sorted { $0.phone ?? "" < $1.phone ?? "" }
+        #expect(members.map(\.phone) == ["+15550100", "+15550101", "+15550102"])
+        let ada = members[0]
+        #expect(ada.name == "Lovelace, Ada" && ada.birthday == "1990-12-10")
+        #expect(ada.balance == 10_500 && ada.bonus == 500 && ada.points == 1_200)
+        #expect(ada.card == CardNumber("OLD-1"), "the first card listed is the current one")
+        #expect(members[2].balance == 2_550 && members[2].card?.rawValue.hasPrefix("HUB-") == true)
+
+        // A store's node receives them by sync, with the same numbers, and can find the old cards.
+        let node = try bootstrappedNode(dir, s2, hub: hub, clock: clock)
+        #expect(try node.member(ada.id) == ada)
+        #expect(try node.member(card: CardNumber("OLD-2")).id == ada.id)
+
+        // The value is owed by the joining store (liabilities by store of issue).
+        let owes = try hub.liabilities(asOf: nil)
+        #expect(owes.principal == 12_550 && owes.bonus == 500)
+        #expect(owes.stores.first { $0.store == "s1" }?.principal == 12_550)
+        #expect(owes.stores.first { $0.store == "hub" } == nil)
+
+        let again = try hub.importMembers(try rows())
+        #expect(again.imported == 0)
+        #expect(again.skipped.map(\.line) == [2, 3, 4])
+        #expect(again.skipped.allSatisfy { $0.reason.hasPrefix("already imported as ") })
+        #expect(try hub.log().count == log.count)
+    }
+
+    @Test("a phone a store already enrolled is reported and skipped; a card another member holds or an unknown store stops the whole import",
+          arguments: Backend.all)
+    func conflicts(_ backend: Backend) throws {
+        try use(backend)
+        let one = try bootstrappedNode(dir, s1, hub: hub, clock: clock)
+        let bob = try enrol(one, "Bob", "+15550101")
+        try sync(one, hub)
+        let before = try hub.log().count
+
+        let taken = try hub.importMembers(try rows("phone,name,card,store\n+15550109,Dee,\(bob.card?.rawValue ?? ""),s1\n+15550110,Eve,,north-9\n"))
+        #expect(taken.problems.map(\.line) == [2, 3])
+        #expect(taken.problems[0].message.contains("already belongs to member \(bob.id)"))
+        #expect(taken.problems[1].message.contains("not registered"))
+        #expect(taken.imported == 0)
+        #expect(try hub.log().count == before, "nothing is written when any row is bad")
+
+        let report = try hub.importMembers(try rows())
+        #expect(report.imported == 2)
+        #expect(report.skipped.map(\.line) == [3])
+        #expect(report.skipped.first?.member == bob.id)
+        #expect(report.skipped.first?.reason.contains("belongs to member") == true)
+        #expect(try hub.member(bob.id)?.balance == 0, "the store's member is left as it was")
+    }
+
+    @Test("a store may not push an opening balance (only the hub imports)", arguments: Backend.all)
+    func storesCannotOpenBalances(_ backend: Backend) throws {
+        try use(backend)
+        let op = Operation(id: OperationID(origin: s1, seq: 1), hlc: HLCTimestamp(wallMs: clock.now(), counter: 0),
+                           body: .balanceOpened(BalanceOpened(member: MemberID("m-s1-1"), store: s1, value: 1_000, bonus: 0, points: 0)))
+        let result = try hub.push([op], from: s1)
+        #expect(result.map(\.status) == [.rejected])
+        #expect(try hub.log().isEmpty)
+    }
+
+    @Test("what tessera export writes, tessera import reads back into another hub with the same numbers", arguments: Backend.all)
+    func exportRoundTrip(_ backend: Backend) throws {
+        try use(backend)
+        _ = try hub.importMembers(try rows())
+        let exported = try hub.exportMembers()
+        let text = CSV.text([ExportedMember.columns] + exported.map(\.fields))
+        #expect(text.contains("'+15550100"), "a phone starting with + is kept from running as a formula")
+
+        let other = try Backend.sqlite.hub(dir, "other")
+        _ = try other.addStore(s1, name: "One")
+        _ = try other.addStore(s2, name: "Two")
+        let (rows, problems) = MemberImport.read(Array(text.utf8), format: .csv)
+        #expect(problems.isEmpty)
+        #expect(try other.importMembers(rows).imported == 3)
+        let strip = { (m: ExportedMember) in [m.phone, m.name, m.birthday ?? "", m.card?.rawValue ?? "", "\(m.principal)", "\(m.bonus)", "\(m.points)", m.store, m.reference ?? ""] }
+        #expect(try other.exportMembers().map(strip).sorted { $0[0] < $1[0] } == exported.map(strip).sorted { $0[0] < $1[0] })
+    }
+}
