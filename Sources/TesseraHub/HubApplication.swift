@@ -17,8 +17,10 @@ import TesseraStorage
 public enum HubApplication {
     /// - Parameter rateLimit: requests a second each credential may make on average (twice that
     ///   in a burst); requests without one share a single allowance.
+    /// - Parameter webhookHosts: the hosts webhooks may deliver to (`*`: any); none by default.
     public static func build(storage: any HubStorage, listen: ListenAddress, logger: Logger, jobsIntervalSeconds: Int = 600,
                              rateLimit: Double = 1000, tls: TLSConfiguration? = nil,
+                             webhookHosts: Set<String> = [], webhookRetryBaseMs: Int64 = 1_000,
                              onRunning: @escaping @Sendable (any Channel) async -> Void = { _ in }) throws -> some ApplicationProtocol {
         Observability.bootstrap()
         let router = Router()
@@ -193,6 +195,57 @@ public enum HubApplication {
             }
             return try JSONBody.response(["audit": audit])
         }
+        // Events for other tools: a feed to pull, and webhooks the hub delivers.
+        office.get("/events") { request, _ in
+            let after = try request.integerQuery("after") ?? 0
+            guard after >= 0 else { throw DomainError(.invalidRequest, "after must be an event id (0 or more)") }
+            let limit = Int(min(max(try request.integerQuery("limit") ?? 100, 1), 1_000))
+            var types: Set<HubAPI.EventType>?
+            if let list = request.uri.queryParameters.get("type") {
+                types = try Set(list.split(separator: ",").map { name in
+                    guard let type = HubAPI.EventType(rawValue: String(name)) else {
+                        throw DomainError(.invalidRequest, "unknown event type \(name); types are \(HubAPI.EventType.allCases.map(\.rawValue).joined(separator: ", "))")
+                    }
+                    return type
+                })
+            }
+            let wanted = types
+            let page = try await offload {
+                try authenticateAdmin(request, storage, .reporter)
+                return try storage.events(after: after, limit: limit, types: wanted)
+            }
+            return try JSONBody.response(page)
+        }
+        office.post("/webhooks") { request, _ in
+            let office = try await offload { try authenticateAdmin(request, storage, .admin) }
+            let (ask, _) = try await JSONBody.decode(HubAPI.WebhookRequest.self, from: request)
+            let hook = try await offload { try storage.addWebhook(ask, allowedHosts: webhookHosts, actor: office.actor) }
+            return try JSONBody.response(hook, status: .created)
+        }
+        office.get("/webhooks") { request, _ in
+            let hooks = try await offload {
+                try authenticateAdmin(request, storage, .admin)
+                return try storage.webhooks()
+            }
+            return try JSONBody.response(HubAPI.Webhooks(webhooks: hooks))
+        }
+        office.delete("/webhooks/{id}") { request, context in
+            let id = try context.parameters.require("id")
+            try await offload {
+                let office = try authenticateAdmin(request, storage, .admin)
+                try storage.revokeWebhook(id, actor: office.actor)
+            }
+            return try JSONBody.response(["revoked": id])
+        }
+        office.get("/webhooks/{id}/deliveries") { request, context in
+            let id = try context.parameters.require("id")
+            let limit = Int(min(max(try request.integerQuery("limit") ?? 100, 1), 1_000))
+            let deliveries = try await offload {
+                try authenticateAdmin(request, storage, .admin)
+                return try storage.deliveries(webhook: id, limit: limit)
+            }
+            return try JSONBody.response(HubAPI.Deliveries(deliveries: deliveries))
+        }
         office.get("/exceptions") { request, _ in
             let limit = Int(min(max(try request.integerQuery("limit") ?? 1000, 1), 10_000))
             let exceptions = try await offload {
@@ -306,7 +359,8 @@ public enum HubApplication {
         let server = try tls.map { try HTTPServerBuilder.tls(http1, tlsConfiguration: $0) } ?? http1
         return Application(router: router, server: server,
                            configuration: .init(address: .hostname(listen.host, port: listen.port), serverName: "tessera-hub"),
-                           services: [HubJobs(storage: storage, intervalSeconds: max(1, jobsIntervalSeconds), logger: logger)],
+                           services: [HubJobs(storage: storage, intervalSeconds: max(1, jobsIntervalSeconds), logger: logger),
+                                      WebhookDispatcher(storage: storage, allowedHosts: webhookHosts, retryBaseMs: webhookRetryBaseMs, logger: logger)],
                            onServerRunning: onRunning, logger: logger)
     }
 

@@ -20,3 +20,4 @@ extension NodeAPI.MembershipRequest: StrictBody { public static let fields: Set<
 extension NodeAPI.PointsAward: StrictBody { public static let fields: Set<String> = ["activity", "points", "reason"] }
 extension PushRequest: StrictBody { public static let fields: Set<String> = ["protocol", "store", "ops"] }
 extension AuthorizeRequest: StrictBody { public static let fields: Set<String> = ["protocol", "prior", "op"] }
+extension HubAPI.WebhookRequest: StrictBody { public static let fields: Set<String> = ["url", "events", "secret"] }

@@ -43,6 +43,43 @@ public protocol HubLedger: Sendable {
     func setAside(by store: String) throws -> [String]
     /// Throws when the ledger cannot be reached (readiness).
     func ping() throws
+
+    /// Events after `cursor`, oldest first (the feed, and what webhooks deliver).
+    func events(after cursor: Int64, limit: Int) throws -> [HubAPI.Event]
+    /// Every webhook, with its secret (the dispatcher signs with it; the API never shows it).
+    func webhooks() throws -> [WebhookRecord]
+    /// A webhook's delivery attempts, newest first.
+    func deliveries(webhook: String, limit: Int) throws -> [HubAPI.Delivery]
+    /// Takes the webhook for `holder` until `untilMs` unless another process holds it and its
+    /// lease runs: one hub process at a time delivers a webhook, in order.
+    func claimWebhook(_ id: String, holder: String, nowMs: Int64, untilMs: Int64) throws -> Bool
+    /// Records one attempt and moves the webhook on (cursor, failures, when to try next).
+    func recordDelivery(_ delivery: HubAPI.Delivery, cursor: Int64, failures: Int, retryAtMs: Int64) throws
+    /// Passes over events the webhook does not take.
+    func passOver(_ id: String, cursor: Int64) throws
+}
+
+/// A webhook as the ledger holds it: where to deliver, the HMAC key, the event types it takes,
+/// how far it has got, and which hub process delivers it now.
+public struct WebhookRecord: Sendable, Hashable {
+    public var id: String
+    public var url: String
+    public var secret: String
+    public var types: [HubAPI.EventType]
+    public var createdAt: String
+    public var revokedAt: String?
+    public var cursor: Int64
+    public var failures: Int
+    public var retryAtMs: Int64
+
+    public var view: HubAPI.Webhook {
+        HubAPI.Webhook(id: id, url: url, events: types, createdAt: createdAt, revokedAt: revokedAt, cursor: cursor, failures: failures,
+                       retryAt: retryAtMs > 0 ? isoTime(ms: retryAtMs) : nil)
+    }
+
+    static func types(_ text: String) -> [HubAPI.EventType] {
+        text.split(separator: ",").compactMap { HubAPI.EventType(rawValue: String($0)) }
+    }
 }
 
 /// What a write records in the ledger besides the fold.
@@ -66,6 +103,14 @@ public protocol LedgerWrites {
     func revokeStore(_ id: String, at: String) throws -> Bool
     func addAdminToken(id: String, tokenHash: String, role: String, label: String?, at: String) throws
     func revokeAdminToken(_ id: String, at: String) throws -> Bool
+
+    /// An event, once per `key` (a second one with the same key is dropped): events of
+    /// operations are keyed by the operation, events of the calendar by member and period.
+    func event(key: String, type: HubAPI.EventType, member: String?, op: String?, data: String, at: String) throws
+    /// The newest event id (a new webhook starts after it).
+    func eventHead() throws -> Int64
+    func addWebhook(_ webhook: WebhookRecord) throws
+    func revokeWebhook(_ id: String, at: String) throws -> Bool
 }
 
 /// One row of the operation log, as stored on either database.
@@ -198,6 +243,61 @@ struct SQLiteLedger: HubLedger {
     func ping() throws {
         _ = try pool.read { db in try Int.fetchOne(db, sql: "SELECT 1") }
     }
+
+    func events(after cursor: Int64, limit: Int) throws -> [HubAPI.Event] {
+        try pool.read { db in
+            try Row.fetchAll(db.cachedStatement(sql: "SELECT id, type, member_id, op_id, data, at FROM events WHERE id > ? ORDER BY id LIMIT ?"),
+                             arguments: [cursor, limit]).compactMap {
+                try HubAPI.Event(id: $0["id"], type: $0["type"], member: $0["member_id"], op: $0["op_id"], data: $0["data"], at: $0["at"])
+            }
+        }
+    }
+
+    func webhooks() throws -> [WebhookRecord] {
+        try pool.read { db in
+            try Row.fetchAll(db.cachedStatement(sql: "SELECT * FROM webhooks ORDER BY created_at, id")).map {
+                WebhookRecord(id: $0["id"], url: $0["url"], secret: $0["secret"], types: WebhookRecord.types($0["types"]),
+                              createdAt: $0["created_at"], revokedAt: $0["revoked_at"], cursor: $0["cursor"], failures: $0["failures"],
+                              retryAtMs: $0["retry_at_ms"])
+            }
+        }
+    }
+
+    func deliveries(webhook: String, limit: Int) throws -> [HubAPI.Delivery] {
+        try pool.read { db in
+            try Row.fetchAll(db.cachedStatement(sql: "SELECT * FROM deliveries WHERE webhook_id = ? ORDER BY id DESC LIMIT ?"),
+                             arguments: [webhook, limit]).map {
+                HubAPI.Delivery(webhook: $0["webhook_id"], event: $0["event_id"], attempt: $0["attempt"], outcome: $0["outcome"],
+                                status: $0["status"], error: $0["error"], durationMs: $0["duration_ms"], at: $0["at"])
+            }
+        }
+    }
+
+    func claimWebhook(_ id: String, holder: String, nowMs: Int64, untilMs: Int64) throws -> Bool {
+        try pool.write { db in
+            try db.cachedStatement(sql: """
+                UPDATE webhooks SET lease_holder = ?, lease_until_ms = ?
+                WHERE id = ? AND revoked_at IS NULL AND (lease_holder IS NULL OR lease_holder = ? OR lease_until_ms < ?)
+                """).execute(arguments: [holder, untilMs, id, holder, nowMs])
+            return db.changesCount == 1
+        }
+    }
+
+    func recordDelivery(_ d: HubAPI.Delivery, cursor: Int64, failures: Int, retryAtMs: Int64) throws {
+        try pool.write { db in
+            try db.cachedStatement(sql: """
+                INSERT INTO deliveries (webhook_id, event_id, attempt, outcome, status, error, duration_ms, at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+                """).execute(arguments: [d.webhook, d.event, d.attempt, d.outcome, d.status, d.error, d.durationMs, d.at])
+            try db.cachedStatement(sql: "UPDATE webhooks SET cursor = MAX(cursor, ?), failures = ?, retry_at_ms = ? WHERE id = ?")
+                .execute(arguments: [cursor, failures, retryAtMs, d.webhook])
+        }
+    }
+
+    func passOver(_ id: String, cursor: Int64) throws {
+        try pool.write { db in
+            try db.cachedStatement(sql: "UPDATE webhooks SET cursor = MAX(cursor, ?) WHERE id = ?").execute(arguments: [cursor, id])
+        }
+    }
 }
 
 struct SQLiteWrites: LedgerWrites {
@@ -267,5 +367,33 @@ struct SQLiteWrites: LedgerWrites {
     func revokeAdminToken(_ id: String, at: String) throws -> Bool {
         try db.cachedStatement(sql: "UPDATE admin_tokens SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL").execute(arguments: [at, id])
         return db.changesCount == 1
+    }
+
+    func event(key: String, type: HubAPI.EventType, member: String?, op: String?, data: String, at: String) throws {
+        try db.cachedStatement(sql: "INSERT OR IGNORE INTO events (key, type, member_id, op_id, data, at) VALUES (?, ?, ?, ?, ?, ?)")
+            .execute(arguments: [key, type.rawValue, member, op, data, at])
+    }
+
+    func eventHead() throws -> Int64 {
+        try Int64.fetchOne(db.cachedStatement(sql: "SELECT COALESCE(MAX(id), 0) FROM events")) ?? 0
+    }
+
+    func addWebhook(_ w: WebhookRecord) throws {
+        try db.cachedStatement(sql: "INSERT INTO webhooks (id, url, secret, types, created_at, cursor) VALUES (?, ?, ?, ?, ?, ?)")
+            .execute(arguments: [w.id, w.url, w.secret, w.types.map(\.rawValue).joined(separator: ","), w.createdAt, w.cursor])
+    }
+
+    func revokeWebhook(_ id: String, at: String) throws -> Bool {
+        try db.cachedStatement(sql: "UPDATE webhooks SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL").execute(arguments: [at, id])
+        return db.changesCount == 1
+    }
+}
+
+extension HubAPI.Event {
+    /// From a stored row; nil for a type this build does not know.
+    init?(id: Int64, type: String, member: String?, op: String?, data: String, at: String) throws {
+        guard let type = HubAPI.EventType(rawValue: type) else { return nil }
+        guard case .object(let fields) = try JSONText.decode(JSONValue.self, data) else { return nil }
+        self.init(id: id, type: type, member: member.map(MemberID.init), op: op, at: at, data: fields)
     }
 }

@@ -64,6 +64,13 @@ public protocol HubStorage: Sendable {
     func breakageCandidates(untouchedDays: Int64) throws -> [HubAPI.Dormant]
     func segment(_ name: String, _ parameters: Segments.Parameters) throws -> HubAPI.SegmentReport
     func issueSegmentCoupons(_ name: String, _ parameters: Segments.Parameters, template: String, actor: String) throws -> HubAPI.SegmentCoupons
+    func events(after cursor: Int64, limit: Int, types: Set<HubAPI.EventType>?) throws -> HubAPI.EventPage
+    func addWebhook(_ request: HubAPI.WebhookRequest, allowedHosts: Set<String>, actor: String) throws -> HubAPI.Webhook
+    func webhooks() throws -> [HubAPI.Webhook]
+    func revokeWebhook(_ id: String, actor: String) throws
+    func deliveries(webhook: String, limit: Int) throws -> [HubAPI.Delivery]
+    /// The ledger, for the webhook dispatcher.
+    var ledger: any HubLedger { get }
 }
 
 public final class HubStore: HubStorage {
@@ -169,8 +176,37 @@ public final class HubStore: HubStorage {
                 );
                 """)
         }
+        // Events for other tools (the feed and webhooks), and webhooks' delivery log.
+        migrator.registerMigration("hub-v3-events") { db in
+            try db.execute(sql: HubStore.eventTables(serial: "INTEGER PRIMARY KEY AUTOINCREMENT").joined(separator: ";\n"))
+        }
         try migrator.migrate(pool)
         return pool
+    }
+
+    /// The event and webhook tables, the same on SQLite and PostgreSQL but for the serial key.
+    static func eventTables(serial: String) -> [String] {
+        [
+            """
+            CREATE TABLE events (
+                id \(serial), key TEXT NOT NULL UNIQUE, type TEXT NOT NULL, member_id TEXT, op_id TEXT, data TEXT NOT NULL, at TEXT NOT NULL
+            )
+            """,
+            """
+            CREATE TABLE webhooks (
+                id TEXT PRIMARY KEY NOT NULL, url TEXT NOT NULL, secret TEXT NOT NULL, types TEXT NOT NULL, created_at TEXT NOT NULL,
+                revoked_at TEXT, cursor BIGINT NOT NULL DEFAULT 0, failures INTEGER NOT NULL DEFAULT 0, retry_at_ms BIGINT NOT NULL DEFAULT 0,
+                lease_holder TEXT, lease_until_ms BIGINT NOT NULL DEFAULT 0
+            )
+            """,
+            """
+            CREATE TABLE deliveries (
+                id \(serial), webhook_id TEXT NOT NULL, event_id BIGINT NOT NULL, attempt INTEGER NOT NULL, outcome TEXT NOT NULL,
+                status INTEGER, error TEXT, duration_ms BIGINT NOT NULL, at TEXT NOT NULL
+            )
+            """,
+            "CREATE INDEX deliveries_webhook ON deliveries (webhook_id, id)",
+        ]
     }
 
     /// The fold's size on disk, and the PostgreSQL database's (nil on SQLite, where the fold is all).
@@ -873,9 +909,17 @@ public final class HubStore: HubStorage {
                 SELECT DISTINCT member_id FROM entries WHERE (lot IS NOT NULL AND lot < ?) OR expired <> 0
                 """), arguments: [today.number]).map { try Replica.root(of: MemberID($0), db) })
             let issuesCoupons = programme.coupons.contains { $0.issueOn == .birthday || $0.issueOn == .wakeUp }
-            let lastPurchase = !issuesCoupons ? [:] : Dictionary(try Row.fetchAll(db.cachedStatement(sql: """
+            let lastPurchase = Dictionary(try Row.fetchAll(db.cachedStatement(sql: """
                 SELECT member_id, MAX(hlc) AS hlc FROM ops WHERE kind = 'purchase' AND member_id IS NOT NULL GROUP BY member_id
                 """)).map { (MemberID($0["member_id"]), HLCTimestamp(packed: $0["hlc"])?.wallMs ?? 0) }, uniquingKeysWith: max)
+            // Members with points in a lot that ends soon: a `points.expiring` event each.
+            var expiring: [MemberID: Int64] = [:]
+            for row in try Row.fetchAll(db.cachedStatement(sql: """
+                SELECT member_id, MIN(lot) AS lot FROM entries WHERE lot >= ? AND lot < ? AND points > 0 GROUP BY member_id
+                """), arguments: [today.number, today.number + Self.expiringWithinDays]) {
+                let root = try Replica.root(of: MemberID(row["member_id"]), db)
+                expiring[root] = min(expiring[root] ?? .max, row["lot"] as Int64)
+            }
             for row in roots {
                 let member = MemberID(row["id"])
                 if holdingLots.contains(member) {
@@ -888,10 +932,12 @@ public final class HubStore: HubStorage {
                         report.pointsExpired += standing.expiryDue
                     }
                 }
-                guard issuesCoupons else { continue }
                 let group = try Replica.group(of: member, db)
                 var active = group.compactMap { lastPurchase[$0] }.max()
                 if active == nil, let enrolled = row["enrolled"] as String? { active = Replica.wallMs(ofStampKey: enrolled) }
+                try emitCalendarEvents(member: member, birthday: row["birthday"], lastActiveMs: active ?? now, today: today, now: now,
+                                       expiringLot: expiring[member], programme: programme, db, w)
+                guard issuesCoupons else { continue }
                 let coupons = try RulesEngine.scheduledCoupons(
                     member: member, birthday: row["birthday"], lastActive: calendar.day(ms: active ?? now), today: today, programme: programme)
                     .filter { try Bool.fetchOne(db.cachedStatement(sql: "SELECT NOT EXISTS (SELECT 1 FROM coupons WHERE id = ?)"), arguments: [$0.id]) ?? false }
@@ -945,9 +991,12 @@ public final class HubStore: HubStorage {
         let body: OperationBody
         do throws(DomainError) { body = try Validate.operation(op) } catch { return try reject(error.description) }
 
+        let tiers = try tiersBefore(body, db)
         let version = try self.append(op, body, db, w)
         try reportClockAhead(op, from: store, w)
         if case .unknown = body { return PushResult(id: op.id, status: .accepted, version: version) }
+        try emitEvents(of: op, body, db, w)
+        try emitTierChanges(tiers, op: op, db, w)
 
         switch body {
         case .memberEnrolled(let e):
@@ -1052,8 +1101,10 @@ public final class HubStore: HubStorage {
             let member = e.member
             let held = try Replica.holdings(of: member, db)
             if held.valueMinor < 0 || held.points < 0 {
-                try exception("overdraft", member: try Replica.root(of: member, db), op: op,
-                              detail: "balance \(held.valueMinor), points \(held.points) \(note)", w)
+                let root = try Replica.root(of: member, db)
+                try exception("overdraft", member: root, op: op, detail: "balance \(held.valueMinor), points \(held.points) \(note)", w)
+                try emit(.overdraft, key: "overdraft:\(op):\(root)", member: root, op: op,
+                         data: ["balance": .int(held.valueMinor), "points": .int(held.points), "detail": .string(note)], db, w)
             }
         }
     }

@@ -92,6 +92,7 @@ final class PostgresLedger: HubLedger {
             "CREATE TABLE audit (id BIGSERIAL PRIMARY KEY, at TEXT NOT NULL, actor TEXT NOT NULL, action TEXT NOT NULL, detail TEXT NOT NULL)",
             "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
         ]),
+        ("v2-events", HubStore.eventTables(serial: "BIGSERIAL PRIMARY KEY")),
     ]
 
     private func migrate() throws {
@@ -276,6 +277,61 @@ final class PostgresLedger: HubLedger {
     private static func exception(_ row: PostgresRow) throws -> HubAPI.ExceptionRecord {
         let (id, kind, member, op, detail, at) = try row.decode((Int64, String, String?, String?, String, String).self)
         return HubAPI.ExceptionRecord(id: id, kind: kind, member: member.map(MemberID.init), op: op, detail: detail, at: at)
+    }
+
+    func events(after cursor: Int64, limit: Int) throws -> [HubAPI.Event] {
+        try link.run("SELECT id, type, member_id, op_id, data, at FROM events WHERE id > \(cursor) ORDER BY id LIMIT \(limit)").compactMap {
+            let (id, type, member, op, data, at) = try $0.decode((Int64, String, String?, String?, String, String).self)
+            return try HubAPI.Event(id: id, type: type, member: member, op: op, data: data, at: at)
+        }
+    }
+
+    func webhooks() throws -> [WebhookRecord] {
+        try link.run("""
+            SELECT id, url, secret, types, created_at, revoked_at, cursor, failures, retry_at_ms FROM webhooks ORDER BY created_at, id
+            """).map {
+            let (id, url, secret, types, created, revoked, cursor, failures, retry) =
+                try $0.decode((String, String, String, String, String, String?, Int64, Int32, Int64).self)
+            return WebhookRecord(id: id, url: url, secret: secret, types: WebhookRecord.types(types), createdAt: created, revokedAt: revoked,
+                                 cursor: cursor, failures: Int(failures), retryAtMs: retry)
+        }
+    }
+
+    func deliveries(webhook: String, limit: Int) throws -> [HubAPI.Delivery] {
+        try link.run("""
+            SELECT webhook_id, event_id, attempt, outcome, status, error, duration_ms, at FROM deliveries
+            WHERE webhook_id = \(webhook) ORDER BY id DESC LIMIT \(limit)
+            """).map {
+            let (hook, event, attempt, outcome, status, error, duration, at) =
+                try $0.decode((String, Int64, Int32, String, Int32?, String?, Int64, String).self)
+            return HubAPI.Delivery(webhook: hook, event: event, attempt: Int(attempt), outcome: outcome, status: status.map(Int.init),
+                                   error: error, durationMs: duration, at: at)
+        }
+    }
+
+    func claimWebhook(_ id: String, holder: String, nowMs: Int64, untilMs: Int64) throws -> Bool {
+        try link.run("""
+            UPDATE webhooks SET lease_holder = \(holder), lease_until_ms = \(untilMs)
+            WHERE id = \(id) AND revoked_at IS NULL AND (lease_holder IS NULL OR lease_holder = \(holder) OR lease_until_ms < \(nowMs))
+            """).metadata.rows == 1
+    }
+
+    func recordDelivery(_ d: HubAPI.Delivery, cursor: Int64, failures: Int, retryAtMs: Int64) throws {
+        try link.withConnection { c in
+            try c.transaction {
+                try c.run("""
+                    INSERT INTO deliveries (webhook_id, event_id, attempt, outcome, status, error, duration_ms, at)
+                    VALUES (\(d.webhook), \(d.event), \(Int32(clamping: d.attempt)), \(d.outcome), \(d.status.map { Int32(clamping: $0) }), \(d.error.map(pgText)), \(d.durationMs), \(d.at))
+                    """)
+                try c.run("""
+                    UPDATE webhooks SET cursor = GREATEST(cursor, \(cursor)), failures = \(Int32(clamping: failures)), retry_at_ms = \(retryAtMs) WHERE id = \(d.webhook)
+                    """)
+            }
+        }
+    }
+
+    func passOver(_ id: String, cursor: Int64) throws {
+        try link.run("UPDATE webhooks SET cursor = GREATEST(cursor, \(cursor)) WHERE id = \(id)")
     }
 
     func page(after cursor: Int64, limit: Int) throws -> [VersionedOperation] {
@@ -464,5 +520,27 @@ final class PostgresWrites: LedgerWrites {
 
     func revokeAdminToken(_ id: String, at: String) throws -> Bool {
         try read("UPDATE admin_tokens SET revoked_at = \(at) WHERE id = \(id) AND revoked_at IS NULL").metadata.rows == 1
+    }
+
+    func event(key: String, type: HubAPI.EventType, member: String?, op: String?, data: String, at: String) throws {
+        queued.append("""
+            INSERT INTO events (key, type, member_id, op_id, data, at) VALUES (\(pgText(key)), \(type.rawValue), \(member.map(pgText)), \(op), \(pgText(data)), \(at))
+            ON CONFLICT (key) DO NOTHING
+            """)
+    }
+
+    func eventHead() throws -> Int64 {
+        try read("SELECT COALESCE(MAX(id), 0) FROM events").first.map { try $0.decode(Int64.self) } ?? 0
+    }
+
+    func addWebhook(_ w: WebhookRecord) throws {
+        queued.append("""
+            INSERT INTO webhooks (id, url, secret, types, created_at, cursor)
+            VALUES (\(w.id), \(pgText(w.url)), \(pgText(w.secret)), \(w.types.map(\.rawValue).joined(separator: ",")), \(w.createdAt), \(w.cursor))
+            """)
+    }
+
+    func revokeWebhook(_ id: String, at: String) throws -> Bool {
+        try read("UPDATE webhooks SET revoked_at = \(at) WHERE id = \(id) AND revoked_at IS NULL").metadata.rows == 1
     }
 }

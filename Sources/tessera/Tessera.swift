@@ -107,6 +107,10 @@ struct HubCommand: AsyncParsableCommand {
     @Option(help: "Requests a second each credential may make on average (twice that in a burst); over it: 429 with Retry-After.") var rateLimit: Double = 1000
     @Option(help: "Serve HTTPS with this certificate chain (PEM, leaf first); needs --tls-key.") var tlsCert: String?
     @Option(help: "The private key (PEM) of --tls-cert.") var tlsKey: String?
+    @Option(help: "Hosts webhooks may deliver to, comma-separated (e.g. crm.example.com,hooks.sms.example); none by default.")
+    var webhookHosts: String = ""
+    @Option(help: ArgumentHelp("The first webhook retry's wait (each next one doubles, up to 10 minutes).", visibility: .hidden))
+    var webhookRetryBaseMs: Int64 = 1_000
     @OptionGroup var log: LogOptions
 
     func validate() throws {
@@ -124,10 +128,15 @@ struct HubCommand: AsyncParsableCommand {
         logger.info("hub storage: \(storage.ledger.kind)\(storage.postgres.map { " at \($0)" } ?? "")")
         let scheme = tls == nil ? "http" : "https"
         let app = try HubApplication.build(storage: storage, listen: try parseListen(listen), logger: logger,
-                                           jobsIntervalSeconds: jobsInterval, rateLimit: rateLimit, tls: tls) {
+                                           jobsIntervalSeconds: jobsInterval, rateLimit: rateLimit, tls: tls,
+                                           webhookHosts: Self.hosts(webhookHosts), webhookRetryBaseMs: webhookRetryBaseMs) {
             announce("tessera hub", $0, scheme: scheme)
         }
         try await app.runService()
+    }
+
+    static func hosts(_ list: String) -> Set<String> {
+        Set(list.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces).lowercased() }.filter { !$0.isEmpty })
     }
 }
 
@@ -432,7 +441,9 @@ struct UpCommand: AsyncParsableCommand {
                                            attributes: [.posixPermissions: 0o600])
         }
         let hubURL = "http://\(host):\(port)"
-        var services: [any Service] = [try HubApplication.build(storage: hub, listen: ListenAddress(host: host, port: port), logger: logger) { announce("hub", $0) }]
+        // Webhooks from a trial chain go only to this machine.
+        var services: [any Service] = [try HubApplication.build(storage: hub, listen: ListenAddress(host: host, port: port), logger: logger,
+                                                                webhookHosts: ["127.0.0.1", "localhost", "::1"]) { announce("hub", $0) }]
         say("Tessera is starting under \(dir):")
         say("  hub      \(hubURL)   head-office token: \(credentials.admin)")
         for (i, id) in stores.keys.sorted().enumerated() {

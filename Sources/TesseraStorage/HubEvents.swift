@@ -1,0 +1,170 @@
+import Crypto
+import Foundation
+import GRDB
+import TesseraCore
+import TesseraProtocol
+
+/// Events for head office's other tools. They are recorded in the ledger in the same write as
+/// the operation (or the job) behind them, once per key, so a retried push, a job run twice or
+/// a second hub process never records one twice; their ids only grow, in commit order (writes
+/// go one at a time: §6.2 of the spec), so a reader after id N never misses one.
+extension HubStore {
+    /// Days without a purchase after which a member is reported dormant (each band once per
+    /// spell: a purchase starts a new one).
+    static let dormantBands: [Int64] = [30, 60, 90]
+    /// Points expiring within this many days are reported, once per lot.
+    static let expiringWithinDays: Int64 = 30
+
+    func emit(_ type: HubAPI.EventType, key: String, member: MemberID?, op: OperationID?, data: [String: JSONValue],
+              _ db: Database, _ w: any LedgerWrites) throws {
+        var data = data
+        // Member-centred events carry what a messaging tool needs to reach the member.
+        if let member, [.memberEnrolled, .tierChanged, .memberDormant, .memberBirthday, .pointsExpiring].contains(type),
+           let row = try Row.fetchOne(db.cachedStatement(sql: "SELECT name, phone FROM members WHERE id = ?"), arguments: [member.rawValue]) {
+            if let name: String = row["name"] { data["name"] = .string(name) }
+            if let phone: String = row["phone"] { data["phone"] = .string(phone) }
+        }
+        try w.event(key: key, type: type, member: member?.rawValue, op: op?.description, data: try JSONText.encode(JSONValue.object(data)), at: isoNow())
+    }
+
+    /// Events an operation from a store makes at once: enrolments, recharges (overdrafts and
+    /// tier changes are recorded where they are found).
+    func emitEvents(of op: Operation, _ body: OperationBody, _ db: Database, _ w: any LedgerWrites) throws {
+        switch body {
+        case .memberEnrolled(let e) where e.store == nil:
+            var data: [String: JSONValue] = ["store": .string(op.id.origin.rawValue), "card": .string(e.card.rawValue)]
+            if let birthday = e.birthday { data["birthday"] = .string(birthday) }
+            try emit(.memberEnrolled, key: "enrolled:\(op.id)", member: e.member, op: op.id, data: data, db, w)
+        case .valueRecharged(let r):
+            try emit(.valueRecharged, key: "recharge:\(op.id)", member: try Replica.root(of: r.member, db), op: op.id,
+                     data: ["store": .string(op.id.origin.rawValue), "amount": .int(r.amount), "bonus": .int(r.bonus)], db, w)
+        default:
+            break
+        }
+    }
+
+    /// The tiers of the members whose tier counter `body` moves, before it is applied (empty
+    /// when the programme has no tiers).
+    func tiersBefore(_ body: OperationBody, _ db: Database) throws -> [MemberID: String] {
+        let programme = try Replica.programme(db)
+        guard programme.tiers != nil else { return [:] }
+        var out: [MemberID: String] = [:]
+        for case .ledger(let e) in body.effects where e.qualifying != 0 {
+            let root = try Replica.root(of: e.member, db)
+            out[root] = try Replica.standing(of: root, programme: programme, asOfMs: physicalMs(), db).tier?.name ?? ""
+        }
+        return out
+    }
+
+    /// A `tier.changed` event for each member whose tier `op` moved.
+    func emitTierChanges(_ before: [MemberID: String], op: Operation, _ db: Database, _ w: any LedgerWrites) throws {
+        guard !before.isEmpty else { return }
+        let programme = try Replica.programme(db)
+        for (member, from) in before.sorted(by: { $0.key < $1.key }) {
+            let to = try Replica.standing(of: member, programme: programme, asOfMs: physicalMs(), db).tier?.name ?? ""
+            guard to != from else { continue }
+            try emit(.tierChanged, key: "tier:\(op.id):\(member)", member: member, op: op.id,
+                     data: ["from": from.isEmpty ? .null : .string(from), "to": to.isEmpty ? .null : .string(to),
+                            "store": .string(op.id.origin.rawValue)], db, w)
+        }
+    }
+
+    /// The calendar's events for one member, from the hub's jobs: the birthday month, a
+    /// dormancy band reached, points expiring soon.
+    func emitCalendarEvents(member: MemberID, birthday: String?, lastActiveMs: Int64, today: LocalDay, now: Int64,
+                            expiringLot: Int64?, programme: Programme, _ db: Database, _ w: any LedgerWrites) throws {
+        let month = String(today.iso.prefix(7))
+        if let birthday, birthday.split(separator: "-").suffix(2).first.flatMap({ Int64($0) }) == today.civil.month {
+            try emit(.memberBirthday, key: "birthday:\(member):\(month)", member: member, op: nil,
+                     data: ["birthday": .string(birthday), "month": .string(month)], db, w)
+        }
+        let idle = today.number - programme.calendar.day(ms: lastActiveMs).number
+        if let band = Self.dormantBands.last(where: { $0 <= idle }) {
+            try emit(.memberDormant, key: "dormant:\(member):\(lastActiveMs):\(band)", member: member, op: nil,
+                     data: ["days": .int(band), "idle_days": .int(idle), "last_active": .string(isoTime(ms: lastActiveMs))], db, w)
+        }
+        if let lot = expiringLot {
+            let due = try Replica.standing(of: member, programme: programme, asOfMs: now, db).expiryDue
+            let later = try Replica.standing(of: member, programme: programme, asOfMs: now + Self.expiringWithinDays * 86_400_000, db).expiryDue
+            let points = max(0, later - max(0, due))
+            if points > 0 {
+                let day = LocalDay(lot)
+                try emit(.pointsExpiring, key: "expiring:\(member):\(day.iso)", member: member, op: nil,
+                         data: ["points": .int(points), "expires_on": .string(day.iso), "within_days": .int(Self.expiringWithinDays)], db, w)
+            }
+        }
+    }
+
+    // MARK: - The feed and webhooks (head office)
+
+    public func events(after cursor: Int64, limit: Int, types: Set<HubAPI.EventType>?) throws -> HubAPI.EventPage {
+        let limit = max(1, min(limit, 1_000))
+        var next = cursor, out: [HubAPI.Event] = []
+        // Scan on past events of other types, a bounded number of pages per request.
+        for _ in 0..<10 {
+            let page = try ledger.events(after: next, limit: limit + 1)
+            for event in page.prefix(limit - out.count) {
+                next = event.id
+                if types?.contains(event.type) ?? true { out.append(event) }
+            }
+            if out.count >= limit || page.count <= limit - (out.count) { return HubAPI.EventPage(events: out, next: next, more: page.count > limit) }
+        }
+        return HubAPI.EventPage(events: out, next: next, more: true)
+    }
+
+    /// Registers a webhook for events from now on. `allowedHosts` are the hosts the operator
+    /// lets the hub call (`tessera hub --webhook-hosts`): the hub never calls anywhere else.
+    public func addWebhook(_ request: HubAPI.WebhookRequest, allowedHosts: Set<String>, actor: String) throws -> HubAPI.Webhook {
+        guard let url = URL(string: request.url), let scheme = url.scheme, ["http", "https"].contains(scheme), let host = url.host,
+              request.url.count <= 2_000 else {
+            throw DomainError(.invalidRequest, "url must be an http:// or https:// URL")
+        }
+        guard allowedHosts.contains(host.lowercased()) || allowedHosts.contains("*") else {
+            throw DomainError(.invalidRequest, "the hub delivers only to hosts its operator allows (tessera hub --webhook-hosts); \(host) is not one of them")
+        }
+        guard !request.events.isEmpty else { throw DomainError(.invalidRequest, "events lists at least one event type") }
+        let secret: String
+        if let given = request.secret {
+            guard (16...200).contains(given.count) else { throw DomainError(.invalidRequest, "secret must be 16 to 200 characters") }
+            secret = given
+        } else {
+            secret = Tokens.make(prefix: "whsec_")
+        }
+        let types = HubAPI.EventType.allCases.filter(Set(request.events).contains)
+        let id = "wh-" + Tokens.make(prefix: "").prefix(12)
+        return try ledger.administer { w in
+            let record = WebhookRecord(id: id, url: request.url, secret: secret, types: types, createdAt: isoNow(), revokedAt: nil,
+                                       cursor: try w.eventHead(), failures: 0, retryAtMs: 0)
+            try w.addWebhook(record)
+            try w.audit(actor: actor, action: "webhook.added", detail: "\(id) \(host) for \(types.map(\.rawValue).joined(separator: ","))", at: isoNow())
+            var view = record.view
+            view.secret = secret
+            return view
+        }
+    }
+
+    public func webhooks() throws -> [HubAPI.Webhook] { try ledger.webhooks().map(\.view) }
+
+    public func revokeWebhook(_ id: String, actor: String) throws {
+        try ledger.administer { w in
+            guard try w.revokeWebhook(id, at: isoNow()) else { throw DomainError(.notFound, "no active webhook \(id)") }
+            try w.audit(actor: actor, action: "webhook.revoked", detail: id, at: isoNow())
+        }
+    }
+
+    public func deliveries(webhook: String, limit: Int) throws -> [HubAPI.Delivery] {
+        guard try ledger.webhooks().contains(where: { $0.id == webhook }) else { throw DomainError(.notFound, "no webhook \(webhook)") }
+        return try ledger.deliveries(webhook: webhook, limit: max(1, min(limit, 1_000)))
+    }
+}
+
+/// The signature a webhook receiver checks: `t=<unix seconds>,v1=<hex HMAC-SHA256 of "<t>.<body>">`
+/// under the webhook's secret. The time lets a receiver refuse old replays.
+public enum WebhookSignature {
+    public static func header(secret: String, timestamp: Int64, body: [UInt8]) -> String {
+        var message = Array("\(timestamp).".utf8)
+        message += body
+        let mac = HMAC<SHA256>.authenticationCode(for: message, using: SymmetricKey(data: Array(secret.utf8)))
+        return "t=\(timestamp),v1=" + mac.map { String(format: "%02x", $0) }.joined()
+    }
+}
