@@ -147,6 +147,9 @@ let package = Package(
             dependencies: [
                 "TesseraCore", "TesseraProtocol", "TesseraStorage", "TesseraNode", "TesseraTestSupport", "tessera",
                 .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HTTPTypes", package: "swift-http-types"),
+                .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),

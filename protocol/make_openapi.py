@@ -115,6 +115,7 @@ NAME = {"type": "string", "minLength": 1, "maxLength": 200}
 PHONE = {"type": "string", "pattern": "^\\s*\\+?[0-9 .()-]*\\s*$"}
 BIRTHDAY = {"type": "string", "pattern": "^((19[0-9]{2}|20[0-9]{2}|21[0-9]{2}|2200)-)?(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])$"}
 CARD = {"type": "string", "pattern": "^\\s*[A-Za-z0-9_-]{1,64}\\s*$"}
+EVENT_TYPES = ["member.enrolled", "tier.changed", "member.dormant", "member.birthday", "points.expiring", "value.recharged", "overdraft"]
 REQUESTS = {
     "Enrol": strict({"name": NAME, "phone": PHONE, "birthday": BIRTHDAY, "referrer": {"type": "string"}, "card": CARD}, ["name", "phone"]),
     "Update": strict({"name": NAME, "phone": PHONE, "birthday": BIRTHDAY}),
@@ -127,6 +128,9 @@ REQUESTS = {
     "Activity": strict({"activity": {"type": "string"}}, ["activity"]),
     "Membership": strict({"plan": {"type": "string"}}, ["plan"]),
     "PointsAward": strict({"activity": {"type": "string"}, "points": {"type": "integer"}, "reason": {"type": "string"}}),
+    "Webhook": strict({"url": {"type": "string", "minLength": 1, "maxLength": 2000},
+                       "events": {"type": "array", "minItems": 1, "items": {"enum": EVENT_TYPES}},
+                       "secret": {"type": "string", "minLength": 16, "maxLength": 200}}, ["url", "events"]),
 }
 
 
@@ -307,6 +311,32 @@ def hub_api():
             **errors(*read)},
             params=[{"name": "as_of", "in": "query", "required": False, "schema": {"type": "string", "format": "date"}},
                     {"name": "format", "in": "query", "required": False, "schema": {"type": "string", "enum": ["json", "csv"]}}], secure=True)},
+        "/v1/events": {"get": op("Events for other tools, oldest first: ask again with after=next", {
+            "200": {"description": "a page of events", "content": {"application/json": {"schema": {
+                "type": "object", "required": ["events", "next", "more"],
+                "properties": {"events": {"type": "array", "items": {"type": "object", "required": ["id", "type", "at", "data"], "properties": {
+                    "id": {"type": "integer"}, "type": {"enum": EVENT_TYPES}, "member": {"type": "string"}, "op": {"type": "string"},
+                    "at": {"type": "string"}, "data": {"type": "object"}}}},
+                    "next": {"type": "integer"}, "more": {"type": "boolean"}}}}}},
+            **errors(*read)},
+            params=[{"name": "after", "in": "query", "required": False, "schema": {"type": "integer", "minimum": 0}},
+                    {"name": "limit", "in": "query", "required": False, "schema": {"type": "integer"}},
+                    {"name": "type", "in": "query", "required": False, "schema": {"type": "string"}}], secure=True)},
+        "/v1/webhooks": {
+            "post": op("Register a webhook (only to hosts the hub's operator allows); its secret is shown once", {
+                "201": {"description": "the webhook", "content": {"application/json": {"schema": {"type": "object", "required": ["id", "url", "events", "secret"]}}}},
+                **errors(*read)}, body=ref("WebhookRequest"), secure=True),
+            "get": op("Every webhook, with how far it has got (never its secret)", {
+                "200": {"description": "webhooks", "content": {"application/json": {"schema": {"type": "object", "required": ["webhooks"]}}}},
+                **errors(*read)}, secure=True),
+        },
+        "/v1/webhooks/{id}": {"delete": op("Revoke a webhook", {
+            "200": {"description": "revoked", "content": {"application/json": {"schema": {"type": "object"}}}}, **errors(*read, 404)},
+            params=[path("id")], secure=True)},
+        "/v1/webhooks/{id}/deliveries": {"get": op("A webhook's delivery attempts, newest first", {
+            "200": {"description": "deliveries", "content": {"application/json": {"schema": {"type": "object", "required": ["deliveries"]}}}},
+            **errors(*read, 404)},
+            params=[path("id"), {"name": "limit", "in": "query", "required": False, "schema": {"type": "integer"}}], secure=True)},
         "/v1/audit": {"get": op("The audit log", {"200": {"description": "audit", "content": {"application/json": {"schema": {"type": "object"}}}}, **errors(*read)},
                                 params=[{"name": "limit", "in": "query", "required": False, "schema": {"type": "integer"}}], secure=True)},
     }

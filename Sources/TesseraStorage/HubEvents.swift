@@ -116,7 +116,7 @@ extension HubStore {
     /// lets the hub call (`tessera hub --webhook-hosts`): the hub never calls anywhere else.
     public func addWebhook(_ request: HubAPI.WebhookRequest, allowedHosts: Set<String>, actor: String) throws -> HubAPI.Webhook {
         guard let url = URL(string: request.url), let scheme = url.scheme, ["http", "https"].contains(scheme), let host = url.host,
-              request.url.count <= 2_000 else {
+              request.url.unicodeScalars.count <= 2_000 else {
             throw DomainError(.invalidRequest, "url must be an http:// or https:// URL")
         }
         guard allowedHosts.contains(host.lowercased()) || allowedHosts.contains("*") else {
@@ -125,7 +125,7 @@ extension HubStore {
         guard !request.events.isEmpty else { throw DomainError(.invalidRequest, "events lists at least one event type") }
         let secret: String
         if let given = request.secret {
-            guard (16...200).contains(given.count) else { throw DomainError(.invalidRequest, "secret must be 16 to 200 characters") }
+            guard (16...200).contains(given.unicodeScalars.count) else { throw DomainError(.invalidRequest, "secret must be 16 to 200 characters") }
             secret = given
         } else {
             secret = Tokens.make(prefix: "whsec_")

@@ -16,8 +16,12 @@ final class Chain: @unchecked Sendable {
     private(set) var nodes: [String: TesseraProcess] = [:]
     private(set) var nodeURLs: [String: String] = [:]
 
-    init(stores: [String], backend: Backend = .sqlite) async throws {
+    /// Options of the hub's beyond its storage and address.
+    let hubOptions: [String]
+
+    init(stores: [String], backend: Backend = .sqlite, hubOptions: [String] = []) async throws {
         ws = try Workspace()
+        self.hubOptions = hubOptions
         self.backend = backend
         database = backend == .postgresql ? try TestDatabase() : nil
         if let database { ws.onRemove { database.drop() } }
@@ -33,7 +37,7 @@ final class Chain: @unchecked Sendable {
     }
 
     func startHub() async throws {
-        let hub = try ws.start("hub", ["hub", "--listen", "127.0.0.1:\(hubPort)"] + hubStorage)
+        let hub = try ws.start("hub", ["hub", "--listen", "127.0.0.1:\(hubPort)"] + hubStorage + hubOptions)
         _ = try await hub.url()
         self.hub = hub
     }
