@@ -23,8 +23,28 @@ struct Tessera: AsyncParsableCommand {
         commandName: "tessera",
         abstract: "Membership cards for chain stores: store nodes that work offline, and a hub.",
         subcommands: [HubCommand.self, StoreCommand.self, AdminCommand.self, RulesCommand.self, JobsCommand.self, StatusCommand.self, NodeCommand.self,
-                      ImportCommand.self, ExportCommand.self,
+                      ImportCommand.self, ExportCommand.self, ConfigCommand.self,
                       UpCommand.self, SimulateCommand.self, BenchCommand.self, BenchEmptyCommand.self])
+
+    /// Options may also come from the environment and a config file (`Settings`): they are
+    /// added to the command line before it is parsed.
+    static func main() async {
+        let expanded: (args: [String], sources: [(Settings.OptionSpec, String, Settings.Source)])
+        do {
+            expanded = try Settings.expand(Array(CommandLine.arguments.dropFirst()), environment: ProcessInfo.processInfo.environment)
+        } catch {
+            FileHandle.standardError.write(Data("error: \(error)\n".utf8))
+            Foundation.exit(2)
+        }
+        // A bad value from the environment or the file: say where it came from.
+        if !expanded.sources.isEmpty {
+            do { _ = try Self.parseAsRoot(expanded.args) } catch where Self.exitCode(for: error) != .success {
+                let origins = expanded.sources.map { "--\($0.0.name) from \($0.2)" }.joined(separator: ", ")
+                FileHandle.standardError.write(Data("note: options added from outside the command line: \(origins)\n".utf8))
+            } catch {}
+        }
+        await Self.main(expanded.args)
+    }
 }
 
 struct LogOptions: ParsableArguments {

@@ -53,8 +53,8 @@ final class Workspace: @unchecked Sendable {
         try run(args).split(separator: "\n").last.map(String.init) ?? ""
     }
 
-    func start(_ name: String, _ args: [String]) throws -> TesseraProcess {
-        let process = try TesseraProcess(name: name, args: args, logFolder: url)
+    func start(_ name: String, _ args: [String], environment: [String: String] = [:]) throws -> TesseraProcess {
+        let process = try TesseraProcess(name: name, args: args, logFolder: url, environment: environment)
         lock.lock(); processes.append(process); lock.unlock()
         return process
     }
@@ -68,17 +68,32 @@ final class Workspace: @unchecked Sendable {
 
 /// Runs a program to completion: its exit status and what it printed (stderr is dropped).
 func runToEnd(_ executable: String, _ args: [String]) throws -> (status: Int32, output: String) {
+    let (status, output, _) = try runCapturing(executable, args)
+    return (status, output)
+}
+
+/// Runs a program to completion with more environment: its exit status, stdout and stderr.
+func runCapturing(_ executable: String, _ args: [String], environment: [String: String] = [:]) throws -> (status: Int32, output: String, errors: String) {
     let p = Process()
     p.executableURL = URL(fileURLWithPath: executable)
     p.arguments = args
-    let out = Pipe()
+    p.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
+    let out = Pipe(), err = Pipe()
     p.standardOutput = out
-    p.standardError = FileHandle.nullDevice
+    p.standardError = err
     try p.run()
+    // Read both while it runs: a full pipe would block it.
+    let errors = Box<Data>()
+    let done = DispatchGroup()
+    done.enter()
+    DispatchQueue.global().async { errors.value = err.fileHandleForReading.readDataToEndOfFile(); done.leave() }
     let data = out.fileHandleForReading.readDataToEndOfFile()
     p.waitUntilExit()
-    return (p.terminationStatus, String(decoding: data, as: UTF8.self))
+    done.wait()
+    return (p.terminationStatus, String(decoding: data, as: UTF8.self), String(decoding: errors.value ?? Data(), as: UTF8.self))
 }
+
+private final class Box<T>: @unchecked Sendable { var value: T? }
 
 /// A `tessera` server process whose stdout and stderr go to files, so it never blocks on a pipe.
 final class TesseraProcess: @unchecked Sendable {
@@ -86,7 +101,7 @@ final class TesseraProcess: @unchecked Sendable {
     let process = Process()
     let stdoutPath: String
 
-    init(name: String, args: [String], logFolder: URL) throws {
+    init(name: String, args: [String], logFolder: URL, environment: [String: String] = [:]) throws {
         self.name = name
         stdoutPath = logFolder.appendingPathComponent("\(name)-\(UUID().uuidString.prefix(6)).out").path
         let errPath = stdoutPath.replacingOccurrences(of: ".out", with: ".err")
@@ -94,6 +109,7 @@ final class TesseraProcess: @unchecked Sendable {
         _ = FileManager.default.createFile(atPath: errPath, contents: nil)
         process.executableURL = URL(fileURLWithPath: Binary.path)
         process.arguments = args
+        if !environment.isEmpty { process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 } }
         process.standardOutput = FileHandle(forWritingAtPath: stdoutPath)
         process.standardError = FileHandle(forWritingAtPath: errPath)
         try process.run()
