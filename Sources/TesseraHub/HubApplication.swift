@@ -24,6 +24,7 @@ public enum HubApplication {
                              onRunning: @escaping @Sendable (any Channel) async -> Void = { _ in }) throws -> some ApplicationProtocol {
         Observability.bootstrap()
         let router = Router()
+        router.add(middleware: RequestLogMiddleware())
         router.add(middleware: MetricsMiddleware())
         router.add(middleware: JSONErrorMiddleware())
         router.add(middleware: RateLimitMiddleware(limiter: RateLimiter(ratePerSecond: rateLimit)))
@@ -68,7 +69,7 @@ public enum HubApplication {
         }
 
         let sync = router.group("/v1/sync")
-        sync.post("/push") { request, _ in
+        sync.post("/push") { request, context in
             let store = try await offload { try authenticateStore(request, storage) }
             let (push, _) = try await JSONBody.decode(PushRequest.self, from: request, limit: SyncLimits.bodyBytesMax)
             try checkProtocol(push.protocol)
@@ -80,9 +81,14 @@ public enum HubApplication {
             for (status, list) in Dictionary(grouping: results, by: \.status) {
                 Counter(label: "tessera_operations_total", dimensions: [("status", status.rawValue)]).increment(by: list.count)
             }
+            let rejected = results.filter { $0.status == .rejected }
+            context.logger.log(level: rejected.isEmpty ? .info : .warning, "push", metadata: [
+                "store.id": "\(store)", "ops": "\(results.count)", "first_op.id": "\(push.ops.first?.id.description ?? "")",
+                "last_op.id": "\(push.ops.last?.id.description ?? "")", "duplicates": "\(results.filter { $0.status == .duplicate }.count)",
+                "rejected": "\(rejected.map(\.id.description).joined(separator: ","))"])
             return try JSONBody.response(PushResponse(results: results))
         }
-        sync.post("/authorize") { request, _ in
+        sync.post("/authorize") { request, context in
             let store = try await offload { try authenticateStore(request, storage) }
             let (auth, _) = try await JSONBody.decode(AuthorizeRequest.self, from: request, limit: SyncLimits.bodyBytesMax)
             try checkProtocol(auth.protocol)
@@ -91,6 +97,8 @@ public enum HubApplication {
             }
             let answer = try await offload { try storage.authorize(auth, from: store) }
             Counter(label: "tessera_authorisations_total", dimensions: [("decision", answer.decision.rawValue)]).increment()
+            context.logger.info("authorize", metadata: ["store.id": "\(store)", "op.id": "\(auth.op.id)", "decision": "\(answer.decision.rawValue)",
+                                                        "code": "\(answer.code?.rawValue ?? "")"])
             return try JSONBody.response(answer)
         }
         sync.get("/pull") { request, _ in

@@ -76,6 +76,7 @@ public enum NodeApplication {
                              onRunning: @escaping @Sendable (any Channel) async -> Void = { _ in }) -> some ApplicationProtocol {
         Observability.bootstrap()
         let router = Router()
+        router.add(middleware: RequestLogMiddleware())
         router.add(middleware: MetricsMiddleware())
         router.add(middleware: JSONErrorMiddleware())
         // Tills carry no credentials: one allowance for the whole node, far above what a

@@ -385,6 +385,9 @@ struct NodeOptions: ParsableArguments {
 
 func makeNode(_ o: NodeOptions, logger: Logger) throws -> Node {
     let store = try parseStore(o.store)
+    // Every line a node logs names its store.
+    var logger = logger
+    logger[metadataKey: "store.id"] = "\(store)"
     let hub = try parseHubURL(o.hub, ca: o.hubCa)
     let tls = try clientTLS(o.hubCa)
     guard o.offlineLimit >= 0 else { throw ValidationError("--offline-limit must be 0 or more") }
@@ -419,7 +422,8 @@ struct NodeCommand: AsyncParsableCommand {
     @OptionGroup var log: LogOptions
 
     func run() async throws {
-        let logger = log.logger("tessera.node")
+        var logger = log.logger("tessera.node")
+        logger[metadataKey: "store.id"] = "\(options.store)"
         let node = try makeNode(options, logger: logger)
         let app = NodeApplication.build(node: node, listen: try parseListen(options.listen), logger: logger) {
             announce("tessera node \(options.store)", $0)

@@ -61,6 +61,8 @@ final class Chain: @unchecked Sendable {
 
     func node(_ store: String) -> String { nodeURLs[store] ?? "" }
 
+    func nodeProcess(_ store: String) -> TesseraProcess? { nodes[store] }
+
     func status(_ store: String) async throws -> [String: Any] { try await HTTP.get(node(store) + "/v1/status").json }
 
     func waitBootstrapped(_ store: String) async throws {

@@ -102,7 +102,8 @@ struct DashboardTests {
         let second = try #require(try await HTTP.post(chain.node("d2") + "/v1/members", #"{"name":"Eve","phone":"+15557701"}"#).json["id"] as? String)
         #expect(try await HTTP.post(chain.node("d2") + "/v1/members/\(second)/recharge", #"{"amount":30000}"#).status == 201)
         try await chain.waitSynced(["d2"])
-        try await eventually("d1 knows Eve") { try await HTTP.get(chain.node("d1") + "/v1/members/\(second)").json["balance"] != nil }
+        // d1 must hold Eve's recharge too, not only her enrolment, before it sells from it offline.
+        try await eventually("d1 knows Eve's balance") { try await HTTP.get(chain.node("d1") + "/v1/members/\(second)").json["balance"] as? Int == 30_000 }
         // The hub goes down; both stores keep selling from balances, one beyond the limit it knows.
         chain.killHub()
         #expect(try await HTTP.post(chain.node("d1") + "/v1/members/\(second)/purchase", #"{"amount":4500,"pay_from_balance":true}"#).status == 201)

@@ -116,6 +116,8 @@ final class TesseraProcess: @unchecked Sendable {
     }
 
     var output: String { (try? String(contentsOfFile: stdoutPath, encoding: .utf8)) ?? "" }
+    /// What it logged (its standard error).
+    var errors: String { (try? String(contentsOfFile: stdoutPath.replacingOccurrences(of: ".out", with: ".err"), encoding: .utf8)) ?? "" }
 
     /// Waits for `... listening on http://HOST:PORT` and returns the base URL.
     func url(label: String = "listening on ", timeout: Double = 90) async throws -> String {
