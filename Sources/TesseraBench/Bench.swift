@@ -20,6 +20,7 @@ public struct BenchSizes: Sendable {
     public var catchUpOpsPerStore: Int
     public var bootstrapMembers: Int
     public var bootstrapOpsPerMember: Int
+    public var importRows: Int = 100_000
 
     public static let quick = BenchSizes(commits: 2000, purchases: 2000, ingestStores: 4, ingestOpsPerStore: 5000,
                                          catchUpStores: [5, 10, 20], catchUpOpsPerStore: 200,
@@ -27,10 +28,10 @@ public struct BenchSizes: Sendable {
     /// Tiny: for the test that keeps the suite working (its figures mean nothing).
     public static let smoke = BenchSizes(commits: 50, purchases: 40, ingestStores: 2, ingestOpsPerStore: 100,
                                          catchUpStores: [2, 3], catchUpOpsPerStore: 20,
-                                         bootstrapMembers: 100, bootstrapOpsPerMember: 5)
+                                         bootstrapMembers: 100, bootstrapOpsPerMember: 5, importRows: 200)
     public static let full = BenchSizes(commits: 10_000, purchases: 10_000, ingestStores: 10, ingestOpsPerStore: 10_000,
                                         catchUpStores: [10, 100, 1000], catchUpOpsPerStore: 1000,
-                                        bootstrapMembers: 1_000_000, bootstrapOpsPerMember: 10)
+                                        bootstrapMembers: 1_000_000, bootstrapOpsPerMember: 10, importRows: 1_000_000)
 }
 
 /// One line of the table: Tessera's figure beside the limit measured in the same run.
@@ -58,7 +59,7 @@ public struct Bench: Sendable {
         self.binary = binary; self.folder = folder; self.sizes = sizes; self.only = only; self.postgres = postgres; self.report = report
     }
 
-    public static let parts = ["till", "ingest", "catchup", "bootstrap"]
+    public static let parts = ["till", "ingest", "catchup", "bootstrap", "import"]
 
     func wants(_ part: String) -> Bool { only.isEmpty || only.contains(part) }
 
@@ -74,6 +75,7 @@ public struct Bench: Sendable {
             if wants("ingest") { rows += try await ingest(limits, &pulls) }
             if wants("catchup") { rows += try await catchUp(limits) }
             if wants("bootstrap") { rows += try await bootstrap(limits, client, &pulls) }
+            if wants("import") { rows += try importMembers() }
             if let small = pulls.min(by: { $0.history < $1.history }), let large = pulls.max(by: { $0.history < $1.history }), pulls.count > 1 {
                 for p in pulls.sorted(by: { $0.history < $1.history }) {
                     rows.append(BenchRow(what: "Pull when up to date, \(p.history) ops of history (p50)", tessera: ms(p.ms),
@@ -90,6 +92,46 @@ public struct Bench: Sendable {
         }
         await client.shutdown()
         return rows
+    }
+
+    /// `tessera import members` of a generated CSV into a new hub (a real process, the file
+    /// read, checked and written as an operator would), beside raw batched inserts of the same
+    /// number of log rows (an enrolment and an opening balance a member).
+    func importMembers() throws -> [BenchRow] {
+        let rows = sizes.importRows
+        report("import: \(rows) members from CSV into a new hub")
+        let dir = sub("import")
+        let chain = try Chain.make(dir, stores: ["north-1", "south-2"])
+        let file = (dir as NSString).appendingPathComponent("members.csv")
+        var text = "phone,name,birthday,card,principal,bonus,points,store,reference\n"
+        text.reserveCapacity(rows * 80)
+        for i in 0..<rows {
+            text += "+1\(7_000_000_000 + i),Member \(i),19\(50 + i % 50)-0\(1 + i % 9)-1\(i % 10),C\(i),\((i * 37) % 50_000),\((i * 7) % 1_000),\((i * 13) % 5_000),\(i % 3 == 0 ? "south-2" : "north-1"),R\(i)\n"
+        }
+        try text.write(toFile: file, atomically: true, encoding: .utf8)
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: binary)
+        process.arguments = ["import", "members", file, "--data", chain.hubData]
+        process.standardOutput = FileHandle.nullDevice
+        process.standardError = FileHandle.nullDevice
+        let wall = try seconds {
+            try process.run()
+            process.waitUntilExit()
+        }
+        guard process.terminationStatus == 0 else { throw BenchFailure("tessera import members exited \(process.terminationStatus)") }
+        let head = try Chain.hubHead(chain.hubData)
+        let raw = try Limits.rawBatchedInserts(rows: (0..<Int(head)).map {
+            Limits.RawRow(id: "hub:\($0 + 1)", origin: "hub", seq: Int64($0 + 1), hlc: Int64($0), kind: "member.enrolled",
+                   body: #"{"member":"m-hub-\#($0)","card":"C\#($0)","name":"Member \#($0)","phone":"+1\#(7_000_000_000 + $0)"}"#, member: "m-hub-\($0)")
+        }, folder: dir)
+        let perSecond = Double(rows) / wall
+        return [
+            BenchRow(what: "import members: \(rows) rows (\(head) operations), whole command", tessera: String(format: "%.1f s; %.0f rows/s", wall, perSecond),
+                     limit: String(format: "%.0f raw rows/s", raw), ratio: String(format: "%.0f%% (ops/s vs rows/s)", Double(head) / wall / raw * 100),
+                     target: "1M rows in minutes"),
+            BenchRow(what: "import members: 1,000,000 rows at that rate", tessera: String(format: "%.1f min", 1_000_000 / perSecond / 60),
+                     limit: "", ratio: "", target: "minutes, not hours"),
+        ]
     }
 
     func sub(_ name: String) -> String {

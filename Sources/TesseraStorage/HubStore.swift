@@ -80,6 +80,10 @@ public final class HubStore: HubStorage {
     private let clock: Mutex<HybridLogicalClock>
     let physicalMs: @Sendable () -> Int64
     private let clockReports = Mutex<[StoreID: Int64]>([:])
+    /// The local day this process last recorded the calendar's events for (birthdays,
+    /// dormancy, expiring points): once a day is enough, and spares a pass over every member
+    /// at every run of the jobs. A restart does the day's pass again (events are once per key).
+    private let calendarDay = Mutex<Int64?>(nil)
 
     /// The hub on one SQLite file: log, fold and credentials.
     public convenience init(path: String, physicalMs: @escaping @Sendable () -> Int64 = NodeStore.wallClockMs) throws {
@@ -895,10 +899,11 @@ public final class HubStore: HubStorage {
     /// the hub's with a deterministic effect, so running the jobs twice changes nothing.
     public func runJobs(asOfMs: Int64? = nil) throws -> HubAPI.JobReport {
         let now = asOfMs ?? physicalMs()
-        return try write { db, w in
+        let (report, day) = try write { db, w in
             let programme = try Replica.programme(db)
             let calendar = programme.calendar
             let today = calendar.day(ms: now)
+            let calendarDue = self.calendarDay.withLock { $0 != today.number }
             var report = HubAPI.JobReport(asOf: today.iso, rulesVersion: programme.version, expiries: 0, pointsExpired: 0, coupons: 0)
             let roots = try Row.fetchAll(db.cachedStatement(sql: """
                 SELECT id, birthday, enrolled FROM members WHERE enrolled IS NOT NULL AND id NOT IN (SELECT from_id FROM merges) ORDER BY id
@@ -932,11 +937,14 @@ public final class HubStore: HubStorage {
                         report.pointsExpired += standing.expiryDue
                     }
                 }
+                guard calendarDue || issuesCoupons else { continue }
                 let group = try Replica.group(of: member, db)
                 var active = group.compactMap { lastPurchase[$0] }.max()
                 if active == nil, let enrolled = row["enrolled"] as String? { active = Replica.wallMs(ofStampKey: enrolled) }
-                try emitCalendarEvents(member: member, birthday: row["birthday"], lastActiveMs: active ?? now, today: today, now: now,
-                                       expiringLot: expiring[member], programme: programme, db, w)
+                if calendarDue {
+                    try emitCalendarEvents(member: member, birthday: row["birthday"], lastActiveMs: active ?? now, today: today, now: now,
+                                           expiringLot: expiring[member], programme: programme, db, w)
+                }
                 guard issuesCoupons else { continue }
                 let coupons = try RulesEngine.scheduledCoupons(
                     member: member, birthday: row["birthday"], lastActive: calendar.day(ms: active ?? now), today: today, programme: programme)
@@ -948,8 +956,10 @@ public final class HubStore: HubStorage {
                     report.coupons += coupons.count
                 }
             }
-            return report
+            return (report, today.number)
         }
+        calendarDay.withLock { $0 = day }
+        return report
     }
 
     /// Every operation in version order (tests and audits).

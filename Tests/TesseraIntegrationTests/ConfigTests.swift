@@ -29,6 +29,13 @@ struct ConfigTests {
         let overridden = try runCapturing(Binary.path, ["config", "check", good], environment: ["TESSERA_LISTEN": "127.0.0.1:7800"])
         #expect(overridden.output.contains("listen = 127.0.0.1:7800    (environment TESSERA_LISTEN)"))
 
+        // The operator's example in deploy/ is a valid file.
+        let example = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+            .appendingPathComponent("deploy/tessera.conf.example").path
+        let shipped = try runCapturing(Binary.path, ["config", "check", example])
+        #expect(shipped.status == 0, "\(shipped.errors)")
+        #expect(shipped.output.contains("webhook-hosts = crm.example.com, hooks.sms.example"))
+
         let bad = ws.path("bad.conf")
         try "[hub]\nlisten = 127.0.0.1:7700\ncolour = blue\n[hubb]\nx = 1\n".write(toFile: bad, atomically: true, encoding: .utf8)
         let refused = try runCapturing(Binary.path, ["config", "check", bad])
