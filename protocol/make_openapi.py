@@ -268,7 +268,7 @@ def hub_api():
                                                                 "text/csv": {"schema": {"type": "string"}}}},
             **errors(*read, 404)},
             params=[path("id"), {"name": "format", "in": "query", "required": False, "schema": {"type": "string", "enum": ["json", "csv"]}}], secure=True)},
-        "/v1/reports/segments/{name}": {"get": op("A segment of members (dormant, activity, one_timers, birthdays, top, memberships_ending, points_expiring, tiers)", {
+        "/v1/reports/segments/{name}": {"get": op("A segment of members (dormant, activity, one_timers, birthdays, top, memberships_ending, points_expiring, tiers, tier_movements)", {
             "200": {"description": "the segment", "content": {"application/json": {"schema": {"type": "object", "required": ["segment", "as_of", "counts", "members"]}},
                                                               "text/csv": {"schema": {"type": "string"}}}},
             **errors(*read, 404)},

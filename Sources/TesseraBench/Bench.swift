@@ -112,6 +112,7 @@ public struct Bench: Sendable {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: binary)
         process.arguments = ["import", "members", file, "--data", chain.hubData]
+        process.environment = Server.environment
         process.standardOutput = FileHandle.nullDevice
         process.standardError = FileHandle.nullDevice
         let wall = try seconds {

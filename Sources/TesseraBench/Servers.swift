@@ -23,7 +23,7 @@ final class Server: @unchecked Sendable {
         _ = FileManager.default.createFile(atPath: log, contents: nil)
         process.executableURL = URL(fileURLWithPath: binary)
         process.arguments = args
-        process.environment = ProcessInfo.processInfo.environment.merging(["LOG_LEVEL": "warning"]) { $1 }
+        process.environment = Server.environment
         process.standardOutput = FileHandle(forWritingAtPath: log)
         process.standardError = process.standardOutput
         try process.run()
@@ -40,6 +40,12 @@ final class Server: @unchecked Sendable {
         }
         process.terminate()
         throw BenchFailure("\(name) did not start")
+    }
+
+    /// The environment of every process the bench starts: this one's, less any Tessera
+    /// setting (a production database or config file must not reach them), quieter logs.
+    static var environment: [String: String] {
+        ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("TESSERA_") && $0.key != "LOG_LEVEL" }.merging(["LOG_LEVEL": "warning"]) { $1 }
     }
 
     var peakRSSBytes: Int { peakRSS(pid: pid) ?? 0 }

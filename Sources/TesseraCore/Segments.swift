@@ -3,7 +3,8 @@
 /// soon, and how members spread over tiers. Pure functions over each member's activity, so the
 /// same log gives the same segments anywhere.
 public enum Segments {
-    public static let names = ["dormant", "activity", "one_timers", "birthdays", "top", "memberships_ending", "points_expiring", "tiers"]
+    public static let names = ["dormant", "activity", "one_timers", "birthdays", "top", "memberships_ending", "points_expiring", "tiers",
+                               "tier_movements"]
 
     /// One member's activity, as the hub's fold has it (a merged group counts as one).
     public struct Profile: Sendable, Hashable {
@@ -23,6 +24,10 @@ public enum Segments {
         /// Points that will expire within the `days` asked for, if nothing else happens
         /// (filled in by the hub for `points_expiring` only).
         public var pointsExpiring: Int64 = 0
+        /// The tier `days` ago, and how many levels the member moved since (up above 0), for
+        /// `tier_movements` only (filled in by the hub, which knows the tiers then and now).
+        public var tierBefore: String?
+        public var tierStep: Int64 = 0
         public init(id: MemberID, name: String?, phone: String?, birthday: String?, enrolledMs: Int64, purchasesMs: [Int64], spend: Int64,
                     tier: String?, membershipUntil: String?) {
             self.id = id; self.name = name; self.phone = phone; self.birthday = birthday; self.enrolledMs = enrolledMs
@@ -114,6 +119,9 @@ public enum Segments {
             out = profiles.filter { $0.pointsExpiring > 0 }.map { entry($0, "within \(p.days) days", $0.pointsExpiring) }
         case "tiers":
             out = profiles.map { entry($0, $0.tier ?? "none", 0) }
+        case "tier_movements":
+            out = profiles.filter { $0.tierBefore != $0.tier }
+                .map { entry($0, "\($0.tierBefore ?? "none") -> \($0.tier ?? "none")", $0.tierStep) }
         default:
             throw DomainError(.notFound, "no segment \(name); segments: \(names.joined(separator: ", "))")
         }

@@ -17,7 +17,8 @@ public enum Validate {
     }
 
     public static func points(_ value: Int64, _ field: String, allowNegative: Bool = false) throws(DomainError) {
-        guard abs(value) <= Limits.pointsMax, allowNegative || value >= 0 else {
+        // Ranges, not abs(): abs(Int64.min) traps.
+        guard (-Limits.pointsMax...Limits.pointsMax).contains(value), allowNegative || value >= 0 else {
             throw DomainError(.invalidRequest, "\(field) must be a whole number of points between \(allowNegative ? -Limits.pointsMax : 0) and \(Limits.pointsMax)")
         }
     }
@@ -164,7 +165,8 @@ public enum Validate {
                                    ("referral_points", r.referralPoints), ("cash_back", r.cashBack)] {
                 try nonNegative(value, field)
             }
-            guard abs(r.value) <= Limits.amountMaxMinor, abs(r.bonus) <= Limits.amountMaxMinor, r.qualifying <= 0 else {
+            let range = -Limits.amountMaxMinor...Limits.amountMaxMinor
+            guard range.contains(r.value), range.contains(r.bonus), r.qualifying <= 0, r.qualifying >= -Limits.amountMaxMinor * 1_000 else {
                 throw DomainError(.invalidRequest, "refund value, bonus or qualifying out of range")
             }
             try date(r.pointsExpireOn, "points_expire_on")

@@ -210,6 +210,7 @@ public enum HubApplication {
             let limit = Int(min(max(try request.integerQuery("limit") ?? 100, 1), 1_000))
             var types: Set<HubAPI.EventType>?
             if let list = request.uri.queryParameters.get("type") {
+                guard !list.isEmpty else { throw DomainError(.invalidRequest, "type names one or more event types, comma-separated") }
                 types = try Set(list.split(separator: ",").map { name in
                     guard let type = HubAPI.EventType(rawValue: String(name)) else {
                         throw DomainError(.invalidRequest, "unknown event type \(name); types are \(HubAPI.EventType.allCases.map(\.rawValue).joined(separator: ", "))")

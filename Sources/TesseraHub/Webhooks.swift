@@ -12,7 +12,8 @@ import TesseraStorage
 /// signed (`Tessera-Signature`), retried with exponential backoff, and every attempt recorded
 /// in its delivery log. It runs apart from syncing: a receiver that is down or slow delays only
 /// its own webhook, never a store. Several hub processes share the work: a process holds a
-/// webhook under a lease while it delivers, so one event goes out once at a time and in order.
+/// webhook under a lease (renewed at every attempt) while it delivers, and stops as soon as
+/// the ledger says another holds it, so a webhook's events go out in order.
 public struct WebhookDispatcher: Service {
     let storage: any HubStorage
     let allowedHosts: Set<String>
@@ -50,28 +51,37 @@ public struct WebhookDispatcher: Service {
         try? await client.shutdown()
     }
 
-    /// One pass over the webhooks that are due; true when one may have more to deliver now.
+    /// One pass over the webhooks that are due, each in a task of its own (a slow receiver
+    /// delays only its own webhook); true when one may have more to deliver now.
     func round(_ client: HTTPClient) async throws -> Bool {
-        let now = Self.nowMs()
-        let due = try await HubApplication.offload { try storage.ledger.webhooks() }.filter { $0.revokedAt == nil && $0.retryAtMs <= now }
-        var more = false
-        for hook in due {
-            let claimed = try await HubApplication.offload {
-                try storage.ledger.claimWebhook(hook.id, holder: holder, nowMs: now, untilMs: now + Self.leaseMs)
+        let due = try await HubApplication.offload { try storage.ledger.webhooks() }
+            .filter { $0.revokedAt == nil && $0.retryAtMs <= Self.nowMs() }
+        return try await withThrowingTaskGroup(of: Bool.self) { group in
+            for hook in due {
+                group.addTask {
+                    let now = Self.nowMs()
+                    let claimed = try await HubApplication.offload {
+                        try storage.ledger.claimWebhook(hook.id, holder: holder, nowMs: now, untilMs: now + Self.leaseMs)
+                    }
+                    // The row as it stands once this process holds it: another may have moved it on.
+                    guard claimed, let current = try await HubApplication.offload({ try storage.ledger.webhook(hook.id) }) else { return false }
+                    return try await deliver(current, client)
+                }
             }
-            guard claimed else { continue }
-            more = try await deliver(hook, client) || more
+            var more = false
+            for try await answer in group { more = more || answer }
+            return more
         }
-        return more
     }
 
-    /// Delivers what is waiting for one webhook, in order, until one fails or none is left.
+    /// Delivers what is waiting for one webhook, in order, until one fails, none is left or
+    /// another process has taken the webhook over. Each step renews this process's lease.
     private func deliver(_ hook: WebhookRecord, _ client: HTTPClient) async throws -> Bool {
         let page = 50
         let events = try await HubApplication.offload { try storage.ledger.events(after: hook.cursor, limit: page) }
         var cursor = hook.cursor, failures = hook.failures
-        for event in events {
-            guard hook.types.contains(event.type) else { cursor = event.id; continue }
+        for row in events {
+            guard let event = row.event, hook.types.contains(event.type) else { cursor = row.id; continue }
             let attempt = failures + 1
             let started = Self.nowMs()
             let (status, error) = await post(event, to: hook, client)
@@ -80,27 +90,28 @@ public struct WebhookDispatcher: Service {
             let outcome = delivered ? "delivered" : abandoned ? "abandoned" : "failed"
             let record = HubAPI.Delivery(webhook: hook.id, event: event.id, attempt: attempt, outcome: outcome, status: status, error: error,
                                          durationMs: Self.nowMs() - started, at: Date().ISO8601Format())
-            if delivered || abandoned {
-                cursor = event.id
-                failures = 0
-                let passed = cursor
-                try await HubApplication.offload { try storage.ledger.recordDelivery(record, cursor: passed, failures: 0, retryAtMs: 0) }
-                if abandoned {
-                    logger.error("webhook gave up on an event", metadata: ["webhook": "\(hook.id)", "event": "\(event.id)", "attempts": "\(attempt)"])
-                }
-                continue
-            }
             let wait = min(Self.retryMaxMs, retryBaseMs << Int64(min(attempt - 1, 30)))
-            let retryAt = Self.nowMs() + wait
-            let passed = cursor
-            try await HubApplication.offload { try storage.ledger.recordDelivery(record, cursor: passed, failures: attempt, retryAtMs: retryAt) }
-            logger.warning("webhook delivery failed; will retry", metadata: [
-                "webhook": "\(hook.id)", "event": "\(event.id)", "attempt": "\(attempt)", "retry_in_ms": "\(wait)", "error": "\(error ?? "")"])
-            return false
+            let moveOn = delivered || abandoned
+            let (next, nextFailures, retryAt) = moveOn ? (event.id, 0, Int64(0)) : (cursor, attempt, Self.nowMs() + wait)
+            let kept = try await HubApplication.offload {
+                try storage.ledger.recordDelivery(record, holder: holder, cursor: next, failures: nextFailures, retryAtMs: retryAt,
+                                                  untilMs: Self.nowMs() + Self.leaseMs)
+            }
+            guard kept else { return false }
+            if abandoned {
+                logger.error("webhook gave up on an event", metadata: ["webhook": "\(hook.id)", "event": "\(event.id)", "attempts": "\(attempt)"])
+            }
+            guard moveOn else {
+                logger.warning("webhook delivery failed; will retry", metadata: [
+                    "webhook": "\(hook.id)", "event": "\(event.id)", "attempt": "\(attempt)", "retry_in_ms": "\(wait)", "error": "\(error ?? "")"])
+                return false
+            }
+            cursor = event.id
+            failures = 0
         }
         if cursor > hook.cursor {
             let passed = cursor
-            try await HubApplication.offload { try storage.ledger.passOver(hook.id, cursor: passed) }
+            guard try await HubApplication.offload({ try storage.ledger.passOver(hook.id, holder: holder, cursor: passed) }) else { return false }
         }
         return events.count == page
     }

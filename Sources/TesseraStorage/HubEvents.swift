@@ -97,19 +97,24 @@ extension HubStore {
 
     // MARK: - The feed and webhooks (head office)
 
+    /// Up to `limit` events after `cursor` of the given types (all when nil). `next` is the last
+    /// event passed, matched or not, so a reader asking `after=next` never reads one twice nor
+    /// misses one; `more` says whether events lie beyond it. A page scans at most ten pages of
+    /// other types (and of types this build does not know) before it answers.
     public func events(after cursor: Int64, limit: Int, types: Set<HubAPI.EventType>?) throws -> HubAPI.EventPage {
         let limit = max(1, min(limit, 1_000))
         var next = cursor, out: [HubAPI.Event] = []
-        // Scan on past events of other types, a bounded number of pages per request.
         for _ in 0..<10 {
-            let page = try ledger.events(after: next, limit: limit + 1)
-            for event in page.prefix(limit - out.count) {
-                next = event.id
-                if types?.contains(event.type) ?? true { out.append(event) }
+            let page = try ledger.events(after: next, limit: limit)
+            for row in page {
+                next = row.id
+                if let event = row.event, types?.contains(event.type) ?? true { out.append(event) }
+                if out.count == limit { break }
             }
-            if out.count >= limit || page.count <= limit - (out.count) { return HubAPI.EventPage(events: out, next: next, more: page.count > limit) }
+            if out.count == limit || page.count < limit { break }
         }
-        return HubAPI.EventPage(events: out, next: next, more: true)
+        let more = !(try ledger.events(after: next, limit: 1)).isEmpty
+        return HubAPI.EventPage(events: out, next: next, more: more)
     }
 
     /// Registers a webhook for events from now on. `allowedHosts` are the hosts the operator
@@ -118,6 +123,9 @@ extension HubStore {
         guard let url = URL(string: request.url), let scheme = url.scheme, ["http", "https"].contains(scheme), let host = url.host,
               request.url.unicodeScalars.count <= 2_000 else {
             throw DomainError(.invalidRequest, "url must be an http:// or https:// URL")
+        }
+        guard url.user == nil && url.password == nil else {
+            throw DomainError(.invalidRequest, "url must not carry a user or password (the receiver checks the signature instead)")
         }
         guard allowedHosts.contains(host.lowercased()) || allowedHosts.contains("*") else {
             throw DomainError(.invalidRequest, "the hub delivers only to hosts its operator allows (tessera hub --webhook-hosts); \(host) is not one of them")

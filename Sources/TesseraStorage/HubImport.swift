@@ -52,20 +52,26 @@ extension HubStore {
         var report = ImportReport()
         let stores = Set(try ledger.stores().map(\.id))
         var toWrite: [MemberImport.Row] = []
+        var imported: [String: MemberID] = [:]
         try pool.read { db in
+            imported = try Self.importedReferences(db)
+            let today = try Replica.programme(db).calendar.day(ms: self.physicalMs())
             for row in rows {
                 if !stores.contains(row.store) {
                     report.problems.append(.init(line: row.line, message: "store \(row.store) is not registered at the hub (tessera store add)"))
                     continue
                 }
-                let holder = try Replica.roots(withPhone: row.phone, db).first?.0
+                if let expiry = row.pointsExpireOn.flatMap(LocalDay.init(iso:)), expiry < today {
+                    report.problems.append(.init(line: row.line, message: "points_expire_on \(expiry.iso) has passed: leave such points out"))
+                }
+                let holder = try Self.holder(of: row, imported, db)
                 for card in row.cards {
-                    if let owner = try Replica.card(card, db)?.member, try Replica.root(of: owner, db) != holder {
+                    if let owner = try Replica.card(card, db)?.member, try Replica.root(of: owner, db) != holder?.member {
                         report.problems.append(.init(line: row.line, message: "card \(card) already belongs to member \(owner)"))
                     }
                 }
                 if let holder {
-                    report.skipped.append(try Self.skip(row, holder, db))
+                    report.skipped.append(ImportReport.Skip(line: row.line, member: holder.member, reason: holder.reason))
                 } else {
                     toWrite.append(row)
                 }
@@ -77,25 +83,28 @@ extension HubStore {
         var start = 0
         while start < toWrite.count {
             let chunk = toWrite[start..<min(start + max(1, batch), toWrite.count)]
-            let (imported, skipped) = try write { db, w in
-                var imported = 0
+            var importedReferences = imported
+            let (count, skipped) = try write { db, w in
+                var written = 0
                 var skipped: [ImportReport.Skip] = []
                 let programme = try Replica.programme(db)
                 let lot = programme.expiry.lot(earnedOn: programme.calendar.day(ms: self.physicalMs()))
                 for row in chunk {
                     // A store may have enrolled the phone since the check: its member stands.
-                    if let holder = try Replica.roots(withPhone: row.phone, db).first?.0 {
-                        skipped.append(try Self.skip(row, holder, db))
+                    if let holder = try Self.holder(of: row, importedReferences, db) {
+                        skipped.append(ImportReport.Skip(line: row.line, member: holder.member, reason: holder.reason))
                         continue
                     }
-                    try self.importRow(row, programme: programme, lot: lot, db, w)
-                    imported += 1
+                    let member = try self.importRow(row, programme: programme, lot: lot, db, w)
+                    if let reference = row.reference { importedReferences[reference] = member }
+                    written += 1
                 }
                 try w.audit(actor: actor, action: "members.imported",
-                            detail: "\(imported) members (lines \(chunk.first?.line ?? 0)-\(chunk.last?.line ?? 0))", at: isoNow())
-                return (imported, skipped)
+                            detail: "\(written) members (lines \(chunk.first?.line ?? 0)-\(chunk.last?.line ?? 0))", at: isoNow())
+                return (written, skipped)
             }
-            report.imported += imported
+            imported = importedReferences
+            report.imported += count
             report.skipped += skipped
             done += chunk.count
             progress(done)
@@ -105,19 +114,34 @@ extension HubStore {
         return report
     }
 
-    private static func skip(_ row: MemberImport.Row, _ holder: MemberID, _ db: Database) throws -> ImportReport.Skip {
+    /// The references of the members the hub imported, and who they are now.
+    private static func importedReferences(_ db: Database) throws -> [String: MemberID] {
+        var out: [String: MemberID] = [:]
+        for row in try Row.fetchAll(db.cachedStatement(sql: """
+            SELECT json_extract(body, '$.reference') AS reference, member_id FROM ops
+            WHERE kind = 'member.enrolled' AND origin = 'hub' AND json_extract(body, '$.reference') IS NOT NULL
+            """)) {
+            out[row["reference"]] = MemberID(row["member_id"])
+        }
+        return out
+    }
+
+    /// Who already holds a row: the member imported under its reference (even if a store has
+    /// changed that member's phone since), or the member with its phone.
+    private static func holder(of row: MemberImport.Row, _ imported: [String: MemberID], _ db: Database) throws -> (member: MemberID, reason: String)? {
+        if let reference = row.reference, let member = imported[reference] {
+            let root = try Replica.root(of: member, db)
+            return (root, "already imported as \(root)")
+        }
+        guard let holder = try Replica.roots(withPhone: row.phone, db).first?.0 else { return nil }
         let reference = try String.fetchOne(db.cachedStatement(sql: """
             SELECT json_extract(body, '$.reference') FROM ops WHERE kind = 'member.enrolled' AND member_id = ?
             """), arguments: [holder.rawValue])
-        let reason = if let reference, reference == row.reference || row.reference == nil {
-            "already imported as \(holder)"
-        } else {
-            "phone already belongs to member \(holder); not imported"
-        }
-        return ImportReport.Skip(line: row.line, member: holder, reason: reason)
+        if reference != nil && row.reference == nil { return (holder, "already imported as \(holder)") }
+        return (holder, "phone already belongs to member \(holder); not imported")
     }
 
-    private func importRow(_ row: MemberImport.Row, programme: Programme, lot: LocalDay, _ db: Database, _ w: any LedgerWrites) throws {
+    private func importRow(_ row: MemberImport.Row, programme: Programme, lot: LocalDay, _ db: Database, _ w: any LedgerWrites) throws -> MemberID {
         let (id, hlc) = try nextHubStamp(db)
         let member = MemberID(enrolment: id)
         // The newest card issued is the member's current one: the first listed is issued last.
@@ -136,12 +160,13 @@ extension HubStore {
             let issued = OperationBody.cardIssued(CardIssued(member: member, card: extra))
             _ = try append(try makeHubOperation(issued, db), issued, db, w)
         }
-        guard row.principal > 0 || row.bonus > 0 || row.points > 0 else { return }
+        guard row.principal > 0 || row.bonus > 0 || row.points > 0 else { return member }
         let expiry = row.pointsExpireOn ?? (row.points > 0 && lot != .never ? lot.iso : nil)
         let opening = OperationBody.balanceOpened(BalanceOpened(
             member: member, store: row.store, value: row.principal, bonus: row.bonus, points: row.points,
             pointsExpireOn: expiry, reference: row.reference))
         _ = try append(try makeHubOperation(opening, db), opening, db, w)
+        return member
     }
 
     /// Every member (merged duplicates left out) as the hub holds them now.

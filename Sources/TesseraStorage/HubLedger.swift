@@ -44,8 +44,11 @@ public protocol HubLedger: Sendable {
     /// Throws when the ledger cannot be reached (readiness).
     func ping() throws
 
-    /// Events after `cursor`, oldest first (the feed, and what webhooks deliver).
-    func events(after cursor: Int64, limit: Int) throws -> [HubAPI.Event]
+    /// Events after `cursor`, oldest first (the feed, and what webhooks deliver); `event` is
+    /// nil for a type this build does not know (readers pass over it).
+    func events(after cursor: Int64, limit: Int) throws -> [StoredEvent]
+    /// One webhook, with its secret.
+    func webhook(_ id: String) throws -> WebhookRecord?
     /// Every webhook, with its secret (the dispatcher signs with it; the API never shows it).
     func webhooks() throws -> [WebhookRecord]
     /// A webhook's delivery attempts, newest first.
@@ -53,10 +56,18 @@ public protocol HubLedger: Sendable {
     /// Takes the webhook for `holder` until `untilMs` unless another process holds it and its
     /// lease runs: one hub process at a time delivers a webhook, in order.
     func claimWebhook(_ id: String, holder: String, nowMs: Int64, untilMs: Int64) throws -> Bool
-    /// Records one attempt and moves the webhook on (cursor, failures, when to try next).
-    func recordDelivery(_ delivery: HubAPI.Delivery, cursor: Int64, failures: Int, retryAtMs: Int64) throws
-    /// Passes over events the webhook does not take.
-    func passOver(_ id: String, cursor: Int64) throws
+    /// Records one attempt and moves the webhook on (cursor, failures, when to try next), and
+    /// renews `holder`'s lease until `untilMs`; false (nothing recorded) when `holder` no
+    /// longer holds the webhook: another process took it over, and this one must stop.
+    func recordDelivery(_ delivery: HubAPI.Delivery, holder: String, cursor: Int64, failures: Int, retryAtMs: Int64, untilMs: Int64) throws -> Bool
+    /// Passes over events the webhook does not take (false: `holder` lost the webhook).
+    func passOver(_ id: String, holder: String, cursor: Int64) throws -> Bool
+}
+
+/// A row of the events table.
+public struct StoredEvent: Sendable {
+    public var id: Int64
+    public var event: HubAPI.Event?
 }
 
 /// A webhook as the ledger holds it: where to deliver, the HMAC key, the event types it takes,
@@ -244,23 +255,28 @@ struct SQLiteLedger: HubLedger {
         _ = try pool.read { db in try Int.fetchOne(db, sql: "SELECT 1") }
     }
 
-    func events(after cursor: Int64, limit: Int) throws -> [HubAPI.Event] {
+    func events(after cursor: Int64, limit: Int) throws -> [StoredEvent] {
         try pool.read { db in
             try Row.fetchAll(db.cachedStatement(sql: "SELECT id, type, member_id, op_id, data, at FROM events WHERE id > ? ORDER BY id LIMIT ?"),
-                             arguments: [cursor, limit]).compactMap {
-                try HubAPI.Event(id: $0["id"], type: $0["type"], member: $0["member_id"], op: $0["op_id"], data: $0["data"], at: $0["at"])
+                             arguments: [cursor, limit]).map {
+                StoredEvent(id: $0["id"], event: try HubAPI.Event(id: $0["id"], type: $0["type"], member: $0["member_id"], op: $0["op_id"],
+                                                                   data: $0["data"], at: $0["at"]))
             }
         }
     }
 
     func webhooks() throws -> [WebhookRecord] {
-        try pool.read { db in
-            try Row.fetchAll(db.cachedStatement(sql: "SELECT * FROM webhooks ORDER BY created_at, id")).map {
-                WebhookRecord(id: $0["id"], url: $0["url"], secret: $0["secret"], types: WebhookRecord.types($0["types"]),
-                              createdAt: $0["created_at"], revokedAt: $0["revoked_at"], cursor: $0["cursor"], failures: $0["failures"],
-                              retryAtMs: $0["retry_at_ms"])
-            }
-        }
+        try pool.read { db in try Row.fetchAll(db.cachedStatement(sql: "SELECT * FROM webhooks ORDER BY created_at, id")).map(Self.webhook) }
+    }
+
+    func webhook(_ id: String) throws -> WebhookRecord? {
+        try pool.read { db in try Row.fetchOne(db.cachedStatement(sql: "SELECT * FROM webhooks WHERE id = ?"), arguments: [id]).map(Self.webhook) }
+    }
+
+    private static func webhook(_ row: Row) -> WebhookRecord {
+        WebhookRecord(id: row["id"], url: row["url"], secret: row["secret"], types: WebhookRecord.types(row["types"]),
+                      createdAt: row["created_at"], revokedAt: row["revoked_at"], cursor: row["cursor"], failures: row["failures"],
+                      retryAtMs: row["retry_at_ms"])
     }
 
     func deliveries(webhook: String, limit: Int) throws -> [HubAPI.Delivery] {
@@ -283,19 +299,23 @@ struct SQLiteLedger: HubLedger {
         }
     }
 
-    func recordDelivery(_ d: HubAPI.Delivery, cursor: Int64, failures: Int, retryAtMs: Int64) throws {
+    func recordDelivery(_ d: HubAPI.Delivery, holder: String, cursor: Int64, failures: Int, retryAtMs: Int64, untilMs: Int64) throws -> Bool {
         try pool.write { db in
+            try db.cachedStatement(sql: """
+                UPDATE webhooks SET cursor = MAX(cursor, ?), failures = ?, retry_at_ms = ?, lease_until_ms = ? WHERE id = ? AND lease_holder = ?
+                """).execute(arguments: [cursor, failures, retryAtMs, untilMs, d.webhook, holder])
+            guard db.changesCount == 1 else { return false }
             try db.cachedStatement(sql: """
                 INSERT INTO deliveries (webhook_id, event_id, attempt, outcome, status, error, duration_ms, at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)
                 """).execute(arguments: [d.webhook, d.event, d.attempt, d.outcome, d.status, d.error, d.durationMs, d.at])
-            try db.cachedStatement(sql: "UPDATE webhooks SET cursor = MAX(cursor, ?), failures = ?, retry_at_ms = ? WHERE id = ?")
-                .execute(arguments: [cursor, failures, retryAtMs, d.webhook])
+            return true
         }
     }
 
-    func passOver(_ id: String, cursor: Int64) throws {
+    func passOver(_ id: String, holder: String, cursor: Int64) throws -> Bool {
         try pool.write { db in
-            try db.cachedStatement(sql: "UPDATE webhooks SET cursor = MAX(cursor, ?) WHERE id = ?").execute(arguments: [cursor, id])
+            try db.cachedStatement(sql: "UPDATE webhooks SET cursor = MAX(cursor, ?) WHERE id = ? AND lease_holder = ?").execute(arguments: [cursor, id, holder])
+            return db.changesCount == 1
         }
     }
 }

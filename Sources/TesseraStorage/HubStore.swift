@@ -659,8 +659,13 @@ public final class HubStore: HubStorage {
                 points += earned
                 let wallMs = HLCTimestamp(packed: row["hlc"])?.wallMs ?? 0
                 var rules: Int?
-                if case .object(let body)? = try? JSONText.decode(JSONValue.self, row["body"]), case .int(let v)? = body["rules_version"] { rules = Int(v) }
-                return HubAPI.StatementLine(version: row["version"], op: row["op_id"], kind: row["kind"], store: row["origin"],
+                var store: String = row["origin"]
+                if case .object(let body)? = try? JSONText.decode(JSONValue.self, row["body"]) {
+                    if case .int(let v)? = body["rules_version"] { rules = Int(v) }
+                    // An opening balance is the joining store's, as in settlement.
+                    if row["kind"] == OperationKind.balanceOpened.rawValue, case .string(let owner)? = body["store"] { store = owner }
+                }
+                return HubAPI.StatementLine(version: row["version"], op: row["op_id"], kind: row["kind"], store: store,
                                             at: isoTime(ms: wallMs),
                                             principal: value, bonus: bonus, points: earned, balance: balance, pointsAfter: points, rulesVersion: rules)
             }
@@ -774,6 +779,17 @@ public final class HubStore: HubStorage {
                 let due = try Replica.standing(of: profiles[i].id, programme: programme, asOfMs: now, db).expiryDue
                 let dueLater = try Replica.standing(of: profiles[i].id, programme: programme, asOfMs: later, db).expiryDue
                 profiles[i].pointsExpiring = max(0, dueLater - max(0, due))
+            }
+        }
+        if name == "tier_movements" {
+            // Each member's tier as it stood `days` ago (the entries stamped by then) and now.
+            guard parameters.days >= 1 else { throw DomainError(.invalidRequest, "days is 1 or more") }
+            let then = now - parameters.days * 86_400_000
+            for i in profiles.indices {
+                let before = try Replica.standing(of: profiles[i].id, programme: programme, asOfMs: then, entriesThroughMs: then, db)
+                let after = try Replica.standing(of: profiles[i].id, programme: programme, asOfMs: now, db)
+                profiles[i].tierBefore = before.tier?.name
+                profiles[i].tierStep = Int64((after.tierIndex ?? -1) - (before.tierIndex ?? -1))
             }
         }
         let members = try Segments.members(name, profiles, nowMs: now, today: today, parameters)
@@ -899,32 +915,19 @@ public final class HubStore: HubStorage {
     /// the hub's with a deterministic effect, so running the jobs twice changes nothing.
     public func runJobs(asOfMs: Int64? = nil) throws -> HubAPI.JobReport {
         let now = asOfMs ?? physicalMs()
-        let (report, day) = try write { db, w in
+        let report = try write { db, w in
             let programme = try Replica.programme(db)
             let calendar = programme.calendar
             let today = calendar.day(ms: now)
-            let calendarDue = self.calendarDay.withLock { $0 != today.number }
             var report = HubAPI.JobReport(asOf: today.iso, rulesVersion: programme.version, expiries: 0, pointsExpired: 0, coupons: 0)
-            let roots = try Row.fetchAll(db.cachedStatement(sql: """
-                SELECT id, birthday, enrolled FROM members WHERE enrolled IS NOT NULL AND id NOT IN (SELECT from_id FROM merges) ORDER BY id
-                """))
+            let roots = try Self.roots(db)
             // Only members with a lot that has ended (or an expiry already recorded) can owe
             // one; only templates the hub issues need the scan for coupons.
             let holdingLots = Set(try String.fetchAll(db.cachedStatement(sql: """
                 SELECT DISTINCT member_id FROM entries WHERE (lot IS NOT NULL AND lot < ?) OR expired <> 0
                 """), arguments: [today.number]).map { try Replica.root(of: MemberID($0), db) })
             let issuesCoupons = programme.coupons.contains { $0.issueOn == .birthday || $0.issueOn == .wakeUp }
-            let lastPurchase = Dictionary(try Row.fetchAll(db.cachedStatement(sql: """
-                SELECT member_id, MAX(hlc) AS hlc FROM ops WHERE kind = 'purchase' AND member_id IS NOT NULL GROUP BY member_id
-                """)).map { (MemberID($0["member_id"]), HLCTimestamp(packed: $0["hlc"])?.wallMs ?? 0) }, uniquingKeysWith: max)
-            // Members with points in a lot that ends soon: a `points.expiring` event each.
-            var expiring: [MemberID: Int64] = [:]
-            for row in try Row.fetchAll(db.cachedStatement(sql: """
-                SELECT member_id, MIN(lot) AS lot FROM entries WHERE lot >= ? AND lot < ? AND points > 0 GROUP BY member_id
-                """), arguments: [today.number, today.number + Self.expiringWithinDays]) {
-                let root = try Replica.root(of: MemberID(row["member_id"]), db)
-                expiring[root] = min(expiring[root] ?? .max, row["lot"] as Int64)
-            }
+            let lastPurchase = issuesCoupons ? try Self.lastPurchases(db) : [:]
             for row in roots {
                 let member = MemberID(row["id"])
                 if holdingLots.contains(member) {
@@ -937,17 +940,10 @@ public final class HubStore: HubStorage {
                         report.pointsExpired += standing.expiryDue
                     }
                 }
-                guard calendarDue || issuesCoupons else { continue }
-                let group = try Replica.group(of: member, db)
-                var active = group.compactMap { lastPurchase[$0] }.max()
-                if active == nil, let enrolled = row["enrolled"] as String? { active = Replica.wallMs(ofStampKey: enrolled) }
-                if calendarDue {
-                    try emitCalendarEvents(member: member, birthday: row["birthday"], lastActiveMs: active ?? now, today: today, now: now,
-                                           expiringLot: expiring[member], programme: programme, db, w)
-                }
                 guard issuesCoupons else { continue }
+                let active = try Self.lastActive(member, enrolled: row["enrolled"], lastPurchase, db) ?? now
                 let coupons = try RulesEngine.scheduledCoupons(
-                    member: member, birthday: row["birthday"], lastActive: calendar.day(ms: active ?? now), today: today, programme: programme)
+                    member: member, birthday: row["birthday"], lastActive: calendar.day(ms: active), today: today, programme: programme)
                     .filter { try Bool.fetchOne(db.cachedStatement(sql: "SELECT NOT EXISTS (SELECT 1 FROM coupons WHERE id = ?)"), arguments: [$0.id]) ?? false }
                 if !coupons.isEmpty {
                     let body = OperationBody.couponsIssued(CouponsIssued(coupons: coupons, reason: "scheduled"))
@@ -956,10 +952,61 @@ public final class HubStore: HubStorage {
                     report.coupons += coupons.count
                 }
             }
-            return (report, today.number)
+            return report
         }
-        calendarDay.withLock { $0 = day }
+        try recordCalendarEvents(now: now)
         return report
+    }
+
+    /// The calendar's events (birthdays this month, dormancy bands, points expiring soon), once
+    /// a day per process, in writes of `batch` members: the chain's write lock is never held
+    /// for a pass over every member, so tills' spends do not wait behind it.
+    func recordCalendarEvents(now: Int64, batch: Int = 2_000) throws {
+        try refresh()
+        let today = try pool.read { db in try Replica.programme(db).calendar.day(ms: now) }
+        guard calendarDay.withLock({ $0 != today.number }) else { return }
+        let (roots, lastPurchase, expiring) = try pool.read { db in
+            // Members with points in a lot that ends soon: a `points.expiring` event each.
+            var expiring: [MemberID: Int64] = [:]
+            for row in try Row.fetchAll(db.cachedStatement(sql: """
+                SELECT member_id, MIN(lot) AS lot FROM entries WHERE lot >= ? AND lot < ? AND points > 0 GROUP BY member_id
+                """), arguments: [today.number, today.number + Self.expiringWithinDays]) {
+                let root = try Replica.root(of: MemberID(row["member_id"]), db)
+                expiring[root] = min(expiring[root] ?? .max, row["lot"] as Int64)
+            }
+            return (try Self.roots(db), try Self.lastPurchases(db), expiring)
+        }
+        for start in stride(from: 0, to: roots.count, by: batch) {
+            try write { db, w in
+                let programme = try Replica.programme(db)
+                for row in roots[start..<min(roots.count, start + batch)] {
+                    let member = MemberID(row["id"])
+                    let active = try Self.lastActive(member, enrolled: row["enrolled"], lastPurchase, db) ?? now
+                    try emitCalendarEvents(member: member, birthday: row["birthday"], lastActiveMs: active, today: today, now: now,
+                                           expiringLot: expiring[member], programme: programme, db, w)
+                }
+            }
+        }
+        calendarDay.withLock { $0 = today.number }
+    }
+
+    /// Enrolled members that are not merged into another, with their birthday and enrolment.
+    private static func roots(_ db: Database) throws -> [Row] {
+        try Row.fetchAll(db.cachedStatement(sql: """
+            SELECT id, birthday, enrolled FROM members WHERE enrolled IS NOT NULL AND id NOT IN (SELECT from_id FROM merges) ORDER BY id
+            """))
+    }
+
+    /// Each member id's last purchase (its stamp's wall clock).
+    private static func lastPurchases(_ db: Database) throws -> [MemberID: Int64] {
+        Dictionary(try Row.fetchAll(db.cachedStatement(sql: """
+            SELECT member_id, MAX(hlc) AS hlc FROM ops WHERE kind = 'purchase' AND member_id IS NOT NULL GROUP BY member_id
+            """)).map { (MemberID($0["member_id"]), HLCTimestamp(packed: $0["hlc"])?.wallMs ?? 0) }, uniquingKeysWith: max)
+    }
+
+    /// When a member (with those merged into it) last bought, or else enrolled.
+    private static func lastActive(_ member: MemberID, enrolled: String?, _ lastPurchase: [MemberID: Int64], _ db: Database) throws -> Int64? {
+        try Replica.group(of: member, db).compactMap { lastPurchase[$0] }.max() ?? enrolled.flatMap(Replica.wallMs(ofStampKey:))
     }
 
     /// Every operation in version order (tests and audits).

@@ -279,22 +279,30 @@ final class PostgresLedger: HubLedger {
         return HubAPI.ExceptionRecord(id: id, kind: kind, member: member.map(MemberID.init), op: op, detail: detail, at: at)
     }
 
-    func events(after cursor: Int64, limit: Int) throws -> [HubAPI.Event] {
-        try link.run("SELECT id, type, member_id, op_id, data, at FROM events WHERE id > \(cursor) ORDER BY id LIMIT \(limit)").compactMap {
+    func events(after cursor: Int64, limit: Int) throws -> [StoredEvent] {
+        try link.run("SELECT id, type, member_id, op_id, data, at FROM events WHERE id > \(cursor) ORDER BY id LIMIT \(limit)").map {
             let (id, type, member, op, data, at) = try $0.decode((Int64, String, String?, String?, String, String).self)
-            return try HubAPI.Event(id: id, type: type, member: member, op: op, data: data, at: at)
+            return StoredEvent(id: id, event: try HubAPI.Event(id: id, type: type, member: member, op: op, data: data, at: at))
         }
     }
 
     func webhooks() throws -> [WebhookRecord] {
         try link.run("""
             SELECT id, url, secret, types, created_at, revoked_at, cursor, failures, retry_at_ms FROM webhooks ORDER BY created_at, id
-            """).map {
-            let (id, url, secret, types, created, revoked, cursor, failures, retry) =
-                try $0.decode((String, String, String, String, String, String?, Int64, Int32, Int64).self)
-            return WebhookRecord(id: id, url: url, secret: secret, types: WebhookRecord.types(types), createdAt: created, revokedAt: revoked,
-                                 cursor: cursor, failures: Int(failures), retryAtMs: retry)
-        }
+            """).map(Self.webhook)
+    }
+
+    func webhook(_ id: String) throws -> WebhookRecord? {
+        try link.run("""
+            SELECT id, url, secret, types, created_at, revoked_at, cursor, failures, retry_at_ms FROM webhooks WHERE id = \(id)
+            """).first.map(Self.webhook)
+    }
+
+    private static func webhook(_ row: PostgresRow) throws -> WebhookRecord {
+        let (id, url, secret, types, created, revoked, cursor, failures, retry) =
+            try row.decode((String, String, String, String, String, String?, Int64, Int32, Int64).self)
+        return WebhookRecord(id: id, url: url, secret: secret, types: WebhookRecord.types(types), createdAt: created, revokedAt: revoked,
+                             cursor: cursor, failures: Int(failures), retryAtMs: retry)
     }
 
     func deliveries(webhook: String, limit: Int) throws -> [HubAPI.Delivery] {
@@ -316,22 +324,26 @@ final class PostgresLedger: HubLedger {
             """).metadata.rows == 1
     }
 
-    func recordDelivery(_ d: HubAPI.Delivery, cursor: Int64, failures: Int, retryAtMs: Int64) throws {
+    func recordDelivery(_ d: HubAPI.Delivery, holder: String, cursor: Int64, failures: Int, retryAtMs: Int64, untilMs: Int64) throws -> Bool {
         try link.withConnection { c in
             try c.transaction {
+                let updated = try c.run("""
+                    UPDATE webhooks SET cursor = GREATEST(cursor, \(cursor)), failures = \(Int32(clamping: failures)), retry_at_ms = \(retryAtMs),
+                                        lease_until_ms = \(untilMs)
+                    WHERE id = \(d.webhook) AND lease_holder = \(holder)
+                    """).metadata.rows == 1
+                guard updated else { return false }
                 try c.run("""
                     INSERT INTO deliveries (webhook_id, event_id, attempt, outcome, status, error, duration_ms, at)
                     VALUES (\(d.webhook), \(d.event), \(Int32(clamping: d.attempt)), \(d.outcome), \(d.status.map { Int32(clamping: $0) }), \(d.error.map(pgText)), \(d.durationMs), \(d.at))
                     """)
-                try c.run("""
-                    UPDATE webhooks SET cursor = GREATEST(cursor, \(cursor)), failures = \(Int32(clamping: failures)), retry_at_ms = \(retryAtMs) WHERE id = \(d.webhook)
-                    """)
+                return true
             }
         }
     }
 
-    func passOver(_ id: String, cursor: Int64) throws {
-        try link.run("UPDATE webhooks SET cursor = GREATEST(cursor, \(cursor)) WHERE id = \(id)")
+    func passOver(_ id: String, holder: String, cursor: Int64) throws -> Bool {
+        try link.run("UPDATE webhooks SET cursor = GREATEST(cursor, \(cursor)) WHERE id = \(id) AND lease_holder = \(holder)").metadata.rows == 1
     }
 
     func page(after cursor: Int64, limit: Int) throws -> [VersionedOperation] {

@@ -192,10 +192,13 @@ enum Replica {
     }
 
     /// Everything the rules need to know about the member (resolved through merges) at `asOfMs`.
-    static func standing(of member: MemberID, programme: Programme, asOfMs: Int64, _ db: Database) throws -> MemberStanding {
+    /// - Parameter entriesThroughMs: count only entries stamped by then (a standing as it was
+    ///   at a past moment, with `asOfMs` the same moment); every entry by default.
+    static func standing(of member: MemberID, programme: Programme, asOfMs: Int64, entriesThroughMs: Int64 = .max,
+                         _ db: Database) throws -> MemberStanding {
         let root = try root(of: member, db)
         let group = try JSONText.encode(try Self.group(of: root, db).map(\.rawValue))
-        let ledger = try ledgerSummary(group: group, programme: programme, asOfMs: asOfMs, db)
+        let ledger = try ledgerSummary(group: group, programme: programme, asOfMs: asOfMs, entriesThroughMs: entriesThroughMs, db)
         let coupons = try String.fetchAll(db.cachedStatement(sql: "SELECT body FROM coupons WHERE member_id IN (SELECT value FROM json_each(?))"),
                                           arguments: [group]).map { try JSONText.decode(Coupon.self, $0) }
         var uses: [String: Set<OperationID>] = [:], restores: [String: Set<OperationID>] = [:]
@@ -216,22 +219,24 @@ enum Replica {
 
     /// `LedgerSummary` computed in SQL over the member group's entries (the index on
     /// `member_id` bounds the scan; the pure fold computes the same from rows in memory).
-    static func ledgerSummary(group: String, programme: Programme, asOfMs: Int64, _ db: Database) throws -> LedgerSummary {
+    static func ledgerSummary(group: String, programme: Programme, asOfMs: Int64, entriesThroughMs: Int64 = .max,
+                              _ db: Database) throws -> LedgerSummary {
         var ledger = LedgerSummary()
-        let members = "member_id IN (SELECT value FROM json_each(?))"
+        // The group's entries stamped by `entriesThroughMs` (every one by default).
+        let members = "member_id IN (SELECT value FROM json_each(?)) AND at_ms <= ?"
         if let row = try Row.fetchOne(db.cachedStatement(sql: """
             SELECT COALESCE(SUM(value + bonus), 0) AS balance, COALESCE(SUM(bonus), 0) AS bonus, COALESCE(SUM(points), 0) AS points,
                    COALESCE(SUM(expired), 0) AS expired, COALESCE(SUM(CASE WHEN lot IS NOT NULL THEN points ELSE 0 END), 0) AS lifetime,
                    COALESCE(SUM(qualifying), 0) AS qualifying
             FROM entries WHERE \(members)
-            """), arguments: [group]) {
+            """), arguments: [group, entriesThroughMs]) {
             ledger.balance = row["balance"]; ledger.bonus = row["bonus"]; ledger.points = row["points"]
             ledger.expired = row["expired"]; ledger.lifetimePoints = row["lifetime"]; ledger.qualifyingTotal = row["qualifying"]
         }
         let today = programme.calendar.day(ms: asOfMs)
         for row in try Row.fetchAll(db.cachedStatement(sql: """
             SELECT lot, SUM(points) AS points FROM entries WHERE \(members) AND lot IS NOT NULL AND lot < ? GROUP BY lot
-            """), arguments: [group, today.number]) {
+            """), arguments: [group, entriesThroughMs, today.number]) {
             ledger.endedLots[LocalDay(row["lot"])] = row["points"]
         }
         let bucket = LedgerSummary.bucketMs
@@ -239,7 +244,7 @@ enum Replica {
             for row in try Row.fetchAll(db.cachedStatement(sql: """
                 SELECT (at_ms / \(bucket)) * \(bucket) AS b, -SUM(points) AS spent FROM entries
                 WHERE \(members) AND lot IS NULL AND expired = 0 AND points <> 0 AND at_ms < ? GROUP BY b
-                """), arguments: [group, PointsExpiry.spendsBound(lastEndedLot: last)]) {
+                """), arguments: [group, entriesThroughMs, PointsExpiry.spendsBound(lastEndedLot: last)]) {
                 ledger.spends[row["b"]] = row["spent"]
             }
         }
@@ -247,7 +252,7 @@ enum Replica {
             for row in try Row.fetchAll(db.cachedStatement(sql: """
                 SELECT (at_ms / \(bucket)) * \(bucket) AS b, SUM(qualifying) AS q FROM entries
                 WHERE \(members) AND qualifying <> 0 GROUP BY b
-                """), arguments: [group]) {
+                """), arguments: [group, entriesThroughMs]) {
                 ledger.qualifying[row["b"]] = row["q"]
             }
         }

@@ -113,6 +113,20 @@ enum Settings {
         return out
     }
 
+    // MARK: - What settings may fill
+
+    /// Tools for trying and measuring Tessera take their options from the command line only
+    /// (but the log level): a production `TESSERA_DATABASE` or config file must never reach a
+    /// benchmark's hubs.
+    static let commandLineOnly: Set<String> = ["up", "simulate", "bench", "bench-empty"]
+    /// Options that change what a command does, not only how: they come from the command line
+    /// or the command's own section, never from the environment or the file's top (a hub
+    /// folder in the environment must not turn `rules apply --hub URL` into a local publish, a
+    /// node's TESSERA_STORE must not become an import's joining store).
+    static let sectionOnly: [String: Set<String>] = ["rules apply": ["data", "database"], "import members": ["store"]]
+    /// Older names the environment may use for an option.
+    static let aliases: [String: String] = ["log-level": "LOG_LEVEL"]
+
     // MARK: - Expanding
 
     /// Where a setting came from, for `tessera config check`.
@@ -143,23 +157,29 @@ enum Settings {
             }
         }
         let (type, path) = command(of: args)
-        let specs = options(of: type)
+        let name = path.joined(separator: " ")
+        // The tools take only their log level from outside the command line.
+        let specs = options(of: type).filter { !commandLineOnly.contains(name) || $0.name == "log-level" }
         guard !specs.isEmpty else { return (args, []) }
+        let ownSectionOnly = sectionOnly[name] ?? []
         // Stop at `--`: what follows is not options.
         let given = Set((args.firstIndex(of: "--").map { Array(args[..<$0]) } ?? args).compactMap { arg -> String? in
             guard arg.hasPrefix("--") else { return nil }
             return String(arg.dropFirst(2).split(separator: "=", maxSplits: 1).first ?? "")
         })
         let file = try configPath.map(read)
-        let section = file?.sections[path.joined(separator: " ")] ?? []
+        let section = file?.sections[name] ?? []
         var added: [String] = []
         var sources: [(OptionSpec, String, Source)] = []
         for spec in specs {
             if given.contains(spec.name) { continue }
+            let shared = !ownSectionOnly.contains(spec.name)
+            let variable = [spec.environment, aliases[spec.name]].compactMap { $0 }.first { !(environment[$0] ?? "").isEmpty }
             let value: String, source: Source
-            if let env = environment[spec.environment], !env.isEmpty {
-                (value, source) = (env, .environment(spec.environment))
-            } else if let entry = section.first(where: { $0.key == spec.name }) ?? file?.common.first(where: { $0.key == spec.name }), let file {
+            if shared, let variable, let env = environment[variable] {
+                (value, source) = (env, .environment(variable))
+            } else if let entry = section.first(where: { $0.key == spec.name }) ?? (shared ? file?.common.first(where: { $0.key == spec.name }) : nil),
+                      let file {
                 (value, source) = (entry.value, .file(file.path, entry.line))
             } else {
                 continue

@@ -49,7 +49,7 @@ struct Tessera: AsyncParsableCommand {
 
 struct LogOptions: ParsableArguments {
     @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
-    var logLevel: String = ProcessInfo.processInfo.environment["LOG_LEVEL"] ?? "info"
+    var logLevel: String = "info"
 
     func logger(_ label: String) -> Logger {
         LoggingSystem.bootstrap { StreamLogHandler.standardError(label: $0) }

@@ -50,6 +50,30 @@ struct ConfigTests {
         #expect(values.errors.contains("jobs-interval"), "\(values.errors)")
     }
 
+    @Test("settings that change what a command does come only from its command line or its own section")
+    func whatSettingsMayNotChange() throws {
+        let ws = try Workspace()
+        let rules = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+            .appendingPathComponent("deploy/examples/pharmacy.json").path
+        // A hub folder in the environment must not turn a publish over HTTP into a local one.
+        let dead = try freePort()
+        let publish = try runCapturing(Binary.path, ["rules", "apply", rules, "--hub", "http://127.0.0.1:\(dead)", "--token", "tsa_x"],
+                                       environment: ["TESSERA_DATA": ws.path("elsewhere")])
+        #expect(publish.status != 0 && !publish.output.contains("published"), "\(publish.output)")
+        #expect(!FileManager.default.fileExists(atPath: ws.path("elsewhere")))
+        // A node's TESSERA_STORE is not an import's joining store.
+        _ = try ws.run(["store", "add", "north-1", "--name", "North", "--data", ws.path("hub")])
+        let file = ws.path("members.csv")
+        try "phone,name\n+15550100,Ada\n".write(toFile: file, atomically: true, encoding: .utf8)
+        let imported = try runCapturing(Binary.path, ["import", "members", file, "--data", ws.path("hub")], environment: ["TESSERA_STORE": "north-1"])
+        #expect(imported.status == 1 && imported.errors.contains("'store'"), "\(imported.errors)")
+        // LOG_LEVEL is the environment's too, and wins over a file.
+        let config = ws.path("t.conf")
+        try "[hub]\nlog-level = debug\n".write(toFile: config, atomically: true, encoding: .utf8)
+        let checked = try runCapturing(Binary.path, ["config", "check", config], environment: ["LOG_LEVEL": "error"])
+        #expect(checked.output.contains("log-level = error    (environment LOG_LEVEL)"), "\(checked.output)")
+    }
+
     @Test("a hub and a node take their options from a config file and the environment; the command line wins over both")
     func serversFromSettings() async throws {
         let ws = try Workspace()

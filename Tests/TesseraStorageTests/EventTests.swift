@@ -69,6 +69,14 @@ final class EventTests {
         #expect(changes.count == 1)
         #expect(changes.first?.data["from"] == .string("regular") && changes.first?.data["to"] == .string("silver"))
         #expect(changes.first?.member == ada.id)
+
+        // The same movement as a segment: tiers then (a day ago) and now.
+        let moved = try hub.segment("tier_movements", { var p = Segments.Parameters(); p.days = 1; return p }())
+        #expect(moved.members.map(\.member) == [ada.id])
+        #expect(moved.members.first?.label == "regular -> silver" && moved.members.first?.figure == 1)
+        clock.advance(2 * 86_400_000)
+        #expect(try hub.segment("tier_movements", { var p = Segments.Parameters(); p.days = 1; return p }()).members.isEmpty,
+                "no movement in the last day")
     }
 
     @Test("the hub's jobs report birthdays in the month, dormancy bands and points expiring soon, once each however often they run",

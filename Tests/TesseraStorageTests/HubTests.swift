@@ -109,6 +109,21 @@ final class HubTests {
         #expect(try hub.pull(after: 0, limit: 10, for: s2, pending: nil).ops.map(\.op) == [good])
     }
 
+    @Test("numbers at Int64's very end are refused, never a trap (abs(Int64.min) would crash the hub)", arguments: Backend.all)
+    func extremeNumbersAreRejected(_ backend: Backend) throws {
+        try use(backend)
+        let stamp = HLCTimestamp(wallMs: 1, counter: 0)
+        let odd = [
+            Operation(id: OperationID(origin: s1, seq: 1), hlc: stamp, kind: "points.adjusted", kindVersion: 1,
+                      body: .object(["member": .string("m-s1-9"), "points": .int(.min), "reason": .string("x")])),
+            Operation(id: OperationID(origin: s1, seq: 2), hlc: stamp, kind: "refund", kindVersion: 1,
+                      body: .object(["member": .string("m-s1-9"), "of": .string("s1:9"), "amount": .int(1), "value": .int(.min), "bonus": .int(0)])),
+        ]
+        #expect(try hub.push(odd, from: s1).map(\.status) == [.rejected, .rejected])
+        let (_, problems) = MemberImport.read(Array("phone,name,points,store\n+15550100,Ada,-9223372036854775808,s1\n".utf8), format: .csv)
+        #expect(problems.map(\.line) == [2])
+    }
+
     @Test("the same phone enrolled at two stores offline merges into the earlier enrolment; ids, cards and money resolve to it", arguments: Backend.all)
     func duplicateEnrolmentsMerge(_ backend: Backend) throws {
         try use(backend)

@@ -63,6 +63,7 @@ final class ImportTests {
         #expect(owes.principal == 12_550 && owes.bonus == 500)
         #expect(owes.stores.first { $0.store == "s1" }?.principal == 12_550)
         #expect(owes.stores.first { $0.store == "hub" } == nil)
+        #expect(try hub.statement(of: ada.id).lines.first { $0.kind == "balance.opened" }?.store == "s1")
 
         let again = try hub.importMembers(try rows())
         #expect(again.imported == 0)
@@ -93,6 +94,31 @@ final class ImportTests {
         #expect(report.skipped.first?.member == bob.id)
         #expect(report.skipped.first?.reason.contains("belongs to member") == true)
         #expect(try hub.member(bob.id)?.balance == 0, "the store's member is left as it was")
+    }
+
+    @Test("re-running a file after a store changed an imported member's phone finds the member by its reference: no second member, no second balance",
+          arguments: Backend.all)
+    func reimportAfterPhoneChange(_ backend: Backend) throws {
+        try use(backend)
+        _ = try hub.importMembers(try rows())
+        let one = try bootstrappedNode(dir, s1, hub: hub, clock: clock)
+        let ada = try #require(try hub.allMembers().first { $0.phone == "+15550100" })
+        _ = try one.update(ada.id, NodeAPI.Update(phone: "+15559999"), key: nil)
+        try sync(one, hub)
+        let before = try hub.liabilities(asOf: nil)
+        let again = try hub.importMembers(try rows())
+        #expect(again.imported == 0 && again.problems.isEmpty)
+        #expect(again.skipped.first { $0.line == 2 }?.member == ada.id)
+        #expect(try hub.liabilities(asOf: nil) == before)
+        #expect(try hub.allMembers().count == 3)
+    }
+
+    @Test("points whose expiry has passed are refused before anything is written", arguments: Backend.all)
+    func pastExpiry(_ backend: Backend) throws {
+        try use(backend)
+        let report = try hub.importMembers(try rows("phone,name,points,points_expire_on,store\n+15550100,Ada,100,2001-01-01,s1\n"))
+        #expect(report.problems.map(\.line) == [2] && report.imported == 0)
+        #expect(try hub.log().isEmpty)
     }
 
     @Test("a store may not push an opening balance (only the hub imports)", arguments: Backend.all)
