@@ -15,10 +15,7 @@ final class EventTests {
     init() throws { dir = try TempDir() }
 
     func use(_ backend: Backend) throws {
-        let clock = self.clock
-        hub = try backend.hub(dir, physicalMs: { clock.now() })
-        _ = try hub.addStore(s1, name: "One")
-        _ = try hub.addStore(s2, name: "Two")
+        hub = try backend.hubWithTwoStores(dir, clock: clock)
     }
 
     func feed(_ types: Set<HubAPI.EventType>? = nil) throws -> [HubAPI.Event] {

@@ -17,9 +17,7 @@ final class HubTests {
     }
 
     func use(_ backend: Backend) throws {
-        hub = try backend.hub(dir)
-        _ = try hub.addStore(s1, name: "One")
-        _ = try hub.addStore(s2, name: "Two")
+        hub = try backend.hubWithTwoStores(dir)
     }
 
     func node(_ store: StoreID, limit: Int64 = 20_000) throws -> NodeStore {

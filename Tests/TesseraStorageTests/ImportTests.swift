@@ -16,9 +16,7 @@ final class ImportTests {
     init() throws { dir = try TempDir() }
 
     func use(_ backend: Backend) throws {
-        hub = try backend.hub(dir)
-        _ = try hub.addStore(s1, name: "One")
-        _ = try hub.addStore(s2, name: "Two")
+        hub = try backend.hubWithTwoStores(dir)
     }
 
     static let file = """

@@ -36,10 +36,7 @@ final class ProgrammeStoreTests {
     }
 
     func use(_ backend: Backend) throws {
-        let clock = self.clock
-        hub = try backend.hub(dir, physicalMs: { clock.now() })
-        _ = try hub.addStore(s1, name: "One")
-        _ = try hub.addStore(s2, name: "Two")
+        hub = try backend.hubWithTwoStores(dir, clock: clock)
         one = try bootstrappedNode(dir, s1, hub: hub, clock: clock)
         freshMarket = try Examples.programme("fresh-market")
         #expect(try hub.publishRules(try Examples.json("fresh-market")).version == 1)

@@ -58,9 +58,7 @@ struct ReplicaTests {
     @Test("a node bootstrapped from a snapshot folds to the same views as the hub, and keeps folding after it", arguments: Backend.all)
     func snapshotBootstrap(_ backend: Backend) throws {
         let dir = try TempDir()
-        let hub = try backend.hub(dir)
-        _ = try hub.addStore(s1, name: "One")
-        _ = try hub.addStore(s2, name: "Two")
+        let hub = try backend.hubWithTwoStores(dir)
         let one = try bootstrappedNode(dir, s1, hub: hub)
         let ada = try enrol(one, "Ada", "+15550100")
         _ = try one.recharge(ada.id, NodeAPI.Recharge(amount: 5000), key: nil)
@@ -81,9 +79,7 @@ struct ReplicaTests {
           arguments: Backend.all)
     func pagedSnapshot(_ backend: Backend) throws {
         let dir = try TempDir()
-        let hub = try backend.hub(dir)
-        _ = try hub.addStore(s1, name: "One")
-        _ = try hub.addStore(s2, name: "Two")
+        let hub = try backend.hubWithTwoStores(dir)
         _ = try hub.publishRules(try Examples.json("fresh-market"))
         let one = try bootstrappedNode(dir, s1, hub: hub)
         var members: [MemberView] = []

@@ -17,10 +17,7 @@ final class SettlementStoreTests {
     init() throws { dir = try TempDir() }
 
     func use(_ backend: Backend) throws {
-        let clock = self.clock
-        hub = try backend.hub(dir, physicalMs: { clock.now() })
-        _ = try hub.addStore(s1, name: "One")
-        _ = try hub.addStore(s2, name: "Two")
+        hub = try backend.hubWithTwoStores(dir, clock: clock)
         _ = try hub.publishRules(try Examples.json("fresh-market"))  // 20,000 loaded earns 2,000 bonus
         one = try bootstrappedNode(dir, s1, hub: hub, clock: clock)
         two = try bootstrappedNode(dir, s2, hub: hub, clock: clock, limit: 50_000)

@@ -93,6 +93,16 @@ struct TestFailure: Error, CustomStringConvertible {
 }
 
 extension Backend {
+    /// A hub on this database with the stores s1 and s2 registered, on `clock` when given.
+    func hubWithTwoStores(_ dir: TempDir, clock: TestClock? = nil) throws -> HubStore {
+        let now: @Sendable () -> Int64
+        if let clock { now = { clock.now() } } else { now = NodeStore.wallClockMs }
+        let hub = try self.hub(dir, physicalMs: now)
+        _ = try hub.addStore(s1, name: "One")
+        _ = try hub.addStore(s2, name: "Two")
+        return hub
+    }
+
     func hub(_ dir: TempDir, _ name: String = "hub", physicalMs: @escaping @Sendable () -> Int64 = NodeStore.wallClockMs) throws -> HubStore {
         switch self {
         case .sqlite:
