@@ -9,6 +9,8 @@ import TesseraStorage
 struct Chain {
     let hubData: String
     let tokens: [String]
+    /// A head-office token (reporter), for the reports' timings.
+    let admin: String
     var hubPath: String { (hubData as NSString).appendingPathComponent("hub.sqlite") }
 
     static func make(_ dir: String, stores: [String]) throws -> Chain {
@@ -19,7 +21,7 @@ struct Chain {
             guard let id = StoreID(rawValue: store) else { throw BenchFailure("bad store id \(store)") }
             return try hub.addStore(id, name: store)
         }
-        return Chain(hubData: hubData, tokens: tokens)
+        return Chain(hubData: hubData, tokens: tokens, admin: try hub.issueAdminToken(role: .reporter, label: "bench").token)
     }
 
     /// The hub's newest version (read straight from its file).

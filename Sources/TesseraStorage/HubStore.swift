@@ -185,6 +185,7 @@ public final class HubStore: HubStorage {
             try db.execute(sql: HubStore.eventTables(serial: "INTEGER PRIMARY KEY AUTOINCREMENT").joined(separator: ";\n"))
         }
         try migrator.migrate(pool)
+        try pool.write { db in try Replica.applyNewlyKnownKinds(db) }
         return pool
     }
 

@@ -84,6 +84,7 @@ public final class NodeStore: Sendable {
             } else {
                 try Meta.set("store", store.rawValue, db)
             }
+            try Replica.applyNewlyKnownKinds(db)
             let maxOp = try Int64.fetchOne(db.cachedStatement(sql: "SELECT MAX(hlc) FROM ops")) ?? 0
             let saved = try Meta.get("hlc", db).flatMap { Int64($0) } ?? 0
             return HLCTimestamp(packed: max(maxOp, saved)) ?? .zero

@@ -89,6 +89,30 @@ enum Replica {
         }
     }
 
+    /// The kinds every build knew before builds recorded which they know (this list is fixed:
+    /// a new kind is never added here).
+    static let kindsBeforeRecording: Set<String> = Set(OperationKind.allCases.map(\.rawValue)).subtracting(["balance.opened"])
+
+    /// Operations a newer peer made, stored here while this build did not know their kind
+    /// (with no effect, §4), take effect once a build that knows the kind opens the file: each
+    /// build records the kinds it knows, and one that knows more applies the stored operations
+    /// of the kinds it has learnt. Effects are idempotent and commute, so applying them late
+    /// gives the state that applying them on arrival would have given.
+    static func applyNewlyKnownKinds(_ db: Database) throws {
+        let known = OperationKind.allCases.map(\.rawValue).sorted()
+        let recorded = try Meta.get("known_kinds", db).map { Set($0.split(separator: ",").map(String.init)) } ?? kindsBeforeRecording
+        let learnt = known.filter { !recorded.contains($0) }
+        for kind in learnt {
+            for row in try Row.fetchAll(db.cachedStatement(sql: "SELECT * FROM ops WHERE kind = ? AND kind_version = 1"), arguments: [kind]) {
+                let op = try Operation(row: row)
+                guard let body = try? op.decoded(), body != .unknown else { continue }
+                try db.cachedStatement(sql: "UPDATE ops SET member_id = ? WHERE id = ?").execute(arguments: [body.member?.rawValue, op.id.description])
+                try apply(body, of: op, db)
+            }
+        }
+        if learnt.count > 0 || recorded != Set(known) { try Meta.set("known_kinds", known.joined(separator: ","), db) }
+    }
+
     /// Applies the effects of one operation body, stamped with the operation's (HLC, origin).
     static func apply(_ body: OperationBody, of op: Operation, _ db: Database) throws {
         let stamp = op.stamp.key

@@ -111,6 +111,31 @@ final class ImportTests {
         #expect(try hub.allMembers().count == 3)
     }
 
+    @Test("a node whose build did not know balance.opened when it stored one applies it once upgraded (reopened by a build that knows it)")
+    func upgradedNodeAppliesStoredKinds() throws {
+        try use(.sqlite)
+        let clock = self.clock
+        let path = dir.path("old-node.sqlite")
+        var node: NodeStore? = try NodeStore(path: path, store: s2, physicalMs: { clock.now() })
+        try node?.bootstrap(try hub.snapshot(for: s2))
+        _ = try hub.importMembers(try rows())
+        if let node { try sync(node, hub) }
+        let ada = try #require(try hub.allMembers().first { $0.phone == "+15550100" })
+        // As an older build leaves it: the operation stored, without its effects, and the kinds it knew recorded.
+        try node?.pool.write { db in
+            try db.execute(sql: "DELETE FROM entries WHERE op_id IN (SELECT id FROM ops WHERE kind = 'balance.opened')")
+            try db.execute(sql: "UPDATE ops SET member_id = NULL WHERE kind = 'balance.opened'")
+            try db.execute(sql: "INSERT INTO meta (key, value) VALUES ('known_kinds', ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                           arguments: [OperationKind.allCases.map(\.rawValue).filter { $0 != "balance.opened" }.joined(separator: ",")])
+        }
+        #expect(try node?.member(ada.id).balance == 0)
+        node = nil
+        let upgraded = try NodeStore(path: path, store: s2, physicalMs: { clock.now() })
+        #expect(try upgraded.member(ada.id) == ada, "the stored opening balance takes effect")
+        let again = try NodeStore(path: path, store: s2, physicalMs: { clock.now() })
+        #expect(try again.member(ada.id) == ada, "and only once")
+    }
+
     @Test("points whose expiry has passed are refused before anything is written", arguments: Backend.all)
     func pastExpiry(_ backend: Backend) throws {
         try use(backend)
