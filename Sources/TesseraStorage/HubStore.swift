@@ -600,7 +600,6 @@ public final class HubStore: HubStorage {
     /// end of the local day `asOf` (the movements stamped by then, as the log holds them now).
     public func liabilities(asOf: LocalDay?) throws -> HubAPI.Liabilities {
         try refresh()
-        let now = physicalMs()
         return try pool.read { db in
             let programme = try Replica.programme(db)
             // The last millisecond of that local day.
@@ -619,19 +618,16 @@ public final class HubStore: HubStorage {
                 stores[debt.store] = s
             }
             let list = stores.values.sorted { $0.store < $1.store }
-            let points: Int64
-            if asOf == nil {
-                points = try Replica.allViews(asOfMs: now, db).filter { $0.mergedInto == nil }.reduce(Int64(0)) { $0 + max(0, $1.points) }
-            } else {
-                var byRoot: [MemberID: Int64] = [:]
-                for row in try Row.fetchAll(db.cachedStatement(sql: "SELECT member_id, SUM(points) AS points FROM entries WHERE at_ms <= ? GROUP BY member_id"),
-                                            arguments: [untilMs]) {
-                    let root = try Replica.root(of: MemberID(row["member_id"]), db)
-                    guard try Replica.isEnrolled(root, db) else { continue }
-                    byRoot[root, default: 0] += row["points"] as Int64
-                }
-                points = byRoot.values.reduce(0) { $0 + max(0, $1) }
+            // Each enrolled member's points (with those merged into it), what its view shows,
+            // summed from the entries in one query rather than a view per member.
+            var byRoot: [MemberID: Int64] = [:]
+            for row in try Row.fetchAll(db.cachedStatement(sql: "SELECT member_id, SUM(points) AS points FROM entries WHERE at_ms <= ? GROUP BY member_id"),
+                                        arguments: [untilMs]) {
+                let root = try Replica.root(of: MemberID(row["member_id"]), db)
+                guard try Replica.isEnrolled(root, db) else { continue }
+                byRoot[root, default: 0] += row["points"] as Int64
             }
+            let points = byRoot.values.reduce(0) { $0 + max(0, $1) }
             var report = HubAPI.Liabilities(
                 principal: list.reduce(0) { $0 + $1.principal }, bonus: list.reduce(0) { $0 + $1.bonus },
                 owedPrincipal: list.reduce(0) { $0 + $1.owedPrincipal }, owedBonus: list.reduce(0) { $0 + $1.owedBonus },
@@ -681,26 +677,34 @@ public final class HubStore: HubStorage {
         try refresh()
         return try pool.read { db in
             let calendar = try Replica.programme(db).calendar
-            var days: [String: HubAPI.StoreDay] = [:]
-            for row in try Row.fetchAll(db.cachedStatement(sql: """
-                SELECT origin, kind, hlc, COALESCE(json_extract(body, '$.amount'), 0) AS amount,
-                       COALESCE(json_extract(body, '$.value_spent'), 0) AS spent, COALESCE(json_extract(body, '$.points_earned'), 0) AS earned,
-                       COALESCE(json_extract(body, '$.points_redeemed'), 0) AS redeemed
+            struct Key: Hashable { var store: String; var day: Int64 }
+            var days: [Key: HubAPI.StoreDay] = [:]
+            // Local midnights fall on quarter hours of UTC, so a quarter hour lies in one local
+            // day: one time-zone look-up per quarter hour, not per operation.
+            var dayOfQuarter: [Int64: LocalDay] = [:]
+            let rows = try Row.fetchCursor(db.cachedStatement(sql: """
+                SELECT origin, kind, hlc, COALESCE(json_extract(body, '$.amount'), 0), COALESCE(json_extract(body, '$.value_spent'), 0),
+                       COALESCE(json_extract(body, '$.points_earned'), 0), COALESCE(json_extract(body, '$.points_redeemed'), 0)
                 FROM ops WHERE origin <> 'hub' AND (? IS NULL OR origin = ?) AND id NOT IN (SELECT of FROM voids)
-                """), arguments: [store, store]) {
-                let day = calendar.day(ms: HLCTimestamp(packed: row["hlc"])?.wallMs ?? 0)
+                """), arguments: [store, store])
+            while let row = try rows.next() {
+                let wallMs = HLCTimestamp(packed: row[2])?.wallMs ?? 0
+                let quarter = wallMs / 900_000
+                let day = dayOfQuarter[quarter] ?? calendar.day(ms: quarter * 900_000)
+                dayOfQuarter[quarter] = day
                 if let from, day.number < from.number { continue }
                 if let through, day.number > through.number { continue }
-                let origin: String = row["origin"]
-                let key = origin + " " + day.iso
+                let origin: String = row[0]
+                let key = Key(store: origin, day: day.number)
                 var d = days[key] ?? HubAPI.StoreDay(store: origin, day: day.iso)
                 d.operations += 1
-                switch row["kind"] as String {
+                let kind: String = row[1]
+                switch kind {
                 case "member.enrolled": d.enrolments += 1
-                case "value.recharged": d.recharges += 1; d.recharged += row["amount"] as Int64
+                case "value.recharged": d.recharges += 1; d.recharged += row[3] as Int64
                 case "purchase":
-                    d.sales += 1; d.sold += row["amount"] as Int64; d.spentFromBalance += row["spent"] as Int64
-                    d.pointsEarned += row["earned"] as Int64; d.pointsRedeemed += row["redeemed"] as Int64
+                    d.sales += 1; d.sold += row[3] as Int64; d.spentFromBalance += row[4] as Int64
+                    d.pointsEarned += row[5] as Int64; d.pointsRedeemed += row[6] as Int64
                 case "refund": d.refunds += 1
                 default: break
                 }
@@ -730,7 +734,8 @@ public final class HubStore: HubStorage {
     // MARK: - Segments
 
     /// Every member group's activity: enrolment, purchases (their times), spend less refunds.
-    private func profiles(_ db: Database, views: [MemberView]) throws -> [Segments.Profile] {
+    /// Each member's activity; tier and membership only when `views` are given.
+    private func profiles(_ db: Database, views: [MemberView]?) throws -> [Segments.Profile] {
         var roots: [String: MemberID] = [:]
         func root(_ id: String) throws -> MemberID {
             if let known = roots[id] { return known }
@@ -756,6 +761,15 @@ public final class HubStore: HubStorage {
         }
         let enrolled = Dictionary(try Row.fetchAll(db.cachedStatement(sql: "SELECT id, enrolled FROM members WHERE enrolled IS NOT NULL"))
             .map { (MemberID($0["id"]), Replica.wallMs(ofStampKey: $0["enrolled"]) ?? 0) }, uniquingKeysWith: min)
+        guard let views else {
+            return try Row.fetchAll(db.cachedStatement(sql: """
+                SELECT id, name, phone, birthday FROM members WHERE enrolled IS NOT NULL AND id NOT IN (SELECT from_id FROM merges) ORDER BY id
+                """)).map { row in
+                let id = MemberID(row["id"])
+                return Segments.Profile(id: id, name: row["name"], phone: row["phone"], birthday: row["birthday"], enrolledMs: enrolled[id] ?? 0,
+                                        purchasesMs: purchases[id] ?? [], spend: spend[id] ?? 0, tier: nil, membershipUntil: nil)
+            }
+        }
         return views.filter { $0.mergedInto == nil }.map { v in
             Segments.Profile(id: v.id, name: v.name, phone: v.phone, birthday: v.birthday, enrolledMs: enrolled[v.id] ?? 0,
                              purchasesMs: purchases[v.id] ?? [], spend: spend[v.id] ?? 0, tier: v.tier, membershipUntil: v.membership?.until)
@@ -769,9 +783,11 @@ public final class HubStore: HubStorage {
 
     private func segment(_ name: String, _ parameters: Segments.Parameters, _ db: Database) throws -> HubAPI.SegmentReport {
         let now = physicalMs()
-        let views = try Replica.allViews(asOfMs: now, db)
         let programme = try Replica.programme(db)
         let today = programme.calendar.day(ms: now)
+        // Only these segments need each member's standing (tier, membership): the others read
+        // profiles straight from the fold, not a whole view per member.
+        let views = ["tiers", "tier_movements", "memberships_ending"].contains(name) ? try Replica.allViews(asOfMs: now, db) : nil
         var profiles = try self.profiles(db, views: views)
         if name == "points_expiring" {
             // What the rules will have expired by then, less what is due already.
