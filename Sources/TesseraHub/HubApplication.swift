@@ -51,10 +51,10 @@ public enum HubApplication {
                                         help: "Operations of the store in the log")
                     Observability.gauge("tessera_log_head", Double(s.head), help: "The log's newest version")
                 }
-                let exceptions = try storage.exceptions(limit: 1_000_000)
-                for (kind, list) in Dictionary(grouping: exceptions, by: \.kind) {
-                    Observability.gauge("tessera_exceptions", Double(list.count), labels: [("kind", kind)], help: "Exceptions recorded, by kind")
-                    Observability.gauge("tessera_exceptions_open", Double(list.filter { $0.resolution == nil }.count), labels: [("kind", kind)],
+                let (recorded, open) = try storage.exceptionCounts()
+                for (kind, count) in recorded {
+                    Observability.gauge("tessera_exceptions", Double(count), labels: [("kind", kind)], help: "Exceptions recorded, by kind")
+                    Observability.gauge("tessera_exceptions_open", Double(open[kind] ?? 0), labels: [("kind", kind)],
                                         help: "Exceptions head office has not resolved, by kind")
                 }
                 let bytes = try storage.databaseBytes()

@@ -34,6 +34,8 @@ public protocol HubLedger: Sendable {
     func auditLog(limit: Int) throws -> [HubAPI.AuditRecord]
     func exceptions(limit: Int) throws -> [HubAPI.ExceptionRecord]
     func exception(id: Int64) throws -> HubAPI.ExceptionRecord?
+    /// How many exceptions of each kind were recorded (for metrics: a count, not the list).
+    func exceptionCounts() throws -> [String: Int]
     /// Operations after `cursor` in version order: a page of the pull.
     func page(after cursor: Int64, limit: Int) throws -> [VersionedOperation]
     /// A store's sync position, for head office's list of stores.
@@ -204,6 +206,13 @@ struct SQLiteLedger: HubLedger {
 
     func exception(id: Int64) throws -> HubAPI.ExceptionRecord? {
         try pool.read { db in try Row.fetchOne(db.cachedStatement(sql: "SELECT * FROM exceptions WHERE id = ?"), arguments: [id]).map(Self.exception) }
+    }
+
+    func exceptionCounts() throws -> [String: Int] {
+        try pool.read { db in
+            Dictionary(uniqueKeysWithValues: try Row.fetchAll(db.cachedStatement(sql: "SELECT kind, COUNT(*) AS n FROM exceptions GROUP BY kind"))
+                .map { ($0["kind"] as String, $0["n"] as Int) })
+        }
     }
 
     private static func exception(_ row: Row) -> HubAPI.ExceptionRecord {

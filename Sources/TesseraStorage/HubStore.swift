@@ -48,6 +48,7 @@ public protocol HubStorage: Sendable {
     func allMembers() throws -> [MemberView]
     func stores() throws -> [HubAPI.StoreState]
     func exceptions(limit: Int) throws -> [HubAPI.ExceptionRecord]
+    func exceptionCounts() throws -> (recorded: [String: Int], open: [String: Int])
     func publishRules(_ document: JSONValue, actor: String) throws -> HubAPI.RulesVersion
     func currentRules() throws -> Programme
     func runJobs(asOfMs: Int64?) throws -> HubAPI.JobReport
@@ -451,6 +452,18 @@ public final class HubStore: HubStorage {
     }
 
     static let exceptionResolvedKind = "exception.resolved"
+
+    /// Exceptions recorded and still open, by kind: counts from the ledger, less the resolved
+    /// ones (few, looked up by id), never the whole list (metrics are scraped every few seconds).
+    public func exceptionCounts() throws -> (recorded: [String: Int], open: [String: Int]) {
+        let recorded = try ledger.exceptionCounts()
+        try refresh()
+        var open = recorded
+        for id in try pool.read({ db in try self.resolutions(db) }).keys {
+            if let kind = try ledger.exception(id: id)?.kind { open[kind, default: 0] -= 1 }
+        }
+        return (recorded, open)
+    }
 
     /// Resolutions recorded in the log, by exception id (the hub's own operations only).
     private func resolutions(_ db: Database) throws -> [Int64: HubAPI.ExceptionResolution] {

@@ -274,6 +274,13 @@ final class PostgresLedger: HubLedger {
         try link.run("SELECT id, kind, member_id, op_id, detail, at FROM exceptions WHERE id = \(id)").first.map(Self.exception)
     }
 
+    func exceptionCounts() throws -> [String: Int] {
+        Dictionary(uniqueKeysWithValues: try link.run("SELECT kind, COUNT(*) FROM exceptions GROUP BY kind").map {
+            let (kind, n) = try $0.decode((String, Int64).self)
+            return (kind, Int(n))
+        })
+    }
+
     private static func exception(_ row: PostgresRow) throws -> HubAPI.ExceptionRecord {
         let (id, kind, member, op, detail, at) = try row.decode((Int64, String, String?, String?, String, String).self)
         return HubAPI.ExceptionRecord(id: id, kind: kind, member: member.map(MemberID.init), op: op, detail: detail, at: at)

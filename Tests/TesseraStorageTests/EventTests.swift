@@ -50,6 +50,13 @@ final class EventTests {
         let rest = try hub.events(after: first.next, limit: 2, types: nil)
         #expect(rest.events.map(\.type) == [.overdraft] && !rest.more)
         #expect(try feed([.overdraft]).map(\.id) == [events[2].id])
+
+        // The metrics' counts of exceptions, recorded and open, without reading the list.
+        let counts = try hub.exceptionCounts()
+        let overdrafts = try hub.exceptions(limit: 100).filter { $0.kind == "overdraft" }
+        #expect(counts.recorded["overdraft"] == overdrafts.count && counts.open["overdraft"] == overdrafts.count)
+        _ = try hub.resolveException(try #require(overdrafts.first).id, HubAPI.ResolveException(note: "settled at the till", points: nil), actor: "t")
+        #expect(try hub.exceptionCounts().open["overdraft"] == overdrafts.count - 1)
     }
 
     @Test("a sale that moves a member up a tier is a tier.changed event", arguments: Backend.all)
