@@ -1,0 +1,135 @@
+/// Encodes a value straight into a `JSONValue`, with no JSON text in between. Every operation a
+/// till or the hub makes turns its typed body into a `JSONValue` (the form operations travel
+/// and are stored in); going through text and back cost a quarter of an import's time (the
+/// decode guesses each value's kind, and each wrong guess throws). The result is the value
+/// that encoding to JSON text and decoding it as `JSONValue` gives (a test checks every kind).
+public struct JSONValueEncoder {
+    public init() {}
+
+    public func encode<T: Encodable>(_ value: T) throws -> JSONValue {
+        let node = Node()
+        try node.store(value, path: [])
+        return node.value
+    }
+
+    /// One value being built: a scalar, an object or an array of further nodes (a class, so
+    /// containers add to their node in place).
+    final class Node {
+        enum Kind { case empty, scalar, object, array }
+        var kind: Kind = .empty
+        var scalar: JSONValue = .null
+        var fields: [String: Node] = [:]
+        var items: [Node] = []
+
+        var value: JSONValue {
+            switch kind {
+            case .empty: .object([:])
+            case .scalar: scalar
+            case .object: .object(fields.mapValues(\.value))
+            case .array: .array(items.map(\.value))
+            }
+        }
+
+        func set(_ value: JSONValue) {
+            kind = .scalar
+            scalar = value
+        }
+
+        func store<T: Encodable>(_ value: T, path: [any CodingKey]) throws {
+            switch value {
+            case let v as JSONValue: set(v)
+            case let v as String: set(.string(v))
+            case let v as Bool: set(.bool(v))
+            case let v as any BinaryInteger: set(Int64(exactly: v).map(JSONValue.int) ?? .double(Double(v)))
+            case let v as Double: set(.double(v))
+            case let v as Float: set(.double(Double(v)))
+            default: try value.encode(to: NodeEncoder(node: self, codingPath: path))
+            }
+        }
+
+        func beObject() { if kind != .object { kind = .object; fields = [:] } }
+        func beArray() { if kind != .array { kind = .array; items = [] } }
+
+        func child(_ key: String) -> Node {
+            beObject()
+            let node = Node()
+            fields[key] = node
+            return node
+        }
+
+        func append() -> Node {
+            beArray()
+            let node = Node()
+            items.append(node)
+            return node
+        }
+    }
+
+    struct NodeEncoder: Encoder {
+        let node: Node
+        var codingPath: [any CodingKey]
+        var userInfo: [CodingUserInfoKey: Any] { [:] }
+
+        func container<Key: CodingKey>(keyedBy type: Key.Type) -> KeyedEncodingContainer<Key> {
+            node.beObject()
+            return KeyedEncodingContainer(Keyed<Key>(node: node, codingPath: codingPath))
+        }
+
+        func unkeyedContainer() -> any UnkeyedEncodingContainer {
+            node.beArray()
+            return Unkeyed(node: node, codingPath: codingPath)
+        }
+
+        func singleValueContainer() -> any SingleValueEncodingContainer { Single(node: node, codingPath: codingPath) }
+    }
+
+    struct Keyed<Key: CodingKey>: KeyedEncodingContainerProtocol {
+        let node: Node
+        var codingPath: [any CodingKey]
+
+        mutating func encodeNil(forKey key: Key) throws { node.child(key.stringValue).set(.null) }
+        mutating func encode<T: Encodable>(_ value: T, forKey key: Key) throws {
+            try node.child(key.stringValue).store(value, path: codingPath + [key])
+        }
+        mutating func nestedContainer<NestedKey: CodingKey>(keyedBy keyType: NestedKey.Type, forKey key: Key) -> KeyedEncodingContainer<NestedKey> {
+            let child = node.child(key.stringValue)
+            child.beObject()
+            return KeyedEncodingContainer(Keyed<NestedKey>(node: child, codingPath: codingPath + [key]))
+        }
+        mutating func nestedUnkeyedContainer(forKey key: Key) -> any UnkeyedEncodingContainer {
+            let child = node.child(key.stringValue)
+            child.beArray()
+            return Unkeyed(node: child, codingPath: codingPath + [key])
+        }
+        mutating func superEncoder() -> any Encoder { NodeEncoder(node: node.child("super"), codingPath: codingPath) }
+        mutating func superEncoder(forKey key: Key) -> any Encoder { NodeEncoder(node: node.child(key.stringValue), codingPath: codingPath + [key]) }
+    }
+
+    struct Unkeyed: UnkeyedEncodingContainer {
+        let node: Node
+        var codingPath: [any CodingKey]
+        var count: Int { node.items.count }
+
+        mutating func encodeNil() throws { node.append().set(.null) }
+        mutating func encode<T: Encodable>(_ value: T) throws { try node.append().store(value, path: codingPath) }
+        mutating func nestedContainer<NestedKey: CodingKey>(keyedBy keyType: NestedKey.Type) -> KeyedEncodingContainer<NestedKey> {
+            let child = node.append()
+            child.beObject()
+            return KeyedEncodingContainer(Keyed<NestedKey>(node: child, codingPath: codingPath))
+        }
+        mutating func nestedUnkeyedContainer() -> any UnkeyedEncodingContainer {
+            let child = node.append()
+            child.beArray()
+            return Unkeyed(node: child, codingPath: codingPath)
+        }
+        mutating func superEncoder() -> any Encoder { NodeEncoder(node: node.append(), codingPath: codingPath) }
+    }
+
+    struct Single: SingleValueEncodingContainer {
+        let node: Node
+        var codingPath: [any CodingKey]
+
+        mutating func encodeNil() throws { node.set(.null) }
+        mutating func encode<T: Encodable>(_ value: T) throws { try node.store(value, path: codingPath) }
+    }
+}
