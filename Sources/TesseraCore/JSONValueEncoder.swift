@@ -1,3 +1,5 @@
+import Foundation
+
 /// Encodes a value straight into a `JSONValue`, with no JSON text in between. Every operation a
 /// till or the hub makes turns its typed body into a `JSONValue` (the form operations travel
 /// and are stored in); going through text and back cost a quarter of an import's time (the
@@ -131,5 +133,68 @@ public struct JSONValueEncoder {
 
         mutating func encodeNil() throws { node.set(.null) }
         mutating func encode<T: Encodable>(_ value: T) throws { try node.store(value, path: codingPath) }
+    }
+}
+
+extension JSONValue {
+    /// Compact JSON text with sorted keys, byte for byte what `JSONEncoder` with
+    /// `[.sortedKeys, .withoutEscapingSlashes]` writes (tested), without going through
+    /// `Encodable`: every operation stored or logged is written this way.
+    public var jsonText: String {
+        var out: [UInt8] = []
+        out.reserveCapacity(256)
+        write(into: &out)
+        return String(decoding: out, as: UTF8.self)
+    }
+
+    private func write(into out: inout [UInt8]) {
+        switch self {
+        case .null: out += Array("null".utf8)
+        case .bool(let b): out += Array((b ? "true" : "false").utf8)
+        case .int(let i): out += Array(String(i).utf8)
+        case .double(let d):
+            // JSONEncoder's own number format ("100", "1e-07"), from JSONEncoder itself.
+            let encoder = JSONEncoder()
+            let text = (try? encoder.encode([d])).map { String(decoding: $0.dropFirst().dropLast(), as: UTF8.self) } ?? "null"
+            out += Array(text.utf8)
+        case .string(let s): Self.write(string: s, into: &out)
+        case .array(let items):
+            out.append(0x5B)
+            for (i, item) in items.enumerated() {
+                if i > 0 { out.append(0x2C) }
+                item.write(into: &out)
+            }
+            out.append(0x5D)
+        case .object(let fields):
+            out.append(0x7B)
+            // Keys in the order of their UTF-8 bytes, as JSONEncoder's sortedKeys.
+            for (i, key) in fields.keys.sorted(by: { $0.utf8.lexicographicallyPrecedes($1.utf8) }).enumerated() {
+                if i > 0 { out.append(0x2C) }
+                Self.write(string: key, into: &out)
+                out.append(0x3A)
+                fields[key]?.write(into: &out)
+            }
+            out.append(0x7D)
+        }
+    }
+
+    private static func write(string: String, into out: inout [UInt8]) {
+        out.append(0x22)
+        for byte in string.utf8 {
+            switch byte {
+            case 0x22: out += [0x5C, 0x22]
+            case 0x5C: out += [0x5C, 0x5C]
+            case 0x0A: out += [0x5C, 0x6E]
+            case 0x0D: out += [0x5C, 0x72]
+            case 0x09: out += [0x5C, 0x74]
+            case 0x08: out += [0x5C, 0x62]
+            case 0x0C: out += [0x5C, 0x66]
+            case 0..<0x20:
+                let hex = Array("0123456789abcdef".utf8)
+                out += [0x5C, 0x75, 0x30, 0x30, hex[Int(byte >> 4)], hex[Int(byte & 0x0F)]]
+            default: out.append(byte)
+            }
+        }
+        out.append(0x22)
     }
 }

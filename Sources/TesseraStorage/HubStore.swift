@@ -1202,7 +1202,7 @@ public final class HubStore: HubStorage {
         clock.withLock { _ = $0.observe(op.hlc, physicalMs: physicalMs()) }
         let member: String? = if case .unknown = body { nil } else { body.member?.rawValue }
         let row = LogRow(version: 0, id: op.id.description, origin: op.id.origin.rawValue, seq: Int64(op.id.seq), hlc: op.hlc.packed,
-                         kind: op.kind, kindVersion: op.kindVersion, body: try JSONText.encode(op.body), member: member, receivedAt: isoNow())
+                         kind: op.kind, kindVersion: op.kindVersion, body: op.body.jsonText, member: member, receivedAt: isoNow())
         try db.cachedStatement(sql: """
             INSERT INTO ops (id, origin, seq, hlc, kind, kind_version, body, member_id, received_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
             """).execute(arguments: [row.id, row.origin, row.seq, row.hlc, row.kind, row.kindVersion, row.body, row.member, row.receivedAt])

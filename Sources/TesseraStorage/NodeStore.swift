@@ -491,7 +491,7 @@ public final class NodeStore: Sendable {
                     VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'acked', ?)
                     ON CONFLICT(id) DO UPDATE SET status = 'acked', version = excluded.version
                     """).execute(arguments: [op.id.description, op.id.origin.rawValue, op.id.seq, op.hlc.packed, op.kind, op.kindVersion,
-                                     try JSONText.encode(op.body), body == .unknown ? nil : body.member?.rawValue, item.version])
+                                     op.body.jsonText, body == .unknown ? nil : body.member?.rawValue, item.version])
                 // Applying effects is idempotent, so an operation of ours that is already applied
                 // is unchanged, and one we had voided or not yet applied now takes effect as at the hub.
                 if body != .unknown { try Replica.apply(body, of: op, db) }
@@ -631,7 +631,7 @@ public final class NodeStore: Sendable {
             INSERT INTO ops (id, origin, seq, hlc, kind, kind_version, body, member_id, status)
             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
             """).execute(arguments: [op.id.description, op.id.origin.rawValue, op.id.seq, op.hlc.packed, op.kind, op.kindVersion,
-                             try JSONText.encode(op.body), body.member?.rawValue, status])
+                             op.body.jsonText, body.member?.rawValue, status])
         if apply { try Replica.apply(body, of: op, db) }
     }
 
