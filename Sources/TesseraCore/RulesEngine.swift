@@ -240,7 +240,7 @@ public enum RulesEngine {
         return out
     }
 
-    static func birthdayMonth(_ text: String) -> Int64? {
+    public static func birthdayMonth(_ text: String) -> Int64? {
         let parts = text.split(separator: "-")
         guard parts.count >= 2 else { return nil }
         return Int64(parts[parts.count - 2])

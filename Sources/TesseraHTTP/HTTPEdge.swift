@@ -112,6 +112,11 @@ extension Request {
         guard let value = Int64(text) else { throw DomainError(.invalidRequest, "\(name) must be a whole number") }
         return value
     }
+
+    /// `?limit=`: `default` when absent, held between 1 and `max`.
+    public func limitQuery(default value: Int64, max: Int64) throws -> Int {
+        Int(Swift.min(Swift.max(try integerQuery("limit") ?? value, 1), max))
+    }
 }
 
 extension HTTPField.Name {

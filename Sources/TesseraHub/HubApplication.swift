@@ -196,7 +196,7 @@ public enum HubApplication {
             return try JSONBody.response(report)
         }
         office.get("/audit") { request, _ in
-            let limit = Int(min(max(try request.integerQuery("limit") ?? 1000, 1), 10_000))
+            let limit = try request.limitQuery(default: 1000, max: 10_000)
             let audit = try await offload {
                 try authenticateAdmin(request, storage, .admin)
                 return try storage.auditLog(limit: limit)
@@ -207,21 +207,11 @@ public enum HubApplication {
         office.get("/events") { request, _ in
             let after = try request.integerQuery("after") ?? 0
             guard after >= 0 else { throw DomainError(.invalidRequest, "after must be an event id (0 or more)") }
-            let limit = Int(min(max(try request.integerQuery("limit") ?? 100, 1), 1_000))
-            var types: Set<HubAPI.EventType>?
-            if let list = request.uri.queryParameters.get("type") {
-                guard !list.isEmpty else { throw DomainError(.invalidRequest, "type names one or more event types, comma-separated") }
-                types = try Set(list.split(separator: ",").map { name in
-                    guard let type = HubAPI.EventType(rawValue: String(name)) else {
-                        throw DomainError(.invalidRequest, "unknown event type \(name); types are \(HubAPI.EventType.allCases.map(\.rawValue).joined(separator: ", "))")
-                    }
-                    return type
-                })
-            }
-            let wanted = types
+            let limit = try request.limitQuery(default: 100, max: 1_000)
+            let types = try eventTypes(request)
             let page = try await offload {
                 try authenticateAdmin(request, storage, .reporter)
-                return try storage.events(after: after, limit: limit, types: wanted)
+                return try storage.events(after: after, limit: limit, types: types)
             }
             return try JSONBody.response(page)
         }
@@ -248,7 +238,7 @@ public enum HubApplication {
         }
         office.get("/webhooks/{id}/deliveries") { request, context in
             let id = try context.parameters.require("id")
-            let limit = Int(min(max(try request.integerQuery("limit") ?? 100, 1), 1_000))
+            let limit = try request.limitQuery(default: 100, max: 1_000)
             let deliveries = try await offload {
                 try authenticateAdmin(request, storage, .admin)
                 return try storage.deliveries(webhook: id, limit: limit)
@@ -256,7 +246,7 @@ public enum HubApplication {
             return try JSONBody.response(HubAPI.Deliveries(deliveries: deliveries))
         }
         office.get("/exceptions") { request, _ in
-            let limit = Int(min(max(try request.integerQuery("limit") ?? 1000, 1), 10_000))
+            let limit = try request.limitQuery(default: 1000, max: 10_000)
             let exceptions = try await offload {
                 try authenticateAdmin(request, storage, .reporter)
                 return try storage.exceptions(limit: limit)
@@ -371,6 +361,18 @@ public enum HubApplication {
                            services: [HubJobs(storage: storage, intervalSeconds: max(1, jobsIntervalSeconds), logger: logger),
                                       WebhookDispatcher(storage: storage, allowedHosts: webhookHosts, retryBaseMs: webhookRetryBaseMs, logger: logger)],
                            onServerRunning: onRunning, logger: logger)
+    }
+
+    /// `?type=a,b`: the event types asked for (nil: every type).
+    static func eventTypes(_ request: Request) throws -> Set<HubAPI.EventType>? {
+        guard let list = request.uri.queryParameters.get("type") else { return nil }
+        guard !list.isEmpty else { throw DomainError(.invalidRequest, "type names one or more event types, comma-separated") }
+        return try Set(list.split(separator: ",").map { name in
+            guard let type = HubAPI.EventType(rawValue: String(name)) else {
+                throw DomainError(.invalidRequest, "unknown event type \(name); types are \(HubAPI.EventType.allCases.map(\.rawValue).joined(separator: ", "))")
+            }
+            return type
+        })
     }
 
     /// Storage work (SQLite through GRDB, PostgreSQL through blocking waits) runs on threads of

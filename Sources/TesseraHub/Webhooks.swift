@@ -55,11 +55,11 @@ public struct WebhookDispatcher: Service {
     /// delays only its own webhook); true when one may have more to deliver now.
     func round(_ client: HTTPClient) async throws -> Bool {
         let due = try await HubApplication.offload { try storage.ledger.webhooks() }
-            .filter { $0.revokedAt == nil && $0.retryAtMs <= Self.nowMs() }
+            .filter { $0.revokedAt == nil && $0.retryAtMs <= NodeStore.wallClockMs() }
         return try await withThrowingTaskGroup(of: Bool.self) { group in
             for hook in due {
                 group.addTask {
-                    let now = Self.nowMs()
+                    let now = NodeStore.wallClockMs()
                     let claimed = try await HubApplication.offload {
                         try storage.ledger.claimWebhook(hook.id, holder: holder, nowMs: now, untilMs: now + Self.leaseMs)
                     }
@@ -83,19 +83,19 @@ public struct WebhookDispatcher: Service {
         for row in events {
             guard let event = row.event, hook.types.contains(event.type) else { cursor = row.id; continue }
             let attempt = failures + 1
-            let started = Self.nowMs()
+            let started = NodeStore.wallClockMs()
             let (status, error) = await post(event, to: hook, client)
             let delivered = error == nil
             let abandoned = !delivered && attempt >= Self.attemptsMax
             let outcome = delivered ? "delivered" : abandoned ? "abandoned" : "failed"
             let record = HubAPI.Delivery(webhook: hook.id, event: event.id, attempt: attempt, outcome: outcome, status: status, error: error,
-                                         durationMs: Self.nowMs() - started, at: Date().ISO8601Format())
+                                         durationMs: NodeStore.wallClockMs() - started, at: Date().ISO8601Format())
             let wait = min(Self.retryMaxMs, retryBaseMs << Int64(min(attempt - 1, 30)))
             let moveOn = delivered || abandoned
-            let (next, nextFailures, retryAt) = moveOn ? (event.id, 0, Int64(0)) : (cursor, attempt, Self.nowMs() + wait)
+            let (next, nextFailures, retryAt) = moveOn ? (event.id, 0, Int64(0)) : (cursor, attempt, NodeStore.wallClockMs() + wait)
             let kept = try await HubApplication.offload {
                 try storage.ledger.recordDelivery(record, holder: holder, cursor: next, failures: nextFailures, retryAtMs: retryAt,
-                                                  untilMs: Self.nowMs() + Self.leaseMs)
+                                                  untilMs: NodeStore.wallClockMs() + Self.leaseMs)
             }
             guard kept else { return false }
             if abandoned {
@@ -118,7 +118,7 @@ public struct WebhookDispatcher: Service {
 
     /// One POST of one event: (HTTP status, nil) on a 2xx answer, else what went wrong.
     private func post(_ event: HubAPI.Event, to hook: WebhookRecord, _ client: HTTPClient) async -> (Int?, String?) {
-        guard let host = URL(string: hook.url)?.host?.lowercased(), allowedHosts.contains(host) || allowedHosts.contains("*") else {
+        guard WebhookRecord.allows(allowedHosts, url: hook.url) else {
             return (nil, "host no longer allowed by --webhook-hosts")
         }
         do {
@@ -143,6 +143,4 @@ public struct WebhookDispatcher: Service {
             return (nil, "\(error)".prefix(300).description)
         }
     }
-
-    static func nowMs() -> Int64 { Int64(Date().timeIntervalSince1970 * 1000) }
 }

@@ -24,7 +24,7 @@ extension HubStore {
             if let name: String = row["name"] { data["name"] = .string(name) }
             if let phone: String = row["phone"] { data["phone"] = .string(phone) }
         }
-        try w.event(key: key, type: type, member: member?.rawValue, op: op?.description, data: try JSONText.encode(JSONValue.object(data)), at: isoNow())
+        try w.event(key: key, type: type, member: member?.rawValue, op: op?.description, data: JSONValue.object(data).jsonText, at: isoNow())
     }
 
     /// Events an operation from a store makes at once: enrolments, recharges (overdrafts and
@@ -46,11 +46,17 @@ extension HubStore {
     /// The tiers of the members whose tier counter `body` moves, before it is applied (empty
     /// when the programme has no tiers).
     func tiersBefore(_ body: OperationBody, _ db: Database) throws -> [MemberID: String] {
+        // Every pushed operation passes here: the programme is read only for one that moves a
+        // tier counter.
+        let moved = body.effects.compactMap { effect -> MemberID? in
+            if case .ledger(let e) = effect, e.qualifying != 0 { e.member } else { nil }
+        }
+        guard !moved.isEmpty else { return [:] }
         let programme = try Replica.programme(db)
         guard programme.tiers != nil else { return [:] }
         var out: [MemberID: String] = [:]
-        for case .ledger(let e) in body.effects where e.qualifying != 0 {
-            let root = try Replica.root(of: e.member, db)
+        for member in moved {
+            let root = try Replica.root(of: member, db)
             out[root] = try Replica.standing(of: root, programme: programme, asOfMs: physicalMs(), db).tier?.name ?? ""
         }
         return out
@@ -74,7 +80,7 @@ extension HubStore {
     func emitCalendarEvents(member: MemberID, birthday: String?, lastActiveMs: Int64, today: LocalDay, now: Int64,
                             expiringLot: Int64?, programme: Programme, _ db: Database, _ w: any LedgerWrites) throws {
         let month = String(today.iso.prefix(7))
-        if let birthday, birthday.split(separator: "-").suffix(2).first.flatMap({ Int64($0) }) == today.civil.month {
+        if let birthday, RulesEngine.birthdayMonth(birthday) == today.civil.month {
             try emit(.memberBirthday, key: "birthday:\(member):\(month)", member: member, op: nil,
                      data: ["birthday": .string(birthday), "month": .string(month)], db, w)
         }
@@ -84,15 +90,20 @@ extension HubStore {
                      data: ["days": .int(band), "idle_days": .int(idle), "last_active": .string(isoTime(ms: lastActiveMs))], db, w)
         }
         if let lot = expiringLot {
-            let due = try Replica.standing(of: member, programme: programme, asOfMs: now, db).expiryDue
-            let later = try Replica.standing(of: member, programme: programme, asOfMs: now + Self.expiringWithinDays * 86_400_000, db).expiryDue
-            let points = max(0, later - max(0, due))
+            let points = try Self.pointsExpiring(member, withinDays: Self.expiringWithinDays, programme: programme, now: now, db)
             if points > 0 {
                 let day = LocalDay(lot)
                 try emit(.pointsExpiring, key: "expiring:\(member):\(day.iso)", member: member, op: nil,
                          data: ["points": .int(points), "expires_on": .string(day.iso), "within_days": .int(Self.expiringWithinDays)], db, w)
             }
         }
+    }
+
+    /// Points the rules will have expired within `days`, less what is due already.
+    static func pointsExpiring(_ member: MemberID, withinDays days: Int64, programme: Programme, now: Int64, _ db: Database) throws -> Int64 {
+        let due = try Replica.standing(of: member, programme: programme, asOfMs: now, db).expiryDue
+        let later = try Replica.standing(of: member, programme: programme, asOfMs: now + days * 86_400_000, db).expiryDue
+        return max(0, later - max(0, due))
     }
 
     // MARK: - The feed and webhooks (head office)
@@ -127,7 +138,7 @@ extension HubStore {
         guard url.user == nil && url.password == nil else {
             throw DomainError(.invalidRequest, "url must not carry a user or password (the receiver checks the signature instead)")
         }
-        guard allowedHosts.contains(host.lowercased()) || allowedHosts.contains("*") else {
+        guard WebhookRecord.allows(allowedHosts, url: request.url) else {
             throw DomainError(.invalidRequest, "the hub delivers only to hosts its operator allows (tessera hub --webhook-hosts); \(host) is not one of them")
         }
         guard !request.events.isEmpty else { throw DomainError(.invalidRequest, "events lists at least one event type") }
@@ -161,7 +172,7 @@ extension HubStore {
     }
 
     public func deliveries(webhook: String, limit: Int) throws -> [HubAPI.Delivery] {
-        guard try ledger.webhooks().contains(where: { $0.id == webhook }) else { throw DomainError(.notFound, "no webhook \(webhook)") }
+        guard try ledger.webhook(webhook) != nil else { throw DomainError(.notFound, "no webhook \(webhook)") }
         return try ledger.deliveries(webhook: webhook, limit: max(1, min(limit, 1_000)))
     }
 }

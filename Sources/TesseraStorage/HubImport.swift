@@ -83,7 +83,6 @@ extension HubStore {
         var start = 0
         while start < toWrite.count {
             let chunk = toWrite[start..<min(start + max(1, batch), toWrite.count)]
-            var importedReferences = imported
             let (count, skipped) = try write { db, w in
                 var written = 0
                 var skipped: [ImportReport.Skip] = []
@@ -91,19 +90,19 @@ extension HubStore {
                 let lot = programme.expiry.lot(earnedOn: programme.calendar.day(ms: self.physicalMs()))
                 for row in chunk {
                     // A store may have enrolled the phone since the check: its member stands.
-                    if let holder = try Self.holder(of: row, importedReferences, db) {
+                    if let holder = try Self.holder(of: row, imported, db) {
                         skipped.append(ImportReport.Skip(line: row.line, member: holder.member, reason: holder.reason))
                         continue
                     }
                     let member = try self.importRow(row, programme: programme, lot: lot, db, w)
-                    if let reference = row.reference { importedReferences[reference] = member }
+                    // (A write that fails ends the import: what it added here is never used.)
+                    if let reference = row.reference { imported[reference] = member }
                     written += 1
                 }
                 try w.audit(actor: actor, action: "members.imported",
                             detail: "\(written) members (lines \(chunk.first?.line ?? 0)-\(chunk.last?.line ?? 0))", at: isoNow())
                 return (written, skipped)
             }
-            imported = importedReferences
             report.imported += count
             report.skipped += skipped
             done += chunk.count
@@ -146,11 +145,12 @@ extension HubStore {
         let member = MemberID(enrolment: id)
         // The newest card issued is the member's current one: the first listed is issued last.
         let cards = row.cards.dropFirst() + row.cards.prefix(1)
-        var card = cards.first ?? CardNumber(issuedBy: .hub, seq: id.seq)
+        let generated = CardNumber(issuedBy: .hub, seq: id.seq)
+        var card = cards.first ?? generated
         var n = 1
         while cards.isEmpty, try Replica.card(card, db) != nil {
             n += 1
-            card = CardNumber("\(CardNumber(issuedBy: .hub, seq: id.seq).rawValue)-\(n)")
+            card = CardNumber("\(generated.rawValue)-\(n)")
         }
         let enrolment = OperationBody.memberEnrolled(MemberEnrolled(
             member: member, card: card, name: row.name, phone: row.phone, birthday: row.birthday,

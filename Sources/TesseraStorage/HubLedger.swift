@@ -90,6 +90,12 @@ public struct WebhookRecord: Sendable, Hashable {
                        retryAt: retryAtMs > 0 ? isoTime(ms: retryAtMs) : nil)
     }
 
+    /// Whether the operator lets the hub call this URL's host (`*`: any host).
+    public static func allows(_ hosts: Set<String>, url: String) -> Bool {
+        guard let host = URL(string: url)?.host?.lowercased() else { return false }
+        return hosts.contains(host) || hosts.contains("*")
+    }
+
     static func types(_ text: String) -> [HubAPI.EventType] {
         text.split(separator: ",").compactMap { HubAPI.EventType(rawValue: String($0)) }
     }

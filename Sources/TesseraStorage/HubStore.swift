@@ -527,19 +527,16 @@ public final class HubStore: HubStorage {
             enrolled[member] = known
             guard known else { return nil }
             // A refund (of a recharge or of a sale) and a reversal name the operation they undo.
-            var of: String?
-            var store: String = row["origin"]
             let kind: String = row["kind"]
-            if kind == "refund" || kind == "operation.reversed",
-               case .object(let body)? = try? JSONText.decode(JSONValue.self, row["body"]), case .string(let target)? = body["of"] {
-                of = target
+            let undoes = kind == "refund" || kind == "operation.reversed"
+            var body: [String: JSONValue]?
+            if undoes || kind == OperationKind.balanceOpened.rawValue, case .object(let fields)? = try? JSONText.decode(JSONValue.self, row["body"]) {
+                body = fields
             }
-            // An opening balance (imported) is owed by the member's joining store, not the hub.
-            if kind == OperationKind.balanceOpened.rawValue,
-               case .object(let body)? = try? JSONText.decode(JSONValue.self, row["body"]), case .string(let owner)? = body["store"] {
-                store = owner
-            }
-            return Settlement.Movement(version: row["version"], op: row["op_id"], store: store, member: MemberID(member),
+            var of: String?
+            if undoes, case .string(let target)? = body?["of"] { of = target }
+            return Settlement.Movement(version: row["version"], op: row["op_id"], store: Self.movementStore(kind: kind, origin: row["origin"], body: body),
+                                       member: MemberID(member),
                                        principal: row["value"], bonus: row["bonus"], of: of)
         }
         let merges = try Row.fetchAll(db.cachedStatement(sql: "SELECT version, id, hlc, body FROM ops WHERE kind = 'member.merged' ORDER BY version"))
@@ -550,6 +547,13 @@ public final class HubStore: HubStorage {
                 return Settlement.Merge(version: row["version"], op: row["id"], from: MemberID(from), into: MemberID(into))
             }
         return (movements, merges)
+    }
+
+    /// The store a movement of value counts at: the operation's origin, but for an imported
+    /// opening balance the member's joining store (settlement, liabilities and statements alike).
+    static func movementStore(kind: String, origin: String, body: [String: JSONValue]?) -> String {
+        if kind == OperationKind.balanceOpened.rawValue, case .string(let owner)? = body?["store"] { return owner }
+        return origin
     }
 
     private func allocation(_ db: Database, untilMs: Int64 = .max) throws -> Settlement.Allocation {
@@ -669,13 +673,11 @@ public final class HubStore: HubStorage {
                 points += earned
                 let wallMs = HLCTimestamp(packed: row["hlc"])?.wallMs ?? 0
                 var rules: Int?
-                var store: String = row["origin"]
-                if case .object(let body)? = try? JSONText.decode(JSONValue.self, row["body"]) {
-                    if case .int(let v)? = body["rules_version"] { rules = Int(v) }
-                    // An opening balance is the joining store's, as in settlement.
-                    if row["kind"] == OperationKind.balanceOpened.rawValue, case .string(let owner)? = body["store"] { store = owner }
-                }
-                return HubAPI.StatementLine(version: row["version"], op: row["op_id"], kind: row["kind"], store: store,
+                var body: [String: JSONValue]?
+                if case .object(let fields)? = try? JSONText.decode(JSONValue.self, row["body"]) { body = fields }
+                if case .int(let v)? = body?["rules_version"] { rules = Int(v) }
+                return HubAPI.StatementLine(version: row["version"], op: row["op_id"], kind: row["kind"],
+                                            store: Self.movementStore(kind: row["kind"], origin: row["origin"], body: body),
                                             at: isoTime(ms: wallMs),
                                             principal: value, bonus: bonus, points: earned, balance: balance, pointsAfter: points, rulesVersion: rules)
             }
@@ -804,11 +806,8 @@ public final class HubStore: HubStorage {
         var profiles = try self.profiles(db, views: views)
         if name == "points_expiring" {
             // What the rules will have expired by then, less what is due already.
-            let later = now + parameters.days * 86_400_000
             for i in profiles.indices {
-                let due = try Replica.standing(of: profiles[i].id, programme: programme, asOfMs: now, db).expiryDue
-                let dueLater = try Replica.standing(of: profiles[i].id, programme: programme, asOfMs: later, db).expiryDue
-                profiles[i].pointsExpiring = max(0, dueLater - max(0, due))
+                profiles[i].pointsExpiring = try Self.pointsExpiring(profiles[i].id, withinDays: parameters.days, programme: programme, now: now, db)
             }
         }
         if name == "tier_movements" {

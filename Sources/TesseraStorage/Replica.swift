@@ -110,7 +110,7 @@ enum Replica {
                 try apply(body, of: op, db)
             }
         }
-        if learnt.count > 0 || recorded != Set(known) { try Meta.set("known_kinds", known.joined(separator: ","), db) }
+        if recorded != Set(known) { try Meta.set("known_kinds", known.joined(separator: ","), db) }
     }
 
     /// Applies the effects of one operation body, stamped with the operation's (HLC, origin).

@@ -57,9 +57,7 @@ struct ImportCommand: AsyncParsableCommand {
         }
 
         static func refuse(_ problems: [MemberImport.Problem], file: String) -> ExitCode {
-            for problem in problems.prefix(1_000) { FileHandle.standardError.write(Data("\(file): \(problem)\n".utf8)) }
-            if problems.count > 1_000 { FileHandle.standardError.write(Data("... and \(problems.count - 1_000) more\n".utf8)) }
-            return failure("\(problems.count) bad row(s); nothing was imported")
+            failure(listing: problems.map { "\(file): \($0)" }, limit: 1_000, "\(problems.count) bad row(s); nothing was imported")
         }
 
         static func seconds(since start: Date) -> String { String(format: "%.1f s", Date().timeIntervalSince(start)) }

@@ -242,13 +242,9 @@ struct ConfigCommand: AsyncParsableCommand {
                     problems.append("\(self.file):\(entry.line): [\(name)] has no option \(entry.key) (it takes \(names.sorted().joined(separator: ", ")))")
                 }
             }
-            guard problems.isEmpty else {
-                problems.forEach { FileHandle.standardError.write(Data("\($0)\n".utf8)) }
-                throw failure("\(problems.count) problem(s) in \(self.file)")
-            }
+            guard problems.isEmpty else { throw failure(listing: problems, "\(problems.count) problem(s) in \(self.file)") }
             // Each section as its command would read it now (with this environment).
-            for name in file.sections.keys.sorted() {
-                guard let command = commands.first(where: { $0.path == name }) else { continue }
+            for name in file.sections.keys.sorted() where commands.contains(where: { $0.path == name }) {
                 let path = name.split(separator: " ").map(String.init)
                 let (args, sources) = try Settings.expand(path + ["--config", self.file], environment: ProcessInfo.processInfo.environment)
                 do {
@@ -267,12 +263,8 @@ struct ConfigCommand: AsyncParsableCommand {
                 for (spec, value, source) in sources {
                     say("  \(spec.name) = \(Self.masked(spec.name, value))    (\(source))")
                 }
-                _ = command
             }
-            guard problems.isEmpty else {
-                problems.forEach { FileHandle.standardError.write(Data("\($0)\n".utf8)) }
-                throw failure("\(problems.count) problem(s) in \(self.file)")
-            }
+            guard problems.isEmpty else { throw failure(listing: problems, "\(problems.count) problem(s) in \(self.file)") }
             say("\(self.file): valid")
         }
 

@@ -494,6 +494,13 @@ func failure(_ message: String) -> ExitCode {
     return ExitCode(1)
 }
 
+/// Lists problems on stderr (at most `limit`, then how many more) and fails with `summary`.
+func failure(listing problems: [String], limit: Int = .max, _ summary: String) -> ExitCode {
+    for problem in problems.prefix(limit) { FileHandle.standardError.write(Data("\(problem)\n".utf8)) }
+    if problems.count > limit { FileHandle.standardError.write(Data("... and \(problems.count - limit) more\n".utf8)) }
+    return failure(summary)
+}
+
 /// Writes a line to stdout at once (print buffers when stdout is a pipe, and scripts read these).
 func say(_ line: String) {
     FileHandle.standardOutput.write(Data((line + "\n").utf8))
