@@ -95,6 +95,10 @@ struct ConfigTests {
         #expect(try await hub.url() == "http://127.0.0.1:\(hubPort)")
         let node = try ws.start("node", ["node", "--config", config, "--store", "north-1"], environment: ["TESSERA_TOKEN": token])
         let url = try await node.url()
+        // Listening is not ready: it serves tills once it has loaded the chain from the hub it was given.
+        try await eventually("the node has bootstrapped from the configured hub") {
+            try await HTTP.get(url + "/v1/status").json["bootstrapped"] as? Bool == true
+        }
         #expect(try await HTTP.post(url + "/v1/members", #"{"name":"Ada","phone":"+15550100"}"#).status == 201)
         try await eventually("the node syncs with the hub it was configured with") {
             try await HTTP.get(url + "/v1/status").json["pending_ops"] as? Int == 0

@@ -63,6 +63,8 @@ struct WebhookTests {
         defer { receiver.stop() }
         let chain = try await Chain(stores: ["a1", "b2"], hubOptions: ["--webhook-hosts", "127.0.0.1", "--webhook-retry-base-ms", "100"])
         defer { chain.stopAll() }
+        try await chain.waitBootstrapped("a1")
+        try await chain.waitBootstrapped("b2")
         let secret = "a-secret-of-the-chain-0123456789"
         let made = try await HTTP.call("POST", chain.hubURL + "/v1/webhooks",
                                        json: #"{"url":"http://127.0.0.1:\#(receiver.port)/hook","events":["member.enrolled","value.recharged"],"secret":"\#(secret)"}"#,
