@@ -10,6 +10,21 @@ public struct ChainState: Equatable, Sendable {
             && a.merges.mapValues(\.stamp) == b.merges.mapValues(\.stamp)
             && a.rules == b.rules && a.coupons.mapValues(\.coupon) == b.coupons.mapValues(\.coupon)
             && a.couponUses == b.couponUses && a.couponRestores == b.couponRestores && a.memberships == b.memberships
+            && a.leases == b.leases && a.recalls == b.recalls && a.recallAnswers == b.recallAnswers
+    }
+
+    /// One operation's change to a store's lease of a member.
+    public struct LeaseRow: Hashable, Sendable {
+        public var member: MemberID
+        public var store: StoreID
+        public var change: Rights
+        public var expiresMs: Int64?
+        public var atMs: Int64
+    }
+    public struct RecallRow: Hashable, Sendable {
+        public var member: MemberID
+        public var store: StoreID
+        public var rights: Rights
     }
 
     public struct FieldValue: Hashable, Sendable {
@@ -45,6 +60,9 @@ public struct ChainState: Equatable, Sendable {
     public private(set) var couponUses: [String: Set<OperationID>] = [:]
     public private(set) var couponRestores: [String: Set<OperationID>] = [:]
     public private(set) var memberships: [OperationID: MembershipPeriod] = [:]
+    public private(set) var leases: [OperationID: LeaseRow] = [:]
+    public private(set) var recalls: [OperationID: RecallRow] = [:]
+    public private(set) var recallAnswers: Set<OperationID> = []
 
     public init() {}
 
@@ -114,7 +132,23 @@ public struct ChainState: Equatable, Sendable {
             couponRestores[id, default: []].insert(use)
         case .membership(let period):
             memberships[op.id] = period
+        case .rights(let member, let store, let change, let expiresMs):
+            leases[op.id] = LeaseRow(member: member, store: store ?? op.id.origin, change: change, expiresMs: expiresMs, atMs: op.hlc.wallMs)
+        case .recall(let member, let store, let rights):
+            recalls[op.id] = RecallRow(member: member, store: store, rights: rights)
+        case .recallAnswered(let recall):
+            recallAnswers.insert(recall)
         }
+    }
+
+    /// What each store's lease of the member (resolved through merges) holds.
+    public func leases(of member: MemberID) -> [StoreID: Rights] {
+        let root = root(of: member)
+        var out: [StoreID: Rights] = [:]
+        for row in leases.values where self.root(of: row.member) == root {
+            out[row.store, default: .zero] = out[row.store, default: .zero] + row.change
+        }
+        return out
     }
 
     // MARK: Queries

@@ -40,4 +40,9 @@ public enum ErrorCode: String, Sendable, Codable, CaseIterable {
     case rateLimited = "rate_limited"
     case storageUnavailable = "storage_unavailable"
     case internalError = "internal_error"
+    /// Under leases: the hub is unreachable and this store's lease does not cover the spend.
+    case offlineLeaseExceeded = "offline_lease_exceeded"
+    /// Under leases: the member holds the amount, but part of it is lent to other stores for
+    /// their offline use; the hub has asked for it back.
+    case balanceLeased = "balance_leased"
 }

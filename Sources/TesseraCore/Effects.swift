@@ -91,6 +91,13 @@ public enum Effect: Hashable, Sendable {
     /// The use of the coupon by operation `use` was refunded in full: the coupon is free again.
     case couponRestored(String, use: OperationID)
     case membership(MembershipPeriod)
+    /// A change to the store's lease of the member's rights (`store` nil: the operation's own
+    /// store), and, for a grant, when the lease ends.
+    case rights(MemberID, store: StoreID?, Rights, expiresMs: Int64?)
+    /// The hub asked the store to give back up to these rights.
+    case recall(MemberID, store: StoreID, Rights)
+    /// A store answered the recall made by this operation.
+    case recallAnswered(OperationID)
 }
 
 extension OperationBody {
@@ -98,6 +105,9 @@ extension OperationBody {
         func lot(_ iso: String?) -> LocalDay { iso.flatMap(LocalDay.init(iso:)) ?? .never }
         var out: [Effect] = []
         func ledger(_ entry: LedgerEntry) { if !entry.isZero { out.append(.ledger(entry)) } }
+        func lease(_ member: MemberID, _ store: StoreID?, _ change: Rights) {
+            if !change.isZero { out.append(.rights(member, store: store, change, expiresMs: nil)) }
+        }
         switch self {
         case .memberEnrolled(let b):
             out = [
@@ -121,6 +131,7 @@ extension OperationBody {
         case .valueRecharged(let b):
             ledger(LedgerEntry(member: b.member, value: b.amount, bonus: b.bonus))
             out += b.coupons.map(Effect.coupon)
+            lease(b.member, nil, Rights(value: b.leaseValue ?? 0))
         case .purchase(let p):
             // Spending (value, bonus, redeemed points) and earning are separate entries: expiry
             // takes spent points from the oldest lots, earned points join their own lot.
@@ -128,6 +139,7 @@ extension OperationBody {
             ledger(LedgerEntry(member: p.member, points: p.pointsEarned, lot: lot(p.pointsExpireOn), qualifying: p.qualifying))
             if let referrer = p.referrer { ledger(LedgerEntry(member: referrer, points: p.referralPoints, lot: lot(p.pointsExpireOn))) }
             if let coupon = p.coupon { out.append(.couponUsed(coupon)) }
+            lease(p.member, nil, Rights(value: p.leaseValue ?? 0, points: p.leasePoints ?? 0))
         case .refund(let r):
             ledger(LedgerEntry(member: r.member, value: r.value, bonus: r.bonus, points: r.pointsRestored))
             ledger(LedgerEntry(member: r.member, points: -r.pointsReversed, lot: lot(r.pointsExpireOn), qualifying: r.qualifying))
@@ -135,6 +147,7 @@ extension OperationBody {
             out.append(.refund(of: r.of, amount: r.amount))
             if let coupon = r.coupon { out.append(.couponRestored(coupon, use: r.of)) }
             out += r.couponsRevoked.map(Effect.couponUsed)
+            lease(r.member, nil, Rights(value: r.leaseValue ?? 0, points: r.leasePoints ?? 0))
         case .pointsAdjusted(let a):
             // Points given join a lot; points taken are spent like a redemption.
             ledger(LedgerEntry(member: a.member, points: a.points, lot: a.points > 0 ? lot(a.pointsExpireOn) : nil))
@@ -147,6 +160,7 @@ extension OperationBody {
             ledger(LedgerEntry(member: r.member, value: r.value, bonus: r.bonus, points: r.points,
                                lot: lotted ? lot(r.pointsExpireOn) : nil, qualifying: r.qualifying))
             if let coupon = r.coupon { out.append(.couponRestored(coupon, use: r.of)) }
+            if let store = r.leaseStore { lease(r.member, store, Rights(value: r.leaseValue ?? 0, points: r.leasePoints ?? 0)) }
         case .rulesPublished(let r):
             out.append(.rules(version: r.version, r.programme))
         case .pointsExpired(let e):
@@ -159,6 +173,13 @@ extension OperationBody {
             // Value as a load; points in a lot of their own, like points given by hand.
             ledger(LedgerEntry(member: b.member, value: b.value, bonus: b.bonus))
             ledger(LedgerEntry(member: b.member, points: b.points, lot: b.points > 0 ? lot(b.pointsExpireOn) : nil))
+        case .leaseGranted(let g):
+            out.append(.rights(g.member, store: g.store, Rights(value: g.value, points: g.points), expiresMs: g.expiresMs))
+        case .leaseReturned(let r):
+            out.append(.rights(r.member, store: r.store, Rights(value: -r.value, points: -r.points), expiresMs: nil))
+            if let recall = r.recall { out.append(.recallAnswered(recall)) }
+        case .leaseRecalled(let r):
+            out.append(.recall(r.member, store: r.store, Rights(value: r.value, points: r.points)))
         case .unknown:
             break
         }

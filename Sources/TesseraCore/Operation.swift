@@ -69,6 +69,9 @@ public enum OperationKind: String, Sendable, CaseIterable {
     case couponsIssued = "coupons.issued"
     case membershipPurchased = "membership.purchased"
     case balanceOpened = "balance.opened"
+    case leaseGranted = "lease.granted"
+    case leaseReturned = "lease.returned"
+    case leaseRecalled = "lease.recalled"
 }
 
 /// The typed bodies of the kinds this build knows.
@@ -89,6 +92,9 @@ public enum OperationBody: Hashable, Sendable {
     case couponsIssued(CouponsIssued)
     case membershipPurchased(MembershipPurchased)
     case balanceOpened(BalanceOpened)
+    case leaseGranted(LeaseGranted)
+    case leaseReturned(LeaseReturned)
+    case leaseRecalled(LeaseRecalled)
     case unknown
 
     public var kind: OperationKind {
@@ -109,6 +115,9 @@ public enum OperationBody: Hashable, Sendable {
         case .couponsIssued: .couponsIssued
         case .membershipPurchased: .membershipPurchased
         case .balanceOpened: .balanceOpened
+        case .leaseGranted: .leaseGranted
+        case .leaseReturned: .leaseReturned
+        case .leaseRecalled: .leaseRecalled
         case .unknown: preconditionFailure("an unknown body has no kind of ours")
         }
     }
@@ -132,6 +141,9 @@ public enum OperationBody: Hashable, Sendable {
         case .couponsIssued(let b): b.coupons.first?.member
         case .membershipPurchased(let b): b.member
         case .balanceOpened(let b): b.member
+        case .leaseGranted(let b): b.member
+        case .leaseReturned(let b): b.member
+        case .leaseRecalled(let b): b.member
         case .unknown: nil
         }
     }
@@ -174,6 +186,9 @@ public enum OperationBody: Hashable, Sendable {
         case .couponsIssued(let b): return encode(b)
         case .membershipPurchased(let b): return encode(b)
         case .balanceOpened(let b): return encode(b)
+        case .leaseGranted(let b): return encode(b)
+        case .leaseReturned(let b): return encode(b)
+        case .leaseRecalled(let b): return encode(b)
         case .unknown: preconditionFailure("an unknown body is passed on as it came")
         }
     }
@@ -198,6 +213,9 @@ public enum OperationBody: Hashable, Sendable {
         case .couponsIssued: return .couponsIssued(try d.decode(CouponsIssued.self, from: data))
         case .membershipPurchased: return .membershipPurchased(try d.decode(MembershipPurchased.self, from: data))
         case .balanceOpened: return .balanceOpened(try d.decode(BalanceOpened.self, from: data))
+        case .leaseGranted: return .leaseGranted(try d.decode(LeaseGranted.self, from: data))
+        case .leaseReturned: return .leaseReturned(try d.decode(LeaseReturned.self, from: data))
+        case .leaseRecalled: return .leaseRecalled(try d.decode(LeaseRecalled.self, from: data))
         }
     }
 }
@@ -329,12 +347,15 @@ public struct ValueRecharged: Hashable, Sendable, Codable {
     public var bonus: Int64
     public var coupons: [Coupon]
     public var rulesVersion: Int
+    /// Under leases: what the recharge adds to its store's lease (all of it, spendable there at once).
+    public var leaseValue: Int64?
     enum CodingKeys: String, CodingKey {
         case member, amount, bonus, coupons
-        case rulesVersion = "rules_version"
+        case rulesVersion = "rules_version", leaseValue = "lease_value"
     }
-    public init(member: MemberID, amount: Int64, bonus: Int64 = 0, coupons: [Coupon] = [], rulesVersion: Int = 0) {
+    public init(member: MemberID, amount: Int64, bonus: Int64 = 0, coupons: [Coupon] = [], rulesVersion: Int = 0, leaseValue: Int64? = nil) {
         self.member = member; self.amount = amount; self.bonus = bonus; self.coupons = coupons; self.rulesVersion = rulesVersion
+        self.leaseValue = leaseValue
     }
     public init(from decoder: any Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
@@ -343,6 +364,7 @@ public struct ValueRecharged: Hashable, Sendable, Codable {
         bonus = try c.decodeIfPresent(Int64.self, forKey: .bonus) ?? 0
         coupons = try c.decodeIfPresent([Coupon].self, forKey: .coupons) ?? []
         rulesVersion = try c.decodeIfPresent(Int.self, forKey: .rulesVersion) ?? 0
+        leaseValue = try c.decodeIfPresent(Int64.self, forKey: .leaseValue)
     }
 }
 
@@ -371,11 +393,15 @@ public struct Purchase: Hashable, Sendable, Codable {
     public var referrer: MemberID?
     public var referralPoints: Int64
     public var rulesVersion: Int
+    /// Under leases: the change the sale makes to its store's lease (minus what it drew from it).
+    public var leaseValue: Int64?
+    public var leasePoints: Int64?
     enum CodingKeys: String, CodingKey {
         case member, amount, discount, coupon, qualifying, tier, membership, campaign, referrer
         case couponDiscount = "coupon_discount", pointsRedeemed = "points_redeemed", pointsValue = "points_value"
         case valueSpent = "value_spent", bonusSpent = "bonus_spent", pointsEarned = "points_earned"
         case pointsExpireOn = "points_expire_on", referralPoints = "referral_points", rulesVersion = "rules_version"
+        case leaseValue = "lease_value", leasePoints = "lease_points"
     }
     public init(member: MemberID, amount: Int64, discount: Int64 = 0, coupon: String? = nil, couponDiscount: Int64 = 0,
                 pointsRedeemed: Int64 = 0, pointsValue: Int64? = nil, valueSpent: Int64 = 0, bonusSpent: Int64 = 0,
@@ -407,6 +433,8 @@ public struct Purchase: Hashable, Sendable, Codable {
         referrer = try c.decodeIfPresent(MemberID.self, forKey: .referrer)
         referralPoints = try c.decodeIfPresent(Int64.self, forKey: .referralPoints) ?? 0
         rulesVersion = try c.decodeIfPresent(Int.self, forKey: .rulesVersion) ?? 0
+        leaseValue = try c.decodeIfPresent(Int64.self, forKey: .leaseValue)
+        leasePoints = try c.decodeIfPresent(Int64.self, forKey: .leasePoints)
     }
 
     /// What the member paid outside the card (cash, bank card).
@@ -437,10 +465,15 @@ public struct Refund: Hashable, Sendable, Codable {
     /// this operation, so a coupon already spent shows as used twice.
     public var couponsRevoked: [String]
     public var cashBack: Int64
+    /// Under leases: the change the refund makes to its store's lease (value and points given
+    /// back join it; value and points taken back are drawn from it).
+    public var leaseValue: Int64?
+    public var leasePoints: Int64?
     enum CodingKeys: String, CodingKey {
         case member, of, amount, value, bonus, qualifying, referrer, coupon
         case pointsRestored = "points_restored", pointsReversed = "points_reversed", pointsExpireOn = "points_expire_on"
         case referralPoints = "referral_points", cashBack = "cash_back", couponsRevoked = "coupons_revoked"
+        case leaseValue = "lease_value", leasePoints = "lease_points"
     }
     public init(member: MemberID, of: OperationID, amount: Int64, value: Int64, bonus: Int64 = 0, pointsRestored: Int64 = 0,
                 pointsReversed: Int64 = 0, pointsExpireOn: String? = nil, qualifying: Int64 = 0, referrer: MemberID? = nil,
@@ -466,6 +499,8 @@ public struct Refund: Hashable, Sendable, Codable {
         coupon = try c.decodeIfPresent(String.self, forKey: .coupon)
         couponsRevoked = try c.decodeIfPresent([String].self, forKey: .couponsRevoked) ?? []
         cashBack = try c.decodeIfPresent(Int64.self, forKey: .cashBack) ?? 0
+        leaseValue = try c.decodeIfPresent(Int64.self, forKey: .leaseValue)
+        leasePoints = try c.decodeIfPresent(Int64.self, forKey: .leasePoints)
     }
 }
 
@@ -518,9 +553,13 @@ public struct OperationReversed: Hashable, Sendable, Codable {
     public var qualifying: Int64
     /// A coupon the reversed operation used: free again.
     public var coupon: String?
+    /// The reversed operation's change to its store's lease, undone.
+    public var leaseStore: StoreID?
+    public var leaseValue: Int64?
+    public var leasePoints: Int64?
     enum CodingKeys: String, CodingKey {
         case of, member, value, bonus, points, qualifying, coupon
-        case pointsExpireOn = "points_expire_on"
+        case pointsExpireOn = "points_expire_on", leaseStore = "lease_store", leaseValue = "lease_value", leasePoints = "lease_points"
     }
     public init(of: OperationID, member: MemberID, value: Int64, bonus: Int64 = 0, points: Int64, pointsExpireOn: String? = nil,
                 qualifying: Int64 = 0, coupon: String? = nil) {
@@ -537,6 +576,9 @@ public struct OperationReversed: Hashable, Sendable, Codable {
         pointsExpireOn = try c.decodeIfPresent(String.self, forKey: .pointsExpireOn)
         qualifying = try c.decodeIfPresent(Int64.self, forKey: .qualifying) ?? 0
         coupon = try c.decodeIfPresent(String.self, forKey: .coupon)
+        leaseStore = try c.decodeIfPresent(StoreID.self, forKey: .leaseStore)
+        leaseValue = try c.decodeIfPresent(Int64.self, forKey: .leaseValue)
+        leasePoints = try c.decodeIfPresent(Int64.self, forKey: .leasePoints)
     }
 }
 

@@ -21,19 +21,22 @@ public struct Programme: Codable, Hashable, Sendable {
     public var activities: [Activity]
     public var coupons: [CouponTemplate]
     public var memberships: [MembershipPlan]
+    /// Escrow leases for offline spending; absent, the v1 offline limit applies.
+    public var leases: Leases?
 
     enum CodingKeys: String, CodingKey, CaseIterable {
-        case version, name, earning, redemption, expiry, tiers, referral, activities, coupons, memberships
+        case version, name, earning, redemption, expiry, tiers, referral, activities, coupons, memberships, leases
         case timeZone = "time_zone", storedValue = "stored_value"
     }
 
     public init(version: Int, name: String, timeZone: String = "UTC", earning: Earning = Earning(),
                 redemption: Redemption = Redemption(), expiry: Expiry = Expiry(), tiers: Tiers? = nil,
                 storedValue: StoredValue = StoredValue(), referral: Referral = Referral(), activities: [Activity] = [],
-                coupons: [CouponTemplate] = [], memberships: [MembershipPlan] = []) {
+                coupons: [CouponTemplate] = [], memberships: [MembershipPlan] = [], leases: Leases? = nil) {
         self.version = version; self.name = name; self.timeZone = timeZone; self.earning = earning
         self.redemption = redemption; self.expiry = expiry; self.tiers = tiers; self.storedValue = storedValue
         self.referral = referral; self.activities = activities; self.coupons = coupons; self.memberships = memberships
+        self.leases = leases
     }
 
     public init(from decoder: any Decoder) throws {
@@ -51,6 +54,7 @@ public struct Programme: Codable, Hashable, Sendable {
         activities = try c.decodeIfPresent([Activity].self, forKey: .activities) ?? []
         coupons = try c.decodeIfPresent([CouponTemplate].self, forKey: .coupons) ?? []
         memberships = try c.decodeIfPresent([MembershipPlan].self, forKey: .memberships) ?? []
+        leases = try c.decodeIfPresent(Leases.self, forKey: .leases)
     }
 
     /// The programme before head office publishes one (version 0): one point per whole currency
@@ -518,6 +522,7 @@ extension Programme {
         try check(version >= 1, "version", "must be 1 or more (0 is the built-in programme)")
         try check(!name.trimmingWhitespace().isEmpty && name.count <= Limits.nameMaxLength, "name", "must be 1 to \(Limits.nameMaxLength) characters")
         try check(TimeZone(identifier: timeZone) != nil, "time_zone", "'\(timeZone)' is not an IANA time zone")
+        try leases?.validate()
 
         try check((0...1000).contains(earning.points), "earning.points", "must be between 0 and 1000")
         try check((1...Limits.amountMaxMinor).contains(earning.perMinor), "earning.per_minor", "must be at least 1")

@@ -82,6 +82,13 @@ public enum Validate {
         return value
     }
 
+    /// A lease change is absent (no leases) or within what the operation moves.
+    static func lease(_ value: Int64?, within range: ClosedRange<Int64>, _ field: String) throws(DomainError) {
+        if let value, !range.contains(value) {
+            throw DomainError(.invalidRequest, "\(field) must be between \(range.lowerBound) and \(range.upperBound) for this operation")
+        }
+    }
+
     public static func card(_ value: String) throws(DomainError) -> CardNumber {
         let trimmed = value.trimmingWhitespace()
         guard !trimmed.isEmpty, trimmed.count <= Limits.cardMaxLength,
@@ -143,6 +150,7 @@ public enum Validate {
             try amount(b.amount)
             try nonNegative(b.bonus, "bonus")
             for c in b.coupons { try coupon(c) }
+            try lease(b.leaseValue, within: 0...(b.amount + b.bonus), "lease_value")
         case .purchase(let p):
             try amount(p.amount)
             try points(p.pointsRedeemed, "points_redeemed")
@@ -160,6 +168,8 @@ public enum Validate {
                 throw DomainError(.invalidRequest, "coupon_discount needs a coupon")
             }
             try date(p.pointsExpireOn, "points_expire_on")
+            try lease(p.leaseValue, within: -p.valueSpent...0, "lease_value")
+            try lease(p.leasePoints, within: -p.pointsRedeemed...0, "lease_points")
         case .refund(let r):
             for (field, value) in [("amount", r.amount), ("points_restored", r.pointsRestored), ("points_reversed", r.pointsReversed),
                                    ("referral_points", r.referralPoints), ("cash_back", r.cashBack)] {
@@ -170,12 +180,32 @@ public enum Validate {
                 throw DomainError(.invalidRequest, "refund value, bonus or qualifying out of range")
             }
             try date(r.pointsExpireOn, "points_expire_on")
+            let moved = r.value + r.bonus
+            try lease(r.leaseValue, within: min(0, moved)...max(0, moved), "lease_value")
+            try lease(r.leasePoints, within: -r.pointsReversed...r.pointsRestored, "lease_points")
         case .pointsAdjusted(let a):
             try points(a.points, "points", allowNegative: true)
             guard !a.reason.isEmpty, a.reason.count <= Limits.reasonMaxLength else {
                 throw DomainError(.invalidRequest, "an adjustment needs a reason of 1 to \(Limits.reasonMaxLength) characters")
             }
             try date(a.pointsExpireOn, "points_expire_on")
+        case .leaseGranted(let g):
+            guard op.id.origin == .hub else { throw DomainError(.forbidden, "only the hub may make \(op.kind)") }
+            try nonNegative(g.value, "value")
+            try points(g.points, "points")
+        case .leaseRecalled(let r):
+            guard op.id.origin == .hub else { throw DomainError(.forbidden, "only the hub may make \(op.kind)") }
+            try nonNegative(r.value, "value")
+            try points(r.points, "points")
+        case .leaseReturned(let r):
+            guard op.id.origin == .hub || r.store == op.id.origin else {
+                throw DomainError(.forbidden, "a store may give back only its own leases")
+            }
+            try nonNegative(r.value, "value")
+            try points(r.points, "points")
+            guard !r.reason.isEmpty, r.reason.count <= Limits.reasonMaxLength else {
+                throw DomainError(.invalidRequest, "a lease's return needs a reason of 1 to \(Limits.reasonMaxLength) characters")
+            }
         case .memberMerged, .operationReversed, .rulesPublished, .pointsExpired, .couponsIssued:
             // Only the hub makes these.
             guard op.id.origin == .hub else { throw DomainError(.forbidden, "only the hub may make \(op.kind)") }

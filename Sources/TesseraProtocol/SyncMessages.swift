@@ -195,6 +195,34 @@ public struct Snapshot: Codable, Sendable {
         public var to: String
         public init(from: String, to: String) { self.from = from; self.to = to }
     }
+    /// One operation's change to a store's lease of a member (escrow leases, spec §13).
+    public struct Lease: Codable, Sendable, Hashable {
+        public var op: String
+        public var member: MemberID
+        public var store: StoreID
+        public var value: Int64
+        public var points: Int64
+        public var expiresMs: Int64?
+        public var atMs: Int64
+        enum CodingKeys: String, CodingKey {
+            case op, member, store, value, points
+            case expiresMs = "expires_ms", atMs = "at_ms"
+        }
+        public init(op: String, member: MemberID, store: StoreID, value: Int64, points: Int64, expiresMs: Int64?, atMs: Int64) {
+            self.op = op; self.member = member; self.store = store; self.value = value; self.points = points
+            self.expiresMs = expiresMs; self.atMs = atMs
+        }
+    }
+    public struct Recall: Codable, Sendable, Hashable {
+        public var op: String
+        public var member: MemberID
+        public var store: StoreID
+        public var value: Int64
+        public var points: Int64
+        public init(op: String, member: MemberID, store: StoreID, value: Int64, points: Int64) {
+            self.op = op; self.member = member; self.store = store; self.value = value; self.points = points
+        }
+    }
 
     public var `protocol`: Int
     public var cursor: Int64
@@ -216,10 +244,16 @@ public struct Snapshot: Codable, Sendable {
     /// coupon id -> use that a full refund undid
     public var couponRestores: [Pair]
     public var memberships: [Membership]
+    /// Lease changes, recalls, and recalls answered (recall -> answering operation). Absent
+    /// from a hub older than leases: none.
+    public var leases: [Lease]?
+    public var recalls: [Recall]?
+    public var recallAnswers: [Pair]?
     /// Rows of state this page (or snapshot) holds.
     public var rowCount: Int {
         members.count + cards.count + entries.count + merges.count + refunds.count + voided.count + rules.count + coupons.count
             + couponUses.count + couponRestores.count + memberships.count
+            + (leases?.count ?? 0) + (recalls?.count ?? 0) + (recallAnswers?.count ?? 0)
     }
 
     /// Paged snapshots (`?page=`): the token of the next page; absent on the last page and on
@@ -227,17 +261,20 @@ public struct Snapshot: Codable, Sendable {
     public var next: String?
 
     enum CodingKeys: String, CodingKey {
-        case `protocol`, cursor, members, cards, entries, merges, refunds, voided, rules, coupons, memberships, next
+        case `protocol`, cursor, members, cards, entries, merges, refunds, voided, rules, coupons, memberships, next, leases, recalls
         case originSeq = "origin_seq", maxHLC = "max_hlc", couponUses = "coupon_uses", couponRestores = "coupon_restores"
+        case recallAnswers = "recall_answers"
     }
 
     public init(cursor: Int64, originSeq: UInt64, maxHLC: HLCTimestamp, members: [Member], cards: [Card],
                 entries: [Entry], merges: [Merge], refunds: [Refunded], voided: [OperationID], rules: [RulesPublished],
-                coupons: [HeldCoupon], couponUses: [Pair], couponRestores: [Pair], memberships: [Membership]) {
+                coupons: [HeldCoupon], couponUses: [Pair], couponRestores: [Pair], memberships: [Membership],
+                leases: [Lease] = [], recalls: [Recall] = [], recallAnswers: [Pair] = []) {
         self.protocol = ProtocolVersion.current
         self.cursor = cursor; self.originSeq = originSeq; self.maxHLC = maxHLC; self.members = members; self.cards = cards
         self.entries = entries; self.merges = merges; self.refunds = refunds; self.voided = voided; self.rules = rules
         self.coupons = coupons; self.couponUses = couponUses; self.couponRestores = couponRestores; self.memberships = memberships
+        self.leases = leases; self.recalls = recalls; self.recallAnswers = recallAnswers
     }
 }
 

@@ -20,19 +20,30 @@ public struct SimulationConfig: Sendable, CustomStringConvertible {
     /// The hub on this (empty) PostgreSQL database instead of SQLite; a hub crash then
     /// restarts the process on the same database and fold.
     public var hubDatabase: PostgresLocation?
+    /// How stores spend offline: the v1 daily limit, or escrow leases (the programme's `leases`).
+    public var policy: OfflinePolicyChoice
+    /// Who shops where: any member at any store, or members who mostly shop at one or two.
+    public var workload: Workload
 
-    public init(seed: UInt64, stores: Int = 4, steps: Int = 200, offlineLimit: Int64? = nil, hubDatabase: PostgresLocation? = nil) {
+    public enum OfflinePolicyChoice: String, Sendable, CaseIterable { case limit, escrow }
+    public enum Workload: String, Sendable, CaseIterable { case uniform, loyal }
+
+    public init(seed: UInt64, stores: Int = 4, steps: Int = 200, offlineLimit: Int64? = nil, hubDatabase: PostgresLocation? = nil,
+                policy: OfflinePolicyChoice = .limit, workload: Workload = .uniform) {
         precondition((1...50).contains(stores), "1 to 50 stores")
         self.seed = seed
         self.stores = stores
         self.steps = steps
         self.offlineLimit = offlineLimit
         self.hubDatabase = hubDatabase
+        self.policy = policy
+        self.workload = workload
     }
 
     /// The command that replays this run exactly.
     public var description: String {
         "tessera simulate --seed \(seed) --stores \(stores) --steps \(steps)" + (offlineLimit.map { " --offline-limit \($0)" } ?? "")
+            + (policy == .limit ? "" : " --policy \(policy.rawValue)") + (workload == .uniform ? "" : " --workload \(workload.rawValue)")
     }
 }
 
@@ -49,6 +60,12 @@ public struct SimulationReport: Sendable {
     /// What the programme did: points expiries and coupon redemptions in the hub's log.
     public var expiries = 0
     public var couponsUsed = 0
+    /// Spends decided by the node alone (the hub unreachable, or its answer lost), and how
+    /// many of them the node accepted.
+    public var offlineAttempts = 0
+    public var offlineAccepted = 0
+    /// Lease operations in the hub's log: grants, returns, recalls.
+    public var leaseOperations = 0
     public var violations: [String] = []
 }
 
@@ -80,6 +97,8 @@ public final class Simulator {
     var report: SimulationReport
     /// The programme the hub publishes (nil: the built-in one), drawn from the seed.
     var programme: Programme?
+    /// Under the loyal workload, each member's stores: where it joined, then one other.
+    var homes: [MemberID: [Int]] = [:]
 
     public init(_ config: SimulationConfig, folder: URL) throws {
         self.config = config
@@ -94,6 +113,12 @@ public final class Simulator {
         storeIDs = (0..<config.stores).compactMap { StoreID(rawValue: "s\($0)") }
         nodes = []
         programme = Self.programmes(stores: storeIDs).randomElement(using: &rng) ?? nil
+        if config.policy == .escrow {
+            // Leases that end within a simulated day, so that expiry and renewal happen often.
+            var leased = programme ?? Programme(version: 1, name: "simulated")
+            leased.leases = Programme.Leases(sharePercent: 60, stores: 2, memberCapMinor: 40_000, memberCapPoints: 2_000, hours: 20)
+            programme = leased
+        }
         if let programme { _ = try hub.publishRules(programme.json) }
         for (i, id) in storeIDs.enumerated() {
             _ = try hub.addStore(id, name: "Store \(i)")
@@ -182,7 +207,12 @@ public final class Simulator {
     }
 
     func someMember(at i: Int) throws -> MemberView? {
-        try nodes[i].allMembers().randomElement(using: &rng)
+        let members = try nodes[i].allMembers()
+        guard config.workload == .loyal, !chance(0.05) else { return members.randomElement(using: &rng) }
+        // Members mostly shop where they joined, sometimes at their second store.
+        let regulars = members.filter { homes[$0.mergedInto ?? $0.id]?.first == i || homes[$0.id]?.first == i }
+        let occasional = members.filter { homes[$0.mergedInto ?? $0.id]?.last == i || homes[$0.id]?.last == i }
+        return (chance(0.8) ? regulars : occasional).randomElement(using: &rng) ?? members.randomElement(using: &rng)
     }
 
     /// A till call, perhaps retried with its Idempotency-Key because the answer got lost.
@@ -201,7 +231,11 @@ public final class Simulator {
 
     func enrol(at i: Int) throws {
         let phone = "+1555\(String(format: "%06d", Int.random(in: 0..<15, using: &rng)))"
-        _ = try till(i) { key in try nodes[i].enrol(NodeAPI.Enrol(name: "M\(rng.next() % 100)", phone: phone), key: key) }
+        let answer = try till(i) { key in try nodes[i].enrol(NodeAPI.Enrol(name: "M\(rng.next() % 100)", phone: phone), key: key) }
+        if let answer, answer.status == 201, let view = try? JSONDecoder().decode(MemberView.self, from: answer.body) {
+            let second = nodes.count > 1 ? (i + Int.random(in: 1..<nodes.count, using: &rng)) % nodes.count : i
+            homes[view.id] = [i, second]
+        }
     }
 
     func recharge(at i: Int) throws {
@@ -255,6 +289,10 @@ public final class Simulator {
                 refused.insert(pending.op.id)
                 report.refusedSpends += 1
             }
+            if case .unreachable = outcome {
+                report.offlineAttempts += 1
+                if answer.status == 201 { report.offlineAccepted += 1 }
+            }
         }
         report.tillAnswers += 1
         try record(answer, at: i)
@@ -290,6 +328,9 @@ public final class Simulator {
 
     /// One sync round for a node, through a network that loses and duplicates messages.
     func sync(_ i: Int) throws {
+        // A node gives back ended and recalled leases on its own, online or not.
+        try nodes[i].settleLeases()
+        try checkOwnLeases(i)
         guard !partitioned.contains(i) else { return }
         let node = nodes[i]
         if !delayed.isEmpty, chance(0.2) {
@@ -317,20 +358,73 @@ public final class Simulator {
         partitioned = []
         for late in delayed { _ = try hub.push(late.ops, from: storeIDs[late.node]) }
         delayed = []
-        for round in 0..<2 {
-            // The hub's jobs see everything the first round brought (late offline spends
-            // before an expiry give points back); the second round carries their operations.
-            if round == 1 { _ = try hub.runJobs(asOfMs: nil) }
+        // Under leases, a third round: once everything has arrived, the chain stops using
+        // leases and every store gives back what it holds, so the final check can see that
+        // every right came back (none created, none lost).
+        let rounds = config.policy == .escrow ? 3 : 2
+        for round in 0..<rounds {
+            // The hub's jobs see everything the earlier rounds brought (late offline spends
+            // before an expiry give points back); the last round carries their operations.
+            if round == rounds - 1 { _ = try hub.runJobs(asOfMs: nil) }
+            if config.policy == .escrow && round == 1 {
+                try checkHubLeases()
+                var off = programme ?? Programme(version: 1, name: "simulated")
+                off.version = (try hub.currentRules().version) + 1
+                off.leases = nil
+                programme = off
+                _ = try hub.publishRules(off.json)
+            }
             for (i, node) in nodes.enumerated() {
+                try pullAll(i)
+                try node.settleLeases()
                 while true {
                     let batch = try node.pendingBatch(limit: SyncLimits.pushBatchMax)
                     if batch.isEmpty { break }
                     try node.recordPush(try hub.push(batch, from: storeIDs[i]))
                 }
-                while true {
-                    let page = try hub.pull(after: try node.counts().cursor, limit: SyncLimits.pullPageMax, for: storeIDs[i], pending: nil)
-                    try node.applyPull(page)
-                    if !page.more { break }
+                try pullAll(i)
+            }
+        }
+    }
+
+    func pullAll(_ i: Int) throws {
+        while true {
+            let page = try hub.pull(after: try nodes[i].counts().cursor, limit: SyncLimits.pullPageMax, for: storeIDs[i], pending: nil)
+            try nodes[i].applyPull(page)
+            if !page.more { break }
+        }
+    }
+
+    // MARK: - Lease invariants
+
+    /// A store never holds less than nothing: it spent only rights it had.
+    func checkOwnLeases(_ i: Int) throws {
+        guard config.policy == .escrow else { return }
+        for (member, rights) in try nodes[i].ownLeases(settled: true) where rights.value < 0 || rights.points < 0 {
+            violation("store \(storeIDs[i]) spent more than its lease of \(member) (\(rights.value)/\(rights.points))")
+            if ProcessInfo.processInfo.environment["SIM_DEBUG"] != nil {
+                for item in try hub.log() where (try? item.op.decoded())?.member == member { print("hub has", item.op.id, item.op.kind, item.op.body.jsonText) }
+                for op in try nodes[i].pendingBatch(limit: 1000) where (try? op.decoded())?.member == member { print("pending", op.id, op.kind, op.body.jsonText) }
+            }
+        }
+    }
+
+    /// In the hub's log, no store's lease is below zero and the leases of a member never add up
+    /// to more than it holds: no right was created.
+    func checkHubLeases() throws {
+        let state = ChainState(folding: try hub.log().map(\.op))
+        for view in try hub.allMembers(asOfMs: clock.now(store: nil)) where view.mergedInto == nil {
+            let leases = state.leases(of: view.id)
+            let lent = leases.values.reduce(Rights.zero, +)
+            for (store, rights) in leases where rights.value < 0 || rights.points < 0 {
+                violation("\(store)'s lease of \(view.id) is below zero in the hub's log (\(rights.value)/\(rights.points))")
+            }
+            if lent.value > view.balance || lent.points > view.points {
+                violation("the leases of \(view.id) hold \(lent.value)/\(lent.points), more than its \(view.balance)/\(view.points)")
+                if ProcessInfo.processInfo.environment["SIM_DEBUG"] != nil {
+                    for item in try hub.log() where (try? item.op.decoded())?.member.map(state.root(of:)) == view.id {
+                        print(item.op.id, item.op.kind, item.op.body.jsonText)
+                    }
                 }
             }
         }
@@ -373,7 +467,18 @@ public final class Simulator {
             expected[root, default: .zero].valueMinor += ack.value
             expected[root, default: .zero].points += ack.points
         }
-        // ... less what the hub's expiry took (an operation of its own, told to no till).
+        // ... less what the hub's expiry took (an operation of its own, told to no till), and
+        // with what a reversal left the member: under leases, points a voided spend earned
+        // that were lent out since are not taken back.
+        var reversedPoints: [OperationID: Int64] = [:]
+        for item in log {
+            if case .operationReversed(let r)? = try? item.op.decoded() { reversedPoints[r.of, default: 0] += r.points }
+        }
+        for (of, back) in reversedPoints {
+            guard let original = log.first(where: { $0.op.id == of }), let body = try? original.op.decoded() else { continue }
+            for case .ledger(let e) in body.effects { expected[state.root(of: e.member), default: .zero].points += e.points }
+            if let member = body.member { expected[state.root(of: member), default: .zero].points += back }
+        }
         for item in log {
             switch try? item.op.decoded() {
             case .pointsExpired(let e)?:
@@ -398,6 +503,18 @@ public final class Simulator {
         // A negative balance is always reported as an overdraft.
         let exceptions = try hub.exceptions(limit: 100_000)
         report.overdrafts = exceptions.filter { $0.kind == "overdraft" }.count
+        if config.policy == .escrow {
+            if report.overdrafts > 0 {
+                violation("\(report.overdrafts) overdraft(s) under leases: \(exceptions.filter { $0.kind == "overdraft" }.map(\.detail).prefix(3))")
+            }
+            // Every store gave back everything: every right came back to the hub.
+            for view in atHub where view.mergedInto == nil {
+                for (store, rights) in state.leases(of: view.id) where !rights.isZero {
+                    violation("\(store) still holds \(rights.value)/\(rights.points) of \(view.id) after giving everything back")
+                }
+            }
+            report.leaseOperations = log.filter { $0.op.kind.hasPrefix("lease.") }.count
+        }
         report.merges = exceptions.filter { $0.kind == "merge" }.count
         for view in atHub where view.mergedInto == nil && (view.balance < 0 || view.points < 0) {
             if !exceptions.contains(where: { $0.kind == "overdraft" && $0.member.map(state.root(of:)) == view.id }) {

@@ -338,6 +338,7 @@ public final class HubStore: HubStorage {
             try w.prefetch(ops.map(\.id.description))
             let results = try ops.map { try self.ingest($0, from: store, authorized: false, db, w) }
             try w.touch(store.rawValue, at: isoNow())
+            try self.rebalanceLeases(after: ops, results, from: store, db, w)
             return results
         }
     }
@@ -373,11 +374,17 @@ public final class HubStore: HubStorage {
                                             asOfMs: max(self.physicalMs(), op.hlc.wallMs), db)
             let debit = body.debit
             if let refusal = held.refusal(of: debit) { return try refuse(refusal) }
+            if let policy = try Replica.programme(db).leases,
+               let refusal = try self.leaseRefusal(body, debit: debit, member: try Replica.root(of: member, db), standing: held,
+                                                   from: store, policy: policy, db, w) {
+                return try refuse(refusal)
+            }
             let result = try self.ingest(op, from: store, authorized: true, db, w)
             guard result.status != .rejected, let version = result.version else {
                 return AuthorizeResponse(decision: .refused, code: .invalidRequest, message: result.reason, prior: prior)
             }
             try w.decide(op.id.description, accepted: true, code: nil, message: nil, at: isoNow())
+            try self.rebalanceLeases(after: request.prior + [op], prior + [result], from: store, db, w)
             return AuthorizeResponse(decision: .accepted, version: version, prior: prior)
         }
     }
@@ -417,7 +424,8 @@ public final class HubStore: HubStorage {
                                     members: state.members, cards: state.cards, entries: state.entries,
                                     merges: state.merges, refunds: state.refunds, voided: state.voided, rules: state.rules,
                                     coupons: state.coupons, couponUses: state.couponUses, couponRestores: state.couponRestores,
-                                    memberships: state.memberships)
+                                    memberships: state.memberships, leases: state.leases, recalls: state.recalls,
+                                    recallAnswers: state.recallAnswers)
             snapshot.next = next.map(SnapshotToken.encode)
             return snapshot
         }
@@ -961,12 +969,13 @@ public final class HubStore: HubStorage {
                 let member = MemberID(row["id"])
                 if holdingLots.contains(member) {
                     let standing = try Replica.standing(of: member, programme: programme, asOfMs: now, db)
-                    if standing.expiryDue != 0 {
-                        let body = OperationBody.pointsExpired(PointsExpired(member: member, points: standing.expiryDue, asOf: today.adding(days: -1).iso))
+                    let due = try Self.expiryUnderLeases(standing.expiryDue, standing: standing, member: member, policy: programme.leases, db)
+                    if due != 0 {
+                        let body = OperationBody.pointsExpired(PointsExpired(member: member, points: due, asOf: today.adding(days: -1).iso))
                         let op = try self.makeHubOperation(body, db)
                         _ = try self.append(op, body, db, w)
                         report.expiries += 1
-                        report.pointsExpired += standing.expiryDue
+                        report.pointsExpired += due
                     }
                 }
                 guard issuesCoupons else { continue }
@@ -1122,11 +1131,29 @@ public final class HubStore: HubStorage {
             // reverse it, entry by entry, with visible operations of the hub's.
             let used = try String.fetchOne(db.cachedStatement(sql: "SELECT coupon FROM coupon_uses WHERE op_id = ?"), arguments: [v.of.description])
             var entries = try Replica.entries(of: v.of, db)
-            if entries.isEmpty, used != nil, let member = v.member { entries = [LedgerEntry(member: member)] }
+            let lease = try Row.fetchOne(db.cachedStatement(sql: "SELECT member_id, store, value, points FROM leases WHERE op_id = ?"),
+                                         arguments: [v.of.description])
+            if entries.isEmpty, used != nil || lease != nil, let member = v.member { entries = [LedgerEntry(member: member)] }
             for (i, e) in entries.enumerated() {
-                let reversal = OperationBody.operationReversed(OperationReversed(
+                var body = OperationReversed(
                     of: v.of, member: e.member, value: -e.value, bonus: -e.bonus, points: -e.points,
-                    pointsExpireOn: e.lot?.iso, qualifying: -e.qualifying, coupon: i == 0 ? used : nil))
+                    pointsExpireOn: e.lot?.iso, qualifying: -e.qualifying, coupon: i == 0 ? used : nil)
+                if i == 0, let lease {
+                    // The voided spend's draw on its store's lease goes back to that lease.
+                    body.leaseStore = StoreID(rawValue: lease["store"])
+                    body.leaseValue = -(lease["value"] as Int64)
+                    body.leasePoints = -(lease["points"] as Int64)
+                }
+                if let policy = try Replica.programme(db).leases, body.points < 0 {
+                    // Points the voided spend earned may have been lent to a store
+                    // since: only what the hub still holds is taken back, else the leases would
+                    // hold more than the member has. The rest is the member's to keep.
+                    let root = try Replica.root(of: e.member, db)
+                    let standing = try Replica.standing(of: root, programme: try Replica.programme(db), asOfMs: physicalMs(), db)
+                    let free = Self.hubHeld(standing, leases: try Replica.leases(of: root, lifetimeMs: policy.lifetimeMs, db))
+                    body.points = -min(-body.points, max(0, free.points))
+                }
+                let reversal = OperationBody.operationReversed(body)
                 let hubOp = try makeHubOperation(reversal, db)
                 _ = try append(hubOp, reversal, db, w)
                 try exception("reversal", member: e.member, op: hubOp.id, detail: "\(v.of) was voided by its store after the hub applied it; reversed", w)

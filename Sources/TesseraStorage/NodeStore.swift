@@ -155,7 +155,7 @@ public final class NodeStore: Sendable {
         return try write(key) { db in
             let root = try self.enrolledRoot(member, db)
             let (op, body) = try self.makeOperation(db) { id, context in
-                .valueRecharged(RulesEngine.recharge(amount: req.amount, member: root, op: id, context))
+                try self.leased(.valueRecharged(RulesEngine.recharge(amount: req.amount, member: root, op: id, context)), context, db)
             }
             try self.record(op, body, status: "pending", db)
             return try .json(201, NodeAPI.TransactionResult(
@@ -340,7 +340,14 @@ public final class NodeStore: Sendable {
                 let known = try Replica.standing(of: member, programme: try Replica.programme(db), asOfMs: op.hlc.wallMs, db)
                 let day = OfflineSpendPolicy.day(of: op.hlc)
                 let spentToday = try self.offlineSpent(member: member, day: day, db)
-                if let refusal = self.offlinePolicy.decide(spend.debit, known: known, spentToday: spentToday) {
+                // A spend priced under leases may be made offline only within this store's lease
+                // (no limit then: nothing it takes can be taken twice); else the v1 daily limit.
+                let refusal = if let drawn = spend.body.leaseDrawn {
+                    known.refusal(of: spend.debit) ?? LeasePlan.offlineRefusal(spend.debit, drawn: drawn)
+                } else {
+                    self.offlinePolicy.decide(spend.debit, known: known, spentToday: spentToday)
+                }
+                if let refusal {
                     try db.cachedStatement(sql: "UPDATE ops SET status = 'voided', reason = ? WHERE id = ?").execute(
                         arguments: [refusal.description, op.id.description])
                     let (void, voidBody) = try self.makeOperation(db) { _, _ in
@@ -431,6 +438,27 @@ public final class NodeStore: Sendable {
     }
 
     /// Every member's view, as of `asOfMs` (the node's clock when nil).
+    /// What this store's leases hold, per member (resolved through merges): what it may spend
+    /// offline under leases, before their ends.
+    /// - Parameter settled: leave out the spends this node voided and the hub's reversals of
+    ///   them (a voided spend the hub had accepted comes back in a pull before its reversal
+    ///   does; the two cancel out).
+    public func ownLeases(settled: Bool = false) throws -> [MemberID: Rights] {
+        try pool.read { db in
+            var out: [MemberID: Rights] = [:]
+            for row in try Row.fetchAll(db.cachedStatement(sql: """
+                SELECT member_id, SUM(value) AS value, SUM(points) AS points FROM leases WHERE store = ?
+                  AND NOT (? AND (op_id IN (SELECT of FROM voids) OR op_id IN (
+                      SELECT id FROM ops WHERE kind = 'operation.reversed' AND json_extract(body, '$.of') IN (SELECT of FROM voids))))
+                GROUP BY member_id
+                """), arguments: [store.rawValue, settled]) {
+                let root = try Replica.root(of: MemberID(row["member_id"]), db)
+                out[root, default: .zero] = out[root, default: .zero] + Rights(value: row["value"], points: row["points"])
+            }
+            return out
+        }
+    }
+
     public func allMembers(asOfMs: Int64? = nil) throws -> [MemberView] {
         try pool.read { db in try Replica.allViews(asOfMs: asOfMs ?? self.nowMs(), db) }
     }
@@ -576,7 +604,7 @@ public final class NodeStore: Sendable {
         try SQLiteFiles.guarded { try pool.write { db in
             if let stored = try self.replay(key, db) { return .answered(stored) }
             try self.requireBootstrapped(db)
-            let (op, body) = try self.makeOperation(db) { _, context in try build(db, context) }
+            let (op, body) = try self.makeOperation(db) { _, context in try self.leased(try build(db, context), context, db) }
             let debit = body.debit
             if debit.isZero {
                 try self.record(op, body, status: "pending", db)
@@ -648,9 +676,107 @@ public final class NodeStore: Sendable {
                     arguments: [r.reason, r.id.description])
                 if db.changesCount > 0 {
                     try db.cachedStatement(sql: "DELETE FROM entries WHERE op_id = ?").execute(arguments: [r.id.description])
+                    try db.cachedStatement(sql: "DELETE FROM leases WHERE op_id = ?").execute(arguments: [r.id.description])
                 }
             }
         }
+    }
+
+    /// Under leases, the body says how it changes this store's lease of the member: it draws
+    /// as much of what it takes as the lease covers (the rest the hub must lend, online), and
+    /// what it gives (a recharge, value a refund returns) joins the lease at once.
+    private func leased(_ body: OperationBody, _ context: TillContext, _ db: Database) throws -> OperationBody {
+        guard let policy = context.programme.leases, let member = body.member else { return body }
+        func lease() throws -> Rights { try Replica.spendableLease(of: member, at: store, policy: policy, atMs: context.atMs, db) }
+        switch body {
+        case .purchase(var p):
+            let drawn = LeasePlan.drawn(value: p.valueSpent, points: p.pointsRedeemed, lease: try lease())
+            p.leaseValue = -drawn.value
+            p.leasePoints = -drawn.points
+            return .purchase(p)
+        case .refund(var r):
+            let held = try lease()
+            let moved = r.value + r.bonus
+            r.leaseValue = moved >= 0 ? moved : -LeasePlan.drawn(value: -moved, points: 0, lease: held).value
+            let net = r.pointsRestored - r.pointsReversed
+            if net >= 0 {
+                r.leasePoints = net
+            } else {
+                // Earned points are taken back only as far as this store's lease holds them:
+                // the rest the member may already have spent elsewhere, and taking them would
+                // overdraw the member. They are the member's to keep.
+                let drawn = min(-net, held.points)
+                r.pointsReversed = r.pointsRestored + drawn
+                r.leasePoints = -drawn
+            }
+            return .refund(r)
+        case .valueRecharged(var v):
+            v.leaseValue = v.amount + v.bonus
+            return .valueRecharged(v)
+        default:
+            return body
+        }
+    }
+
+    /// Gives back, with operations of this store's, the leases it should no longer hold: those
+    /// that ended, those the hub recalled (as far as they still hold anything), and all of them
+    /// once the chain's programme no longer uses leases. Works offline too: the operations wait
+    /// in the outbox, and their arrival is what lets the hub lend the rights again.
+    /// Returns how many it wrote.
+    @discardableResult
+    public func settleLeases() throws -> Int {
+        // Read first, so that a node with nothing to give back writes nothing.
+        let (due, recalls) = try pool.read { db -> ([MemberID], [MemberID]) in
+            guard try Meta.get("bootstrapped", db) == "1" else { return ([], []) }
+            let policy = try Replica.programme(db).leases
+            let now = self.nowMs()
+            let rows = try Row.fetchAll(db.cachedStatement(sql: """
+                SELECT member_id, SUM(value) AS value, SUM(points) AS points,
+                       COALESCE(MAX(CASE WHEN expires_ms IS NOT NULL THEN expires_ms WHEN value > 0 OR points > 0 THEN at_ms + ? END), 0) AS ends
+                FROM leases WHERE store = ? GROUP BY member_id
+                """), arguments: [policy?.lifetimeMs ?? 0, self.store.rawValue])
+            let due = rows.filter { row in
+                let held = (row["value"] as Int64) > 0 || (row["points"] as Int64) > 0
+                return held && (policy == nil || now >= (row["ends"] as Int64))
+            }.map { MemberID($0["member_id"]) }
+            return (due, try Replica.openRecalls(to: self.store, db).map(\.member))
+        }
+        guard !due.isEmpty || !recalls.isEmpty else { return 0 }
+        return try SQLiteFiles.guarded { try pool.write { db in
+            let policy = try Replica.programme(db).leases
+            let now = self.nowMs()
+            var written = 0
+            var roots: [MemberID] = []
+            for member in due + recalls {
+                let root = try Replica.root(of: member, db)
+                if !roots.contains(root) { roots.append(root) }
+            }
+            for root in roots {
+                let holding = try Replica.leases(of: root, lifetimeMs: policy?.lifetimeMs ?? 0, db)[self.store]
+                var held = Rights(value: max(0, holding?.rights.value ?? 0), points: max(0, holding?.rights.points ?? 0))
+                func give(_ rights: Rights, _ reason: String, recall: OperationID?) throws {
+                    let (op, body) = try self.makeOperation(db) { _, _ in
+                        .leaseReturned(LeaseReturned(member: root, store: self.store, value: rights.value, points: rights.points,
+                                                     reason: reason, recall: recall))
+                    }
+                    try self.record(op, body, status: "pending", db)
+                    held = held - rights
+                    written += 1
+                }
+                let ended = policy == nil || now >= (holding?.endsMs ?? 0)
+                var open = try Replica.group(of: root, db).flatMap { try Replica.openRecalls(to: self.store, member: $0, db) }
+                if ended && !held.isZero {
+                    try give(held, policy == nil ? "leases_off" : "expired", recall: open.first?.op)
+                    if !open.isEmpty { open.removeFirst() }
+                }
+                for recall in open {
+                    // Every recall is answered, with what is still held of it (perhaps nothing).
+                    try give(Rights(value: min(recall.rights.value, held.value), points: min(recall.rights.points, held.points)),
+                             "recalled", recall: recall.op)
+                }
+            }
+            return written
+        } }
     }
 
     private func offlineSpent(member: MemberID, day: Int64, _ db: Database) throws -> Int64 {

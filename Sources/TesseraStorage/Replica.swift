@@ -87,11 +87,38 @@ enum Replica {
                 CREATE INDEX memberships_member ON memberships(member_id);
                 """)
         }
+        // Escrow leases (spec §13): each operation's change to a store's lease of a member, the
+        // hub's recalls, and the operations that answered them.
+        migrator.registerMigration("replica-v3-leases") { db in
+            try db.execute(sql: """
+                CREATE TABLE leases (
+                    op_id TEXT PRIMARY KEY NOT NULL,
+                    member_id TEXT NOT NULL,
+                    store TEXT NOT NULL,
+                    value INTEGER NOT NULL,
+                    points INTEGER NOT NULL,
+                    expires_ms INTEGER,
+                    at_ms INTEGER NOT NULL
+                );
+                CREATE INDEX leases_member ON leases(member_id, store);
+                CREATE INDEX leases_store ON leases(store, member_id);
+                CREATE TABLE recalls (
+                    op_id TEXT PRIMARY KEY NOT NULL,
+                    member_id TEXT NOT NULL,
+                    store TEXT NOT NULL,
+                    value INTEGER NOT NULL,
+                    points INTEGER NOT NULL
+                );
+                CREATE INDEX recalls_store ON recalls(store, member_id);
+                CREATE TABLE recall_answers (recall_op TEXT PRIMARY KEY NOT NULL, by TEXT NOT NULL);
+                """)
+        }
     }
 
     /// The kinds every build knew before builds recorded which they know (this list is fixed:
     /// a new kind is never added here).
-    static let kindsBeforeRecording: Set<String> = Set(OperationKind.allCases.map(\.rawValue)).subtracting(["balance.opened"])
+    static let kindsBeforeRecording: Set<String> = Set(OperationKind.allCases.map(\.rawValue))
+        .subtracting(["balance.opened", "lease.granted", "lease.returned", "lease.recalled"])
 
     /// Operations a newer peer made, stored here while this build did not know their kind
     /// (with no effect, §4), take effect once a build that knows the kind opens the file: each
@@ -174,6 +201,15 @@ enum Replica {
             case .membership(let period):
                 try db.cachedStatement(sql: "INSERT OR IGNORE INTO memberships (op_id, member_id, body) VALUES (?, ?, ?)").execute(
                     arguments: [opID, period.member.rawValue, try JSONText.encode(period)])
+            case .rights(let member, let store, let change, let expiresMs):
+                try db.cachedStatement(sql: """
+                    INSERT OR IGNORE INTO leases (op_id, member_id, store, value, points, expires_ms, at_ms) VALUES (?, ?, ?, ?, ?, ?, ?)
+                    """).execute(arguments: [opID, member.rawValue, (store ?? op.id.origin).rawValue, change.value, change.points, expiresMs, op.hlc.wallMs])
+            case .recall(let member, let store, let rights):
+                try db.cachedStatement(sql: "INSERT OR IGNORE INTO recalls (op_id, member_id, store, value, points) VALUES (?, ?, ?, ?, ?)").execute(
+                    arguments: [opID, member.rawValue, store.rawValue, rights.value, rights.points])
+            case .recallAnswered(let recall):
+                try db.cachedStatement(sql: "INSERT OR IGNORE INTO recall_answers (recall_op, by) VALUES (?, ?)").execute(arguments: [recall.description, opID])
             }
         }
     }
@@ -207,6 +243,47 @@ enum Replica {
             FROM entries WHERE member_id IN (SELECT id FROM grp)
             """), arguments: [root.rawValue])
         return Holdings(valueMinor: row?["value"] ?? 0, points: row?["points"] ?? 0, bonusMinor: row?["bonus"] ?? 0)
+    }
+
+    /// A store's lease of a member: what it holds, and when it ends (the latest end of its
+    /// grants; rights a store added itself, by a recharge say, count as granted when added).
+    struct LeaseHolding: Hashable, Sendable {
+        var rights: Rights
+        var endsMs: Int64
+    }
+
+    /// Every store's lease of the member (resolved through merges).
+    static func leases(of member: MemberID, lifetimeMs: Int64, _ db: Database) throws -> [StoreID: LeaseHolding] {
+        let root = try root(of: member, db)
+        var out: [StoreID: LeaseHolding] = [:]
+        for row in try Row.fetchAll(db.cachedStatement(sql: """
+            WITH RECURSIVE grp(id) AS (VALUES (?) UNION SELECT merges.from_id FROM merges JOIN grp ON merges.into_id = grp.id)
+            SELECT store, SUM(value) AS value, SUM(points) AS points,
+                   COALESCE(MAX(CASE WHEN expires_ms IS NOT NULL THEN expires_ms WHEN value > 0 OR points > 0 THEN at_ms + ? END), 0) AS ends
+            FROM leases WHERE member_id IN (SELECT id FROM grp) GROUP BY store
+            """), arguments: [root.rawValue, lifetimeMs]) {
+            guard let store = StoreID(rawValue: row["store"]) else { continue }
+            out[store] = LeaseHolding(rights: Rights(value: row["value"], points: row["points"]), endsMs: row["ends"])
+        }
+        return out
+    }
+
+    /// What the store's lease of the member lets it spend at `atMs`: nothing once it has ended.
+    static func spendableLease(of member: MemberID, at store: StoreID, policy: Programme.Leases, atMs: Int64, _ db: Database) throws -> Rights {
+        guard let holding = try leases(of: member, lifetimeMs: policy.lifetimeMs, db)[store], atMs < holding.endsMs else { return .zero }
+        return Rights(value: max(0, holding.rights.value), points: max(0, holding.rights.points))
+    }
+
+    /// The hub's recalls to `store` that the store has not answered yet, by member id.
+    static func openRecalls(to store: StoreID, member: MemberID? = nil, _ db: Database) throws -> [(op: OperationID, member: MemberID, rights: Rights)] {
+        try Row.fetchAll(db.cachedStatement(sql: """
+            SELECT op_id, member_id, value, points FROM recalls r
+            WHERE store = ? AND (? IS NULL OR member_id = ?) AND NOT EXISTS (SELECT 1 FROM recall_answers a WHERE a.recall_op = r.op_id)
+            ORDER BY op_id
+            """), arguments: [store.rawValue, member?.rawValue, member?.rawValue]).compactMap { row in
+            guard let op = OperationID(row["op_id"] as String) else { return nil }
+            return (op, MemberID(row["member_id"]), Rights(value: row["value"], points: row["points"]))
+        }
     }
 
     /// The newest programme version this replica holds (the built-in one before any).
@@ -387,6 +464,9 @@ enum Replica {
         var couponUses: [Snapshot.Pair]
         var couponRestores: [Snapshot.Pair]
         var memberships: [Snapshot.Membership]
+        var leases: [Snapshot.Lease] = []
+        var recalls: [Snapshot.Recall] = []
+        var recallAnswers: [Snapshot.Pair] = []
     }
 
     /// The log's newest version (0 when empty).
@@ -448,6 +528,18 @@ enum Replica {
         },
         Table(name: "memberships", columns: "op_id, body", keys: ["op_id"]) { row, s in
             s.memberships.append(Snapshot.Membership(op: row["op_id"], period: try JSONText.decode(MembershipPeriod.self, row["body"])))
+        },
+        Table(name: "leases", columns: "*", keys: ["op_id"]) { row, s in
+            guard let store = StoreID(rawValue: row["store"]) else { throw DomainError(.internalError, "corrupt lease row") }
+            s.leases.append(Snapshot.Lease(op: row["op_id"], member: MemberID(row["member_id"]), store: store, value: row["value"],
+                                           points: row["points"], expiresMs: row["expires_ms"], atMs: row["at_ms"]))
+        },
+        Table(name: "recalls", columns: "*", keys: ["op_id"]) { row, s in
+            guard let store = StoreID(rawValue: row["store"]) else { throw DomainError(.internalError, "corrupt recall row") }
+            s.recalls.append(Snapshot.Recall(op: row["op_id"], member: MemberID(row["member_id"]), store: store, value: row["value"], points: row["points"]))
+        },
+        Table(name: "recall_answers", columns: "recall_op, by", keys: ["recall_op"]) { row, s in
+            s.recallAnswers.append(Snapshot.Pair(from: row["recall_op"], to: row["by"]))
         },
     ]
 
@@ -550,6 +642,17 @@ enum Replica {
         for m in s.memberships {
             try db.cachedStatement(sql: "INSERT INTO memberships (op_id, member_id, body) VALUES (?, ?, ?)").execute(
                 arguments: [m.op, m.period.member.rawValue, try JSONText.encode(m.period)])
+        }
+        for l in s.leases ?? [] {
+            try db.cachedStatement(sql: "INSERT INTO leases (op_id, member_id, store, value, points, expires_ms, at_ms) VALUES (?, ?, ?, ?, ?, ?, ?)").execute(
+                arguments: [l.op, l.member.rawValue, l.store.rawValue, l.value, l.points, l.expiresMs, l.atMs])
+        }
+        for r in s.recalls ?? [] {
+            try db.cachedStatement(sql: "INSERT INTO recalls (op_id, member_id, store, value, points) VALUES (?, ?, ?, ?, ?)").execute(
+                arguments: [r.op, r.member.rawValue, r.store.rawValue, r.value, r.points])
+        }
+        for a in s.recallAnswers ?? [] {
+            try db.cachedStatement(sql: "INSERT INTO recall_answers (recall_op, by) VALUES (?, ?)").execute(arguments: [a.from, a.to])
         }
     }
 }

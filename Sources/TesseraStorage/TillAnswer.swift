@@ -25,7 +25,7 @@ public enum HTTPStatusForError {
         switch code {
         case .invalidRequest, .unsupportedProtocol: 400
         case .unauthorized: 401
-        case .insufficientBalance, .insufficientPoints, .offlineLimitExceeded: 402
+        case .insufficientBalance, .insufficientPoints, .offlineLimitExceeded, .offlineLeaseExceeded, .balanceLeased: 402
         case .forbidden, .originMismatch: 403
         case .notFound: 404
         case .cardBlocked, .phoneTaken, .cardTaken, .alreadyRefunded, .notRefundable, .requestInProgress, .voided, .storeExists: 409

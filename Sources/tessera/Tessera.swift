@@ -516,25 +516,50 @@ struct SimulateCommand: AsyncParsableCommand {
     @Option(help: "Stores per simulated chain (1 to 50).") var stores: Int = 4
     @Option(help: "Till actions and faults per seed.") var steps: Int = 200
     @Option(help: "Offline limit per member per day, minor units (default: drawn from each seed).") var offlineLimit: Int64?
+    @Option(help: "Offline spending: limit (v1's daily limit, overdrafts reported) or escrow (leases, no overdraft).")
+    var policy: String = "limit"
+    @Option(help: "Who shops where: uniform (any member anywhere) or loyal (members mostly at one or two stores).")
+    var workload: String = "uniform"
+    @Flag(help: "Run every seed under both policies and print them side by side.") var compare = false
 
     func run() async throws {
         guard (1...50).contains(stores) else { throw ValidationError("--stores takes 1 to 50") }
-        var failed = 0, acknowledged = 0, faults = 0, crashes = 0, overdrafts = 0, expiries = 0, coupons = 0
-        let started = Date()
-        for s in seed..<(seed + UInt64(max(0, seeds))) {
-            let config = SimulationConfig(seed: s, stores: stores, steps: steps, offlineLimit: offlineLimit)
-            let report = try Simulator.run(config)
-            acknowledged += report.acknowledged; faults += report.faults; crashes += report.crashes; overdrafts += report.overdrafts
-            expiries += report.expiries; coupons += report.couponsUsed
-            if !report.violations.isEmpty {
-                failed += 1
-                say("seed \(s): \(report.violations.count) violation(s): \(report.violations.prefix(3).joined(separator: "; "))")
-                say("  replay: \(config)")
+        guard let policy = SimulationConfig.OfflinePolicyChoice(rawValue: policy) else { throw ValidationError("--policy takes limit or escrow") }
+        guard let workload = SimulationConfig.Workload(rawValue: workload) else { throw ValidationError("--workload takes uniform or loyal") }
+        let policies: [SimulationConfig.OfflinePolicyChoice] = compare ? [.limit, .escrow] : [policy]
+        var failed = 0
+        var rows: [[String]] = []
+        for policy in policies {
+            var acknowledged = 0, faults = 0, crashes = 0, overdrafts = 0, expiries = 0, coupons = 0
+            var attempts = 0, accepted = 0, leaseOps = 0, failedHere = 0
+            let started = Date()
+            for s in seed..<(seed + UInt64(max(0, seeds))) {
+                let config = SimulationConfig(seed: s, stores: stores, steps: steps, offlineLimit: offlineLimit, policy: policy, workload: workload)
+                let report = try Simulator.run(config)
+                acknowledged += report.acknowledged; faults += report.faults; crashes += report.crashes; overdrafts += report.overdrafts
+                expiries += report.expiries; coupons += report.couponsUsed
+                attempts += report.offlineAttempts; accepted += report.offlineAccepted; leaseOps += report.leaseOperations
+                if !report.violations.isEmpty {
+                    failedHere += 1
+                    say("seed \(s): \(report.violations.count) violation(s): \(report.violations.prefix(3).joined(separator: "; "))")
+                    say("  replay: \(config)")
+                }
             }
+            failed += failedHere
+            let share = attempts == 0 ? 0 : Double(accepted) / Double(attempts) * 100
+            say("\(policy.rawValue): \(seeds) seeds x \(steps) steps, \(stores) stores, \(workload.rawValue) workload: \(failedHere) failed; "
+                + "\(acknowledged) operations acknowledged to tills, \(faults) network faults, \(crashes) crashes, \(overdrafts) overdrafts reported, "
+                + "\(accepted) of \(attempts) offline spends accepted (\(String(format: "%.1f", share)) %), \(leaseOps) lease operations, "
+                + "\(expiries) points expiries, \(coupons) coupons redeemed; \(String(format: "%.1f", Date().timeIntervalSince(started))) s")
+            rows.append([policy.rawValue, "\(seeds)", "\(overdrafts)", "\(accepted) / \(attempts)", String(format: "%.1f %%", share),
+                         "\(leaseOps)", "\(failedHere)"])
         }
-        say("\(seeds) seeds x \(steps) steps, \(stores) stores: \(failed) failed; \(acknowledged) operations acknowledged to tills, "
-            + "\(faults) network faults, \(crashes) crashes, \(overdrafts) overdrafts reported, \(expiries) points expiries, \(coupons) coupons redeemed; "
-            + "\(String(format: "%.1f", Date().timeIntervalSince(started))) s")
+        if compare {
+            say("")
+            say("| policy | seeds | overdrafts | offline spends accepted | share | lease operations | seeds failed |")
+            say("|---|---|---|---|---|---|---|")
+            for row in rows { say("| " + row.joined(separator: " | ") + " |") }
+        }
         if failed > 0 { throw ExitCode(1) }
     }
 }
