@@ -159,8 +159,15 @@ public enum LeasePlan {
                 free = free - add
             }
         }
-        for (store, now) in held.sorted(by: { $0.key < $1.key }) where targets[store] == nil && !recalled.contains(store) {
-            let back = Rights(value: max(0, now.value), points: max(0, now.points))
+        // Stores the member left are asked for all of their lease; a store holding half again
+        // its target (a large recharge there, say) for what is above it, so that the member can
+        // spend it elsewhere too.
+        for (store, now) in held.sorted(by: { $0.key < $1.key }) where !recalled.contains(store) {
+            let keep = targets[store] ?? .zero
+            let over = { (held: Int64, target: Int64) -> Int64 in
+                targets[store] == nil || held > target + target / 2 ? max(0, held - target) : 0
+            }
+            let back = Rights(value: over(now.value, keep.value), points: over(now.points, keep.points))
             if !back.isZero { out.append(.recall(store, back)) }
         }
         return out

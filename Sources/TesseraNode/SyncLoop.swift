@@ -14,6 +14,8 @@ public struct LinkState: Sendable {
     /// Long work under way, for `/v1/status` (nil when there is none).
     public var progress: String?
     public var lastFailureAt: Date?
+    /// When the node last gave back the leases it should no longer hold.
+    var leasesSettledAt = Date.distantPast
 }
 
 /// The node's background sync: bootstrap once, then push the outbox and pull new operations,
@@ -119,6 +121,13 @@ public final class SyncLoop: Service, Sendable {
     public func syncOnce() async throws {
         let stale = try store.voidStaleSpends()
         if stale > 0 { logger.warning("voided spends that were never settled", metadata: ["count": "\(stale)"]) }
+        // Leases that ended or were recalled are given back every few seconds, online or not
+        // (the returns wait in the outbox); the hub lends them again once they arrive.
+        if Date().timeIntervalSince(link.withLock { $0.leasesSettledAt }) >= 5 {
+            let returned = try store.settleLeases()
+            link.withLock { $0.leasesSettledAt = Date() }
+            if returned > 0 { logger.info("gave leases back to the hub", metadata: ["store.id": "\(store.store)", "operations": "\(returned)"]) }
+        }
         if try !store.counts().bootstrapped {
             // Page by page, each in its own transaction: memory stays flat however large the
             // chain. An interrupted bootstrap starts again from the first page.

@@ -27,6 +27,42 @@ struct SimulationTests {
         #expect(report.tillAnswers > 0)
     }
 
+    @Test("under escrow leases every seed keeps the same invariants, with no overdraft at all, no store spending beyond its lease, and every right back at the end",
+          arguments: Array(UInt64(1)...UInt64(150)))
+    func escrowSeed(_ seed: UInt64) throws {
+        let config = SimulationConfig(seed: seed, stores: 2 + Int(seed % 7), steps: 100, policy: .escrow,
+                                      workload: seed % 2 == 0 ? .loyal : .uniform)
+        let report = try Simulator.run(config)
+        #expect(report.violations.isEmpty, "\(report.violations.joined(separator: "\n"))\nreplay: \(config)")
+        #expect(report.overdrafts == 0)
+    }
+
+    @Test("escrow leases on the hub on PostgreSQL", .enabled(if: Backend.postgresAvailable, "\(Backend.skipNote)"),
+          arguments: Array(UInt64(1)...UInt64(10)))
+    func escrowSeedOnPostgres(_ seed: UInt64) throws {
+        let database = try TestDatabase()
+        defer { database.drop() }
+        let config = SimulationConfig(seed: seed, stores: 2 + Int(seed % 7), steps: 100, hubDatabase: database.location,
+                                      policy: .escrow, workload: .loyal)
+        let report = try Simulator.run(config)
+        #expect(report.violations.isEmpty, "\(report.violations.joined(separator: "\n"))\nreplay: \(config) on PostgreSQL")
+    }
+
+    @Test("on the same seeds and a loyal workload, v1's limit overdraws members and leases never do, while still accepting offline spends")
+    func escrowAgainstLimit() throws {
+        var overdrafts: [SimulationConfig.OfflinePolicyChoice: Int] = [:], accepted: [SimulationConfig.OfflinePolicyChoice: Int] = [:]
+        for seed in UInt64(1)...UInt64(40) {
+            for policy in SimulationConfig.OfflinePolicyChoice.allCases {
+                let report = try Simulator.run(SimulationConfig(seed: seed, stores: 4, steps: 150, policy: policy, workload: .loyal))
+                overdrafts[policy, default: 0] += report.overdrafts
+                accepted[policy, default: 0] += report.offlineAccepted
+            }
+        }
+        #expect(overdrafts[.escrow] == 0)
+        #expect((overdrafts[.limit] ?? 0) > 0)
+        #expect((accepted[.escrow] ?? 0) > 0)
+    }
+
     @Test("the same seed replays to the same outcome")
     func replay() throws {
         let config = SimulationConfig(seed: 42, stores: 3, steps: 120)

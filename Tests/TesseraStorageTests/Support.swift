@@ -49,6 +49,7 @@ func bootstrappedNode(_ dir: TempDir, _ store: StoreID, hub: HubStore, clock: Te
 
 /// One sync round done in-process: push the outbox, pull everything new.
 func sync(_ node: NodeStore, _ hub: HubStore) throws {
+    try node.settleLeases() // as the sync loop does at the start of a round
     while true {
         let batch = try node.pendingBatch(limit: SyncLimits.pushBatchMax)
         if batch.isEmpty { break }
