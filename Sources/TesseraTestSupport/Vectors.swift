@@ -9,6 +9,20 @@ public struct Vector: Decodable, Sendable, CustomTestStringConvertible {
     public var description: String
     public var ops: [TesseraCore.Operation]
     public var expected: [MemberView]
+    /// Each store's lease of each member after the fold (escrow leases), when the vector says.
+    public var expectedLeases: [ExpectedLease]?
+
+    public struct ExpectedLease: Decodable, Sendable, Hashable {
+        public var member: MemberID
+        public var store: StoreID
+        public var value: Int64
+        public var points: Int64
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case name, description, ops, expected
+        case expectedLeases = "expected_leases"
+    }
 
     public var testDescription: String { name }
 

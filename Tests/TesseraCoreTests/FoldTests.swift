@@ -48,6 +48,11 @@ struct FoldTests {
         let state = ChainState(folding: vector.ops)
         #expect(state.allViews() == vector.expected, "\(vector.name)")
         #expect(ChainState(folding: vector.ops.reversed()).allViews() == vector.expected, "\(vector.name), reversed")
+        for lease in vector.expectedLeases ?? [] {
+            for folded in [state, ChainState(folding: vector.ops.reversed())] {
+                #expect(folded.leases(of: lease.member)[lease.store] == Rights(value: lease.value, points: lease.points), "\(vector.name): \(lease)")
+            }
+        }
     }
 
     @Test("there are protocol vectors to run")

@@ -29,6 +29,14 @@ struct ReplicaTests {
             }
             #expect(try node.allMembers() == vector.expected, "\(vector.name)")
         }
+        // Each store's node holds the lease the vector says it holds.
+        for (i, lease) in (vector.expectedLeases ?? []).enumerated() {
+            let node = try NodeStore(path: dir.path("lease\(i).sqlite"), store: lease.store)
+            for (v, op) in vector.ops.reversed().enumerated() {
+                try node.applyPull(PullResponse(ops: [VersionedOperation(version: Int64(v + 1), op: op)], cursor: Int64(v + 1), more: false))
+            }
+            #expect(try node.ownLeases()[lease.member] == Rights(value: lease.value, points: lease.points), "\(vector.name): \(lease)")
+        }
     }
 
     @Test("SQLite and the pure fold agree on random chain logs, in any order, with duplicates")
