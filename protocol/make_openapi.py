@@ -199,6 +199,13 @@ def node_api():
             "patch": op("Change profile fields", {"200": answer("MemberView", "member"), **errors(*writes)},
                         body=ref("UpdateRequest"), operation_id="updateMember", params=member, idempotent=True),
         },
+        "/v1/members/{id}/offline": {"get": op("What this store may take from the member while the hub is unreachable (its lease, or what is left of today's limit)", {
+            "200": {"description": "the offline allowance", "content": {"application/json": {"schema": {
+                "type": "object", "required": ["member", "store", "policy", "value", "points"],
+                "properties": {"member": {"type": "string"}, "store": {"type": "string"}, "policy": {"type": "string", "enum": ["leases", "daily_limit"]},
+                               "value": {"type": "integer", "minimum": 0}, "points": {"type": "integer", "minimum": 0},
+                               "ends_at": {"type": "string", "format": "date-time"}}}}}},
+            **errors(404, 429)}, operation_id="offlineAllowance", params=member)},
         "/v1/members/{id}/recharge": {"post": op("Load stored value", {"201": answer("TransactionResult", "recharged"), **errors(*writes)},
                                                  body=ref("RechargeRequest"), operation_id="recharge", params=member, idempotent=True)},
         "/v1/members/{id}/quote": {"post": op("Price a sale without recording it", {"200": answer("Quote", "quote"), **errors(400, 402, 404, 409, 429, 503)},
@@ -263,6 +270,16 @@ def hub_api():
         },
         "/v1/jobs/run": {"post": op("Run the scheduled jobs now", {"200": {"description": "report", "content": {"application/json": {"schema": {"type": "object"}}}},
                                                                     **errors(*read)}, secure=True)},
+        "/v1/members/{id}/leases": {"get": op("Who holds the member's rights under escrow leases: the hub, and each store's lease with what is asked back", {
+            "200": {"description": "the leases", "content": {"application/json": {"schema": {
+                "type": "object", "required": ["member", "leases", "balance", "points_available", "hub_value", "hub_points", "stores"],
+                "properties": {"member": {"type": "string"}, "leases": {"type": "boolean"}, "balance": {"type": "integer"},
+                               "points_available": {"type": "integer"}, "hub_value": {"type": "integer"}, "hub_points": {"type": "integer"},
+                               "stores": {"type": "array", "items": {"type": "object", "required": ["store", "value", "points", "ends_at", "recalled_value", "recalled_points"],
+                                          "properties": {"store": {"type": "string"}, "value": {"type": "integer"}, "points": {"type": "integer"},
+                                                         "ends_at": {"type": "string", "format": "date-time"},
+                                                         "recalled_value": {"type": "integer"}, "recalled_points": {"type": "integer"}}}}}}}}},
+            **errors(*read, 404)}, params=[path("id")], secure=True)},
         "/v1/members/{id}/statement": {"get": op("Every movement behind one member's balance and points, in log order", {
             "200": {"description": "the statement", "content": {"application/json": {"schema": {"type": "object", "required": ["member", "lines"]}},
                                                                 "text/csv": {"schema": {"type": "string"}}}},

@@ -134,6 +134,13 @@ public enum HubApplication {
             guard let view = try await offload({ try storage.member(id) }) else { throw DomainError(.notFound, "no member \(id)") }
             return try JSONBody.response(view)
         }
+        office.get("/members/{id}/leases") { request, context in
+            let id = MemberID(try context.parameters.require("id"))
+            return try JSONBody.response(try await offload {
+                try authenticateAdmin(request, storage, .reporter)
+                return try storage.memberLeases(id)
+            })
+        }
         office.get("/members/{id}/statement") { request, context in
             let csv = try CSVBody.wanted(request)
             let id = MemberID(try context.parameters.require("id"))

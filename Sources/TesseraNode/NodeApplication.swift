@@ -134,6 +134,9 @@ public enum NodeApplication {
         router.get("/v1/members/{id}") { _, context in
             try JSONBody.response(try node.store.member(MemberID(try context.parameters.require("id"))))
         }
+        router.get("/v1/members/{id}/offline") { _, context in
+            try JSONBody.response(try node.store.offlineAllowance(MemberID(try context.parameters.require("id"))))
+        }
         router.patch("/v1/members/{id}") { request, context in
             let id = MemberID(try context.parameters.require("id"))
             return try await till(NodeAPI.Update.self, request) { body, key in try node.store.update(id, body, key: key) }

@@ -272,3 +272,26 @@ public enum HubAPI {
     public struct Stores: Codable, Sendable { public var stores: [StoreState]; public init(stores: [StoreState]) { self.stores = stores } }
     public struct Exceptions: Codable, Sendable { public var exceptions: [ExceptionRecord]; public init(exceptions: [ExceptionRecord]) { self.exceptions = exceptions } }
 }
+
+extension NodeAPI {
+    /// What this store may take from a member while the hub is unreachable: under escrow
+    /// leases, its lease (until it ends); under the v1 policy, the balance and points it knows,
+    /// within what is left of today's offline limit.
+    public struct OfflineAllowance: Codable, Sendable, Equatable {
+        public enum Policy: String, Codable, Sendable { case leases, dailyLimit = "daily_limit" }
+        public var member: MemberID
+        public var store: StoreID
+        public var policy: Policy
+        public var value: Int64
+        public var points: Int64
+        /// Under leases, when this store's lease ends (ISO 8601).
+        public var endsAt: String?
+        enum CodingKeys: String, CodingKey {
+            case member, store, policy, value, points
+            case endsAt = "ends_at"
+        }
+        public init(member: MemberID, store: StoreID, policy: Policy, value: Int64, points: Int64, endsAt: String?) {
+            self.member = member; self.store = store; self.policy = policy; self.value = value; self.points = points; self.endsAt = endsAt
+        }
+    }
+}

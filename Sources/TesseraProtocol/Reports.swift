@@ -211,3 +211,45 @@ extension HubAPI {
         }
     }
 }
+
+extension HubAPI {
+    /// Who holds a member's rights under escrow leases (spec §13): the hub, and each store's
+    /// lease, with the recalls still open.
+    public struct MemberLeases: Codable, Sendable, Equatable {
+        public struct Lease: Codable, Sendable, Equatable {
+            public var store: StoreID
+            public var value: Int64
+            public var points: Int64
+            /// When the lease ends (ISO 8601); a store stops spending it then and gives it back.
+            public var endsAt: String
+            /// The part the hub has asked back and the store has not yet given back.
+            public var recalledValue: Int64
+            public var recalledPoints: Int64
+            enum CodingKeys: String, CodingKey {
+                case store, value, points
+                case endsAt = "ends_at", recalledValue = "recalled_value", recalledPoints = "recalled_points"
+            }
+            public init(store: StoreID, value: Int64, points: Int64, endsAt: String, recalledValue: Int64, recalledPoints: Int64) {
+                self.store = store; self.value = value; self.points = points; self.endsAt = endsAt
+                self.recalledValue = recalledValue; self.recalledPoints = recalledPoints
+            }
+        }
+        public var member: MemberID
+        /// Whether the programme in force uses leases.
+        public var leases: Bool
+        public var balance: Int64
+        public var pointsAvailable: Int64
+        /// What the hub holds (lends, and lets stores borrow online).
+        public var hubValue: Int64
+        public var hubPoints: Int64
+        public var stores: [Lease]
+        enum CodingKeys: String, CodingKey {
+            case member, leases, balance, stores
+            case pointsAvailable = "points_available", hubValue = "hub_value", hubPoints = "hub_points"
+        }
+        public init(member: MemberID, leases: Bool, balance: Int64, pointsAvailable: Int64, hubValue: Int64, hubPoints: Int64, stores: [Lease]) {
+            self.member = member; self.leases = leases; self.balance = balance; self.pointsAvailable = pointsAvailable
+            self.hubValue = hubValue; self.hubPoints = hubPoints; self.stores = stores
+        }
+    }
+}

@@ -16,6 +16,34 @@ extension HubStore {
         return Rights(value: standing.balance - lent.value, points: min(standing.points, standing.pointsAvailable) - lent.points)
     }
 
+    /// Who holds the member's rights (`GET /v1/members/{id}/leases`).
+    public func memberLeases(_ member: MemberID) throws -> HubAPI.MemberLeases {
+        try refresh()
+        return try pool.read { db in
+            let root = try Replica.root(of: member, db)
+            guard try Replica.isEnrolled(root, db) else { throw DomainError(.notFound, "no member \(member)") }
+            let programme = try Replica.programme(db)
+            let lifetime = programme.leases?.lifetimeMs ?? Programme.Leases().lifetimeMs
+            let standing = try Replica.standing(of: root, programme: programme, asOfMs: physicalMs(), db)
+            let leases = try Replica.leases(of: root, lifetimeMs: lifetime, db)
+            let held = Self.hubHeld(standing, leases: leases)
+            var recalled: [StoreID: Rights] = [:]
+            for store in leases.keys {
+                for id in try Replica.group(of: root, db) {
+                    for r in try Replica.openRecalls(to: store, member: id, db) { recalled[store, default: .zero] = recalled[store, default: .zero] + r.rights }
+                }
+            }
+            let stores = leases.sorted { $0.key < $1.key }.filter { !$0.value.rights.isZero }.map { store, holding in
+                let asked = recalled[store] ?? .zero
+                return HubAPI.MemberLeases.Lease(store: store, value: holding.rights.value, points: holding.rights.points,
+                                                 endsAt: isoTime(ms: holding.endsMs), recalledValue: min(asked.value, holding.rights.value),
+                                                 recalledPoints: min(asked.points, holding.rights.points))
+            }
+            return HubAPI.MemberLeases(member: root, leases: programme.leases != nil, balance: standing.balance,
+                                       pointsAvailable: standing.pointsAvailable, hubValue: held.value, hubPoints: held.points, stores: stores)
+        }
+    }
+
     /// Online, under leases: may the hub let `store` take `debit`, of which `drawn` comes out of
     /// the store's own lease? The rest is borrowed from what the hub holds, or refused with
     /// `balance_leased`, and the stores holding the rest are asked to give it back.

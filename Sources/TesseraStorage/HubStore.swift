@@ -60,6 +60,7 @@ public protocol HubStorage: Sendable {
     func closeSettlementPeriod(actor: String) throws -> HubAPI.SettlementReport
     func liabilities(asOf: LocalDay?) throws -> HubAPI.Liabilities
     func statement(of member: MemberID) throws -> HubAPI.Statement
+    func memberLeases(_ member: MemberID) throws -> HubAPI.MemberLeases
     func resolveException(_ id: Int64, _ request: HubAPI.ResolveException, actor: String) throws -> HubAPI.ExceptionRecord
     func storeActivity(from: LocalDay?, through: LocalDay?, store: String?) throws -> HubAPI.StoreActivity
     func breakageCandidates(untouchedDays: Int64) throws -> [HubAPI.Dormant]

@@ -438,6 +438,26 @@ public final class NodeStore: Sendable {
     }
 
     /// Every member's view, as of `asOfMs` (the node's clock when nil).
+    /// What this store may take from the member offline now (`GET /v1/members/{id}/offline`).
+    public func offlineAllowance(_ member: MemberID) throws -> NodeAPI.OfflineAllowance {
+        try pool.read { db in
+            let root = try self.enrolledRoot(member, db)
+            let programme = try Replica.programme(db)
+            let now = self.nowMs()
+            let standing = try Replica.standing(of: root, programme: programme, asOfMs: now, db)
+            let known = Rights(value: max(0, standing.balance), points: max(0, standing.pointsAvailable))
+            if let policy = programme.leases {
+                let holding = try Replica.leases(of: root, lifetimeMs: policy.lifetimeMs, db)[self.store]
+                let lease = try Replica.spendableLease(of: root, at: self.store, policy: policy, atMs: now, db)
+                return NodeAPI.OfflineAllowance(member: root, store: self.store, policy: .leases, value: min(lease.value, known.value),
+                                                points: min(lease.points, known.points), endsAt: holding.map { isoTime(ms: $0.endsMs) })
+            }
+            let left = max(0, self.offlinePolicy.limitMinorPerDay - (try self.offlineSpent(member: root, day: now / 86_400_000, db)))
+            return NodeAPI.OfflineAllowance(member: root, store: self.store, policy: .dailyLimit, value: min(known.value, left),
+                                            points: min(known.points, left), endsAt: nil)
+        }
+    }
+
     /// What this store's leases hold, per member (resolved through merges): what it may spend
     /// offline under leases, before their ends.
     /// - Parameter settled: leave out the spends this node voided and the hub's reversals of
