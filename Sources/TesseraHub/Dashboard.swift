@@ -150,6 +150,17 @@ enum Dashboard {
                 let statement = try storage.statement(of: MemberID(id))
                 html += "<section class=cards>" + card("Balance", money(view.balance), id: "balance") + card("Points", "\(view.points)", id: "points")
                 html += card("Tier", e(view.tier ?? "none"), id: "tier") + "</section>"
+                let leases = try storage.memberLeases(MemberID(id))
+                if leases.leases || !leases.stores.isEmpty {
+                    // Who may spend the member's money offline, and how much (escrow leases).
+                    html += "<h2>Leases</h2><table id=leases><tr><th>Held by</th><th>Value</th><th>Points</th><th>Ends</th><th>Asked back</th></tr>"
+                    html += "<tr><td>hub</td><td class=n>\(money(leases.hubValue))</td><td class=n>\(leases.hubPoints)</td><td></td><td></td></tr>"
+                    for l in leases.stores {
+                        html += "<tr><td>\(e(l.store.rawValue))</td><td class=n>\(money(l.value))</td><td class=n>\(l.points)</td><td>\(e(l.endsAt))</td>"
+                        html += "<td class=n>\(l.recalledValue > 0 || l.recalledPoints > 0 ? money(l.recalledValue) + " / \(l.recalledPoints)" : "")</td></tr>"
+                    }
+                    html += "</table><h2>Statement</h2>"
+                }
                 html += "<table><tr><th>Version</th><th>Time</th><th>Store</th><th>Operation</th><th>Value</th><th>Points</th><th>Balance</th><th>Rules</th></tr>"
                 for line in statement.lines {
                     html += "<tr><td class=n>\(line.version)</td><td>\(e(line.at))</td><td>\(e(line.store))</td><td>\(e(line.kind)) \(e(line.op))</td>"

@@ -60,5 +60,10 @@ struct LeaseChainTests {
         }
         let exceptions = try await HTTP.get(chain.hubURL + "/v1/exceptions", token: chain.admin).json["exceptions"] as? [[String: Any]] ?? []
         #expect(!exceptions.contains { $0["kind"] as? String == "overdraft" })
+        // Head office sees who holds the member's rights on the member's page.
+        let browser = DashboardTests.Browser()
+        #expect(try await browser.post(chain.hubURL + "/dashboard/login", form: "token=" + chain.admin).status == 303)
+        let page = try await browser.get(chain.hubURL + "/dashboard/members?id=\(id)")
+        #expect(page.status == 200 && page.body.contains("<table id=leases>") && page.body.contains("<tr><td>hub</td>"))
     }
 }
