@@ -221,8 +221,9 @@ extension OperationBody {
     public var leaseDrawn: Rights? {
         switch self {
         case .purchase(let p):
+            // `lease_points` nets the points earned (which join the lease) and those drawn.
             guard p.leaseValue != nil || p.leasePoints != nil else { return nil }
-            return Rights(value: -(p.leaseValue ?? 0), points: -(p.leasePoints ?? 0))
+            return Rights(value: -(p.leaseValue ?? 0), points: p.leasePoints.map { p.pointsEarned - $0 } ?? 0)
         case .refund(let r):
             guard let value = r.leaseValue else { return nil }
             return Rights(value: max(0, -value), points: max(0, -(r.leasePoints ?? 0)))

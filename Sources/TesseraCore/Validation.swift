@@ -169,7 +169,7 @@ public enum Validate {
             }
             try date(p.pointsExpireOn, "points_expire_on")
             try lease(p.leaseValue, within: -p.valueSpent...0, "lease_value")
-            try lease(p.leasePoints, within: -p.pointsRedeemed...0, "lease_points")
+            try lease(p.leasePoints, within: -p.pointsRedeemed...p.pointsEarned, "lease_points")
         case .refund(let r):
             for (field, value) in [("amount", r.amount), ("points_restored", r.pointsRestored), ("points_reversed", r.pointsReversed),
                                    ("referral_points", r.referralPoints), ("cash_back", r.cashBack)] {

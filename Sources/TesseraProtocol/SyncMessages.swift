@@ -204,13 +204,15 @@ public struct Snapshot: Codable, Sendable {
         public var points: Int64
         public var expiresMs: Int64?
         public var atMs: Int64
+        /// For a reversal's row: the operation it reverses.
+        public var reverses: String?
         enum CodingKeys: String, CodingKey {
-            case op, member, store, value, points
+            case op, member, store, value, points, reverses
             case expiresMs = "expires_ms", atMs = "at_ms"
         }
-        public init(op: String, member: MemberID, store: StoreID, value: Int64, points: Int64, expiresMs: Int64?, atMs: Int64) {
+        public init(op: String, member: MemberID, store: StoreID, value: Int64, points: Int64, expiresMs: Int64?, atMs: Int64, reverses: String? = nil) {
             self.op = op; self.member = member; self.store = store; self.value = value; self.points = points
-            self.expiresMs = expiresMs; self.atMs = atMs
+            self.expiresMs = expiresMs; self.atMs = atMs; self.reverses = reverses
         }
     }
     public struct Recall: Codable, Sendable, Hashable {

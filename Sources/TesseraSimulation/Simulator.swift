@@ -64,6 +64,9 @@ public struct SimulationReport: Sendable {
     /// many of them the node accepted.
     public var offlineAttempts = 0
     public var offlineAccepted = 0
+    /// Offline spends refused by the policy itself (`offline_limit_exceeded`, `offline_lease_exceeded`),
+    /// not because the member lacked the money, the points or the coupon as the node knew them.
+    public var offlineRefusedByPolicy = 0
     /// Lease operations in the hub's log: grants, returns, recalls.
     public var leaseOperations = 0
     public var violations: [String] = []
@@ -292,6 +295,10 @@ public final class Simulator {
             if case .unreachable = outcome {
                 report.offlineAttempts += 1
                 if answer.status == 201 { report.offlineAccepted += 1 }
+                let code = (try? JSONDecoder().decode(ErrorBody.self, from: answer.body))?.error.code
+                if code == ErrorCode.offlineLimitExceeded.rawValue || code == ErrorCode.offlineLeaseExceeded.rawValue {
+                    report.offlineRefusedByPolicy += 1
+                }
             }
         }
         report.tillAnswers += 1
@@ -400,7 +407,7 @@ public final class Simulator {
     /// A store never holds less than nothing: it spent only rights it had.
     func checkOwnLeases(_ i: Int) throws {
         guard config.policy == .escrow else { return }
-        for (member, rights) in try nodes[i].ownLeases(settled: true) where rights.value < 0 || rights.points < 0 {
+        for (member, rights) in try nodes[i].ownLeases() where rights.value < 0 || rights.points < 0 {
             violation("store \(storeIDs[i]) spent more than its lease of \(member) (\(rights.value)/\(rights.points))")
             if ProcessInfo.processInfo.environment["SIM_DEBUG"] != nil {
                 for item in try hub.log() where (try? item.op.decoded())?.member == member { print("hub has", item.op.id, item.op.kind, item.op.body.jsonText) }

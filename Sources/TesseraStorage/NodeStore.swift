@@ -460,18 +460,13 @@ public final class NodeStore: Sendable {
 
     /// What this store's leases hold, per member (resolved through merges): what it may spend
     /// offline under leases, before their ends.
-    /// - Parameter settled: leave out the spends this node voided and the hub's reversals of
-    ///   them (a voided spend the hub had accepted comes back in a pull before its reversal
-    ///   does; the two cancel out).
-    public func ownLeases(settled: Bool = false) throws -> [MemberID: Rights] {
+    public func ownLeases() throws -> [MemberID: Rights] {
         try pool.read { db in
             var out: [MemberID: Rights] = [:]
             for row in try Row.fetchAll(db.cachedStatement(sql: """
-                SELECT member_id, SUM(value) AS value, SUM(points) AS points FROM leases WHERE store = ?
-                  AND NOT (? AND (op_id IN (SELECT of FROM voids) OR op_id IN (
-                      SELECT id FROM ops WHERE kind = 'operation.reversed' AND json_extract(body, '$.of') IN (SELECT of FROM voids))))
+                SELECT member_id, SUM(value) AS value, SUM(points) AS points FROM leases WHERE store = ? AND \(Replica.settled)
                 GROUP BY member_id
-                """), arguments: [store.rawValue, settled]) {
+                """), arguments: [store.rawValue]) {
                 let root = try Replica.root(of: MemberID(row["member_id"]), db)
                 out[root, default: .zero] = out[root, default: .zero] + Rights(value: row["value"], points: row["points"])
             }
@@ -710,9 +705,10 @@ public final class NodeStore: Sendable {
         func lease() throws -> Rights { try Replica.spendableLease(of: member, at: store, policy: policy, atMs: context.atMs, db) }
         switch body {
         case .purchase(var p):
+            // Points the sale earns join the lease too: a refund here can take them back from it.
             let drawn = LeasePlan.drawn(value: p.valueSpent, points: p.pointsRedeemed, lease: try lease())
             p.leaseValue = -drawn.value
-            p.leasePoints = -drawn.points
+            p.leasePoints = p.pointsEarned - drawn.points
             return .purchase(p)
         case .refund(var r):
             let held = try lease()
@@ -753,7 +749,7 @@ public final class NodeStore: Sendable {
             let rows = try Row.fetchAll(db.cachedStatement(sql: """
                 SELECT member_id, SUM(value) AS value, SUM(points) AS points,
                        COALESCE(MAX(CASE WHEN expires_ms IS NOT NULL THEN expires_ms WHEN value > 0 OR points > 0 THEN at_ms + ? END), 0) AS ends
-                FROM leases WHERE store = ? GROUP BY member_id
+                FROM leases WHERE store = ? AND \(Replica.settled) GROUP BY member_id
                 """), arguments: [policy?.lifetimeMs ?? 0, self.store.rawValue])
             let due = rows.filter { row in
                 let held = (row["value"] as Int64) > 0 || (row["points"] as Int64) > 0

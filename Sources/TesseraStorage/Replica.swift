@@ -98,7 +98,8 @@ enum Replica {
                     value INTEGER NOT NULL,
                     points INTEGER NOT NULL,
                     expires_ms INTEGER,
-                    at_ms INTEGER NOT NULL
+                    at_ms INTEGER NOT NULL,
+                    reverses TEXT
                 );
                 CREATE INDEX leases_member ON leases(member_id, store);
                 CREATE INDEX leases_store ON leases(store, member_id);
@@ -202,9 +203,12 @@ enum Replica {
                 try db.cachedStatement(sql: "INSERT OR IGNORE INTO memberships (op_id, member_id, body) VALUES (?, ?, ?)").execute(
                     arguments: [opID, period.member.rawValue, try JSONText.encode(period)])
             case .rights(let member, let store, let change, let expiresMs):
+                // A reversal's row names the operation it reverses (see `settledLeases`).
+                let reverses: String? = if case .operationReversed(let r) = body { r.of.description } else { nil }
                 try db.cachedStatement(sql: """
-                    INSERT OR IGNORE INTO leases (op_id, member_id, store, value, points, expires_ms, at_ms) VALUES (?, ?, ?, ?, ?, ?, ?)
-                    """).execute(arguments: [opID, member.rawValue, (store ?? op.id.origin).rawValue, change.value, change.points, expiresMs, op.hlc.wallMs])
+                    INSERT OR IGNORE INTO leases (op_id, member_id, store, value, points, expires_ms, at_ms, reverses) VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+                    """).execute(arguments: [opID, member.rawValue, (store ?? op.id.origin).rawValue, change.value, change.points, expiresMs,
+                                             op.hlc.wallMs, reverses])
             case .recall(let member, let store, let rights):
                 try db.cachedStatement(sql: "INSERT OR IGNORE INTO recalls (op_id, member_id, store, value, points) VALUES (?, ?, ?, ?, ?)").execute(
                     arguments: [opID, member.rawValue, store.rawValue, rights.value, rights.points])
@@ -252,6 +256,14 @@ enum Replica {
         var endsMs: Int64
     }
 
+    /// Lease rows that count: a spend its store voided, and the hub's reversal of it, cancel
+    /// out, so both are left aside. (A node that pulls a spend it voided before the reversal
+    /// arrives would otherwise count, for a while, what the spend gave its lease: points it
+    /// earned, which the reversal takes back.)
+    static let settled = """
+        op_id NOT IN (SELECT of FROM voids) AND (reverses IS NULL OR reverses NOT IN (SELECT of FROM voids))
+        """
+
     /// Every store's lease of the member (resolved through merges).
     static func leases(of member: MemberID, lifetimeMs: Int64, _ db: Database) throws -> [StoreID: LeaseHolding] {
         let root = try root(of: member, db)
@@ -260,7 +272,7 @@ enum Replica {
             WITH RECURSIVE grp(id) AS (VALUES (?) UNION SELECT merges.from_id FROM merges JOIN grp ON merges.into_id = grp.id)
             SELECT store, SUM(value) AS value, SUM(points) AS points,
                    COALESCE(MAX(CASE WHEN expires_ms IS NOT NULL THEN expires_ms WHEN value > 0 OR points > 0 THEN at_ms + ? END), 0) AS ends
-            FROM leases WHERE member_id IN (SELECT id FROM grp) GROUP BY store
+            FROM leases WHERE member_id IN (SELECT id FROM grp) AND \(settled) GROUP BY store
             """), arguments: [root.rawValue, lifetimeMs]) {
             guard let store = StoreID(rawValue: row["store"]) else { continue }
             out[store] = LeaseHolding(rights: Rights(value: row["value"], points: row["points"]), endsMs: row["ends"])
@@ -532,7 +544,7 @@ enum Replica {
         Table(name: "leases", columns: "*", keys: ["op_id"]) { row, s in
             guard let store = StoreID(rawValue: row["store"]) else { throw DomainError(.internalError, "corrupt lease row") }
             s.leases.append(Snapshot.Lease(op: row["op_id"], member: MemberID(row["member_id"]), store: store, value: row["value"],
-                                           points: row["points"], expiresMs: row["expires_ms"], atMs: row["at_ms"]))
+                                           points: row["points"], expiresMs: row["expires_ms"], atMs: row["at_ms"], reverses: row["reverses"]))
         },
         Table(name: "recalls", columns: "*", keys: ["op_id"]) { row, s in
             guard let store = StoreID(rawValue: row["store"]) else { throw DomainError(.internalError, "corrupt recall row") }
@@ -644,8 +656,9 @@ enum Replica {
                 arguments: [m.op, m.period.member.rawValue, try JSONText.encode(m.period)])
         }
         for l in s.leases ?? [] {
-            try db.cachedStatement(sql: "INSERT INTO leases (op_id, member_id, store, value, points, expires_ms, at_ms) VALUES (?, ?, ?, ?, ?, ?, ?)").execute(
-                arguments: [l.op, l.member.rawValue, l.store.rawValue, l.value, l.points, l.expiresMs, l.atMs])
+            try db.cachedStatement(sql: """
+                INSERT INTO leases (op_id, member_id, store, value, points, expires_ms, at_ms, reverses) VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+                """).execute(arguments: [l.op, l.member.rawValue, l.store.rawValue, l.value, l.points, l.expiresMs, l.atMs, l.reverses])
         }
         for r in s.recalls ?? [] {
             try db.cachedStatement(sql: "INSERT INTO recalls (op_id, member_id, store, value, points) VALUES (?, ?, ?, ?, ?)").execute(
