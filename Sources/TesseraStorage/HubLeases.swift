@@ -28,10 +28,8 @@ extension HubStore {
             let leases = try Replica.leases(of: root, lifetimeMs: lifetime, db)
             let held = Self.hubHeld(standing, leases: leases)
             var recalled: [StoreID: Rights] = [:]
-            for store in leases.keys {
-                for id in try Replica.group(of: root, db) {
-                    for r in try Replica.openRecalls(to: store, member: id, db) { recalled[store, default: .zero] = recalled[store, default: .zero] + r.rights }
-                }
+            for r in try Replica.openRecalls(to: nil, members: try Replica.group(of: root, db), db) {
+                recalled[r.store, default: .zero] = recalled[r.store, default: .zero] + r.rights
             }
             let stores = leases.sorted { $0.key < $1.key }.filter { !$0.value.rights.isZero }.map { store, holding in
                 let asked = recalled[store] ?? .zero
@@ -59,11 +57,7 @@ extension HubStore {
         let free = Self.hubHeld(standing, leases: leases)
         guard borrow.value > free.value || borrow.points > free.points else { return nil }
         // The member spends here now: the other stores are asked to give their leases back.
-        let recalled = Set(try Replica.group(of: root, db).flatMap { member in
-            try Row.fetchAll(db.cachedStatement(sql: """
-                SELECT store FROM recalls r WHERE member_id = ? AND NOT EXISTS (SELECT 1 FROM recall_answers a WHERE a.recall_op = r.op_id)
-                """), arguments: [member.rawValue]).compactMap { StoreID(rawValue: $0["store"]) }
-        })
+        let recalled = Set(try Replica.openRecalls(to: nil, members: try Replica.group(of: root, db), db).map(\.store))
         var elsewhere: [String] = []
         for (other, holding) in leases.sorted(by: { $0.key < $1.key }) where other != store {
             let back = Rights(value: max(0, holding.rights.value), points: max(0, holding.rights.points))
@@ -99,10 +93,7 @@ extension HubStore {
             guard let id = StoreID(rawValue: origin) else { continue }
             if let i = visits.firstIndex(where: { $0.store == id }) { visits[i].count += 1 } else { visits.append((id, 1)) }
         }
-        let recalled = Set(try Row.fetchAll(db.cachedStatement(sql: """
-            SELECT store FROM recalls r WHERE member_id IN (SELECT value FROM json_each(?))
-              AND NOT EXISTS (SELECT 1 FROM recall_answers a WHERE a.recall_op = r.op_id)
-            """), arguments: [group]).compactMap { StoreID(rawValue: $0["store"]) })
+        let recalled = Set(try Replica.openRecalls(to: nil, members: try Replica.group(of: root, db), db).map(\.store))
         var room: [StoreID: Int64] = [:]
         if let cap = policy.storeCapMinor {
             let lent = try Int64.fetchOne(db.cachedStatement(sql: "SELECT COALESCE(SUM(value), 0) FROM leases WHERE store = ?"),

@@ -780,7 +780,7 @@ public final class NodeStore: Sendable {
                     written += 1
                 }
                 let ended = policy == nil || now >= (holding?.endsMs ?? 0)
-                var open = try Replica.group(of: root, db).flatMap { try Replica.openRecalls(to: self.store, member: $0, db) }
+                var open = try Replica.openRecalls(to: self.store, members: try Replica.group(of: root, db), db)
                 if ended && !held.isZero {
                     try give(held, policy == nil ? "leases_off" : "expired", recall: open.first?.op)
                     if !open.isEmpty { open.removeFirst() }

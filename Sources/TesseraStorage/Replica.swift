@@ -286,15 +286,24 @@ enum Replica {
         return Rights(value: max(0, holding.rights.value), points: max(0, holding.rights.points))
     }
 
-    /// The hub's recalls to `store` that the store has not answered yet, by member id.
-    static func openRecalls(to store: StoreID, member: MemberID? = nil, _ db: Database) throws -> [(op: OperationID, member: MemberID, rights: Rights)] {
+    /// An open recall: the hub asked `store` for `rights` of `member` and has no answer yet.
+    struct OpenRecall: Sendable {
+        var op: OperationID
+        var member: MemberID
+        var store: StoreID
+        var rights: Rights
+    }
+
+    /// The open recalls to `store` (every store when nil) about `members` (every member when nil).
+    static func openRecalls(to store: StoreID?, members: [MemberID]? = nil, _ db: Database) throws -> [OpenRecall] {
         try Row.fetchAll(db.cachedStatement(sql: """
-            SELECT op_id, member_id, value, points FROM recalls r
-            WHERE store = ? AND (? IS NULL OR member_id = ?) AND NOT EXISTS (SELECT 1 FROM recall_answers a WHERE a.recall_op = r.op_id)
+            SELECT op_id, member_id, store, value, points FROM recalls r
+            WHERE (?1 IS NULL OR store = ?1) AND (?2 IS NULL OR member_id IN (SELECT value FROM json_each(?2)))
+              AND NOT EXISTS (SELECT 1 FROM recall_answers a WHERE a.recall_op = r.op_id)
             ORDER BY op_id
-            """), arguments: [store.rawValue, member?.rawValue, member?.rawValue]).compactMap { row in
-            guard let op = OperationID(row["op_id"] as String) else { return nil }
-            return (op, MemberID(row["member_id"]), Rights(value: row["value"], points: row["points"]))
+            """), arguments: [store?.rawValue, try members.map { try JSONText.encode($0.map(\.rawValue)) }]).compactMap { row in
+            guard let op = OperationID(row["op_id"] as String), let to = StoreID(rawValue: row["store"]) else { return nil }
+            return OpenRecall(op: op, member: MemberID(row["member_id"]), store: to, rights: Rights(value: row["value"], points: row["points"]))
         }
     }
 
