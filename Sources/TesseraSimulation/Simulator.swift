@@ -69,6 +69,9 @@ public struct SimulationReport: Sendable {
     public var offlineRefusedByPolicy = 0
     /// Lease operations in the hub's log: grants, returns, recalls.
     public var leaseOperations = 0
+    /// Rights created or lost: a store's lease below zero, a member's leases above what it
+    /// holds, or a lease left over once every store has given back (each is also a violation).
+    public var rightsViolations = 0
     public var violations: [String] = []
 }
 
@@ -408,6 +411,7 @@ public final class Simulator {
     func checkOwnLeases(_ i: Int) throws {
         guard config.policy == .escrow else { return }
         for (member, rights) in try nodes[i].ownLeases() where rights.value < 0 || rights.points < 0 {
+            report.rightsViolations += 1
             violation("store \(storeIDs[i]) spent more than its lease of \(member) (\(rights.value)/\(rights.points))")
             if ProcessInfo.processInfo.environment["SIM_DEBUG"] != nil {
                 for item in try hub.log() where (try? item.op.decoded())?.member == member { print("hub has", item.op.id, item.op.kind, item.op.body.jsonText) }
@@ -424,9 +428,11 @@ public final class Simulator {
             let leases = state.leases(of: view.id)
             let lent = leases.values.reduce(Rights.zero, +)
             for (store, rights) in leases where rights.value < 0 || rights.points < 0 {
+                report.rightsViolations += 1
                 violation("\(store)'s lease of \(view.id) is below zero in the hub's log (\(rights.value)/\(rights.points))")
             }
             if lent.value > view.balance || lent.points > view.points {
+                report.rightsViolations += 1
                 violation("the leases of \(view.id) hold \(lent.value)/\(lent.points), more than its \(view.balance)/\(view.points)")
                 if ProcessInfo.processInfo.environment["SIM_DEBUG"] != nil {
                     for item in try hub.log() where (try? item.op.decoded())?.member.map(state.root(of:)) == view.id {
@@ -517,6 +523,7 @@ public final class Simulator {
             // Every store gave back everything: every right came back to the hub.
             for view in atHub where view.mergedInto == nil {
                 for (store, rights) in state.leases(of: view.id) where !rights.isZero {
+                    report.rightsViolations += 1
                     violation("\(store) still holds \(rights.value)/\(rights.points) of \(view.id) after giving everything back")
                 }
             }

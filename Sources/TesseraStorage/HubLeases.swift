@@ -128,6 +128,26 @@ extension HubStore {
         }
     }
 
+    /// Gives a revoked store's leases back to the hub, with returns of the hub's on its behalf:
+    /// it can push nothing more, so what it holds would otherwise be locked away for good. (If
+    /// its token is rotated later, sales it made against these leases while cut off may arrive
+    /// and overdraw a member; the hub reports that like any overdraft.)
+    func reclaimLeases(of store: StoreID, _ db: Database, _ w: any LedgerWrites) throws {
+        var held: [MemberID: Rights] = [:]
+        for row in try Row.fetchAll(db.cachedStatement(sql: """
+            SELECT member_id, SUM(value) AS value, SUM(points) AS points FROM leases WHERE store = ? AND \(Replica.settled) GROUP BY member_id
+            """), arguments: [store.rawValue]) {
+            let root = try Replica.root(of: MemberID(row["member_id"]), db)
+            held[root, default: .zero] = held[root, default: .zero] + Rights(value: row["value"], points: row["points"])
+        }
+        for (member, rights) in held.sorted(by: { $0.key < $1.key }) {
+            let back = Rights(value: max(0, rights.value), points: max(0, rights.points))
+            guard !back.isZero else { continue }
+            try appendHubOperation(.leaseReturned(LeaseReturned(member: member, store: store, value: back.value, points: back.points,
+                                                                reason: "store_revoked")), db, w)
+        }
+    }
+
     /// Points that expired while leased stay with their store until it gives them back: the
     /// hub records an expiry only of points no lease holds, so the leases never hold more
     /// points than the member has. The rest expires once the leases come back.

@@ -288,6 +288,8 @@ public final class HubStore: HubStorage {
             guard try w.revokeStore(id.rawValue, at: isoNow()) else { throw DomainError(.notFound, "no store \(id)") }
             try w.audit(actor: actor, action: "store.revoked", detail: "\(id)", at: isoNow())
         }
+        // A revoked store can push nothing more, so its leases come back to the hub at once.
+        try write { db, w in try self.reclaimLeases(of: id, db, w) }
     }
 
     /// Issues a head-office token: `admin` may change things (rules, points, jobs), `reporter`

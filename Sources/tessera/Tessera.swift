@@ -531,7 +531,7 @@ struct SimulateCommand: AsyncParsableCommand {
         var rows: [[String]] = []
         for policy in policies {
             var acknowledged = 0, faults = 0, crashes = 0, overdrafts = 0, expiries = 0, coupons = 0
-            var attempts = 0, accepted = 0, byPolicy = 0, leaseOps = 0, failedHere = 0
+            var attempts = 0, accepted = 0, byPolicy = 0, leaseOps = 0, rights = 0, failedHere = 0
             let started = Date()
             for s in seed..<(seed + UInt64(max(0, seeds))) {
                 let config = SimulationConfig(seed: s, stores: stores, steps: steps, offlineLimit: offlineLimit, policy: policy, workload: workload)
@@ -539,7 +539,7 @@ struct SimulateCommand: AsyncParsableCommand {
                 acknowledged += report.acknowledged; faults += report.faults; crashes += report.crashes; overdrafts += report.overdrafts
                 expiries += report.expiries; coupons += report.couponsUsed
                 attempts += report.offlineAttempts; accepted += report.offlineAccepted; leaseOps += report.leaseOperations
-                byPolicy += report.offlineRefusedByPolicy
+                byPolicy += report.offlineRefusedByPolicy; rights += report.rightsViolations
                 if !report.violations.isEmpty {
                     failedHere += 1
                     say("seed \(s): \(report.violations.count) violation(s): \(report.violations.prefix(3).joined(separator: "; "))")
@@ -550,16 +550,16 @@ struct SimulateCommand: AsyncParsableCommand {
             let share = attempts == 0 ? 0 : Double(accepted) / Double(attempts) * 100
             say("\(policy.rawValue): \(seeds) seeds x \(steps) steps, \(stores) stores, \(workload.rawValue) workload: \(failedHere) failed; "
                 + "\(acknowledged) operations acknowledged to tills, \(faults) network faults, \(crashes) crashes, \(overdrafts) overdrafts reported, "
-                + "\(accepted) of \(attempts) offline spends accepted (\(String(format: "%.1f", share)) %), \(byPolicy) refused by the policy itself, \(leaseOps) lease operations, "
+                + "\(accepted) of \(attempts) offline spends accepted (\(String(format: "%.1f", share)) %), \(byPolicy) refused by the policy itself, \(leaseOps) lease operations, \(rights) rights created or lost, "
                 + "\(expiries) points expiries, \(coupons) coupons redeemed; \(String(format: "%.1f", Date().timeIntervalSince(started))) s")
             let refusedShare = attempts == 0 ? 0 : Double(byPolicy) / Double(attempts) * 100
             rows.append([policy.rawValue, "\(seeds)", "\(overdrafts)", "\(accepted) / \(attempts)", String(format: "%.1f %%", share),
-                         "\(byPolicy) (\(String(format: "%.1f", refusedShare)) %)", "\(leaseOps)", "\(failedHere)"])
+                         "\(byPolicy) (\(String(format: "%.1f", refusedShare)) %)", "\(leaseOps)", policy == .escrow ? "\(rights)" : "n/a", "\(failedHere)"])
         }
         if compare {
             say("")
-            say("| policy | seeds | overdrafts | offline spends accepted | share | refused by the policy itself | lease operations | seeds failed |")
-            say("|---|---|---|---|---|---|---|---|")
+            say("| policy | seeds | overdrafts | offline spends accepted | share | refused by the policy itself | lease operations | rights created or lost | seeds failed |")
+            say("|---|---|---|---|---|---|---|---|---|")
             for row in rows { say("| " + row.joined(separator: " | ") + " |") }
         }
         if failed > 0 { throw ExitCode(1) }

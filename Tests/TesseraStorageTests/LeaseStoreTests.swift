@@ -151,6 +151,19 @@ final class LeaseStoreTests {
         #expect(try offline.decode(NodeAPI.TransactionResult.self).transaction.authorization == .offline)
     }
 
+    @Test("revoking a store gives its leases back to the hub at once", arguments: Backend.all)
+    func revokedStoreLeasesComeBack(_ backend: Backend) throws {
+        try use(backend)
+        let one = try node(s1)
+        let ada = try enrol(one, "Ada", "+15551800")
+        _ = try one.recharge(ada.id, NodeAPI.Recharge(amount: 10_000), key: nil)
+        try sync(one, hub)
+        #expect((try hubLeases(ada)[s1]?.value ?? 0) > 0)
+        try hub.revokeStore(s1)
+        #expect(try hubLeases(ada)[s1] == .zero)
+        #expect(try hub.memberLeases(ada.id).hubValue == 10_000)
+    }
+
     @Test("a store may not lend itself rights, give back another store's lease, or draw more from its lease than it spends", arguments: Backend.all)
     func storesCannotForgeRights(_ backend: Backend) throws {
         try use(backend)
