@@ -33,6 +33,15 @@ final class LeaseStoreTests {
                   node: node, hub: online ? hub : nil)
     }
 
+    /// Ada, enrolled at `node` with 10,000 recharged there; `settled` syncs twice, so the hub's
+    /// recall of what is above the store's target has been answered.
+    func ada(_ phone: String, at node: NodeStore, settled: Bool = true) throws -> MemberView {
+        let ada = try enrol(node, "Ada", phone)
+        _ = try node.recharge(ada.id, NodeAPI.Recharge(amount: 10_000), key: nil)
+        if settled { for _ in 0..<2 { try sync(node, hub) } }
+        return ada
+    }
+
     func hubLeases(_ member: MemberView) throws -> [StoreID: Rights] {
         ChainState(folding: try hub.log().map(\.op)).leases(of: member.id)
     }
@@ -42,8 +51,7 @@ final class LeaseStoreTests {
     func rechargeSpendableOffline(_ backend: Backend) throws {
         try use(backend)
         let one = try node(s1)
-        let ada = try enrol(one, "Ada", "+15551100")
-        _ = try one.recharge(ada.id, NodeAPI.Recharge(amount: 10_000), key: nil)
+        let ada = try self.ada("+15551100", at: one, settled: false)
         #expect(try one.ownLeases()[ada.id] == Rights(value: 10_000))
         let first = try buy(3_000, ada, at: one, online: false)
         #expect(first.status == 201)
@@ -67,10 +75,7 @@ final class LeaseStoreTests {
     func noDoubleSpendAcrossPartitions(_ backend: Backend) throws {
         try use(backend)
         let one = try node(s1), two = try node(s2)
-        let ada = try enrol(one, "Ada", "+15551200")
-        _ = try one.recharge(ada.id, NodeAPI.Recharge(amount: 10_000), key: nil)
-        try sync(one, hub)  // the hub asks for what is above store one's target back ...
-        try sync(one, hub)  // ... and store one gives it back
+        let ada = try self.ada("+15551200", at: one)  // store one holds its target of the 10,000
         try sync(two, hub)
         // Ada shops at store two (online): it borrows from the hub, and is lent a lease there.
         #expect(try buy(1_000, ada, at: two, online: true).status == 201)
@@ -94,9 +99,7 @@ final class LeaseStoreTests {
     func borrowAndRecall(_ backend: Backend) throws {
         try use(backend)
         let one = try node(s1), two = try node(s2)
-        let ada = try enrol(one, "Ada", "+15551300")
-        _ = try one.recharge(ada.id, NodeAPI.Recharge(amount: 10_000), key: nil)
-        try sync(one, hub); try sync(one, hub)
+        let ada = try self.ada("+15551300", at: one)
         try sync(two, hub)
         let free = 10_000 - (try hubLeases(ada).values.reduce(Rights.zero, +).value)
         #expect(free > 0 && free < 8_000)
@@ -116,9 +119,7 @@ final class LeaseStoreTests {
     func leaseEnds(_ backend: Backend) throws {
         try use(backend)
         let one = try node(s1)
-        let ada = try enrol(one, "Ada", "+15551400")
-        _ = try one.recharge(ada.id, NodeAPI.Recharge(amount: 10_000), key: nil)
-        try sync(one, hub); try sync(one, hub)
+        let ada = try self.ada("+15551400", at: one)
         let held = try #require(try one.ownLeases()[ada.id])
         #expect(held.value > 0)
         clock.advance(25 * 3_600_000)
@@ -137,9 +138,8 @@ final class LeaseStoreTests {
     func leasesOff(_ backend: Backend) throws {
         try use(backend)
         let one = try node(s1), two = try node(s2)
-        let ada = try enrol(one, "Ada", "+15551500")
-        _ = try one.recharge(ada.id, NodeAPI.Recharge(amount: 10_000), key: nil)
-        try sync(one, hub); try sync(one, hub); try sync(two, hub)
+        let ada = try self.ada("+15551500", at: one)
+        try sync(two, hub)
         #expect(try buy(1_000, ada, at: two, online: true).status == 201)
         try sync(two, hub); try sync(one, hub)
         _ = try hub.publishRules(Programme(version: 2, name: "unleased").json)
@@ -155,8 +155,7 @@ final class LeaseStoreTests {
     func revokedStoreLeasesComeBack(_ backend: Backend) throws {
         try use(backend)
         let one = try node(s1)
-        let ada = try enrol(one, "Ada", "+15551800")
-        _ = try one.recharge(ada.id, NodeAPI.Recharge(amount: 10_000), key: nil)
+        let ada = try self.ada("+15551800", at: one, settled: false)
         try sync(one, hub)
         #expect((try hubLeases(ada)[s1]?.value ?? 0) > 0)
         try hub.revokeStore(s1)
@@ -189,8 +188,7 @@ final class LeaseStoreTests {
     func voidedSpendReturnsItsDraw(_ backend: Backend) throws {
         try use(backend)
         let one = try node(s1)
-        let ada = try enrol(one, "Ada", "+15551700")
-        _ = try one.recharge(ada.id, NodeAPI.Recharge(amount: 10_000), key: nil)
+        let ada = try self.ada("+15551700", at: one, settled: false)
         let before = try #require(try one.ownLeases()[ada.id])
         let pending = try awaitingHub(try one.beginPurchase(ada.id, NodeAPI.PurchaseRequest(amount: 3_000, payFromBalance: true), key: nil))
         #expect(try hub.authorize(AuthorizeRequest(prior: try one.prior(for: pending), op: pending.op), from: s1).decision == .accepted)
