@@ -75,7 +75,7 @@ def components():
             "id": {"type": "string"}, "kind": {"type": "string"}, "member": {"type": "string"},
             "amount": money, "value_change": money, "points_change": money, "points_earned": money,
             "points_redeemed": money, "value_spent": money, "refund_of": {"type": "string"},
-            "authorization": {"enum": ["hub", "offline", "none"]}, "cash": money,
+            "authorization": {"enum": ["hub", "offline", "lease", "none"]}, "cash": money,
             "receipt": {"type": "object"},
         },
     }

@@ -96,8 +96,11 @@ public enum NodeAPI {
 
     /// How a spend was authorised: by the hub, by the node alone while the hub was unreachable,
     /// or not needed (nothing was taken from the balance or points).
+    /// Who allowed a spend: the hub (online), the node's offline policy (the hub unreachable),
+    /// the store's own lease (escrow leases: decided at the store, online or not), or nobody
+    /// (nothing was taken).
     public enum Authorization: String, Codable, Sendable {
-        case hub, offline, none
+        case hub, offline, lease, none
     }
 
     public struct Transaction: Codable, Sendable, Hashable {

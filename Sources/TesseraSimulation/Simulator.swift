@@ -24,12 +24,14 @@ public struct SimulationConfig: Sendable, CustomStringConvertible {
     public var policy: OfflinePolicyChoice
     /// Who shops where: any member at any store, or members who mostly shop at one or two.
     public var workload: Workload
+    /// Under escrow: the share of each member's balance and points lent to stores (percent).
+    public var leaseShare: Int64
 
     public enum OfflinePolicyChoice: String, Sendable, CaseIterable { case limit, escrow }
     public enum Workload: String, Sendable, CaseIterable { case uniform, loyal }
 
     public init(seed: UInt64, stores: Int = 4, steps: Int = 200, offlineLimit: Int64? = nil, hubDatabase: PostgresLocation? = nil,
-                policy: OfflinePolicyChoice = .limit, workload: Workload = .uniform) {
+                policy: OfflinePolicyChoice = .limit, workload: Workload = .uniform, leaseShare: Int64 = 60) {
         precondition((1...50).contains(stores), "1 to 50 stores")
         self.seed = seed
         self.stores = stores
@@ -38,12 +40,14 @@ public struct SimulationConfig: Sendable, CustomStringConvertible {
         self.hubDatabase = hubDatabase
         self.policy = policy
         self.workload = workload
+        self.leaseShare = leaseShare
     }
 
     /// The command that replays this run exactly.
     public var description: String {
         "tessera simulate --seed \(seed) --stores \(stores) --steps \(steps)" + (offlineLimit.map { " --offline-limit \($0)" } ?? "")
             + (policy == .limit ? "" : " --policy \(policy.rawValue)") + (workload == .uniform ? "" : " --workload \(workload.rawValue)")
+            + (policy == .escrow && leaseShare != 60 ? " --lease-share \(leaseShare)" : "")
     }
 }
 
@@ -67,6 +71,9 @@ public struct SimulationReport: Sendable {
     /// Offline spends refused by the policy itself (`offline_limit_exceeded`, `offline_lease_exceeded`),
     /// not because the member lacked the money, the points or the coupon as the node knew them.
     public var offlineRefusedByPolicy = 0
+    /// Online spends the hub refused because the rest of the member's balance was lent to other
+    /// stores (`balance_leased`): the price of leases online.
+    public var onlineLeaseRefusals = 0
     /// Lease operations in the hub's log: grants, returns, recalls.
     public var leaseOperations = 0
     /// Rights created or lost: a store's lease below zero, a member's leases above what it
@@ -122,7 +129,7 @@ public final class Simulator {
         if config.policy == .escrow {
             // Leases that end within a simulated day, so that expiry and renewal happen often.
             var leased = programme ?? Programme(version: 1, name: "simulated")
-            leased.leases = Programme.Leases(sharePercent: 60, stores: 2, memberCapMinor: 40_000, memberCapPoints: 2_000, hours: 20)
+            leased.leases = Programme.Leases(sharePercent: config.leaseShare, stores: 2, memberCapMinor: 40_000, memberCapPoints: 2_000, hours: 20)
             programme = leased
         }
         if let programme { _ = try hub.publishRules(programme.json) }
@@ -275,6 +282,13 @@ public final class Simulator {
         switch step {
         case .answered(let a):
             answer = a
+            // A spend its store's lease covered, decided at the store: an offline attempt when
+            // the store is cut off (it succeeds, as it would have online).
+            if partitioned.contains(i), a.status == 201,
+               (try? JSONDecoder().decode(NodeAPI.TransactionResult.self, from: a.body))?.transaction.authorization == .lease {
+                report.offlineAttempts += 1
+                report.offlineAccepted += 1
+            }
         case .authorize(let pending):
             let outcome: AuthorizationOutcome
             if partitioned.contains(i) || chance(0.05) {
@@ -295,6 +309,7 @@ public final class Simulator {
                 refused.insert(pending.op.id)
                 report.refusedSpends += 1
             }
+            if case .refused(.balanceLeased, _, _) = outcome { report.onlineLeaseRefusals += 1 }
             if case .unreachable = outcome {
                 report.offlineAttempts += 1
                 if answer.status == 201 { report.offlineAccepted += 1 }
@@ -312,6 +327,12 @@ public final class Simulator {
     func crashDuringSpend(at i: Int) throws {
         guard let member = try someMember(at: i) else { return }
         let step = try? nodes[i].beginPurchase(member.id, NodeAPI.PurchaseRequest(amount: Int64.random(in: 1...5000, using: &rng), payFromBalance: true), key: nil)
+        if case .answered(let answer)? = step {
+            // Decided at once (its store's lease covered it): the till heard before the crash.
+            report.tillAnswers += 1
+            try record(answer, at: i)
+            return
+        }
         guard case .authorize(let pending) = step else { return }
         if !partitioned.contains(i) && chance(0.5) {
             _ = try hub.authorize(AuthorizeRequest(prior: try nodes[i].prior(for: pending), op: pending.op), from: storeIDs[i])

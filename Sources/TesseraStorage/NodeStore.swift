@@ -627,6 +627,17 @@ public final class NodeStore: Sendable {
                 try self.remember(key, answer, db)
                 return .answered(answer)
             }
+            // Under leases, a spend this store's lease covers is the store's to allow, online or
+            // not: no round trip to the hub (the lease is rights no other store holds). A coupon
+            // still goes to the hub, which alone sees every use of it.
+            if let drawn = body.leaseDrawn, debit.coupon == nil, LeasePlan.offlineRefusal(debit, drawn: drawn) == nil,
+               let member = body.member,
+               try Replica.standing(of: member, programme: try Replica.programme(db), asOfMs: op.hlc.wallMs, db).refusal(of: debit) == nil {
+                try self.record(op, body, status: "pending", db)
+                let answer = try self.spendAnswer(PendingSpend(op: op, body: body, debit: debit), authorization: .lease, db)
+                try self.remember(key, answer, db)
+                return .answered(answer)
+            }
             // Durable before the hub hears of it: the id is never reused, whatever happens next.
             try self.record(op, body, status: "authorizing", apply: false, db)
             return .authorize(PendingSpend(op: op, body: body, debit: debit))

@@ -520,6 +520,7 @@ struct SimulateCommand: AsyncParsableCommand {
     var policy: String = "limit"
     @Option(help: "Who shops where: uniform (any member anywhere) or loyal (members mostly at one or two stores).")
     var workload: String = "uniform"
+    @Option(help: "Under escrow: the share of each member's balance lent to stores, percent.") var leaseShare: Int64 = 60
     @Flag(help: "Run every seed under both policies and print them side by side.") var compare = false
 
     func run() async throws {
@@ -531,15 +532,16 @@ struct SimulateCommand: AsyncParsableCommand {
         var rows: [[String]] = []
         for policy in policies {
             var acknowledged = 0, faults = 0, crashes = 0, overdrafts = 0, expiries = 0, coupons = 0
-            var attempts = 0, accepted = 0, byPolicy = 0, leaseOps = 0, rights = 0, failedHere = 0
+            var attempts = 0, accepted = 0, byPolicy = 0, leaseOps = 0, rights = 0, leased = 0, failedHere = 0
             let started = Date()
             for s in seed..<(seed + UInt64(max(0, seeds))) {
-                let config = SimulationConfig(seed: s, stores: stores, steps: steps, offlineLimit: offlineLimit, policy: policy, workload: workload)
+                let config = SimulationConfig(seed: s, stores: stores, steps: steps, offlineLimit: offlineLimit, policy: policy, workload: workload,
+                                              leaseShare: leaseShare)
                 let report = try Simulator.run(config)
                 acknowledged += report.acknowledged; faults += report.faults; crashes += report.crashes; overdrafts += report.overdrafts
                 expiries += report.expiries; coupons += report.couponsUsed
                 attempts += report.offlineAttempts; accepted += report.offlineAccepted; leaseOps += report.leaseOperations
-                byPolicy += report.offlineRefusedByPolicy; rights += report.rightsViolations
+                byPolicy += report.offlineRefusedByPolicy; rights += report.rightsViolations; leased += report.onlineLeaseRefusals
                 if !report.violations.isEmpty {
                     failedHere += 1
                     say("seed \(s): \(report.violations.count) violation(s): \(report.violations.prefix(3).joined(separator: "; "))")
@@ -550,16 +552,16 @@ struct SimulateCommand: AsyncParsableCommand {
             let share = attempts == 0 ? 0 : Double(accepted) / Double(attempts) * 100
             say("\(policy.rawValue): \(seeds) seeds x \(steps) steps, \(stores) stores, \(workload.rawValue) workload: \(failedHere) failed; "
                 + "\(acknowledged) operations acknowledged to tills, \(faults) network faults, \(crashes) crashes, \(overdrafts) overdrafts reported, "
-                + "\(accepted) of \(attempts) offline spends accepted (\(String(format: "%.1f", share)) %), \(byPolicy) refused by the policy itself, \(leaseOps) lease operations, \(rights) rights created or lost, "
+                + "\(accepted) of \(attempts) offline spends accepted (\(String(format: "%.1f", share)) %), \(byPolicy) refused by the policy itself, \(leaseOps) lease operations, \(rights) rights created or lost, \(leased) online spends refused as balance_leased, "
                 + "\(expiries) points expiries, \(coupons) coupons redeemed; \(String(format: "%.1f", Date().timeIntervalSince(started))) s")
             let refusedShare = attempts == 0 ? 0 : Double(byPolicy) / Double(attempts) * 100
-            rows.append([policy.rawValue, "\(seeds)", "\(overdrafts)", "\(accepted) / \(attempts)", String(format: "%.1f %%", share),
-                         "\(byPolicy) (\(String(format: "%.1f", refusedShare)) %)", "\(leaseOps)", policy == .escrow ? "\(rights)" : "n/a", "\(failedHere)"])
+            rows.append([policy == .escrow ? "escrow (share \(leaseShare) %)" : (offlineLimit.map { "limit (\($0) a day)" } ?? "limit (drawn per seed)"), "\(seeds)", "\(overdrafts)", "\(accepted) / \(attempts)", String(format: "%.1f %%", share),
+                         "\(byPolicy) (\(String(format: "%.1f", refusedShare)) %)", "\(leased)", "\(leaseOps)", policy == .escrow ? "\(rights)" : "n/a", "\(failedHere)"])
         }
         if compare {
             say("")
-            say("| policy | seeds | overdrafts | offline spends accepted | share | refused by the policy itself | lease operations | rights created or lost | seeds failed |")
-            say("|---|---|---|---|---|---|---|---|---|")
+            say("| policy | seeds | overdrafts | offline spends accepted | share | refused by the policy itself | online refusals balance_leased | lease operations | rights created or lost | seeds failed |")
+            say("|---|---|---|---|---|---|---|---|---|---|")
             for row in rows { say("| " + row.joined(separator: " | ") + " |") }
         }
         if failed > 0 { throw ExitCode(1) }
