@@ -9,7 +9,7 @@ import TesseraStorage
 struct Chain {
     let hubData: String
     let tokens: [String]
-    /// A head-office token (reporter), for the reports' timings.
+    /// A head-office token (admin: the bench also publishes a programme), for the reports' timings.
     let admin: String
     var hubPath: String { (hubData as NSString).appendingPathComponent("hub.sqlite") }
 
@@ -21,7 +21,7 @@ struct Chain {
             guard let id = StoreID(rawValue: store) else { throw BenchFailure("bad store id \(store)") }
             return try hub.addStore(id, name: store)
         }
-        return Chain(hubData: hubData, tokens: tokens, admin: try hub.issueAdminToken(role: .reporter, label: "bench").token)
+        return Chain(hubData: hubData, tokens: tokens, admin: try hub.issueAdminToken(role: .admin, label: "bench").token)
     }
 
     /// The hub's newest version (read straight from its file).
