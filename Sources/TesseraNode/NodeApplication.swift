@@ -32,7 +32,7 @@ public final class Node: Sendable {
             let outcome: AuthorizationOutcome
             if sync.recentlyUnreachable {
                 // The hub did not answer moments ago: decide now rather than make the till wait.
-                return try store.finishSpend(pending, outcome: .unreachable, key: key)
+                return try await store.committing { [store] in try store.finishSpend(pending, outcome: .unreachable, key: key) }
             }
             do {
                 let prior = try store.prior(for: pending)
@@ -47,7 +47,8 @@ public final class Node: Sendable {
                 sync.markUnreachable(error)
                 outcome = .unreachable
             }
-            return try store.finishSpend(pending, outcome: outcome, key: key)
+            let settled = outcome
+            return try await store.committing { [store] in try store.finishSpend(pending, outcome: settled, key: key) }
         }
     }
 
@@ -125,7 +126,7 @@ public enum NodeApplication {
         }
 
         router.post("/v1/members") { request, _ in
-            try await till(NodeAPI.Enrol.self, request) { body, key in try node.store.enrol(body, key: key) }
+            try await till(NodeAPI.Enrol.self, request) { body, key in try await node.store.committing { try node.store.enrol(body, key: key) } }
         }
         router.get("/v1/members") { request, _ in
             guard let phone = request.query("phone") else { throw DomainError(.invalidRequest, "give ?phone=") }
@@ -139,16 +140,16 @@ public enum NodeApplication {
         }
         router.patch("/v1/members/{id}") { request, context in
             let id = MemberID(try context.parameters.require("id"))
-            return try await till(NodeAPI.Update.self, request) { body, key in try node.store.update(id, body, key: key) }
+            return try await till(NodeAPI.Update.self, request) { body, key in try await node.store.committing { try node.store.update(id, body, key: key) } }
         }
         router.post("/v1/members/{id}/recharge") { request, context in
             let id = MemberID(try context.parameters.require("id"))
-            return try await till(NodeAPI.Recharge.self, request) { body, key in try node.store.recharge(id, body, key: key) }
+            return try await till(NodeAPI.Recharge.self, request) { body, key in try await node.store.committing { try node.store.recharge(id, body, key: key) } }
         }
         router.post("/v1/members/{id}/purchase") { request, context in
             let id = MemberID(try context.parameters.require("id"))
             return try await till(NodeAPI.PurchaseRequest.self, request) { body, key in
-                try await node.spend(try node.store.beginPurchase(id, body, key: key), key: key)
+                try await node.spend(try await node.store.committing { try node.store.beginPurchase(id, body, key: key) }, key: key)
             }
         }
         router.post("/v1/members/{id}/quote") { request, context in
@@ -158,23 +159,23 @@ public enum NodeApplication {
         }
         router.post("/v1/members/{id}/activities") { request, context in
             let id = MemberID(try context.parameters.require("id"))
-            return try await till(NodeAPI.ActivityRequest.self, request) { body, key in try node.store.awardActivity(id, body, key: key) }
+            return try await till(NodeAPI.ActivityRequest.self, request) { body, key in try await node.store.committing { try node.store.awardActivity(id, body, key: key) } }
         }
         router.post("/v1/members/{id}/memberships") { request, context in
             let id = MemberID(try context.parameters.require("id"))
-            return try await till(NodeAPI.MembershipRequest.self, request) { body, key in try node.store.sellMembership(id, body, key: key) }
+            return try await till(NodeAPI.MembershipRequest.self, request) { body, key in try await node.store.committing { try node.store.sellMembership(id, body, key: key) } }
         }
         router.get("/v1/rules") { _, _ in try JSONBody.response(try node.store.programme()) }
         router.post("/v1/members/{id}/cards") { request, context in
             let id = MemberID(try context.parameters.require("id"))
-            return try await till(NodeAPI.NewCard.self, request) { body, key in try node.store.issueCard(id, body, key: key) }
+            return try await till(NodeAPI.NewCard.self, request) { body, key in try await node.store.committing { try node.store.issueCard(id, body, key: key) } }
         }
         router.post("/v1/transactions/{id}/refund") { request, context in
             let raw = try context.parameters.require("id")
             guard let txn = OperationID(raw) else { throw DomainError(.invalidRequest, "'\(raw)' is not a transaction id") }
             // The body is optional: none (or `{}`) refunds all that is left.
             return try await till(NodeAPI.RefundRequest.self, request, whenEmpty: NodeAPI.RefundRequest()) { body, key in
-                try await node.spend(try node.store.beginRefund(txn, body, key: key), key: key)
+                try await node.spend(try await node.store.committing { try node.store.beginRefund(txn, body, key: key) }, key: key)
             }
         }
         router.get("/v1/cards/{card}") { _, context in
@@ -182,7 +183,7 @@ public enum NodeApplication {
         }
         router.post("/v1/cards/{card}/block") { request, context in
             let card = CardNumber(try context.parameters.require("card"))
-            return try await tillNoBody(request) { key in try node.store.blockCard(card, key: key) }
+            return try await tillNoBody(request) { key in try await node.store.committing { try node.store.blockCard(card, key: key) } }
         }
 
         return Application(router: router, server: .http1(configuration: .init(idleTimeout: .seconds(75))),

@@ -34,12 +34,14 @@ public final class NodeStore: Sendable {
     public let offlinePolicy: OfflineSpendPolicy
     private let clock: Mutex<HybridLogicalClock>
     private let physicalMs: @Sendable () -> Int64
+    private let committer: GroupCommit
 
     public static func wallClockMs() -> Int64 { Int64(Date().timeIntervalSince1970 * 1000) }
 
     public init(path: String, store: StoreID, offlinePolicy: OfflineSpendPolicy = OfflineSpendPolicy(),
                 physicalMs: @escaping @Sendable () -> Int64 = NodeStore.wallClockMs) throws {
         self.pool = try SQLiteFiles.openPool(path: path)
+        self.committer = GroupCommit(pool: pool)
         self.store = store
         self.offlinePolicy = offlinePolicy
         self.physicalMs = physicalMs
@@ -604,19 +606,39 @@ public final class NodeStore: Sendable {
 
     // MARK: - Internals
 
+    /// Runs `call` (one of this store's till writes) with the group commit: writes that arrive
+    /// together share one transaction and one disk sync, and each returns once it is durable.
+    /// The HTTP layer writes through this; in-process callers may call the writes directly.
+    public func committing<T: Sendable>(_ call: @escaping @Sendable () throws -> T) async throws -> T {
+        try await committer.run(call)
+    }
+
+    /// The group commit's commits so far and the till writes they carried.
+    public var groupCommits: (batches: Int, writes: Int) { committer.counts }
+
+    /// One transaction for a till write: called by the group commit, a savepoint of its batch
+    /// (a write that fails is undone alone); called anywhere else, a transaction of its own.
+    private func transact<T>(_ body: (Database) throws -> T) throws -> T {
+        guard let db = committer.current else { return try SQLiteFiles.guarded { try pool.write(body) } }
+        var result: T?
+        try SQLiteFiles.guarded { try db.inSavepoint { result = try body(db); return .commit } }
+        guard let result else { preconditionFailure("a committed savepoint without a result") }
+        return result
+    }
+
     /// Runs a till write in one transaction, answering a retried idempotency key from disk.
     private func write(_ key: IdempotencyKey?, _ body: @escaping (Database) throws -> TillAnswer) throws -> TillAnswer {
-        try SQLiteFiles.guarded { try pool.write { db in
+        try transact { db in
             if let stored = try self.replay(key, db) { return stored }
             try self.requireBootstrapped(db)
             let answer = try body(db)
             try self.remember(key, answer, db)
             return answer
-        } }
+        }
     }
 
     private func begin(_ key: IdempotencyKey?, _ build: @escaping (Database, TillContext) throws -> OperationBody) throws -> SpendStep {
-        try SQLiteFiles.guarded { try pool.write { db in
+        try transact { db in
             if let stored = try self.replay(key, db) { return .answered(stored) }
             try self.requireBootstrapped(db)
             let (op, body) = try self.makeOperation(db) { _, context in try self.leased(try build(db, context), context, db) }
@@ -641,7 +663,7 @@ public final class NodeStore: Sendable {
             // Durable before the hub hears of it: the id is never reused, whatever happens next.
             try self.record(op, body, status: "authorizing", apply: false, db)
             return .authorize(PendingSpend(op: op, body: body, debit: debit))
-        } }
+        }
     }
 
     private func replay(_ key: IdempotencyKey?, _ db: Database) throws -> TillAnswer? {

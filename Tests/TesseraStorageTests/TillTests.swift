@@ -24,6 +24,27 @@ struct TillTests {
         IdempotencyKey(key: k, method: "POST", path: "/x", body: Data(body.utf8))
     }
 
+    @Test("till writes made at once share commits; a bad one fails alone, and every other is on disk when its till hears success")
+    func groupCommit() async throws {
+        let ada = try enrol(node, "Ada", "+15550190")
+        let node = self.node
+        let outcomes = await withTaskGroup(of: Bool.self) { group in
+            for i in 0..<60 {
+                group.addTask {
+                    let member = i % 6 == 0 ? MemberID("m-nobody-1") : ada.id
+                    return (try? await node.committing { try node.recharge(member, NodeAPI.Recharge(amount: 100), key: nil) })?.status == 201
+                }
+            }
+            return await group.reduce(into: [Bool]()) { $0.append($1) }
+        }
+        #expect(outcomes.filter { $0 }.count == 50)
+        let (batches, writes) = node.groupCommits
+        #expect(writes == 60 && batches < writes, "\(batches) commits for \(writes) writes")
+        // Durable: a second connection to the file (as after a crash) sees all fifty.
+        let reopened = try NodeStore(path: dir.path("\(s1).sqlite"), store: s1)
+        #expect(try reopened.member(ada.id).balance == 5_000)
+    }
+
     @Test("bad input gets a clear error and changes nothing")
     func badInput() throws {
         #expect(throws: DomainError.self) { try node.enrol(NodeAPI.Enrol(name: "", phone: "+15550100"), key: nil) }

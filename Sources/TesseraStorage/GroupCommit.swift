@@ -1,0 +1,112 @@
+import Foundation
+import GRDB
+import Synchronization
+
+/// Group commit for a node's till writes. Tills that write at the same moment share one
+/// transaction and so one disk sync: each write runs in a savepoint of its own (a write that
+/// fails is rolled back alone), and every caller hears its answer only once the shared commit
+/// is on disk, so "success" still means durable.
+///
+/// The writes run on one thread of the committer's, never on the callers' (Swift concurrency's
+/// few threads would otherwise block on the database and no two tills' writes could ever meet).
+/// The store's synchronous methods are unchanged: called on the committer's thread they use the
+/// batch's transaction (`NodeStore.transact`), called anywhere else their own.
+final class GroupCommit: @unchecked Sendable {
+    private let pool: DatabasePool
+    private let condition = NSCondition()
+    // Guarded by `condition`.
+    private var queue: [Job] = []
+    private var started = false
+    private var batches = 0, writes = 0
+    /// The batch's database connection, set and read on the committer's thread only.
+    private var batch: Database?
+    /// The committer's thread (`pthread_self`), to know when a write runs inside a batch.
+    private let writer = Mutex<pthread_t?>(nil)
+
+    private struct Job {
+        var run: () -> Void
+        var finish: ((any Error)?) -> Void
+    }
+
+    /// Unchecked: the result is written on the committer's thread and read after the commit,
+    /// which the condition orders.
+    private final class Outcome<T>: @unchecked Sendable {
+        var result: Result<T, any Error>?
+    }
+
+    init(pool: DatabasePool) {
+        self.pool = pool
+    }
+
+    /// Runs `call` (a synchronous write of the store's) in the next batch and returns once the
+    /// batch is committed.
+    func run<T: Sendable>(_ call: @escaping @Sendable () throws -> T) async throws -> T {
+        try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<T, any Error>) in
+            let outcome = Outcome<T>()
+            let job = Job(run: { outcome.result = Result { try call() } },
+                          finish: { commitError in
+                              switch outcome.result {
+                              case .success(let value)?:
+                                  // Written but not durable: the caller must not hear "success".
+                                  if let commitError { continuation.resume(throwing: commitError) } else { continuation.resume(returning: value) }
+                              case .failure(let error)?:
+                                  continuation.resume(throwing: error)
+                              case nil:
+                                  continuation.resume(throwing: commitError ?? CancellationError())
+                              }
+                          })
+            condition.lock()
+            queue.append(job)
+            if !started {
+                started = true
+                let thread = Thread { [self] in
+                    writer.withLock { $0 = pthread_self() }
+                    loop()
+                }
+                thread.name = "tessera-group-commit"
+                thread.start()
+            }
+            condition.signal()
+            condition.unlock()
+        }
+    }
+
+    /// Commits made, and the writes they carried.
+    var counts: (batches: Int, writes: Int) {
+        condition.lock()
+        defer { condition.unlock() }
+        return (batches, writes)
+    }
+
+    /// The batch's connection when called on the committer's thread inside a batch, else nil.
+    var current: Database? {
+        let me = pthread_self()
+        guard writer.withLock({ $0.map { pthread_equal($0, me) != 0 } ?? false }) else { return nil }
+        return batch
+    }
+
+    private func loop() {
+        while true {
+            condition.lock()
+            while queue.isEmpty { condition.wait() }
+            let jobs = queue
+            queue.removeAll()
+            batches += 1
+            writes += jobs.count
+            condition.unlock()
+            var commitError: (any Error)?
+            do {
+                try SQLiteFiles.guarded {
+                    try pool.write { db in
+                        batch = db
+                        defer { batch = nil }
+                        for job in jobs { job.run() }
+                    }
+                }
+            } catch {
+                commitError = error
+            }
+            for job in jobs { job.finish(commitError) }
+        }
+    }
+}
