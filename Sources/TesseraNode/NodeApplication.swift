@@ -105,6 +105,10 @@ public enum NodeApplication {
                                 help: "Seconds since the last successful sync (-1: never)")
             Observability.gauge("tessera_node_database_bytes", Double(SQLiteFiles.bytes(node.store.pool.path)), labels: labels,
                                 help: "The node's SQLite file with its write-ahead log")
+            let commits = node.store.groupCommits
+            Observability.gauge("tessera_node_till_commits", Double(commits.batches), labels: labels,
+                                help: "Commits of till writes since start (writes made together share one)")
+            Observability.gauge("tessera_node_till_writes", Double(commits.writes), labels: labels, help: "Till writes since start")
             return Observability.response()
         }
 
