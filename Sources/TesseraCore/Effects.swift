@@ -131,7 +131,7 @@ extension OperationBody {
         case .valueRecharged(let b):
             ledger(LedgerEntry(member: b.member, value: b.amount, bonus: b.bonus))
             out += b.coupons.map(Effect.coupon)
-            lease(b.member, nil, Rights(value: b.leaseValue ?? 0))
+            lease(b.member, nil, ownLeaseChange)
         case .purchase(let p):
             // Spending (value, bonus, redeemed points) and earning are separate entries: expiry
             // takes spent points from the oldest lots, earned points join their own lot.
@@ -139,7 +139,7 @@ extension OperationBody {
             ledger(LedgerEntry(member: p.member, points: p.pointsEarned, lot: lot(p.pointsExpireOn), qualifying: p.qualifying))
             if let referrer = p.referrer { ledger(LedgerEntry(member: referrer, points: p.referralPoints, lot: lot(p.pointsExpireOn))) }
             if let coupon = p.coupon { out.append(.couponUsed(coupon)) }
-            lease(p.member, nil, Rights(value: p.leaseValue ?? 0, points: p.leasePoints ?? 0))
+            lease(p.member, nil, ownLeaseChange)
         case .refund(let r):
             ledger(LedgerEntry(member: r.member, value: r.value, bonus: r.bonus, points: r.pointsRestored))
             ledger(LedgerEntry(member: r.member, points: -r.pointsReversed, lot: lot(r.pointsExpireOn), qualifying: r.qualifying))
@@ -147,7 +147,7 @@ extension OperationBody {
             out.append(.refund(of: r.of, amount: r.amount))
             if let coupon = r.coupon { out.append(.couponRestored(coupon, use: r.of)) }
             out += r.couponsRevoked.map(Effect.couponUsed)
-            lease(r.member, nil, Rights(value: r.leaseValue ?? 0, points: r.leasePoints ?? 0))
+            lease(r.member, nil, ownLeaseChange)
         case .pointsAdjusted(let a):
             // Points given join a lot; points taken are spent like a redemption.
             ledger(LedgerEntry(member: a.member, points: a.points, lot: a.points > 0 ? lot(a.pointsExpireOn) : nil))

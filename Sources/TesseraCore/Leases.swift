@@ -179,16 +179,13 @@ public enum LeasePlan {
     public static func targets(policy: Programme.Leases, total: Rights, visits: [(store: StoreID, count: Int)]) -> [StoreID: Rights] {
         let chosen = Array(visits.filter { $0.count > 0 }.prefix(policy.stores))
         guard !chosen.isEmpty else { return [:] }
-        let lend = Rights(value: min(max(0, total.value) / 100 * policy.sharePercent + max(0, total.value) % 100 * policy.sharePercent / 100,
-                                     policy.memberCapMinor),
-                          points: min(max(0, total.points) / 100 * policy.sharePercent + max(0, total.points) % 100 * policy.sharePercent / 100,
-                                      policy.memberCapPoints))
+        let lend = Rights(value: min(mulDiv(max(0, total.value), policy.sharePercent, 100), policy.memberCapMinor),
+                          points: min(mulDiv(max(0, total.points), policy.sharePercent, 100), policy.memberCapPoints))
         let weight = Int64(chosen.reduce(0) { $0 + $1.count })
         var out: [StoreID: Rights] = [:]
         var given = Rights.zero
         for (store, count) in chosen {
-            let share = Rights(value: lend.value / weight * Int64(count) + lend.value % weight * Int64(count) / weight,
-                               points: lend.points / weight * Int64(count) + lend.points % weight * Int64(count) / weight)
+            let share = Rights(value: mulDiv(lend.value, Int64(count), weight), points: mulDiv(lend.points, Int64(count), weight))
             out[store] = share
             given = given + share
         }
@@ -212,6 +209,12 @@ extension LeasePlan {
         guard drawn.value < debit.valueMinor || drawn.points < debit.points else { return nil }
         return DomainError(.offlineLeaseExceeded,
             "the hub is unreachable and this store's lease of the member covers \(drawn.value) of \(debit.valueMinor) in value and \(drawn.points) of \(debit.points) points; the rest is available online")
+    }
+
+    /// Why the store may not allow the spend on its own (at once, or with the hub unreachable):
+    /// the member, as the store knows it, cannot bear it, or the store's lease does not cover it.
+    public static func refusal(_ debit: Debit, drawn: Rights, known: MemberStanding) -> DomainError? {
+        known.refusal(of: debit) ?? offlineRefusal(debit, drawn: drawn)
     }
 }
 

@@ -158,14 +158,14 @@ extension HubStore {
         _ = try append(Operation(id: id, hlc: hlc, body: enrolment), enrolment, db, w)
         for extra in cards.dropFirst() {
             let issued = OperationBody.cardIssued(CardIssued(member: member, card: extra))
-            _ = try append(try makeHubOperation(issued, db), issued, db, w)
+            try appendHubOperation(issued, db, w)
         }
         guard row.principal > 0 || row.bonus > 0 || row.points > 0 else { return member }
         let expiry = row.pointsExpireOn ?? (row.points > 0 && lot != .never ? lot.iso : nil)
         let opening = OperationBody.balanceOpened(BalanceOpened(
             member: member, store: row.store, value: row.principal, bonus: row.bonus, points: row.points,
             pointsExpireOn: expiry, reference: row.reference))
-        _ = try append(try makeHubOperation(opening, db), opening, db, w)
+        try appendHubOperation(opening, db, w)
         return member
     }
 

@@ -75,15 +75,16 @@ extension HubStore {
     /// share of what the hub holds (or renew its lease when half its life has passed), and recall
     /// the leases of stores the member no longer uses. Only the store in contact is lent to: a
     /// grant it could not receive would lock the rights away until it came back.
-    func rebalanceLeases(of member: MemberID, at store: StoreID, _ db: Database, _ w: any LedgerWrites) throws {
-        guard store != .hub, let policy = try Replica.programme(db).leases else { return }
+    func rebalanceLeases(of member: MemberID, at store: StoreID, programme: Programme, policy: Programme.Leases,
+                         _ db: Database, _ w: any LedgerWrites) throws {
+        guard store != .hub else { return }
         let root = try Replica.root(of: member, db)
         guard try Replica.isEnrolled(root, db) else { return }
         let now = physicalMs()
-        let programme = try Replica.programme(db)
         let standing = try Replica.standing(of: root, programme: programme, asOfMs: now, db)
         let leases = try Replica.leases(of: root, lifetimeMs: policy.lifetimeMs, db)
-        let group = try JSONText.encode(try Replica.group(of: root, db).map(\.rawValue))
+        let members = try Replica.group(of: root, db)
+        let group = try JSONText.encode(members.map(\.rawValue))
         // The member's last visits, most recent first (its joining store among them).
         var visits: [(store: StoreID, count: Int)] = []
         for origin in try String.fetchAll(db.cachedStatement(sql: """
@@ -93,10 +94,10 @@ extension HubStore {
             guard let id = StoreID(rawValue: origin) else { continue }
             if let i = visits.firstIndex(where: { $0.store == id }) { visits[i].count += 1 } else { visits.append((id, 1)) }
         }
-        let recalled = Set(try Replica.openRecalls(to: nil, members: try Replica.group(of: root, db), db).map(\.store))
+        let recalled = Set(try Replica.openRecalls(to: nil, members: members, db).map(\.store))
         var room: [StoreID: Int64] = [:]
         if let cap = policy.storeCapMinor {
-            let lent = try Int64.fetchOne(db.cachedStatement(sql: "SELECT COALESCE(SUM(value), 0) FROM leases WHERE store = ?"),
+            let lent = try Int64.fetchOne(db.cachedStatement(sql: "SELECT COALESCE(SUM(value), 0) FROM leases WHERE store = ? AND \(Replica.settled)"),
                                           arguments: [store.rawValue]) ?? 0
             room[store] = cap - lent
         }
@@ -118,13 +119,14 @@ extension HubStore {
     /// After a push or an authorisation: rebalances the leases of each member a sale, recharge
     /// or enrolment just accepted from `store` was about (once per member).
     func rebalanceLeases(after ops: [TesseraCore.Operation], _ results: [PushResult], from store: StoreID, _ db: Database, _ w: any LedgerWrites) throws {
-        guard try Replica.programme(db).leases != nil else { return }
+        let programme = try Replica.programme(db)
+        guard let policy = programme.leases else { return }
         var done = Set<MemberID>()
         for (op, result) in zip(ops, results) where result.status == .accepted
             && ["purchase", "value.recharged", "member.enrolled"].contains(op.kind) {
             guard let member = try? op.decoded().member else { continue }
             let root = try Replica.root(of: member, db)
-            if done.insert(root).inserted { try rebalanceLeases(of: root, at: store, db, w) }
+            if done.insert(root).inserted { try rebalanceLeases(of: root, at: store, programme: programme, policy: policy, db, w) }
         }
     }
 
@@ -133,15 +135,8 @@ extension HubStore {
     /// its token is rotated later, sales it made against these leases while cut off may arrive
     /// and overdraw a member; the hub reports that like any overdraft.)
     func reclaimLeases(of store: StoreID, _ db: Database, _ w: any LedgerWrites) throws {
-        var held: [MemberID: Rights] = [:]
-        for row in try Row.fetchAll(db.cachedStatement(sql: """
-            SELECT member_id, SUM(value) AS value, SUM(points) AS points FROM leases WHERE store = ? AND \(Replica.settled) GROUP BY member_id
-            """), arguments: [store.rawValue]) {
-            let root = try Replica.root(of: MemberID(row["member_id"]), db)
-            held[root, default: .zero] = held[root, default: .zero] + Rights(value: row["value"], points: row["points"])
-        }
-        for (member, rights) in held.sorted(by: { $0.key < $1.key }) {
-            let back = Rights(value: max(0, rights.value), points: max(0, rights.points))
+        for (member, holding) in try Replica.storeLeases(store, lifetimeMs: 0, db).sorted(by: { $0.key < $1.key }) {
+            let back = Rights(value: max(0, holding.rights.value), points: max(0, holding.rights.points))
             guard !back.isZero else { continue }
             try appendHubOperation(.leaseReturned(LeaseReturned(member: member, store: store, value: back.value, points: back.points,
                                                                 reason: "store_revoked")), db, w)
@@ -155,9 +150,5 @@ extension HubStore {
         guard let policy, due > 0 else { return due }
         let lent = try Replica.leases(of: member, lifetimeMs: policy.lifetimeMs, db).values.map(\.rights.points).reduce(0, +)
         return min(due, max(0, standing.points - max(0, lent)))
-    }
-
-    private func appendHubOperation(_ body: OperationBody, _ db: Database, _ w: any LedgerWrites) throws {
-        _ = try append(try makeHubOperation(body, db), body, db, w)
     }
 }

@@ -860,9 +860,7 @@ public final class HubStore: HubStorage {
             }
             var opID: String?
             if !fresh.isEmpty {
-                let body = OperationBody.couponsIssued(CouponsIssued(coupons: fresh, reason: "segment \(name)"))
-                let op = try self.makeHubOperation(body, db)
-                _ = try self.append(op, body, db, w)
+                let op = try self.appendHubOperation(.couponsIssued(CouponsIssued(coupons: fresh, reason: "segment \(name)")), db, w)
                 opID = op.id.description
                 try w.audit(actor: actor, action: "segment.coupons", detail: "\(fresh.count) coupon(s) \(template) to segment \(name) as \(op.id)", at: isoNow())
             }
@@ -936,9 +934,7 @@ public final class HubStore: HubStorage {
         default:
             throw DomainError(.invalidRequest, "give either an activity of the programme, or non-zero points with a reason")
         }
-        let body = OperationBody.pointsAdjusted(adjustment)
-        let op = try self.makeHubOperation(body, db)
-        _ = try self.append(op, body, db, w)
+        let op = try self.appendHubOperation(.pointsAdjusted(adjustment), db, w)
         try w.audit(actor: actor, action: "points.adjusted", detail: "\(root) \(adjustment.points) points (\(adjustment.reason)) as \(op.id)", at: isoNow())
         guard let view = try Replica.view(of: member, asOfMs: now, db) else { preconditionFailure("an enrolled member has a view") }
         return (op, view)
@@ -974,9 +970,7 @@ public final class HubStore: HubStorage {
                     let standing = try Replica.standing(of: member, programme: programme, asOfMs: now, db)
                     let due = try Self.expiryUnderLeases(standing.expiryDue, standing: standing, member: member, policy: programme.leases, db)
                     if due != 0 {
-                        let body = OperationBody.pointsExpired(PointsExpired(member: member, points: due, asOf: today.adding(days: -1).iso))
-                        let op = try self.makeHubOperation(body, db)
-                        _ = try self.append(op, body, db, w)
+                        try self.appendHubOperation(.pointsExpired(PointsExpired(member: member, points: due, asOf: today.adding(days: -1).iso)), db, w)
                         report.expiries += 1
                         report.pointsExpired += due
                     }
@@ -987,9 +981,7 @@ public final class HubStore: HubStorage {
                     member: member, birthday: row["birthday"], lastActive: calendar.day(ms: active), today: today, programme: programme)
                     .filter { try Bool.fetchOne(db.cachedStatement(sql: "SELECT NOT EXISTS (SELECT 1 FROM coupons WHERE id = ?)"), arguments: [$0.id]) ?? false }
                 if !coupons.isEmpty {
-                    let body = OperationBody.couponsIssued(CouponsIssued(coupons: coupons, reason: "scheduled"))
-                    let op = try self.makeHubOperation(body, db)
-                    _ = try self.append(op, body, db, w)
+                    try self.appendHubOperation(.couponsIssued(CouponsIssued(coupons: coupons, reason: "scheduled")), db, w)
                     report.coupons += coupons.count
                 }
             }
@@ -1134,6 +1126,7 @@ public final class HubStore: HubStorage {
             // reverse it, entry by entry, with visible operations of the hub's.
             let used = try String.fetchOne(db.cachedStatement(sql: "SELECT coupon FROM coupon_uses WHERE op_id = ?"), arguments: [v.of.description])
             var entries = try Replica.entries(of: v.of, db)
+            let programme = try Replica.programme(db)
             let lease = try Row.fetchOne(db.cachedStatement(sql: "SELECT member_id, store, value, points FROM leases WHERE op_id = ?"),
                                          arguments: [v.of.description])
             if entries.isEmpty, used != nil || lease != nil, let member = v.member { entries = [LedgerEntry(member: member)] }
@@ -1147,18 +1140,17 @@ public final class HubStore: HubStorage {
                     body.leaseValue = -(lease["value"] as Int64)
                     body.leasePoints = -(lease["points"] as Int64)
                 }
-                if let policy = try Replica.programme(db).leases, body.points < 0 {
+                if let policy = programme.leases, body.points < 0 {
                     // Points the voided spend earned may have been lent to a store
                     // since: only what the hub still holds is taken back, else the leases would
                     // hold more than the member has. The rest is the member's to keep.
                     let root = try Replica.root(of: e.member, db)
-                    let standing = try Replica.standing(of: root, programme: try Replica.programme(db), asOfMs: physicalMs(), db)
+                    let standing = try Replica.standing(of: root, programme: programme, asOfMs: physicalMs(), db)
                     let free = Self.hubHeld(standing, leases: try Replica.leases(of: root, lifetimeMs: policy.lifetimeMs, db))
                     body.points = -min(-body.points, max(0, free.points))
                 }
                 let reversal = OperationBody.operationReversed(body)
-                let hubOp = try makeHubOperation(reversal, db)
-                _ = try append(hubOp, reversal, db, w)
+                let hubOp = try appendHubOperation(reversal, db, w)
                 try exception("reversal", member: e.member, op: hubOp.id, detail: "\(v.of) was voided by its store after the hub applied it; reversed", w)
                 try checkOverdraft(reversal, hubOp.id, note: "after reversing \(v.of)", db, w)
             }
@@ -1205,7 +1197,7 @@ public final class HubStore: HubStorage {
             if standing.expiryDue < 0 {
                 let today = programme.calendar.day(ms: physicalMs())
                 let giveBack = OperationBody.pointsExpired(PointsExpired(member: root, points: standing.expiryDue, asOf: today.adding(days: -1).iso))
-                _ = try append(try makeHubOperation(giveBack, db), giveBack, db, w)
+                try appendHubOperation(giveBack, db, w)
             }
         }
     }
@@ -1248,9 +1240,7 @@ public final class HubStore: HubStorage {
         let roots = try Replica.roots(withPhone: phone, db)
         guard roots.count > 1, let survivor = roots.first?.0 else { return }
         for (member, _) in roots.dropFirst() {
-            let body = OperationBody.memberMerged(MemberMerged(from: member, into: survivor))
-            let op = try makeHubOperation(body, db)
-            _ = try append(op, body, db, w)
+            let op = try appendHubOperation(.memberMerged(MemberMerged(from: member, into: survivor)), db, w)
             try exception("merge", member: survivor, op: op.id, detail: "\(member) enrolled the same phone; merged into \(survivor)", w)
         }
     }
@@ -1258,6 +1248,14 @@ public final class HubStore: HubStorage {
     func makeHubOperation(_ body: OperationBody, _ db: Database) throws -> Operation {
         let (id, hlc) = try nextHubStamp(db)
         return Operation(id: id, hlc: hlc, body: body)
+    }
+
+    /// Makes an operation of the hub's and appends it to the log (inside a write).
+    @discardableResult
+    func appendHubOperation(_ body: OperationBody, _ db: Database, _ w: any LedgerWrites) throws -> Operation {
+        let op = try makeHubOperation(body, db)
+        _ = try append(op, body, db, w)
+        return op
     }
 
     /// An operation of the hub's of a kind only the hub writes (no body type of its own: nodes

@@ -345,7 +345,7 @@ public final class NodeStore: Sendable {
                 // A spend priced under leases may be made offline only within this store's lease
                 // (no limit then: nothing it takes can be taken twice); else the v1 daily limit.
                 let refusal = if let drawn = spend.body.leaseDrawn {
-                    known.refusal(of: spend.debit) ?? LeasePlan.offlineRefusal(spend.debit, drawn: drawn)
+                    LeasePlan.refusal(spend.debit, drawn: drawn, known: known)
                 } else {
                     self.offlinePolicy.decide(spend.debit, known: known, spentToday: spentToday)
                 }
@@ -439,7 +439,6 @@ public final class NodeStore: Sendable {
         }
     }
 
-    /// Every member's view, as of `asOfMs` (the node's clock when nil).
     /// What this store may take from the member offline now (`GET /v1/members/{id}/offline`).
     public func offlineAllowance(_ member: MemberID) throws -> NodeAPI.OfflineAllowance {
         try pool.read { db in
@@ -463,19 +462,10 @@ public final class NodeStore: Sendable {
     /// What this store's leases hold, per member (resolved through merges): what it may spend
     /// offline under leases, before their ends.
     public func ownLeases() throws -> [MemberID: Rights] {
-        try pool.read { db in
-            var out: [MemberID: Rights] = [:]
-            for row in try Row.fetchAll(db.cachedStatement(sql: """
-                SELECT member_id, SUM(value) AS value, SUM(points) AS points FROM leases WHERE store = ? AND \(Replica.settled)
-                GROUP BY member_id
-                """), arguments: [store.rawValue]) {
-                let root = try Replica.root(of: MemberID(row["member_id"]), db)
-                out[root, default: .zero] = out[root, default: .zero] + Rights(value: row["value"], points: row["points"])
-            }
-            return out
-        }
+        try pool.read { db in try Replica.storeLeases(store, lifetimeMs: 0, db).mapValues(\.rights) }
     }
 
+    /// Every member's view, as of `asOfMs` (the node's clock when nil).
     public func allMembers(asOfMs: Int64? = nil) throws -> [MemberView] {
         try pool.read { db in try Replica.allViews(asOfMs: asOfMs ?? self.nowMs(), db) }
     }
@@ -652,9 +642,9 @@ public final class NodeStore: Sendable {
             // Under leases, a spend this store's lease covers is the store's to allow, online or
             // not: no round trip to the hub (the lease is rights no other store holds). A coupon
             // still goes to the hub, which alone sees every use of it.
-            if let drawn = body.leaseDrawn, debit.coupon == nil, LeasePlan.offlineRefusal(debit, drawn: drawn) == nil,
-               let member = body.member,
-               try Replica.standing(of: member, programme: try Replica.programme(db), asOfMs: op.hlc.wallMs, db).refusal(of: debit) == nil {
+            if let drawn = body.leaseDrawn, debit.coupon == nil, let member = body.member,
+               LeasePlan.refusal(debit, drawn: drawn,
+                                 known: try Replica.standing(of: member, programme: try Replica.programme(db), asOfMs: op.hlc.wallMs, db)) == nil {
                 try self.record(op, body, status: "pending", db)
                 let answer = try self.spendAnswer(PendingSpend(op: op, body: body, debit: debit), authorization: .lease, db)
                 try self.remember(key, answer, db)
@@ -779,15 +769,9 @@ public final class NodeStore: Sendable {
             guard try Meta.get("bootstrapped", db) == "1" else { return ([], []) }
             let policy = try Replica.programme(db).leases
             let now = self.nowMs()
-            let rows = try Row.fetchAll(db.cachedStatement(sql: """
-                SELECT member_id, SUM(value) AS value, SUM(points) AS points,
-                       COALESCE(MAX(CASE WHEN expires_ms IS NOT NULL THEN expires_ms WHEN value > 0 OR points > 0 THEN at_ms + ? END), 0) AS ends
-                FROM leases WHERE store = ? AND \(Replica.settled) GROUP BY member_id
-                """), arguments: [policy?.lifetimeMs ?? 0, self.store.rawValue])
-            let due = rows.filter { row in
-                let held = (row["value"] as Int64) > 0 || (row["points"] as Int64) > 0
-                return held && (policy == nil || now >= (row["ends"] as Int64))
-            }.map { MemberID($0["member_id"]) }
+            let due = try Replica.storeLeases(self.store, lifetimeMs: policy?.lifetimeMs ?? 0, db).filter { _, holding in
+                (holding.rights.value > 0 || holding.rights.points > 0) && (policy == nil || now >= holding.endsMs)
+            }.map(\.key).sorted()
             return (due, try Replica.openRecalls(to: self.store, db).map(\.member))
         }
         guard !due.isEmpty || !recalls.isEmpty else { return 0 }

@@ -203,7 +203,7 @@ enum Replica {
                 try db.cachedStatement(sql: "INSERT OR IGNORE INTO memberships (op_id, member_id, body) VALUES (?, ?, ?)").execute(
                     arguments: [opID, period.member.rawValue, try JSONText.encode(period)])
             case .rights(let member, let store, let change, let expiresMs):
-                // A reversal's row names the operation it reverses (see `settledLeases`).
+                // A reversal's row names the operation it reverses (see `settled`).
                 let reverses: String? = if case .operationReversed(let r) = body { r.of.description } else { nil }
                 try db.cachedStatement(sql: """
                     INSERT OR IGNORE INTO leases (op_id, member_id, store, value, points, expires_ms, at_ms, reverses) VALUES (?, ?, ?, ?, ?, ?, ?, ?)
@@ -264,18 +264,38 @@ enum Replica {
         op_id NOT IN (SELECT of FROM voids) AND (reverses IS NULL OR reverses NOT IN (SELECT of FROM voids))
         """
 
+    /// A lease's end, over its rows: the latest grant's `expires_ms`, or `at + lifetime` (the
+    /// one parameter) of a change the store made itself; 0 without either.
+    static let leaseEnds = """
+        COALESCE(MAX(CASE WHEN expires_ms IS NOT NULL THEN expires_ms WHEN value > 0 OR points > 0 THEN at_ms + ? END), 0)
+        """
+
     /// Every store's lease of the member (resolved through merges).
     static func leases(of member: MemberID, lifetimeMs: Int64, _ db: Database) throws -> [StoreID: LeaseHolding] {
         let root = try root(of: member, db)
         var out: [StoreID: LeaseHolding] = [:]
         for row in try Row.fetchAll(db.cachedStatement(sql: """
             WITH RECURSIVE grp(id) AS (VALUES (?) UNION SELECT merges.from_id FROM merges JOIN grp ON merges.into_id = grp.id)
-            SELECT store, SUM(value) AS value, SUM(points) AS points,
-                   COALESCE(MAX(CASE WHEN expires_ms IS NOT NULL THEN expires_ms WHEN value > 0 OR points > 0 THEN at_ms + ? END), 0) AS ends
+            SELECT store, SUM(value) AS value, SUM(points) AS points, \(leaseEnds) AS ends
             FROM leases WHERE member_id IN (SELECT id FROM grp) AND \(settled) GROUP BY store
             """), arguments: [root.rawValue, lifetimeMs]) {
             guard let store = StoreID(rawValue: row["store"]) else { continue }
             out[store] = LeaseHolding(rights: Rights(value: row["value"], points: row["points"]), endsMs: row["ends"])
+        }
+        return out
+    }
+
+    /// Every member's lease at one store (members resolved through merges; the end is the latest
+    /// of the member's group).
+    static func storeLeases(_ store: StoreID, lifetimeMs: Int64, _ db: Database) throws -> [MemberID: LeaseHolding] {
+        var out: [MemberID: LeaseHolding] = [:]
+        for row in try Row.fetchAll(db.cachedStatement(sql: """
+            SELECT member_id, SUM(value) AS value, SUM(points) AS points, \(leaseEnds) AS ends
+            FROM leases WHERE store = ? AND \(settled) GROUP BY member_id
+            """), arguments: [lifetimeMs, store.rawValue]) {
+            let root = try root(of: MemberID(row["member_id"]), db)
+            let here = LeaseHolding(rights: Rights(value: row["value"], points: row["points"]), endsMs: row["ends"])
+            out[root] = out[root].map { LeaseHolding(rights: $0.rights + here.rights, endsMs: max($0.endsMs, here.endsMs)) } ?? here
         }
         return out
     }
