@@ -199,16 +199,26 @@ struct WriteLockTests {
         let chain = try await Chain(stores: ["w1"], backend: .postgresql)
         defer { chain.stopAll() }
         try await chain.waitBootstrapped("w1")
-        let database = try #require(chain.database)
-        // Another session holds the chain's write lock for 8 s (as a hub stuck mid-write would).
-        let holder = Process()
+        let database = try #require(chain.database), server = try #require(Backend.server)
+        // Another session takes the chain's write lock (as a hub stuck mid-write would) and
+        // holds it until this test lets go: no stopwatch decides when it ends (a busy machine
+        // made an 8 s sleep run out before the reads below were asked; CI caught it).
+        let holder = Process(), orders = Pipe()
         holder.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        holder.arguments = ["psql", database.url, "-qc",
-                            "BEGIN; SELECT pg_advisory_xact_lock(\(0x7E55_E2A0_0001)); SELECT pg_sleep(8); COMMIT;"]
+        holder.arguments = ["psql", database.url, "-q"]
+        holder.standardInput = orders
         holder.standardOutput = FileHandle.nullDevice
+        holder.environment = ProcessInfo.processInfo.environment.merging(["PGAPPNAME": "tessera_lock_holder"]) { $1 }
         try holder.run()
         defer { if holder.isRunning { holder.terminate() } }
-        try await Task.sleep(for: .milliseconds(500))
+        orders.fileHandleForWriting.write(Data("BEGIN; SELECT pg_advisory_xact_lock(\(0x7E55_E2A0_0001));\n".utf8))
+        let lockHeld = """
+            SELECT count(*)::text FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+            WHERE l.locktype = 'advisory' AND l.granted AND a.application_name = 'tessera_lock_holder' AND a.datname = '\(database.name)'
+            """
+        try await eventually("the other session holds the write lock") {
+            try PostgresAdmin.strings(lockHeld, at: server) != ["0"]
+        }
         let token = try #require(chain.tokens["w1"])
         // More waiting writes than the machine has cores (and fewer than the test client's 6
         // connections to one host, which would queue the reads below on the client's side).
@@ -223,9 +233,11 @@ struct WriteLockTests {
         #expect(try await HTTP.get(chain.hubURL + "/readyz").status == 200)
         let pull = try await HTTP.call("GET", chain.hubURL + "/v1/sync/pull?after=0", headers: ["Authorization": "Bearer \(token)", "Tessera-Protocol": "1"])
         #expect(pull.status == 200)
-        // Not a stopwatch (a busy machine is slow): the other session still holds the lock, so
-        // these answers did not wait for it.
-        #expect(holder.isRunning, "answered while the lock is still held")
+        // The other session still holds the lock (only this test ends it), so these answers did
+        // not wait for it.
+        #expect(try PostgresAdmin.strings(lockHeld, at: server) != ["0"], "answered while the lock is still held")
+        orders.fileHandleForWriting.write(Data("COMMIT;\n".utf8))
+        try orders.fileHandleForWriting.close()
         for write in writes {
             let answer = try await write.value
             #expect(answer.status == 200 || answer.errorCode == "storage_unavailable", "\(answer.status) \(answer.text)")
