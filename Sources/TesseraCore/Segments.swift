@@ -14,8 +14,12 @@ public enum Segments {
         /// "MM-DD" (or with a year in front).
         public var birthday: String?
         public var enrolledMs: Int64
-        /// When each purchase was made (its stamp's wall clock), any order.
-        public var purchasesMs: [Int64]
+        /// How many purchases the member made, and when the last was made (its stamp's wall clock).
+        public var purchases: Int
+        public var lastPurchaseMs: Int64?
+        /// When each recent purchase was made, any order: at least those within the window
+        /// `activity` asks about.
+        public var recentPurchasesMs: [Int64]
         /// Purchases less their refunds, in minor units.
         public var spend: Int64
         public var tier: String?
@@ -28,12 +32,19 @@ public enum Segments {
         /// `tier_movements` only (filled in by the hub, which knows the tiers then and now).
         public var tierBefore: String?
         public var tierStep: Int64 = 0
+        public init(id: MemberID, name: String?, phone: String?, birthday: String?, enrolledMs: Int64, purchases: Int, lastPurchaseMs: Int64?,
+                    recentPurchasesMs: [Int64], spend: Int64, tier: String?, membershipUntil: String?) {
+            self.id = id; self.name = name; self.phone = phone; self.birthday = birthday; self.enrolledMs = enrolledMs
+            self.purchases = purchases; self.lastPurchaseMs = lastPurchaseMs; self.recentPurchasesMs = recentPurchasesMs
+            self.spend = spend; self.tier = tier; self.membershipUntil = membershipUntil
+        }
+        /// A profile from every purchase's time.
         public init(id: MemberID, name: String?, phone: String?, birthday: String?, enrolledMs: Int64, purchasesMs: [Int64], spend: Int64,
                     tier: String?, membershipUntil: String?) {
-            self.id = id; self.name = name; self.phone = phone; self.birthday = birthday; self.enrolledMs = enrolledMs
-            self.purchasesMs = purchasesMs; self.spend = spend; self.tier = tier; self.membershipUntil = membershipUntil
+            self.init(id: id, name: name, phone: phone, birthday: birthday, enrolledMs: enrolledMs, purchases: purchasesMs.count,
+                      lastPurchaseMs: purchasesMs.max(), recentPurchasesMs: purchasesMs, spend: spend, tier: tier, membershipUntil: membershipUntil)
         }
-        var lastActiveMs: Int64 { purchasesMs.max() ?? enrolledMs }
+        var lastActiveMs: Int64 { lastPurchaseMs ?? enrolledMs }
     }
 
     /// A member in a segment: the label of the band or level it falls in, and the figure
@@ -92,13 +103,13 @@ public enum Segments {
                 throw DomainError(.invalidRequest, "activity needs window_days above 0 and excited > active > inert >= 1")
             }
             out = profiles.map { m in
-                let recent = m.purchasesMs.filter { nowMs - $0 < p.windowDays * dayMs && $0 <= nowMs }.count
+                let recent = m.recentPurchasesMs.filter { nowMs - $0 < p.windowDays * dayMs && $0 <= nowMs }.count
                 let label = recent >= p.excited ? "excited" : recent >= p.active ? "active" : recent >= p.inert ? "inert" : "dormant"
                 return entry(m, label, Int64(recent))
             }
         case "one_timers":
-            out = profiles.filter { $0.purchasesMs.count <= 1 && (nowMs - $0.lastActiveMs) / dayMs >= p.sinceDays }
-                .map { entry($0, $0.purchasesMs.isEmpty ? "never_bought" : "bought_once", (nowMs - $0.lastActiveMs) / dayMs) }
+            out = profiles.filter { $0.purchases <= 1 && (nowMs - $0.lastActiveMs) / dayMs >= p.sinceDays }
+                .map { entry($0, $0.purchases == 0 ? "never_bought" : "bought_once", (nowMs - $0.lastActiveMs) / dayMs) }
         case "birthdays":
             guard let month = p.month, (1...12).contains(month) else { throw DomainError(.invalidRequest, "birthdays needs month=1 to 12") }
             out = profiles.filter { $0.birthday.flatMap(RulesEngine.birthdayMonth) == month }

@@ -112,6 +112,23 @@ enum Dashboard {
                 return page("Settlement", office, html)
             }
         }
+        pages.get("/settlement/flows") { request, _ in
+            let period = try request.integerQuery("period").map { Int(clamping: $0) }
+            let issuer = request.query("issuer"), spender = request.query("spender")
+            return try await signed(request, storage) { office in
+                let report = try storage.settlementFlows(period: period, issuer: issuer, spender: spender, limit: 500)
+                var html = "<p>Period \(report.period): \(e(issuer ?? "any store"))'s value spent at \(e(spender ?? "any store")). "
+                html += "Each line is a load (the operation that brought the value in) paying for a spend; a negative amount undoes one (a refund, a reversal).</p>"
+                html += "<table><tr><th>Log version</th><th>Currency</th><th>Load</th><th>Spend</th><th>Member</th><th>Amount</th></tr>"
+                for f in report.flows {
+                    html += "<tr><td class=n>\(f.version)</td><td>\(f.currency)</td><td>\(e(f.load)) (\(e(f.issuer)))</td><td>\(e(f.spend)) (\(e(f.spender)))</td>"
+                    html += "<td><a href=\"/dashboard/members?id=\(e(query(f.member.rawValue)))\">\(e(f.member.rawValue))</a></td><td class=n>\(money(f.amount))</td></tr>"
+                }
+                html += "</table>"
+                if report.more { html += "<p>The first 500 flows; all of them from <code>GET /v1/reports/settlement/flows?format=csv</code>.</p>" }
+                return page("Settlement flows", office, html + "<p><a href=\"/dashboard/settlement?period=\(report.period)\">Back to the period</a></p>")
+            }
+        }
         pages.get("/segments") { request, _ in
             let name = request.query("name") ?? "dormant"
             let parameters = try HubApplication.segmentParameters(request)
@@ -238,6 +255,11 @@ enum Dashboard {
 
     // MARK: - HTML
 
+    /// A value for a URL's query (store and member ids are plain, but nothing is assumed).
+    static func query(_ text: String) -> String {
+        text.addingPercentEncoding(withAllowedCharacters: .alphanumerics.union(CharacterSet(charactersIn: "-_.:"))) ?? text
+    }
+
     static func e(_ text: String) -> String {
         var out = ""
         out.reserveCapacity(text.count)
@@ -269,7 +291,9 @@ enum Dashboard {
         guard !report.pairs.isEmpty else { return "<p>No value crossed between stores in this period.</p>" }
         var html = "<table><tr><th>Issuing store (pays)</th><th>Spending store (receives)</th><th>Principal</th><th>Bonus</th><th>Flows</th></tr>"
         for p in report.pairs {
-            html += "<tr><td>\(e(p.issuer))</td><td>\(e(p.spender))</td><td class=n>\(money(p.principal))</td><td class=n>\(money(p.bonus))</td><td class=n>\(p.flows)</td></tr>"
+            let behind = "/dashboard/settlement/flows?period=\(report.period)&amp;issuer=\(e(query(p.issuer)))&amp;spender=\(e(query(p.spender)))"
+            html += "<tr><td>\(e(p.issuer))</td><td>\(e(p.spender))</td><td class=n>\(money(p.principal))</td><td class=n>\(money(p.bonus))</td>"
+            html += "<td class=n><a href=\"\(behind)\">\(p.flows)</a></td></tr>"
         }
         return html + "</table>"
     }

@@ -274,6 +274,20 @@ public enum HubApplication {
                 ["\(report.period)", $0.issuer, $0.spender, "\($0.principal)", "\($0.bonus)", "\($0.flows)"]
             })
         }
+        office.get("/reports/settlement/flows") { request, _ in
+            let csv = try CSVBody.wanted(request)
+            let period = try request.integerQuery("period").map { Int(clamping: $0) }
+            let limit = try request.limitQuery(default: 1000, max: 100_000)
+            let issuer = request.query("issuer"), spender = request.query("spender")
+            let flows = try await offload {
+                try authenticateAdmin(request, storage, .reporter)
+                return try storage.settlementFlows(period: period, issuer: issuer, spender: spender, limit: limit)
+            }
+            guard csv else { return try JSONBody.response(flows) }
+            return CSVBody.response(header: ["period", "version", "currency", "issuer", "spender", "amount", "load", "spend", "member"], rows: flows.flows.map {
+                ["\(flows.period)", "\($0.version)", $0.currency, $0.issuer, $0.spender, "\($0.amount)", $0.load, $0.spend, $0.member.rawValue]
+            })
+        }
         office.post("/reports/settlement/close") { request, _ in
             let report = try await offload {
                 let office = try authenticateAdmin(request, storage, .admin)

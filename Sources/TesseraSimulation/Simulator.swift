@@ -158,7 +158,7 @@ public final class Simulator {
         let base = FileManager.default.fileExists(atPath: "/dev/shm")
             ? URL(fileURLWithPath: "/dev/shm") : FileManager.default.temporaryDirectory
         let folder = base.appendingPathComponent("tessera-sim-\(UUID().uuidString)")
-        defer { try? FileManager.default.removeItem(at: folder) }
+        defer { if ProcessInfo.processInfo.environment["TESSERA_SIM_KEEP"] == nil { try? FileManager.default.removeItem(at: folder) } else { print("kept", folder.path) } }
         return try Simulator(config, folder: folder).run()
     }
 
@@ -202,6 +202,8 @@ public final class Simulator {
                 _ = try hub.publishRules(next.json)
             }
             _ = try hub.runJobs(asOfMs: nil)
+            // Head office closes the settlement period (late offline sales then land in the next).
+            do { _ = try hub.closeSettlementPeriod(actor: "simulation") } catch let error as DomainError where error.code == .invalidRequest {}
         case 96..<98:
             report.crashes += 1
             hub = try Self.openHub(config, folder, clock)
@@ -489,6 +491,8 @@ public final class Simulator {
         let atHub = try hub.allMembers(asOfMs: now)
         let pure = ChainState(folding: log.map(\.op)).allViews(asOfMs: now)
         if pure != atHub { violation("the hub's SQLite state differs from the pure fold of its log") }
+        // Head office's summaries (settlement, liabilities, store days, activity) say what a replay of the log says.
+        for problem in try hub.checkSummaries() { violation(problem) }
         for (i, node) in nodes.enumerated() where try node.allMembers(asOfMs: now) != atHub {
             violation("node \(storeIDs[i]) did not converge with the hub")
         }

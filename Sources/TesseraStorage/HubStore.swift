@@ -58,6 +58,7 @@ public protocol HubStorage: Sendable {
     func databaseBytes() throws -> (fold: Int64, ledger: Int64?)
     func settlement(period: Int?) throws -> HubAPI.SettlementReport
     func closeSettlementPeriod(actor: String) throws -> HubAPI.SettlementReport
+    func settlementFlows(period: Int?, issuer: String?, spender: String?, limit: Int) throws -> HubAPI.SettlementFlows
     func liabilities(asOf: LocalDay?) throws -> HubAPI.Liabilities
     func statement(of member: MemberID) throws -> HubAPI.Statement
     func memberLeases(_ member: MemberID) throws -> HubAPI.MemberLeases
@@ -186,8 +187,12 @@ public final class HubStore: HubStorage {
         migrator.registerMigration("hub-v3-events") { db in
             try db.execute(sql: HubStore.eventTables(serial: "INTEGER PRIMARY KEY AUTOINCREMENT").joined(separator: ";\n"))
         }
+        HubSummaries.migrate(&migrator)
         try migrator.migrate(pool)
-        try pool.write { db in try Replica.applyNewlyKnownKinds(db) }
+        try pool.write { db in
+            // Operations of kinds this build learnt change the fold, and so the summaries.
+            if try Replica.applyNewlyKnownKinds(db) { try HubSummaries.rebuild(db) } else { try HubSummaries.rebuildIfStale(db) }
+        }
         return pool
     }
 
@@ -255,6 +260,7 @@ public final class HubStore: HubStorage {
             """).execute(arguments: [row.version, row.id, row.origin, row.seq, row.hlc, row.kind, row.kindVersion, row.body, row.member, row.receivedAt])
         let body = try op.decoded()
         if case .unknown = body {} else { try Replica.apply(body, of: op, db) }
+        try HubSummaries.apply(op, body, version: row.version, db)
     }
 
     // MARK: - Administration (CLI)
@@ -567,13 +573,13 @@ public final class HubStore: HubStorage {
         return origin
     }
 
-    private func allocation(_ db: Database, untilMs: Int64 = .max) throws -> Settlement.Allocation {
+    func allocation(_ db: Database, untilMs: Int64 = .max) throws -> Settlement.Allocation {
         let (movements, merges) = try self.movements(db, untilMs: untilMs)
         return Settlement.allocate(movements, merges: merges)
     }
 
     /// The closed settlement periods: the log version each one ends at, in order.
-    private func closedPeriods(_ db: Database) throws -> [Int64] {
+    func closedPeriods(_ db: Database) throws -> [Int64] {
         // The hub's own closings only (a store may not push this kind: Validate refuses it).
         try String.fetchAll(db.cachedStatement(sql: "SELECT body FROM ops WHERE kind = ? AND origin = 'hub' ORDER BY version"), arguments: [Self.periodClosedKind])
             .compactMap { text -> Int64? in
@@ -596,10 +602,42 @@ public final class HubStore: HubStorage {
             let after = number == 1 ? 0 : closed[number - 2]
             let head = try Replica.logHead(db)
             let through = number <= closed.count ? closed[number - 1] : head
-            let flows = try self.allocation(db).flows.filter { $0.version > after && $0.version <= through }
-            let (pairs, positions) = Settlement.net(flows)
+            // The summary the allocation keeps per period (flows are settled in log order, so a
+            // flow's period is the one open when it was made).
+            let pairs = try self.summaryPairs(period: number, db)
             return HubAPI.SettlementReport(period: number, after: after, through: through, closed: number <= closed.count,
-                                           pairs: pairs, stores: positions.map(HubAPI.StorePosition.init))
+                                           pairs: pairs, stores: Settlement.positions(pairs).map(HubAPI.StorePosition.init))
+        }
+    }
+
+    func summaryPairs(period: Int, _ db: Database) throws -> [Settlement.Pair] {
+        try Row.fetchAll(db.cachedStatement(sql: """
+            SELECT issuer, spender, principal, bonus, flows FROM settle_pairs WHERE period = ? ORDER BY issuer, spender
+            """), arguments: [period]).map {
+            Settlement.Pair(issuer: $0["issuer"], spender: $0["spender"], principal: $0["principal"], bonus: $0["bonus"], flows: $0["flows"])
+        }
+    }
+
+    /// The flows behind a settlement period's numbers (optionally one issuer's or spender's):
+    /// which load paid for which spend, for which member, at which log version.
+    public func settlementFlows(period: Int?, issuer: String?, spender: String?, limit: Int) throws -> HubAPI.SettlementFlows {
+        try refresh()
+        return try pool.read { db in
+            let closed = try self.closedPeriods(db)
+            let number = period ?? closed.count + 1
+            guard number >= 1 && number <= closed.count + 1 else {
+                throw DomainError(.notFound, "no settlement period \(number); periods 1 to \(closed.count) are closed, \(closed.count + 1) is open")
+            }
+            let rows = try Row.fetchAll(db.cachedStatement(sql: """
+                SELECT version, currency, issuer, spender, amount, load, spend, member_id FROM settle_flows
+                WHERE period = ? AND issuer <> spender AND (? IS NULL OR issuer = ?) AND (? IS NULL OR spender = ?)
+                ORDER BY id LIMIT ?
+                """), arguments: [number, issuer, issuer, spender, spender, limit + 1])
+            let flows = rows.prefix(limit).map { row in
+                HubAPI.SettlementFlow(version: row["version"], currency: row["currency"], issuer: row["issuer"], spender: row["spender"],
+                                      amount: row["amount"], load: row["load"], spend: row["spend"], member: MemberID(row["member_id"]))
+            }
+            return HubAPI.SettlementFlows(period: number, flows: Array(flows), more: rows.count > limit)
         }
     }
 
@@ -610,7 +648,8 @@ public final class HubStore: HubStorage {
             let closed = try self.closedPeriods(db)
             let head = try Replica.logHead(db)
             // Only the closings themselves since the last one: an empty period is not closed.
-            let worked = try Int64.fetchOne(db.cachedStatement(sql: "SELECT COALESCE(MAX(version), 0) FROM ops WHERE NOT (kind = ? AND origin = 'hub')"),
+            // From the log's end back to the first operation that is not a closing (not a pass over the log).
+            let worked = try Int64.fetchOne(db.cachedStatement(sql: "SELECT version FROM ops WHERE NOT (kind = ? AND origin = 'hub') ORDER BY version DESC LIMIT 1"),
                                             arguments: [Self.periodClosedKind]) ?? 0
             guard worked > (closed.last ?? 0) else {
                 throw DomainError(.invalidRequest, "nothing has happened since period \(closed.count) was closed")
@@ -624,46 +663,67 @@ public final class HubStore: HubStorage {
         return try settlement(period: number)
     }
 
-    /// What the chain owes its members (stored value by issuing store, points): now, or at the
-    /// end of the local day `asOf` (the movements stamped by then, as the log holds them now).
+    /// What the chain owes its members (stored value by issuing store, points): now, from the
+    /// summaries; or at the end of the local day `asOf` (the movements stamped by then, as the log
+    /// holds them now), by replaying the log up to then.
     public func liabilities(asOf: LocalDay?) throws -> HubAPI.Liabilities {
         try refresh()
         return try pool.read { db in
             let programme = try Replica.programme(db)
-            // The last millisecond of that local day.
-            let untilMs = asOf.map { programme.calendar.startMs(of: $0.adding(days: 1)) - 1 } ?? .max
-            // Members' views and the allocation from one read: the same state.
-            let allocation = try self.allocation(db, untilMs: untilMs)
-            var stores: [String: HubAPI.StoreLiability] = [:]
-            for lot in allocation.lots {
-                var s = stores[lot.store] ?? HubAPI.StoreLiability(store: lot.store, principal: 0, bonus: 0, owedPrincipal: 0, owedBonus: 0)
-                if lot.currency == .principal { s.principal += lot.amount } else { s.bonus += lot.amount }
-                stores[lot.store] = s
+            if let asOf {
+                // The last millisecond of that local day.
+                var report = try self.replayedLiabilities(untilMs: programme.calendar.startMs(of: asOf.adding(days: 1)) - 1, programme, db)
+                report.asOf = asOf.iso
+                return report
             }
-            for debt in allocation.owed {
-                var s = stores[debt.store] ?? HubAPI.StoreLiability(store: debt.store, principal: 0, bonus: 0, owedPrincipal: 0, owedBonus: 0)
-                if debt.currency == .principal { s.owedPrincipal += debt.amount } else { s.owedBonus += debt.amount }
-                stores[debt.store] = s
-            }
-            let list = stores.values.sorted { $0.store < $1.store }
-            // Each enrolled member's points (with those merged into it), what its view shows,
-            // summed from the entries in one query rather than a view per member.
-            var byRoot: [MemberID: Int64] = [:]
-            for row in try Row.fetchAll(db.cachedStatement(sql: "SELECT member_id, SUM(points) AS points FROM entries WHERE at_ms <= ? GROUP BY member_id"),
-                                        arguments: [untilMs]) {
-                let root = try Replica.root(of: MemberID(row["member_id"]), db)
-                guard try Replica.isEnrolled(root, db) else { continue }
-                byRoot[root, default: 0] += row["points"] as Int64
-            }
-            let points = byRoot.values.reduce(0) { $0 + max(0, $1) }
-            var report = HubAPI.Liabilities(
-                principal: list.reduce(0) { $0 + $1.principal }, bonus: list.reduce(0) { $0 + $1.bonus },
-                owedPrincipal: list.reduce(0) { $0 + $1.owedPrincipal }, owedBonus: list.reduce(0) { $0 + $1.owedBonus },
-                points: points, pointsCashValue: mulDiv(points, programme.redemption.minor, max(1, programme.redemption.points)),
-                rulesVersion: programme.version, stores: list)
-            report.asOf = asOf?.iso
-            return report
+            return try self.summaryLiabilities(programme, db)
         }
+    }
+
+    func summaryLiabilities(_ programme: Programme, _ db: Database) throws -> HubAPI.Liabilities {
+            var stores: [String: HubAPI.StoreLiability] = [:]
+            for row in try Row.fetchAll(db.cachedStatement(sql: "SELECT store, currency, held, owed FROM settle_totals WHERE held <> 0 OR owed <> 0")) {
+                let store: String = row["store"], held: Int64 = row["held"], owed: Int64 = row["owed"]
+                var s = stores[store] ?? HubAPI.StoreLiability(store: store, principal: 0, bonus: 0, owedPrincipal: 0, owedBonus: 0)
+                if row["currency"] as String == Settlement.Currency.principal.rawValue {
+                    s.principal += held; s.owedPrincipal += owed
+                } else {
+                    s.bonus += held; s.owedBonus += owed
+                }
+                stores[store] = s
+            }
+            return Self.liabilities(stores.values.sorted { $0.store < $1.store }, points: try self.pointsOutstanding(db), programme)
+    }
+
+    static func liabilities(_ list: [HubAPI.StoreLiability], points: Int64, _ programme: Programme) -> HubAPI.Liabilities {
+        HubAPI.Liabilities(
+            principal: list.reduce(0) { $0 + $1.principal }, bonus: list.reduce(0) { $0 + $1.bonus },
+            owedPrincipal: list.reduce(0) { $0 + $1.owedPrincipal }, owedBonus: list.reduce(0) { $0 + $1.owedBonus },
+            points: points, pointsCashValue: mulDiv(points, programme.redemption.minor, max(1, programme.redemption.points)),
+            rulesVersion: programme.version, stores: list)
+    }
+
+    /// The points enrolled members hold (a group's together, never below zero), from the sums:
+    /// members in no merge in one query, the few merged groups one by one.
+    private func pointsOutstanding(_ db: Database) throws -> Int64 {
+        var points = try Int64.fetchOne(db.cachedStatement(sql: """
+            SELECT COALESCE(SUM(MAX(0, s.points)), 0) FROM member_sums s JOIN members m ON m.id = s.member_id
+            WHERE m.enrolled IS NOT NULL AND s.member_id NOT IN (SELECT from_id FROM merges) AND s.member_id NOT IN (SELECT into_id FROM merges)
+            """)) ?? 0
+        for root in try self.mergedRoots(db) {
+            let group = try JSONText.encode(try Replica.group(of: root, db).map(\.rawValue))
+            points += max(0, try Int64.fetchOne(db.cachedStatement(sql: "SELECT COALESCE(SUM(points), 0) FROM member_sums WHERE member_id IN (SELECT value FROM json_each(?))"),
+                                                arguments: [group]) ?? 0)
+        }
+        return points
+    }
+
+    /// Enrolled members that absorbed others (the roots of merged groups).
+    private func mergedRoots(_ db: Database) throws -> [MemberID] {
+        try String.fetchAll(db.cachedStatement(sql: """
+            SELECT DISTINCT g.into_id FROM merges g JOIN members m ON m.id = g.into_id
+            WHERE m.enrolled IS NOT NULL AND g.into_id NOT IN (SELECT from_id FROM merges) ORDER BY g.into_id
+            """)).map(MemberID.init)
     }
 
     /// One member's statement: every ledger entry of the member's group, in log order.
@@ -698,92 +758,88 @@ public final class HubStore: HubStorage {
 
     // MARK: - Store operations
 
-    /// What each store did, day by day (the till's local day), voided operations left out.
+    /// What each store did, day by day (the till's local day), voided operations left out: the
+    /// summary kept per store and day.
     public func storeActivity(from: LocalDay?, through: LocalDay?, store: String?) throws -> HubAPI.StoreActivity {
         try refresh()
-        return try pool.read { db in
-            let calendar = try Replica.programme(db).calendar
-            struct Key: Hashable { var store: String; var day: Int64 }
-            var days: [Key: HubAPI.StoreDay] = [:]
-            // Local midnights fall on quarter hours of UTC, so a quarter hour lies in one local
-            // day: one time-zone look-up per quarter hour, not per operation.
-            var dayOfQuarter: [Int64: LocalDay] = [:]
-            let rows = try Row.fetchCursor(db.cachedStatement(sql: """
-                SELECT origin, kind, hlc, COALESCE(json_extract(body, '$.amount'), 0), COALESCE(json_extract(body, '$.value_spent'), 0),
-                       COALESCE(json_extract(body, '$.points_earned'), 0), COALESCE(json_extract(body, '$.points_redeemed'), 0)
-                FROM ops WHERE origin <> 'hub' AND (? IS NULL OR origin = ?) AND id NOT IN (SELECT of FROM voids)
-                """), arguments: [store, store])
-            while let row = try rows.next() {
-                let wallMs = HLCTimestamp(packed: row[2])?.wallMs ?? 0
-                let quarter = wallMs / 900_000
-                let day = dayOfQuarter[quarter] ?? calendar.day(ms: quarter * 900_000)
-                dayOfQuarter[quarter] = day
-                if let from, day.number < from.number { continue }
-                if let through, day.number > through.number { continue }
-                let origin: String = row[0]
-                let key = Key(store: origin, day: day.number)
-                var d = days[key] ?? HubAPI.StoreDay(store: origin, day: day.iso)
-                d.operations += 1
-                let kind: String = row[1]
-                switch kind {
-                case "member.enrolled": d.enrolments += 1
-                case "value.recharged": d.recharges += 1; d.recharged += row[3] as Int64
-                case "purchase":
-                    d.sales += 1; d.sold += row[3] as Int64; d.spentFromBalance += row[4] as Int64
-                    d.pointsEarned += row[5] as Int64; d.pointsRedeemed += row[6] as Int64
-                case "refund": d.refunds += 1
-                default: break
-                }
-                days[key] = d
-            }
-            return HubAPI.StoreActivity(days: days.values.sorted { ($0.day, $0.store) < ($1.day, $1.store) })
-        }
+        return try pool.read { db in try self.summaryStoreActivity(from: from, through: through, store: store, db) }
     }
 
-    /// Members holding stored value that no movement has touched for `untouchedDays` days.
+    func summaryStoreActivity(from: LocalDay?, through: LocalDay?, store: String?, _ db: Database) throws -> HubAPI.StoreActivity {
+            let rows = try Row.fetchAll(db.cachedStatement(sql: """
+                SELECT store, day, operations, enrolments, recharges, recharged, sales, sold, spent, points_earned, points_redeemed, refunds
+                FROM store_days WHERE operations > 0 AND (? IS NULL OR store = ?) AND (? IS NULL OR day >= ?) AND (? IS NULL OR day <= ?)
+                ORDER BY day, store
+                """), arguments: [store, store, from?.number, from?.number, through?.number, through?.number])
+            return HubAPI.StoreActivity(days: rows.map { row in
+                var d = HubAPI.StoreDay(store: row[0], day: LocalDay(row[1] as Int64).iso)
+                d.operations = row[2]; d.enrolments = row[3]; d.recharges = row[4]; d.recharged = row[5]; d.sales = row[6]
+                d.sold = row[7]; d.spentFromBalance = row[8]; d.pointsEarned = row[9]; d.pointsRedeemed = row[10]; d.refunds = row[11]
+                return d
+            })
+    }
+
+    /// Members holding stored value that no movement has touched for `untouchedDays` days (the
+    /// sums: members in no merge in one query, merged groups one by one).
     public func breakageCandidates(untouchedDays: Int64) throws -> [HubAPI.Dormant] {
         try refresh()
         let now = physicalMs()
-        return try pool.read { db in
-            var last: [MemberID: Int64] = [:]
-            for row in try Row.fetchAll(db.cachedStatement(sql: "SELECT member_id, MAX(at_ms) AS at FROM entries WHERE value <> 0 OR bonus <> 0 GROUP BY member_id")) {
-                let root = try Replica.root(of: MemberID(row["member_id"]), db)
-                last[root] = max(last[root] ?? 0, row["at"] as Int64)
+        return try pool.read { db in try self.summaryBreakage(untouchedDays: untouchedDays, nowMs: now, db) }
+    }
+
+    func summaryBreakage(untouchedDays: Int64, nowMs now: Int64, _ db: Database) throws -> [HubAPI.Dormant] {
+            var out = try Row.fetchAll(db.cachedStatement(sql: """
+                SELECT s.member_id, s.value + s.bonus, s.value_at_ms FROM member_sums s JOIN members m ON m.id = s.member_id
+                WHERE m.enrolled IS NOT NULL AND s.value + s.bonus > 0 AND s.value_at_ms IS NOT NULL AND (? - s.value_at_ms) / 86400000 >= ?
+                  AND s.member_id NOT IN (SELECT from_id FROM merges) AND s.member_id NOT IN (SELECT into_id FROM merges)
+                """), arguments: [now, untouchedDays]).map { row in
+                HubAPI.Dormant(member: MemberID(row[0]), balance: row[1], lastMovement: isoTime(ms: row[2]))
             }
-            return try Replica.allViews(asOfMs: now, db).filter { $0.mergedInto == nil && $0.balance > 0 }.compactMap { view in
-                guard let at = last[view.id], (now - at) / 86_400_000 >= untouchedDays else { return nil }
-                return HubAPI.Dormant(member: view.id, balance: view.balance, lastMovement: isoTime(ms: at))
-            }.sorted { ($0.lastMovement, $0.member.rawValue) < ($1.lastMovement, $1.member.rawValue) }
-        }
+            for root in try self.mergedRoots(db) {
+                let group = try JSONText.encode(try Replica.group(of: root, db).map(\.rawValue))
+                guard let row = try Row.fetchOne(db.cachedStatement(sql: """
+                    SELECT COALESCE(SUM(value + bonus), 0), MAX(value_at_ms) FROM member_sums WHERE member_id IN (SELECT value FROM json_each(?))
+                    """), arguments: [group]), let at = row[1] as Int64?, row[0] as Int64 > 0, (now - at) / 86_400_000 >= untouchedDays else { continue }
+                out.append(HubAPI.Dormant(member: root, balance: row[0], lastMovement: isoTime(ms: at)))
+            }
+            return out.sorted { ($0.lastMovement, $0.member.rawValue) < ($1.lastMovement, $1.member.rawValue) }
     }
 
     // MARK: - Segments
 
-    /// Every member group's activity: enrolment, purchases (their times), spend less refunds.
-    /// Each member's activity; tier and membership only when `views` are given.
-    private func profiles(_ db: Database, views: [MemberView]?) throws -> [Segments.Profile] {
-        var roots: [String: MemberID] = [:]
-        func root(_ id: String) throws -> MemberID {
-            if let known = roots[id] { return known }
-            let found = try Replica.root(of: MemberID(id), db)
-            roots[id] = found
-            return found
+    /// Each member's activity (a merged group's together) from the summaries: enrolment,
+    /// purchases (how many, the last), spend less refunds; the purchases of the last
+    /// `windowDays` when asked (read by time from the log's index); tier and membership only
+    /// when `views` are given.
+    func profiles(_ db: Database, views: [MemberView]?, windowDays: Int64? = nil, nowMs: Int64 = 0) throws -> [Segments.Profile] {
+        var alias: [String: MemberID] = [:]
+        for id in try String.fetchAll(db.cachedStatement(sql: "SELECT from_id FROM merges")) { alias[id] = try Replica.root(of: MemberID(id), db) }
+        func root(_ id: String) -> MemberID { alias[id] ?? MemberID(id) }
+        struct Activity { var purchases = 0; var lastMs: Int64?; var spend: Int64 = 0; var recent: [Int64] = [] }
+        var activity: [MemberID: Activity] = [:]
+        let rows = try Row.fetchCursor(db.cachedStatement(sql: "SELECT member_id, purchases, last_ms, spend FROM member_activity"))
+        while let row = try rows.next() {
+            let member = root(row[0])
+            var a = activity[member] ?? Activity()
+            a.purchases += row[1] as Int
+            if let last = row[2] as Int64? { a.lastMs = max(a.lastMs ?? last, last) }
+            a.spend += row[3] as Int64
+            activity[member] = a
         }
-        var purchases: [MemberID: [Int64]] = [:], spend: [MemberID: Int64] = [:]
-        for row in try Row.fetchAll(db.cachedStatement(sql: """
-            SELECT member_id, hlc, COALESCE(json_extract(body, '$.amount'), 0) AS amount FROM ops
-            WHERE kind = 'purchase' AND member_id IS NOT NULL AND id NOT IN (SELECT of FROM voids)
-            """)) {
-            let member = try root(row["member_id"])
-            purchases[member, default: []].append(HLCTimestamp(packed: row["hlc"])?.wallMs ?? 0)
-            spend[member, default: 0] += row["amount"] as Int64
+        if let windowDays {
+            // Purchases stamped within the window (and not after now), voided ones left out.
+            let since = HLCTimestamp(wallMs: max(0, nowMs - windowDays * 86_400_000), counter: 0).packed
+            let recent = try Row.fetchCursor(db.cachedStatement(sql: """
+                SELECT member_id, hlc FROM ops WHERE kind = 'purchase' AND hlc >= ? AND member_id IS NOT NULL AND id NOT IN (SELECT of FROM voids)
+                """), arguments: [since])
+            while let row = try recent.next() {
+                activity[root(row[0]), default: Activity()].recent.append(HLCTimestamp(packed: row[1])?.wallMs ?? 0)
+            }
         }
-        for row in try Row.fetchAll(db.cachedStatement(sql: """
-            SELECT r.member_id, COALESCE(json_extract(r.body, '$.amount'), 0) AS amount FROM ops r
-            JOIN ops p ON p.id = json_extract(r.body, '$.of') AND p.kind = 'purchase'
-            WHERE r.kind = 'refund' AND r.member_id IS NOT NULL AND r.id NOT IN (SELECT of FROM voids) AND p.id NOT IN (SELECT of FROM voids)
-            """)) {
-            spend[try root(row["member_id"]), default: 0] -= row["amount"] as Int64
+        func profile(_ id: MemberID, name: String?, phone: String?, birthday: String?, enrolledMs: Int64, tier: String?, until: String?) -> Segments.Profile {
+            let a = activity[id] ?? Activity()
+            return Segments.Profile(id: id, name: name, phone: phone, birthday: birthday, enrolledMs: enrolledMs, purchases: a.purchases,
+                                    lastPurchaseMs: a.lastMs, recentPurchasesMs: a.recent, spend: a.spend, tier: tier, membershipUntil: until)
         }
         let enrolled = Dictionary(try Row.fetchAll(db.cachedStatement(sql: "SELECT id, enrolled FROM members WHERE enrolled IS NOT NULL"))
             .map { (MemberID($0["id"]), Replica.wallMs(ofStampKey: $0["enrolled"]) ?? 0) }, uniquingKeysWith: min)
@@ -792,13 +848,11 @@ public final class HubStore: HubStorage {
                 SELECT id, name, phone, birthday FROM members WHERE enrolled IS NOT NULL AND id NOT IN (SELECT from_id FROM merges) ORDER BY id
                 """)).map { row in
                 let id = MemberID(row["id"])
-                return Segments.Profile(id: id, name: row["name"], phone: row["phone"], birthday: row["birthday"], enrolledMs: enrolled[id] ?? 0,
-                                        purchasesMs: purchases[id] ?? [], spend: spend[id] ?? 0, tier: nil, membershipUntil: nil)
+                return profile(id, name: row["name"], phone: row["phone"], birthday: row["birthday"], enrolledMs: enrolled[id] ?? 0, tier: nil, until: nil)
             }
         }
         return views.filter { $0.mergedInto == nil }.map { v in
-            Segments.Profile(id: v.id, name: v.name, phone: v.phone, birthday: v.birthday, enrolledMs: enrolled[v.id] ?? 0,
-                             purchasesMs: purchases[v.id] ?? [], spend: spend[v.id] ?? 0, tier: v.tier, membershipUntil: v.membership?.until)
+            profile(v.id, name: v.name, phone: v.phone, birthday: v.birthday, enrolledMs: enrolled[v.id] ?? 0, tier: v.tier, until: v.membership?.until)
         }
     }
 
@@ -814,7 +868,7 @@ public final class HubStore: HubStorage {
         // Only these segments need each member's standing (tier, membership): the others read
         // profiles straight from the fold, not a whole view per member.
         let views = ["tiers", "tier_movements", "memberships_ending"].contains(name) ? try Replica.allViews(asOfMs: now, db) : nil
-        var profiles = try self.profiles(db, views: views)
+        var profiles = try self.profiles(db, views: views, windowDays: name == "activity" ? parameters.windowDays : nil, nowMs: now)
         if name == "points_expiring" {
             // What the rules will have expired by then, less what is due already.
             for i in profiles.indices {
@@ -1231,6 +1285,7 @@ public final class HubStore: HubStorage {
         appended.version = db.lastInsertedRowID
         try w.appended(appended)
         if case .unknown = body {} else { try Replica.apply(body, of: op, db) }
+        try HubSummaries.apply(op, body, version: appended.version, db)
         return appended.version
     }
 

@@ -126,19 +126,24 @@ enum Replica {
     /// build records the kinds it knows, and one that knows more applies the stored operations
     /// of the kinds it has learnt. Effects are idempotent and commute, so applying them late
     /// gives the state that applying them on arrival would have given.
-    static func applyNewlyKnownKinds(_ db: Database) throws {
+    /// Returns whether it applied any.
+    @discardableResult
+    static func applyNewlyKnownKinds(_ db: Database) throws -> Bool {
         let known = OperationKind.allCases.map(\.rawValue).sorted()
         let recorded = try Meta.get("known_kinds", db).map { Set($0.split(separator: ",").map(String.init)) } ?? kindsBeforeRecording
         let learnt = known.filter { !recorded.contains($0) }
+        var applied = false
         for kind in learnt {
             for row in try Row.fetchAll(db.cachedStatement(sql: "SELECT * FROM ops WHERE kind = ? AND kind_version = 1"), arguments: [kind]) {
                 let op = try Operation(row: row)
                 guard let body = try? op.decoded(), body != .unknown else { continue }
                 try db.cachedStatement(sql: "UPDATE ops SET member_id = ? WHERE id = ?").execute(arguments: [body.member?.rawValue, op.id.description])
                 try apply(body, of: op, db)
+                applied = true
             }
         }
         if recorded != Set(known) { try Meta.set("known_kinds", known.joined(separator: ","), db) }
+        return applied
     }
 
     /// Applies the effects of one operation body, stamped with the operation's (HLC, origin).

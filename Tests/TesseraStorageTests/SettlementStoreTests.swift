@@ -71,6 +71,13 @@ final class SettlementStoreTests {
         #expect(next.period == 2 && next.after == closed.through)
         #expect(next.pairs.map { "\($0.issuer)->\($0.spender) \($0.principal + $0.bonus)" } == ["s1->s2 3000"])
         #expect(throws: DomainError.self) { try hub.settlement(period: 3) }
+        // Behind each number, its flows: the load that paid and the sale it paid for.
+        let behind = try hub.settlementFlows(period: 1, issuer: "s1", spender: "s2", limit: 100)
+        #expect(behind.flows.reduce(0) { $0 + $1.amount } == pair.principal + pair.bonus && !behind.more)
+        #expect(Set(behind.flows.map(\.member)) == [ada.id] && behind.flows.allSatisfy { $0.spend.hasPrefix("s2:") && $0.load.hasPrefix("s1:") })
+        #expect(try hub.settlementFlows(period: 1, issuer: "s1", spender: "s2", limit: 1).more == (behind.flows.count > 1))
+        #expect(try hub.settlementFlows(period: 2, issuer: nil, spender: nil, limit: 100).flows.map(\.amount) == [3_000])
+        #expect(throws: DomainError.self) { try hub.settlementFlows(period: 9, issuer: nil, spender: nil, limit: 10) }
 
         owes = try hub.liabilities(asOf: nil)
         #expect(owes.principal + owes.bonus - owes.owedPrincipal - owes.owedBonus == (try held()))
@@ -175,6 +182,19 @@ final class SettlementStoreTests {
             #expect(report.stores.reduce(0) { $0 + $1.netPrincipal + $1.netBonus } == 0, "period \(period) nets to zero")
         }
         #expect(try hub.settlement(period: 2).pairs.contains { $0.issuer != $0.spender })
+
+        // The reports come from summaries kept as operations arrive: they say what a replay of
+        // the log says, and made again from the log (as an upgraded hub does) they are the same.
+        #expect(try hub.checkSummaries() == [])
+        let reports = try (1...3).map { try hub.settlement(period: $0) }
+        let days = try hub.storeActivity(from: nil, through: nil, store: nil)
+        let top = try hub.segment("top", Segments.Parameters())
+        try hub.rebuildSummaries()
+        #expect(try hub.liabilities(asOf: nil) == owes)
+        #expect(try (1...3).map { try hub.settlement(period: $0) } == reports)
+        #expect(try hub.storeActivity(from: nil, through: nil, store: nil) == days)
+        #expect(try hub.segment("top", Segments.Parameters()) == top)
+        #expect(try hub.checkSummaries() == [])
     }
 
     @Test("store operations per day, and balances left untouched (breakage candidates)", arguments: Backend.all)
@@ -194,6 +214,14 @@ final class SettlementStoreTests {
         #expect(first.spentFromBalance == 4_000 && first.pointsEarned > 0 && first.operations == 3)
         #expect(try hub.storeActivity(from: LocalDay(iso: "2026-03-05"), through: nil, store: nil).days.map(\.store) == ["s2"])
         #expect(try hub.storeActivity(from: nil, through: nil, store: "s1").days.count == 1)
+        // A programme in another time zone counts the days again, in that zone (noon in
+        // Shanghai is the evening before in Los Angeles).
+        guard case .object(var fields) = try Examples.json("fresh-market") else { Issue.record("a programme is an object"); return }
+        fields["version"] = .int(2)
+        fields["time_zone"] = .string("America/Los_Angeles")
+        _ = try hub.publishRules(.object(fields))
+        #expect(try hub.storeActivity(from: nil, through: nil, store: nil).days.map { "\($0.store) \($0.day)" } == ["s1 2026-03-03", "s2 2026-03-04"])
+        #expect(try hub.checkSummaries() == [])
 
         #expect(try hub.breakageCandidates(untouchedDays: 30).isEmpty)
         clock.advance(40 * 86_400_000)

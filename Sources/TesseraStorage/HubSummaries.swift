@@ -1,0 +1,322 @@
+import Foundation
+import GRDB
+import Synchronization
+import TesseraCore
+
+/// Head office's reports at a chain's size: summary tables in the hub's fold, advanced as each
+/// operation is appended (or folded in from PostgreSQL), in log order, in the same transaction.
+/// A report then reads a few rows instead of replaying ten million operations.
+///
+/// - the settlement allocation (`Settlement.apply` over a book kept here): each member's line
+///   of lots and debts, every flow (for refunds and reversals to undo, and for head office to
+///   see what is behind a number), the pairs per period and each store's totals;
+/// - each member's sums (value, bonus, points, the last movement of value);
+/// - each member's purchases (how many, the last, spend less refunds);
+/// - each store's operations per local day.
+///
+/// They are caches of folds, never a record: `rebuild` makes them again from the log, which the
+/// hub does when they are older than this build's (`version`), and `HubStore.checkSummaries`
+/// compares them with a replay (the simulation does, on every seed).
+enum HubSummaries {
+    /// Raise to have every hub rebuild its summaries from the log when it opens (their meaning changed).
+    static let version = "1"
+
+    static func migrate(_ migrator: inout DatabaseMigrator) {
+        migrator.registerMigration("hub-v4-summaries") { db in
+            try db.execute(sql: """
+                CREATE TABLE settle_lines (
+                    member_id TEXT NOT NULL, currency TEXT NOT NULL, line TEXT NOT NULL, PRIMARY KEY (member_id, currency)
+                );
+                CREATE TABLE settle_flows (
+                    id INTEGER PRIMARY KEY, version INTEGER NOT NULL, period INTEGER NOT NULL, currency TEXT NOT NULL,
+                    issuer TEXT NOT NULL, spender TEXT NOT NULL, amount INTEGER NOT NULL, load TEXT NOT NULL, spend TEXT NOT NULL,
+                    member_id TEXT NOT NULL, undone INTEGER NOT NULL DEFAULT 0
+                );
+                CREATE INDEX settle_flows_spend ON settle_flows(spend);
+                CREATE INDEX settle_flows_pair ON settle_flows(period, issuer, spender);
+                CREATE TABLE settle_pairs (
+                    period INTEGER NOT NULL, issuer TEXT NOT NULL, spender TEXT NOT NULL,
+                    principal INTEGER NOT NULL DEFAULT 0, bonus INTEGER NOT NULL DEFAULT 0, flows INTEGER NOT NULL DEFAULT 0,
+                    PRIMARY KEY (period, issuer, spender)
+                );
+                CREATE TABLE settle_totals (
+                    store TEXT NOT NULL, currency TEXT NOT NULL, held INTEGER NOT NULL DEFAULT 0, owed INTEGER NOT NULL DEFAULT 0,
+                    PRIMARY KEY (store, currency)
+                );
+                CREATE TABLE member_sums (
+                    member_id TEXT PRIMARY KEY NOT NULL, value INTEGER NOT NULL DEFAULT 0, bonus INTEGER NOT NULL DEFAULT 0,
+                    points INTEGER NOT NULL DEFAULT 0, value_at_ms INTEGER
+                );
+                CREATE INDEX member_sums_value_at ON member_sums(value_at_ms);
+                CREATE TABLE member_activity (
+                    member_id TEXT PRIMARY KEY NOT NULL, purchases INTEGER NOT NULL DEFAULT 0, last_ms INTEGER,
+                    spend INTEGER NOT NULL DEFAULT 0
+                );
+                CREATE TABLE store_days (
+                    store TEXT NOT NULL, day INTEGER NOT NULL,
+                    operations INTEGER NOT NULL DEFAULT 0, enrolments INTEGER NOT NULL DEFAULT 0,
+                    recharges INTEGER NOT NULL DEFAULT 0, recharged INTEGER NOT NULL DEFAULT 0,
+                    sales INTEGER NOT NULL DEFAULT 0, sold INTEGER NOT NULL DEFAULT 0, spent INTEGER NOT NULL DEFAULT 0,
+                    points_earned INTEGER NOT NULL DEFAULT 0, points_redeemed INTEGER NOT NULL DEFAULT 0, refunds INTEGER NOT NULL DEFAULT 0,
+                    PRIMARY KEY (store, day)
+                );
+                CREATE INDEX store_days_day ON store_days(day);
+                -- Operations by kind and time: purchases in a window, a kind's few operations.
+                CREATE INDEX ops_kind_hlc ON ops(kind, hlc);
+                """)
+        }
+    }
+
+    static let tables = ["settle_lines", "settle_flows", "settle_pairs", "settle_totals", "member_sums", "member_activity", "store_days"]
+
+    /// Makes the summaries again from the log when they are not this build's (a new hub's are
+    /// empty and current; an upgraded hub's are made once, in one pass over the log).
+    static func rebuildIfStale(_ db: Database) throws {
+        guard try Meta.get("summaries", db) != version else { return }
+        try rebuild(db)
+    }
+
+    static func rebuild(_ db: Database) throws {
+        for table in tables { try db.execute(sql: "DELETE FROM \(table)") }
+        try Meta.set("settle_period", "1", db)
+        try Meta.set("summary_zone", try Replica.programme(db).timeZone, db)
+        let rows = try Row.fetchCursor(db.makeStatement(sql: "SELECT * FROM ops ORDER BY version"))
+        while let row = try rows.next() {
+            let op = try Operation(row: row)
+            let body = try op.decoded()
+            try apply(op, body, version: row["version"], db)
+        }
+        try Meta.set("summaries", version, db)
+    }
+
+    /// Advances the summaries by one operation, just appended to the log at `version` and applied
+    /// to the fold (so its entries, merges and voids are there).
+    static func apply(_ op: TesseraCore.Operation, _ body: OperationBody, version: Int64, _ db: Database) throws {
+        let opID = op.id.description
+        let fields: [String: JSONValue] = if case .object(let f) = op.body { f } else { [:] }
+        if op.kind == HubStore.periodClosedKind && op.id.origin == .hub {
+            try Meta.set("settle_period", String(try period(db) + 1), db)
+        }
+        var book = FoldBook(db: db, period: try period(db))
+        if case .memberMerged(let m) = body {
+            let into = try Replica.root(of: m.into, db)
+            // The hub merges roots only; the fold now sends `from` to `into`.
+            if m.from != into, try Replica.root(of: m.from, db) == into {
+                try Settlement.merge(from: m.from, into: into, version: version, to: &book)
+            }
+        }
+        let store = HubStore.movementStore(kind: op.kind, origin: op.id.origin.rawValue, body: fields)
+        var of: String?
+        if op.kind == OperationKind.refund.rawValue || op.kind == OperationKind.operationReversed.rawValue, case .string(let target)? = fields["of"] {
+            of = target
+        }
+        for entry in try Row.fetchAll(db.cachedStatement(sql: "SELECT member_id, value, bonus, points, at_ms FROM entries WHERE op_id = ? ORDER BY part"),
+                                      arguments: [opID]) {
+            let member = MemberID(entry["member_id"])
+            let value: Int64 = entry["value"], bonus: Int64 = entry["bonus"], points: Int64 = entry["points"]
+            let moves = value != 0 || bonus != 0
+            try db.cachedStatement(sql: """
+                INSERT INTO member_sums (member_id, value, bonus, points, value_at_ms) VALUES (?, ?, ?, ?, ?)
+                ON CONFLICT(member_id) DO UPDATE SET value = value + excluded.value, bonus = bonus + excluded.bonus,
+                    points = points + excluded.points, value_at_ms = MAX(COALESCE(value_at_ms, excluded.value_at_ms), COALESCE(excluded.value_at_ms, value_at_ms))
+                """).execute(arguments: [member.rawValue, value, bonus, points, moves ? entry["at_ms"] as Int64 : nil])
+            guard moves else { continue }
+            // Members with no enrolment the hub knows hold nothing anyone can spend (as in their views).
+            let root = try Replica.root(of: member, db)
+            guard try Replica.isEnrolled(root, db) else { continue }
+            try Settlement.apply(Settlement.Movement(version: version, op: opID, store: store, member: member, principal: value, bonus: bonus, of: of),
+                                 member: root, to: &book)
+        }
+        if case .rulesPublished = body { try followZone(db) }
+        // A void takes its operation out of the counts, if that arrived first (and this is the
+        // void the fold keeps: a second void of the same operation changes nothing).
+        if case .operationVoided(let v) = body,
+           try String.fetchOne(db.cachedStatement(sql: "SELECT by FROM voids WHERE of = ?"), arguments: [v.of.description]) == opID {
+            try unwind(v.of.description, db)
+        }
+        guard op.id.origin != .hub, try !isVoided(opID, db) else { return }
+        try count(opID, sign: 1, db)
+        if op.kind == OperationKind.refund.rawValue, let of, let member = body.member,
+           try Bool.fetchOne(db.cachedStatement(sql: "SELECT kind = 'purchase' FROM ops WHERE id = ?"), arguments: [of]) == true,
+           try !isVoided(of, db), case .int(let amount)? = fields["amount"] {
+            // Under the refund's member, which may not be the sale's (merged since): the groups add up.
+            try db.cachedStatement(sql: """
+                INSERT INTO member_activity (member_id, spend) VALUES (?, ?) ON CONFLICT(member_id) DO UPDATE SET spend = spend + excluded.spend
+                """).execute(arguments: [member.rawValue, -amount])
+        }
+    }
+
+    private static func period(_ db: Database) throws -> Int64 {
+        try Meta.get("settle_period", db).flatMap { Int64($0) } ?? 1
+    }
+
+    private static func isVoided(_ op: String, _ db: Database) throws -> Bool {
+        try Bool.fetchOne(db.cachedStatement(sql: "SELECT EXISTS (SELECT 1 FROM voids WHERE of = ?)"), arguments: [op]) ?? false
+    }
+
+    /// Adds (or, for an operation voided after it arrived, takes away) what one operation of a
+    /// store counts for in its store's day, and a purchase in its member's activity.
+    private static func count(_ op: String, sign: Int64, _ db: Database, dayOnly: Bool = false) throws {
+        guard let row = try Row.fetchOne(db.cachedStatement(sql: """
+            SELECT origin, kind, hlc, member_id, COALESCE(json_extract(body, '$.amount'), 0), COALESCE(json_extract(body, '$.value_spent'), 0),
+                   COALESCE(json_extract(body, '$.points_earned'), 0), COALESCE(json_extract(body, '$.points_redeemed'), 0)
+            FROM ops WHERE id = ?
+            """), arguments: [op]) else { return }
+        let origin: String = row[0], kind: String = row[1], member: String? = row[3]
+        guard origin != "hub" else { return }
+        let wallMs = HLCTimestamp(packed: row[2])?.wallMs ?? 0
+        let amount: Int64 = row[4], spent: Int64 = row[5], earned: Int64 = row[6], redeemed: Int64 = row[7]
+        var c = [Int64](repeating: 0, count: 10) // operations, enrolments, recharges, recharged, sales, sold, spent, earned, redeemed, refunds
+        c[0] = 1
+        switch kind {
+        case "member.enrolled": c[1] = 1
+        case "value.recharged": c[2] = 1; c[3] = amount
+        case "purchase": c[4] = 1; c[5] = amount; c[6] = spent; c[7] = earned; c[8] = redeemed
+        case "refund": c[9] = 1
+        default: break
+        }
+        let day = try calendar(db).day(ms: wallMs).number
+        try db.cachedStatement(sql: """
+            INSERT INTO store_days (store, day, operations, enrolments, recharges, recharged, sales, sold, spent, points_earned, points_redeemed, refunds)
+            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+            ON CONFLICT(store, day) DO UPDATE SET operations = operations + excluded.operations, enrolments = enrolments + excluded.enrolments,
+                recharges = recharges + excluded.recharges, recharged = recharged + excluded.recharged, sales = sales + excluded.sales,
+                sold = sold + excluded.sold, spent = spent + excluded.spent, points_earned = points_earned + excluded.points_earned,
+                points_redeemed = points_redeemed + excluded.points_redeemed, refunds = refunds + excluded.refunds
+            """).execute(arguments: StatementArguments([origin, day] + c.map { $0 * sign }))
+        if kind == "purchase", let member, sign > 0, !dayOnly {
+            try db.cachedStatement(sql: """
+                INSERT INTO member_activity (member_id, purchases, last_ms, spend) VALUES (?, 1, ?, ?)
+                ON CONFLICT(member_id) DO UPDATE SET purchases = purchases + 1, last_ms = MAX(COALESCE(last_ms, excluded.last_ms), excluded.last_ms),
+                    spend = spend + excluded.spend
+                """).execute(arguments: [member, wallMs, amount])
+        }
+    }
+
+    /// A store's operation the hub reversed after it arrived (a spend its store voided): out of
+    /// its store's day, and its member's activity counted again without it.
+    private static func unwind(_ voided: String, _ db: Database) throws {
+        guard let member = try Row.fetchOne(db.cachedStatement(sql: "SELECT origin, member_id FROM ops WHERE id = ?"), arguments: [voided]),
+              member[0] as String != "hub" else { return }
+        try count(voided, sign: -1, db)
+        // Its member, and the members its refunds were recorded under (a merge may have come between).
+        var members = Set(try String.fetchAll(db.cachedStatement(sql: """
+            SELECT member_id FROM ops WHERE member_id IS NOT NULL AND id IN (SELECT by FROM refunds WHERE of = ?)
+            """), arguments: [voided]))
+        if let id = member[1] as String? { members.insert(id) }
+        for id in members.sorted() { try recount(MemberID(id), db) }
+    }
+
+    /// A member's purchases and spend, counted from the log (after a void: rare).
+    private static func recount(_ member: MemberID, _ db: Database) throws {
+        let purchases = try Row.fetchOne(db.cachedStatement(sql: """
+            SELECT COUNT(*), MAX(hlc), COALESCE(SUM(json_extract(body, '$.amount')), 0) FROM ops
+            WHERE member_id = ? AND kind = 'purchase' AND id NOT IN (SELECT of FROM voids)
+            """), arguments: [member.rawValue])
+        let refunded = try Int64.fetchOne(db.cachedStatement(sql: """
+            SELECT COALESCE(SUM(json_extract(r.body, '$.amount')), 0) FROM ops r JOIN ops p ON p.id = json_extract(r.body, '$.of') AND p.kind = 'purchase'
+            WHERE r.member_id = ? AND r.kind = 'refund' AND r.id NOT IN (SELECT of FROM voids) AND p.id NOT IN (SELECT of FROM voids)
+            """), arguments: [member.rawValue]) ?? 0
+        let count: Int64 = purchases?[0] ?? 0
+        let last: Int64? = (purchases?[1] as Int64?).flatMap { HLCTimestamp(packed: $0)?.wallMs }
+        let spend: Int64 = (purchases?[2] ?? 0) - refunded
+        try db.cachedStatement(sql: """
+            INSERT INTO member_activity (member_id, purchases, last_ms, spend) VALUES (?, ?, ?, ?)
+            ON CONFLICT(member_id) DO UPDATE SET purchases = excluded.purchases, last_ms = excluded.last_ms, spend = excluded.spend
+            """).execute(arguments: [member.rawValue, count, last, spend])
+    }
+
+    /// Store days are counted in the chain's time zone: when a new programme changes it, they
+    /// are counted again (once, a pass over the stores' operations).
+    private static func followZone(_ db: Database) throws {
+        let zone = try Replica.programme(db).timeZone
+        guard try Meta.get("summary_zone", db) != zone else { return }
+        try Meta.set("summary_zone", zone, db)
+        try db.execute(sql: "DELETE FROM store_days")
+        let ids = try String.fetchCursor(db.makeStatement(sql: "SELECT id FROM ops WHERE origin <> 'hub' AND id NOT IN (SELECT of FROM voids) ORDER BY version"))
+        while let id = try ids.next() { try countDay(id, db) }
+    }
+
+    /// Only the store day of one operation (a recount after the zone changed).
+    private static func countDay(_ op: String, _ db: Database) throws {
+        try count(op, sign: 1, db, dayOnly: true)
+    }
+
+    private static let calendars = Mutex<[String: ChainCalendar]>([:])
+
+    private static func calendar(_ db: Database) throws -> ChainCalendar {
+        let zone = try Meta.get("summary_zone", db) ?? "UTC"
+        if let known = calendars.withLock({ $0[zone] }) { return known }
+        let made = ChainCalendar(identifier: zone) ?? .utc
+        calendars.withLock { $0[zone] = made }
+        return made
+    }
+
+    /// The book of the allocation in the hub's fold.
+    struct FoldBook: Settlement.Book {
+        typealias Failure = any Error
+        let db: Database
+        let period: Int64
+
+        func line(_ member: MemberID, _ currency: Settlement.Currency) throws -> Settlement.Line {
+            guard let text = try String.fetchOne(db.cachedStatement(sql: "SELECT line FROM settle_lines WHERE member_id = ? AND currency = ?"),
+                                                 arguments: [member.rawValue, currency.rawValue]) else { return Settlement.Line() }
+            return try JSONText.decode(Settlement.Line.self, text)
+        }
+
+        func setLine(_ line: Settlement.Line, _ member: MemberID, _ currency: Settlement.Currency) throws {
+            // Each store's totals move by the difference the step made to this line.
+            var delta: [String: (held: Int64, owed: Int64)] = [:]
+            for lot in try self.line(member, currency).lots { delta[lot.store, default: (0, 0)].held -= lot.amount }
+            for debt in try self.line(member, currency).owed { delta[debt.store, default: (0, 0)].owed -= debt.amount }
+            for lot in line.lots { delta[lot.store, default: (0, 0)].held += lot.amount }
+            for debt in line.owed { delta[debt.store, default: (0, 0)].owed += debt.amount }
+            for (store, d) in delta where d.held != 0 || d.owed != 0 {
+                try db.cachedStatement(sql: """
+                    INSERT INTO settle_totals (store, currency, held, owed) VALUES (?, ?, ?, ?)
+                    ON CONFLICT(store, currency) DO UPDATE SET held = held + excluded.held, owed = owed + excluded.owed
+                    """).execute(arguments: [store, currency.rawValue, d.held, d.owed])
+            }
+            if line.lots.isEmpty && line.owed.isEmpty {
+                try db.cachedStatement(sql: "DELETE FROM settle_lines WHERE member_id = ? AND currency = ?").execute(arguments: [member.rawValue, currency.rawValue])
+            } else {
+                try db.cachedStatement(sql: """
+                    INSERT INTO settle_lines (member_id, currency, line) VALUES (?, ?, ?)
+                    ON CONFLICT(member_id, currency) DO UPDATE SET line = excluded.line
+                    """).execute(arguments: [member.rawValue, currency.rawValue, try JSONText.encode(line)])
+            }
+        }
+
+        func openFlows(spend op: String, _ currency: Settlement.Currency, member: MemberID) throws -> [Settlement.OpenFlow] {
+            try Row.fetchAll(db.cachedStatement(sql: """
+                SELECT id, version, issuer, spender, amount, load, member_id, undone FROM settle_flows
+                WHERE spend = ? AND currency = ? AND amount > undone ORDER BY id DESC
+                """), arguments: [op, currency.rawValue]).compactMap { row in
+                let owner = MemberID(row["member_id"])
+                guard try owner == member || Replica.root(of: owner, db) == member else { return nil }
+                let amount: Int64 = row["amount"], undone: Int64 = row["undone"]
+                return Settlement.OpenFlow(id: row["id"], flow: Settlement.Flow(
+                    version: row["version"], currency: currency, issuer: row["issuer"], spender: row["spender"], amount: amount,
+                    load: row["load"], spend: op, member: owner), open: amount - undone)
+            }
+        }
+
+        func record(_ flow: Settlement.Flow) throws {
+            try db.cachedStatement(sql: """
+                INSERT INTO settle_flows (version, period, currency, issuer, spender, amount, load, spend, member_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+                """).execute(arguments: [flow.version, period, flow.currency.rawValue, flow.issuer, flow.spender, flow.amount, flow.load, flow.spend,
+                                         flow.member.rawValue])
+            guard flow.issuer != flow.spender else { return }
+            let principal = flow.currency == .principal ? flow.amount : 0, bonus = flow.currency == .bonus ? flow.amount : 0
+            try db.cachedStatement(sql: """
+                INSERT INTO settle_pairs (period, issuer, spender, principal, bonus, flows) VALUES (?, ?, ?, ?, ?, ?)
+                ON CONFLICT(period, issuer, spender) DO UPDATE SET principal = principal + excluded.principal, bonus = bonus + excluded.bonus,
+                    flows = flows + excluded.flows
+                """).execute(arguments: [period, flow.issuer, flow.spender, principal, bonus, flow.amount > 0 ? 1 : 0])
+        }
+
+        func undo(_ flow: Int64, by amount: Int64) throws {
+            try db.cachedStatement(sql: "UPDATE settle_flows SET undone = undone + ? WHERE id = ?").execute(arguments: [amount, flow])
+        }
+    }
+}
