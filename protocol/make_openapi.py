@@ -320,6 +320,21 @@ def hub_api():
             **errors(*read, 404)},
             params=[{"name": "period", "in": "query", "required": False, "schema": {"type": "integer"}},
                     {"name": "format", "in": "query", "required": False, "schema": {"type": "string", "enum": ["json", "csv"]}}], secure=True)},
+        "/v1/reports/settlement/flows": {"get": op("The flows behind a settlement period's numbers: which load paid for which spend", {
+            "200": {"description": "the flows, oldest first", "content": {"application/json": {"schema": {
+                "type": "object", "required": ["period", "flows", "more"],
+                "properties": {"period": {"type": "integer"}, "more": {"type": "boolean"}, "flows": {"type": "array", "items": {
+                    "type": "object", "required": ["version", "currency", "issuer", "spender", "amount", "load", "spend", "member"],
+                    "properties": {"version": {"type": "integer"}, "currency": {"enum": ["principal", "bonus"]}, "issuer": {"type": "string"},
+                                   "spender": {"type": "string"}, "amount": {"type": "integer"}, "load": {"type": "string"},
+                                   "spend": {"type": "string"}, "member": {"type": "string"}}}}}}},
+                "text/csv": {"schema": {"type": "string"}}}},
+            **errors(*read, 404)},
+            params=[{"name": "period", "in": "query", "required": False, "schema": {"type": "integer"}},
+                    {"name": "issuer", "in": "query", "required": False, "schema": {"type": "string"}},
+                    {"name": "spender", "in": "query", "required": False, "schema": {"type": "string"}},
+                    {"name": "limit", "in": "query", "required": False, "schema": {"type": "integer", "minimum": 1, "maximum": 100000}},
+                    {"name": "format", "in": "query", "required": False, "schema": {"type": "string", "enum": ["json", "csv"]}}], secure=True)},
         "/v1/reports/settlement/close": {"post": op("Close the open settlement period at the log's head", {
             "201": {"description": "the closed period", "content": {"application/json": {"schema": {"type": "object"}}}}, **errors(*read)}, secure=True)},
         "/v1/reports/liabilities": {"get": op("Stored value and points the chain owes its members, by issuing store", {

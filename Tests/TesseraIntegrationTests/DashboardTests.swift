@@ -139,6 +139,11 @@ struct DashboardTests {
         let settlement = try await HTTP.get(hub + "/v1/reports/settlement", token: chain.admin).json
         let nets = (settlement["stores"] as? [[String: Any]] ?? []).reduce(0) { $0 + ($1["net_principal"] as? Int ?? 0) + ($1["net_bonus"] as? Int ?? 0) }
         #expect(nets == 0)
+        // From the matrix to the flows behind a number, and on to the member.
+        let matrix = try await browser.get(hub + "/dashboard/settlement").body
+        #expect(matrix.contains("/dashboard/settlement/flows?period=1&amp;issuer=d1&amp;spender=d2"))
+        let behind = try await browser.get(hub + "/dashboard/settlement/flows?period=1&issuer=d1&spender=d2").body
+        #expect(behind.contains("Settlement flows") && behind.contains("/dashboard/members?id="))
     }
 
     @Test("GET /metrics on hub and node, in Prometheus's format: requests per route, operations, sync lag, pending work, database sizes")

@@ -119,6 +119,15 @@ struct ReportsHTTPTests {
         #expect(lines == ["period,issuer,spender,principal,bonus,flows",
                           "1,d1,d2,\(pairs.first?["principal"] as? Int ?? -1),\(pairs.first?["bonus"] as? Int ?? -1),1"])
 
+        // The flows behind the pair: a d1 load paying for a d2 sale, adding up to the pair.
+        let flows = try await HTTP.get(hub + "/v1/reports/settlement/flows?issuer=d1&spender=d2", token: chain.admin)
+        let behind = try #require(flows.json["flows"] as? [[String: Any]])
+        #expect(behind.reduce(0) { $0 + ($1["amount"] as? Int ?? 0) } == 1200 && flows.json["more"] as? Bool == false)
+        #expect(behind.allSatisfy { $0["member"] as? String == id && ($0["spend"] as? String)?.hasPrefix("d2:") == true })
+        let flowLines = try await HTTP.get(hub + "/v1/reports/settlement/flows?format=csv", token: chain.admin).text.split(separator: "\r\n")
+        #expect(flowLines.first == "period,version,currency,issuer,spender,amount,load,spend,member" && flowLines.count == behind.count + 1)
+        #expect(try await HTTP.get(hub + "/v1/reports/settlement/flows?period=9", token: chain.admin).status == 404)
+
         let liabilities = try await HTTP.get(hub + "/v1/reports/liabilities", token: chain.admin)
         #expect(liabilities.json["principal"] as? Int == 3800)
         let liabilityLines = try await HTTP.get(hub + "/v1/reports/liabilities?format=csv", token: chain.admin).text.split(separator: "\r\n")
