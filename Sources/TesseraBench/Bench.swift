@@ -21,6 +21,10 @@ public struct BenchSizes: Sendable {
     public var bootstrapMembers: Int
     public var bootstrapOpsPerMember: Int
     public var importRows: Int = 100_000
+    /// Head office's reports: a year of this many stores, members and operations.
+    public var reportStores = 8
+    public var reportMembers = 20_000
+    public var reportOps = 200_000
 
     public static let quick = BenchSizes(commits: 2000, purchases: 2000, ingestStores: 4, ingestOpsPerStore: 5000,
                                          catchUpStores: [5, 10, 20], catchUpOpsPerStore: 200,
@@ -28,10 +32,12 @@ public struct BenchSizes: Sendable {
     /// Tiny: for the test that keeps the suite working (its figures mean nothing).
     public static let smoke = BenchSizes(commits: 50, purchases: 40, ingestStores: 2, ingestOpsPerStore: 100,
                                          catchUpStores: [2, 3], catchUpOpsPerStore: 20,
-                                         bootstrapMembers: 100, bootstrapOpsPerMember: 5, importRows: 200)
+                                         bootstrapMembers: 100, bootstrapOpsPerMember: 5, importRows: 200,
+                                         reportStores: 3, reportMembers: 100, reportOps: 1_000)
     public static let full = BenchSizes(commits: 10_000, purchases: 10_000, ingestStores: 10, ingestOpsPerStore: 10_000,
                                         catchUpStores: [10, 100, 1000], catchUpOpsPerStore: 1000,
-                                        bootstrapMembers: 1_000_000, bootstrapOpsPerMember: 10, importRows: 1_000_000)
+                                        bootstrapMembers: 1_000_000, bootstrapOpsPerMember: 10, importRows: 1_000_000,
+                                        reportStores: 20, reportMembers: 1_000_000, reportOps: 10_000_000)
 }
 
 /// One line of the table: Tessera's figure beside the limit measured in the same run.
@@ -59,7 +65,7 @@ public struct Bench: Sendable {
         self.binary = binary; self.folder = folder; self.sizes = sizes; self.only = only; self.postgres = postgres; self.report = report
     }
 
-    public static let parts = ["till", "ingest", "catchup", "bootstrap", "import"]
+    public static let parts = ["till", "ingest", "catchup", "bootstrap", "reports", "import"]
 
     func wants(_ part: String) -> Bool { only.isEmpty || only.contains(part) }
 
@@ -75,6 +81,7 @@ public struct Bench: Sendable {
             if wants("ingest") { rows += try await ingest(limits, &pulls) }
             if wants("catchup") { rows += try await catchUp(limits) }
             if wants("bootstrap") { rows += try await bootstrap(limits, client, &pulls) }
+            if wants("reports") { rows += try await reports(limits, client) }
             if wants("import") { rows += try importMembers() }
             if let small = pulls.min(by: { $0.history < $1.history }), let large = pulls.max(by: { $0.history < $1.history }), pulls.count > 1 {
                 for p in pulls.sorted(by: { $0.history < $1.history }) {
@@ -476,8 +483,7 @@ public struct Bench: Sendable {
         let rss = node.peakRSSBytes
         report(String(format: "  serves tills after %.2f s; snapshot %@; node disk %@; node peak RSS %@", wall, megabytes(bytes), megabytes(disk), megabytes(rss)))
         let rawSeconds = Double(history) / limits.batchedRowsPerSecond
-        let reports = try await reportTimings(hub.url, chain: chain, client: client, members: members, history: history)
-        return reports + [
+        return [
             BenchRow(what: "Bootstrap: new node, \(members) members / \(history) ops, until it serves tills",
                      tessera: String(format: "%.2f s", wall), limit: String(format: "%.2f s to insert %d rows raw", rawSeconds, history),
                      ratio: String(format: "%.1fx", wall / rawSeconds), target: members >= 1_000_000 ? "<= 30 s" : "<= 30 s at 1M/10M"),
@@ -485,31 +491,6 @@ public struct Bench: Sendable {
             BenchRow(what: "Bootstrap: node disk size", tessera: megabytes(disk), limit: "", ratio: "", target: ""),
             BenchRow(what: "Node peak memory with \(members) members", tessera: megabytes(rss), limit: "", ratio: "", target: "<= 200 MB at 1M"),
         ]
-    }
-}
-
-extension Bench {
-    /// Head office's reports on the bootstrap chain: each asked three times, the median kept.
-    /// Today they replay the log per request (issue 7 asks for summary tables at a million
-    /// members); these rows show how far that is.
-    func reportTimings(_ hub: String, chain: Chain, client: LoadClient, members: Int, history: Int64) async throws -> [BenchRow] {
-        let auth = [("Authorization", "Bearer \(chain.admin)")]
-        var rows: [BenchRow] = []
-        for (name, path) in [("liabilities", "/v1/reports/liabilities"), ("settlement (open period)", "/v1/reports/settlement"),
-                             ("segment dormant", "/v1/reports/segments/dormant"), ("store operations per day", "/v1/reports/stores"),
-                             ("member statement", "/v1/members/m-gen-1-1/statement"), ("events feed page", "/v1/events?after=0")] {
-            var times: [Double] = []
-            for _ in 0..<3 {
-                let t = Clock.now()
-                _ = try await client.ok(.GET, hub + path, headers: auth)
-                times.append(Double(Clock.now() - t) / 1e6)
-            }
-            let median = times.sorted()[1]
-            report("  report \(name): \(ms(median))")
-            rows.append(BenchRow(what: "Report at \(members) members / \(history) ops: \(name) (median of 3)", tessera: ms(median),
-                                 limit: "", ratio: "", target: "fast at 1M/10M"))
-        }
-        return rows
     }
 }
 

@@ -77,7 +77,7 @@ final class LoadClient: Sendable {
         var json: [String: Any] { (try? JSONSerialization.jsonObject(with: Data(body.readableBytesView))) as? [String: Any] ?? [:] }
     }
 
-    func call(_ method: HTTPMethod, _ url: String, json: String? = nil, headers: [(String, String)] = []) async throws -> Answer {
+    func call(_ method: HTTPMethod, _ url: String, json: String? = nil, headers: [(String, String)] = [], timeout: Int64 = 120) async throws -> Answer {
         var request = HTTPClientRequest(url: url)
         request.method = method
         for (name, value) in headers { request.headers.add(name: name, value: value) }
@@ -85,14 +85,14 @@ final class LoadClient: Sendable {
             request.headers.add(name: "Content-Type", value: "application/json")
             request.body = .bytes(ByteBuffer(string: json))
         }
-        let response = try await http.execute(request, timeout: .seconds(120))
+        let response = try await http.execute(request, timeout: .seconds(timeout))
         let body = try await response.body.collect(upTo: 4 << 30)
         return Answer(status: Int(response.status.code), body: body)
     }
 
     /// A call that must succeed with a 2xx answer.
-    func ok(_ method: HTTPMethod, _ url: String, json: String? = nil, headers: [(String, String)] = []) async throws -> Answer {
-        let answer = try await call(method, url, json: json, headers: headers)
+    func ok(_ method: HTTPMethod, _ url: String, json: String? = nil, headers: [(String, String)] = [], timeout: Int64 = 120) async throws -> Answer {
+        let answer = try await call(method, url, json: json, headers: headers, timeout: timeout)
         guard (200..<300).contains(answer.status) else {
             throw BenchFailure("\(method) \(url) answered \(answer.status): \(String(buffer: answer.body).prefix(300))")
         }

@@ -258,17 +258,31 @@ enum HubSummaries {
         let db: Database
         let period: Int64
 
-        func line(_ member: MemberID, _ currency: Settlement.Currency) throws -> Settlement.Line {
-            guard let text = try String.fetchOne(db.cachedStatement(sql: "SELECT line FROM settle_lines WHERE member_id = ? AND currency = ?"),
-                                                 arguments: [member.rawValue, currency.rawValue]) else { return Settlement.Line() }
-            return try JSONText.decode(Settlement.Line.self, text)
+        /// The lines as read, to know what each step changed (a line is read before it is set).
+        var read: [String: Settlement.Line] = [:]
+
+        mutating func line(_ member: MemberID, _ currency: Settlement.Currency) throws -> Settlement.Line {
+            let key = member.rawValue + "\u{1F}" + currency.rawValue
+            if let known = read[key] { return known }
+            var line = Settlement.Line()
+            if let text = try String.fetchOne(db.cachedStatement(sql: "SELECT line FROM settle_lines WHERE member_id = ? AND currency = ?"),
+                                              arguments: [member.rawValue, currency.rawValue]) {
+                guard let stored = Settlement.Line(text: text, member: member, currency: currency) else {
+                    throw DomainError(.internalError, "a settlement line of \(member) that does not read back: rebuild the summaries")
+                }
+                line = stored
+            }
+            read[key] = line
+            return line
         }
 
-        func setLine(_ line: Settlement.Line, _ member: MemberID, _ currency: Settlement.Currency) throws {
+        mutating func setLine(_ line: Settlement.Line, _ member: MemberID, _ currency: Settlement.Currency) throws {
+            let before = try self.line(member, currency)
+            read[member.rawValue + "\u{1F}" + currency.rawValue] = line
             // Each store's totals move by the difference the step made to this line.
             var delta: [String: (held: Int64, owed: Int64)] = [:]
-            for lot in try self.line(member, currency).lots { delta[lot.store, default: (0, 0)].held -= lot.amount }
-            for debt in try self.line(member, currency).owed { delta[debt.store, default: (0, 0)].owed -= debt.amount }
+            for lot in before.lots { delta[lot.store, default: (0, 0)].held -= lot.amount }
+            for debt in before.owed { delta[debt.store, default: (0, 0)].owed -= debt.amount }
             for lot in line.lots { delta[lot.store, default: (0, 0)].held += lot.amount }
             for debt in line.owed { delta[debt.store, default: (0, 0)].owed += debt.amount }
             for (store, d) in delta where d.held != 0 || d.owed != 0 {
@@ -283,7 +297,7 @@ enum HubSummaries {
                 try db.cachedStatement(sql: """
                     INSERT INTO settle_lines (member_id, currency, line) VALUES (?, ?, ?)
                     ON CONFLICT(member_id, currency) DO UPDATE SET line = excluded.line
-                    """).execute(arguments: [member.rawValue, currency.rawValue, try JSONText.encode(line)])
+                    """).execute(arguments: [member.rawValue, currency.rawValue, line.text()])
             }
         }
 

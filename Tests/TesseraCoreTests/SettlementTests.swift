@@ -112,3 +112,19 @@ struct SettlementTests {
         }
     }
 }
+
+@Suite("A settlement line kept as text")
+struct SettlementLineTextTests {
+    @Test("a line reads back from its text exactly, lots and debts in order; text that is not a line is refused")
+    func roundTrip() {
+        let ada = MemberID("m-a-1")
+        let line = Settlement.Line(
+            lots: [Settlement.Lot(currency: .bonus, store: "north-1", op: "north-1:7", member: ada, amount: 1_200),
+                   Settlement.Lot(currency: .bonus, store: "hub", op: "hub:3", member: ada, amount: 1)],
+            owed: [Settlement.Owed(currency: .bonus, store: "south-2", op: "south-2:40", member: ada, amount: 9_000_000_000)])
+        #expect(Settlement.Line(text: line.text(), member: ada, currency: .bonus) == line)
+        #expect(Settlement.Line(text: "", member: ada, currency: .principal) == Settlement.Line())
+        #expect(Settlement.Line(text: "L\u{1F}a\u{1F}a:1", member: ada, currency: .principal) == nil)
+        #expect(Settlement.Line(text: "X\u{1F}a\u{1F}a:1\u{1F}5", member: ada, currency: .principal) == nil)
+    }
+}
