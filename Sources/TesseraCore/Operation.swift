@@ -194,8 +194,9 @@ public enum OperationBody: Hashable, Sendable {
     }
 
     static func decode(kind: OperationKind, body: JSONValue) throws -> OperationBody {
-        let data = try JSONEncoder().encode(body)
-        let d = JSONDecoder()
+        // Straight from the JSON value (see JSONValueDecoder): no JSON text in between.
+        let data = body
+        let d = JSONValueDecoder()
         switch kind {
         case .memberEnrolled: return .memberEnrolled(try d.decode(MemberEnrolled.self, from: data))
         case .memberUpdated: return .memberUpdated(try d.decode(MemberUpdated.self, from: data))

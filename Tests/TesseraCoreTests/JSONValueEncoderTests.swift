@@ -67,4 +67,66 @@ struct JSONValueEncoderTests {
         #expect(encoded == .object(["items": .array([.object(["a": .int(1)]), .object(["a": .int(-2), "b": .string("x")])]),
                                     "flag": .bool(true), "n": .int(7), "doc": .object(["ratio": .double(1.5), "list": .array([.int(1), .null])])]))
     }
+
+    /// A body decoded the old way: JSON text written by JSONEncoder, read by JSONDecoder.
+    static func throughText(_ kind: OperationKind, _ body: JSONValue) throws -> OperationBody {
+        let data = try JSONEncoder().encode(body), d = JSONDecoder()
+        switch kind {
+        case .memberEnrolled: return .memberEnrolled(try d.decode(MemberEnrolled.self, from: data))
+        case .memberUpdated: return .memberUpdated(try d.decode(MemberUpdated.self, from: data))
+        case .cardIssued: return .cardIssued(try d.decode(CardIssued.self, from: data))
+        case .cardBlocked: return .cardBlocked(try d.decode(CardBlocked.self, from: data))
+        case .valueRecharged: return .valueRecharged(try d.decode(ValueRecharged.self, from: data))
+        case .purchase: return .purchase(try d.decode(Purchase.self, from: data))
+        case .refund: return .refund(try d.decode(Refund.self, from: data))
+        case .pointsAdjusted: return .pointsAdjusted(try d.decode(PointsAdjusted.self, from: data))
+        case .memberMerged: return .memberMerged(try d.decode(MemberMerged.self, from: data))
+        case .operationVoided: return .operationVoided(try d.decode(OperationVoided.self, from: data))
+        case .operationReversed: return .operationReversed(try d.decode(OperationReversed.self, from: data))
+        case .rulesPublished: return .rulesPublished(try d.decode(RulesPublished.self, from: data))
+        case .pointsExpired: return .pointsExpired(try d.decode(PointsExpired.self, from: data))
+        case .couponsIssued: return .couponsIssued(try d.decode(CouponsIssued.self, from: data))
+        case .membershipPurchased: return .membershipPurchased(try d.decode(MembershipPurchased.self, from: data))
+        case .balanceOpened: return .balanceOpened(try d.decode(BalanceOpened.self, from: data))
+        case .leaseGranted: return .leaseGranted(try d.decode(LeaseGranted.self, from: data))
+        case .leaseReturned: return .leaseReturned(try d.decode(LeaseReturned.self, from: data))
+        case .leaseRecalled: return .leaseRecalled(try d.decode(LeaseRecalled.self, from: data))
+        }
+    }
+
+    @Test("every body of random chains and the protocol's vectors decodes straight from its JSON value as through text; so does every damaged copy, or both refuse it")
+    func decodesAsThroughText() throws {
+        var ops: [TesseraCore.Operation] = []
+        for seed in 1...40 { ops += ChainLog.make(seed: UInt64(seed)) }
+        for vector in try Vector.all() { ops += vector.ops }
+        var kinds = Set<OperationKind>(), compared = 0
+        for op in ops {
+            guard let kind = OperationKind(rawValue: op.kind), op.kindVersion == 1, case .object(let fields) = op.body else { continue }
+            kinds.insert(kind)
+            // The body itself, and copies with each field gone, of another kind, fractional, or null.
+            var extra = fields
+            extra["unknown_field"] = JSONValue.int(1)
+            var variants: [JSONValue] = [op.body, .object(extra)]
+            for (key, value) in fields {
+                var gone = fields; gone[key] = nil
+                variants.append(.object(gone))
+                for other: JSONValue in [.string("1"), .int(1), .double(1.5), .double(2), .null, .bool(true), .array([value]), .object([:]),
+                                         .int(Int64(Int32.max) + 1)] where other != value {
+                    var changed = fields; changed[key] = other
+                    variants.append(.object(changed))
+                }
+            }
+            for body in variants {
+                let straight = Result { try TesseraCore.Operation(id: op.id, hlc: op.hlc, kind: op.kind, body: body).decoded() }
+                let text = Result { try Self.throughText(kind, body) }
+                switch (straight, text) {
+                case (.success(let a), .success(let b)): #expect(a == b, "\(op.kind) \(String(describing: body))")
+                case (.failure, .failure): break
+                default: Issue.record("\(op.kind): straight \(String(describing: straight)), through text \(String(describing: text)) for \(String(describing: body))")
+                }
+                compared += 1
+            }
+        }
+        #expect(kinds.count >= 10 && compared > 10_000, "\(kinds.count) kinds, \(compared) bodies")
+    }
 }
