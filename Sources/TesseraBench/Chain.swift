@@ -32,6 +32,14 @@ struct Chain {
         return try queue.read { try Int64.fetchOne($0, sql: "SELECT COALESCE(MAX(version), 0) FROM ops") ?? 0 }
     }
 
+    /// Makes the hub's summaries look older than this build's, as a hub upgraded from a build
+    /// without them (it makes them again from its log when it opens).
+    static func forgetSummaries(_ hubData: String) throws {
+        let queue = try DatabaseQueue(path: (hubData as NSString).appendingPathComponent("hub.sqlite"))
+        try queue.write { try $0.execute(sql: "DELETE FROM meta WHERE key = 'summaries'") }
+        try queue.close()
+    }
+
     /// What a store's tills do over a day: enrol members, recharge some, and sell (cash sales
     /// earning points, nine in ten operations). Phones are unique across stores.
     static func tillWork(_ node: NodeStore, storeIndex: Int, ops: Int, members: Int) throws {

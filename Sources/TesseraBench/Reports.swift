@@ -31,14 +31,28 @@ extension Bench {
             try JSONEncoder().encode(KeptChain(hubData: chain.hubData, tokens: chain.tokens, admin: chain.admin)).write(to: URL(fileURLWithPath: marker))
         }
         let history = try Chain.hubHead(chain.hubData)
-        let hub = try await Server(binary: binary, ["hub", "--data", chain.hubData, "--listen", "127.0.0.1:0", "--rate-limit", "1000000",
-                                                    "--jobs-interval", "86400"], folder: folder, name: "reports-hub")
-        defer { hub.stop() }
+        let arguments = ["hub", "--data", chain.hubData, "--listen", "127.0.0.1:0", "--rate-limit", "1000000", "--jobs-interval", "86400"]
+        var opened = Date()
+        var hub = try await Server(binary: binary, arguments, folder: folder, name: "reports-hub", startTimeout: 3600)
+        let start = Date().timeIntervalSince(opened)
         let disk = diskBytes(chain.hubPath)
-        report("  hub file \(megabytes(disk))")
+        report(String(format: "  hub file %@; the hub starts in %.1f s", megabytes(disk), start))
         var rows = ingestRow + [BenchRow(what: "Reports chain: hub file with its summaries, \(members) members / \(history) ops", tessera: megabytes(disk),
+                                         limit: "", ratio: "", target: ""),
+                                BenchRow(what: "Reports chain: the hub starts (until it listens)", tessera: String(format: "%.1f s", start),
                                          limit: "", ratio: "", target: "")]
         rows += try await reportTimings(hub.url, chain: chain, client: client, members: members, history: history)
+        // An upgrade from a build without summaries: the hub makes them from its log as it opens.
+        hub.stop()
+        try Chain.forgetSummaries(chain.hubData)
+        opened = Date()
+        hub = try await Server(binary: binary, arguments, folder: folder, name: "reports-hub-rebuild", startTimeout: 7200)
+        let rebuilt = Date().timeIntervalSince(opened)
+        hub.stop()
+        report(String(format: "  a hub with no summaries made them from its log as it opened: %.1f s (%.0f ops/s)", rebuilt, Double(history) / rebuilt))
+        rows.append(BenchRow(what: "Upgrade: a hub with no summaries makes them from its \(history)-op log as it opens", tessera: String(format: "%.0f s", rebuilt),
+                             limit: String(format: "%.0f s to insert the rows raw", Double(history) / limits.batchedRowsPerSecond),
+                             ratio: String(format: "%.0f ops/s", Double(history) / rebuilt), target: "once per upgrade"))
         return rows
     }
 

@@ -18,7 +18,7 @@ final class Server: @unchecked Sendable {
     let url: String
     var pid: Int32 { process.processIdentifier }
 
-    init(binary: String, _ args: [String], folder: String, name: String) async throws {
+    init(binary: String, _ args: [String], folder: String, name: String, startTimeout: Double = 60) async throws {
         let log = (folder as NSString).appendingPathComponent("\(name).log")
         _ = FileManager.default.createFile(atPath: log, contents: nil)
         process.executableURL = URL(fileURLWithPath: binary)
@@ -27,7 +27,7 @@ final class Server: @unchecked Sendable {
         process.standardOutput = FileHandle(forWritingAtPath: log)
         process.standardError = process.standardOutput
         try process.run()
-        let deadline = Date().addingTimeInterval(60)
+        let deadline = Date().addingTimeInterval(startTimeout)
         while Date() < deadline {
             let text = (try? String(contentsOfFile: log, encoding: .utf8)) ?? ""
             if let line = text.split(separator: "\n").first(where: { $0.contains("listening on http://") }),
