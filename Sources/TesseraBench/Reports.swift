@@ -72,6 +72,8 @@ extension Bench {
                              ("segment dormant (every member in a band)", "/v1/reports/segments/dormant"),
                              ("segment activity (every member)", "/v1/reports/segments/activity"),
                              ("segment top 20 %", "/v1/reports/segments/top"),
+                             ("segment tiers (each member's standing)", "/v1/reports/segments/tiers"),
+                             ("segment points expiring within 30 days", "/v1/reports/segments/points_expiring?days=30"),
                              ("member statement", "/v1/members/m-shop-1-1/statement"),
                              ("events feed page", "/v1/events?after=0"),
                              ("liabilities as of 30 days ago (a replay of the log)", "/v1/reports/liabilities?as_of=\(monthAgo)")] {

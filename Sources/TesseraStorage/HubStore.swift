@@ -870,8 +870,17 @@ public final class HubStore: HubStorage {
         let views = ["tiers", "tier_movements", "memberships_ending"].contains(name) ? try Replica.allViews(asOfMs: now, db) : nil
         var profiles = try self.profiles(db, views: views, windowDays: name == "activity" ? parameters.windowDays : nil, nowMs: now)
         if name == "points_expiring" {
-            // What the rules will have expired by then, less what is due already.
-            for i in profiles.indices {
+            // What the rules will have expired by then, less what is due already: only members
+            // with a lot ending within the window can have any (read by the lots' index).
+            guard (0...3_650).contains(parameters.days) else { throw DomainError(.invalidRequest, "days is 0 to 3650") }
+            let last = programme.calendar.day(ms: now + parameters.days * 86_400_000)
+            var candidates = Set<MemberID>()
+            for id in try String.fetchAll(db.cachedStatement(sql: """
+                SELECT DISTINCT member_id FROM entries WHERE lot IS NOT NULL AND lot BETWEEN ? AND ? AND points <> 0
+                """), arguments: [today.number - 1, last.number + 1]) {
+                candidates.insert(try Replica.root(of: MemberID(id), db))
+            }
+            for i in profiles.indices where candidates.contains(profiles[i].id) {
                 profiles[i].pointsExpiring = try Self.pointsExpiring(profiles[i].id, withinDays: parameters.days, programme: programme, now: now, db)
             }
         }

@@ -65,6 +65,10 @@ enum HubSummaries {
                 CREATE INDEX ops_kind_hlc ON ops(kind, hlc);
                 """)
         }
+        // Points lots by the day they end: who has points expiring soon.
+        migrator.registerMigration("hub-v5-lots") { db in
+            try db.execute(sql: "CREATE INDEX entries_lot ON entries(lot) WHERE lot IS NOT NULL")
+        }
     }
 
     static let tables = ["settle_lines", "settle_flows", "settle_pairs", "settle_totals", "member_sums", "member_activity", "store_days"]
