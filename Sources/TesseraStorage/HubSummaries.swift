@@ -131,7 +131,7 @@ enum HubSummaries {
             try Settlement.apply(Settlement.Movement(version: version, op: opID, store: store, member: member, principal: value, bonus: bonus, of: of),
                                  member: root, to: &book)
         }
-        if case .rulesPublished = body { try followZone(db) }
+        if case .rulesPublished = body { try followZone(through: version, db) }
         // A void takes its operation out of the counts, if that arrived first (and this is the
         // void the fold keeps: a second void of the same operation changes nothing).
         if case .operationVoided(let v) = body,
@@ -232,12 +232,15 @@ enum HubSummaries {
 
     /// Store days are counted in the chain's time zone: when a new programme changes it, they
     /// are counted again (once, a pass over the stores' operations).
-    private static func followZone(_ db: Database) throws {
+    private static func followZone(through version: Int64, _ db: Database) throws {
         let zone = try Replica.programme(db).timeZone
         guard try Meta.get("summary_zone", db) != zone else { return }
         try Meta.set("summary_zone", zone, db)
         try db.execute(sql: "DELETE FROM store_days")
-        let ids = try String.fetchCursor(db.makeStatement(sql: "SELECT id FROM ops WHERE origin <> 'hub' AND id NOT IN (SELECT of FROM voids) ORDER BY version"))
+        // Up to this operation only: a rebuild meets the later ones in its own pass.
+        let ids = try String.fetchCursor(db.makeStatement(sql: """
+            SELECT id FROM ops WHERE version <= ? AND origin <> 'hub' AND id NOT IN (SELECT of FROM voids) ORDER BY version
+            """), arguments: [version])
         while let id = try ids.next() { try countDay(id, db) }
     }
 

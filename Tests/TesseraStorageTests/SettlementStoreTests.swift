@@ -222,6 +222,15 @@ final class SettlementStoreTests {
         _ = try hub.publishRules(.object(fields))
         #expect(try hub.storeActivity(from: nil, through: nil, store: nil).days.map { "\($0.store) \($0.day)" } == ["s1 2026-03-03", "s2 2026-03-04"])
         #expect(try hub.checkSummaries() == [])
+        // A sale after the change; then the summaries made again from the log (the zone changes
+        // twice on the way): the same days, each operation counted once.
+        _ = try spend(try one.beginPurchase(a.id, NodeAPI.PurchaseRequest(amount: 100), key: nil), node: one, hub: nil)
+        try sync(one, hub)
+        let counted = try hub.storeActivity(from: nil, through: nil, store: nil)
+        #expect(counted.days.reduce(0) { $0 + $1.operations } == 6)
+        try hub.rebuildSummaries()
+        #expect(try hub.storeActivity(from: nil, through: nil, store: nil) == counted)
+        #expect(try hub.checkSummaries() == [])
 
         #expect(try hub.breakageCandidates(untouchedDays: 30).isEmpty)
         clock.advance(40 * 86_400_000)
