@@ -195,34 +195,48 @@ public enum OperationBody: Hashable, Sendable {
 
     static func decode(kind: OperationKind, body: JSONValue) throws -> OperationBody {
         // Straight from the JSON value (see JSONValueDecoder): no JSON text in between.
-        let data = body
-        let d = JSONValueDecoder()
+        try decode(kind: kind, from: JSONValueBodySource(value: body))
+    }
+
+    /// The body of a known kind, read by `source` as that kind's type.
+    public static func decode(kind: OperationKind, from d: some BodySource) throws -> OperationBody {
         switch kind {
-        case .memberEnrolled: return .memberEnrolled(try d.decode(MemberEnrolled.self, from: data))
-        case .memberUpdated: return .memberUpdated(try d.decode(MemberUpdated.self, from: data))
-        case .cardIssued: return .cardIssued(try d.decode(CardIssued.self, from: data))
-        case .cardBlocked: return .cardBlocked(try d.decode(CardBlocked.self, from: data))
-        case .valueRecharged: return .valueRecharged(try d.decode(ValueRecharged.self, from: data))
-        case .purchase: return .purchase(try d.decode(Purchase.self, from: data))
-        case .refund: return .refund(try d.decode(Refund.self, from: data))
-        case .pointsAdjusted: return .pointsAdjusted(try d.decode(PointsAdjusted.self, from: data))
-        case .memberMerged: return .memberMerged(try d.decode(MemberMerged.self, from: data))
-        case .operationVoided: return .operationVoided(try d.decode(OperationVoided.self, from: data))
-        case .operationReversed: return .operationReversed(try d.decode(OperationReversed.self, from: data))
-        case .rulesPublished: return .rulesPublished(try d.decode(RulesPublished.self, from: data))
-        case .pointsExpired: return .pointsExpired(try d.decode(PointsExpired.self, from: data))
-        case .couponsIssued: return .couponsIssued(try d.decode(CouponsIssued.self, from: data))
-        case .membershipPurchased: return .membershipPurchased(try d.decode(MembershipPurchased.self, from: data))
-        case .balanceOpened: return .balanceOpened(try d.decode(BalanceOpened.self, from: data))
-        case .leaseGranted: return .leaseGranted(try d.decode(LeaseGranted.self, from: data))
-        case .leaseReturned: return .leaseReturned(try d.decode(LeaseReturned.self, from: data))
-        case .leaseRecalled: return .leaseRecalled(try d.decode(LeaseRecalled.self, from: data))
+        case .memberEnrolled: return .memberEnrolled(try d.decode(MemberEnrolled.self))
+        case .memberUpdated: return .memberUpdated(try d.decode(MemberUpdated.self))
+        case .cardIssued: return .cardIssued(try d.decode(CardIssued.self))
+        case .cardBlocked: return .cardBlocked(try d.decode(CardBlocked.self))
+        case .valueRecharged: return .valueRecharged(try d.decode(ValueRecharged.self))
+        case .purchase: return .purchase(try d.decode(Purchase.self))
+        case .refund: return .refund(try d.decode(Refund.self))
+        case .pointsAdjusted: return .pointsAdjusted(try d.decode(PointsAdjusted.self))
+        case .memberMerged: return .memberMerged(try d.decode(MemberMerged.self))
+        case .operationVoided: return .operationVoided(try d.decode(OperationVoided.self))
+        case .operationReversed: return .operationReversed(try d.decode(OperationReversed.self))
+        case .rulesPublished: return .rulesPublished(try d.decode(RulesPublished.self))
+        case .pointsExpired: return .pointsExpired(try d.decode(PointsExpired.self))
+        case .couponsIssued: return .couponsIssued(try d.decode(CouponsIssued.self))
+        case .membershipPurchased: return .membershipPurchased(try d.decode(MembershipPurchased.self))
+        case .balanceOpened: return .balanceOpened(try d.decode(BalanceOpened.self))
+        case .leaseGranted: return .leaseGranted(try d.decode(LeaseGranted.self))
+        case .leaseReturned: return .leaseReturned(try d.decode(LeaseReturned.self))
+        case .leaseRecalled: return .leaseRecalled(try d.decode(LeaseRecalled.self))
         }
     }
 }
 
 /// What an operation takes from a member's stored value, points and coupons. `costMinor` is its
 /// cash worth (value, points at their redemption value, coupon discount): the offline limit counts it.
+/// Reads an operation body as a given type: from its JSON value (`JSONValueBodySource`), or
+/// any other way (the tests read it through JSON text too, to check both agree).
+public protocol BodySource {
+    func decode<T: Decodable>(_ type: T.Type) throws -> T
+}
+
+struct JSONValueBodySource: BodySource {
+    let value: JSONValue
+    func decode<T: Decodable>(_ type: T.Type) throws -> T { try JSONValueDecoder().decode(type, from: value) }
+}
+
 public struct Debit: Hashable, Sendable {
     public var valueMinor: Int64
     public var points: Int64

@@ -121,7 +121,7 @@ enum Dashboard {
                 html += "Each line is a load (the operation that brought the value in) paying for a spend; a negative amount undoes one (a refund, a reversal).</p>"
                 html += "<table><tr><th>Log version</th><th>Currency</th><th>Load</th><th>Spend</th><th>Member</th><th>Amount</th></tr>"
                 for f in report.flows {
-                    html += "<tr><td class=n>\(f.version)</td><td>\(f.currency)</td><td>\(e(f.load)) (\(e(f.issuer)))</td><td>\(e(f.spend)) (\(e(f.spender)))</td>"
+                    html += "<tr><td class=n>\(f.version)</td><td>\(f.currency.rawValue)</td><td>\(e(f.load)) (\(e(f.issuer)))</td><td>\(e(f.spend)) (\(e(f.spender)))</td>"
                     html += "<td><a href=\"/dashboard/members?id=\(e(query(f.member.rawValue)))\">\(e(f.member.rawValue))</a></td><td class=n>\(money(f.amount))</td></tr>"
                 }
                 html += "</table>"

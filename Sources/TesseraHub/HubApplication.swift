@@ -285,7 +285,7 @@ public enum HubApplication {
             }
             guard csv else { return try JSONBody.response(flows) }
             return CSVBody.response(header: ["period", "version", "currency", "issuer", "spender", "amount", "load", "spend", "member"], rows: flows.flows.map {
-                ["\(flows.period)", "\($0.version)", $0.currency, $0.issuer, $0.spender, "\($0.amount)", $0.load, $0.spend, $0.member.rawValue]
+                ["\(flows.period)", "\($0.version)", $0.currency.rawValue, $0.issuer, $0.spender, "\($0.amount)", $0.load, $0.spend, $0.member.rawValue]
             })
         }
         office.post("/reports/settlement/close") { request, _ in

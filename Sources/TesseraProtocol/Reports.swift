@@ -24,25 +24,10 @@ extension HubAPI {
     /// member; negative amounts undo a flow (a refunded sale, a reversed spend).
     public struct SettlementFlows: Codable, Sendable, Equatable {
         public var period: Int
-        public var flows: [SettlementFlow]
+        public var flows: [Settlement.Flow]
         /// More flows than `limit` match: ask again with a larger limit or a narrower filter.
         public var more: Bool
-        public init(period: Int, flows: [SettlementFlow], more: Bool) { self.period = period; self.flows = flows; self.more = more }
-    }
-
-    public struct SettlementFlow: Codable, Sendable, Equatable {
-        public var version: Int64
-        public var currency: String
-        public var issuer: String
-        public var spender: String
-        public var amount: Int64
-        public var load: String
-        public var spend: String
-        public var member: MemberID
-        public init(version: Int64, currency: String, issuer: String, spender: String, amount: Int64, load: String, spend: String, member: MemberID) {
-            self.version = version; self.currency = currency; self.issuer = issuer; self.spender = spender
-            self.amount = amount; self.load = load; self.spend = spend; self.member = member
-        }
+        public init(period: Int, flows: [Settlement.Flow], more: Bool) { self.period = period; self.flows = flows; self.more = more }
     }
 
     public struct StorePosition: Codable, Sendable, Equatable {

@@ -590,15 +590,21 @@ public final class HubStore: HubStorage {
 
     static let periodClosedKind = "settlement.period_closed"
 
+    /// The period asked for (nil: the open one), if there is one.
+    static func periodNumber(_ period: Int?, closed: [Int64]) throws -> Int {
+        let number = period ?? closed.count + 1
+        guard number >= 1 && number <= closed.count + 1 else {
+            throw DomainError(.notFound, "no settlement period \(number); periods 1 to \(closed.count) are closed, \(closed.count + 1) is open")
+        }
+        return number
+    }
+
     /// Inter-store settlement for period `period` (1 is the first; nil: the open one).
     public func settlement(period: Int?) throws -> HubAPI.SettlementReport {
         try refresh()
         return try pool.read { db in
             let closed = try self.closedPeriods(db)
-            let number = period ?? closed.count + 1
-            guard number >= 1 && number <= closed.count + 1 else {
-                throw DomainError(.notFound, "no settlement period \(number); periods 1 to \(closed.count) are closed, \(closed.count + 1) is open")
-            }
+            let number = try Self.periodNumber(period, closed: closed)
             let after = number == 1 ? 0 : closed[number - 2]
             let head = try Replica.logHead(db)
             let through = number <= closed.count ? closed[number - 1] : head
@@ -623,19 +629,16 @@ public final class HubStore: HubStorage {
     public func settlementFlows(period: Int?, issuer: String?, spender: String?, limit: Int) throws -> HubAPI.SettlementFlows {
         try refresh()
         return try pool.read { db in
-            let closed = try self.closedPeriods(db)
-            let number = period ?? closed.count + 1
-            guard number >= 1 && number <= closed.count + 1 else {
-                throw DomainError(.notFound, "no settlement period \(number); periods 1 to \(closed.count) are closed, \(closed.count + 1) is open")
-            }
+            let number = try Self.periodNumber(period, closed: try self.closedPeriods(db))
             let rows = try Row.fetchAll(db.cachedStatement(sql: """
                 SELECT version, currency, issuer, spender, amount, load, spend, member_id FROM settle_flows
                 WHERE period = ? AND issuer <> spender AND (? IS NULL OR issuer = ?) AND (? IS NULL OR spender = ?)
                 ORDER BY id LIMIT ?
                 """), arguments: [number, issuer, issuer, spender, spender, limit + 1])
-            let flows = rows.prefix(limit).map { row in
-                HubAPI.SettlementFlow(version: row["version"], currency: row["currency"], issuer: row["issuer"], spender: row["spender"],
-                                      amount: row["amount"], load: row["load"], spend: row["spend"], member: MemberID(row["member_id"]))
+            let flows = try rows.prefix(limit).map { row in
+                guard let currency = Settlement.Currency(rawValue: row["currency"]) else { throw DomainError(.internalError, "a flow in no currency") }
+                return Settlement.Flow(version: row["version"], currency: currency, issuer: row["issuer"], spender: row["spender"],
+                                       amount: row["amount"], load: row["load"], spend: row["spend"], member: MemberID(row["member_id"]))
             }
             return HubAPI.SettlementFlows(period: number, flows: Array(flows), more: rows.count > limit)
         }
