@@ -812,9 +812,8 @@ public final class HubStore: HubStorage {
 
     /// Each member's activity (a merged group's together) from the summaries: enrolment,
     /// purchases (how many, the last), spend less refunds; the purchases of the last
-    /// `windowDays` when asked (read by time from the log's index); tier and membership only
-    /// when `views` are given.
-    func profiles(_ db: Database, views: [MemberView]?, windowDays: Int64? = nil, nowMs: Int64 = 0) throws -> [Segments.Profile] {
+    /// `windowDays` when asked (read by time from the log's index).
+    func profiles(_ db: Database, windowDays: Int64? = nil, nowMs: Int64 = 0) throws -> [Segments.Profile] {
         var alias: [String: MemberID] = [:]
         for id in try String.fetchAll(db.cachedStatement(sql: "SELECT from_id FROM merges")) { alias[id] = try Replica.root(of: MemberID(id), db) }
         func root(_ id: String) -> MemberID { alias[id] ?? MemberID(id) }
@@ -846,16 +845,11 @@ public final class HubStore: HubStorage {
         }
         let enrolled = Dictionary(try Row.fetchAll(db.cachedStatement(sql: "SELECT id, enrolled FROM members WHERE enrolled IS NOT NULL"))
             .map { (MemberID($0["id"]), Replica.wallMs(ofStampKey: $0["enrolled"]) ?? 0) }, uniquingKeysWith: min)
-        guard let views else {
-            return try Row.fetchAll(db.cachedStatement(sql: """
-                SELECT id, name, phone, birthday FROM members WHERE enrolled IS NOT NULL AND id NOT IN (SELECT from_id FROM merges) ORDER BY id
-                """)).map { row in
-                let id = MemberID(row["id"])
-                return profile(id, name: row["name"], phone: row["phone"], birthday: row["birthday"], enrolledMs: enrolled[id] ?? 0, tier: nil, until: nil)
-            }
-        }
-        return views.filter { $0.mergedInto == nil }.map { v in
-            profile(v.id, name: v.name, phone: v.phone, birthday: v.birthday, enrolledMs: enrolled[v.id] ?? 0, tier: v.tier, until: v.membership?.until)
+        return try Row.fetchAll(db.cachedStatement(sql: """
+            SELECT id, name, phone, birthday FROM members WHERE enrolled IS NOT NULL AND id NOT IN (SELECT from_id FROM merges) ORDER BY id
+            """)).map { row in
+            let id = MemberID(row["id"])
+            return profile(id, name: row["name"], phone: row["phone"], birthday: row["birthday"], enrolledMs: enrolled[id] ?? 0, tier: nil, until: nil)
         }
     }
 
@@ -868,10 +862,27 @@ public final class HubStore: HubStorage {
         let now = physicalMs()
         let programme = try Replica.programme(db)
         let today = programme.calendar.day(ms: now)
-        // Only these segments need each member's standing (tier, membership): the others read
-        // profiles straight from the fold, not a whole view per member.
-        let views = ["tiers", "tier_movements", "memberships_ending"].contains(name) ? try Replica.allViews(asOfMs: now, db) : nil
-        var profiles = try self.profiles(db, views: views, windowDays: name == "activity" ? parameters.windowDays : nil, nowMs: now)
+        var profiles = try self.profiles(db, windowDays: name == "activity" ? parameters.windowDays : nil, nowMs: now)
+        if name == "tier_movements" && parameters.days < 1 { throw DomainError(.invalidRequest, "days is 1 or more") }
+        if name == "tiers" || name == "tier_movements" {
+            // Every member's tier from one pass over the tier counters (not a standing per member).
+            let after = try Replica.tierIndexes(programme: programme, asOfMs: now, db)
+            let then = now - parameters.days * 86_400_000
+            let before = name == "tier_movements" ? try Replica.tierIndexes(programme: programme, asOfMs: then, entriesThroughMs: then, db) : [:]
+            for i in profiles.indices {
+                let id = profiles[i].id
+                profiles[i].tier = after[id].flatMap { programme.tiers?.levels[$0].name }
+                profiles[i].tierBefore = before[id].flatMap { programme.tiers?.levels[$0].name }
+                profiles[i].tierStep = Int64((after[id] ?? -1) - (before[id] ?? -1))
+            }
+        }
+        if name == "memberships_ending" {
+            // Only members who ever bought one can have a membership ending.
+            let holders = Set(try String.fetchAll(db.cachedStatement(sql: "SELECT DISTINCT member_id FROM memberships")).map { try Replica.root(of: MemberID($0), db) })
+            for i in profiles.indices where holders.contains(profiles[i].id) {
+                profiles[i].membershipUntil = try Replica.standing(of: profiles[i].id, programme: programme, asOfMs: now, db).membership?.until
+            }
+        }
         if name == "points_expiring" {
             // What the rules will have expired by then, less what is due already: only members
             // with a lot ending within the window can have any (read by the lots' index).
@@ -885,17 +896,6 @@ public final class HubStore: HubStorage {
             }
             for i in profiles.indices where candidates.contains(profiles[i].id) {
                 profiles[i].pointsExpiring = try Self.pointsExpiring(profiles[i].id, withinDays: parameters.days, programme: programme, now: now, db)
-            }
-        }
-        if name == "tier_movements" {
-            // Each member's tier as it stood `days` ago (the entries stamped by then) and now.
-            guard parameters.days >= 1 else { throw DomainError(.invalidRequest, "days is 1 or more") }
-            let then = now - parameters.days * 86_400_000
-            for i in profiles.indices {
-                let before = try Replica.standing(of: profiles[i].id, programme: programme, asOfMs: then, entriesThroughMs: then, db)
-                let after = try Replica.standing(of: profiles[i].id, programme: programme, asOfMs: now, db)
-                profiles[i].tierBefore = before.tier?.name
-                profiles[i].tierStep = Int64((after.tierIndex ?? -1) - (before.tierIndex ?? -1))
             }
         }
         let members = try Segments.members(name, profiles, nowMs: now, today: today, parameters)

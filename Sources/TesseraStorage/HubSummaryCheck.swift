@@ -33,10 +33,19 @@ extension HubStore {
                         try self.replayedBreakage(untouchedDays: days, nowMs: now, db))
             }
             let window: Int64 = 90
-            let summary = try self.profiles(db, views: nil, windowDays: window, nowMs: now)
+            let summary = try self.profiles(db, windowDays: window, nowMs: now)
             let replay = try self.replayedProfiles(db)
             compare("member profiles", summary.map { Self.activityLine($0, nowMs: now, window: window) },
                     replay.map { Self.activityLine($0, nowMs: now, window: window) })
+            // Tiers from one pass over the counters, as each member's own standing has them, now and a while ago.
+            let views = try Replica.allViews(asOfMs: now, db).filter { $0.mergedInto == nil }
+            let tiers = try Replica.tierIndexes(programme: programme, asOfMs: now, db)
+            compare("tiers", views.map { "\($0.id) \($0.tier ?? "none")" },
+                    views.map { "\($0.id) \(tiers[$0.id].flatMap { programme.tiers?.levels[$0].name } ?? "none")" })
+            let then = now - 30 * 86_400_000
+            let before = try Replica.tierIndexes(programme: programme, asOfMs: then, entriesThroughMs: then, db)
+            compare("tiers 30 days ago", try views.map { "\($0.id) \(try Replica.standing(of: $0.id, programme: programme, asOfMs: then, entriesThroughMs: then, db).tierIndex ?? -1)" },
+                    views.map { "\($0.id) \(before[$0.id] ?? -1)" })
             return problems
         }
     }

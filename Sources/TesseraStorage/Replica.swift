@@ -364,6 +364,37 @@ enum Replica {
                                      memberships: memberships, programme: programme, asOfMs: asOfMs)
     }
 
+    /// Every enrolled member's tier (its index in the programme's levels, by root), as each
+    /// member's standing has it, from one pass over the tier counters of every entry: what a
+    /// segment over all members needs, without a standing per member. Empty with no tiers.
+    static func tierIndexes(programme: Programme, asOfMs: Int64, entriesThroughMs: Int64 = .max, _ db: Database) throws -> [MemberID: Int] {
+        guard let tiers = programme.tiers else { return [:] }
+        var alias: [String: MemberID] = [:]
+        for id in try String.fetchAll(db.cachedStatement(sql: "SELECT from_id FROM merges")) { alias[id] = try root(of: MemberID(id), db) }
+        var totals: [MemberID: Int64] = [:], buckets: [MemberID: [Int64: Int64]] = [:]
+        let byBucket = MemberStanding.needsQualifyingBuckets(programme), bucket = LedgerSummary.bucketMs
+        let rows = try Row.fetchCursor(db.cachedStatement(sql: byBucket ? """
+            SELECT member_id, SUM(qualifying), (at_ms / \(bucket)) * \(bucket) AS b FROM entries
+            WHERE qualifying <> 0 AND at_ms <= ? GROUP BY member_id, b
+            """ : "SELECT member_id, SUM(qualifying) FROM entries WHERE qualifying <> 0 AND at_ms <= ? GROUP BY member_id"),
+            arguments: [entriesThroughMs])
+        while let row = try rows.next() {
+            let id: String = row[0], amount: Int64 = row[1]
+            let member = alias[id] ?? MemberID(id)
+            totals[member, default: 0] += amount
+            if byBucket { buckets[member, default: [:]][row[2], default: 0] += amount }
+        }
+        let calendar = programme.calendar, today = calendar.day(ms: asOfMs)
+        let none = TierRule.standing(tiers, total: 0, byBucket: [:], calendar: calendar, today: today).index
+        var out: [MemberID: Int] = [:]
+        for id in try String.fetchAll(db.cachedStatement(sql: "SELECT id FROM members WHERE enrolled IS NOT NULL AND id NOT IN (SELECT from_id FROM merges)")) {
+            let member = MemberID(id)
+            guard let total = totals[member] else { out[member] = none; continue }
+            out[member] = TierRule.standing(tiers, total: total, byBucket: buckets[member] ?? [:], calendar: calendar, today: today).index
+        }
+        return out
+    }
+
     /// `LedgerSummary` computed in SQL over the member group's entries (the index on
     /// `member_id` bounds the scan; the pure fold computes the same from rows in memory).
     static func ledgerSummary(group: String, programme: Programme, asOfMs: Int64, entriesThroughMs: Int64 = .max,
