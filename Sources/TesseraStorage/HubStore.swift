@@ -122,7 +122,7 @@ public final class HubStore: HubStorage {
     }
 
     private static func openFold(path: String) throws -> DatabasePool {
-        let pool = try SQLiteFiles.openPool(path: path)
+        let pool = try SQLiteFiles.openPool(path: path, cacheMiB: 64)
         var migrator = DatabaseMigrator()
         Replica.migrate(&migrator)
         migrator.registerMigration("hub-v1") { db in
@@ -710,8 +710,8 @@ public final class HubStore: HubStorage {
     /// members in no merge in one query, the few merged groups one by one.
     private func pointsOutstanding(_ db: Database) throws -> Int64 {
         var points = try Int64.fetchOne(db.cachedStatement(sql: """
-            SELECT COALESCE(SUM(MAX(0, s.points)), 0) FROM member_sums s JOIN members m ON m.id = s.member_id
-            WHERE m.enrolled IS NOT NULL AND s.member_id NOT IN (SELECT from_id FROM merges) AND s.member_id NOT IN (SELECT into_id FROM merges)
+            SELECT COALESCE(SUM(MAX(0, points)), 0) FROM member_sums
+            WHERE enrolled = 1 AND member_id NOT IN (SELECT from_id FROM merges) AND member_id NOT IN (SELECT into_id FROM merges)
             """)) ?? 0
         for root in try self.mergedRoots(db) {
             let group = try JSONText.encode(try Replica.group(of: root, db).map(\.rawValue))
@@ -792,9 +792,9 @@ public final class HubStore: HubStorage {
 
     func summaryBreakage(untouchedDays: Int64, nowMs now: Int64, _ db: Database) throws -> [HubAPI.Dormant] {
             var out = try Row.fetchAll(db.cachedStatement(sql: """
-                SELECT s.member_id, s.value + s.bonus, s.value_at_ms FROM member_sums s JOIN members m ON m.id = s.member_id
-                WHERE m.enrolled IS NOT NULL AND s.value + s.bonus > 0 AND s.value_at_ms IS NOT NULL AND (? - s.value_at_ms) / 86400000 >= ?
-                  AND s.member_id NOT IN (SELECT from_id FROM merges) AND s.member_id NOT IN (SELECT into_id FROM merges)
+                SELECT member_id, value + bonus, value_at_ms FROM member_sums
+                WHERE enrolled = 1 AND value + bonus > 0 AND value_at_ms IS NOT NULL AND (? - value_at_ms) / 86400000 >= ?
+                  AND member_id NOT IN (SELECT from_id FROM merges) AND member_id NOT IN (SELECT into_id FROM merges)
                 """), arguments: [now, untouchedDays]).map { row in
                 HubAPI.Dormant(member: MemberID(row[0]), balance: row[1], lastMovement: isoTime(ms: row[2]))
             }
@@ -814,43 +814,47 @@ public final class HubStore: HubStorage {
     /// purchases (how many, the last), spend less refunds; the purchases of the last
     /// `windowDays` when asked (read by time from the log's index).
     func profiles(_ db: Database, windowDays: Int64? = nil, nowMs: Int64 = 0) throws -> [Segments.Profile] {
-        var alias: [String: MemberID] = [:]
-        for id in try String.fetchAll(db.cachedStatement(sql: "SELECT from_id FROM merges")) { alias[id] = try Replica.root(of: MemberID(id), db) }
-        func root(_ id: String) -> MemberID { alias[id] ?? MemberID(id) }
-        struct Activity { var purchases = 0; var lastMs: Int64?; var spend: Int64 = 0; var recent: [Int64] = [] }
-        var activity: [MemberID: Activity] = [:]
-        let rows = try Row.fetchCursor(db.cachedStatement(sql: "SELECT member_id, purchases, last_ms, spend FROM member_activity"))
-        while let row = try rows.next() {
-            let member = root(row[0])
-            var a = activity[member] ?? Activity()
-            a.purchases += row[1] as Int
-            if let last = row[2] as Int64? { a.lastMs = max(a.lastMs ?? last, last) }
-            a.spend += row[3] as Int64
-            activity[member] = a
+        // The few merged groups: the absorbed members' activity joins their survivor's.
+        var alias: [String: MemberID] = [:], absorbed: [MemberID: [String]] = [:]
+        for id in try String.fetchAll(db.cachedStatement(sql: "SELECT from_id FROM merges")) {
+            let root = try Replica.root(of: MemberID(id), db)
+            alias[id] = root
+            absorbed[root, default: []].append(id)
         }
+        var recent: [MemberID: [Int64]] = [:]
         if let windowDays {
             // Purchases stamped within the window (and not after now), voided ones left out.
             let since = HLCTimestamp(wallMs: max(0, nowMs - windowDays * 86_400_000), counter: 0).packed
-            let recent = try Row.fetchCursor(db.cachedStatement(sql: """
+            let rows = try Row.fetchCursor(db.cachedStatement(sql: """
                 SELECT member_id, hlc FROM ops WHERE kind = 'purchase' AND hlc >= ? AND member_id IS NOT NULL AND id NOT IN (SELECT of FROM voids)
                 """), arguments: [since])
-            while let row = try recent.next() {
-                activity[root(row[0]), default: Activity()].recent.append(HLCTimestamp(packed: row[1])?.wallMs ?? 0)
+            while let row = try rows.next() {
+                let id: String = row[0]
+                recent[alias[id] ?? MemberID(id), default: []].append(HLCTimestamp(packed: row[1])?.wallMs ?? 0)
             }
         }
-        func profile(_ id: MemberID, name: String?, phone: String?, birthday: String?, enrolledMs: Int64, tier: String?, until: String?) -> Segments.Profile {
-            let a = activity[id] ?? Activity()
-            return Segments.Profile(id: id, name: name, phone: phone, birthday: birthday, enrolledMs: enrolledMs, purchases: a.purchases,
-                                    lastPurchaseMs: a.lastMs, recentPurchasesMs: a.recent, spend: a.spend, tier: tier, membershipUntil: until)
+        // One pass over the members, each with its activity beside it.
+        var out: [Segments.Profile] = []
+        let rows = try Row.fetchCursor(db.cachedStatement(sql: """
+            SELECT m.id, m.name, m.phone, m.birthday, m.enrolled, COALESCE(a.purchases, 0), a.last_ms, COALESCE(a.spend, 0)
+            FROM members m LEFT JOIN member_activity a ON a.member_id = m.id
+            WHERE m.enrolled IS NOT NULL AND m.id NOT IN (SELECT from_id FROM merges)
+            """))
+        while let row = try rows.next() {
+            let id = MemberID(row[0] as String)
+            var purchases: Int = row[5], last: Int64? = row[6], spend: Int64 = row[7]
+            for other in absorbed[id] ?? [] {
+                guard let a = try Row.fetchOne(db.cachedStatement(sql: "SELECT purchases, last_ms, spend FROM member_activity WHERE member_id = ?"),
+                                               arguments: [other]) else { continue }
+                purchases += a[0] as Int
+                if let l = a[1] as Int64? { last = max(last ?? l, l) }
+                spend += a[2] as Int64
+            }
+            out.append(Segments.Profile(id: id, name: row[1], phone: row[2], birthday: row[3], enrolledMs: Replica.wallMs(ofStampKey: row[4]) ?? 0,
+                                        purchases: purchases, lastPurchaseMs: last, recentPurchasesMs: recent[id] ?? [], spend: spend,
+                                        tier: nil, membershipUntil: nil))
         }
-        let enrolled = Dictionary(try Row.fetchAll(db.cachedStatement(sql: "SELECT id, enrolled FROM members WHERE enrolled IS NOT NULL"))
-            .map { (MemberID($0["id"]), Replica.wallMs(ofStampKey: $0["enrolled"]) ?? 0) }, uniquingKeysWith: min)
-        return try Row.fetchAll(db.cachedStatement(sql: """
-            SELECT id, name, phone, birthday FROM members WHERE enrolled IS NOT NULL AND id NOT IN (SELECT from_id FROM merges) ORDER BY id
-            """)).map { row in
-            let id = MemberID(row["id"])
-            return profile(id, name: row["name"], phone: row["phone"], birthday: row["birthday"], enrolledMs: enrolled[id] ?? 0, tier: nil, until: nil)
-        }
+        return out
     }
 
     public func segment(_ name: String, _ parameters: Segments.Parameters) throws -> HubAPI.SegmentReport {

@@ -47,7 +47,6 @@ enum HubSummaries {
                     member_id TEXT PRIMARY KEY NOT NULL, value INTEGER NOT NULL DEFAULT 0, bonus INTEGER NOT NULL DEFAULT 0,
                     points INTEGER NOT NULL DEFAULT 0, value_at_ms INTEGER
                 );
-                CREATE INDEX member_sums_value_at ON member_sums(value_at_ms);
                 CREATE TABLE member_activity (
                     member_id TEXT PRIMARY KEY NOT NULL, purchases INTEGER NOT NULL DEFAULT 0, last_ms INTEGER,
                     spend INTEGER NOT NULL DEFAULT 0
@@ -66,8 +65,18 @@ enum HubSummaries {
                 """)
         }
         // Points lots by the day they end: who has points expiring soon.
-        migrator.registerMigration("hub-v5-lots") { db in
-            try db.execute(sql: "CREATE INDEX entries_lot ON entries(lot) WHERE lot IS NOT NULL")
+        // Measured at 1M members / 10M operations: points lots by the day they end (who has points
+        // expiring soon), flows of a pair in order, and whether a member's sums are an enrolled
+        // member's (the points outstanding without a look-up of each member).
+        migrator.registerMigration("hub-v5-summaries-at-scale") { db in
+            try db.execute(sql: """
+                CREATE INDEX entries_lot ON entries(lot) WHERE lot IS NOT NULL;
+                DROP INDEX settle_flows_pair;
+                CREATE INDEX settle_flows_pair ON settle_flows(period, issuer, spender, id);
+                ALTER TABLE member_sums ADD COLUMN enrolled INTEGER NOT NULL DEFAULT 0;
+                UPDATE member_sums SET enrolled = 1 WHERE member_id IN (SELECT id FROM members WHERE enrolled IS NOT NULL);
+                DROP INDEX IF EXISTS member_sums_value_at;
+                """)
         }
     }
 
@@ -113,6 +122,11 @@ enum HubSummaries {
         var of: String?
         if op.kind == OperationKind.refund.rawValue || op.kind == OperationKind.operationReversed.rawValue, case .string(let target)? = fields["of"] {
             of = target
+        }
+        if case .memberEnrolled(let m) = body {
+            try db.cachedStatement(sql: """
+                INSERT INTO member_sums (member_id, enrolled) VALUES (?, 1) ON CONFLICT(member_id) DO UPDATE SET enrolled = 1
+                """).execute(arguments: [m.member.rawValue])
         }
         for entry in try Row.fetchAll(db.cachedStatement(sql: "SELECT member_id, value, bonus, points, at_ms FROM entries WHERE op_id = ? ORDER BY part"),
                                       arguments: [opID]) {

@@ -35,8 +35,8 @@ extension HubStore {
             let window: Int64 = 90
             let summary = try self.profiles(db, windowDays: window, nowMs: now)
             let replay = try self.replayedProfiles(db)
-            compare("member profiles", summary.map { Self.activityLine($0, nowMs: now, window: window) },
-                    replay.map { Self.activityLine($0, nowMs: now, window: window) })
+            compare("member profiles", summary.map { Self.activityLine($0, nowMs: now, window: window) }.sorted(),
+                    replay.map { Self.activityLine($0, nowMs: now, window: window) }.sorted())
             // Tiers from one pass over the counters, as each member's own standing has them, now and a while ago.
             let views = try Replica.allViews(asOfMs: now, db).filter { $0.mergedInto == nil }
             let tiers = try Replica.tierIndexes(programme: programme, asOfMs: now, db)
