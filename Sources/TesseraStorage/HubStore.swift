@@ -630,11 +630,13 @@ public final class HubStore: HubStorage {
         try refresh()
         return try pool.read { db in
             let number = try Self.periodNumber(period, closed: try self.closedPeriods(db))
+            // Only the filters asked for in the statement, so that the index of a pair's flows serves it.
+            var filters = "period = ? AND issuer <> spender", arguments: StatementArguments = [number]
+            if let issuer { filters += " AND issuer = ?"; arguments += [issuer] }
+            if let spender { filters += " AND spender = ?"; arguments += [spender] }
             let rows = try Row.fetchAll(db.cachedStatement(sql: """
-                SELECT version, currency, issuer, spender, amount, load, spend, member_id FROM settle_flows
-                WHERE period = ? AND issuer <> spender AND (? IS NULL OR issuer = ?) AND (? IS NULL OR spender = ?)
-                ORDER BY id LIMIT ?
-                """), arguments: [number, issuer, issuer, spender, spender, limit + 1])
+                SELECT version, currency, issuer, spender, amount, load, spend, member_id FROM settle_flows WHERE \(filters) ORDER BY id LIMIT ?
+                """), arguments: arguments + [limit + 1])
             let flows = try rows.prefix(limit).map { row in
                 guard let currency = Settlement.Currency(rawValue: row["currency"]) else { throw DomainError(.internalError, "a flow in no currency") }
                 return Settlement.Flow(version: row["version"], currency: currency, issuer: row["issuer"], spender: row["spender"],
