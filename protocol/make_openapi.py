@@ -262,7 +262,7 @@ def hub_api():
                                                               **errors(*read)}, secure=True)},
         "/v1/exceptions": {"get": op("Overdrafts, merges, rejections, reused coupons", {"200": {"description": "exceptions", "content": {"application/json": {"schema": {"type": "object"}}}},
                                                                                          **errors(*read)},
-                                     params=[{"name": "limit", "in": "query", "required": False, "schema": {"type": "integer"}}], secure=True)},
+                                     params=[{"name": "limit", "in": "query", "required": False, "schema": {"type": "integer", "minimum": 1}}], secure=True)},
         "/v1/rules": {
             "get": op("The programme in force", {"200": answer("Programme", "programme"), **errors(*read)}, secure=True),
             "put": op("Publish a programme version", {"201": {"description": "published", "content": {"application/json": {"schema": {"type": "object"}}}},
@@ -333,7 +333,7 @@ def hub_api():
             params=[{"name": "period", "in": "query", "required": False, "schema": {"type": "integer"}},
                     {"name": "issuer", "in": "query", "required": False, "schema": {"type": "string"}},
                     {"name": "spender", "in": "query", "required": False, "schema": {"type": "string"}},
-                    {"name": "limit", "in": "query", "required": False, "schema": {"type": "integer", "minimum": 1, "maximum": 100000}},
+                    {"name": "limit", "in": "query", "required": False, "schema": {"type": "integer", "minimum": 1}},
                     {"name": "format", "in": "query", "required": False, "schema": {"type": "string", "enum": ["json", "csv"]}}], secure=True)},
         "/v1/reports/settlement/close": {"post": op("Close the open settlement period at the log's head", {
             "201": {"description": "the closed period", "content": {"application/json": {"schema": {"type": "object"}}}}, **errors(*read)}, secure=True)},
@@ -352,7 +352,7 @@ def hub_api():
                     "next": {"type": "integer"}, "more": {"type": "boolean"}}}}}},
             **errors(*read)},
             params=[{"name": "after", "in": "query", "required": False, "schema": {"type": "integer", "minimum": 0}},
-                    {"name": "limit", "in": "query", "required": False, "schema": {"type": "integer"}},
+                    {"name": "limit", "in": "query", "required": False, "schema": {"type": "integer", "minimum": 1}},
                     {"name": "type", "in": "query", "required": False, "schema": {"type": "string"}}], secure=True)},
         "/v1/webhooks": {
             "post": op("Register a webhook (only to hosts the hub's operator allows); its secret is shown once", {
@@ -368,9 +368,9 @@ def hub_api():
         "/v1/webhooks/{id}/deliveries": {"get": op("A webhook's delivery attempts, newest first", {
             "200": {"description": "deliveries", "content": {"application/json": {"schema": {"type": "object", "required": ["deliveries"]}}}},
             **errors(*read, 404)},
-            params=[path("id"), {"name": "limit", "in": "query", "required": False, "schema": {"type": "integer"}}], secure=True)},
+            params=[path("id"), {"name": "limit", "in": "query", "required": False, "schema": {"type": "integer", "minimum": 1}}], secure=True)},
         "/v1/audit": {"get": op("The audit log", {"200": {"description": "audit", "content": {"application/json": {"schema": {"type": "object"}}}}, **errors(*read)},
-                                params=[{"name": "limit", "in": "query", "required": False, "schema": {"type": "integer"}}], secure=True)},
+                                params=[{"name": "limit", "in": "query", "required": False, "schema": {"type": "integer", "minimum": 1}}], secure=True)},
     }
     return paths
 

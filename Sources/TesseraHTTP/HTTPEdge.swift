@@ -113,9 +113,12 @@ extension Request {
         return value
     }
 
-    /// `?limit=`: `default` when absent, held between 1 and `max`.
+    /// `?limit=`: `default` when absent, at most `max` (a page larger than that is cut to it);
+    /// less than 1 is refused (`invalid_request`): a page of nothing is a caller's mistake.
     public func limitQuery(default value: Int64, max: Int64) throws -> Int {
-        Int(Swift.min(Swift.max(try integerQuery("limit") ?? value, 1), max))
+        let asked = try integerQuery("limit") ?? value
+        guard asked >= 1 else { throw DomainError(.invalidRequest, "limit is 1 or more (at most \(max))") }
+        return Int(Swift.min(asked, max))
     }
 }
 

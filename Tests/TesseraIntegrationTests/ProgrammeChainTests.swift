@@ -127,6 +127,11 @@ struct ReportsHTTPTests {
         let flowLines = try await HTTP.get(hub + "/v1/reports/settlement/flows?format=csv", token: chain.admin).text.split(separator: "\r\n")
         #expect(flowLines.first == "period,version,currency,issuer,spender,amount,load,spend,member" && flowLines.count == behind.count + 1)
         #expect(try await HTTP.get(hub + "/v1/reports/settlement/flows?period=9", token: chain.admin).status == 404)
+        // A page of nothing is refused (the API fuzzer found limit=0 accepted); a page too large is cut.
+        let none = try await HTTP.get(hub + "/v1/reports/settlement/flows?limit=0", token: chain.admin)
+        #expect(none.status == 400 && none.errorCode == "invalid_request")
+        #expect(try await HTTP.get(hub + "/v1/events?limit=-3", token: chain.admin).errorCode == "invalid_request")
+        #expect(try await HTTP.get(hub + "/v1/reports/settlement/flows?limit=999999999", token: chain.admin).status == 200)
 
         let liabilities = try await HTTP.get(hub + "/v1/reports/liabilities", token: chain.admin)
         #expect(liabilities.json["principal"] as? Int == 3800)
