@@ -58,7 +58,8 @@ extension Bench {
 
     /// Head office's reports: each asked three times, the median kept.
     func reportTimings(_ hub: String, chain: Chain, client: LoadClient, members: Int, history: Int64) async throws -> [BenchRow] {
-        let auth = [("Authorization", "Bearer \(chain.admin)")]
+        // The token as a bearer for the API, and as the dashboard's sign-in cookie for its pages.
+        let auth = [("Authorization", "Bearer \(chain.admin)"), ("Cookie", "tessera_dashboard=\(chain.admin)")]
         var rows: [BenchRow] = []
         let today = ISO8601DateFormatter.string(from: Date(), timeZone: TimeZone(identifier: "UTC") ?? .current, formatOptions: [.withFullDate])
         let monthAgo = ISO8601DateFormatter.string(from: Date().addingTimeInterval(-30 * 86_400), timeZone: TimeZone(identifier: "UTC") ?? .current,
@@ -76,6 +77,7 @@ extension Bench {
                              ("segment points expiring within 30 days", "/v1/reports/segments/points_expiring?days=30"),
                              ("member statement", "/v1/members/m-shop-1-1/statement"),
                              ("events feed page", "/v1/events?after=0"),
+                             ("dashboard: the chain overview page", "/dashboard"),
                              ("liabilities as of 30 days ago (a replay of the log)", "/v1/reports/liabilities?as_of=\(monthAgo)")] {
             var times: [Double] = []
             var bytes = 0

@@ -46,6 +46,8 @@ public protocol HubStorage: Sendable {
     func snapshotPage(for store: StoreID, page: String?, limit: Int) throws -> Snapshot
     func member(_ id: MemberID) throws -> MemberView?
     func allMembers() throws -> [MemberView]
+    /// How many members there are (enrolled, not merged into another): one count, not a view each.
+    func memberCount() throws -> Int
     func stores() throws -> [HubAPI.StoreState]
     func exceptions(limit: Int) throws -> [HubAPI.ExceptionRecord]
     func exceptionCounts() throws -> (recorded: [String: Int], open: [String: Int])
@@ -449,6 +451,11 @@ public final class HubStore: HubStorage {
 
     public func allMembers() throws -> [MemberView] {
         try allMembers(asOfMs: nil)
+    }
+
+    public func memberCount() throws -> Int {
+        try refresh()
+        return try pool.read { db in try Replica.memberCount(db) }
     }
 
     /// Every member's view, as of `asOfMs` (the hub's clock when nil).

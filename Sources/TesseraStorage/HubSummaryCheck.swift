@@ -39,6 +39,7 @@ extension HubStore {
                     replay.map { Self.activityLine($0, nowMs: now, window: window) }.sorted())
             // Tiers from one pass over the counters, as each member's own standing has them, now and a while ago.
             let views = try Replica.allViews(asOfMs: now, db).filter { $0.mergedInto == nil }
+            compare("members", try Replica.memberCount(db), views.count)
             let tiers = try Replica.tierIndexes(programme: programme, asOfMs: now, db)
             compare("tiers", views.map { "\($0.id) \($0.tier ?? "none")" },
                     views.map { "\($0.id) \(tiers[$0.id].flatMap { programme.tiers?.levels[$0].name } ?? "none")" })

@@ -493,6 +493,14 @@ enum Replica {
         return try ids.map(MemberID.init).sorted().compactMap { try view(of: $0, programme: programme, asOfMs: asOfMs, db) }
     }
 
+    /// Members enrolled and not merged into another: the members `allViews` gives with no
+    /// `mergedInto`, counted without making their views.
+    static func memberCount(_ db: Database) throws -> Int {
+        try Int.fetchOne(db.cachedStatement(sql: """
+            SELECT COUNT(*) FROM members WHERE enrolled IS NOT NULL AND id NOT IN (SELECT from_id FROM merges)
+            """)) ?? 0
+    }
+
     struct CardRecord {
         var member: MemberID?
         var blocked: Bool
