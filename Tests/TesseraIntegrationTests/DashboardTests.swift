@@ -74,6 +74,13 @@ struct DashboardTests {
         #expect(overview.status == 200)
         #expect(overview.body.contains(#"id="held">38.00<"#) && overview.body.contains(#"id="members">1<"#))
         #expect(overview.body.contains("<svg") && !overview.body.contains("<script"))
+        // Today's sales as the store days report them (a sale of 12.00 at d2), in the last 14 days' chart.
+        let days = try #require(try await HTTP.get(hub + "/v1/reports/stores", token: chain.admin).json["days"] as? [[String: Any]])
+        let today = try #require(days.compactMap { $0["day"] as? String }.max())
+        #expect(days.filter { $0["day"] as? String == today }.reduce(0) { $0 + ($1["sold"] as? Int ?? 0) } == 1200)
+        #expect(overview.body.contains("Sales, last 14 days") && overview.body.contains(">\(today)</text>"))
+        #expect(overview.body.range(of: ">\(today)</text>")
+            .map { overview.body[$0.upperBound...].prefix(300).contains(">12.00</text>") } == true)
         let settlement = try await browser.get(hub + "/dashboard/settlement")
         #expect(settlement.body.contains("<td>d1</td><td>d2</td><td class=n>12.00</td>"))
         let member = try await browser.get(hub + "/dashboard/members?id=\(id)")
