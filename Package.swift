@@ -138,7 +138,8 @@ let package = Package(
         ),
         .testTarget(
             name: "TesseraStorageTests",
-            dependencies: ["TesseraCore", "TesseraProtocol", "TesseraStorage", "TesseraSimulation", "TesseraTestSupport"],
+            dependencies: ["TesseraCore", "TesseraProtocol", "TesseraStorage", "TesseraSimulation", "TesseraTestSupport",
+                           .product(name: "GRDB", package: "GRDB.swift")],
             swiftSettings: swiftSettings
         ),
         // Starts real `tessera` processes on loopback ports with SQLite files in temporary folders.

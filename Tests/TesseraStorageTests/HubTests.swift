@@ -2,7 +2,8 @@ import Foundation
 import Testing
 import TesseraCore
 import TesseraProtocol
-import TesseraStorage
+@testable import TesseraStorage
+import GRDB
 import TesseraTestSupport
 
 /// Every case runs on each database the hub can use (PostgreSQL when a server is given).
@@ -63,6 +64,23 @@ final class HubTests {
         clock.advance(60_000)
         #expect(try hub.push([ops[2]], from: s1).first?.status == .accepted)
         #expect(try hub.exceptions(limit: 10).filter { $0.kind == "clock_ahead" }.count == 1)
+        // A snapshot, and the hub's clock when it opens again, start from the log's highest stamp.
+        #expect(try hub.snapshotPage(for: s1, page: nil, limit: 10).maxHLC == (try hub.log().map(\.op.hlc).max()))
+        #expect(try hub.pool.read { db in try HubStore.maxHLC(db) } == (try hub.pool.read { db in try Int64.fetchOne(db, sql: "SELECT MAX(hlc) FROM ops") }))
+    }
+
+    @Test("the log's highest stamp is read through the (kind, hlc) index by seeks, not a walk over every operation (every snapshot page asks for it)")
+    func highestStampBySeeks() throws {
+        try use(.sqlite)
+        #expect(try hub.pool.read { db in try HubStore.maxHLC(db) } == 0)
+        let one = try node(s1)
+        let ada = try enrol(one, "Ada", "+15550100")
+        _ = try one.recharge(ada.id, NodeAPI.Recharge(amount: 900), key: nil)
+        _ = try hub.push(try one.pendingBatch(limit: 100), from: s1)
+        let plan = try hub.pool.read { db in try Row.fetchAll(db, sql: "EXPLAIN QUERY PLAN " + HubStore.maxHLCQuery).map { $0["detail"] as String } }
+        // Seeks by kind ("kind=?"): a bare MAX(hlc) walks the whole index instead.
+        #expect(plan.contains { $0.contains("ops_kind_hlc (kind=?)") } && !plan.contains { $0.hasPrefix("SCAN ops") }, "\(plan)")
+        #expect(try hub.pool.read { db in try HubStore.maxHLC(db) } == (try hub.log().map(\.op.hlc.packed).max()))
     }
 
     @Test("a store may push only its own operations", arguments: Backend.all)
