@@ -224,8 +224,6 @@ public enum OperationBody: Hashable, Sendable {
     }
 }
 
-/// What an operation takes from a member's stored value, points and coupons. `costMinor` is its
-/// cash worth (value, points at their redemption value, coupon discount): the offline limit counts it.
 /// Reads an operation body as a given type: from its JSON value (`JSONValueBodySource`), or
 /// any other way (the tests read it through JSON text too, to check both agree).
 public protocol BodySource {
@@ -237,6 +235,8 @@ struct JSONValueBodySource: BodySource {
     func decode<T: Decodable>(_ type: T.Type) throws -> T { try JSONValueDecoder().decode(type, from: value) }
 }
 
+/// What an operation takes from a member's stored value, points and coupons. `costMinor` is its
+/// cash worth (value, points at their redemption value, coupon discount): the offline limit counts it.
 public struct Debit: Hashable, Sendable {
     public var valueMinor: Int64
     public var points: Int64

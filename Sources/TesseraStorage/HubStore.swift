@@ -839,12 +839,9 @@ public final class HubStore: HubStorage {
     /// `windowDays` when asked (read by time from the log's index).
     func profiles(_ db: Database, windowDays: Int64? = nil, nowMs: Int64 = 0) throws -> [Segments.Profile] {
         // The few merged groups: the absorbed members' activity joins their survivor's.
-        var alias: [String: MemberID] = [:], absorbed: [MemberID: [String]] = [:]
-        for id in try String.fetchAll(db.cachedStatement(sql: "SELECT from_id FROM merges")) {
-            let root = try Replica.root(of: MemberID(id), db)
-            alias[id] = root
-            absorbed[root, default: []].append(id)
-        }
+        let alias = try Replica.mergedAway(db)
+        var absorbed: [MemberID: [String]] = [:]
+        for (id, root) in alias { absorbed[root, default: []].append(id) }
         var recent: [MemberID: [Int64]] = [:]
         if let windowDays {
             // Purchases stamped within the window (and not after now), voided ones left out.

@@ -64,7 +64,6 @@ enum HubSummaries {
                 CREATE INDEX ops_kind_hlc ON ops(kind, hlc);
                 """)
         }
-        // Points lots by the day they end: who has points expiring soon.
         // Measured at 1M members / 10M operations: points lots by the day they end (who has points
         // expiring soon), flows of a pair in order, and whether a member's sums are an enrolled
         // member's (the points outstanding without a look-up of each member).

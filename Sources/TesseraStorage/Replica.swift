@@ -369,8 +369,7 @@ enum Replica {
     /// segment over all members needs, without a standing per member. Empty with no tiers.
     static func tierIndexes(programme: Programme, asOfMs: Int64, entriesThroughMs: Int64 = .max, _ db: Database) throws -> [MemberID: Int] {
         guard let tiers = programme.tiers else { return [:] }
-        var alias: [String: MemberID] = [:]
-        for id in try String.fetchAll(db.cachedStatement(sql: "SELECT from_id FROM merges")) { alias[id] = try root(of: MemberID(id), db) }
+        let alias = try mergedAway(db)
         var totals: [MemberID: Int64] = [:], buckets: [MemberID: [Int64: Int64]] = [:]
         let byBucket = MemberStanding.needsQualifyingBuckets(programme), bucket = LedgerSummary.bucketMs
         let rows = try Row.fetchCursor(db.cachedStatement(sql: byBucket ? """
@@ -393,6 +392,14 @@ enum Replica {
             out[member] = TierRule.standing(tiers, total: total, byBucket: buckets[member] ?? [:], calendar: calendar, today: today).index
         }
         return out
+    }
+
+    /// Each member merged into another, with the root it now counts under: few, so a pass over
+    /// every member's rows can send theirs to the root with a look-up.
+    static func mergedAway(_ db: Database) throws -> [String: MemberID] {
+        var roots: [String: MemberID] = [:]
+        for id in try String.fetchAll(db.cachedStatement(sql: "SELECT from_id FROM merges")) { roots[id] = try root(of: MemberID(id), db) }
+        return roots
     }
 
     /// `LedgerSummary` computed in SQL over the member group's entries (the index on
