@@ -126,6 +126,32 @@ public enum HubApplication {
             let snapshot = try await offload { try storage.snapshot(for: store) }
             return try JSONBody.response(snapshot)
         }
+        // The whole state as one SQLite file (§6.5): what a new node loads at a chain's size.
+        sync.get("/snapshot/file") { request, _ in
+            let store = try await offload { try authenticateStore(request, storage) }
+            try checkProtocolHeader(request)
+            let made = try await offload { try storage.makeSnapshotFile(for: store) }
+            // Opened, then unlinked: the file goes with the answer, sent or not.
+            let handle: FileHandle
+            do {
+                handle = try FileHandle(forReadingFrom: URL(fileURLWithPath: made.path))
+            } catch {
+                try? FileManager.default.removeItem(atPath: made.path)
+                throw error
+            }
+            try? FileManager.default.removeItem(atPath: made.path)
+            let headers: HTTPFields = [.contentType: "application/vnd.sqlite3"]
+            let body = ResponseBody(contentLength: Int(made.bytes)) { writer in
+                defer { try? handle.close() }
+                while true {
+                    let chunk = try await offload { try handle.read(upToCount: 1 << 20) ?? Data() }
+                    if chunk.isEmpty { break }
+                    try await writer.write(ByteBuffer(bytes: chunk))
+                }
+                try await writer.finish(nil)
+            }
+            return Response(status: .ok, headers: headers, body: body)
+        }
 
         let office = router.group("/v1")
         office.get("/members/{id}") { request, context in

@@ -107,12 +107,82 @@ public final class HubClient: Sendable {
         try await call(syncTimeout, .PUT, "/v1/rules", body: document)
     }
 
-    private func call<Body: Encodable, Answer: Decodable>(_ timeout: TimeAmount, _ method: NIOHTTP1.HTTPMethod, _ path: String, body: Body?) async throws -> Answer {
+    /// The whole snapshot as one SQLite file (§6.5), written to `path` as it arrives (never
+    /// held in memory); returns its size. `progress` is told the bytes received so far.
+    /// The hub makes the file before it answers (half a minute at a million members), so the
+    /// answer may take `snapshotFileWait` to start; after that, a link silent for the sync
+    /// timeout is given up as it is for every other call.
+    public func downloadSnapshotFile(to path: String, progress: @escaping @Sendable (Int64) -> Void = { _ in }) async throws -> Int64 {
+        let request = makeRequest(.GET, "/v1/sync/snapshot/file")
+        guard FileManager.default.createFile(atPath: path, contents: nil), let file = FileHandle(forWritingAtPath: path) else {
+            throw DomainError(.storageUnavailable, "cannot write the snapshot file at \(path)")
+        }
+        defer { try? file.close() }
+        // When bytes last came, and whether the answer has started.
+        let heard = Heard()
+        let idle = syncTimeout, wait = Self.snapshotFileWait
+        do {
+            return try await withThrowingTaskGroup(of: Int64?.self) { group in
+                group.addTask {
+                    let response = try await self.http.execute(request, deadline: .now() + wait)
+                    heard.state.withLock { $0 = (.now(), true) }
+                    let status = Int(response.status.code)
+                    guard (200..<300).contains(status) else {
+                        let buffer = try await response.body.collect(upTo: 1 << 20)
+                        throw HubCallError.status(status, try? JSONDecoder().decode(ErrorBody.self, from: Data(buffer.readableBytesView)))
+                    }
+                    var received: Int64 = 0
+                    for try await chunk in response.body {
+                        try file.write(contentsOf: chunk.readableBytesView)
+                        received += Int64(chunk.readableBytes)
+                        heard.state.withLock { $0.at = .now() }
+                        progress(received)
+                    }
+                    return received
+                }
+                group.addTask {
+                    // The watchdog: ends the download when the link goes quiet.
+                    while true {
+                        try await Task.sleep(for: .milliseconds(250))
+                        let (at, started) = heard.state.withLock { $0 }
+                        if .now() > at + (started ? idle : wait) {
+                            throw HubCallError.unreachable("the snapshot file stopped arriving")
+                        }
+                    }
+                }
+                defer { group.cancelAll() }
+                while let done = try await group.next() {
+                    if let received = done { return received }
+                }
+                throw HubCallError.unreachable("the snapshot file did not arrive")
+            }
+        } catch let error as HubCallError {
+            throw error
+        } catch let error as NIOSSLError {
+            throw HubCallError.unreachable("TLS with the hub failed (is its certificate trusted? see --hub-ca): \(error)")
+        } catch {
+            throw HubCallError.unreachable("\(error)")
+        }
+    }
+
+    private final class Heard: Sendable {
+        let state = Mutex<(at: NIODeadline, started: Bool)>((.now(), false))
+    }
+
+    /// How long the hub may take to start sending a snapshot file (it makes it first).
+    static let snapshotFileWait = TimeAmount.minutes(10)
+
+    private func makeRequest(_ method: NIOHTTP1.HTTPMethod, _ path: String) -> HTTPClientRequest {
         var request = HTTPClientRequest(url: base.absoluteString.trimmingSuffix("/") + path)
         request.method = method
         request.tlsConfiguration = tls
         request.headers.add(name: "Authorization", value: "Bearer \(token)")
         request.headers.add(name: ProtocolVersion.header, value: String(ProtocolVersion.current))
+        return request
+    }
+
+    private func call<Body: Encodable, Answer: Decodable>(_ timeout: TimeAmount, _ method: NIOHTTP1.HTTPMethod, _ path: String, body: Body?) async throws -> Answer {
+        var request = makeRequest(method, path)
         if let body {
             request.headers.add(name: "Content-Type", value: "application/json")
             request.body = .bytes(ByteBuffer(bytes: try JSONEncoder().encode(body)))

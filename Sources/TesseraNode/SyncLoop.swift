@@ -117,6 +117,40 @@ public final class SyncLoop: Service, Sendable {
         return results
     }
 
+    /// Bootstraps from the hub's snapshot file (§6.5). False when the hub has none (an older
+    /// hub) or sent one this build cannot read: the node then loads the paged snapshot.
+    private func bootstrapFromFile() async throws -> Bool {
+        let started = Date()
+        let path = store.snapshotFilePath
+        defer {
+            try? FileManager.default.removeItem(atPath: path)
+            link.withLock { $0.progress = nil }
+        }
+        let bytes: Int64
+        do {
+            link.withLock { $0.progress = "bootstrap: the hub is making the snapshot file" }
+            bytes = try await client.downloadSnapshotFile(to: path) { received in
+                self.link.withLock { $0.progress = "bootstrap: \(received / 1_000_000) MB of the snapshot file received" }
+            }
+        } catch HubCallError.status(let code, _) where code == 404 {
+            logger.info("the hub sends no snapshot file; loading the paged snapshot")
+            return false
+        }
+        let received = Date()
+        link.withLock { $0.progress = "bootstrap: loading the snapshot file (\(bytes / 1_000_000) MB)" }
+        let rows: Int64
+        do {
+            rows = try store.bootstrap(fromFile: path)
+        } catch let error as SnapshotFile.Unreadable {
+            logger.warning("the hub's snapshot file could not be read; loading the paged snapshot", metadata: ["why": "\(error)"])
+            return false
+        }
+        logger.info("bootstrapped from the hub's snapshot file", metadata: [
+            "bytes": "\(bytes)", "rows": "\(rows)",
+            "seconds_receiving": "\(Int(received.timeIntervalSince(started)))", "seconds_loading": "\(Int(Date().timeIntervalSince(received)))"])
+        return true
+    }
+
     /// One round: bootstrap if needed, push everything pending, pull everything new.
     public func syncOnce() async throws {
         let stale = try store.voidStaleSpends()
@@ -128,7 +162,7 @@ public final class SyncLoop: Service, Sendable {
             link.withLock { $0.leasesSettledAt = Date() }
             if returned > 0 { logger.info("gave leases back to the hub", metadata: ["store.id": "\(store.store)", "operations": "\(returned)"]) }
         }
-        if try !store.counts().bootstrapped {
+        if try !store.counts().bootstrapped, try await !bootstrapFromFile() {
             // Page by page, each in its own transaction: memory stays flat however large the
             // chain. An interrupted bootstrap starts again from the first page.
             let started = Date()

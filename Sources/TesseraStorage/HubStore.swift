@@ -44,6 +44,8 @@ public protocol HubStorage: Sendable {
     func snapshot(for store: StoreID) throws -> Snapshot
     /// A page of the snapshot: `page` nil for the first, else the `next` of the previous one.
     func snapshotPage(for store: StoreID, page: String?, limit: Int) throws -> Snapshot
+    /// The whole snapshot as a SQLite file made for `store` (spec §6.5); the caller sends it and deletes it.
+    func makeSnapshotFile(for store: StoreID) throws -> SnapshotFile.Made
     func member(_ id: MemberID) throws -> MemberView?
     func allMembers() throws -> [MemberView]
     /// How many members there are (enrolled, not merged into another): one count, not a view each.
@@ -89,6 +91,9 @@ public final class HubStore: HubStorage {
     /// dormancy, expiring points): once a day is enough, and spares a pass over every member
     /// at every run of the jobs. A restart does the day's pass again (events are once per key).
     private let calendarDay = Mutex<Int64?>(nil)
+    /// Snapshot files are made one at a time: each reads the whole state, so two at once would
+    /// only share the disk, and a crowd of new nodes must not fill it.
+    private let snapshotFiles = Mutex<Void>(())
 
     /// The hub on one SQLite file: log, fold and credentials.
     public convenience init(path: String, physicalMs: @escaping @Sendable () -> Int64 = NodeStore.wallClockMs) throws {
@@ -121,6 +126,20 @@ public final class HubStore: HubStorage {
         var clock = HybridLogicalClock()
         clock.observe(HLCTimestamp(packed: last) ?? .zero, physicalMs: physicalMs())
         self.clock = Mutex(clock)
+        // Snapshot files a crash left behind (an hour old: another hub process sharing the
+        // folder may be sending one now).
+        let scratch = snapshotDirectory
+        for name in (try? FileManager.default.contentsOfDirectory(atPath: scratch.path)) ?? [] {
+            let file = scratch.appendingPathComponent(name).path
+            let made = (try? FileManager.default.attributesOfItem(atPath: file)[.modificationDate] as? Date) ?? Date()
+            if Date().timeIntervalSince(made) > 3600 { try? FileManager.default.removeItem(atPath: file) }
+        }
+    }
+
+    /// Where snapshot files are made: beside the fold (they are as large as its state; a
+    /// temporary folder may be small, or in memory).
+    var snapshotDirectory: URL {
+        URL(fileURLWithPath: pool.path).deletingLastPathComponent().appendingPathComponent("snapshots", isDirectory: true)
     }
 
     /// The highest stamp in the log (0 when empty), read through the (kind, hlc) index one kind at
@@ -432,6 +451,23 @@ public final class HubStore: HubStorage {
 
     public func snapshotPage(for store: StoreID, page: String?, limit: Int) throws -> Snapshot {
         try snapshot(for: store, after: try page.map(SnapshotToken.decode), limit: max(1, min(limit, SyncLimits.snapshotPageRowsMax)))
+    }
+
+    public func makeSnapshotFile(for store: StoreID) throws -> SnapshotFile.Made {
+        try refresh()
+        let setAsideSeq = try ledger.setAside(by: store.rawValue).compactMap(OperationID.init).filter { $0.origin == store }.map(\.seq).max() ?? 0
+        return try snapshotFiles.withLock { _ in
+            let scratch = snapshotDirectory
+            try FileManager.default.createDirectory(at: scratch, withIntermediateDirectories: true)
+            let path = scratch.appendingPathComponent("\(UUID().uuidString).sqlite").path
+            do {
+                let info = try SnapshotFile.write(foldPath: pool.path, to: path, store: store, setAsideSeq: setAsideSeq)
+                return SnapshotFile.Made(path: path, info: info, bytes: SQLiteFiles.bytes(path))
+            } catch {
+                try? FileManager.default.removeItem(atPath: path)
+                throw error
+            }
+        }
     }
 
     private func snapshot(for store: StoreID, after position: Replica.PagePosition?, limit: Int?) throws -> Snapshot {

@@ -703,6 +703,9 @@ enum Replica {
         return (state, nil)
     }
 
+    /// The state tables, in the order a snapshot carries them.
+    static var stateTables: [String] { tables.map(\.name) }
+
     /// Empties the state tables (a bootstrap that was interrupted starts again).
     static func clearState(_ db: Database) throws {
         for table in tables { try db.execute(sql: "DELETE FROM \(table.name)") }

@@ -57,6 +57,12 @@ final class Chain: @unchecked Sendable {
         nodes[store] = node
     }
 
+    /// A store that joins the running chain: registered at the hub, its node started from nothing.
+    func addStore(_ store: String) async throws {
+        tokens[store] = try ws.lastLine(["store", "add", store, "--name", "Store \(store)"] + hubStorage)
+        try await startNode(store)
+    }
+
     func killNode(_ store: String) { nodes[store]?.kill9(); nodes[store] = nil }
 
     func node(_ store: String) -> String { nodeURLs[store] ?? "" }

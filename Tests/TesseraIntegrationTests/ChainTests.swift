@@ -64,6 +64,15 @@ struct ChainTests {
         #expect(exceptions.contains { $0["kind"] as? String == "merge" })
         let stores = try await HTTP.get(chain.hubURL + "/v1/stores", token: chain.admin).json["stores"] as? [[String: Any]] ?? []
         #expect(Set(stores.compactMap { $0["id"] as? String }) == ["north", "south"])
+
+        // A store that joins now loads the chain from the hub's snapshot file (§6.5).
+        try await chain.addStore("west")
+        try await chain.waitBootstrapped("west")
+        #expect(chain.nodeProcess("west")?.errors.contains("bootstrapped from the hub's snapshot file") == true)
+        for id in [adaID, boS, boN] {
+            let atHub = try await chain.hubMember(id).json as NSDictionary
+            #expect(try await HTTP.get(chain.node("west") + "/v1/members/\(id)").json as NSDictionary == atHub)
+        }
     }
 
     @Test("a node killed right after telling the till 'success' still has the operation after restart, and syncs it")

@@ -1,0 +1,135 @@
+import Foundation
+import GRDB
+import TesseraCore
+import TesseraProtocol
+
+/// A whole snapshot as one SQLite file (spec §6.5): the state tables of the hub's fold copied
+/// as they are, in one read transaction, so the file is the state at one version of the log.
+///
+/// Why a file: at a million members and ten million operations the paged JSON snapshot is
+/// eleven million rows, each encoded, sent, decoded and inserted one by one (448 s measured).
+/// Here SQLite copies the rows on both sides, and the node builds its indexes once, sorted,
+/// at the end instead of row by row.
+public enum SnapshotFile {
+    /// The layout this build writes and reads: the state tables under their own names, and
+    /// `snapshot_meta` (key, value). A node that finds another falls back to pages.
+    public static let format = "1"
+
+    /// What a snapshot file says about itself.
+    public struct Info: Sendable, Equatable {
+        /// The log's version the state is at: the node pulls after it.
+        public var cursor: Int64
+        /// The highest sequence number the asking store has used (its next operation's is above it).
+        public var originSeq: UInt64
+        /// The newest stamp in the log (the node's clock starts after it).
+        public var maxHLC: HLCTimestamp
+        /// Rows of state, over every table.
+        public var rows: Int64
+    }
+
+    /// A file made for a node: where it is (the caller deletes it once sent), and its size.
+    public struct Made: Sendable {
+        public var path: String
+        public var info: Info
+        public var bytes: Int64
+    }
+
+    /// Writes the state of the fold at `foldPath` (attached, only read) into a new file at `path`.
+    /// The file is scratch: no journal, no syncs (a crash leaves a file the hub deletes).
+    static func write(foldPath: String, to path: String, store: StoreID, setAsideSeq: UInt64) throws -> Info {
+        var config = Configuration()
+        config.prepareDatabase { db in
+            try db.execute(sql: "PRAGMA journal_mode = OFF")
+            try db.execute(sql: "PRAGMA synchronous = OFF")
+        }
+        let queue = try DatabaseQueue(path: path, configuration: config)
+        defer { try? queue.close() }
+        return try queue.writeWithoutTransaction { db in
+            try db.execute(sql: "ATTACH DATABASE ? AS fold", arguments: [foldPath])
+            defer { try? db.execute(sql: "DETACH DATABASE fold") }
+            var info = Info(cursor: 0, originSeq: 0, maxHLC: .zero, rows: 0)
+            // One transaction: every table and the cursor are read from one state of the fold.
+            try db.inTransaction(.deferred) {
+                info.cursor = try Int64.fetchOne(db, sql: "SELECT COALESCE(MAX(version), 0) FROM fold.ops") ?? 0
+                let seq = try Int64.fetchOne(db, sql: "SELECT COALESCE(MAX(seq), 0) FROM fold.ops WHERE origin = ?", arguments: [store.rawValue]) ?? 0
+                info.originSeq = max(UInt64(max(0, seq)), setAsideSeq)
+                let hlc = try Int64.fetchOne(db, sql: HubStore.maxHLCQuery.replacingOccurrences(of: "FROM ops", with: "FROM fold.ops")) ?? 0
+                info.maxHLC = HLCTimestamp(packed: hlc) ?? .zero
+                for table in Replica.stateTables {
+                    // In the fold's row order (a sequential read); the node sorts once as it loads.
+                    try db.execute(sql: "CREATE TABLE main.\(table) AS SELECT * FROM fold.\(table)")
+                    info.rows += try Int64.fetchOne(db, sql: "SELECT COUNT(*) FROM main.\(table)") ?? 0
+                }
+                try db.execute(sql: "CREATE TABLE snapshot_meta (key TEXT PRIMARY KEY NOT NULL, value TEXT NOT NULL)")
+                for (key, value) in [("format", format), ("cursor", String(info.cursor)), ("origin_seq", String(info.originSeq)),
+                                     ("max_hlc", String(info.maxHLC.packed)), ("store", store.rawValue), ("rows", String(info.rows))] {
+                    try db.execute(sql: "INSERT INTO snapshot_meta (key, value) VALUES (?, ?)", arguments: [key, value])
+                }
+                return .commit
+            }
+            return info
+        }
+    }
+
+    /// Why a file could not be loaded: the node falls back to the paged snapshot.
+    public struct Unreadable: Error, CustomStringConvertible {
+        public var description: String
+    }
+
+    /// Attaches the file at `path` as `snapshot` (a file that is not a database is unreadable).
+    static func attach(_ path: String, _ db: Database) throws {
+        do {
+            try db.execute(sql: "ATTACH DATABASE ? AS snapshot", arguments: [path])
+        } catch let error as DatabaseError where [.SQLITE_NOTADB, .SQLITE_CORRUPT].contains(error.resultCode) {
+            throw Unreadable(description: "the snapshot file is not a database: \(error.message ?? "\(error.resultCode)")")
+        }
+    }
+
+    /// Loads the file attached as `snapshot` into the replica's empty state tables, in the
+    /// caller's transaction. Secondary indexes are dropped first and made again at the end: one
+    /// sort each, instead of ten million inserts at random places in each index.
+    static func load(_ db: Database) throws -> Info {
+        do {
+            return try loadChecked(db)
+        } catch let error as DatabaseError where [.SQLITE_ERROR, .SQLITE_NOTADB, .SQLITE_CORRUPT].contains(error.resultCode) {
+            // Not a database, damaged, or not the tables and columns this build needs.
+            throw Unreadable(description: "the snapshot file does not fit this build: \(error.message ?? "\(error.resultCode)")")
+        }
+    }
+
+    private static func loadChecked(_ db: Database) throws -> Info {
+        let meta = try Dictionary(uniqueKeysWithValues: Row.fetchAll(db, sql: "SELECT key, value FROM snapshot.snapshot_meta")
+            .map { (row: Row) -> (String, String) in (row["key"], row["value"]) })
+        guard meta["format"] == format else {
+            throw Unreadable(description: "a snapshot file of format \(meta["format"] ?? "none"); this build reads \(format)")
+        }
+        guard let cursor = meta["cursor"].flatMap({ Int64($0) }), let originSeq = meta["origin_seq"].flatMap({ UInt64($0) }),
+              let hlc = meta["max_hlc"].flatMap({ Int64($0) }).flatMap(HLCTimestamp.init(packed:)) else {
+            throw Unreadable(description: "a snapshot file without its cursor")
+        }
+        let held = try Set(String.fetchAll(db, sql: "SELECT name FROM snapshot.sqlite_master WHERE type = 'table'"))
+        for table in Replica.stateTables where !held.contains(table) {
+            throw Unreadable(description: "a snapshot file without the table \(table)")
+        }
+        try Replica.clearState(db)
+        let names = Replica.stateTables.map { "'\($0)'" }.joined(separator: ", ")
+        let indexes = try Row.fetchAll(db, sql: """
+            SELECT name, sql FROM main.sqlite_master WHERE type = 'index' AND sql IS NOT NULL AND tbl_name IN (\(names))
+            """).map { (name: $0["name"] as String, sql: $0["sql"] as String) }
+        for index in indexes { try db.execute(sql: "DROP INDEX main.\(index.name)") }
+        var rows: Int64 = 0
+        for table in Replica.stateTables {
+            // This build's columns, by name: a file from a hub with more columns still loads;
+            // one without a column this build needs fails here and the node falls back to pages.
+            let columns = try Row.fetchAll(db, sql: "PRAGMA main.table_info(\(table))")
+            let names = columns.map { "\"\($0["name"] as String)\"" }.joined(separator: ", ")
+            let key = columns.filter { ($0["pk"] as Int) > 0 }.sorted { ($0["pk"] as Int) < ($1["pk"] as Int) }
+                .map { "\"\($0["name"] as String)\"" }.joined(separator: ", ")
+            // In key order: the table's own key index grows at its end, page after page.
+            try db.execute(sql: "INSERT INTO main.\(table) (\(names)) SELECT \(names) FROM snapshot.\(table)\(key.isEmpty ? "" : " ORDER BY \(key)")")
+            rows += Int64(db.changesCount)
+        }
+        for index in indexes { try db.execute(sql: index.sql) }
+        return Info(cursor: cursor, originSeq: originSeq, maxHLC: hlc, rows: rows)
+    }
+}
