@@ -252,6 +252,11 @@ def hub_api():
                                         params=sync + [{"name": "page", "in": "query", "required": False, "schema": {"type": "string"}},
                                                        {"name": "limit", "in": "query", "required": False, "schema": {"type": "integer"}}],
                                         secure=True)},
+        "/v1/sync/snapshot/file": {"get": op("The folded state as one SQLite file, for a new node (spec section 6.4)",
+                                             {"200": {"description": "a SQLite database: the state tables and snapshot_meta",
+                                                      "content": {"application/vnd.sqlite3": {"schema": {"type": "string", "format": "binary"}}}},
+                                              **errors(400, 401, 429, 503)},
+                                             params=sync, secure=True)},
         "/v1/members": {"get": op("Every member", {"200": {"description": "members", "content": {"application/json": {"schema": {
             "type": "object", "required": ["members"], "properties": {"members": {"type": "array", "items": ref("MemberView")}}}}}},
             **errors(*read)}, secure=True)},

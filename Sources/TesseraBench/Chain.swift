@@ -24,6 +24,14 @@ struct Chain {
         return Chain(hubData: hubData, tokens: tokens, admin: try hub.issueAdminToken(role: .admin, label: "bench").token)
     }
 
+    /// Registers another store at the hub in `hubData`; returns its token.
+    static func addStore(_ hubData: String, _ store: String) throws -> String {
+        guard let id = StoreID(rawValue: store) else { throw BenchFailure("bad store id \(store)") }
+        let hub = try HubStore(path: (hubData as NSString).appendingPathComponent("hub.sqlite"))
+        defer { try? hub.pool.close() }
+        return try hub.addStore(id, name: store)
+    }
+
     /// The hub's newest version (read straight from its file).
     static func hubHead(_ hubData: String) throws -> Int64 {
         var configuration = Configuration()

@@ -99,5 +99,16 @@ final class LoadClient: Sendable {
         return answer
     }
 
+    /// The size of a GET's answer, counted as it streams by (a snapshot file is not held in memory).
+    func count(_ url: String, headers: [(String, String)] = [], timeout: Int64 = 3600) async throws -> Int {
+        var request = HTTPClientRequest(url: url)
+        for (name, value) in headers { request.headers.add(name: name, value: value) }
+        let response = try await http.execute(request, timeout: .seconds(timeout))
+        guard (200..<300).contains(Int(response.status.code)) else { throw BenchFailure("GET \(url) answered \(response.status.code)") }
+        var bytes = 0
+        for try await chunk in response.body { bytes += chunk.readableBytes }
+        return bytes
+    }
+
     func shutdown() async { try? await http.shutdown() }
 }

@@ -126,7 +126,7 @@ public enum HubApplication {
             let snapshot = try await offload { try storage.snapshot(for: store) }
             return try JSONBody.response(snapshot)
         }
-        // The whole state as one SQLite file (§6.5): what a new node loads at a chain's size.
+        // The whole state as one SQLite file (§6.4): what a new node loads at a chain's size.
         sync.get("/snapshot/file") { request, _ in
             let store = try await offload { try authenticateStore(request, storage) }
             try checkProtocolHeader(request)

@@ -107,7 +107,7 @@ public final class HubClient: Sendable {
         try await call(syncTimeout, .PUT, "/v1/rules", body: document)
     }
 
-    /// The whole snapshot as one SQLite file (§6.5), written to `path` as it arrives (never
+    /// The whole snapshot as one SQLite file (§6.4), written to `path` as it arrives (never
     /// held in memory); returns its size. `progress` is told the bytes received so far.
     /// The hub makes the file before it answers (half a minute at a million members), so the
     /// answer may take `snapshotFileWait` to start; after that, a link silent for the sync

@@ -117,7 +117,7 @@ public final class SyncLoop: Service, Sendable {
         return results
     }
 
-    /// Bootstraps from the hub's snapshot file (§6.5). False when the hub has none (an older
+    /// Bootstraps from the hub's snapshot file (§6.4). False when the hub has none (an older
     /// hub) or sent one this build cannot read: the node then loads the paged snapshot.
     private func bootstrapFromFile() async throws -> Bool {
         let started = Date()

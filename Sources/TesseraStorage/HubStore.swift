@@ -44,7 +44,7 @@ public protocol HubStorage: Sendable {
     func snapshot(for store: StoreID) throws -> Snapshot
     /// A page of the snapshot: `page` nil for the first, else the `next` of the previous one.
     func snapshotPage(for store: StoreID, page: String?, limit: Int) throws -> Snapshot
-    /// The whole snapshot as a SQLite file made for `store` (spec §6.5); the caller sends it and deletes it.
+    /// The whole snapshot as a SQLite file made for `store` (spec §6.4); the caller sends it and deletes it.
     func makeSnapshotFile(for store: StoreID) throws -> SnapshotFile.Made
     func member(_ id: MemberID) throws -> MemberView?
     func allMembers() throws -> [MemberView]

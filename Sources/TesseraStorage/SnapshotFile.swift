@@ -3,7 +3,7 @@ import GRDB
 import TesseraCore
 import TesseraProtocol
 
-/// A whole snapshot as one SQLite file (spec §6.5): the state tables of the hub's fold copied
+/// A whole snapshot as one SQLite file (spec §6.4): the state tables of the hub's fold copied
 /// as they are, in one read transaction, so the file is the state at one version of the log.
 ///
 /// Why a file: at a million members and ten million operations the paged JSON snapshot is

@@ -65,7 +65,7 @@ struct ChainTests {
         let stores = try await HTTP.get(chain.hubURL + "/v1/stores", token: chain.admin).json["stores"] as? [[String: Any]] ?? []
         #expect(Set(stores.compactMap { $0["id"] as? String }) == ["north", "south"])
 
-        // A store that joins now loads the chain from the hub's snapshot file (§6.5).
+        // A store that joins now loads the chain from the hub's snapshot file (§6.4).
         try await chain.addStore("west")
         try await chain.waitBootstrapped("west")
         #expect(chain.nodeProcess("west")?.errors.contains("bootstrapped from the hub's snapshot file") == true)
