@@ -1,3 +1,4 @@
+import struct Foundation.Data
 import TesseraCore
 
 /// Sync protocol versions. Every message carries `protocol`; GET requests send the
@@ -8,6 +9,24 @@ public enum ProtocolVersion {
     public static let supported: Set<Int> = [1]
     public static let header = "Tessera-Protocol"
 }
+
+/// A sync message, read from JSON text by `JSONValueParser` and `JSONValueDecoder` instead of
+/// `JSONDecoder`: the same values and the same refusals (tests compare them), and pushes and
+/// pulls of hundreds of operations are read several times faster.
+public protocol SyncMessage: Decodable {}
+
+extension SyncMessage {
+    /// Reads the message from JSON text.
+    public static func read(from data: Data) throws -> Self {
+        try JSONValueDecoder().decode(Self.self, from: try JSONValueParser.parse(data))
+    }
+}
+
+extension PushRequest: SyncMessage {}
+extension PushResponse: SyncMessage {}
+extension PullResponse: SyncMessage {}
+extension AuthorizeRequest: SyncMessage {}
+extension AuthorizeResponse: SyncMessage {}
 
 /// Limits that keep every request bounded.
 public enum SyncLimits {

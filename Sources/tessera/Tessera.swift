@@ -583,18 +583,32 @@ struct BenchCommand: AsyncParsableCommand {
     @Option(help: ArgumentHelp("A PostgreSQL server (postgres://USER@HOST:PORT/DB) for the hub-on-PostgreSQL rows; the bench makes and drops its own databases there.",
                                valueName: "url"))
     var postgres: String?
+    @Option(help: ArgumentHelp("Catch-up: how many stores reconnect at once, comma-separated runs (e.g. 10,100); the size's by default.",
+                               valueName: "counts"))
+    var catchupStores: String?
+    @Option(help: ArgumentHelp("Catch-up: operations each store makes offline; the size's by default.", valueName: "n"))
+    var catchupOps: Int?
 
     func run() async throws {
         let parts = Set((only ?? "").split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty })
         if let unknown = parts.subtracting(Bench.parts).first { throw ValidationError("unknown part \(unknown); parts: \(Bench.parts.joined(separator: ", "))") }
         let folder = dir ?? (FileManager.default.currentDirectoryPath as NSString).appendingPathComponent(".tessera-bench")
         let binary = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
-        let sizes: BenchSizes
+        var sizes: BenchSizes
         switch full ? "full" : size {
         case "smoke": sizes = .smoke
         case "quick": sizes = .quick
         case "full": sizes = .full
         default: throw ValidationError("--size takes smoke, quick or full")
+        }
+        if let catchupStores {
+            let counts = catchupStores.split(separator: ",").map { Int($0.trimmingCharacters(in: .whitespaces)) }
+            guard !counts.isEmpty, counts.allSatisfy({ ($0 ?? 0) >= 1 }) else { throw ValidationError("--catchup-stores takes counts of 1 or more, e.g. 10,100") }
+            sizes.catchUpStores = counts.compactMap { $0 }
+        }
+        if let catchupOps {
+            guard catchupOps >= 1 else { throw ValidationError("--catchup-ops takes 1 or more") }
+            sizes.catchUpOpsPerStore = catchupOps
         }
         var server: PostgresLocation?
         if let postgres {

@@ -1,0 +1,261 @@
+/// Reads JSON text (RFC 8259) straight into a `JSONValue`, giving what
+/// `JSONDecoder().decode(JSONValue.self, from:)` gives for the same text, and refusing what it
+/// refuses; where Foundation's reader is lenient, so is this one, so that nothing a client sends
+/// is read differently: a byte order mark before the value, a comma before a closing bracket,
+/// the first of two fields of one name, and a number written with a fraction or an exponent
+/// that is a whole 64-bit integer (`1.0`, `1e2`) read as that integer.
+///
+/// Why: `JSONValue`'s `Decodable` conformance cannot ask a JSON decoder which kind of value comes
+/// next; it tries the kinds in turn, and each wrong guess throws. Decoding a push of 500
+/// operations that way was a fifth of the hub's time under ingest, and the same for every pull
+/// a node folds. Here each byte is looked at once.
+public enum JSONValueParser {
+    /// Deeper nesting than this is refused (JSONDecoder's limit too).
+    public static let depthMax = 512
+
+    public static func parse(_ bytes: some Collection<UInt8>) throws -> JSONValue {
+        try bytes.withContiguousStorageIfAvailable { buffer in
+            var reader = Reader(bytes: UnsafeRawBufferPointer(buffer))
+            return try reader.document()
+        } ?? parse(Array(bytes))
+    }
+
+    /// Where and why a text is not JSON.
+    public struct Failure: Error, CustomStringConvertible {
+        public var offset: Int
+        public var reason: String
+        public var description: String { "\(reason) at byte \(offset)" }
+    }
+}
+
+private struct Reader {
+    let bytes: UnsafeRawBufferPointer
+    var at = 0
+    var depth = 0
+
+    init(bytes: UnsafeRawBufferPointer) { self.bytes = bytes }
+
+    func fail(_ reason: String) -> JSONValueParser.Failure { .init(offset: at, reason: reason) }
+
+    mutating func document() throws -> JSONValue {
+        if bytes.count >= 3, bytes[0] == 0xEF, bytes[1] == 0xBB, bytes[2] == 0xBF { at = 3 }
+        skipSpace()
+        let value = try self.value()
+        skipSpace()
+        guard at == bytes.count else { throw fail("unexpected text after the JSON value") }
+        return value
+    }
+
+    mutating func skipSpace() {
+        while at < bytes.count {
+            switch bytes[at] {
+            case 0x20, 0x0A, 0x0D, 0x09: at += 1
+            default: return
+            }
+        }
+    }
+
+    mutating func value() throws -> JSONValue {
+        guard at < bytes.count else { throw fail("unexpected end of the text") }
+        switch bytes[at] {
+        case UInt8(ascii: "\""): return .string(try string())
+        case UInt8(ascii: "{"): return try object()
+        case UInt8(ascii: "["): return try array()
+        case UInt8(ascii: "t"): try literal("true"); return .bool(true)
+        case UInt8(ascii: "f"): try literal("false"); return .bool(false)
+        case UInt8(ascii: "n"): try literal("null"); return .null
+        case UInt8(ascii: "-"), UInt8(ascii: "0")...UInt8(ascii: "9"): return try number()
+        default: throw fail("unexpected character")
+        }
+    }
+
+    mutating func literal(_ word: StaticString) throws {
+        let count = word.utf8CodeUnitCount
+        guard bytes.count - at >= count else { throw fail("unexpected end of the text") }
+        for i in 0..<count where bytes[at + i] != word.utf8Start[i] { throw fail("unexpected character") }
+        at += count
+    }
+
+    mutating func nest() throws {
+        depth += 1
+        guard depth <= JSONValueParser.depthMax else { throw fail("nested too deeply") }
+    }
+
+    mutating func object() throws -> JSONValue {
+        try nest()
+        defer { depth -= 1 }
+        at += 1 // {
+        var fields: [String: JSONValue] = [:]
+        skipSpace()
+        if at < bytes.count, bytes[at] == UInt8(ascii: "}") { at += 1; return .object(fields) }
+        while true {
+            skipSpace()
+            guard at < bytes.count, bytes[at] == UInt8(ascii: "\"") else { throw fail("expected a field name") }
+            let key = try string()
+            skipSpace()
+            guard at < bytes.count, bytes[at] == UInt8(ascii: ":") else { throw fail("expected ':'") }
+            at += 1
+            skipSpace()
+            let value = try value()
+            if fields[key] == nil { fields[key] = value }
+            skipSpace()
+            guard at < bytes.count else { throw fail("unexpected end of the text") }
+            switch bytes[at] {
+            case UInt8(ascii: ","):
+                at += 1
+                skipSpace()
+                if at < bytes.count, bytes[at] == UInt8(ascii: "}") { at += 1; return .object(fields) }
+            case UInt8(ascii: "}"): at += 1; return .object(fields)
+            default: throw fail("expected ',' or '}'")
+            }
+        }
+    }
+
+    mutating func array() throws -> JSONValue {
+        try nest()
+        defer { depth -= 1 }
+        at += 1 // [
+        var items: [JSONValue] = []
+        skipSpace()
+        if at < bytes.count, bytes[at] == UInt8(ascii: "]") { at += 1; return .array(items) }
+        while true {
+            skipSpace()
+            items.append(try value())
+            skipSpace()
+            guard at < bytes.count else { throw fail("unexpected end of the text") }
+            switch bytes[at] {
+            case UInt8(ascii: ","):
+                at += 1
+                skipSpace()
+                if at < bytes.count, bytes[at] == UInt8(ascii: "]") { at += 1; return .array(items) }
+            case UInt8(ascii: "]"): at += 1; return .array(items)
+            default: throw fail("expected ',' or ']'")
+            }
+        }
+    }
+
+    /// A string: plain runs are copied as they are (after a check that they are UTF-8), escapes
+    /// decoded.
+    mutating func string() throws -> String {
+        at += 1 // opening quote
+        let start = at
+        // The common case: no escape before the closing quote.
+        while at < bytes.count {
+            let byte = bytes[at]
+            if byte == UInt8(ascii: "\"") {
+                let text = try utf8(start..<at)
+                at += 1
+                return text
+            }
+            if byte == UInt8(ascii: "\\") { break }
+            guard byte >= 0x20 else { throw fail("a control character in a string") }
+            at += 1
+        }
+        var scalars = Array(bytes[start..<at])
+        while at < bytes.count {
+            let byte = bytes[at]
+            switch byte {
+            case UInt8(ascii: "\""):
+                at += 1
+                guard let text = String(validating: scalars, as: UTF8.self) else { throw fail("a string that is not UTF-8") }
+                return text
+            case UInt8(ascii: "\\"):
+                at += 1
+                guard at < bytes.count else { throw fail("unexpected end of the text") }
+                let escape = bytes[at]
+                at += 1
+                switch escape {
+                case UInt8(ascii: "\""), UInt8(ascii: "\\"), UInt8(ascii: "/"): scalars.append(escape)
+                case UInt8(ascii: "b"): scalars.append(0x08)
+                case UInt8(ascii: "f"): scalars.append(0x0C)
+                case UInt8(ascii: "n"): scalars.append(0x0A)
+                case UInt8(ascii: "r"): scalars.append(0x0D)
+                case UInt8(ascii: "t"): scalars.append(0x09)
+                case UInt8(ascii: "u"):
+                    var code = UInt32(try hex4())
+                    if (0xD800...0xDBFF).contains(code) {
+                        // A high surrogate must be followed by an escaped low one.
+                        guard bytes.count - at >= 6, bytes[at] == UInt8(ascii: "\\"), bytes[at + 1] == UInt8(ascii: "u") else {
+                            throw fail("an unpaired surrogate in a string")
+                        }
+                        at += 2
+                        let low = UInt32(try hex4())
+                        guard (0xDC00...0xDFFF).contains(low) else { throw fail("an unpaired surrogate in a string") }
+                        code = 0x10000 + ((code - 0xD800) << 10) + (low - 0xDC00)
+                    } else if (0xDC00...0xDFFF).contains(code) {
+                        throw fail("an unpaired surrogate in a string")
+                    }
+                    guard let scalar = Unicode.Scalar(code) else { throw fail("an invalid escape in a string") }
+                    UTF8.encode(scalar) { scalars.append($0) }
+                default:
+                    throw fail("an invalid escape in a string")
+                }
+            default:
+                guard byte >= 0x20 else { throw fail("a control character in a string") }
+                scalars.append(byte)
+                at += 1
+            }
+        }
+        throw fail("unexpected end of the text")
+    }
+
+    mutating func hex4() throws -> UInt16 {
+        guard bytes.count - at >= 4 else { throw fail("unexpected end of the text") }
+        var code: UInt16 = 0
+        for _ in 0..<4 {
+            let byte = bytes[at]
+            let digit: UInt8
+            switch byte {
+            case UInt8(ascii: "0")...UInt8(ascii: "9"): digit = byte - UInt8(ascii: "0")
+            case UInt8(ascii: "a")...UInt8(ascii: "f"): digit = byte - UInt8(ascii: "a") + 10
+            case UInt8(ascii: "A")...UInt8(ascii: "F"): digit = byte - UInt8(ascii: "A") + 10
+            default: throw fail("an invalid escape in a string")
+            }
+            code = code << 4 | UInt16(digit)
+            at += 1
+        }
+        return code
+    }
+
+    func utf8(_ range: Range<Int>) throws -> String {
+        guard let text = String(validating: UnsafeRawBufferPointer(rebasing: bytes[range]), as: UTF8.self) else {
+            throw JSONValueParser.Failure(offset: range.lowerBound, reason: "a string that is not UTF-8")
+        }
+        return text
+    }
+
+    /// A number: an integer when it has neither fraction nor exponent and fits in 64 bits
+    /// (money never passes through a Double), else a Double.
+    mutating func number() throws -> JSONValue {
+        let start = at
+        if bytes[at] == UInt8(ascii: "-") { at += 1 }
+        guard at < bytes.count, isDigit(bytes[at]) else { throw fail("a number without digits") }
+        if bytes[at] == UInt8(ascii: "0") {
+            at += 1
+            if at < bytes.count, isDigit(bytes[at]) { throw fail("a number with a leading zero") }
+        } else {
+            while at < bytes.count, isDigit(bytes[at]) { at += 1 }
+        }
+        var integral = true
+        if at < bytes.count, bytes[at] == UInt8(ascii: ".") {
+            integral = false
+            at += 1
+            guard at < bytes.count, isDigit(bytes[at]) else { throw fail("a number without digits after '.'") }
+            while at < bytes.count, isDigit(bytes[at]) { at += 1 }
+        }
+        if at < bytes.count, bytes[at] == UInt8(ascii: "e") || bytes[at] == UInt8(ascii: "E") {
+            integral = false
+            at += 1
+            if at < bytes.count, bytes[at] == UInt8(ascii: "+") || bytes[at] == UInt8(ascii: "-") { at += 1 }
+            guard at < bytes.count, isDigit(bytes[at]) else { throw fail("a number without digits in its exponent") }
+            while at < bytes.count, isDigit(bytes[at]) { at += 1 }
+        }
+        let text = String(decoding: UnsafeRawBufferPointer(rebasing: bytes[start..<at]), as: UTF8.self)
+        if integral, let integer = Int64(text) { return .int(integer) }
+        guard let double = Double(text), double.isFinite else { throw JSONValueParser.Failure(offset: start, reason: "a number out of range") }
+        if !integral, let integer = Int64(exactly: double) { return .int(integer) }
+        return .double(double)
+    }
+
+    func isDigit(_ byte: UInt8) -> Bool { byte >= UInt8(ascii: "0") && byte <= UInt8(ascii: "9") }
+}
