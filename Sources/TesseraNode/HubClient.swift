@@ -156,12 +156,18 @@ public final class HubClient: Sendable {
                 }
                 throw HubCallError.unreachable("the snapshot file did not arrive")
             }
-        } catch let error as HubCallError {
-            throw error
-        } catch let error as NIOSSLError {
-            throw HubCallError.unreachable("TLS with the hub failed (is its certificate trusted? see --hub-ca): \(error)")
         } catch {
-            throw HubCallError.unreachable("\(error)")
+            throw Self.linkError(error)
+        }
+    }
+
+    /// Why an exchange with the hub failed, as a `HubCallError`.
+    static func linkError(_ error: any Error) -> HubCallError {
+        switch error {
+        case let error as HubCallError: error
+        // Said plainly: an operator must see at once that the link is up but not trusted.
+        case let error as NIOSSLError: .unreachable("TLS with the hub failed (is its certificate trusted? see --hub-ca): \(error)")
+        default: .unreachable("\(error)")
         }
     }
 
@@ -201,13 +207,8 @@ public final class HubClient: Sendable {
             // The deadline covers the answer's body too (the request is cancelled when it passes).
             let buffer = try await response.body.collect(upTo: Self.answerBytesMax)
             data = Data(buffer.readableBytesView)
-        } catch let error as HubCallError {
-            throw error
-        } catch let error as NIOSSLError {
-            // Said plainly: an operator must see at once that the link is up but not trusted.
-            throw HubCallError.unreachable("TLS with the hub failed (is its certificate trusted? see --hub-ca): \(error)")
         } catch {
-            throw HubCallError.unreachable("\(error)")
+            throw Self.linkError(error)
         }
         guard (200..<300).contains(status) else {
             throw HubCallError.status(status, try? JSONDecoder().decode(ErrorBody.self, from: data))
