@@ -86,9 +86,8 @@ private struct Reader {
         defer { depth -= 1 }
         at += 1 // {
         var fields: [String: JSONValue] = [:]
-        skipSpace()
-        if at < bytes.count, bytes[at] == UInt8(ascii: "}") { at += 1; return .object(fields) }
-        while true {
+        if skipTo(UInt8(ascii: "}")) { return .object(fields) }
+        repeat {
             skipSpace()
             guard at < bytes.count, bytes[at] == UInt8(ascii: "\"") else { throw fail("expected a field name") }
             let key = try string()
@@ -98,17 +97,8 @@ private struct Reader {
             skipSpace()
             let value = try value()
             if fields[key] == nil { fields[key] = value }
-            skipSpace()
-            guard at < bytes.count else { throw fail("unexpected end of the text") }
-            switch bytes[at] {
-            case UInt8(ascii: ","):
-                at += 1
-                skipSpace()
-                if at < bytes.count, bytes[at] == UInt8(ascii: "}") { at += 1; return .object(fields) }
-            case UInt8(ascii: "}"): at += 1; return .object(fields)
-            default: throw fail("expected ',' or '}'")
-            }
-        }
+        } while try !closes(UInt8(ascii: "}"))
+        return .object(fields)
     }
 
     mutating func array() throws -> JSONValue {
@@ -116,22 +106,34 @@ private struct Reader {
         defer { depth -= 1 }
         at += 1 // [
         var items: [JSONValue] = []
-        skipSpace()
-        if at < bytes.count, bytes[at] == UInt8(ascii: "]") { at += 1; return .array(items) }
-        while true {
+        if skipTo(UInt8(ascii: "]")) { return .array(items) }
+        repeat {
             skipSpace()
             items.append(try value())
-            skipSpace()
-            guard at < bytes.count else { throw fail("unexpected end of the text") }
-            switch bytes[at] {
-            case UInt8(ascii: ","):
-                at += 1
-                skipSpace()
-                if at < bytes.count, bytes[at] == UInt8(ascii: "]") { at += 1; return .array(items) }
-            case UInt8(ascii: "]"): at += 1; return .array(items)
-            default: throw fail("expected ',' or ']'")
-            }
+        } while try !closes(UInt8(ascii: "]"))
+        return .array(items)
+    }
+
+    /// Skips spaces; true, and past it, when `closing` comes next.
+    mutating func skipTo(_ closing: UInt8) -> Bool {
+        skipSpace()
+        guard at < bytes.count, bytes[at] == closing else { return false }
+        at += 1
+        return true
+    }
+
+    /// After an object's field or an array's item: true past the `closing` bracket, false past
+    /// a comma (a comma just before the closing bracket closes it too, as Foundation reads it).
+    mutating func closes(_ closing: UInt8) throws -> Bool {
+        skipSpace()
+        guard at < bytes.count else { throw fail("unexpected end of the text") }
+        if bytes[at] == UInt8(ascii: ",") {
+            at += 1
+            return skipTo(closing)
         }
+        guard bytes[at] == closing else { throw fail("expected ',' or '\(Character(Unicode.Scalar(closing)))'") }
+        at += 1
+        return true
     }
 
     /// A string: plain runs are copied as they are (after a check that they are UTF-8), escapes

@@ -57,15 +57,10 @@ public enum JSONBody {
     public static func decode<T: Decodable>(_ type: T.Type, data: Data) throws -> T {
         do {
             let value: T
-            if let message = T.self as? any SyncMessage.Type {
-                do {
-                    guard let read = try message.read(from: data) as? T else { throw DomainError(.internalError, "a sync message of another type") }
-                    value = read
-                } catch let failure as JSONValueParser.Failure {
-                    throw DomainError(.invalidRequest, "the body is not valid JSON (\(failure))")
-                }
-            } else {
-                value = try JSONDecoder().decode(type, from: data)
+            do {
+                value = try decodeJSON(type, from: data)
+            } catch let failure as JSONValueParser.Failure {
+                throw DomainError(.invalidRequest, "the body is not valid JSON (\(failure))")
             }
             // Only the names of the top-level fields: decoding the values again (a push's 500
             // operations) was a fifth of the hub's time under ingest.

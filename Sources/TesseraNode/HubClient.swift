@@ -214,8 +214,7 @@ public final class HubClient: Sendable {
             throw HubCallError.status(status, try? JSONDecoder().decode(ErrorBody.self, from: data))
         }
         do {
-            if let message = Answer.self as? any SyncMessage.Type, let answer = try message.read(from: data) as? Answer { return answer }
-            return try JSONDecoder().decode(Answer.self, from: data)
+            return try decodeJSON(Answer.self, from: data)
         } catch {
             // A truncated or garbled answer is as good as none.
             throw HubCallError.unreachable("unreadable answer: \(error)")

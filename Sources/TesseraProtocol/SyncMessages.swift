@@ -1,4 +1,5 @@
 import struct Foundation.Data
+import class Foundation.JSONDecoder
 import TesseraCore
 
 /// Sync protocol versions. Every message carries `protocol`; GET requests send the
@@ -20,6 +21,13 @@ extension SyncMessage {
     public static func read(from data: Data) throws -> Self {
         try JSONValueDecoder().decode(Self.self, from: try JSONValueParser.parse(data))
     }
+}
+
+/// Decodes `T` from JSON text: a sync message through `read(from:)`, anything else through
+/// JSONDecoder. Throws `JSONValueParser.Failure` for a sync message that is not JSON.
+public func decodeJSON<T: Decodable>(_ type: T.Type, from data: Data) throws -> T {
+    if let message = T.self as? any SyncMessage.Type, let value = try message.read(from: data) as? T { return value }
+    return try JSONDecoder().decode(T.self, from: data)
 }
 
 extension PushRequest: SyncMessage {}

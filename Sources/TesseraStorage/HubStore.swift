@@ -145,17 +145,37 @@ public final class HubStore: HubStorage {
     /// The highest stamp in the log (0 when empty), read through the (kind, hlc) index one kind at
     /// a time: a few dozen seeks. `MAX(hlc)` alone scans every operation (a second at ten million),
     /// and every snapshot page asked for it: a new node's bootstrap ran at one page a second.
-    static func maxHLC(_ db: Database) throws -> Int64 {
-        try Int64.fetchOne(db.cachedStatement(sql: maxHLCQuery)) ?? 0
+    /// `schema`: the fold's name in `db` (`fold` where a snapshot file is being made).
+    static func maxHLC(_ db: Database, schema: String = "main") throws -> Int64 {
+        try Int64.fetchOne(db.cachedStatement(sql: maxHLCQuery(in: schema))) ?? 0
     }
 
-    static let maxHLCQuery = """
-        WITH RECURSIVE kinds(kind) AS (
-            SELECT MIN(kind) FROM ops
-            UNION ALL
-            SELECT (SELECT MIN(kind) FROM ops WHERE kind > kinds.kind) FROM kinds WHERE kinds.kind IS NOT NULL)
-        SELECT COALESCE(MAX((SELECT MAX(hlc) FROM ops WHERE ops.kind = kinds.kind)), 0) FROM kinds WHERE kind IS NOT NULL
+    static func maxHLCQuery(in schema: String) -> String {
         """
+        WITH RECURSIVE kinds(kind) AS (
+            SELECT MIN(kind) FROM \(schema).ops
+            UNION ALL
+            SELECT (SELECT MIN(kind) FROM \(schema).ops WHERE kind > kinds.kind) FROM kinds WHERE kinds.kind IS NOT NULL)
+        SELECT COALESCE(MAX((SELECT MAX(hlc) FROM \(schema).ops WHERE ops.kind = kinds.kind)), 0) FROM kinds WHERE kind IS NOT NULL
+        """
+    }
+
+    /// Where a snapshot of the fold stands, read in the snapshot's own transaction: the log's
+    /// head (the node pulls after it), the highest sequence number `store` has used (the
+    /// operations the hub set aside used theirs too: `setAsideSeq`), and the newest stamp (the
+    /// node's clock starts after it). `schema`: the fold's name in `db`.
+    static func snapshotHead(for store: StoreID, setAsideSeq: UInt64, schema: String = "main",
+                             _ db: Database) throws -> (cursor: Int64, originSeq: UInt64, maxHLC: HLCTimestamp) {
+        let cursor = try Replica.logHead(db, schema: schema)
+        let seq = try Int64.fetchOne(db.cachedStatement(sql: "SELECT COALESCE(MAX(seq), 0) FROM \(schema).ops WHERE origin = ?"),
+                                     arguments: [store.rawValue]) ?? 0
+        return (cursor, max(UInt64(max(0, seq)), setAsideSeq), HLCTimestamp(packed: try maxHLC(db, schema: schema)) ?? .zero)
+    }
+
+    /// The highest sequence number among `store`'s operations the hub set aside (0: none).
+    private func setAsideSeq(of store: StoreID) throws -> UInt64 {
+        try ledger.setAside(by: store.rawValue).compactMap(OperationID.init).filter { $0.origin == store }.map(\.seq).max() ?? 0
+    }
 
     private static func openFold(path: String) throws -> DatabasePool {
         let pool = try SQLiteFiles.openPool(path: path, cacheMiB: 64)
@@ -455,7 +475,7 @@ public final class HubStore: HubStorage {
 
     public func makeSnapshotFile(for store: StoreID) throws -> SnapshotFile.Made {
         try refresh()
-        let setAsideSeq = try ledger.setAside(by: store.rawValue).compactMap(OperationID.init).filter { $0.origin == store }.map(\.seq).max() ?? 0
+        let setAsideSeq = try setAsideSeq(of: store)
         return try snapshotFiles.withLock { _ in
             let scratch = snapshotDirectory
             try FileManager.default.createDirectory(at: scratch, withIntermediateDirectories: true)
@@ -474,15 +494,11 @@ public final class HubStore: HubStorage {
         // Caught up first: every page comes from a state at or after the first page's cursor,
         // whichever hub process serves it.
         try refresh()
-        // Operations the hub set aside still used their sequence numbers.
-        let setAsideSeq = try ledger.setAside(by: store.rawValue).compactMap(OperationID.init).filter { $0.origin == store }.map(\.seq).max() ?? 0
+        let setAsideSeq = try setAsideSeq(of: store)
         return try pool.read { db in
-            let cursor = try Replica.logHead(db)
-            let originSeq = try Int64.fetchOne(db.cachedStatement(sql: "SELECT COALESCE(MAX(seq), 0) FROM ops WHERE origin = ?"), arguments: [store.rawValue]) ?? 0
-            let maxHLC = try HubStore.maxHLC(db)
+            let head = try HubStore.snapshotHead(for: store, setAsideSeq: setAsideSeq, db)
             let (state, next) = try Replica.exportPage(after: position, limit: limit, db)
-            var snapshot = Snapshot(cursor: cursor, originSeq: max(UInt64(originSeq), setAsideSeq),
-                                    maxHLC: HLCTimestamp(packed: maxHLC) ?? .zero,
+            var snapshot = Snapshot(cursor: head.cursor, originSeq: head.originSeq, maxHLC: head.maxHLC,
                                     members: state.members, cards: state.cards, entries: state.entries,
                                     merges: state.merges, refunds: state.refunds, voided: state.voided, rules: state.rules,
                                     coupons: state.coupons, couponUses: state.couponUses, couponRestores: state.couponRestores,

@@ -154,8 +154,7 @@ enum HubSummaries {
         guard op.id.origin != .hub, try !isVoided(opID, db) else { return }
         // From the operation in hand: reading its row back (four `json_extract`s of its body) was
         // a quarter of the hub's write time under ingest.
-        let member: String? = if case .unknown = body { nil } else { body.member?.rawValue }
-        try count(Counted(origin: op.id.origin.rawValue, kind: op.kind, wallMs: op.hlc.wallMs, member: member,
+        try count(Counted(origin: op.id.origin.rawValue, kind: op.kind, wallMs: op.hlc.wallMs, member: body.member?.rawValue,
                           amount: integer(fields["amount"]), spent: integer(fields["value_spent"]),
                           earned: integer(fields["points_earned"]), redeemed: integer(fields["points_redeemed"])), sign: 1, db)
         if op.kind == OperationKind.refund.rawValue, let of, let member = body.member,

@@ -577,8 +577,9 @@ enum Replica {
     }
 
     /// The log's newest version (0 when empty).
-    static func logHead(_ db: Database) throws -> Int64 {
-        try Int64.fetchOne(db.cachedStatement(sql: "SELECT COALESCE(MAX(version), 0) FROM ops")) ?? 0
+    /// `schema`: the database in `db` whose log is meant (`main`, or one attached).
+    static func logHead(_ db: Database, schema: String = "main") throws -> Int64 {
+        try Int64.fetchOne(db.cachedStatement(sql: "SELECT COALESCE(MAX(version), 0) FROM \(schema).ops")) ?? 0
     }
 
     /// Where a paged export stands: the table it is in, and the key of the last row sent.

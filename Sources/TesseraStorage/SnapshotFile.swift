@@ -51,11 +51,8 @@ public enum SnapshotFile {
             var info = Info(cursor: 0, originSeq: 0, maxHLC: .zero, rows: 0)
             // One transaction: every table and the cursor are read from one state of the fold.
             try db.inTransaction(.deferred) {
-                info.cursor = try Int64.fetchOne(db, sql: "SELECT COALESCE(MAX(version), 0) FROM fold.ops") ?? 0
-                let seq = try Int64.fetchOne(db, sql: "SELECT COALESCE(MAX(seq), 0) FROM fold.ops WHERE origin = ?", arguments: [store.rawValue]) ?? 0
-                info.originSeq = max(UInt64(max(0, seq)), setAsideSeq)
-                let hlc = try Int64.fetchOne(db, sql: HubStore.maxHLCQuery.replacingOccurrences(of: "FROM ops", with: "FROM fold.ops")) ?? 0
-                info.maxHLC = HLCTimestamp(packed: hlc) ?? .zero
+                let head = try HubStore.snapshotHead(for: store, setAsideSeq: setAsideSeq, schema: "fold", db)
+                (info.cursor, info.originSeq, info.maxHLC) = (head.cursor, head.originSeq, head.maxHLC)
                 for table in Replica.stateTables {
                     // Each table is its key's B-tree (WITHOUT ROWID), filled in key order: the node
                     // reads it in that order with no sort, and its own key index grows at the end.

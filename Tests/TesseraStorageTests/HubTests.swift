@@ -77,7 +77,7 @@ final class HubTests {
         let ada = try enrol(one, "Ada", "+15550100")
         _ = try one.recharge(ada.id, NodeAPI.Recharge(amount: 900), key: nil)
         _ = try hub.push(try one.pendingBatch(limit: 100), from: s1)
-        let plan = try hub.pool.read { db in try Row.fetchAll(db, sql: "EXPLAIN QUERY PLAN " + HubStore.maxHLCQuery).map { $0["detail"] as String } }
+        let plan = try hub.pool.read { db in try Row.fetchAll(db, sql: "EXPLAIN QUERY PLAN " + HubStore.maxHLCQuery(in: "main")).map { $0["detail"] as String } }
         // Seeks by kind ("kind=?"): a bare MAX(hlc) walks the whole index instead.
         #expect(plan.contains { $0.contains("ops_kind_hlc (kind=?)") } && !plan.contains { $0.hasPrefix("SCAN ops") }, "\(plan)")
         #expect(try hub.pool.read { db in try HubStore.maxHLC(db) } == (try hub.log().map(\.op.hlc.packed).max()))
