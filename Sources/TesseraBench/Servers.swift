@@ -16,10 +16,11 @@ struct BenchFailure: Error, CustomStringConvertible {
 final class Server: @unchecked Sendable {
     let process = Process()
     let url: String
+    let log: String
     var pid: Int32 { process.processIdentifier }
 
     init(binary: String, _ args: [String], folder: String, name: String, startTimeout: Double = 60) async throws {
-        let log = (folder as NSString).appendingPathComponent("\(name).log")
+        log = (folder as NSString).appendingPathComponent("\(name).log")
         _ = FileManager.default.createFile(atPath: log, contents: nil)
         process.executableURL = URL(fileURLWithPath: binary)
         process.arguments = args
@@ -49,6 +50,22 @@ final class Server: @unchecked Sendable {
     }
 
     var peakRSSBytes: Int { peakRSS(pid: pid) ?? 0 }
+
+    /// The first line of its output that contains `text`.
+    func logLine(containing text: String) -> String? {
+        ((try? String(contentsOfFile: log, encoding: .utf8)) ?? "").split(separator: "\n").first { $0.contains(text) }.map(String.init)
+    }
+
+    /// Waits until its output says `text`.
+    func waitForLog(_ text: String, timeout: Double) async throws {
+        let deadline = Date().addingTimeInterval(timeout)
+        while Date() < deadline {
+            if logLine(containing: text) != nil { return }
+            guard process.isRunning else { throw BenchFailure("the server exited before saying \(text)") }
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        throw BenchFailure("the server did not say \(text) within \(Int(timeout)) s")
+    }
 
     func stop() {
         guard process.isRunning else { return }

@@ -132,6 +132,8 @@ extension Request {
 extension HTTPField.Name {
     public static let tesseraProtocol = HTTPField.Name(ProtocolVersion.header)!
     public static let idempotencyKey = HTTPField.Name("Idempotency-Key")!
+    /// With a snapshot file (§6.4): the asking store's highest sequence number.
+    public static let tesseraOriginSeq = HTTPField.Name(SnapshotFileAnswer.originSeqHeader)!
 }
 
 /// `host:port` as given on the command line.

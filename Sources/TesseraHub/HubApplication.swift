@@ -18,8 +18,10 @@ public enum HubApplication {
     /// - Parameter rateLimit: requests a second each credential may make on average (twice that
     ///   in a burst); requests without one share a single allowance.
     /// - Parameter webhookHosts: the hosts webhooks may deliver to (`*`: any); none by default.
+    /// - Parameter snapshotFileAgeSeconds: how long one snapshot file is sent to new nodes; the
+    ///   hub keeps one ready, made again this often while the chain changes (0: made on demand).
     public static func build(storage: any HubStorage, listen: ListenAddress, logger: Logger, jobsIntervalSeconds: Int = 600,
-                             rateLimit: Double = 1000, tls: TLSConfiguration? = nil,
+                             snapshotFileAgeSeconds: Int = 600, rateLimit: Double = 1000, tls: TLSConfiguration? = nil,
                              webhookHosts: Set<String> = [], webhookRetryBaseMs: Int64 = 1_000,
                              onRunning: @escaping @Sendable (any Channel) async -> Void = { _ in }) throws -> some ApplicationProtocol {
         Observability.bootstrap()
@@ -130,17 +132,13 @@ public enum HubApplication {
         sync.get("/snapshot/file") { request, _ in
             let store = try await offload { try authenticateStore(request, storage) }
             try checkProtocolHeader(request)
-            let made = try await offload { try storage.makeSnapshotFile(for: store) }
-            // Opened, then unlinked: the file goes with the answer, sent or not.
-            let handle: FileHandle
-            do {
-                handle = try FileHandle(forReadingFrom: URL(fileURLWithPath: made.path))
-            } catch {
-                try? FileManager.default.removeItem(atPath: made.path)
-                throw error
-            }
-            try? FileManager.default.removeItem(atPath: made.path)
-            let headers: HTTPFields = [.contentType: "application/vnd.sqlite3"]
+            // The hub's kept file (every store is sent the same one while it is fresh): opened
+            // here, it is read to the end even if a newer file replaces it meanwhile.
+            let served = try await offload { try storage.snapshotFile(for: store, maxAge: TimeInterval(snapshotFileAgeSeconds)) }
+            let made = served.file
+            let handle = try FileHandle(forReadingFrom: URL(fileURLWithPath: made.path))
+            var headers: HTTPFields = [.contentType: "application/vnd.sqlite3"]
+            headers[.tesseraOriginSeq] = String(served.originSeq)
             let body = ResponseBody(contentLength: Int(made.bytes)) { writer in
                 defer { try? handle.close() }
                 while true {
@@ -406,6 +404,7 @@ public enum HubApplication {
         return Application(router: router, server: server,
                            configuration: .init(address: .hostname(listen.host, port: listen.port), serverName: "tessera-hub"),
                            services: [HubJobs(storage: storage, intervalSeconds: max(1, jobsIntervalSeconds), logger: logger),
+                                      SnapshotFileKeeper(storage: storage, ageSeconds: snapshotFileAgeSeconds, logger: logger),
                                       WebhookDispatcher(storage: storage, allowedHosts: webhookHosts, retryBaseMs: webhookRetryBaseMs, logger: logger)],
                            onServerRunning: onRunning, logger: logger)
     }

@@ -108,11 +108,14 @@ public final class HubClient: Sendable {
     }
 
     /// The whole snapshot as one SQLite file (§6.4), written to `path` as it arrives (never
-    /// held in memory); returns its size. `progress` is told the bytes received so far.
+    /// held in memory); returns its size and the store's highest sequence number the hub sent
+    /// with it (`Tessera-Origin-Seq`; nil from a hub that writes it into the file).
+    /// `progress` is told the bytes received so far.
     /// The hub makes the file before it answers (half a minute at a million members), so the
     /// answer may take `snapshotFileWait` to start; after that, a link silent for the sync
     /// timeout is given up as it is for every other call.
-    public func downloadSnapshotFile(to path: String, progress: @escaping @Sendable (Int64) -> Void = { _ in }) async throws -> Int64 {
+    public func downloadSnapshotFile(to path: String, progress: @escaping @Sendable (Int64) -> Void = { _ in }) async throws
+        -> (bytes: Int64, originSeq: UInt64?) {
         let request = makeRequest(.GET, "/v1/sync/snapshot/file")
         guard FileManager.default.createFile(atPath: path, contents: nil), let file = FileHandle(forWritingAtPath: path) else {
             throw DomainError(.storageUnavailable, "cannot write the snapshot file at \(path)")
@@ -122,7 +125,7 @@ public final class HubClient: Sendable {
         let heard = Heard()
         let idle = syncTimeout, wait = Self.snapshotFileWait
         do {
-            return try await withThrowingTaskGroup(of: Int64?.self) { group in
+            return try await withThrowingTaskGroup(of: (bytes: Int64, originSeq: UInt64?)?.self) { group in
                 group.addTask {
                     let response = try await self.http.execute(request, deadline: .now() + wait)
                     heard.state.withLock { $0 = (.now(), true) }
@@ -131,6 +134,7 @@ public final class HubClient: Sendable {
                         let buffer = try await response.body.collect(upTo: 1 << 20)
                         throw HubCallError.status(status, try? JSONDecoder().decode(ErrorBody.self, from: Data(buffer.readableBytesView)))
                     }
+                    let originSeq = response.headers.first(name: SnapshotFileAnswer.originSeqHeader).flatMap { UInt64($0) }
                     var received: Int64 = 0
                     for try await chunk in response.body {
                         try file.write(contentsOf: chunk.readableBytesView)
@@ -138,7 +142,7 @@ public final class HubClient: Sendable {
                         heard.state.withLock { $0.at = .now() }
                         progress(received)
                     }
-                    return received
+                    return (received, originSeq)
                 }
                 group.addTask {
                     // The watchdog: ends the download when the link goes quiet.

@@ -126,10 +126,10 @@ public final class SyncLoop: Service, Sendable {
             try? FileManager.default.removeItem(atPath: path)
             link.withLock { $0.progress = nil }
         }
-        let bytes: Int64
+        let bytes: Int64, originSeq: UInt64?
         do {
-            link.withLock { $0.progress = "bootstrap: the hub is making the snapshot file" }
-            bytes = try await client.downloadSnapshotFile(to: path) { received in
+            link.withLock { $0.progress = "bootstrap: asking the hub for the snapshot file" }
+            (bytes, originSeq) = try await client.downloadSnapshotFile(to: path) { received in
                 self.link.withLock { $0.progress = "bootstrap: \(received / 1_000_000) MB of the snapshot file received" }
             }
         } catch HubCallError.status(let code, _) where code == 404 {
@@ -140,7 +140,7 @@ public final class SyncLoop: Service, Sendable {
         link.withLock { $0.progress = "bootstrap: loading the snapshot file (\(bytes / 1_000_000) MB)" }
         let rows: Int64
         do {
-            rows = try store.bootstrap(fromFile: path)
+            rows = try store.bootstrap(fromFile: path, originSeq: originSeq)
         } catch let error as SnapshotFile.Unreadable {
             logger.warning("the hub's snapshot file could not be read; loading the paged snapshot", metadata: ["why": "\(error)"])
             return false

@@ -316,3 +316,10 @@ public struct ErrorBody: Codable, Sendable {
     public var error: Detail
     public init(code: String, message: String) { self.error = Detail(code: code, message: message) }
 }
+
+/// The answer to `GET /v1/sync/snapshot/file` (§6.4) besides the file itself.
+public enum SnapshotFileAnswer {
+    /// The asking store's highest sequence number the hub holds, read when it asked (the file
+    /// is shared by every store, so it cannot say).
+    public static let originSeqHeader = "Tessera-Origin-Seq"
+}

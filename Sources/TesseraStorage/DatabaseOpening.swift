@@ -24,12 +24,35 @@ public enum SQLiteFiles {
             try db.execute(sql: "PRAGMA synchronous = FULL")
             try db.execute(sql: "PRAGMA foreign_keys = ON")
             if let cacheMiB { try db.execute(sql: "PRAGMA cache_size = -\(cacheMiB * 1024)") }
+            // Once a large write (a bootstrap) is copied from the write-ahead log into the
+            // database, the log starts over and is cut back to this size, not kept at the write's.
+            try db.execute(sql: "PRAGMA journal_size_limit = \(64 << 20)")
         }
         let pool = try DatabasePool(path: path, configuration: config)
         try pool.writeWithoutTransaction { db in
             try db.execute(sql: "PRAGMA synchronous = FULL")
         }
         return pool
+    }
+
+    /// Copies what the write-ahead log of the database at `path` holds into the database, on a
+    /// connection and a thread of its own, without waiting for (or holding up) readers and
+    /// writers: after a bootstrap the log holds the whole state, and the copy takes seconds that
+    /// tills need not wait for. Reads meanwhile find their pages in the log; a crash meanwhile
+    /// loses nothing (the log is the committed state). The writer's own checkpoints, which
+    /// would otherwise make a till's commit do this copy, find this one running and pass.
+    static func checkpointAside(_ path: String) {
+        Thread.detachNewThread {
+            do {
+                let queue = try DatabaseQueue(path: path)
+                defer { try? queue.close() }
+                try queue.writeWithoutTransaction { db in
+                    _ = try Row.fetchOne(db, sql: "PRAGMA wal_checkpoint(PASSIVE)")
+                }
+            } catch {
+                // The next checkpoint of the writer's does the copy instead.
+            }
+        }
     }
 
     /// Runs a write, turning the disk's refusals (full, read-only, I/O error) into a clear

@@ -45,7 +45,9 @@ public protocol HubStorage: Sendable {
     /// A page of the snapshot: `page` nil for the first, else the `next` of the previous one.
     func snapshotPage(for store: StoreID, page: String?, limit: Int) throws -> Snapshot
     /// The whole snapshot as a SQLite file made for `store` (spec §6.4); the caller sends it and deletes it.
-    func makeSnapshotFile(for store: StoreID) throws -> SnapshotFile.Made
+    func snapshotFile(for store: StoreID, maxAge: TimeInterval) throws -> SnapshotFile.Served
+    func keepSnapshotFile(maxAge: TimeInterval) throws -> SnapshotFile.Made?
+    func discardSnapshotFile()
     func member(_ id: MemberID) throws -> MemberView?
     func allMembers() throws -> [MemberView]
     /// How many members there are (enrolled, not merged into another): one count, not a view each.
@@ -91,9 +93,10 @@ public final class HubStore: HubStorage {
     /// dormancy, expiring points): once a day is enough, and spares a pass over every member
     /// at every run of the jobs. A restart does the day's pass again (events are once per key).
     private let calendarDay = Mutex<Int64?>(nil)
-    /// Snapshot files are made one at a time: each reads the whole state, so two at once would
-    /// only share the disk, and a crowd of new nodes must not fill it.
-    private let snapshotFiles = Mutex<Void>(())
+    /// The snapshot file new nodes are sent, made one at a time (each reads the whole state, so
+    /// two at once would only share the disk) and served to every store while it is fresh: a
+    /// crowd of new nodes reads one file, and a node whose hub keeps one ready waits for no make.
+    private let snapshotFiles = Mutex<SnapshotFile.Made?>(nil)
 
     /// The hub on one SQLite file: log, fold and credentials.
     public convenience init(path: String, physicalMs: @escaping @Sendable () -> Int64 = NodeStore.wallClockMs) throws {
@@ -161,15 +164,19 @@ public final class HubStore: HubStorage {
     }
 
     /// Where a snapshot of the fold stands, read in the snapshot's own transaction: the log's
-    /// head (the node pulls after it), the highest sequence number `store` has used (the
-    /// operations the hub set aside used theirs too: `setAsideSeq`), and the newest stamp (the
-    /// node's clock starts after it). `schema`: the fold's name in `db`.
-    static func snapshotHead(for store: StoreID, setAsideSeq: UInt64, schema: String = "main",
+    /// head (the node pulls after it), the highest sequence number `store` has used, and the
+    /// newest stamp (the node's clock starts after it).
+    static func snapshotHead(for store: StoreID, setAsideSeq: UInt64,
                              _ db: Database) throws -> (cursor: Int64, originSeq: UInt64, maxHLC: HLCTimestamp) {
-        let cursor = try Replica.logHead(db, schema: schema)
-        let seq = try Int64.fetchOne(db.cachedStatement(sql: "SELECT COALESCE(MAX(seq), 0) FROM \(schema).ops WHERE origin = ?"),
+        (try Replica.logHead(db), try originSeq(of: store, setAsideSeq: setAsideSeq, db), HLCTimestamp(packed: try maxHLC(db)) ?? .zero)
+    }
+
+    /// The highest sequence number `store` has used: in the log, or by the operations the hub
+    /// set aside (`setAsideSeq`), which used theirs too.
+    static func originSeq(of store: StoreID, setAsideSeq: UInt64, _ db: Database) throws -> UInt64 {
+        let seq = try Int64.fetchOne(db.cachedStatement(sql: "SELECT COALESCE(MAX(seq), 0) FROM ops WHERE origin = ?"),
                                      arguments: [store.rawValue]) ?? 0
-        return (cursor, max(UInt64(max(0, seq)), setAsideSeq), HLCTimestamp(packed: try maxHLC(db, schema: schema)) ?? .zero)
+        return max(UInt64(max(0, seq)), setAsideSeq)
     }
 
     /// The highest sequence number among `store`'s operations the hub set aside (0: none).
@@ -244,6 +251,7 @@ public final class HubStore: HubStorage {
             try db.execute(sql: HubStore.eventTables(serial: "INTEGER PRIMARY KEY AUTOINCREMENT").joined(separator: ";\n"))
         }
         HubSummaries.migrate(&migrator)
+        Replica.migrateLater(&migrator)
         try migrator.migrate(pool)
         try pool.write { db in
             // Operations of kinds this build learnt change the fold, and so the summaries.
@@ -473,21 +481,65 @@ public final class HubStore: HubStorage {
         try snapshot(for: store, after: try page.map(SnapshotToken.decode), limit: max(1, min(limit, SyncLimits.snapshotPageRowsMax)))
     }
 
-    public func makeSnapshotFile(for store: StoreID) throws -> SnapshotFile.Made {
+    /// The snapshot file for `store`'s new node: the kept file if it is younger than `maxAge`
+    /// seconds or nothing was written since it was made, else a new one (which every store is
+    /// sent from then on). Nodes pull what came after the file's cursor, so any age is correct;
+    /// the age only bounds how much they pull.
+    public func snapshotFile(for store: StoreID, maxAge: TimeInterval) throws -> SnapshotFile.Served {
         try refresh()
-        let setAsideSeq = try setAsideSeq(of: store)
-        return try snapshotFiles.withLock { _ in
-            let scratch = snapshotDirectory
-            try FileManager.default.createDirectory(at: scratch, withIntermediateDirectories: true)
-            let path = scratch.appendingPathComponent("\(UUID().uuidString).sqlite").path
-            do {
-                let info = try SnapshotFile.write(foldPath: pool.path, to: path, store: store, setAsideSeq: setAsideSeq)
-                return SnapshotFile.Made(path: path, info: info, bytes: SQLiteFiles.bytes(path))
-            } catch {
-                try? FileManager.default.removeItem(atPath: path)
-                throw error
-            }
+        let file = try snapshotFiles.withLock { kept in
+            if let file = kept, try isFresh(file, maxAge: maxAge) { return file }
+            return try makeSnapshotFile(&kept)
         }
+        // Read after the file was made, so at or above the store's number at its cursor.
+        let setAside = try setAsideSeq(of: store)
+        let originSeq = try pool.read { db in try HubStore.originSeq(of: store, setAsideSeq: setAside, db) }
+        return SnapshotFile.Served(file: file, originSeq: originSeq)
+    }
+
+    /// Makes a new snapshot file when the kept one is older than `maxAge` seconds and the log
+    /// has moved since (or none is kept), so that a new node finds one ready. Returns the file
+    /// made, if any.
+    @discardableResult
+    public func keepSnapshotFile(maxAge: TimeInterval) throws -> SnapshotFile.Made? {
+        try refresh()
+        return try snapshotFiles.withLock { kept in
+            if let file = kept, try isFresh(file, maxAge: maxAge) { return nil }
+            return try makeSnapshotFile(&kept)
+        }
+    }
+
+    /// Deletes the kept snapshot file (at shutdown: a new process makes its own).
+    public func discardSnapshotFile() {
+        snapshotFiles.withLock { kept in
+            if let file = kept { try? FileManager.default.removeItem(atPath: file.path) }
+            kept = nil
+        }
+    }
+
+    /// Whether a kept file may still be sent: younger than `maxAge`, or nothing written since.
+    private func isFresh(_ file: SnapshotFile.Made, maxAge: TimeInterval) throws -> Bool {
+        guard FileManager.default.fileExists(atPath: file.path) else { return false }
+        return try Date().timeIntervalSince(file.madeAt) < maxAge || pool.read { try Replica.logHead($0) } == file.info.cursor
+    }
+
+    /// Makes a snapshot file and keeps it in place of `kept`, whose file goes (a node still
+    /// receiving it reads on: the file is gone from the folder, not from its open handle).
+    private func makeSnapshotFile(_ kept: inout SnapshotFile.Made?) throws -> SnapshotFile.Made {
+        let scratch = snapshotDirectory
+        try FileManager.default.createDirectory(at: scratch, withIntermediateDirectories: true)
+        let path = scratch.appendingPathComponent("\(UUID().uuidString).sqlite").path
+        let made: SnapshotFile.Made
+        do {
+            let info = try SnapshotFile.write(foldPath: pool.path, to: path)
+            made = SnapshotFile.Made(path: path, info: info, bytes: SQLiteFiles.bytes(path), madeAt: Date())
+        } catch {
+            try? FileManager.default.removeItem(atPath: path)
+            throw error
+        }
+        if let old = kept { try? FileManager.default.removeItem(atPath: old.path) }
+        kept = made
+        return made
     }
 
     private func snapshot(for store: StoreID, after position: Replica.PagePosition?, limit: Int?) throws -> Snapshot {

@@ -12,32 +12,44 @@ import TesseraProtocol
 /// the node appends them in that order and builds its other indexes once, at the end, with one
 /// sort each instead of eleven million inserts at random places.
 public enum SnapshotFile {
-    /// The layout this build writes and reads: the state tables under their own names, and
-    /// `snapshot_meta` (key, value). A node that finds another falls back to pages.
-    public static let format = "1"
+    /// The layout this build writes: the state tables under their own names, and
+    /// `snapshot_meta` (key, value) without anything of one store's, so one file serves every
+    /// store (the asking store's `origin_seq` comes with the answer, in `Tessera-Origin-Seq`).
+    /// Format 1, from older hubs, carried its store's `origin_seq` in the file. A node that
+    /// finds another format falls back to pages (an older node does so on format 2: it would
+    /// otherwise start its sequence without the store's highest number).
+    public static let format = "2"
+    static let readable: Set<String> = ["1", format]
 
     /// What a snapshot file says about itself.
     public struct Info: Sendable, Equatable {
         /// The log's version the state is at: the node pulls after it.
         public var cursor: Int64
-        /// The highest sequence number the asking store has used (its next operation's is above it).
-        public var originSeq: UInt64
         /// The newest stamp in the log (the node's clock starts after it).
         public var maxHLC: HLCTimestamp
         /// Rows of state, over every table.
         public var rows: Int64
     }
 
-    /// A file made for a node: where it is (the caller deletes it once sent), and its size.
+    /// A file the hub made: where it is, what it holds, its size and when it was made.
     public struct Made: Sendable {
         public var path: String
         public var info: Info
         public var bytes: Int64
+        public var madeAt: Date
+    }
+
+    /// A file as served to one store: the file, and that store's highest sequence number, read
+    /// when it asked (at or above the one at the file's cursor: the store's next operation is
+    /// numbered above every one the hub has of it, whichever came after the file).
+    public struct Served: Sendable {
+        public var file: Made
+        public var originSeq: UInt64
     }
 
     /// Writes the state of the fold at `foldPath` (attached, only read) into a new file at `path`.
     /// The file is scratch: no journal, no syncs (a crash leaves a file the hub deletes).
-    static func write(foldPath: String, to path: String, store: StoreID, setAsideSeq: UInt64) throws -> Info {
+    static func write(foldPath: String, to path: String) throws -> Info {
         var config = Configuration()
         config.prepareDatabase { db in
             try db.execute(sql: "PRAGMA journal_mode = OFF")
@@ -48,11 +60,11 @@ public enum SnapshotFile {
         return try queue.writeWithoutTransaction { db in
             try db.execute(sql: "ATTACH DATABASE ? AS fold", arguments: [foldPath])
             defer { try? db.execute(sql: "DETACH DATABASE fold") }
-            var info = Info(cursor: 0, originSeq: 0, maxHLC: .zero, rows: 0)
+            var info = Info(cursor: 0, maxHLC: .zero, rows: 0)
             // One transaction: every table and the cursor are read from one state of the fold.
             try db.inTransaction(.deferred) {
-                let head = try HubStore.snapshotHead(for: store, setAsideSeq: setAsideSeq, schema: "fold", db)
-                (info.cursor, info.originSeq, info.maxHLC) = (head.cursor, head.originSeq, head.maxHLC)
+                info.cursor = try Replica.logHead(db, schema: "fold")
+                info.maxHLC = HLCTimestamp(packed: try HubStore.maxHLC(db, schema: "fold")) ?? .zero
                 for table in Replica.stateTables {
                     // Each table is its key's B-tree (WITHOUT ROWID), filled in key order: the node
                     // reads it in that order with no sort, and its own key index grows at the end.
@@ -62,8 +74,8 @@ public enum SnapshotFile {
                     info.rows += Int64(db.changesCount)
                 }
                 try db.execute(sql: "CREATE TABLE snapshot_meta (key TEXT PRIMARY KEY NOT NULL, value TEXT NOT NULL)")
-                for (key, value) in [("format", format), ("cursor", String(info.cursor)), ("origin_seq", String(info.originSeq)),
-                                     ("max_hlc", String(info.maxHLC.packed)), ("store", store.rawValue), ("rows", String(info.rows))] {
+                for (key, value) in [("format", format), ("cursor", String(info.cursor)),
+                                     ("max_hlc", String(info.maxHLC.packed)), ("rows", String(info.rows))] {
                     try db.execute(sql: "INSERT INTO snapshot_meta (key, value) VALUES (?, ?)", arguments: [key, value])
                 }
                 return .commit
@@ -100,24 +112,31 @@ public enum SnapshotFile {
     /// Loads the file attached as `snapshot` into the replica's empty state tables, in the
     /// caller's transaction. Secondary indexes are dropped first and made again at the end: one
     /// sort each, instead of ten million inserts at random places in each index.
-    static func load(_ db: Database) throws -> Info {
+    /// `originSeq`: the asking store's highest sequence number, as the hub answered it with the
+    /// file (a format-1 file carries its own). Returns the file's head and the sequence number.
+    static func load(_ db: Database, originSeq: UInt64?) throws -> (info: Info, originSeq: UInt64) {
         do {
-            return try loadChecked(db)
+            return try loadChecked(db, originSeq: originSeq)
         } catch let error as DatabaseError where [.SQLITE_ERROR, .SQLITE_NOTADB, .SQLITE_CORRUPT].contains(error.resultCode) {
             // Not a database, damaged, or not the tables and columns this build needs.
             throw Unreadable(description: "the snapshot file does not fit this build: \(error.message ?? "\(error.resultCode)")")
         }
     }
 
-    private static func loadChecked(_ db: Database) throws -> Info {
+    private static func loadChecked(_ db: Database, originSeq answered: UInt64?) throws -> (info: Info, originSeq: UInt64) {
         let meta = try Dictionary(uniqueKeysWithValues: Row.fetchAll(db, sql: "SELECT key, value FROM snapshot.snapshot_meta")
             .map { (row: Row) -> (String, String) in (row["key"], row["value"]) })
-        guard meta["format"] == format else {
-            throw Unreadable(description: "a snapshot file of format \(meta["format"] ?? "none"); this build reads \(format)")
+        guard let fileFormat = meta["format"], readable.contains(fileFormat) else {
+            throw Unreadable(description: "a snapshot file of format \(meta["format"] ?? "none"); this build reads \(readable.sorted().joined(separator: ", "))")
         }
-        guard let cursor = meta["cursor"].flatMap({ Int64($0) }), let originSeq = meta["origin_seq"].flatMap({ UInt64($0) }),
+        guard let cursor = meta["cursor"].flatMap({ Int64($0) }),
               let hlc = meta["max_hlc"].flatMap({ Int64($0) }).flatMap(HLCTimestamp.init(packed:)) else {
             throw Unreadable(description: "a snapshot file without its cursor")
+        }
+        // Never a guess: a node that numbered its operations from a wrong sequence number would
+        // give new operations the ids of its store's old ones (a replaced machine).
+        guard let originSeq = fileFormat == "1" ? meta["origin_seq"].flatMap({ UInt64($0) }) : answered else {
+            throw Unreadable(description: "a snapshot file without the store's sequence number")
         }
         let held = try Set(String.fetchAll(db, sql: "SELECT name FROM snapshot.sqlite_master WHERE type = 'table'"))
         for table in Replica.stateTables where !held.contains(table) {
@@ -140,6 +159,6 @@ public enum SnapshotFile {
             rows += Int64(db.changesCount)
         }
         for index in indexes { try db.execute(sql: index.sql) }
-        return Info(cursor: cursor, originSeq: originSeq, maxHLC: hlc, rows: rows)
+        return (Info(cursor: cursor, maxHLC: hlc, rows: rows), originSeq)
     }
 }

@@ -125,6 +125,8 @@ struct HubCommand: AsyncParsableCommand {
     @Option(help: "Address to listen on.") var listen: String = "127.0.0.1:7700"
     @Option(help: "Seconds between runs of the scheduled jobs (points expiry, birthday and wake-up coupons).") var jobsInterval: Int = 600
     @Option(help: "Requests a second each credential may make on average (twice that in a burst); over it: 429 with Retry-After.") var rateLimit: Double = 1000
+    @Option(help: "Seconds a snapshot file for new nodes is served before a new one is made; the hub keeps one ready, made again this often while the chain changes (0: made only when a node asks).")
+    var snapshotFileAge: Int = 600
     @Option(help: "Serve HTTPS with this certificate chain (PEM, leaf first); needs --tls-key.") var tlsCert: String?
     @Option(help: "The private key (PEM) of --tls-cert.") var tlsKey: String?
     @Option(help: "Hosts webhooks may deliver to, comma-separated (e.g. crm.example.com,hooks.sms.example); none by default.")
@@ -140,6 +142,7 @@ struct HubCommand: AsyncParsableCommand {
     func run() async throws {
         let logger = log.logger("tessera.hub")
         guard rateLimit > 0 else { throw ValidationError("--rate-limit must be above 0") }
+        guard snapshotFileAge >= 0 else { throw ValidationError("--snapshot-file-age must be 0 or more") }
         var tls: TLSConfiguration?
         if let tlsCert, let tlsKey {
             do { tls = try TLSFiles.server(certificate: tlsCert, key: tlsKey) } catch { throw failure("\(error)") }
@@ -148,8 +151,8 @@ struct HubCommand: AsyncParsableCommand {
         logger.info("hub storage: \(storage.ledger.kind)\(storage.postgres.map { " at \($0)" } ?? "")")
         let scheme = tls == nil ? "http" : "https"
         let app = try HubApplication.build(storage: storage, listen: try parseListen(listen), logger: logger,
-                                           jobsIntervalSeconds: jobsInterval, rateLimit: rateLimit, tls: tls,
-                                           webhookHosts: Self.hosts(webhookHosts), webhookRetryBaseMs: webhookRetryBaseMs) {
+                                           jobsIntervalSeconds: jobsInterval, snapshotFileAgeSeconds: snapshotFileAge,
+                                           rateLimit: rateLimit, tls: tls, webhookHosts: Self.hosts(webhookHosts), webhookRetryBaseMs: webhookRetryBaseMs) {
             announce("tessera hub", $0, scheme: scheme)
         }
         try await app.runService()

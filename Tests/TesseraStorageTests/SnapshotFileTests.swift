@@ -45,12 +45,13 @@ struct SnapshotFileTests {
         let seq = try #require(try hub.log().filter { $0.op.id.origin == s1 }.map(\.op.id.seq).max())
 
         // s1's machine is replaced: the new one loads the file; another loads the pages.
-        let made = try hub.makeSnapshotFile(for: s1)
+        let served = try hub.snapshotFile(for: s1, maxAge: 600)
+        let made = served.file
         #expect(made.path.hasPrefix(dir.path("snapshots")))
-        #expect(made.info.originSeq == seq)
+        #expect(served.originSeq == seq)
         #expect(made.info.cursor == (try hub.log().map(\.version).max()))
         let fromFile = try NodeStore(path: dir.path("from-file.sqlite"), store: s1)
-        let rows = try fromFile.bootstrap(fromFile: made.path)
+        let rows = try fromFile.bootstrap(fromFile: made.path, originSeq: served.originSeq)
         #expect(rows == made.info.rows && rows > 30)
         let paged = try NodeStore(path: dir.path("paged.sqlite"), store: s1)
         try paged.bootstrap(try hub.snapshot(for: s1))
@@ -60,7 +61,7 @@ struct SnapshotFileTests {
         #expect(try fromFile.allMembers() == hub.allMembers())
         #expect(try fromFile.programme().version == 1)
         // Loading again changes nothing (already bootstrapped).
-        #expect(try fromFile.bootstrap(fromFile: made.path) == 0)
+        #expect(try fromFile.bootstrap(fromFile: made.path, originSeq: served.originSeq) == 0)
 
         let answer = try fromFile.recharge(members[2].id, NodeAPI.Recharge(amount: 100), key: nil)
         let txn = try answer.decode(NodeAPI.TransactionResult.self).transaction
@@ -82,23 +83,115 @@ struct SnapshotFileTests {
 
         let garbage = dir.path("garbage.sqlite")
         try Data(repeating: 0x41, count: 8192).write(to: URL(fileURLWithPath: garbage))
-        #expect(throws: SnapshotFile.Unreadable.self) { try node.bootstrap(fromFile: garbage) }
+        #expect(throws: SnapshotFile.Unreadable.self) { try node.bootstrap(fromFile: garbage, originSeq: 0) }
 
-        let other = try hub.makeSnapshotFile(for: s2)
-        try DatabaseQueue(path: other.path).write { try $0.execute(sql: "UPDATE snapshot_meta SET value = '99' WHERE key = 'format'") }
-        #expect(throws: SnapshotFile.Unreadable.self) { try node.bootstrap(fromFile: other.path) }
-
-        let missing = try hub.makeSnapshotFile(for: s2)
-        try DatabaseQueue(path: missing.path).write { try $0.execute(sql: "ALTER TABLE entries DROP COLUMN bonus") }
-        #expect(throws: SnapshotFile.Unreadable.self) { try node.bootstrap(fromFile: missing.path) }
+        // A copy of the hub's file for each damage (the hub keeps its own for other nodes).
+        let served = try hub.snapshotFile(for: s2, maxAge: 600)
+        func copy(_ name: String, _ damage: String) throws -> String {
+            let path = dir.path(name)
+            try FileManager.default.copyItem(atPath: served.file.path, toPath: path)
+            try DatabaseQueue(path: path).write { try $0.execute(sql: damage) }
+            return path
+        }
+        let other = try copy("other.sqlite", "UPDATE snapshot_meta SET value = '99' WHERE key = 'format'")
+        #expect(throws: SnapshotFile.Unreadable.self) { try node.bootstrap(fromFile: other, originSeq: served.originSeq) }
+        let missing = try copy("missing.sqlite", "ALTER TABLE entries DROP COLUMN bonus")
+        #expect(throws: SnapshotFile.Unreadable.self) { try node.bootstrap(fromFile: missing, originSeq: served.originSeq) }
+        // A shared file without the store's sequence number (a hub that did not send it) is
+        // never loaded with a guessed one.
+        #expect(throws: SnapshotFile.Unreadable.self) { try node.bootstrap(fromFile: served.file.path, originSeq: nil) }
 
         #expect(try node.counts().bootstrapped == false)
         #expect(try node.pool.read { try Int.fetchOne($0, sql: "SELECT COUNT(*) FROM members") } == 0)
         #expect(try Self.indexes(node).contains { $0.hasPrefix("entries_member:") })
 
-        let good = try hub.makeSnapshotFile(for: s2)
-        try node.bootstrap(fromFile: good.path)
+        try node.bootstrap(fromFile: served.file.path, originSeq: served.originSeq)
         #expect(try node.allMembers() == hub.allMembers())
         #expect(try node.allMembers().count == 1)
+    }
+
+    @Test("one snapshot file serves every store while it is fresh, each with its own sequence number; a stale one is made again once the log moves")
+    func sharedFile() throws {
+        let dir = try TempDir()
+        let hub = try Backend.sqlite.hubWithTwoStores(dir)
+        let one = try bootstrappedNode(dir, s1, hub: hub)
+        _ = try enrol(one, "Ada", "+15550100")
+        try sync(one, hub)
+
+        let kept = try #require(try hub.keepSnapshotFile(maxAge: 600))
+        #expect(try hub.keepSnapshotFile(maxAge: 600) == nil, "a fresh file is kept")
+        let forOne = try hub.snapshotFile(for: s1, maxAge: 600)
+        let forTwo = try hub.snapshotFile(for: s2, maxAge: 600)
+        #expect(forOne.file.path == kept.path && forTwo.file.path == kept.path)
+        func lastSeq() throws -> UInt64 { try #require(try hub.log().filter { $0.op.id.origin == s1 }.map(\.op.id.seq).max()) }
+        #expect(try forOne.originSeq == lastSeq() && forTwo.originSeq == 0)
+
+        // Work after the file: a store's number is read when it asks, so it counts operations
+        // the file does not hold, and a node loading the file pulls them after its cursor.
+        _ = try enrol(one, "Bo", "+15550101")
+        try sync(one, hub)
+        let later = try hub.snapshotFile(for: s1, maxAge: 600)
+        #expect(try later.file.path == kept.path && later.originSeq == lastSeq() && later.originSeq > forOne.originSeq)
+        let replaced = try NodeStore(path: dir.path("replaced.sqlite"), store: s1)
+        try replaced.bootstrap(fromFile: later.file.path, originSeq: later.originSeq)
+        try sync(replaced, hub)
+        #expect(try replaced.allMembers() == hub.allMembers() && replaced.allMembers().count == 2)
+        let txn = try replaced.recharge(try #require(try hub.allMembers().first).id, NodeAPI.Recharge(amount: 100), key: nil)
+        #expect(try txn.decode(NodeAPI.TransactionResult.self).transaction.id == OperationID(origin: s1, seq: later.originSeq + 1))
+
+        // Stale (any age is stale at 0) and the log moved: a new file replaces the kept one.
+        let made = try #require(try hub.keepSnapshotFile(maxAge: 0))
+        #expect(made.path != kept.path && made.info.cursor > kept.info.cursor)
+        #expect(!FileManager.default.fileExists(atPath: kept.path))
+        // Stale but nothing new since: still sent.
+        #expect(try hub.snapshotFile(for: s2, maxAge: 0).file.path == made.path)
+        hub.discardSnapshotFile()
+        #expect(!FileManager.default.fileExists(atPath: made.path))
+    }
+
+    @Test("a replica made before entries were stored by their key keeps every entry and index when upgraded")
+    func entriesByKeyUpgrade() throws {
+        let dir = try TempDir()
+        var hub: HubStore? = try Backend.sqlite.hubWithTwoStores(dir)
+        let one = try bootstrappedNode(dir, s1, hub: try #require(hub))
+        for i in 0..<4 {
+            let m = try enrol(one, "U\(i)", "+1555090\(i)")
+            _ = try one.recharge(m.id, NodeAPI.Recharge(amount: 1000 + Int64(i)), key: nil)
+        }
+        try sync(one, try #require(hub))
+        let members = try #require(hub).allMembers()
+        func entries(_ pool: DatabasePool) throws -> [String] {
+            try pool.read { try Row.fetchAll($0, sql: "SELECT * FROM entries ORDER BY op_id, part").map(\.description) }
+        }
+        func schema(_ pool: DatabasePool) throws -> [String] {
+            try pool.read { try String.fetchAll($0, sql: "SELECT name FROM sqlite_master WHERE tbl_name = 'entries' ORDER BY name") }
+        }
+        let before = try entries(try #require(hub).pool)
+        #expect(before.count == 4, "one entry for each recharge")
+        let indexes = try schema(try #require(hub).pool)
+        #expect(indexes.contains("entries_lot") && indexes.contains("entries_member"))
+        // As an older build left it: entries in a rowid table, the migration not yet run.
+        let path = try #require(hub).pool.path
+        try #require(hub).pool.barrierWriteWithoutTransaction { db in
+            let lot = try String.fetchAll(db, sql: "SELECT sql FROM sqlite_master WHERE tbl_name = 'entries' AND type = 'index' AND sql IS NOT NULL")
+            try db.execute(sql: """
+                CREATE TABLE entries_old AS SELECT * FROM entries;
+                DROP TABLE entries;
+                CREATE TABLE entries (op_id TEXT NOT NULL, part INTEGER NOT NULL, member_id TEXT NOT NULL, value INTEGER NOT NULL,
+                    bonus INTEGER NOT NULL DEFAULT 0, points INTEGER NOT NULL, lot INTEGER, expired INTEGER NOT NULL DEFAULT 0,
+                    qualifying INTEGER NOT NULL DEFAULT 0, at_ms INTEGER NOT NULL DEFAULT 0, PRIMARY KEY (op_id, part));
+                INSERT INTO entries SELECT * FROM entries_old;
+                DROP TABLE entries_old;
+                DELETE FROM grdb_migrations WHERE identifier = 'replica-v4-entries-by-key';
+                """)
+            for sql in lot { try db.execute(sql: sql) }
+        }
+        try #require(hub).pool.close()
+        hub = nil
+        let upgraded = try HubStore(path: path)
+        #expect(try upgraded.pool.read { try String.fetchOne($0, sql: "SELECT sql FROM sqlite_master WHERE name = 'entries'") }?.contains("WITHOUT ROWID") == true)
+        #expect(try entries(upgraded.pool) == before)
+        #expect(try schema(upgraded.pool) == indexes)
+        #expect(try upgraded.allMembers() == members)
     }
 }
