@@ -178,7 +178,8 @@ extension JSONValue {
         }
     }
 
-    private static func write(string: String, into out: inout [UInt8]) {
+    /// `string` as a JSON string, escaped as `jsonText` escapes it (as JSONEncoder does).
+    public static func write(string: String, into out: inout [UInt8]) {
         out.append(0x22)
         for byte in string.utf8 {
             switch byte {

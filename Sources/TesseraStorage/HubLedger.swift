@@ -37,9 +37,11 @@ public protocol HubLedger: Sendable {
     /// How many exceptions of each kind were recorded (for metrics: a count, not the list).
     func exceptionCounts() throws -> [String: Int]
     /// Operations after `cursor` in version order: a page of the pull.
-    func page(after cursor: Int64, limit: Int) throws -> [VersionedOperation]
+    /// The log's rows after `cursor`, in version order, as stored.
+    func page(after cursor: Int64, limit: Int) throws -> [LogRow]
     /// A store's sync position, for head office's list of stores.
-    func recordPull(_ store: String, cursor: Int64, pending: Int64?, now: Date) throws
+    /// Records where stores' nodes pulled to (head office's store list), several at once.
+    func recordPulls(_ pulls: [PullRecord]) throws
     func stores() throws -> [HubAPI.StoreState]
     /// Ids of the store's operations the hub set aside: rejected, or refused at authorisation.
     func setAside(by store: String) throws -> [String]
@@ -226,22 +228,22 @@ struct SQLiteLedger: HubLedger {
                                op: row["op_id"], detail: row["detail"], at: row["at"])
     }
 
-    func page(after cursor: Int64, limit: Int) throws -> [VersionedOperation] {
+    func page(after cursor: Int64, limit: Int) throws -> [LogRow] {
         try pool.read { db in
-            try Row.fetchAll(db.cachedStatement(sql: "SELECT * FROM ops WHERE version > ? ORDER BY version LIMIT ?"), arguments: [cursor, limit])
-                .map { VersionedOperation(version: $0["version"], op: try Operation(row: $0)) }
+            try Row.fetchAll(db.cachedStatement(sql: """
+                SELECT version, id, origin, seq, hlc, kind, kind_version, body, member_id, received_at FROM ops WHERE version > ? ORDER BY version LIMIT ?
+                """), arguments: [cursor, limit])
+                .map { LogRow(version: $0[0], id: $0[1], origin: $0[2], seq: $0[3], hlc: $0[4], kind: $0[5], kindVersion: $0[6], body: $0[7],
+                              member: $0[8], receivedAt: $0[9]) }
         }
     }
 
-    func recordPull(_ store: String, cursor: Int64, pending: Int64?, now: Date) throws {
-        // Written only when something changed or the last record is older than 10 s, so idle
-        // nodes polling every second cost no disk sync.
+    func recordPulls(_ pulls: [PullRecord]) throws {
         try pool.write { db in
-            try db.cachedStatement(sql: """
-                UPDATE stores SET last_sync_at = ?, cursor = ?, pending = ?
-                WHERE id = ? AND (cursor <> ? OR pending IS NOT ? OR last_sync_at IS NULL OR last_sync_at < ?)
-                """).execute(arguments: [now.ISO8601Format(), cursor, pending, store, cursor, pending,
-                                         now.addingTimeInterval(-10).ISO8601Format()])
+            for pull in pulls {
+                try db.cachedStatement(sql: "UPDATE stores SET last_sync_at = ?, cursor = ?, pending = ? WHERE id = ?")
+                    .execute(arguments: [pull.at.ISO8601Format(), pull.cursor, pull.pending, pull.store])
+            }
         }
     }
 
@@ -431,4 +433,12 @@ extension HubAPI.Event {
         guard case .object(let fields) = try JSONText.decode(JSONValue.self, data) else { return nil }
         self.init(id: id, type: type, member: member.map(MemberID.init), op: op, at: at, data: fields)
     }
+}
+
+/// Where a store's node last pulled to, and when.
+public struct PullRecord: Sendable, Equatable {
+    public var store: String
+    public var cursor: Int64
+    public var pending: Int64?
+    public var at: Date
 }

@@ -41,6 +41,7 @@ public protocol HubStorage: Sendable {
     func push(_ ops: [Operation], from store: StoreID) throws -> [PushResult]
     func authorize(_ request: AuthorizeRequest, from store: StoreID) throws -> AuthorizeResponse
     func pull(after cursor: Int64, limit: Int, for store: StoreID, pending: Int64?) throws -> PullResponse
+    func pullJSON(after cursor: Int64, limit: Int, for store: StoreID, pending: Int64?) throws -> [UInt8]
     func snapshot(for store: StoreID) throws -> Snapshot
     /// A page of the snapshot: `page` nil for the first, else the `next` of the previous one.
     func snapshotPage(for store: StoreID, page: String?, limit: Int) throws -> Snapshot
@@ -97,6 +98,10 @@ public final class HubStore: HubStorage {
     /// two at once would only share the disk) and served to every store while it is fresh: a
     /// crowd of new nodes reads one file, and a node whose hub keeps one ready waits for no make.
     private let snapshotFiles = Mutex<SnapshotFile.Made?>(nil)
+    /// Where stores' nodes pulled to since the last write of it (one record a store), and when
+    /// that write was; written every `pullRecordSeconds` (and before the store list is read).
+    private let pullRecords = Mutex<(pending: [String: PullRecord], writtenAt: Date)>(([:], .distantPast))
+    static let pullRecordSeconds: TimeInterval = 5
 
     /// The hub on one SQLite file: log, fold and credentials.
     public convenience init(path: String, physicalMs: @escaping @Sendable () -> Int64 = NodeStore.wallClockMs) throws {
@@ -463,14 +468,67 @@ public final class HubStore: HubStorage {
     }
 
     public func pull(after cursor: Int64, limit: Int, for store: StoreID, pending: Int64?) throws -> PullResponse {
+        let (rows, next, more) = try pullRows(after: cursor, limit: limit, for: store, pending: pending)
+        return PullResponse(ops: try rows.map { VersionedOperation(version: $0.version, op: try $0.operation()) }, cursor: next, more: more)
+    }
+
+    /// The same page as `pull`, as the JSON text JSONBody would make of it, written straight from
+    /// the log's rows: each body is spliced in as stored (canonical JSON, sorted keys), not
+    /// read into values and encoded again. After an outage, a hundred nodes pulling a hundred
+    /// thousand operations each had the hub encode ten million operations; that was its work.
+    public func pullJSON(after cursor: Int64, limit: Int, for store: StoreID, pending: Int64?) throws -> [UInt8] {
+        let (rows, next, more) = try pullRows(after: cursor, limit: limit, for: store, pending: pending)
+        var out: [UInt8] = []
+        out.reserveCapacity(64 + rows.reduce(0) { $0 + $1.body.utf8.count + $1.id.utf8.count + $1.kind.utf8.count + 80 })
+        out += Array(#"{"cursor":\#(next),"more":\#(more),"ops":["#.utf8)
+        for (i, row) in rows.enumerated() {
+            if i > 0 { out.append(UInt8(ascii: ",")) }
+            out += Array(#"{"op":{"body":"#.utf8)
+            out += Array(row.body.utf8)
+            out += Array(#","hlc":\#(row.hlc),"id":"#.utf8)
+            JSONValue.write(string: row.id, into: &out)
+            out += Array(#","kind":"#.utf8)
+            JSONValue.write(string: row.kind, into: &out)
+            out += Array(#","kind_version":\#(row.kindVersion)},"version":\#(row.version)}"#.utf8)
+        }
+        out += Array(#"],"protocol":\#(ProtocolVersion.current)}"#.utf8)
+        return out
+    }
+
+    private func pullRows(after cursor: Int64, limit: Int, for store: StoreID, pending: Int64?) throws -> (rows: [LogRow], cursor: Int64, more: Bool) {
         let limit = max(1, min(limit, SyncLimits.pullPageMax))
         // Read from the ledger itself: on PostgreSQL, every hub process serves the same pages.
         let page = try ledger.page(after: cursor, limit: limit + 1)
-        let ops = Array(page.prefix(limit))
-        let next = ops.last?.version ?? cursor
-        // Bookkeeping for head office's store list.
-        try ledger.recordPull(store.rawValue, cursor: cursor, pending: pending, now: Date())
-        return PullResponse(ops: ops, cursor: next, more: page.count > limit)
+        let rows = Array(page.prefix(limit))
+        let next = rows.last?.version ?? cursor
+        // Bookkeeping for head office's store list: kept here and written a few seconds later
+        // with every other store's. Written at each pull, it was a commit (and a disk sync) on
+        // the chain's one writer for every page a node pulled: after an outage, a hundred
+        // stores' pulls queued behind the pushes they came with, and pushes behind them.
+        try recordPull(PullRecord(store: store.rawValue, cursor: cursor, pending: pending, at: Date()))
+        return (rows, next, page.count > limit)
+    }
+
+    /// Keeps a pull's record, writing those kept when the last write is `pullRecordSeconds` old.
+    private func recordPull(_ record: PullRecord) throws {
+        let due: [PullRecord]? = pullRecords.withLock { kept in
+            kept.pending[record.store] = record
+            guard Date().timeIntervalSince(kept.writtenAt) >= Self.pullRecordSeconds else { return nil }
+            kept.writtenAt = Date()
+            defer { kept.pending = [:] }
+            return Array(kept.pending.values)
+        }
+        if let due { try ledger.recordPulls(due.sorted { $0.store < $1.store }) }
+    }
+
+    /// Writes every kept pull record now (before the store list is read).
+    private func writePullRecords() throws {
+        let due = pullRecords.withLock { kept in
+            kept.writtenAt = Date()
+            defer { kept.pending = [:] }
+            return Array(kept.pending.values)
+        }
+        if !due.isEmpty { try ledger.recordPulls(due.sorted { $0.store < $1.store }) }
     }
 
     public func snapshot(for store: StoreID) throws -> Snapshot {
@@ -584,7 +642,8 @@ public final class HubStore: HubStorage {
     }
 
     public func stores() throws -> [HubAPI.StoreState] {
-        try ledger.stores()
+        try writePullRecords()
+        return try ledger.stores()
     }
 
     public func exceptions(limit: Int) throws -> [HubAPI.ExceptionRecord] {

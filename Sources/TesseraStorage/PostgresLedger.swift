@@ -353,17 +353,17 @@ final class PostgresLedger: HubLedger {
         try link.run("UPDATE webhooks SET cursor = GREATEST(cursor, \(cursor)) WHERE id = \(id) AND lease_holder = \(holder)").metadata.rows == 1
     }
 
-    func page(after cursor: Int64, limit: Int) throws -> [VersionedOperation] {
-        try link.withConnection { try Self.rows(after: cursor, limit: limit, $0) }.map { VersionedOperation(version: $0.version, op: try $0.operation()) }
+    func page(after cursor: Int64, limit: Int) throws -> [LogRow] {
+        try link.withConnection { try Self.rows(after: cursor, limit: limit, $0) }
     }
 
-    func recordPull(_ store: String, cursor: Int64, pending: Int64?, now: Date) throws {
-        let at = now.ISO8601Format(), stale = now.addingTimeInterval(-10).ISO8601Format()
-        try link.run("""
-            UPDATE stores SET last_sync_at = \(at), cursor = \(cursor), pending = \(pending)
-            WHERE id = \(store) AND (cursor <> \(cursor) OR pending IS DISTINCT FROM \(pending)::BIGINT
-                                     OR last_sync_at IS NULL OR last_sync_at < \(stale))
-            """)
+    func recordPulls(_ pulls: [PullRecord]) throws {
+        for pull in pulls {
+            try link.run("""
+                UPDATE stores SET last_sync_at = \(pull.at.ISO8601Format()), cursor = \(pull.cursor), pending = \(pull.pending)
+                WHERE id = \(pull.store)
+                """)
+        }
     }
 
     func stores() throws -> [HubAPI.StoreState] {

@@ -591,6 +591,9 @@ struct BenchCommand: AsyncParsableCommand {
     var catchupStores: String?
     @Option(help: ArgumentHelp("Catch-up: operations each store makes offline; the size's by default.", valueName: "n"))
     var catchupOps: Int?
+    @Option(help: ArgumentHelp("Catch-up: how many replicas fold everything here (all by default); the other stores push and pull every page but drop it, as if their replicas folded on machines of their own.",
+                               valueName: "n"))
+    var catchupReplicas: Int?
 
     func run() async throws {
         let parts = Set((only ?? "").split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty })
@@ -612,6 +615,10 @@ struct BenchCommand: AsyncParsableCommand {
         if let catchupOps {
             guard catchupOps >= 1 else { throw ValidationError("--catchup-ops takes 1 or more") }
             sizes.catchUpOpsPerStore = catchupOps
+        }
+        if let catchupReplicas {
+            guard catchupReplicas >= 1 else { throw ValidationError("--catchup-replicas takes 1 or more") }
+            sizes.catchUpReplicas = catchupReplicas
         }
         var server: PostgresLocation?
         if let postgres {

@@ -41,6 +41,37 @@ final class HubTests {
         #expect(try hub.member(ada.id)?.balance == 900)
     }
 
+    @Test("a pull page written straight from the log is the page JSONEncoder makes of the operations, byte for byte on SQLite", arguments: Backend.all)
+    func pullPageText(_ backend: Backend) throws {
+        try use(backend)
+        let one = try node(s1)
+        // Names that need escaping, every kind of body value, and more than one page.
+        let ada = try enrol(one, "Ada \"the\" \\ Lovelace\u{7}\t/é😀", "+15550100")
+        _ = try one.recharge(ada.id, NodeAPI.Recharge(amount: 900), key: nil)
+        _ = try one.beginPurchase(ada.id, NodeAPI.PurchaseRequest(amount: 450, payFromBalance: false), key: nil)
+        for i in 0..<5 { _ = try enrol(one, "M\(i)", "+1555020\(i)") }
+        try sync(one, hub)
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        var cursor: Int64 = 0
+        var pages = 0
+        while true {
+            let typed = try hub.pull(after: cursor, limit: 3, for: s2, pending: nil)
+            let text = try hub.pullJSON(after: cursor, limit: 3, for: s2, pending: nil)
+            let read = try JSONDecoder().decode(PullResponse.self, from: Data(text))
+            #expect(read.ops == typed.ops && read.cursor == typed.cursor && read.more == typed.more && read.protocol == typed.protocol)
+            if backend == .sqlite {
+                #expect(String(decoding: text, as: UTF8.self) == String(decoding: try encoder.encode(typed), as: UTF8.self))
+            }
+            pages += 1
+            cursor = typed.cursor
+            if !typed.more { break }
+        }
+        #expect(pages >= 3)
+        let empty = try hub.pullJSON(after: cursor, limit: 3, for: s2, pending: 0)
+        #expect(String(decoding: empty, as: UTF8.self) == #"{"cursor":\#(cursor),"more":false,"ops":[],"protocol":1}"#)
+    }
+
     @Test("an operation from a store whose clock runs an hour ahead is kept, reported once, and does not drag the hub's clock", arguments: Backend.all)
     func clockAhead(_ backend: Backend) throws {
         try use(backend)
