@@ -45,7 +45,8 @@ public protocol HubStorage: Sendable {
     func snapshot(for store: StoreID) throws -> Snapshot
     /// A page of the snapshot: `page` nil for the first, else the `next` of the previous one.
     func snapshotPage(for store: StoreID, page: String?, limit: Int) throws -> Snapshot
-    /// The whole snapshot as a SQLite file made for `store` (spec §6.4); the caller sends it and deletes it.
+    /// The whole snapshot as one SQLite file (spec §6.4): the kept file while it is younger than
+    /// `maxAge` seconds (or nothing was written since), else a new one; and `store`'s sequence number.
     func snapshotFile(for store: StoreID, maxAge: TimeInterval) throws -> SnapshotFile.Served
     func keepSnapshotFile(maxAge: TimeInterval) throws -> SnapshotFile.Made?
     func discardSnapshotFile()
@@ -505,12 +506,14 @@ public final class HubStore: HubStorage {
         // with every other store's. Written at each pull, it was a commit (and a disk sync) on
         // the chain's one writer for every page a node pulled: after an outage, a hundred
         // stores' pulls queued behind the pushes they came with, and pushes behind them.
-        try recordPull(PullRecord(store: store.rawValue, cursor: cursor, pending: pending, at: Date()))
+        recordPull(PullRecord(store: store.rawValue, cursor: cursor, pending: pending, at: Date()))
         return (rows, next, page.count > limit)
     }
 
     /// Keeps a pull's record, writing those kept when the last write is `pullRecordSeconds` old.
-    private func recordPull(_ record: PullRecord) throws {
+    /// Bookkeeping only: a write that fails (a full disk) keeps the records for the next one
+    /// and never fails the pull.
+    private func recordPull(_ record: PullRecord) {
         let due: [PullRecord]? = pullRecords.withLock { kept in
             kept.pending[record.store] = record
             guard Date().timeIntervalSince(kept.writtenAt) >= Self.pullRecordSeconds else { return nil }
@@ -518,7 +521,14 @@ public final class HubStore: HubStorage {
             defer { kept.pending = [:] }
             return Array(kept.pending.values)
         }
-        if let due { try ledger.recordPulls(due.sorted { $0.store < $1.store }) }
+        guard let due else { return }
+        do {
+            try ledger.recordPulls(due.sorted { $0.store < $1.store })
+        } catch {
+            pullRecords.withLock { kept in
+                for record in due where kept.pending[record.store] == nil { kept.pending[record.store] = record }
+            }
+        }
     }
 
     /// Writes every kept pull record now (before the store list is read).
