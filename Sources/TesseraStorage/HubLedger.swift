@@ -241,7 +241,8 @@ struct SQLiteLedger: HubLedger {
     func recordPulls(_ pulls: [PullRecord]) throws {
         try pool.write { db in
             for pull in pulls {
-                try db.cachedStatement(sql: "UPDATE stores SET last_sync_at = ?, cursor = ?, pending = ? WHERE id = ?")
+                // A push may have touched the store since this pull: its time is not put back.
+                try db.cachedStatement(sql: "UPDATE stores SET last_sync_at = MAX(COALESCE(last_sync_at, ''), ?), cursor = ?, pending = ? WHERE id = ?")
                     .execute(arguments: [pull.at.ISO8601Format(), pull.cursor, pull.pending, pull.store])
             }
         }

@@ -360,7 +360,7 @@ final class PostgresLedger: HubLedger {
     func recordPulls(_ pulls: [PullRecord]) throws {
         for pull in pulls {
             try link.run("""
-                UPDATE stores SET last_sync_at = \(pull.at.ISO8601Format()), cursor = \(pull.cursor), pending = \(pull.pending)
+                UPDATE stores SET last_sync_at = GREATEST(COALESCE(last_sync_at, ''), \(pull.at.ISO8601Format())), cursor = \(pull.cursor), pending = \(pull.pending)
                 WHERE id = \(pull.store)
                 """)
         }

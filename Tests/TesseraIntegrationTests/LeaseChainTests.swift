@@ -38,11 +38,20 @@ struct LeaseChainTests {
         let borrowed = try await HTTP.post(chain.node("south") + "/v1/members/\(id)/purchase", #"{"amount":1000,"pay_from_balance":true}"#)
         #expect(borrowed.status == 201 && (borrowed.json["transaction"] as? [String: Any])?["authorization"] as? String == "hub", "\(borrowed.text)")
         var southLease = 0, northLease = 0
-        try await eventually("south holds a lease of Ada") {
+        // Settled: south holds a lease, nothing is being asked back, and each store's tills see
+        // the lease the hub records for it (read earlier, north's could still shrink to a recall
+        // after south's borrow, and a sale of the old amount would then be refused).
+        try await eventually("south holds a lease of Ada, and both stores' leases are settled") {
+            let leases = try await HTTP.get(chain.hubURL + "/v1/members/\(id)/leases", token: chain.admin).json
+            let stores = leases["stores"] as? [[String: Any]] ?? []
+            func held(_ store: String) -> (value: Int, recalled: Int)? {
+                stores.first { $0["store"] as? String == store }.map { ($0["value"] as? Int ?? -1, $0["recalled_value"] as? Int ?? -1) }
+            }
             southLease = try await HTTP.get(chain.node("south") + "/v1/members/\(id)/offline").json["value"] as? Int ?? 0
-            return southLease > 0
+            northLease = try await HTTP.get(chain.node("north") + "/v1/members/\(id)/offline").json["value"] as? Int ?? 0
+            guard southLease > 0, let south = held("south"), let north = held("north") else { return false }
+            return south.recalled == 0 && north.recalled == 0 && south.value == southLease && north.value == northLease
         }
-        northLease = try await HTTP.get(chain.node("north") + "/v1/members/\(id)/offline").json["value"] as? Int ?? 0
         #expect(northLease + southLease <= 9000)
 
         chain.killHub()
