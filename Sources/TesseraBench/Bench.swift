@@ -291,14 +291,7 @@ public struct Bench: Sendable {
     /// before the clock starts: on their own machines the stores encode them, and here that
     /// work would take the hub's cores (it was half of this machine's time under ingest).
     func pushAll(stores: [String], outboxes: [[TesseraCore.Operation]], tokens: [String], hubs: [URL]) async throws -> Double {
-        let encoder = JSONEncoder()
-        let bodies: [[String]] = try stores.enumerated().map { i, store in
-            let ops = outboxes[i]
-            return try stride(from: 0, to: ops.count, by: SyncLimits.pushBatchMax).map { start in
-                let batch = Array(ops[start..<min(ops.count, start + SyncLimits.pushBatchMax)])
-                return String(decoding: try encoder.encode(PushRequest(store: StoreID(rawValue: store) ?? .hub, ops: batch)), as: UTF8.self)
-            }
-        }
+        let bodies = try stores.enumerated().map { i, store in try Self.pushBodies(StoreID(rawValue: store) ?? .hub, outboxes[i]) }
         let client = LoadClient()
         defer { Task { await client.shutdown() } }
         return try await secondsAsync {
@@ -316,6 +309,15 @@ public struct Bench: Sendable {
                 }
                 try await group.waitForAll()
             }
+        }
+    }
+
+    /// `store`'s outbox as the bodies of its pushes, in protocol-sized batches.
+    static func pushBodies(_ store: StoreID, _ outbox: [TesseraCore.Operation]) throws -> [String] {
+        let encoder = JSONEncoder()
+        return try stride(from: 0, to: outbox.count, by: SyncLimits.pushBatchMax).map { start in
+            let batch = Array(outbox[start..<min(outbox.count, start + SyncLimits.pushBatchMax)])
+            return String(decoding: try encoder.encode(PushRequest(store: store, ops: batch)), as: UTF8.self)
         }
     }
 
@@ -431,14 +433,7 @@ public struct Bench: Sendable {
             defer { watcher.cancel() }
             let replicas = min(count, sizes.catchUpReplicas ?? count)
             // The other stores' pushes, encoded before the clock starts (as in the ingest part).
-            let encoder = JSONEncoder()
-            let pushes: [[String]] = try nodes.dropFirst(replicas).map { node in
-                let outbox = try node.pendingBatch(limit: Int(Int32.max))
-                return try stride(from: 0, to: outbox.count, by: SyncLimits.pushBatchMax).map { start in
-                    let batch = Array(outbox[start..<min(outbox.count, start + SyncLimits.pushBatchMax)])
-                    return String(decoding: try encoder.encode(PushRequest(store: node.store, ops: batch)), as: UTF8.self)
-                }
-            }
+            let pushes = try nodes.dropFirst(replicas).map { node in try Self.pushBodies(node.store, try node.pendingBatch(limit: Int(Int32.max))) }
             let load = LoadClient()
             let wall: Double
             do {

@@ -514,31 +514,29 @@ public final class HubStore: HubStorage {
     /// Bookkeeping only: a write that fails (a full disk) keeps the records for the next one
     /// and never fails the pull.
     private func recordPull(_ record: PullRecord) {
-        let due: [PullRecord]? = pullRecords.withLock { kept in
-            kept.pending[record.store] = record
-            guard Date().timeIntervalSince(kept.writtenAt) >= Self.pullRecordSeconds else { return nil }
+        try? writePullRecords(adding: record, force: false)
+    }
+
+    /// Writes the kept pull records (with `record`): when the last write is `pullRecordSeconds`
+    /// old, or now with `force` (before the store list is read). Records a failed write took
+    /// are kept again, unless a newer pull of the same store replaced them meanwhile.
+    private func writePullRecords(adding record: PullRecord? = nil, force: Bool) throws {
+        let due: [PullRecord] = pullRecords.withLock { kept in
+            if let record { kept.pending[record.store] = record }
+            guard force || Date().timeIntervalSince(kept.writtenAt) >= Self.pullRecordSeconds else { return [] }
             kept.writtenAt = Date()
             defer { kept.pending = [:] }
             return Array(kept.pending.values)
         }
-        guard let due else { return }
+        guard !due.isEmpty else { return }
         do {
             try ledger.recordPulls(due.sorted { $0.store < $1.store })
         } catch {
             pullRecords.withLock { kept in
                 for record in due where kept.pending[record.store] == nil { kept.pending[record.store] = record }
             }
+            throw error
         }
-    }
-
-    /// Writes every kept pull record now (before the store list is read).
-    private func writePullRecords() throws {
-        let due = pullRecords.withLock { kept in
-            kept.writtenAt = Date()
-            defer { kept.pending = [:] }
-            return Array(kept.pending.values)
-        }
-        if !due.isEmpty { try ledger.recordPulls(due.sorted { $0.store < $1.store }) }
     }
 
     public func snapshot(for store: StoreID) throws -> Snapshot {
@@ -652,7 +650,7 @@ public final class HubStore: HubStorage {
     }
 
     public func stores() throws -> [HubAPI.StoreState] {
-        try writePullRecords()
+        try writePullRecords(force: true)
         return try ledger.stores()
     }
 
