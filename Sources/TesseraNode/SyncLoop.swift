@@ -138,15 +138,15 @@ public final class SyncLoop: Service, Sendable {
         }
         let received = Date()
         link.withLock { $0.progress = "bootstrap: loading the snapshot file (\(bytes / 1_000_000) MB)" }
-        let rows: Int64
+        let loaded: SnapshotFile.Loaded
         do {
-            rows = try store.bootstrap(fromFile: path, originSeq: originSeq)
+            loaded = try store.bootstrap(fromFile: path, originSeq: originSeq)
         } catch let error as SnapshotFile.Unreadable {
             logger.warning("the hub's snapshot file could not be read; loading the paged snapshot", metadata: ["why": "\(error)"])
             return false
         }
         logger.info("bootstrapped from the hub's snapshot file", metadata: [
-            "bytes": "\(bytes)", "rows": "\(rows)",
+            "bytes": "\(bytes)", "rows": "\(loaded.rows)", "taken": "\(loaded.wholeFile ? "whole file" : "state tables")",
             "seconds_receiving": "\(Int(received.timeIntervalSince(started)))", "seconds_loading": "\(Int(Date().timeIntervalSince(received)))"])
         return true
     }

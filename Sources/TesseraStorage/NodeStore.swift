@@ -38,13 +38,9 @@ public final class NodeStore: Sendable {
 
     public static func wallClockMs() -> Int64 { Int64(Date().timeIntervalSince1970 * 1000) }
 
-    public init(path: String, store: StoreID, offlinePolicy: OfflineSpendPolicy = OfflineSpendPolicy(),
-                physicalMs: @escaping @Sendable () -> Int64 = NodeStore.wallClockMs) throws {
-        self.pool = try SQLiteFiles.openPool(path: path)
-        self.committer = GroupCommit(pool: pool)
-        self.store = store
-        self.offlinePolicy = offlinePolicy
-        self.physicalMs = physicalMs
+    /// The node's schema: the replica's tables and the node's own, in the order every node file
+    /// (and every snapshot file a hub makes for nodes, §6.4) runs them.
+    static var migrator: DatabaseMigrator {
         var migrator = DatabaseMigrator()
         Replica.migrate(&migrator)
         migrator.registerMigration("node-v1") { db in
@@ -78,7 +74,17 @@ public final class NodeStore: Sendable {
                 """)
         }
         Replica.migrateLater(&migrator)
-        try migrator.migrate(pool)
+        return migrator
+    }
+
+    public init(path: String, store: StoreID, offlinePolicy: OfflineSpendPolicy = OfflineSpendPolicy(),
+                physicalMs: @escaping @Sendable () -> Int64 = NodeStore.wallClockMs) throws {
+        self.pool = try SQLiteFiles.openPool(path: path)
+        self.committer = GroupCommit(pool: pool)
+        self.store = store
+        self.offlinePolicy = offlinePolicy
+        self.physicalMs = physicalMs
+        try Self.migrator.migrate(pool)
         let start = try pool.write { db -> HLCTimestamp in
             if let owner = try Meta.get("store", db) {
                 guard owner == store.rawValue else {
@@ -553,25 +559,28 @@ public final class NodeStore: Sendable {
     /// pulls after the file's cursor. `originSeq`: the store's highest sequence number as the hub
     /// answered it with the file (`Tessera-Origin-Seq`; nil from a hub that puts it in the file).
     /// Throws `SnapshotFile.Unreadable` for a file this build cannot read (the node then loads
-    /// the paged snapshot instead). Returns the rows loaded.
+    /// the paged snapshot instead). The node takes the whole file as its database when it can
+    /// (`SnapshotFile.adopt`), and loads its state tables otherwise.
     @discardableResult
-    public func bootstrap(fromFile path: String, originSeq: UInt64?) throws -> Int64 {
+    public func bootstrap(fromFile path: String, originSeq: UInt64?) throws -> SnapshotFile.Loaded {
+        if let rows = try SnapshotFile.adopt(path, originSeq: originSeq, into: pool, finish: { info, originSeq, db in
+            try self.finishBootstrap(cursor: info.cursor, originSeq: originSeq, maxHLC: info.maxHLC, db)
+        }) {
+            if rows > 0 { SQLiteFiles.checkpointAside(pool.path) }
+            return SnapshotFile.Loaded(rows: rows, wholeFile: rows > 0)
+        }
+        // A file of another schema (another build's hub), or a node with something of its own:
+        // the state tables are loaded by name instead.
         let rows = try pool.writeWithoutTransaction { db -> Int64 in
             guard try Meta.get("bootstrapped", db) != "1" else { return 0 }
             try SnapshotFile.attach(path, db)
             defer { try? db.execute(sql: "DETACH DATABASE snapshot") }
-            // Sorting ten million keys for the indexes wants more than the default 2 MiB of
-            // cache; SQLite also lets each sort hold as much again in memory before it spills to disk,
-            // so 32 MiB keeps the node well under 200 MB (64 MiB: 188 MB at a million members).
-            // Each sort may share its work with helper threads, one per core: the index of
-            // entries by member, the longest step, took 13.5 s alone and 9.6 s with two.
             let cache = try Int.fetchOne(db, sql: "PRAGMA main.cache_size") ?? -2000
             let threads = try Int.fetchOne(db, sql: "PRAGMA threads") ?? 0
             // The commit would copy the whole load from the log into the database file before it
             // returned (3.5 s at a million members): that copy is made beside, below.
             let autocheckpoint = try Int.fetchOne(db, sql: "PRAGMA wal_autocheckpoint") ?? 1000
-            try db.execute(sql: "PRAGMA main.cache_size = -16384")
-            try db.execute(sql: "PRAGMA threads = \(max(1, min(4, ProcessInfo.processInfo.activeProcessorCount)))")
+            try SnapshotFile.sortingPragmas(db)
             try db.execute(sql: "PRAGMA wal_autocheckpoint = 0")
             defer {
                 try? db.execute(sql: "PRAGMA main.cache_size = \(cache)")
@@ -590,7 +599,7 @@ public final class NodeStore: Sendable {
             return rows
         }
         if rows > 0 { SQLiteFiles.checkpointAside(pool.path) }
-        return rows
+        return SnapshotFile.Loaded(rows: rows, wholeFile: false)
     }
 
     /// A paged bootstrap, first page: clears what an interrupted bootstrap left, loads the

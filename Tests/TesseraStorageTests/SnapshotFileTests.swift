@@ -51,8 +51,8 @@ struct SnapshotFileTests {
         #expect(served.originSeq == seq)
         #expect(made.info.cursor == (try hub.log().map(\.version).max()))
         let fromFile = try NodeStore(path: dir.path("from-file.sqlite"), store: s1)
-        let rows = try fromFile.bootstrap(fromFile: made.path, originSeq: served.originSeq)
-        #expect(rows == made.info.rows && rows > 30)
+        let loaded = try fromFile.bootstrap(fromFile: made.path, originSeq: served.originSeq)
+        #expect(loaded == SnapshotFile.Loaded(rows: made.info.rows, wholeFile: true) && loaded.rows > 30)
         let paged = try NodeStore(path: dir.path("paged.sqlite"), store: s1)
         try paged.bootstrap(try hub.snapshot(for: s1))
         #expect(try Self.stateRows(fromFile) == Self.stateRows(paged))
@@ -61,7 +61,14 @@ struct SnapshotFileTests {
         #expect(try fromFile.allMembers() == hub.allMembers())
         #expect(try fromFile.programme().version == 1)
         // Loading again changes nothing (already bootstrapped).
-        #expect(try fromFile.bootstrap(fromFile: made.path, originSeq: served.originSeq) == 0)
+        #expect(try fromFile.bootstrap(fromFile: made.path, originSeq: served.originSeq).rows == 0)
+        // The node's file is still its own: durable writes, WAL, its store, nothing of the hub's.
+        #expect(try SQLiteFiles.synchronousMode(fromFile.pool) == 2)
+        let (mode, owner, leftover) = try fromFile.pool.read { db in
+            (try String.fetchOne(db, sql: "PRAGMA journal_mode"), try Meta.get("store", db), try db.tableExists("snapshot_meta"))
+        }
+        #expect(mode == "wal" && owner == s1.rawValue && !leftover)
+        #expect(FileManager.default.fileExists(atPath: made.path), "the hub's file is only read")
 
         let answer = try fromFile.recharge(members[2].id, NodeAPI.Recharge(amount: 100), key: nil)
         let txn = try answer.decode(NodeAPI.TransactionResult.self).transaction
@@ -70,6 +77,40 @@ struct SnapshotFileTests {
         try sync(paged, hub)
         #expect(try fromFile.allMembers() == hub.allMembers())
         #expect(try paged.allMembers() == hub.allMembers())
+        // Opened again (a restart), the node taken from the file is as it was.
+        let reopened = try NodeStore(path: dir.path("from-file.sqlite"), store: s1)
+        #expect(try reopened.counts().bootstrapped && reopened.allMembers() == hub.allMembers())
+    }
+
+    @Test("a node takes the hub's file whole only when it is the database this build makes; a file of another schema has its tables loaded, with the same state")
+    func wholeFileOrTables() throws {
+        let dir = try TempDir()
+        let hub = try Backend.sqlite.hubWithTwoStores(dir)
+        let one = try bootstrappedNode(dir, s1, hub: hub)
+        for i in 0..<3 {
+            let m = try enrol(one, "W\(i)", "+1555090\(i)")
+            _ = try one.recharge(m.id, NodeAPI.Recharge(amount: 1000), key: nil)
+        }
+        try sync(one, hub)
+        let served = try hub.snapshotFile(for: s2, maxAge: 600)
+        let paged = try NodeStore(path: dir.path("paged.sqlite"), store: s2)
+        try paged.bootstrap(try hub.snapshot(for: s2))
+        // A newer hub's file (a column this build does not know) and an older hub's (no
+        // migrations recorded, format 2 as hubs wrote it before files were nodes' databases).
+        for (name, change) in [("newer", "ALTER TABLE members ADD COLUMN nickname TEXT"), ("older", "DROP TABLE grdb_migrations")] {
+            let path = dir.path("\(name).sqlite")
+            try FileManager.default.copyItem(atPath: served.file.path, toPath: path)
+            try DatabaseQueue(path: path).write { try $0.execute(sql: change) }
+            let node = try NodeStore(path: dir.path("\(name)-node.sqlite"), store: s2)
+            let loaded = try node.bootstrap(fromFile: path, originSeq: served.originSeq)
+            #expect(loaded == SnapshotFile.Loaded(rows: served.file.info.rows, wholeFile: false), "\(name)")
+            #expect(try Self.stateRows(node) == Self.stateRows(paged), "\(name)")
+            #expect(try Self.indexes(node) == Self.indexes(paged), "\(name)")
+        }
+        let whole = try NodeStore(path: dir.path("whole.sqlite"), store: s2)
+        #expect(try whole.bootstrap(fromFile: served.file.path, originSeq: served.originSeq).wholeFile)
+        #expect(try Self.stateRows(whole) == Self.stateRows(paged))
+        #expect(try whole.allMembers() == hub.allMembers() && whole.allMembers().count == 3)
     }
 
     @Test("a file that is not a snapshot this build reads is refused as unreadable and changes nothing; a good file then loads")
