@@ -103,6 +103,9 @@ public final class HubStore: HubStorage {
     /// that write was; written every `pullRecordSeconds` (and before the store list is read).
     private let pullRecords = Mutex<(pending: [String: PullRecord], writtenAt: Date)>(([:], .distantPast))
     static let pullRecordSeconds: TimeInterval = 5
+    /// Pull pages' operations as written last, for the next store pulling the same stretch.
+    /// 64 MiB holds about 180,000 operations: a hundred stores' outage of a thousand each.
+    let pullCache = PullCache(capacityBytes: 64 << 20)
 
     /// The hub on one SQLite file: log, fold and credentials.
     public convenience init(path: String, physicalMs: @escaping @Sendable () -> Int64 = NodeStore.wallClockMs) throws {
@@ -477,22 +480,46 @@ public final class HubStore: HubStorage {
     /// the log's rows: each body is spliced in as stored (canonical JSON, sorted keys), not
     /// read into values and encoded again. After an outage, a hundred nodes pulling a hundred
     /// thousand operations each had the hub encode ten million operations; that was its work.
+    /// Each operation's part is kept (`PullCache`) for the next store pulling past it.
     public func pullJSON(after cursor: Int64, limit: Int, for store: StoreID, pending: Int64?) throws -> [UInt8] {
-        let (rows, next, more) = try pullRows(after: cursor, limit: limit, for: store, pending: pending)
+        let limit = max(1, min(limit, SyncLimits.pullPageMax))
+        // One operation more than the page, to tell whether there is more.
+        var links = pullCache.links(after: cursor, limit: limit + 1)
+        if links.count <= limit {
+            let last = links.last?.version ?? cursor
+            // Read from the ledger itself: on PostgreSQL, every hub process serves the same pages.
+            let read = try ledger.page(after: last, limit: limit + 1 - links.count).map {
+                PullCache.Link(version: $0.version, json: Self.pullElement($0))
+            }
+            pullCache.keep(after: last, read)
+            links += read
+        }
+        let more = links.count > limit
+        let page = links.prefix(limit)
+        let next = page.last?.version ?? cursor
+        recordPull(PullRecord(store: store.rawValue, cursor: cursor, pending: pending, at: Date()))
         var out: [UInt8] = []
-        out.reserveCapacity(64 + rows.reduce(0) { $0 + $1.body.utf8.count + $1.id.utf8.count + $1.kind.utf8.count + 80 })
+        out.reserveCapacity(64 + page.reduce(0) { $0 + $1.json.count + 1 })
         out += Array(#"{"cursor":\#(next),"more":\#(more),"ops":["#.utf8)
-        for (i, row) in rows.enumerated() {
+        for (i, link) in page.enumerated() {
             if i > 0 { out.append(UInt8(ascii: ",")) }
-            out += Array(#"{"op":{"body":"#.utf8)
-            out += Array(row.body.utf8)
-            out += Array(#","hlc":\#(row.hlc),"id":"#.utf8)
-            JSONValue.write(string: row.id, into: &out)
-            out += Array(#","kind":"#.utf8)
-            JSONValue.write(string: row.kind, into: &out)
-            out += Array(#","kind_version":\#(row.kindVersion)},"version":\#(row.version)}"#.utf8)
+            out += link.json
         }
         out += Array(#"],"protocol":\#(ProtocolVersion.current)}"#.utf8)
+        return out
+    }
+
+    /// One operation of a pull page's `ops`, as JSONEncoder writes a `VersionedOperation`.
+    static func pullElement(_ row: LogRow) -> [UInt8] {
+        var out: [UInt8] = []
+        out.reserveCapacity(row.body.utf8.count + row.id.utf8.count + row.kind.utf8.count + 80)
+        out += Array(#"{"op":{"body":"#.utf8)
+        out += Array(row.body.utf8)
+        out += Array(#","hlc":\#(row.hlc),"id":"#.utf8)
+        JSONValue.write(string: row.id, into: &out)
+        out += Array(#","kind":"#.utf8)
+        JSONValue.write(string: row.kind, into: &out)
+        out += Array(#","kind_version":\#(row.kindVersion)},"version":\#(row.version)}"#.utf8)
         return out
     }
 

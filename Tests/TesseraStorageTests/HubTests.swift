@@ -72,6 +72,54 @@ final class HubTests {
         #expect(String(decoding: empty, as: UTF8.self) == #"{"cursor":\#(cursor),"more":false,"ops":[],"protocol":1}"#)
     }
 
+    @Test("pull pages served from the operations kept from earlier pages are the pages read from the log, from every cursor, as the log grows and as kept ones are let go",
+          arguments: Backend.all)
+    func pullPagesKept(_ backend: Backend) throws {
+        try use(backend)
+        let one = try node(s1)
+        func work(_ n: Int, _ tag: String) throws {
+            for i in 0..<n {
+                let m = try enrol(one, "\(tag)\(i)", "+1555\(tag == "A" ? "03" : "04")00\(i)")
+                _ = try one.recharge(m.id, NodeAPI.Recharge(amount: 100 + Int64(i)), key: nil)
+            }
+            try sync(one, hub)
+        }
+        /// Every page from every cursor (0 and each version) at limits 1 to 4, as `pullJSON`
+        /// serves it, checked against the page `pull` reads from the log.
+        func everyPage() throws -> Int {
+            let versions = try [0] + hub.log().map(\.version)
+            var checked = 0
+            for cursor in versions {
+                for limit in 1...4 {
+                    let typed = try hub.pull(after: cursor, limit: limit, for: s2, pending: nil)
+                    let text = try hub.pullJSON(after: cursor, limit: limit, for: s2, pending: nil)
+                    let read = try JSONDecoder().decode(PullResponse.self, from: Data(text))
+                    #expect(read.ops == typed.ops && read.cursor == typed.cursor && read.more == typed.more, "after \(cursor), limit \(limit)")
+                    checked += 1
+                }
+            }
+            return checked
+        }
+        try work(4, "A")
+        #expect(try everyPage() >= 36)
+        let kept = hub.pullCache.held
+        #expect(kept.links == (try hub.log().count), "every operation is kept under the version before it")
+        // The log grows: pages that ended at the head (no link past it) now go on past it.
+        try work(3, "B")
+        _ = try everyPage()
+        #expect(hub.pullCache.held.links == (try hub.log().count))
+
+        // A small cache lets the oldest links go and still serves every page right.
+        let small = PullCache(capacityBytes: 2_000)
+        let rows = try hub.ledger.page(after: 0, limit: 1_000)
+        small.keep(after: 0, rows.map { PullCache.Link(version: $0.version, json: HubStore.pullElement($0)) })
+        #expect(small.held.bytes <= 2_000 && small.held.links < rows.count && small.held.links > 0)
+        #expect(small.links(after: 0, limit: 1_000).isEmpty, "the first links went first")
+        let tail = try #require(rows.last)
+        let before = try #require(rows.dropLast().last)
+        #expect(small.links(after: before.version, limit: 5).map(\.version) == [tail.version])
+    }
+
     @Test("an operation from a store whose clock runs an hour ahead is kept, reported once, and does not drag the hub's clock", arguments: Backend.all)
     func clockAhead(_ backend: Backend) throws {
         try use(backend)
