@@ -455,7 +455,7 @@ public struct Bench: Sendable {
                             let i = replicas + j
                             let headers = [("Authorization", "Bearer \(chain.tokens[i])"), (ProtocolVersion.header, String(ProtocolVersion.current))]
                             group.addTask {
-                                try await Self.pushAndDrop(load, hub: hub.url, headers: headers, bodies: bodies, until: target)
+                                try await Self.pushAndDrop(load, hub: hub.url, headers: headers, bodies: bodies, from: base, until: target)
                             }
                         }
                         try await group.waitForAll()
@@ -497,12 +497,15 @@ public struct Bench: Sendable {
 
     /// A store whose replica is not measured: pushes its (encoded) outbox, then pulls every page
     /// a replica would, reading only the page's head (`cursor` and `more` come first: the hub
-    /// sorts keys) and dropping the operations, until it has pulled past `target`.
-    static func pushAndDrop(_ client: LoadClient, hub: String, headers: [(String, String)], bodies: [String], until target: Int64) async throws {
+    /// sorts keys) and dropping the operations, from `base` (where every store's node was when
+    /// the outage began) until it has pulled past `target`. Like a node,
+    /// it asks for the next page at once while there is more, and waits its sync interval (a
+    /// node's default) once it has everything the hub holds so far.
+    static func pushAndDrop(_ client: LoadClient, hub: String, headers: [(String, String)], bodies: [String], from base: Int64, until target: Int64) async throws {
         for body in bodies {
             _ = try await client.ok(.POST, hub + "/v1/sync/push", json: body, headers: headers)
         }
-        var cursor: Int64 = 0
+        var cursor = base
         while true {
             let page = try await client.ok(.GET, hub + "/v1/sync/pull?after=\(cursor)&limit=\(SyncLimits.pullPageMax)&pending=0", headers: headers)
             let head = String(decoding: page.body.readableBytesView.prefix(80), as: UTF8.self)
@@ -513,7 +516,7 @@ public struct Bench: Sendable {
             cursor = next
             if head[moreAt.upperBound...].hasPrefix("false") {
                 if cursor >= target { return }
-                try await Task.sleep(for: .milliseconds(100))
+                try await Task.sleep(for: .milliseconds(SyncLoop.defaultIntervalMs))
             }
         }
     }

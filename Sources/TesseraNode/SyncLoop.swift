@@ -25,6 +25,8 @@ public final class SyncLoop: Service, Sendable {
     let store: NodeStore
     let client: HubClient
     let intervalMs: Int
+    /// The pause between rounds a node takes unless told otherwise (`--sync-interval-ms`).
+    public static let defaultIntervalMs = 1000
     let logger: Logger
     let link: Mutex<LinkState>
 

@@ -383,7 +383,7 @@ struct NodeOptions: ParsableArguments {
     @Option(help: "Address to listen on.") var listen: String = "127.0.0.1:7701"
     @Option(help: "Offline spending allowed per member per day at this store, in minor units.") var offlineLimit: Int64 = 20_000
     @Option(help: "How long a till waits for the hub to authorise a spend before the node decides alone.") var authorizeTimeoutMs: Int = 1500
-    @Option(help: "Pause between sync rounds.") var syncIntervalMs: Int = 1000
+    @Option(help: "Pause between sync rounds.") var syncIntervalMs: Int = SyncLoop.defaultIntervalMs
 }
 
 func makeNode(_ o: NodeOptions, logger: Logger) throws -> Node {
