@@ -416,9 +416,11 @@ public final class HubStore: HubStorage {
 
     public func push(_ ops: [Operation], from store: StoreID) throws -> [PushResult] {
         try checkOrigins(ops, store)
+        // Checked and encoded before the write: the chain's one writer does not wait for it.
+        let prepared = ops.map(PreparedOperation.init)
         return try write { db, w in
             try w.prefetch(ops.map(\.id.description))
-            let results = try ops.map { try self.ingest($0, from: store, authorized: false, db, w) }
+            let results = try prepared.map { try self.ingest($0, from: store, authorized: false, db, w) }
             try w.touch(store.rawValue, at: isoNow())
             try self.rebalanceLeases(after: ops, results, from: store, db, w)
             return results
@@ -429,7 +431,7 @@ public final class HubStore: HubStorage {
         try checkOrigins(request.prior + [request.op], store)
         return try write { db, w in
             try w.prefetch((request.prior + [request.op]).map(\.id.description))
-            let prior = try request.prior.map { try self.ingest($0, from: store, authorized: false, db, w) }
+            let prior = try request.prior.map { try self.ingest(PreparedOperation($0), from: store, authorized: false, db, w) }
             try w.touch(store.rawValue, at: isoNow())
             let op = request.op
             if let version = try Int64.fetchOne(db.cachedStatement(sql: "SELECT version FROM ops WHERE id = ?"), arguments: [op.id.description]) {
@@ -461,7 +463,7 @@ public final class HubStore: HubStorage {
                                                    from: store, policy: policy, db, w) {
                 return try refuse(refusal)
             }
-            let result = try self.ingest(op, from: store, authorized: true, db, w)
+            let result = try self.ingest(PreparedOperation(op, body: .success(body)), from: store, authorized: true, db, w)
             guard result.status != .rejected, let version = result.version else {
                 return AuthorizeResponse(decision: .refused, code: .invalidRequest, message: result.reason, prior: prior)
             }
@@ -1349,7 +1351,8 @@ public final class HubStore: HubStorage {
 
     /// Accepts one operation into the log (or recognises a retry), then applies it and checks
     /// what only the hub can see: overdrafts, duplicate refunds, duplicate enrolments.
-    private func ingest(_ op: Operation, from store: StoreID, authorized: Bool, _ db: Database, _ w: any LedgerWrites) throws -> PushResult {
+    private func ingest(_ prepared: PreparedOperation, from store: StoreID, authorized: Bool, _ db: Database, _ w: any LedgerWrites) throws -> PushResult {
+        let op = prepared.op
         if let version = try Int64.fetchOne(db.cachedStatement(sql: "SELECT version FROM ops WHERE id = ?"), arguments: [op.id.description]) {
             return PushResult(id: op.id, status: .duplicate, version: version)
         }
@@ -1368,10 +1371,13 @@ public final class HubStore: HubStorage {
             return try reject("voided by its store")
         }
         let body: OperationBody
-        do throws(DomainError) { body = try Validate.operation(op) } catch { return try reject(error.description) }
+        switch prepared.body {
+        case .success(let checked): body = checked
+        case .failure(let error): return try reject(error.description)
+        }
 
         let tiers = try tiersBefore(body, db)
-        let version = try self.append(op, body, db, w)
+        let version = try self.append(op, body, text: prepared.text, db, w)
         try reportClockAhead(op, from: store, w)
         if case .unknown = body { return PushResult(id: op.id, status: .accepted, version: version) }
         try emitEvents(of: op, body, db, w)
@@ -1508,11 +1514,12 @@ public final class HubStore: HubStorage {
 
     /// Appends to the log at the next version (the fold is at the log's head: the ledger's
     /// write lock is held) and applies the operation to the fold.
-    func append(_ op: Operation, _ body: OperationBody, _ db: Database, _ w: any LedgerWrites) throws -> Int64 {
+    /// `text`: the body as the log stores it, when made already (`PreparedOperation`).
+    func append(_ op: Operation, _ body: OperationBody, text: String? = nil, _ db: Database, _ w: any LedgerWrites) throws -> Int64 {
         clock.withLock { _ = $0.observe(op.hlc, physicalMs: physicalMs()) }
         let member: String? = if case .unknown = body { nil } else { body.member?.rawValue }
         let row = LogRow(version: 0, id: op.id.description, origin: op.id.origin.rawValue, seq: Int64(op.id.seq), hlc: op.hlc.packed,
-                         kind: op.kind, kindVersion: op.kindVersion, body: op.body.jsonText, member: member, receivedAt: isoNow())
+                         kind: op.kind, kindVersion: op.kindVersion, body: text ?? op.body.jsonText, member: member, receivedAt: isoNow())
         try db.cachedStatement(sql: """
             INSERT INTO ops (id, origin, seq, hlc, kind, kind_version, body, member_id, received_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
             """).execute(arguments: [row.id, row.origin, row.seq, row.hlc, row.kind, row.kindVersion, row.body, row.member, row.receivedAt])
@@ -1563,5 +1570,25 @@ public final class HubStore: HubStorage {
 
     func exception(_ kind: String, member: MemberID?, op: OperationID?, detail: String, _ w: any LedgerWrites) throws {
         try w.exception(kind: kind, member: member?.rawValue, op: op?.description, detail: detail, at: isoNow())
+    }
+}
+
+/// What the hub makes of a pushed operation without its database: its body checked and read
+/// (or why not), and the body's text as the log stores it. Pushes make these before their
+/// write, on the request's own thread: on the chain's one writer they were a fifth of the
+/// time each operation held it.
+struct PreparedOperation: Sendable {
+    var op: Operation
+    var body: Result<OperationBody, DomainError>
+    var text: String
+
+    init(_ op: Operation) {
+        self.init(op, body: Result { () throws(DomainError) in try Validate.operation(op) })
+    }
+
+    init(_ op: Operation, body: Result<OperationBody, DomainError>) {
+        self.op = op
+        self.body = body
+        self.text = op.body.jsonText
     }
 }
