@@ -47,6 +47,8 @@ public protocol HubLedger: Sendable {
     func setAside(by store: String) throws -> [String]
     /// Throws when the ledger cannot be reached (readiness).
     func ping() throws
+    /// The id of the operation the log holds at `version`, if any.
+    func operationID(at version: Int64) throws -> String?
 
     /// Events after `cursor`, oldest first (the feed, and what webhooks deliver); `event` is
     /// nil for a type this build does not know (readers pass over it).
@@ -271,6 +273,10 @@ struct SQLiteLedger: HubLedger {
 
     func ping() throws {
         _ = try pool.read { db in try Int.fetchOne(db, sql: "SELECT 1") }
+    }
+
+    func operationID(at version: Int64) throws -> String? {
+        try pool.read { db in try String.fetchOne(db.cachedStatement(sql: "SELECT id FROM ops WHERE version = ?"), arguments: [version]) }
     }
 
     func events(after cursor: Int64, limit: Int) throws -> [StoredEvent] {

@@ -487,11 +487,18 @@ public final class HubStore: HubStorage {
         let limit = max(1, min(limit, SyncLimits.pullPageMax))
         // One operation more than the page, to tell whether there is more.
         var links = pullCache.links(after: cursor, limit: limit + 1)
+        // The page's last kept operation, still in the log as the same operation, vouches for
+        // every one before it (the log only grows, in version order); not there, the log went
+        // back in time under this process, and nothing kept is served again.
+        if let last = links.prefix(limit).last, try ledger.operationID(at: last.version) != last.id {
+            pullCache.clear()
+            links = []
+        }
         if links.count <= limit {
             let last = links.last?.version ?? cursor
             // Read from the ledger itself: on PostgreSQL, every hub process serves the same pages.
             let read = try ledger.page(after: last, limit: limit + 1 - links.count).map {
-                PullCache.Link(version: $0.version, json: Self.pullElement($0))
+                PullCache.Link(version: $0.version, id: $0.id, json: Self.pullElement($0))
             }
             pullCache.keep(after: last, read)
             links += read

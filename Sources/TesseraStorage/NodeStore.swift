@@ -560,14 +560,20 @@ public final class NodeStore: Sendable {
     /// answered it with the file (`Tessera-Origin-Seq`; nil from a hub that puts it in the file).
     /// Throws `SnapshotFile.Unreadable` for a file this build cannot read (the node then loads
     /// the paged snapshot instead). The node takes the whole file as its database when it can
-    /// (`SnapshotFile.adopt`), and loads its state tables otherwise.
+    /// (`SnapshotFile.adopt`), and loads its state tables otherwise. The file is the node's own
+    /// copy, received for this load: it is changed, and deleted by the caller after.
     @discardableResult
     public func bootstrap(fromFile path: String, originSeq: UInt64?) throws -> SnapshotFile.Loaded {
-        if let rows = try SnapshotFile.adopt(path, originSeq: originSeq, into: pool, finish: { info, originSeq, db in
+        switch try SnapshotFile.adopt(path, originSeq: originSeq, into: pool, finish: { info, originSeq, db in
             try self.finishBootstrap(cursor: info.cursor, originSeq: originSeq, maxHLC: info.maxHLC, db)
         }) {
-            if rows > 0 { SQLiteFiles.checkpointAside(pool.path) }
-            return SnapshotFile.Loaded(rows: rows, wholeFile: rows > 0)
+        case .alreadyBootstrapped:
+            return SnapshotFile.Loaded(rows: 0, wholeFile: false)
+        case .adopted(let rows):
+            SQLiteFiles.checkpointAside(pool.path)
+            return SnapshotFile.Loaded(rows: rows, wholeFile: true)
+        case .notAdoptable:
+            break
         }
         // A file of another schema (another build's hub), or a node with something of its own:
         // the state tables are loaded by name instead.

@@ -393,6 +393,10 @@ final class PostgresLedger: HubLedger {
         try link.run("SELECT 1")
     }
 
+    func operationID(at version: Int64) throws -> String? {
+        try link.run("SELECT id FROM ops WHERE version = \(version)").first.map { try $0.decode(String.self) }
+    }
+
     func databaseBytes() throws -> Int64 {
         try link.run("SELECT pg_database_size(current_database())").first.map { try $0.decode(Int64.self) } ?? 0
     }

@@ -10,12 +10,17 @@ import Synchronization
 /// store's cursor is, so pages are not kept whole: a page is followed link by link from its
 /// cursor, and read from the database only where the links run out.
 ///
-/// A link never goes stale: the log is appended in version order and nothing commits below a
-/// version a reader has seen (every cursor relies on that too), and an operation's row never
-/// changes. The oldest links are let go past `capacityBytes`.
+/// A link holds while the log holds what it held when the link was read: the log is appended
+/// in version order, nothing commits below a version a reader has seen (every cursor relies on
+/// that too), and an operation's row never changes. A database that went back in time (a
+/// PostgreSQL restored from a backup, or failed over with commits lost) may hold other
+/// operations at those versions: each link carries its operation's id, and the hub checks the
+/// last link of a page against the log before serving it (`HubStore.pullJSON`). The oldest
+/// links are let go past `capacityBytes`.
 final class PullCache: Sendable {
     struct Link: Sendable {
         var version: Int64
+        var id: String
         var json: [UInt8]
     }
 
@@ -59,20 +64,25 @@ final class PullCache: Sendable {
                 if s.links[at] == nil {
                     s.links[at] = link
                     s.order.append(at)
-                    s.bytes += link.json.count + Self.overhead
+                    s.bytes += link.json.capacity + link.id.utf8.count + Self.overhead
                 }
                 at = link.version
             }
             while s.bytes > capacityBytes, s.head < s.order.count {
                 let key = s.order[s.head]
                 s.head += 1
-                if let gone = s.links.removeValue(forKey: key) { s.bytes -= gone.json.count + Self.overhead }
+                if let gone = s.links.removeValue(forKey: key) { s.bytes -= gone.json.capacity + gone.id.utf8.count + Self.overhead }
             }
             if s.head >= 4096, s.head * 2 >= s.order.count {
                 s.order.removeFirst(s.head)
                 s.head = 0
             }
         }
+    }
+
+    /// Lets every link go.
+    func clear() {
+        state.withLock { $0 = State() }
     }
 
     /// Links kept, and their bytes (for tests and metrics).

@@ -194,20 +194,34 @@ public enum SnapshotFile {
         return (Info(cursor: cursor, maxHLC: hlc, rows: meta["rows"].flatMap { Int64($0) } ?? 0), originSeq)
     }
 
+    /// What `adopt` did.
+    enum Adoption: Equatable {
+        /// The node was bootstrapped already: nothing was done.
+        case alreadyBootstrapped
+        /// The node's database is now the file, with the node's settings and the file's rows of state.
+        case adopted(rows: Int64)
+        /// The file cannot be taken whole (another schema or page size, a file cut short, or a
+        /// node with something of its own): nothing was done, and its tables are to be loaded.
+        case notAdoptable
+    }
+
     /// Takes the whole file at `path` as the database of the node `pool` opens, when the file
     /// is the database this build would make (the same tables, indexes and migrations, the same
-    /// page size) and the node holds nothing of its own yet but its settings (`meta`): SQLite's
-    /// backup copies the file's pages into the node's database in one write, instead of
-    /// inserting ten million rows and sorting their indexes again (24-27 s at a million
-    /// members). The copy replaces the database at once or not at all; the node's settings are
-    /// then written back and the bootstrap finished by `finish`, in one transaction after it
-    /// (a crash between the two leaves a loaded node that is not bootstrapped: it loads again).
-    /// Returns the rows of state the file holds; nil when the file cannot be taken whole, and
-    /// the caller loads its state tables instead. Throws `Unreadable` as `load` does.
+    /// page size, every page there) and the node holds nothing of its own yet but its settings
+    /// (`meta`): SQLite's backup copies the file's pages into the node's database in one write,
+    /// instead of inserting ten million rows and sorting their indexes again (24-27 s at a
+    /// million members). The file is the node's own copy, received for this load, and is
+    /// changed: the node's settings and the end of its bootstrap (`finish`) are written into it
+    /// first, so the copy is the only commit, and replaces the node's database with a
+    /// bootstrapped one at once or not at all. After a failed copy the file is only fit to be
+    /// deleted (the caller does, and receives it again). Throws `Unreadable` as `load` does.
     static func adopt(_ path: String, originSeq answered: UInt64?, into pool: DatabasePool,
-                      finish: (Info, UInt64, Database) throws -> Void) throws -> Int64? {
+                      finish: (Info, UInt64, Database) throws -> Void) throws -> Adoption {
         var config = Configuration()
-        config.readonly = true
+        config.prepareDatabase { db in
+            try db.execute(sql: "PRAGMA journal_mode = OFF")
+            try db.execute(sql: "PRAGMA synchronous = OFF")
+        }
         let source: DatabaseQueue
         do {
             source = try DatabaseQueue(path: path, configuration: config)
@@ -215,36 +229,43 @@ public enum SnapshotFile {
             throw Unreadable(description: "the snapshot file is not a database: \(error.message ?? "\(error.resultCode)")")
         }
         defer { try? source.close() }
-        return try pool.writeWithoutTransaction { node -> Int64? in
-            guard try Meta.get("bootstrapped", node) != "1" else { return 0 }
-            return try source.inDatabase { file -> Int64? in
+        let bytes = Int64((try? FileManager.default.attributesOfItem(atPath: path)[.size] as? Int) ?? 0)
+        return try pool.writeWithoutTransaction { node -> Adoption in
+            guard try Meta.get("bootstrapped", node) != "1" else { return .alreadyBootstrapped }
+            return try source.inDatabase { file -> Adoption in
                 let (info, originSeq): (Info, UInt64)
                 do {
                     (info, originSeq) = try header(file, schema: "main", originSeq: answered)
                 } catch let error as DatabaseError where [.SQLITE_ERROR, .SQLITE_NOTADB, .SQLITE_CORRUPT].contains(error.resultCode) {
                     throw Unreadable(description: "the snapshot file does not fit this build: \(error.message ?? "\(error.resultCode)")")
                 }
+                let pageSize = try Int64.fetchOne(file, sql: "PRAGMA page_size") ?? 0
+                // Every page there (the copy reads none of them: a file cut short is loaded by
+                // table instead, and found out there).
                 guard try schema(file) == schema(node),
-                      try Int.fetchOne(file, sql: "PRAGMA page_size") == Int.fetchOne(node, sql: "PRAGMA page_size"),
-                      try isBlank(file), try isBlank(node) else { return nil }
+                      try pageSize == Int64.fetchOne(node, sql: "PRAGMA page_size"),
+                      try bytes == pageSize * (Int64.fetchOne(file, sql: "PRAGMA page_count") ?? 0),
+                      try isBlank(file), try isBlank(node) else { return .notAdoptable }
                 let settings = try Row.fetchAll(node, sql: "SELECT key, value FROM meta")
+                try file.inTransaction {
+                    try file.execute(sql: "DROP TABLE snapshot_meta")
+                    for row in settings {
+                        try file.execute(sql: "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", arguments: [row["key"], row["value"]])
+                    }
+                    try finish(info, originSeq, file)
+                    return .commit
+                }
                 // The copy's commit would also copy it from the log into the database file before
                 // returning (seconds at a million members): the caller has that done beside.
                 let autocheckpoint = try Int.fetchOne(node, sql: "PRAGMA wal_autocheckpoint") ?? 1000
                 try node.execute(sql: "PRAGMA wal_autocheckpoint = 0")
                 defer { try? node.execute(sql: "PRAGMA wal_autocheckpoint = \(autocheckpoint)") }
-                try SQLiteFiles.guarded {
-                    try file.backup(to: node)
-                    try node.inTransaction {
-                        try node.execute(sql: "DROP TABLE snapshot_meta")
-                        for row in settings {
-                            try node.execute(sql: "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", arguments: [row["key"], row["value"]])
-                        }
-                        try finish(info, originSeq, node)
-                        return .commit
-                    }
+                do {
+                    try SQLiteFiles.guarded { try file.backup(to: node) }
+                } catch let error as DatabaseError where [.SQLITE_NOTADB, .SQLITE_CORRUPT].contains(error.resultCode) {
+                    throw Unreadable(description: "the snapshot file is damaged: \(error.message ?? "\(error.resultCode)")")
                 }
-                return info.rows
+                return .adopted(rows: info.rows)
             }
         }
     }

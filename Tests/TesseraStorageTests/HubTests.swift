@@ -112,12 +112,23 @@ final class HubTests {
         // A small cache lets the oldest links go and still serves every page right.
         let small = PullCache(capacityBytes: 2_000)
         let rows = try hub.ledger.page(after: 0, limit: 1_000)
-        small.keep(after: 0, rows.map { PullCache.Link(version: $0.version, json: HubStore.pullElement($0)) })
+        small.keep(after: 0, rows.map { PullCache.Link(version: $0.version, id: $0.id, json: HubStore.pullElement($0)) })
         #expect(small.held.bytes <= 2_000 && small.held.links < rows.count && small.held.links > 0)
         #expect(small.links(after: 0, limit: 1_000).isEmpty, "the first links went first")
         let tail = try #require(rows.last)
         let before = try #require(rows.dropLast().last)
         #expect(small.links(after: before.version, limit: 5).map(\.version) == [tail.version])
+
+        // A log that went back in time under the hub (a database restored or failed over, here
+        // one operation's row made another's): nothing kept from before is served again.
+        if backend == .sqlite {
+            let renamed = OperationID(origin: s1, seq: 999_999).description
+            try hub.pool.write { try $0.execute(sql: "UPDATE ops SET id = ? WHERE version = ?", arguments: [renamed, tail.version]) }
+            let page = try JSONDecoder().decode(PullResponse.self, from: Data(try hub.pullJSON(after: before.version, limit: 5, for: s2, pending: nil)))
+            #expect(page.ops.map(\.op.id.description) == [renamed])
+            #expect(try hub.pull(after: 0, limit: 1_000, for: s2, pending: nil).ops ==
+                    JSONDecoder().decode(PullResponse.self, from: Data(try hub.pullJSON(after: 0, limit: 1_000, for: s2, pending: nil))).ops)
+        }
     }
 
     @Test("an operation from a store whose clock runs an hour ahead is kept, reported once, and does not drag the hub's clock", arguments: Backend.all)

@@ -20,6 +20,13 @@ struct SnapshotFileTests {
         }
     }
 
+    /// The hub's file as a node receives it: a copy of its own (a node changes the copy it loads).
+    static func received(_ file: SnapshotFile.Made, _ dir: TempDir) throws -> String {
+        let path = dir.path("received-\(UUID().uuidString).sqlite")
+        try FileManager.default.copyItem(atPath: file.path, toPath: path)
+        return path
+    }
+
     static func indexes(_ node: NodeStore) throws -> [String] {
         try node.pool.read { db in
             try String.fetchAll(db, sql: "SELECT name || ':' || COALESCE(sql, '') FROM sqlite_master WHERE type = 'index' ORDER BY name")
@@ -51,7 +58,7 @@ struct SnapshotFileTests {
         #expect(served.originSeq == seq)
         #expect(made.info.cursor == (try hub.log().map(\.version).max()))
         let fromFile = try NodeStore(path: dir.path("from-file.sqlite"), store: s1)
-        let loaded = try fromFile.bootstrap(fromFile: made.path, originSeq: served.originSeq)
+        let loaded = try fromFile.bootstrap(fromFile: try Self.received(made, dir), originSeq: served.originSeq)
         #expect(loaded == SnapshotFile.Loaded(rows: made.info.rows, wholeFile: true) && loaded.rows > 30)
         let paged = try NodeStore(path: dir.path("paged.sqlite"), store: s1)
         try paged.bootstrap(try hub.snapshot(for: s1))
@@ -61,14 +68,13 @@ struct SnapshotFileTests {
         #expect(try fromFile.allMembers() == hub.allMembers())
         #expect(try fromFile.programme().version == 1)
         // Loading again changes nothing (already bootstrapped).
-        #expect(try fromFile.bootstrap(fromFile: made.path, originSeq: served.originSeq).rows == 0)
+        #expect(try fromFile.bootstrap(fromFile: try Self.received(made, dir), originSeq: served.originSeq).rows == 0)
         // The node's file is still its own: durable writes, WAL, its store, nothing of the hub's.
         #expect(try SQLiteFiles.synchronousMode(fromFile.pool) == 2)
         let (mode, owner, leftover) = try fromFile.pool.read { db in
             (try String.fetchOne(db, sql: "PRAGMA journal_mode"), try Meta.get("store", db), try db.tableExists("snapshot_meta"))
         }
         #expect(mode == "wal" && owner == s1.rawValue && !leftover)
-        #expect(FileManager.default.fileExists(atPath: made.path), "the hub's file is only read")
 
         let answer = try fromFile.recharge(members[2].id, NodeAPI.Recharge(amount: 100), key: nil)
         let txn = try answer.decode(NodeAPI.TransactionResult.self).transaction
@@ -107,8 +113,25 @@ struct SnapshotFileTests {
             #expect(try Self.stateRows(node) == Self.stateRows(paged), "\(name)")
             #expect(try Self.indexes(node) == Self.indexes(paged), "\(name)")
         }
+        // A file cut short in transit is never copied in whole; loading its tables finds it out.
+        let short = try Self.received(served.file, dir)
+        let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: short))
+        try handle.truncate(atOffset: UInt64((try FileManager.default.attributesOfItem(atPath: short)[.size] as? Int ?? 0) / 2))
+        try handle.close()
+        let cut = try NodeStore(path: dir.path("cut-node.sqlite"), store: s2)
+        #expect(throws: SnapshotFile.Unreadable.self) { try cut.bootstrap(fromFile: short, originSeq: served.originSeq) }
+        #expect(try cut.counts().bootstrapped == false)
+        // A node with something of its own (an answer kept for a retry) is never replaced.
+        let own = try NodeStore(path: dir.path("own-node.sqlite"), store: s2)
+        try own.pool.write { db in
+            try db.execute(sql: "INSERT INTO idempotency (key, fingerprint, status, body, created_at) VALUES ('k', 'f', 201, x'7b7d', 'now')")
+        }
+        #expect(try own.bootstrap(fromFile: try Self.received(served.file, dir), originSeq: served.originSeq).wholeFile == false)
+        #expect(try Self.stateRows(own) == Self.stateRows(paged))
+        #expect(try own.pool.read { try Int.fetchOne($0, sql: "SELECT COUNT(*) FROM idempotency") } == 1)
+
         let whole = try NodeStore(path: dir.path("whole.sqlite"), store: s2)
-        #expect(try whole.bootstrap(fromFile: served.file.path, originSeq: served.originSeq).wholeFile)
+        #expect(try whole.bootstrap(fromFile: try Self.received(served.file, dir), originSeq: served.originSeq).wholeFile)
         #expect(try Self.stateRows(whole) == Self.stateRows(paged))
         #expect(try whole.allMembers() == hub.allMembers() && whole.allMembers().count == 3)
     }
@@ -140,13 +163,13 @@ struct SnapshotFileTests {
         #expect(throws: SnapshotFile.Unreadable.self) { try node.bootstrap(fromFile: missing, originSeq: served.originSeq) }
         // A shared file without the store's sequence number (a hub that did not send it) is
         // never loaded with a guessed one.
-        #expect(throws: SnapshotFile.Unreadable.self) { try node.bootstrap(fromFile: served.file.path, originSeq: nil) }
+        #expect(throws: SnapshotFile.Unreadable.self) { try node.bootstrap(fromFile: try Self.received(served.file, dir), originSeq: nil) }
 
         #expect(try node.counts().bootstrapped == false)
         #expect(try node.pool.read { try Int.fetchOne($0, sql: "SELECT COUNT(*) FROM members") } == 0)
         #expect(try Self.indexes(node).contains { $0.hasPrefix("entries_member:") })
 
-        try node.bootstrap(fromFile: served.file.path, originSeq: served.originSeq)
+        try node.bootstrap(fromFile: try Self.received(served.file, dir), originSeq: served.originSeq)
         #expect(try node.allMembers() == hub.allMembers())
         #expect(try node.allMembers().count == 1)
     }
@@ -174,7 +197,7 @@ struct SnapshotFileTests {
         let later = try hub.snapshotFile(for: s1, maxAge: 600)
         #expect(try later.file.path == kept.path && later.originSeq == lastSeq() && later.originSeq > forOne.originSeq)
         let replaced = try NodeStore(path: dir.path("replaced.sqlite"), store: s1)
-        try replaced.bootstrap(fromFile: later.file.path, originSeq: later.originSeq)
+        try replaced.bootstrap(fromFile: try Self.received(later.file, dir), originSeq: later.originSeq)
         try sync(replaced, hub)
         #expect(try replaced.allMembers() == hub.allMembers() && replaced.allMembers().count == 2)
         let txn = try replaced.recharge(try #require(try hub.allMembers().first).id, NodeAPI.Recharge(amount: 100), key: nil)
