@@ -49,6 +49,10 @@ public protocol HubLedger: Sendable {
     func ping() throws
     /// The id of the operation the log holds at `version`, if any.
     func operationID(at version: Int64) throws -> String?
+    /// Whether the log may lose operations while this process runs: a PostgreSQL restored from
+    /// a backup, or failed over with commits lost, under running hub processes. A SQLite log is
+    /// this process's own file; restoring it means stopping the hub first.
+    var mayGoBack: Bool { get }
 
     /// Events after `cursor`, oldest first (the feed, and what webhooks deliver); `event` is
     /// nil for a type this build does not know (readers pass over it).
@@ -274,6 +278,8 @@ struct SQLiteLedger: HubLedger {
     func ping() throws {
         _ = try pool.read { db in try Int.fetchOne(db, sql: "SELECT 1") }
     }
+
+    var mayGoBack: Bool { false }
 
     func operationID(at version: Int64) throws -> String? {
         try pool.read { db in try String.fetchOne(db.cachedStatement(sql: "SELECT id FROM ops WHERE version = ?"), arguments: [version]) }

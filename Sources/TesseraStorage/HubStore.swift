@@ -487,10 +487,10 @@ public final class HubStore: HubStorage {
         let limit = max(1, min(limit, SyncLimits.pullPageMax))
         // One operation more than the page, to tell whether there is more.
         var links = pullCache.links(after: cursor, limit: limit + 1)
-        // The page's last kept operation, still in the log as the same operation, vouches for
-        // every one before it (the log only grows, in version order); not there, the log went
-        // back in time under this process, and nothing kept is served again.
-        if let last = links.prefix(limit).last, try ledger.operationID(at: last.version) != last.id {
+        // Where the log may go back in time under this process (PostgreSQL), the page's last
+        // kept operation, still in the log as the same operation, vouches for every one before
+        // it (the log only grows, in version order); not there, nothing kept is served again.
+        if ledger.mayGoBack, let last = links.prefix(limit).last, try ledger.operationID(at: last.version) != last.id {
             pullCache.clear()
             links = []
         }

@@ -393,6 +393,8 @@ final class PostgresLedger: HubLedger {
         try link.run("SELECT 1")
     }
 
+    var mayGoBack: Bool { true }
+
     func operationID(at version: Int64) throws -> String? {
         try link.run("SELECT id FROM ops WHERE version = \(version)").first.map { try $0.decode(String.self) }
     }

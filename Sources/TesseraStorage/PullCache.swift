@@ -14,8 +14,10 @@ import Synchronization
 /// in version order, nothing commits below a version a reader has seen (every cursor relies on
 /// that too), and an operation's row never changes. A database that went back in time (a
 /// PostgreSQL restored from a backup, or failed over with commits lost) may hold other
-/// operations at those versions: each link carries its operation's id, and the hub checks the
-/// last link of a page against the log before serving it (`HubStore.pullJSON`). The oldest
+/// operations at those versions: each link carries its operation's id, and a hub on PostgreSQL
+/// checks the last link of a page against the log before serving it (`HubStore.pullJSON`; on
+/// SQLite the log is the hub's own open file, and a check per page cost the 100-store catch-up
+/// a tenth of its time). The oldest
 /// links are let go past `capacityBytes`.
 final class PullCache: Sendable {
     struct Link: Sendable {

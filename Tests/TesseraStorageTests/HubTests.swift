@@ -119,11 +119,11 @@ final class HubTests {
         let before = try #require(rows.dropLast().last)
         #expect(small.links(after: before.version, limit: 5).map(\.version) == [tail.version])
 
-        // A log that went back in time under the hub (a database restored or failed over, here
+        // A PostgreSQL log that went back in time under the hub (restored or failed over, here
         // one operation's row made another's): nothing kept from before is served again.
-        if backend == .sqlite {
+        if let postgres = hub.ledger as? PostgresLedger {
             let renamed = OperationID(origin: s1, seq: 999_999).description
-            try hub.pool.write { try $0.execute(sql: "UPDATE ops SET id = ? WHERE version = ?", arguments: [renamed, tail.version]) }
+            _ = try postgres.link.run("UPDATE ops SET id = \(renamed) WHERE version = \(tail.version)")
             let page = try JSONDecoder().decode(PullResponse.self, from: Data(try hub.pullJSON(after: before.version, limit: 5, for: s2, pending: nil)))
             #expect(page.ops.map(\.op.id.description) == [renamed])
             #expect(try hub.pull(after: 0, limit: 1_000, for: s2, pending: nil).ops ==
