@@ -16,9 +16,8 @@ import Synchronization
 /// PostgreSQL restored from a backup, or failed over with commits lost) may hold other
 /// operations at those versions: each link carries its operation's id, and a hub on PostgreSQL
 /// checks the last link of a page against the log before serving it (`HubStore.pullJSON`; on
-/// SQLite the log is the hub's own open file; a read per page there ran the 100-store
-/// catch-up in 24.9-25.8 s against 21.6 s without). The oldest
-/// links are let go past `capacityBytes`.
+/// SQLite the log is the hub's own open file, which is restored only with the hub stopped).
+/// The oldest links are let go past `capacityBytes`.
 final class PullCache: Sendable {
     struct Link: Sendable {
         var version: Int64
