@@ -438,34 +438,31 @@ public struct Bench: Sendable {
             // The clock stops when the last measured replica holds everything: the other stores
             // may still be in their last wait (a node's sync interval) before they look again.
             let replicasDone = Latest()
-            let wall: Double
             do {
-                _ = try await secondsAsync {
-                    try await withThrowingTaskGroup(of: Void.self) { group in
-                        for (i, node) in nodes.enumerated().prefix(replicas) {
-                            let sync = SyncLoop(store: node, client: HubClient(base: url, token: chain.tokens[i], authorizeTimeout: 10, syncTimeout: 300, http: http),
-                                                intervalMs: 100, logger: quiet)
-                            group.addTask {
-                                while true {
-                                    try await sync.syncOnce()
-                                    let c = try node.counts()
-                                    if c.pending == 0 && c.cursor >= target {
-                                        replicasDone.note(Date().timeIntervalSince(started))
-                                        return
-                                    }
-                                    try await Task.sleep(for: .milliseconds(50))
+                try await withThrowingTaskGroup(of: Void.self) { group in
+                    for (i, node) in nodes.enumerated().prefix(replicas) {
+                        let sync = SyncLoop(store: node, client: HubClient(base: url, token: chain.tokens[i], authorizeTimeout: 10, syncTimeout: 300, http: http),
+                                            intervalMs: 100, logger: quiet)
+                        group.addTask {
+                            while true {
+                                try await sync.syncOnce()
+                                let c = try node.counts()
+                                if c.pending == 0 && c.cursor >= target {
+                                    replicasDone.note(Date().timeIntervalSince(started))
+                                    return
                                 }
+                                try await Task.sleep(for: .milliseconds(50))
                             }
                         }
-                        for (j, bodies) in pushes.enumerated() {
-                            let i = replicas + j
-                            let headers = [("Authorization", "Bearer \(chain.tokens[i])"), (ProtocolVersion.header, String(ProtocolVersion.current))]
-                            group.addTask {
-                                try await Self.pushAndDrop(load, hub: hub.url, headers: headers, bodies: bodies, from: base, until: target)
-                            }
-                        }
-                        try await group.waitForAll()
                     }
+                    for (j, bodies) in pushes.enumerated() {
+                        let i = replicas + j
+                        let headers = [("Authorization", "Bearer \(chain.tokens[i])"), (ProtocolVersion.header, String(ProtocolVersion.current))]
+                        group.addTask {
+                            try await Self.pushAndDrop(load, hub: hub.url, headers: headers, bodies: bodies, from: base, until: target)
+                        }
+                    }
+                    try await group.waitForAll()
                 }
             } catch {
                 try? await http.shutdown()
@@ -474,7 +471,7 @@ public struct Bench: Sendable {
             }
             await load.shutdown()
             try await http.shutdown()
-            wall = replicasDone.seconds
+            let wall = replicasDone.seconds
             let folds = replicas * count * k
             let rawSeconds = Double(folds) / limits.batchedRowsPerSecond
             let held = hubHeld.seconds

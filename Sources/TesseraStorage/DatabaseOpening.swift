@@ -55,6 +55,16 @@ public enum SQLiteFiles {
         }
     }
 
+    /// Runs `body` on `db` with its automatic checkpoints off, restored after: a write of the
+    /// whole state (a bootstrap) is then not copied from the log into the database before its
+    /// commit returns; `checkpointAside` makes that copy.
+    static func withoutAutocheckpoint<T>(_ db: Database, _ body: () throws -> T) throws -> T {
+        let autocheckpoint = try Int.fetchOne(db, sql: "PRAGMA wal_autocheckpoint") ?? 1000
+        try db.execute(sql: "PRAGMA wal_autocheckpoint = 0")
+        defer { try? db.execute(sql: "PRAGMA wal_autocheckpoint = \(autocheckpoint)") }
+        return try body()
+    }
+
     /// Runs a write, turning the disk's refusals (full, read-only, I/O error) into a clear
     /// `storage_unavailable`. SQLite rolls the whole transaction back, so nothing is
     /// half-written, and the till is told the operation did not happen.

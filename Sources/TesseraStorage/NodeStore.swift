@@ -583,23 +583,22 @@ public final class NodeStore: Sendable {
             defer { try? db.execute(sql: "DETACH DATABASE snapshot") }
             let cache = try Int.fetchOne(db, sql: "PRAGMA main.cache_size") ?? -2000
             let threads = try Int.fetchOne(db, sql: "PRAGMA threads") ?? 0
-            // The commit would copy the whole load from the log into the database file before it
-            // returned (3.5 s at a million members): that copy is made beside, below.
-            let autocheckpoint = try Int.fetchOne(db, sql: "PRAGMA wal_autocheckpoint") ?? 1000
             try SnapshotFile.sortingPragmas(db)
-            try db.execute(sql: "PRAGMA wal_autocheckpoint = 0")
             defer {
                 try? db.execute(sql: "PRAGMA main.cache_size = \(cache)")
                 try? db.execute(sql: "PRAGMA threads = \(threads)")
-                try? db.execute(sql: "PRAGMA wal_autocheckpoint = \(autocheckpoint)")
             }
             var rows: Int64 = 0
-            try SQLiteFiles.guarded {
-                try db.inTransaction {
-                    let (info, originSeq) = try SnapshotFile.load(db, originSeq: originSeq)
-                    rows = info.rows
-                    try self.finishBootstrap(cursor: info.cursor, originSeq: originSeq, maxHLC: info.maxHLC, db)
-                    return .commit
+            // The commit would copy the whole load from the log into the database file before it
+            // returned (3.5 s at a million members): that copy is made beside, below.
+            try SQLiteFiles.withoutAutocheckpoint(db) {
+                try SQLiteFiles.guarded {
+                    try db.inTransaction {
+                        let (info, originSeq) = try SnapshotFile.load(db, originSeq: originSeq)
+                        rows = info.rows
+                        try self.finishBootstrap(cursor: info.cursor, originSeq: originSeq, maxHLC: info.maxHLC, db)
+                        return .commit
+                    }
                 }
             }
             return rows

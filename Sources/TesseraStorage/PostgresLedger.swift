@@ -407,8 +407,7 @@ final class PostgresLedger: HubLedger {
     func ready(_ fold: DatabasePool) throws {
         let head = try Self.head(fold)
         guard head.version > 0 else { return try ping() }
-        let there = try link.run("SELECT id FROM ops WHERE version = \(head.version)").first.map { try $0.decode(String.self) }
-        guard there == head.id else { throw Self.behind(head.version) }
+        guard try operationID(at: head.version) == head.id else { throw Self.behind(head.version) }
     }
 }
 

@@ -257,23 +257,22 @@ public enum SnapshotFile {
                 }
                 // The copy's commit would also copy it from the log into the database file before
                 // returning (seconds at a million members): the caller has that done beside.
-                let autocheckpoint = try Int.fetchOne(node, sql: "PRAGMA wal_autocheckpoint") ?? 1000
-                try node.execute(sql: "PRAGMA wal_autocheckpoint = 0")
-                defer { try? node.execute(sql: "PRAGMA wal_autocheckpoint = \(autocheckpoint)") }
-                do {
-                    try SQLiteFiles.guarded { try file.backup(to: node) }
-                } catch let error as DatabaseError where [.SQLITE_NOTADB, .SQLITE_CORRUPT].contains(error.resultCode) {
-                    throw Unreadable(description: "the snapshot file is damaged: \(error.message ?? "\(error.resultCode)")")
+                return try SQLiteFiles.withoutAutocheckpoint(node) {
+                    do {
+                        try SQLiteFiles.guarded { try file.backup(to: node) }
+                    } catch let error as DatabaseError where [.SQLITE_NOTADB, .SQLITE_CORRUPT].contains(error.resultCode) {
+                        throw Unreadable(description: "the snapshot file is damaged: \(error.message ?? "\(error.resultCode)")")
+                    }
+                    // SQLite tells its log hook of the copy's frames when the connection's next
+                    // statement completes: that must happen while the hook is off, or the hook,
+                    // back on, copies the whole log into the database first (15 s at a million
+                    // members, measured). This statement, read to its end, is that one, and
+                    // checks the copy.
+                    guard try String.fetchAll(node, sql: "SELECT value FROM meta WHERE key = 'bootstrapped'") == ["1"] else {
+                        throw DomainError(.internalError, "a snapshot file was copied in but the node is not bootstrapped")
+                    }
+                    return .adopted(rows: info.rows)
                 }
-                // SQLite tells its log hook of the copy's frames when the connection's next
-                // statement completes: that must happen while the hook is off (just above), or
-                // the hook, back on, copies the whole log into the database first (15 s at a
-                // million members, measured). This statement, read to its end, is that one, and
-                // checks the copy.
-                guard try String.fetchAll(node, sql: "SELECT value FROM meta WHERE key = 'bootstrapped'") == ["1"] else {
-                    throw DomainError(.internalError, "a snapshot file was copied in but the node is not bootstrapped")
-                }
-                return .adopted(rows: info.rows)
             }
         }
     }
