@@ -48,7 +48,7 @@ public struct IdempotencyKey: Sendable, Hashable {
         var hasher = SHA256()
         hasher.update(data: Data("\(method) \(path)\n".utf8))
         hasher.update(data: body)
-        self.fingerprint = hasher.finalize().map { String(format: "%02x", $0) }.joined()
+        self.fingerprint = Hex.lowercase(hasher.finalize())
     }
 }
 
@@ -57,9 +57,9 @@ public enum Tokens {
     public static func make(prefix: String) -> String {
         var rng = SystemRandomNumberGenerator()
         let bytes = (0..<24).map { _ in UInt8.random(in: 0...255, using: &rng) }
-        return prefix + bytes.map { String(format: "%02x", $0) }.joined()
+        return prefix + Hex.lowercase(bytes)
     }
     public static func hash(_ token: String) -> String {
-        SHA256.hash(data: Data(token.utf8)).map { String(format: "%02x", $0) }.joined()
+        Hex.lowercase(SHA256.hash(data: Data(token.utf8)))
     }
 }

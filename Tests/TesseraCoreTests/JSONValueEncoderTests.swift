@@ -114,3 +114,11 @@ struct JSONValueEncoderTests {
         #expect(kinds.count >= 10 && compared > 10_000, "\(kinds.count) kinds, \(compared) bodies")
     }
 }
+
+@Suite struct HexTests {
+    @Test func matchesFormattedBytes() {
+        let bytes = (0...255).map(UInt8.init) + [0, 15, 16, 255]
+        #expect(Hex.lowercase(bytes) == bytes.map { String(format: "%02x", $0) }.joined())
+        #expect(Hex.lowercase([UInt8]()) == "")
+    }
+}

@@ -1,0 +1,17 @@
+/// Lowercase hexadecimal text of bytes (hashes, tokens, signatures).
+///
+/// `String(format: "%02x")` per byte went through Foundation's formatter 32 times for each
+/// idempotency key: a tenth of a node's time under a till's load.
+public enum Hex {
+    private static let digits = Array("0123456789abcdef".utf8)
+
+    public static func lowercase(_ bytes: some Sequence<UInt8>) -> String {
+        var text: [UInt8] = []
+        text.reserveCapacity(bytes.underestimatedCount * 2)
+        for byte in bytes {
+            text.append(digits[Int(byte >> 4)])
+            text.append(digits[Int(byte & 0x0F)])
+        }
+        return String(decoding: text, as: UTF8.self)
+    }
+}
