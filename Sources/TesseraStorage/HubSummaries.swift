@@ -90,8 +90,8 @@ enum HubSummaries {
 
     static func rebuild(_ db: Database) throws {
         for table in tables { try db.execute(sql: "DELETE FROM \(table)") }
-        try Meta.set("settle_period", "1", db)
-        try Meta.set("summary_zone", try Replica.programme(db).timeZone, db)
+        try setSetting("settle_period", "1", db)
+        try setSetting("summary_zone", try Replica.programme(db).timeZone, db)
         let rows = try Row.fetchCursor(db.makeStatement(sql: "SELECT * FROM ops ORDER BY version"))
         while let row = try rows.next() {
             let op = try Operation(row: row)
@@ -107,7 +107,7 @@ enum HubSummaries {
         let opID = op.id.description
         let fields: [String: JSONValue] = if case .object(let f) = op.body { f } else { [:] }
         if op.kind == HubStore.periodClosedKind && op.id.origin == .hub {
-            try Meta.set("settle_period", String(try period(db) + 1), db)
+            try setSetting("settle_period", String(try period(db) + 1), db)
         }
         var book = FoldBook(db: db, period: try period(db))
         if case .memberMerged(let m) = body {
@@ -168,7 +168,38 @@ enum HubSummaries {
     }
 
     private static func period(_ db: Database) throws -> Int64 {
-        try Meta.get("settle_period", db).flatMap { Int64($0) } ?? 1
+        try settings(db).period
+    }
+
+    /// The settlement period and the time zone the summaries count in, as this transaction
+    /// sees them. Read from `meta` once per transaction, not for each operation (twice per
+    /// operation, they were 9 % of the hub's write time under ingest); forgotten when the
+    /// transaction ends, either way, and whenever they are set.
+    private struct Settings {
+        var period: Int64
+        var zone: String
+    }
+
+    private static let settingsMemo = Mutex<[ObjectIdentifier: Settings]>([:])
+
+    private static func settings(_ db: Database) throws -> Settings {
+        let key = ObjectIdentifier(db)
+        if db.isInsideTransaction, let known = settingsMemo.withLock({ $0[key] }) { return known }
+        let read = Settings(period: try Meta.get("settle_period", db).flatMap { Int64($0) } ?? 1,
+                            zone: try Meta.get("summary_zone", db) ?? "UTC")
+        guard db.isInsideTransaction else { return read }
+        settingsMemo.withLock { $0[key] = read }
+        db.afterNextTransaction(onCommit: { _ in forgetSettings(key) }, onRollback: { _ in forgetSettings(key) })
+        return read
+    }
+
+    private static func forgetSettings(_ key: ObjectIdentifier) {
+        _ = settingsMemo.withLock { $0.removeValue(forKey: key) }
+    }
+
+    private static func setSetting(_ name: String, _ value: String, _ db: Database) throws {
+        try Meta.set(name, value, db)
+        forgetSettings(ObjectIdentifier(db))
     }
 
     private static func isVoided(_ op: String, _ db: Database) throws -> Bool {
@@ -224,7 +255,7 @@ enum HubSummaries {
                 recharges = recharges + excluded.recharges, recharged = recharged + excluded.recharged, sales = sales + excluded.sales,
                 sold = sold + excluded.sold, spent = spent + excluded.spent, points_earned = points_earned + excluded.points_earned,
                 points_redeemed = points_redeemed + excluded.points_redeemed, refunds = refunds + excluded.refunds
-            """).execute(arguments: StatementArguments([origin, day] + c.map { $0 * sign }))
+            """).execute(arguments: StatementArguments([origin.databaseValue, day.databaseValue] + c.map { ($0 * sign).databaseValue }))
         if kind == "purchase", let member, sign > 0, !dayOnly {
             try db.cachedStatement(sql: """
                 INSERT INTO member_activity (member_id, purchases, last_ms, spend) VALUES (?, 1, ?, ?)
@@ -271,8 +302,8 @@ enum HubSummaries {
     /// are counted again (once, a pass over the stores' operations).
     private static func followZone(through version: Int64, _ db: Database) throws {
         let zone = try Replica.programme(db).timeZone
-        guard try Meta.get("summary_zone", db) != zone else { return }
-        try Meta.set("summary_zone", zone, db)
+        guard try settings(db).zone != zone else { return }
+        try setSetting("summary_zone", zone, db)
         try db.execute(sql: "DELETE FROM store_days")
         // Up to this operation only: a rebuild meets the later ones in its own pass.
         let ids = try String.fetchCursor(db.makeStatement(sql: """
@@ -289,7 +320,7 @@ enum HubSummaries {
     private static let calendars = Mutex<[String: ChainCalendar]>([:])
 
     private static func calendar(_ db: Database) throws -> ChainCalendar {
-        let zone = try Meta.get("summary_zone", db) ?? "UTC"
+        let zone = try settings(db).zone
         if let known = calendars.withLock({ $0[zone] }) { return known }
         let made = ChainCalendar(identifier: zone) ?? .utc
         calendars.withLock { $0[zone] = made }
