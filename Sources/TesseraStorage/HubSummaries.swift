@@ -255,7 +255,8 @@ enum HubSummaries {
                 recharges = recharges + excluded.recharges, recharged = recharged + excluded.recharged, sales = sales + excluded.sales,
                 sold = sold + excluded.sold, spent = spent + excluded.spent, points_earned = points_earned + excluded.points_earned,
                 points_redeemed = points_redeemed + excluded.points_redeemed, refunds = refunds + excluded.refunds
-            """).execute(arguments: StatementArguments([origin.databaseValue, day.databaseValue] + c.map { ($0 * sign).databaseValue }))
+            """).execute(arguments: [origin, day, c[0] * sign, c[1] * sign, c[2] * sign, c[3] * sign, c[4] * sign, c[5] * sign,
+                                     c[6] * sign, c[7] * sign, c[8] * sign, c[9] * sign])
         if kind == "purchase", let member, sign > 0, !dayOnly {
             try db.cachedStatement(sql: """
                 INSERT INTO member_activity (member_id, purchases, last_ms, spend) VALUES (?, 1, ?, ?)

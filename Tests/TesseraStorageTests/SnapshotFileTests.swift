@@ -167,7 +167,7 @@ struct SnapshotFileTests {
 
         #expect(try node.counts().bootstrapped == false)
         #expect(try node.pool.read { try Int.fetchOne($0, sql: "SELECT COUNT(*) FROM members") } == 0)
-        #expect(try Self.indexes(node).contains { $0.hasPrefix("entries_member:") })
+        #expect(try Self.indexes(node).contains { $0.hasPrefix("entries_op:") })
 
         try node.bootstrap(fromFile: try Self.received(served.file, dir), originSeq: served.originSeq)
         #expect(try node.allMembers() == hub.allMembers())
@@ -213,7 +213,7 @@ struct SnapshotFileTests {
         #expect(!FileManager.default.fileExists(atPath: made.path))
     }
 
-    @Test("a replica made before entries were stored by their key keeps every entry and index when upgraded")
+    @Test("a replica made before entries were stored by their key, then by member, keeps every entry and index when upgraded")
     func entriesByKeyUpgrade() throws {
         let dir = try TempDir()
         var hub: HubStore? = try Backend.sqlite.hubWithTwoStores(dir)
@@ -233,11 +233,12 @@ struct SnapshotFileTests {
         let before = try entries(try #require(hub).pool)
         #expect(before.count == 4, "one entry for each recharge")
         let indexes = try schema(try #require(hub).pool)
-        #expect(indexes.contains("entries_lot") && indexes.contains("entries_member"))
-        // As an older build left it: entries in a rowid table, the migration not yet run.
+        #expect(indexes == ["entries", "entries_lot", "entries_op"])
+        // As an older build left it: entries in a rowid table with an index of members, neither
+        // migration run yet.
         let path = try #require(hub).pool.path
         try #require(hub).pool.barrierWriteWithoutTransaction { db in
-            let lot = try String.fetchAll(db, sql: "SELECT sql FROM sqlite_master WHERE tbl_name = 'entries' AND type = 'index' AND sql IS NOT NULL")
+            let lot = try String.fetchAll(db, sql: "SELECT sql FROM sqlite_master WHERE name = 'entries_lot'") + ["CREATE INDEX entries_member ON entries(member_id)"]
             try db.execute(sql: """
                 CREATE TABLE entries_old AS SELECT * FROM entries;
                 DROP TABLE entries;
@@ -246,14 +247,21 @@ struct SnapshotFileTests {
                     qualifying INTEGER NOT NULL DEFAULT 0, at_ms INTEGER NOT NULL DEFAULT 0, PRIMARY KEY (op_id, part));
                 INSERT INTO entries SELECT * FROM entries_old;
                 DROP TABLE entries_old;
-                DELETE FROM grdb_migrations WHERE identifier = 'replica-v4-entries-by-key';
+                DELETE FROM grdb_migrations WHERE identifier IN ('replica-v4-entries-by-key', 'replica-v5-entries-by-member');
                 """)
             for sql in lot { try db.execute(sql: sql) }
         }
         try #require(hub).pool.close()
         hub = nil
         let upgraded = try HubStore(path: path)
-        #expect(try upgraded.pool.read { try String.fetchOne($0, sql: "SELECT sql FROM sqlite_master WHERE name = 'entries'") }?.contains("WITHOUT ROWID") == true)
+        let table = try upgraded.pool.read { try String.fetchOne($0, sql: "SELECT sql FROM sqlite_master WHERE name = 'entries'") } ?? ""
+        #expect(table.contains("WITHOUT ROWID") && table.contains("PRIMARY KEY (member_id, op_id, part)"))
+        // A member's entries are read in the table's own order, with no index.
+        let plan = try upgraded.pool.read {
+            try Row.fetchAll($0, sql: "EXPLAIN QUERY PLAN SELECT SUM(value) FROM entries WHERE member_id = 'm' AND at_ms <= 5")
+                .map { $0["detail"] as String? ?? "" }.joined(separator: " ")
+        }
+        #expect(plan.contains("PRIMARY KEY") && !plan.contains("entries_"), "\(plan)")
         #expect(try entries(upgraded.pool) == before)
         #expect(try schema(upgraded.pool) == indexes)
         #expect(try upgraded.allMembers() == members)
