@@ -27,6 +27,8 @@ public struct BenchSizes: Sendable {
     public var bootstrapMembers: Int
     public var bootstrapOpsPerMember: Int
     public var importRows: Int = 100_000
+    /// Till: the sales one member makes before the sales measured for a member with a history.
+    public var longHistory = 2_000
     /// Head office's reports: a year of this many stores, members and operations.
     public var reportStores = 8
     public var reportMembers = 20_000
@@ -38,7 +40,7 @@ public struct BenchSizes: Sendable {
     /// Tiny: for the test that keeps the suite working (its figures mean nothing).
     public static let smoke = BenchSizes(commits: 50, purchases: 40, ingestStores: 2, ingestOpsPerStore: 100,
                                          catchUpStores: [2, 3], catchUpOpsPerStore: 20,
-                                         bootstrapMembers: 100, bootstrapOpsPerMember: 5, importRows: 200,
+                                         bootstrapMembers: 100, bootstrapOpsPerMember: 5, importRows: 200, longHistory: 20,
                                          reportStores: 3, reportMembers: 100, reportOps: 1_000)
     public static let full = BenchSizes(commits: 10_000, purchases: 10_000, ingestStores: 10, ingestOpsPerStore: 10_000,
                                         catchUpStores: [10, 100, 1000], catchUpOpsPerStore: 1000,
@@ -179,9 +181,9 @@ public struct Bench: Sendable {
         }
         let list = members
         let url = node.url
-        @Sendable func purchase(_ i: Int, balance: Bool) async throws {
+        @Sendable func purchase(_ i: Int, balance: Bool, member: String? = nil) async throws {
             let body = balance ? #"{"amount":\#(100 + i % 50),"pay_from_balance":true}"# : #"{"amount":\#(1000 + i % 500)}"#
-            _ = try await client.ok(.POST, url + "/v1/members/\(list[i % list.count])/purchase", json: body,
+            _ = try await client.ok(.POST, url + "/v1/members/\(member ?? list[i % list.count])/purchase", json: body,
                                     headers: [("Idempotency-Key", "p-\(balance)-\(i)-\(UUID().uuidString)")])
         }
         _ = try await load(concurrency: 1, total: 100) { try await purchase($0 + 1_000_000, balance: false) } // warm up
@@ -189,6 +191,15 @@ public struct Bench: Sendable {
         let eight = try await load(concurrency: 8, total: sizes.purchases) { try await purchase($0 + 2_000_000, balance: false) }
         let spend = try await load(concurrency: 1, total: max(100, sizes.purchases / 4)) { try await purchase($0 + 3_000_000, balance: true) }
         report(String(format: "  1 till p50 %.2f ms, 8 tills p50 %.2f ms, hub-authorised p50 %.2f ms", one.p50, eight.p50, spend.p50))
+
+        // A member with a long history: each sale is priced from all the member's entries, so
+        // its cost must not grow much with them (they are read in member order, in one run).
+        let regular = list[0]
+        _ = try await load(concurrency: 1, total: sizes.longHistory) { try await purchase($0 + 6_000_000, balance: false, member: regular) }
+        let long = try await load(concurrency: 1, total: max(100, sizes.purchases / 10)) {
+            try await purchase($0 + 7_000_000, balance: false, member: regular)
+        }
+        report(String(format: "  1 till, a member with %d earlier sales: p50 %.2f ms", sizes.longHistory, long.p50))
 
         let history = try Chain.hubHead(chain.hubData)
         pulls.append((Int(history), try await pullCost(hub.url, token: chain.tokens[0], head: history)))
@@ -216,6 +227,9 @@ public struct Bench: Sendable {
         }
         return latency("Purchase, 1 till", one, floor1, "empty handler")
             + latency("Purchase, 8 tills", eight, floor8, "empty handler x8")
+            + [BenchRow(what: "Purchase, 1 till, a member with \(sizes.longHistory) earlier sales: p50 / p99", tessera: "\(ms(long.p50)) / \(ms(long.p99))",
+                        limit: "\(list.count) members, 1 till (above): \(ms(one.p50))",
+                        ratio: String(format: "%.1fx", long.p50 / one.p50), target: "")]
             + [BenchRow(what: "Purchases per second, 1 till", tessera: rate(one.perSecond, "/s"),
                         limit: "\(rate(limits.commit.perSecond, "commits/s")) (raw FULL)",
                         ratio: String(format: "%.0f%%", 100 * one.perSecond / limits.commit.perSecond), target: ">= 50%"),
