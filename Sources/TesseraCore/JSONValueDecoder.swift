@@ -32,6 +32,12 @@ private struct ValueDecoder: Decoder {
 }
 
 private func mismatch(_ type: Any.Type, _ value: JSONValue, _ path: [any CodingKey]) -> DecodingError {
+    // A null where a value must be is "not found", as JSONDecoder has it (a till is told the
+    // field must not be null, not that its type is wrong).
+    if case .null = value {
+        let what = type == [String: JSONValue].self ? "keyed decoding container" : "value of type \(type)"
+        return DecodingError.valueNotFound(type, .init(codingPath: path, debugDescription: "Cannot get \(what) -- found null value instead"))
+    }
     let found: String = switch value {
     case .null: "null"
     case .bool: "a boolean"
@@ -71,7 +77,7 @@ private enum Scalar {
         default: throw mismatch(T.self, value, path)
         }
         guard let exact else {
-            throw DecodingError.dataCorrupted(.init(codingPath: path, debugDescription: "Number \(value) does not fit in \(T.self)."))
+            throw DecodingError.dataCorrupted(.init(codingPath: path, debugDescription: "Number \(value.jsonText) does not fit in \(T.self)."))
         }
         return exact
     }

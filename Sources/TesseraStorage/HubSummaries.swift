@@ -174,7 +174,8 @@ enum HubSummaries {
     /// The settlement period and the time zone the summaries count in, as this transaction
     /// sees them. Read from `meta` once per transaction, not for each operation (twice per
     /// operation, they were 9 % of the hub's write time under ingest); forgotten when the
-    /// transaction ends, either way, and whenever they are set.
+    /// transaction ends, either way, and whenever they are set. (A rollback to a savepoint
+    /// would not forget them: the hub's writes take none; use `setSetting` before adding one.)
     private struct Settings {
         var period: Int64
         var zone: String

@@ -88,7 +88,8 @@ public enum SnapshotFile {
     /// SQLite also lets each sort hold as much again in memory before it spills to disk, so
     /// 16 MiB keeps a node well under 200 MB (32 MiB: 193 MB at a million members, and slower).
     /// Each sort may share its work with helper threads, one per core: the index of entries by
-    /// member, the longest step, took 13.5 s alone and 9.6 s with two.
+    /// operation (before entries were kept in member order: of members), the longest step, took
+    /// 13.5 s alone and 9.6 s with two.
     static func sortingPragmas(_ db: Database) throws {
         try db.execute(sql: "PRAGMA main.cache_size = -16384")
         try db.execute(sql: "PRAGMA threads = \(max(1, min(4, ProcessInfo.processInfo.activeProcessorCount)))")
