@@ -192,17 +192,19 @@ public struct Bench: Sendable {
         let spend = try await load(concurrency: 1, total: max(100, sizes.purchases / 4)) { try await purchase($0 + 3_000_000, balance: true) }
         report(String(format: "  1 till p50 %.2f ms, 8 tills p50 %.2f ms, hub-authorised p50 %.2f ms", one.p50, eight.p50, spend.p50))
 
+        let history = try Chain.hubHead(chain.hubData)
+        pulls.append((Int(history), try await pullCost(hub.url, token: chain.tokens[0], head: history)))
+
         // A member with a long history: each sale is priced from all the member's entries, so
         // its cost must not grow much with them (they are read in member order, in one run).
+        // After the pull cost: these sales reach the hub with the node's next sync round, and
+        // an "up-to-date" pull would meet them.
         let regular = list[0]
         _ = try await load(concurrency: 1, total: sizes.longHistory) { try await purchase($0 + 6_000_000, balance: false, member: regular) }
         let long = try await load(concurrency: 1, total: max(100, sizes.purchases / 10)) {
             try await purchase($0 + 7_000_000, balance: false, member: regular)
         }
         report(String(format: "  1 till, a member with %d earlier sales: p50 %.2f ms", sizes.longHistory, long.p50))
-
-        let history = try Chain.hubHead(chain.hubData)
-        pulls.append((Int(history), try await pullCost(hub.url, token: chain.tokens[0], head: history)))
 
         // The same spends under escrow leases: once the hub has lent the store a lease of each
         // member, a spend within it is decided at the store, with no round trip to the hub.
