@@ -32,19 +32,18 @@ private struct ValueDecoder: Decoder {
 }
 
 private func mismatch(_ type: Any.Type, _ value: JSONValue, _ path: [any CodingKey]) -> DecodingError {
-    // A null where a value must be is "not found", as JSONDecoder has it (a till is told the
-    // field must not be null, not that its type is wrong).
-    if case .null = value {
+    let found: String
+    switch value {
+    case .null:
+        // A null where a value must be is "not found", as JSONDecoder has it (a till is told the
+        // field must not be null, not that its type is wrong).
         let what = type == [String: JSONValue].self ? "keyed decoding container" : "value of type \(type)"
         return DecodingError.valueNotFound(type, .init(codingPath: path, debugDescription: "Cannot get \(what) -- found null value instead"))
-    }
-    let found: String = switch value {
-    case .null: "null"
-    case .bool: "a boolean"
-    case .int, .double: "a number"
-    case .string: "a string"
-    case .array: "an array"
-    case .object: "an object"
+    case .bool: found = "a boolean"
+    case .int, .double: found = "a number"
+    case .string: found = "a string"
+    case .array: found = "an array"
+    case .object: found = "an object"
     }
     return DecodingError.typeMismatch(type, .init(codingPath: path, debugDescription: "Expected to decode \(type) but found \(found) instead."))
 }

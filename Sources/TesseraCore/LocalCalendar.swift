@@ -17,9 +17,13 @@ public struct LocalDay: Hashable, Comparable, Sendable, CustomStringConvertible 
     public init?(iso text: String) {
         let parts = text.split(separator: "-", omittingEmptySubsequences: false)
         guard parts.count == 3, parts[0].count == 4, parts[1].count == 2, parts[2].count == 2,
-              let y = Int64(parts[0]), let m = Int64(parts[1]), let d = Int64(parts[2]),
-              (1900...9999).contains(y), (1...12).contains(m), (1...LocalDay.daysIn(month: m, year: y)).contains(d)
-        else { return nil }
+              let y = Int64(parts[0]), let m = Int64(parts[1]), let d = Int64(parts[2]) else { return nil }
+        self.init(year: y, month: m, day: d)
+    }
+
+    /// A day of years 1900 to 9999, or nil when it is not a real date.
+    public init?(year y: Int64, month m: Int64, day d: Int64) {
+        guard (1900...9999).contains(y), (1...12).contains(m), (1...LocalDay.daysIn(month: m, year: y)).contains(d) else { return nil }
         self.init(LocalDay.daysFromCivil(y, m, d))
     }
 

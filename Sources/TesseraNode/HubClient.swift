@@ -245,10 +245,10 @@ extension HubClient {
         }
         let months = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
         guard let hour = number(17..<19), let minute = number(20..<22), let second = number(23..<25),
-              hour < 24, minute < 60, second < 61, number(5..<7) != nil, number(12..<16) != nil,
+              hour < 24, minute < 60, second < 61,
               let month = months.firstIndex(where: { b[8..<11].elementsEqual($0.utf8) }),
-              let day = LocalDay(iso: String(decoding: b[12..<16], as: UTF8.self) + (month < 9 ? "-0" : "-") + String(month + 1)
-                                     + "-" + String(decoding: b[5..<7], as: UTF8.self)) else { return nil }
+              let dayOfMonth = number(5..<7), let year = number(12..<16),
+              let day = LocalDay(year: Int64(year), month: Int64(month + 1), day: Int64(dayOfMonth)) else { return nil }
         return Date(timeIntervalSince1970: TimeInterval(day.number * 86_400 + Int64(hour * 3_600 + minute * 60 + second)))
     }
 }

@@ -97,8 +97,8 @@ public enum SQLiteFiles {
 }
 
 /// JSON as Tessera writes it to disk and to the wire: sorted keys, so one value has one text.
-/// JSON text as JSONEncoder with `[.sortedKeys, .withoutEscapingSlashes]` writes it, byte for
-/// byte, through `JSONValueEncoder` and `JSONValue.jsonText` (tested to agree): a till's answer
+/// It is what JSONEncoder with `[.sortedKeys, .withoutEscapingSlashes]` writes, byte for byte,
+/// made by `JSONValueEncoder` and `JSONValue.jsonText` (tested to agree): a till's answer
 /// is encoded in the writer's transaction (it is stored with its idempotency key), and
 /// JSONEncoder was a tenth of the writer's time there.
 enum JSONText {
