@@ -496,6 +496,9 @@ public final class Simulator {
         for (i, node) in nodes.enumerated() where try node.allMembers(asOfMs: now) != atHub {
             violation("node \(storeIDs[i]) did not converge with the hub")
         }
+        for (i, node) in nodes.enumerated() {
+            for problem in try node.entrySumProblems() { violation("node \(storeIDs[i]): \(problem)") }
+        }
         if try nodes.contains(where: { try $0.counts().pending > 0 }) { violation("operations still pending after healing") }
         // Money and points are conserved: each member holds exactly what the tills were told.
         var expected: [MemberID: Holdings] = [:]

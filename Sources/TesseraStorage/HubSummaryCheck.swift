@@ -47,6 +47,7 @@ extension HubStore {
             let before = try Replica.tierIndexes(programme: programme, asOfMs: then, entriesThroughMs: then, db)
             compare("tiers 30 days ago", try views.map { "\($0.id) \(try Replica.standing(of: $0.id, programme: programme, asOfMs: then, entriesThroughMs: then, db).tierIndex ?? -1)" },
                     views.map { "\($0.id) \(before[$0.id] ?? -1)" })
+            problems += try Replica.entrySumProblems(db)
             return problems
         }
     }

@@ -183,6 +183,118 @@ enum Replica {
                 """)
             for sql in indexes { try db.execute(sql: sql) }
         }
+        // Each member's sums of its entries, and its points by lot, kept by triggers in the
+        // transaction that inserts or deletes an entry: exactly what grouping the entries by
+        // member (and lot) gives, a row for each group there is (caches of the fold, never
+        // written otherwise: `entrySumProblems` checks them against the entries). A standing read every
+        // entry of the member twice a sale: a member with 2,000 sales paid 2 ms a sale for it.
+        // Rebuilding `entries` (a later migration) drops these triggers with the table.
+        migrator.registerMigration("replica-v6-entry-sums") { db in
+            try db.execute(sql: """
+                CREATE TABLE entry_sums (
+                    member_id TEXT PRIMARY KEY NOT NULL,
+                    balance INTEGER NOT NULL DEFAULT 0, bonus INTEGER NOT NULL DEFAULT 0, points INTEGER NOT NULL DEFAULT 0,
+                    expired INTEGER NOT NULL DEFAULT 0, lifetime INTEGER NOT NULL DEFAULT 0, qualifying INTEGER NOT NULL DEFAULT 0
+                ) WITHOUT ROWID;
+                CREATE TABLE lot_sums (
+                    member_id TEXT NOT NULL, lot INTEGER NOT NULL, points INTEGER NOT NULL DEFAULT 0,
+                    PRIMARY KEY (member_id, lot)
+                ) WITHOUT ROWID;
+                INSERT INTO entry_sums (member_id, balance, bonus, points, expired, lifetime, qualifying)
+                    SELECT member_id, SUM(value + bonus), SUM(bonus), SUM(points), SUM(expired),
+                           SUM(CASE WHEN lot IS NOT NULL THEN points ELSE 0 END), SUM(qualifying)
+                    FROM entries GROUP BY member_id;
+                INSERT INTO lot_sums (member_id, lot, points)
+                    SELECT member_id, lot, SUM(points) FROM entries WHERE lot IS NOT NULL GROUP BY member_id, lot;
+                CREATE TRIGGER entries_sums_insert AFTER INSERT ON entries BEGIN
+                    INSERT INTO entry_sums (member_id, balance, bonus, points, expired, lifetime, qualifying)
+                        VALUES (NEW.member_id, NEW.value + NEW.bonus, NEW.bonus, NEW.points, NEW.expired,
+                                CASE WHEN NEW.lot IS NOT NULL THEN NEW.points ELSE 0 END, NEW.qualifying)
+                        ON CONFLICT (member_id) DO UPDATE SET balance = balance + excluded.balance, bonus = bonus + excluded.bonus,
+                            points = points + excluded.points, expired = expired + excluded.expired,
+                            lifetime = lifetime + excluded.lifetime, qualifying = qualifying + excluded.qualifying;
+                    INSERT INTO lot_sums (member_id, lot, points) SELECT NEW.member_id, NEW.lot, NEW.points WHERE NEW.lot IS NOT NULL
+                        ON CONFLICT (member_id, lot) DO UPDATE SET points = points + excluded.points;
+                END;
+                CREATE TRIGGER entries_sums_delete AFTER DELETE ON entries BEGIN
+                    UPDATE entry_sums SET balance = balance - (OLD.value + OLD.bonus), bonus = bonus - OLD.bonus,
+                        points = points - OLD.points, expired = expired - OLD.expired,
+                        lifetime = lifetime - CASE WHEN OLD.lot IS NOT NULL THEN OLD.points ELSE 0 END,
+                        qualifying = qualifying - OLD.qualifying
+                        WHERE member_id = OLD.member_id;
+                    UPDATE lot_sums SET points = points - OLD.points WHERE member_id = OLD.member_id AND lot = OLD.lot;
+                    DELETE FROM entry_sums WHERE member_id = OLD.member_id
+                        AND NOT EXISTS (SELECT 1 FROM entries WHERE member_id = OLD.member_id);
+                    DELETE FROM lot_sums WHERE member_id = OLD.member_id AND lot = OLD.lot
+                        AND NOT EXISTS (SELECT 1 FROM entries WHERE member_id = OLD.member_id AND lot = OLD.lot);
+                END;
+                """)
+        }
+    }
+
+    /// Tables the triggers on `entries` keep (see "replica-v6-entry-sums"): not state a snapshot
+    /// carries as such, but copied with the entries of a snapshot file, or summed from them.
+    static let entrySumTables = ["entry_sums", "lot_sums"]
+
+    /// Fills the empty entry sums of `main` from a snapshot file's (in `schema`) when it has
+    /// them, else sums them from `main`'s entries (a file from an older hub). Triggers are off
+    /// meanwhile (see `withoutTriggers`): the caller loaded the entries with them off.
+    static func fillEntrySums(from schema: String?, _ db: Database) throws {
+        let held = try schema.map { try Set(String.fetchAll(db, sql: "SELECT name FROM \($0).sqlite_master WHERE type = 'table'")) } ?? []
+        if let schema, entrySumTables.allSatisfy(held.contains) {
+            try db.execute(sql: """
+                INSERT INTO main.entry_sums (member_id, balance, bonus, points, expired, lifetime, qualifying)
+                    SELECT member_id, balance, bonus, points, expired, lifetime, qualifying FROM \(schema).entry_sums ORDER BY member_id;
+                INSERT INTO main.lot_sums (member_id, lot, points) SELECT member_id, lot, points FROM \(schema).lot_sums ORDER BY member_id, lot;
+                """)
+        } else {
+            try db.execute(sql: """
+                INSERT INTO main.entry_sums (member_id, balance, bonus, points, expired, lifetime, qualifying)
+                    SELECT member_id, SUM(value + bonus), SUM(bonus), SUM(points), SUM(expired),
+                           SUM(CASE WHEN lot IS NOT NULL THEN points ELSE 0 END), SUM(qualifying)
+                    FROM main.entries GROUP BY member_id;
+                INSERT INTO main.lot_sums (member_id, lot, points)
+                    SELECT member_id, lot, SUM(points) FROM main.entries WHERE lot IS NOT NULL GROUP BY member_id, lot;
+                """)
+        }
+    }
+
+    /// Runs `body` with the triggers on `tables` of `main` dropped, and makes them again after
+    /// (as they were): a bulk load or clear of entries, whose sums the caller makes once,
+    /// instead of a trigger's upsert for each of ten million rows.
+    static func withoutTriggers<T>(on tables: [String], _ db: Database, _ body: () throws -> T) throws -> T {
+        let names = tables.map { "'\($0)'" }.joined(separator: ", ")
+        let triggers = try Row.fetchAll(db, sql: """
+            SELECT name, sql FROM main.sqlite_master WHERE type = 'trigger' AND tbl_name IN (\(names)) ORDER BY name
+            """).map { (name: $0["name"] as String, sql: $0["sql"] as String) }
+        for trigger in triggers { try db.execute(sql: "DROP TRIGGER main.\(trigger.name)") }
+        let result = try body()
+        for trigger in triggers { try db.execute(sql: trigger.sql) }
+        return result
+    }
+
+    /// Every difference between the entry sums and the entries they sum (none: they agree).
+    /// The simulation checks every replica's; `HubStore.checkSummaries` the hub's.
+    static func entrySumProblems(_ db: Database) throws -> [String] {
+        var problems: [String] = []
+        let sums = """
+            SELECT member_id, SUM(value + bonus), SUM(bonus), SUM(points), SUM(expired),
+                   SUM(CASE WHEN lot IS NOT NULL THEN points ELSE 0 END), SUM(qualifying) FROM entries GROUP BY member_id
+            """
+        for row in try Row.fetchAll(db, sql: """
+            SELECT * FROM (\(sums) EXCEPT SELECT * FROM entry_sums)
+            UNION ALL SELECT * FROM (SELECT * FROM entry_sums EXCEPT \(sums))
+            """) {
+            problems.append("entry sums of \(row[0] as String) differ from its entries: \(row)")
+        }
+        let lots = "SELECT member_id, lot, SUM(points) FROM entries WHERE lot IS NOT NULL GROUP BY member_id, lot"
+        for row in try Row.fetchAll(db, sql: """
+            SELECT * FROM (\(lots) EXCEPT SELECT * FROM lot_sums)
+            UNION ALL SELECT * FROM (SELECT * FROM lot_sums EXCEPT \(lots))
+            """) {
+            problems.append("points by lot of \(row[0] as String) differ from its entries: \(row)")
+        }
+        return problems
     }
 
     /// The kinds every build knew before builds recorded which they know (this list is fixed:
@@ -471,26 +583,39 @@ enum Replica {
         return roots
     }
 
-    /// `LedgerSummary` computed in SQL over the member group's entries (the index on
-    /// `member_id` bounds the scan; the pure fold computes the same from rows in memory).
+    /// `LedgerSummary` computed in SQL over the member group's entries: from the entry sums
+    /// for every entry, else over the entries (in member order: a range of the table); the
+    /// buckets of spends and tier counters, which only some programmes need, over the entries.
+    /// The pure fold computes the same from rows in memory.
     static func ledgerSummary(group: String, programme: Programme, asOfMs: Int64, entriesThroughMs: Int64 = .max,
                               _ db: Database) throws -> LedgerSummary {
         var ledger = LedgerSummary()
         // The group's entries stamped by `entriesThroughMs` (every one by default).
         let members = "member_id IN (SELECT value FROM json_each(?)) AND at_ms <= ?"
-        if let row = try Row.fetchOne(db.cachedStatement(sql: """
+        // Every entry: the sums the triggers keep (a row a member), not a pass over its history.
+        let all = entriesThroughMs == .max
+        let sums = all ? """
+            SELECT COALESCE(SUM(balance), 0) AS balance, COALESCE(SUM(bonus), 0) AS bonus, COALESCE(SUM(points), 0) AS points,
+                   COALESCE(SUM(expired), 0) AS expired, COALESCE(SUM(lifetime), 0) AS lifetime, COALESCE(SUM(qualifying), 0) AS qualifying
+            FROM entry_sums WHERE member_id IN (SELECT value FROM json_each(?))
+            """ : """
             SELECT COALESCE(SUM(value + bonus), 0) AS balance, COALESCE(SUM(bonus), 0) AS bonus, COALESCE(SUM(points), 0) AS points,
                    COALESCE(SUM(expired), 0) AS expired, COALESCE(SUM(CASE WHEN lot IS NOT NULL THEN points ELSE 0 END), 0) AS lifetime,
                    COALESCE(SUM(qualifying), 0) AS qualifying
             FROM entries WHERE \(members)
-            """), arguments: [group, entriesThroughMs]) {
+            """
+        if let row = try Row.fetchOne(db.cachedStatement(sql: sums), arguments: all ? [group] : [group, entriesThroughMs]) {
             ledger.balance = row["balance"]; ledger.bonus = row["bonus"]; ledger.points = row["points"]
             ledger.expired = row["expired"]; ledger.lifetimePoints = row["lifetime"]; ledger.qualifyingTotal = row["qualifying"]
         }
         let today = programme.calendar.day(ms: asOfMs)
-        for row in try Row.fetchAll(db.cachedStatement(sql: """
+        let lots = all ? """
+            SELECT lot, SUM(points) AS points FROM lot_sums WHERE member_id IN (SELECT value FROM json_each(?)) AND lot < ? GROUP BY lot
+            """ : """
             SELECT lot, SUM(points) AS points FROM entries WHERE \(members) AND lot IS NOT NULL AND lot < ? GROUP BY lot
-            """), arguments: [group, entriesThroughMs, today.number]) {
+            """
+        for row in try Row.fetchAll(db.cachedStatement(sql: lots),
+                                    arguments: all ? [group, today.number] : [group, entriesThroughMs, today.number]) {
             ledger.endedLots[LocalDay(row["lot"])] = row["points"]
         }
         let bucket = LedgerSummary.bucketMs
@@ -778,7 +903,10 @@ enum Replica {
 
     /// Empties the state tables (a bootstrap that was interrupted starts again).
     static func clearState(_ db: Database) throws {
-        for table in tables { try db.execute(sql: "DELETE FROM \(table.name)") }
+        // Without the triggers: their sums go with the entries, and the deletes stay whole-table ones.
+        try withoutTriggers(on: stateTables, db) {
+            for table in stateTables + entrySumTables { try db.execute(sql: "DELETE FROM \(table)") }
+        }
     }
 
     /// Loads a snapshot into an empty replica, entry for entry.

@@ -60,6 +60,7 @@ struct ReplicaTests {
             }
             let same = try node.allMembers() == ChainState(folding: ops).allViews(asOfMs: now)
             #expect(same, "seed \(seed)")
+            #expect(try node.entrySumProblems().isEmpty, "seed \(seed)")
         }
     }
 
@@ -124,6 +125,7 @@ struct ReplicaTests {
             try node.finishBootstrap()
             try sync(node, hub)
             #expect(try node.allMembers() == hub.allMembers(), "\(pageRows) rows a page")
+            #expect(try node.entrySumProblems().isEmpty, "\(pageRows) rows a page")
             #expect(try node.programme().version == 1)
             if pageRows == 1 { #expect(pages > 20) }
         }

@@ -20,6 +20,11 @@ struct SnapshotFileTests {
         }
     }
 
+    /// The entry sums the triggers keep, as text.
+    static func sums(_ node: NodeStore) throws -> [String] {
+        try node.pool.read { db in try Row.fetchAll(db, sql: "SELECT * FROM entry_sums ORDER BY member_id").map(\.description) }
+    }
+
     /// The hub's file as a node receives it: a copy of its own (a node changes the copy it loads).
     static func received(_ file: SnapshotFile.Made, _ dir: TempDir) throws -> String {
         let path = dir.path("received-\(UUID().uuidString).sqlite")
@@ -27,9 +32,10 @@ struct SnapshotFileTests {
         return path
     }
 
+    /// Indexes and triggers.
     static func indexes(_ node: NodeStore) throws -> [String] {
         try node.pool.read { db in
-            try String.fetchAll(db, sql: "SELECT name || ':' || COALESCE(sql, '') FROM sqlite_master WHERE type = 'index' ORDER BY name")
+            try String.fetchAll(db, sql: "SELECT name || ':' || COALESCE(sql, '') FROM sqlite_master WHERE type IN ('index', 'trigger') ORDER BY name")
         }
     }
 
@@ -103,7 +109,9 @@ struct SnapshotFileTests {
         try paged.bootstrap(try hub.snapshot(for: s2))
         // A newer hub's file (a column this build does not know) and an older hub's (no
         // migrations recorded, format 2 as hubs wrote it before files were nodes' databases).
-        for (name, change) in [("newer", "ALTER TABLE members ADD COLUMN nickname TEXT"), ("older", "DROP TABLE grdb_migrations")] {
+        // One older still: no entry sums (the node sums its entries once).
+        for (name, change) in [("newer", "ALTER TABLE members ADD COLUMN nickname TEXT"), ("older", "DROP TABLE grdb_migrations"),
+                               ("without sums", "DROP TABLE grdb_migrations; DROP TABLE entry_sums; DROP TABLE lot_sums")] {
             let path = dir.path("\(name).sqlite")
             try FileManager.default.copyItem(atPath: served.file.path, toPath: path)
             try DatabaseQueue(path: path).write { try $0.execute(sql: change) }
@@ -112,6 +120,8 @@ struct SnapshotFileTests {
             #expect(loaded == SnapshotFile.Loaded(rows: served.file.info.rows, wholeFile: false), "\(name)")
             #expect(try Self.stateRows(node) == Self.stateRows(paged), "\(name)")
             #expect(try Self.indexes(node) == Self.indexes(paged), "\(name)")
+            #expect(try Self.sums(node) == Self.sums(paged) && Self.sums(node).count == 3, "\(name)")
+            #expect(try node.entrySumProblems().isEmpty, "\(name)")
         }
         // A file cut short in transit is never copied in whole; loading its tables finds it out.
         let short = try Self.received(served.file, dir)
@@ -159,7 +169,7 @@ struct SnapshotFileTests {
         }
         let other = try copy("other.sqlite", "UPDATE snapshot_meta SET value = '99' WHERE key = 'format'")
         #expect(throws: SnapshotFile.Unreadable.self) { try node.bootstrap(fromFile: other, originSeq: served.originSeq) }
-        let missing = try copy("missing.sqlite", "ALTER TABLE entries DROP COLUMN bonus")
+        let missing = try copy("missing.sqlite", "DROP TRIGGER entries_sums_insert; DROP TRIGGER entries_sums_delete; ALTER TABLE entries DROP COLUMN bonus")
         #expect(throws: SnapshotFile.Unreadable.self) { try node.bootstrap(fromFile: missing, originSeq: served.originSeq) }
         // A shared file without the store's sequence number (a hub that did not send it) is
         // never loaded with a guessed one.
@@ -233,9 +243,9 @@ struct SnapshotFileTests {
         let before = try entries(try #require(hub).pool)
         #expect(before.count == 4, "one entry for each recharge")
         let indexes = try schema(try #require(hub).pool)
-        #expect(indexes == ["entries", "entries_lot", "entries_op"])
-        // As an older build left it: entries in a rowid table with an index of members, neither
-        // migration run yet.
+        #expect(indexes == ["entries", "entries_lot", "entries_op", "entries_sums_delete", "entries_sums_insert"])
+        // As an older build left it: entries in a rowid table with an index of members, no
+        // entry sums, none of the three migrations run yet.
         let path = try #require(hub).pool.path
         try #require(hub).pool.barrierWriteWithoutTransaction { db in
             let lot = try String.fetchAll(db, sql: "SELECT sql FROM sqlite_master WHERE name = 'entries_lot'") + ["CREATE INDEX entries_member ON entries(member_id)"]
@@ -247,7 +257,9 @@ struct SnapshotFileTests {
                     qualifying INTEGER NOT NULL DEFAULT 0, at_ms INTEGER NOT NULL DEFAULT 0, PRIMARY KEY (op_id, part));
                 INSERT INTO entries SELECT * FROM entries_old;
                 DROP TABLE entries_old;
-                DELETE FROM grdb_migrations WHERE identifier IN ('replica-v4-entries-by-key', 'replica-v5-entries-by-member');
+                DROP TABLE entry_sums;
+                DROP TABLE lot_sums;
+                DELETE FROM grdb_migrations WHERE identifier IN ('replica-v4-entries-by-key', 'replica-v5-entries-by-member', 'replica-v6-entry-sums');
                 """)
             for sql in lot { try db.execute(sql: sql) }
         }
@@ -265,5 +277,8 @@ struct SnapshotFileTests {
         #expect(try entries(upgraded.pool) == before)
         #expect(try schema(upgraded.pool) == indexes)
         #expect(try upgraded.allMembers() == members)
+        // The sums are made from the entries once, and kept by the triggers after.
+        #expect(try upgraded.pool.read { try Int.fetchOne($0, sql: "SELECT COUNT(*) FROM entry_sums") } == 4)
+        #expect(try upgraded.pool.read { try Replica.entrySumProblems($0) }.isEmpty)
     }
 }

@@ -239,6 +239,11 @@ struct TillTests {
         #expect(try node.counts().rejected == 1)
         #expect(try node.pendingBatch(limit: 10).map(\.id) == [batch[0].id, batch[2].id])
         #expect(try node.member(ada.id).balance == 200)
+        // Its entry went, and the member's sums with it (the balance above is read from them).
+        #expect(try node.entrySumProblems().isEmpty)
+        try node.recordPush([PushResult(id: batch[2].id, status: .rejected, reason: "test")])
+        #expect(try node.member(ada.id).balance == 0)
+        #expect(try node.entrySumProblems().isEmpty)
     }
 
     @Test("a node refuses till writes until it has loaded the chain from the hub")
