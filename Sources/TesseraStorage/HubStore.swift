@@ -1492,7 +1492,7 @@ public final class HubStore: HubStorage {
             let root = try Replica.root(of: e.member, db)
             guard try Int64.fetchOne(db.cachedStatement(sql: """
                 WITH RECURSIVE grp(id) AS (VALUES (?) UNION SELECT merges.from_id FROM merges JOIN grp ON merges.into_id = grp.id)
-                SELECT COALESCE(SUM(expired), 0) FROM entries WHERE member_id IN (SELECT id FROM grp)
+                SELECT COALESCE(SUM(expired), 0) FROM entry_sums WHERE member_id IN (SELECT id FROM grp)
                 """), arguments: [root.rawValue]) ?? 0 > 0 else { continue }
             let programme = try Replica.programme(db)
             let standing = try Replica.standing(of: root, programme: programme, asOfMs: physicalMs(), db)

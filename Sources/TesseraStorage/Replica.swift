@@ -424,13 +424,14 @@ enum Replica {
             """), arguments: [root.rawValue]).map(MemberID.init)
     }
 
-    /// What the member (resolved through merges) holds: the sums of its ledger entries.
+    /// What the member (resolved through merges) holds: the sums of its ledger entries (as the
+    /// entry sums keep them: a row a member of the group, whatever its history).
     static func holdings(of member: MemberID, _ db: Database) throws -> Holdings {
         let root = try root(of: member, db)
         let row = try Row.fetchOne(db.cachedStatement(sql: """
             WITH RECURSIVE grp(id) AS (VALUES (?) UNION SELECT merges.from_id FROM merges JOIN grp ON merges.into_id = grp.id)
-            SELECT COALESCE(SUM(value + bonus), 0) AS value, COALESCE(SUM(bonus), 0) AS bonus, COALESCE(SUM(points), 0) AS points
-            FROM entries WHERE member_id IN (SELECT id FROM grp)
+            SELECT COALESCE(SUM(balance), 0) AS value, COALESCE(SUM(bonus), 0) AS bonus, COALESCE(SUM(points), 0) AS points
+            FROM entry_sums WHERE member_id IN (SELECT id FROM grp)
             """), arguments: [root.rawValue])
         return Holdings(valueMinor: row?["value"] ?? 0, points: row?["points"] ?? 0, bonusMinor: row?["bonus"] ?? 0)
     }
