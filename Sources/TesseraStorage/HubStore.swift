@@ -1384,7 +1384,7 @@ public final class HubStore: HubStorage {
         }
 
         let tiers = try tiersBefore(body, db)
-        let version = try self.append(op, body, text: prepared.text, db, w)
+        let version = try self.append(op, body, text: prepared.text, checkedNotVoided: true, db, w)
         try reportClockAhead(op, from: store, w)
         if case .unknown = body { return PushResult(id: op.id, status: .accepted, version: version) }
         try emitEvents(of: op, body, db, w)
@@ -1522,7 +1522,9 @@ public final class HubStore: HubStorage {
     /// Appends to the log at the next version (the fold is at the log's head: the ledger's
     /// write lock is held) and applies the operation to the fold.
     /// `text`: the body as the log stores it, when made already (`PreparedOperation`).
-    func append(_ op: Operation, _ body: OperationBody, text: String? = nil, _ db: Database, _ w: any LedgerWrites) throws -> Int64 {
+    /// `checkedNotVoided`: the caller found no void of `op` in the fold just before (a push).
+    func append(_ op: Operation, _ body: OperationBody, text: String? = nil, checkedNotVoided: Bool = false,
+                _ db: Database, _ w: any LedgerWrites) throws -> Int64 {
         clock.withLock { _ = $0.observe(op.hlc, physicalMs: physicalMs()) }
         let member: String? = if case .unknown = body { nil } else { body.member?.rawValue }
         let row = LogRow(version: 0, id: op.id.description, origin: op.id.origin.rawValue, seq: Int64(op.id.seq), hlc: op.hlc.packed,
@@ -1534,7 +1536,7 @@ public final class HubStore: HubStorage {
         appended.version = db.lastInsertedRowID
         try w.appended(appended)
         if case .unknown = body {} else { try Replica.apply(body, of: op, db) }
-        try HubSummaries.apply(op, body, version: appended.version, db)
+        try HubSummaries.apply(op, body, version: appended.version, checkedNotVoided: checkedNotVoided, db)
         return appended.version
     }
 

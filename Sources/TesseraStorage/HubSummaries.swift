@@ -103,7 +103,10 @@ enum HubSummaries {
 
     /// Advances the summaries by one operation, just appended to the log at `version` and applied
     /// to the fold (so its entries, merges and voids are there).
-    static func apply(_ op: TesseraCore.Operation, _ body: OperationBody, version: Int64, _ db: Database) throws {
+    /// - Parameter checkedNotVoided: the caller has just found that no void of `op` is in the
+    ///   fold (a push, checked before its append), so the summaries need not look again.
+    static func apply(_ op: TesseraCore.Operation, _ body: OperationBody, version: Int64, checkedNotVoided: Bool = false,
+                      _ db: Database) throws {
         let opID = op.id.description
         let fields: [String: JSONValue] = if case .object(let f) = op.body { f } else { [:] }
         if op.kind == HubStore.periodClosedKind && op.id.origin == .hub {
@@ -127,16 +130,17 @@ enum HubSummaries {
                 INSERT INTO member_sums (member_id, enrolled) VALUES (?, 1) ON CONFLICT(member_id) DO UPDATE SET enrolled = 1
                 """).execute(arguments: [m.member.rawValue])
         }
-        for entry in try Row.fetchAll(db.cachedStatement(sql: "SELECT member_id, value, bonus, points, at_ms FROM entries WHERE op_id = ? ORDER BY part"),
-                                      arguments: [opID]) {
-            let member = MemberID(entry["member_id"])
-            let value: Int64 = entry["value"], bonus: Int64 = entry["bonus"], points: Int64 = entry["points"]
+        // The operation's entries, as the fold has just stored them (one for each ledger effect,
+        // in order, stamped with the operation's time): from the body, not read back.
+        for case .ledger(let entry) in body.effects {
+            let member = entry.member
+            let value = entry.value, bonus = entry.bonus, points = entry.points
             let moves = value != 0 || bonus != 0
             try db.cachedStatement(sql: """
                 INSERT INTO member_sums (member_id, value, bonus, points, value_at_ms) VALUES (?, ?, ?, ?, ?)
                 ON CONFLICT(member_id) DO UPDATE SET value = value + excluded.value, bonus = bonus + excluded.bonus,
                     points = points + excluded.points, value_at_ms = MAX(COALESCE(value_at_ms, excluded.value_at_ms), COALESCE(excluded.value_at_ms, value_at_ms))
-                """).execute(arguments: [member.rawValue, value, bonus, points, moves ? entry["at_ms"] as Int64 : nil])
+                """).execute(arguments: [member.rawValue, value, bonus, points, moves ? op.hlc.wallMs : nil])
             guard moves else { continue }
             // Members with no enrolment the hub knows hold nothing anyone can spend (as in their views).
             let root = try Replica.root(of: member, db)
@@ -151,7 +155,7 @@ enum HubSummaries {
            try String.fetchOne(db.cachedStatement(sql: "SELECT by FROM voids WHERE of = ?"), arguments: [v.of.description]) == opID {
             try unwind(v.of.description, db)
         }
-        guard op.id.origin != .hub, try !isVoided(opID, db) else { return }
+        guard op.id.origin != .hub, try checkedNotVoided || !isVoided(opID, db) else { return }
         // From the operation in hand: reading its row back (four `json_extract`s of its body) was
         // a quarter of the hub's write time under ingest.
         try count(Counted(origin: op.id.origin.rawValue, kind: op.kind, wallMs: op.hlc.wallMs, member: body.member?.rawValue,
