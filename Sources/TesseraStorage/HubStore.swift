@@ -1384,7 +1384,10 @@ public final class HubStore: HubStorage {
         }
 
         let tiers = try tiersBefore(body, db)
-        let version = try self.append(op, body, text: prepared.text, checkedNotVoided: true, db, w)
+        // Not voided, as looked for above; unless it voids itself (nonsense, but valid): its own
+        // apply records that void, and the summaries must see it as a rebuild would.
+        let voidsItself = if case .operationVoided(let v) = body { v.of == op.id } else { false }
+        let version = try self.append(op, body, text: prepared.text, checkedNotVoided: !voidsItself, db, w)
         try reportClockAhead(op, from: store, w)
         if case .unknown = body { return PushResult(id: op.id, status: .accepted, version: version) }
         try emitEvents(of: op, body, db, w)

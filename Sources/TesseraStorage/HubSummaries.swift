@@ -151,7 +151,8 @@ enum HubSummaries {
         if case .rulesPublished = body { try followZone(through: version, db) }
         // A void takes its operation out of the counts, if that arrived first (and this is the
         // void the fold keeps: a second void of the same operation changes nothing).
-        if case .operationVoided(let v) = body,
+        // (A void of itself was never counted: nothing to take out; the guard below leaves it out.)
+        if case .operationVoided(let v) = body, v.of != op.id,
            try String.fetchOne(db.cachedStatement(sql: "SELECT by FROM voids WHERE of = ?"), arguments: [v.of.description]) == opID {
             try unwind(v.of.description, db)
         }

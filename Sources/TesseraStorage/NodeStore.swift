@@ -472,12 +472,12 @@ public final class NodeStore: Sendable {
         try pool.read { db in try Replica.storeLeases(store, lifetimeMs: 0, db).mapValues(\.rights) }
     }
 
-    /// Every member's view, as of `asOfMs` (the node's clock when nil).
     /// Every difference between the entry sums the triggers keep and the entries (none: they agree).
     public func entrySumProblems() throws -> [String] {
         try pool.read { db in try Replica.entrySumProblems(db) }
     }
 
+    /// Every member's view, as of `asOfMs` (the node's clock when nil).
     public func allMembers(asOfMs: Int64? = nil) throws -> [MemberView] {
         try pool.read { db in try Replica.allViews(asOfMs: asOfMs ?? self.nowMs(), db) }
     }

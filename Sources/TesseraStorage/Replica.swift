@@ -262,7 +262,9 @@ enum Replica {
     /// Runs `body` with the triggers on `tables` of `main` dropped, and makes them again after
     /// (as they were): a bulk load or clear of entries, whose sums the caller makes once,
     /// instead of a trigger's upsert for each of ten million rows.
+    /// Only inside a transaction: if `body` throws, its rollback brings the triggers back.
     static func withoutTriggers<T>(on tables: [String], _ db: Database, _ body: () throws -> T) throws -> T {
+        precondition(db.isInsideTransaction, "triggers dropped outside a transaction could stay dropped")
         let names = tables.map { "'\($0)'" }.joined(separator: ", ")
         let triggers = try Row.fetchAll(db, sql: """
             SELECT name, sql FROM main.sqlite_master WHERE type = 'trigger' AND tbl_name IN (\(names)) ORDER BY name

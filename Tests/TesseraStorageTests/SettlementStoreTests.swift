@@ -197,6 +197,20 @@ final class SettlementStoreTests {
         try expectAgree(hub)
     }
 
+    @Test("an operation that voids itself (nonsense, but valid) is counted by the summaries as a replay of the log counts it",
+          arguments: Backend.all)
+    func selfVoidCountedAsReplayed(_ backend: Backend) throws {
+        try use(backend)
+        let a = try enrol(one, "Vi", "+15551300")
+        _ = try one.recharge(a.id, NodeAPI.Recharge(amount: 5_000), key: nil)
+        try sync(one, hub)
+        let id = OperationID(origin: s1, seq: 9_000)
+        let odd = Operation(id: id, hlc: HLCTimestamp(wallMs: clock.now(), counter: 0),
+                            body: .operationVoided(OperationVoided(of: id, member: a.id, reason: "test")))
+        #expect(try hub.push([odd], from: s1).map(\.status) == [.accepted])
+        try expectAgree(hub)
+    }
+
     @Test("store operations per day, and balances left untouched (breakage candidates)", arguments: Backend.all)
     func storeDaysAndBreakage(_ backend: Backend) throws {
         try use(backend)
