@@ -239,6 +239,8 @@ enum Replica {
     /// Fills the empty entry sums of `main` from a snapshot file's (in `schema`) when it has
     /// them, else sums them from `main`'s entries (a file from an older hub). Triggers are off
     /// meanwhile (see `withoutTriggers`): the caller loaded the entries with them off.
+    /// A file's sums are taken as they are: a build that changes what a column means must give
+    /// the tables new names (a new migration), so that files of older hubs are summed instead.
     static func fillEntrySums(from schema: String?, _ db: Database) throws {
         let held = try schema.map { try Set(String.fetchAll(db, sql: "SELECT name FROM \($0).sqlite_master WHERE type = 'table'")) } ?? []
         if let schema, entrySumTables.allSatisfy(held.contains) {
