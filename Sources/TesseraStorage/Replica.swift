@@ -186,9 +186,9 @@ enum Replica {
         // Each member's sums of its entries, and its points by lot, kept by triggers in the
         // transaction that inserts or deletes an entry: exactly what grouping the entries by
         // member (and lot) gives, a row for each group there is (caches of the fold, never
-        // written otherwise: `entrySumProblems` checks them against the entries). A standing read every
-        // entry of the member twice a sale: a member with 2,000 sales paid 2 ms a sale for it.
-        // Rebuilding `entries` (a later migration) drops these triggers with the table.
+        // written otherwise: `entrySumProblems` checks them against the entries). A standing
+        // read every entry of the member, twice a sale: a member with 2,000 sales paid 2 ms a
+        // sale for it. Rebuilding `entries` (a later migration) drops these triggers with it.
         migrator.registerMigration("replica-v6-entry-sums") { db in
             try db.execute(sql: """
                 CREATE TABLE entry_sums (
@@ -241,9 +241,9 @@ enum Replica {
     /// meanwhile (see `withoutTriggers`): the caller loaded the entries with them off.
     /// A file's sums are taken as they are: a build that changes what a column means must give
     /// the tables new names (a new migration), so that files of older hubs are summed instead.
-    static func fillEntrySums(from schema: String?, _ db: Database) throws {
-        let held = try schema.map { try Set(String.fetchAll(db, sql: "SELECT name FROM \($0).sqlite_master WHERE type = 'table'")) } ?? []
-        if let schema, entrySumTables.allSatisfy(held.contains) {
+    static func fillEntrySums(from schema: String, _ db: Database) throws {
+        let held = try Set(String.fetchAll(db, sql: "SELECT name FROM \(schema).sqlite_master WHERE type = 'table'"))
+        if entrySumTables.allSatisfy(held.contains) {
             try db.execute(sql: """
                 INSERT INTO main.entry_sums (member_id, balance, bonus, points, expired, lifetime, qualifying)
                     SELECT member_id, balance, bonus, points, expired, lifetime, qualifying FROM \(schema).entry_sums ORDER BY member_id;
