@@ -1,0 +1,73 @@
+import Foundation
+import Testing
+import GRDB
+import TesseraCore
+import TesseraProtocol
+@testable import TesseraStorage
+import TesseraTestSupport
+
+@Suite("Entry sums")
+struct EntrySumTests {
+    /// Random entries inserted and deleted straight into a replica's table (every path that
+    /// writes entries goes through the same triggers), merged members, lots that ended and lots
+    /// to come, some netting to zero: after every step the sums are the entries grouped, and a
+    /// standing's ledger read from the sums is the one the entries give.
+    @Test("the sums the triggers keep are the entries grouped, and a ledger read from them is the one read from the entries, whatever is inserted or deleted",
+          arguments: UInt64(0)..<12)
+    func sumsFollowEntries(_ seed: UInt64) throws {
+        let dir = try TempDir()
+        let node = try NodeStore(path: dir.path("n.sqlite"), store: s1)
+        let programme = try Examples.programme("fresh-market")
+        let now: Int64 = 1_784_000_000_000 // 2026-07-14
+        let today = programme.calendar.day(ms: now)
+        var rng = SplitMix64(seed: seed &+ 7)
+        func pick(_ n: Int) -> Int { Int(rng.next() % UInt64(n)) }
+        let members = (0..<5).map { "m-s1-\($0)" }
+        var ops: [String] = []
+        for step in 0..<8 {
+            try node.pool.write { db in
+                for i in 0..<(20 + pick(30)) {
+                    let op = "s1:\(step * 100 + i)"
+                    ops.append(op)
+                    for part in 0..<(1 + pick(2)) {
+                        // Lots a few days either side of today (some ended), or none.
+                        let lot: Int64? = pick(3) == 0 ? nil : today.number + Int64(pick(7)) - 3
+                        let points = Int64(pick(200)) - 60
+                        try db.execute(sql: """
+                            INSERT OR IGNORE INTO entries (op_id, part, member_id, value, bonus, points, lot, expired, qualifying, at_ms)
+                            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                            """, arguments: [op, part, members[pick(members.count)], Int64(pick(5_000)) - 2_000, Int64(pick(300)),
+                                             points, lot, lot == nil && pick(6) == 0 ? -points : 0, Int64(pick(100)),
+                                             now - Int64(pick(10)) * 86_400_000])
+                    }
+                }
+                // A replay of an entry already held changes nothing.
+                if let op = ops.randomElement(using: &rng) {
+                    try db.execute(sql: "INSERT OR IGNORE INTO entries (op_id, part, member_id, value, points) SELECT op_id, part, member_id, 999, 999 FROM entries WHERE op_id = ?",
+                                   arguments: [op])
+                }
+                // Operations the hub rejected: their entries go.
+                for _ in 0..<pick(8) {
+                    guard !ops.isEmpty else { break }
+                    try db.execute(sql: "DELETE FROM entries WHERE op_id = ?", arguments: [ops.remove(at: pick(ops.count))])
+                }
+                if step == 3 {
+                    try db.execute(sql: "INSERT INTO merges (from_id, into_id, stamp) VALUES (?, ?, 'x')", arguments: [members[4], members[0]])
+                }
+            }
+            try node.pool.read { db in
+                #expect(try Replica.entrySumProblems(db).isEmpty, "seed \(seed) step \(step)")
+                for member in members.prefix(4) {
+                    let group = try JSONText.encode(try Replica.group(of: MemberID(member), db).map(\.rawValue))
+                    let fromSums = try Replica.ledgerSummary(group: group, programme: programme, asOfMs: now, db)
+                    let fromEntries = try Replica.ledgerSummary(group: group, programme: programme, asOfMs: now, entriesThroughMs: .max - 1, db)
+                    #expect(fromSums == fromEntries, "seed \(seed) step \(step) \(member)")
+                }
+            }
+        }
+        // Emptied for a new bootstrap: no sums are left without their entries.
+        try node.pool.write { db in try Replica.clearState(db) }
+        #expect(try node.pool.read { try Int.fetchOne($0, sql: "SELECT (SELECT COUNT(*) FROM entry_sums) + (SELECT COUNT(*) FROM lot_sums)") } == 0)
+        #expect(try node.entrySumProblems().isEmpty)
+    }
+}
