@@ -7,7 +7,8 @@ import TesseraProtocol
 /// The folded state every replica (node or hub) keeps in SQLite, and the functions that apply
 /// operation effects to it. It mirrors `ChainState` effect for effect: each statement below
 /// commutes and is idempotent, so operations may arrive in any order, and more than once.
-/// Balances are never stored: they are sums over the `entries` rows, one per operation.
+/// Balances are never written by this code: they are sums over the `entries` rows, one per
+/// operation (`entry_sums` keeps those sums per member, by triggers on `entries`, as a cache).
 enum Replica {
     static func migrate(_ migrator: inout DatabaseMigrator) {
         migrator.registerMigration("replica-v1") { db in
