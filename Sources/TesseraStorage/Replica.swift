@@ -237,6 +237,14 @@ enum Replica {
     /// carries as such, but copied with the entries of a snapshot file, or summed from them.
     static let entrySumTables = ["entry_sums", "lot_sums"]
 
+    /// The entries of `main` grouped as `entry_sums` and `lot_sums` hold them (columns in
+    /// their order): what a file without sums is filled with, and what the check compares.
+    private static let groupedSums = """
+        SELECT member_id, SUM(value + bonus), SUM(bonus), SUM(points), SUM(expired),
+               SUM(CASE WHEN lot IS NOT NULL THEN points ELSE 0 END), SUM(qualifying) FROM main.entries GROUP BY member_id
+        """
+    private static let groupedLots = "SELECT member_id, lot, SUM(points) FROM main.entries WHERE lot IS NOT NULL GROUP BY member_id, lot"
+
     /// Fills the empty entry sums of `main` from a snapshot file's (in `schema`) when it has
     /// them, else sums them from `main`'s entries (a file from an older hub). Triggers are off
     /// meanwhile (see `withoutTriggers`): the caller loaded the entries with them off.
@@ -252,12 +260,8 @@ enum Replica {
                 """)
         } else {
             try db.execute(sql: """
-                INSERT INTO main.entry_sums (member_id, balance, bonus, points, expired, lifetime, qualifying)
-                    SELECT member_id, SUM(value + bonus), SUM(bonus), SUM(points), SUM(expired),
-                           SUM(CASE WHEN lot IS NOT NULL THEN points ELSE 0 END), SUM(qualifying)
-                    FROM main.entries GROUP BY member_id;
-                INSERT INTO main.lot_sums (member_id, lot, points)
-                    SELECT member_id, lot, SUM(points) FROM main.entries WHERE lot IS NOT NULL GROUP BY member_id, lot;
+                INSERT INTO main.entry_sums (member_id, balance, bonus, points, expired, lifetime, qualifying) \(groupedSums);
+                INSERT INTO main.lot_sums (member_id, lot, points) \(groupedLots);
                 """)
         }
     }
@@ -282,17 +286,14 @@ enum Replica {
     /// The simulation checks every replica's; `HubStore.checkSummaries` the hub's.
     static func entrySumProblems(_ db: Database) throws -> [String] {
         var problems: [String] = []
-        let sums = """
-            SELECT member_id, SUM(value + bonus), SUM(bonus), SUM(points), SUM(expired),
-                   SUM(CASE WHEN lot IS NOT NULL THEN points ELSE 0 END), SUM(qualifying) FROM entries GROUP BY member_id
-            """
+        let sums = groupedSums
         for row in try Row.fetchAll(db, sql: """
             SELECT * FROM (\(sums) EXCEPT SELECT * FROM entry_sums)
             UNION ALL SELECT * FROM (SELECT * FROM entry_sums EXCEPT \(sums))
             """) {
             problems.append("entry sums of \(row[0] as String) differ from its entries: \(row)")
         }
-        let lots = "SELECT member_id, lot, SUM(points) FROM entries WHERE lot IS NOT NULL GROUP BY member_id, lot"
+        let lots = groupedLots
         for row in try Row.fetchAll(db, sql: """
             SELECT * FROM (\(lots) EXCEPT SELECT * FROM lot_sums)
             UNION ALL SELECT * FROM (SELECT * FROM lot_sums EXCEPT \(lots))
