@@ -130,7 +130,7 @@ struct HTTPContractTests {
     @Test("`tessera up` starts a hub and two nodes under one folder, and Ctrl-C stops them all")
     func up() async throws {
         let ws = try Workspace()
-        let port = try freePort()
+        let port = try freePorts(3)
         let up = try ws.start("up", ["up", "--dir", ws.path(".tessera"), "--port", String(port)])
         // The three servers start together, in no fixed order: wait for the hub's line too.
         _ = try await up.url(label: "node store-2 listening on")

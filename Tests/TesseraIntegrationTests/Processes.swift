@@ -202,12 +202,12 @@ func eventually(_ what: String, timeout: Double = 90, _ check: () async throws -
 }
 
 /// A TCP socket bound to a free loopback port (port 0 lets the kernel choose), and that port.
-func bindLoopback() throws -> (fd: Int32, port: Int) {
+func bindLoopback(port: Int = 0) throws -> (fd: Int32, port: Int) {
     let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
     var addr = sockaddr_in()
     addr.sin_family = sa_family_t(AF_INET)
     addr.sin_addr.s_addr = inet_addr("127.0.0.1")
-    addr.sin_port = 0
+    addr.sin_port = UInt16(port).bigEndian
     var len = socklen_t(MemoryLayout<sockaddr_in>.size)
     let bound = withUnsafeMutablePointer(to: &addr) {
         $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, len) == 0 && getsockname(fd, $0, &len) == 0 }
@@ -224,6 +224,25 @@ func freePort() throws -> Int {
     let (fd, port) = try bindLoopback()
     close(fd)
     return port
+}
+
+/// The first of `count` consecutive ports nothing uses right now (`tessera up` takes a port
+/// and the next two). Below Linux's ephemeral range (32768 and up), where the kernel also
+/// picks the source ports of the suite's own client connections: a port after one it picked
+/// could be one of those (`tessera up` then failed to bind a node's, and stopped the others).
+func freePorts(_ count: Int) throws -> Int {
+    var rng = SystemRandomNumberGenerator()
+    for _ in 0..<200 {
+        let first = Int.random(in: 20_000..<(32_000 - count), using: &rng)
+        var held: [Int32] = []
+        defer { for fd in held { close(fd) } }
+        for port in first..<(first + count) {
+            guard let (fd, _) = try? bindLoopback(port: port) else { break }
+            held.append(fd)
+        }
+        if held.count == count { return first }
+    }
+    throw TestFailure("no \(count) consecutive free loopback ports")
 }
 
 /// A listening socket that never accepts: connections complete in the kernel's backlog and
