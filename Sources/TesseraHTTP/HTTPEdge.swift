@@ -107,8 +107,8 @@ public enum JSONBody {
         }
         switch error {
         // Every request body is an object: a body of another kind, or null, is said so.
-        case .typeMismatch(_, let ctx) where ctx.codingPath.isEmpty: return "the body must be a JSON object"
-        case .valueNotFound(_, let ctx) where ctx.codingPath.isEmpty: return "the body must be a JSON object"
+        case .typeMismatch(_, let ctx) where ctx.codingPath.isEmpty, .valueNotFound(_, let ctx) where ctx.codingPath.isEmpty:
+            return "the body must be a JSON object"
         case .keyNotFound(let key, let ctx): return "missing field '\(path(ctx.codingPath + [key]))'"
         case .typeMismatch(_, let ctx): return "field '\(path(ctx.codingPath))' has the wrong type"
         case .valueNotFound(_, let ctx): return "field '\(path(ctx.codingPath))' must not be null"

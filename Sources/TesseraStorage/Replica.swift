@@ -285,22 +285,14 @@ enum Replica {
     /// Every difference between the entry sums and the entries they sum (none: they agree).
     /// The simulation checks every replica's; `HubStore.checkSummaries` the hub's.
     static func entrySumProblems(_ db: Database) throws -> [String] {
-        var problems: [String] = []
-        let sums = groupedSums
-        for row in try Row.fetchAll(db, sql: """
-            SELECT * FROM (\(sums) EXCEPT SELECT * FROM entry_sums)
-            UNION ALL SELECT * FROM (SELECT * FROM entry_sums EXCEPT \(sums))
-            """) {
-            problems.append("entry sums of \(row[0] as String) differ from its entries: \(row)")
+        // Rows in one and not the other, either way: a row for each group that differs.
+        func differences(_ grouped: String, _ table: String, _ what: String) throws -> [String] {
+            try Row.fetchAll(db, sql: """
+                SELECT * FROM (\(grouped) EXCEPT SELECT * FROM \(table))
+                UNION ALL SELECT * FROM (SELECT * FROM \(table) EXCEPT \(grouped))
+                """).map { "\(what) of \($0[0] as String) differ from its entries: \($0)" }
         }
-        let lots = groupedLots
-        for row in try Row.fetchAll(db, sql: """
-            SELECT * FROM (\(lots) EXCEPT SELECT * FROM lot_sums)
-            UNION ALL SELECT * FROM (SELECT * FROM lot_sums EXCEPT \(lots))
-            """) {
-            problems.append("points by lot of \(row[0] as String) differ from its entries: \(row)")
-        }
-        return problems
+        return try differences(groupedSums, "entry_sums", "entry sums") + differences(groupedLots, "lot_sums", "points by lot")
     }
 
     /// The kinds every build knew before builds recorded which they know (this list is fixed:
