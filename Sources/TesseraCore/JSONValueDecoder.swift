@@ -49,46 +49,48 @@ private func mismatch(_ type: Any.Type, _ value: JSONValue, _ path: [any CodingK
 }
 
 /// The scalars, shared by every container: what JSONDecoder accepts from the same JSON text.
+/// The coding path is an autoclosure: it is built only for an error (or a nested value), not
+/// for every field read (an array allocated per field was a tenth of decoding an operation).
 private enum Scalar {
-    static func bool(_ value: JSONValue, _ path: [any CodingKey]) throws -> Bool {
-        guard case .bool(let b) = value else { throw mismatch(Bool.self, value, path) }
+    static func bool(_ value: JSONValue, _ path: @autoclosure () -> [any CodingKey]) throws -> Bool {
+        guard case .bool(let b) = value else { throw mismatch(Bool.self, value, path()) }
         return b
     }
 
-    static func string(_ value: JSONValue, _ path: [any CodingKey]) throws -> String {
-        guard case .string(let s) = value else { throw mismatch(String.self, value, path) }
+    static func string(_ value: JSONValue, _ path: @autoclosure () -> [any CodingKey]) throws -> String {
+        guard case .string(let s) = value else { throw mismatch(String.self, value, path()) }
         return s
     }
 
-    static func double(_ value: JSONValue, _ path: [any CodingKey]) throws -> Double {
+    static func double(_ value: JSONValue, _ path: @autoclosure () -> [any CodingKey]) throws -> Double {
         switch value {
         case .int(let i): return Double(i)
         case .double(let d): return d
-        default: throw mismatch(Double.self, value, path)
+        default: throw mismatch(Double.self, value, path())
         }
     }
 
-    static func integer<T: FixedWidthInteger>(_ type: T.Type, _ value: JSONValue, _ path: [any CodingKey]) throws -> T {
+    static func integer<T: FixedWidthInteger>(_ type: T.Type, _ value: JSONValue, _ path: @autoclosure () -> [any CodingKey]) throws -> T {
         let exact: T?
         switch value {
         case .int(let i): exact = T(exactly: i)
         case .double(let d): exact = T(exactly: d)
-        default: throw mismatch(T.self, value, path)
+        default: throw mismatch(T.self, value, path())
         }
         guard let exact else {
-            throw DecodingError.dataCorrupted(.init(codingPath: path, debugDescription: "Number \(value.jsonText) does not fit in \(T.self)."))
+            throw DecodingError.dataCorrupted(.init(codingPath: path(), debugDescription: "Number \(value.jsonText) does not fit in \(T.self)."))
         }
         return exact
     }
 
-    static func decode<T: Decodable>(_ type: T.Type, _ value: JSONValue, _ path: [any CodingKey]) throws -> T {
+    static func decode<T: Decodable>(_ type: T.Type, _ value: JSONValue, _ path: @autoclosure () -> [any CodingKey]) throws -> T {
         // The common scalars directly, the rest (structs, arrays, JSONValue) by their own init.
-        if T.self == String.self, let s = try string(value, path) as? T { return s }
-        if T.self == Int64.self, let i = try integer(Int64.self, value, path) as? T { return i }
-        if T.self == Int.self, let i = try integer(Int.self, value, path) as? T { return i }
-        if T.self == Bool.self, let b = try bool(value, path) as? T { return b }
+        if T.self == String.self, let s = try string(value, path()) as? T { return s }
+        if T.self == Int64.self, let i = try integer(Int64.self, value, path()) as? T { return i }
+        if T.self == Int.self, let i = try integer(Int.self, value, path()) as? T { return i }
+        if T.self == Bool.self, let b = try bool(value, path()) as? T { return b }
         if T.self == JSONValue.self, let v = value.integralNumbersAsIntegers as? T { return v }
-        return try T(from: ValueDecoder(value: value, codingPath: path))
+        return try T(from: ValueDecoder(value: value, codingPath: path()))
     }
 }
 
@@ -140,6 +142,29 @@ private struct KeyedContainer<K: CodingKey>: KeyedDecodingContainerProtocol {
         if case .null = value { return nil }
         return try Scalar.decode(T.self, value, codingPath + [key])
     }
+
+    // The concrete kinds too: the protocol's own versions look the key up three times
+    // (contains, decodeNil, decode).
+    private func present(_ key: K) -> JSONValue? {
+        guard let value = fields[key.stringValue] else { return nil }
+        if case .null = value { return nil }
+        return value
+    }
+
+    func decodeIfPresent(_ type: Bool.Type, forKey key: K) throws -> Bool? { try present(key).map { try Scalar.bool($0, codingPath + [key]) } }
+    func decodeIfPresent(_ type: String.Type, forKey key: K) throws -> String? { try present(key).map { try Scalar.string($0, codingPath + [key]) } }
+    func decodeIfPresent(_ type: Double.Type, forKey key: K) throws -> Double? { try present(key).map { try Scalar.double($0, codingPath + [key]) } }
+    func decodeIfPresent(_ type: Float.Type, forKey key: K) throws -> Float? { try present(key).map { Float(try Scalar.double($0, codingPath + [key])) } }
+    func decodeIfPresent(_ type: Int.Type, forKey key: K) throws -> Int? { try present(key).map { try Scalar.integer(Int.self, $0, codingPath + [key]) } }
+    func decodeIfPresent(_ type: Int8.Type, forKey key: K) throws -> Int8? { try present(key).map { try Scalar.integer(Int8.self, $0, codingPath + [key]) } }
+    func decodeIfPresent(_ type: Int16.Type, forKey key: K) throws -> Int16? { try present(key).map { try Scalar.integer(Int16.self, $0, codingPath + [key]) } }
+    func decodeIfPresent(_ type: Int32.Type, forKey key: K) throws -> Int32? { try present(key).map { try Scalar.integer(Int32.self, $0, codingPath + [key]) } }
+    func decodeIfPresent(_ type: Int64.Type, forKey key: K) throws -> Int64? { try present(key).map { try Scalar.integer(Int64.self, $0, codingPath + [key]) } }
+    func decodeIfPresent(_ type: UInt.Type, forKey key: K) throws -> UInt? { try present(key).map { try Scalar.integer(UInt.self, $0, codingPath + [key]) } }
+    func decodeIfPresent(_ type: UInt8.Type, forKey key: K) throws -> UInt8? { try present(key).map { try Scalar.integer(UInt8.self, $0, codingPath + [key]) } }
+    func decodeIfPresent(_ type: UInt16.Type, forKey key: K) throws -> UInt16? { try present(key).map { try Scalar.integer(UInt16.self, $0, codingPath + [key]) } }
+    func decodeIfPresent(_ type: UInt32.Type, forKey key: K) throws -> UInt32? { try present(key).map { try Scalar.integer(UInt32.self, $0, codingPath + [key]) } }
+    func decodeIfPresent(_ type: UInt64.Type, forKey key: K) throws -> UInt64? { try present(key).map { try Scalar.integer(UInt64.self, $0, codingPath + [key]) } }
 
     func nestedContainer<NestedKey: CodingKey>(keyedBy type: NestedKey.Type, forKey key: K) throws -> KeyedDecodingContainer<NestedKey> {
         try ValueDecoder(value: try value(key), codingPath: codingPath + [key]).container(keyedBy: type)

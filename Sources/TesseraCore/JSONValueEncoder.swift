@@ -141,22 +141,27 @@ extension JSONValue {
     /// `[.sortedKeys, .withoutEscapingSlashes]` writes (tested), without going through
     /// `Encodable`: every operation stored or logged is written this way.
     public var jsonText: String {
+        String(decoding: jsonBytes, as: UTF8.self)
+    }
+
+    /// `jsonText` as UTF-8 bytes (what a request body is made of).
+    public var jsonBytes: [UInt8] {
         var out: [UInt8] = []
         out.reserveCapacity(256)
         write(into: &out)
-        return String(decoding: out, as: UTF8.self)
+        return out
     }
 
     private func write(into out: inout [UInt8]) {
         switch self {
-        case .null: out += Array("null".utf8)
-        case .bool(let b): out += Array((b ? "true" : "false").utf8)
-        case .int(let i): out += Array(String(i).utf8)
+        case .null: out.append(contentsOf: "null".utf8)
+        case .bool(let b): out.append(contentsOf: (b ? "true" : "false").utf8)
+        case .int(let i): Self.write(integer: i, into: &out)
         case .double(let d):
             // JSONEncoder's own number format ("100", "1e-07"), from JSONEncoder itself.
             let encoder = JSONEncoder()
             let text = (try? encoder.encode([d])).map { String(decoding: $0.dropFirst().dropLast(), as: UTF8.self) } ?? "null"
-            out += Array(text.utf8)
+            out.append(contentsOf: text.utf8)
         case .string(let s): Self.write(string: s, into: &out)
         case .array(let items):
             out.append(0x5B)
@@ -167,14 +172,34 @@ extension JSONValue {
             out.append(0x5D)
         case .object(let fields):
             out.append(0x7B)
-            // Keys in the order of their UTF-8 bytes, as JSONEncoder's sortedKeys.
-            for (i, key) in fields.keys.sorted(by: { $0.utf8.lexicographicallyPrecedes($1.utf8) }).enumerated() {
+            // Keys in the order of their UTF-8 bytes, as JSONEncoder's sortedKeys. The pairs are
+            // sorted, not the keys alone: each value is then at hand, not looked up again.
+            for (i, field) in fields.sorted(by: { $0.key.utf8.lexicographicallyPrecedes($1.key.utf8) }).enumerated() {
                 if i > 0 { out.append(0x2C) }
-                Self.write(string: key, into: &out)
+                Self.write(string: field.key, into: &out)
                 out.append(0x3A)
-                fields[key]?.write(into: &out)
+                field.value.write(into: &out)
             }
             out.append(0x7D)
+        }
+    }
+
+    /// An integer in decimal, written digit by digit (no String made for it).
+    static func write(integer: Int64, into out: inout [UInt8]) {
+        if integer < 0 { out.append(0x2D) }
+        // The magnitude as unsigned: Int64.min has no positive counterpart.
+        var magnitude = integer.magnitude
+        var digits: (UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8,
+                     UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8) =
+            (0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
+        var count = 0
+        withUnsafeMutableBytes(of: &digits) { buffer in
+            repeat {
+                buffer[count] = 0x30 + UInt8(magnitude % 10)
+                magnitude /= 10
+                count += 1
+            } while magnitude > 0
+            for i in stride(from: count - 1, through: 0, by: -1) { out.append(buffer[i]) }
         }
     }
 

@@ -46,6 +46,7 @@ struct JSONValueEncoderTests {
             .string("a\"b\\c/d\n\r\t\u{8}\u{c}\u{1}\u{1f}é😀\u{7f}\u{2028}"),
             .object(["b": .int(1), "B": .int(2), "a": .int(3), "_": .int(4), "10": .int(5), "9": .int(6), "é": .int(7), "z": .null]),
             .array([.double(1.5), .double(1e-7), .double(1e21), .double(0.1), .double(100), .double(-0.0), .int(.min), .int(.max)]),
+            .array([0, -1, 9, 10, -10, 99, 100, 1_000_000_007, -999_999_999_999, .max - 1, .min + 1].map(JSONValue.int)),
             .object(["nested": .array([.object([:]), .array([]), .bool(true), .bool(false), .string("")])]),
         ]
         for seed in 1...20 { values += ChainLog.make(seed: UInt64(seed)).map(\.body) }
