@@ -195,7 +195,9 @@ public final class HubClient: Sendable {
         var request = makeRequest(method, path)
         if let body {
             request.headers.add(name: "Content-Type", value: "application/json")
-            request.body = .bytes(ByteBuffer(bytes: try JSONEncoder().encode(body)))
+            // Written from a JSON value (sorted keys), not by JSONEncoder: a node pushing while
+            // its tills sell spent 7 % of its time in JSONEncoder here.
+            request.body = .bytes(ByteBuffer(bytes: try JSONValueEncoder().encode(body).jsonBytes))
         }
         let status: Int
         let data: Data

@@ -532,6 +532,16 @@ public final class NodeStore: Sendable {
             for item in page.ops {
                 let op = item.op
                 self.clock.withLock { _ = $0.observe(op.hlc, physicalMs: self.physicalMs()) }
+                // An operation of ours that is applied here already (pending or acked) only
+                // learns its version: a node selling while it syncs pulls back every sale it
+                // pushed, and decoding and applying each again was about 5 % of its time.
+                if op.id.origin == self.store, let status = try String.fetchOne(
+                    db.cachedStatement(sql: "SELECT status FROM ops WHERE id = ?"), arguments: [op.id.description]),
+                   status == "pending" || status == "acked" {
+                    try db.cachedStatement(sql: "UPDATE ops SET status = 'acked', version = ? WHERE id = ?").execute(
+                        arguments: [item.version, op.id.description])
+                    continue
+                }
                 let body = (try? op.decoded()) ?? .unknown
                 try db.cachedStatement(sql: """
                     INSERT INTO ops (id, origin, seq, hlc, kind, kind_version, body, member_id, status, version)

@@ -246,6 +246,24 @@ struct TillTests {
         #expect(try node.entrySumProblems().isEmpty)
     }
 
+    @Test("a node's own operations pulled back before their push was answered are acked, counted once, and never pushed again")
+    func ownOperationsPulledBack() throws {
+        let ada = try enrol(node, "Ada", "+15550100")
+        _ = try node.recharge(ada.id, NodeAPI.Recharge(amount: 100), key: nil)
+        // The push reached the hub, its answer did not: the node still holds both as pending.
+        _ = try hub.push(try node.pendingBatch(limit: 10), from: s1)
+        #expect(try node.counts().pending == 2)
+        try node.applyPull(try hub.pull(after: try node.counts().cursor, limit: 100, for: s1, pending: nil))
+        #expect(try node.counts().pending == 0)
+        #expect(try node.pendingBatch(limit: 10).isEmpty)
+        #expect(try node.member(ada.id).balance == 100)
+        #expect(try node.entrySumProblems().isEmpty)
+        // Pulled again from the start (a cursor reset), nothing changes.
+        try node.applyPull(try hub.pull(after: 0, limit: 100, for: s1, pending: nil))
+        #expect(try node.member(ada.id).balance == 100)
+        #expect(try hub.member(ada.id)?.balance == 100)
+    }
+
     @Test("a node refuses till writes until it has loaded the chain from the hub")
     func notBootstrapped() throws {
         let fresh = try NodeStore(path: dir.path("fresh.sqlite"), store: s2)
