@@ -57,7 +57,7 @@ extension HubStore {
         var out: [MemberID: String] = [:]
         for member in moved {
             let root = try Replica.root(of: member, db)
-            out[root] = try Replica.standing(of: root, programme: programme, asOfMs: physicalMs(), db).tier?.name ?? ""
+            out[root] = try Replica.tier(of: root, programme: programme, asOfMs: physicalMs(), db)?.name ?? ""
         }
         return out
     }
@@ -67,7 +67,7 @@ extension HubStore {
         guard !before.isEmpty else { return }
         let programme = try Replica.programme(db)
         for (member, from) in before.sorted(by: { $0.key < $1.key }) {
-            let to = try Replica.standing(of: member, programme: programme, asOfMs: physicalMs(), db).tier?.name ?? ""
+            let to = try Replica.tier(of: member, programme: programme, asOfMs: physicalMs(), db)?.name ?? ""
             guard to != from else { continue }
             try emit(.tierChanged, key: "tier:\(op.id):\(member)", member: member, op: op.id,
                      data: ["from": from.isEmpty ? .null : .string(from), "to": to.isEmpty ? .null : .string(to),

@@ -544,6 +544,32 @@ enum Replica {
                                      memberships: memberships, programme: programme, asOfMs: asOfMs)
     }
 
+    /// The member's tier (resolved through merges) at `asOfMs`, as its standing has it, from
+    /// the tier counter alone: the hub asks before and after every operation that moves one
+    /// (for `tier.changed`), and a whole standing (lots, coupons, memberships) is five more
+    /// statements each time. Nil with no tiers in the programme.
+    static func tier(of member: MemberID, programme: Programme, asOfMs: Int64, _ db: Database) throws -> Programme.Tier? {
+        guard let tiers = programme.tiers else { return nil }
+        let root = try root(of: member, db)
+        let grp = "WITH RECURSIVE grp(id) AS (VALUES (?) UNION SELECT merges.from_id FROM merges JOIN grp ON merges.into_id = grp.id)"
+        let total = try Int64.fetchOne(db.cachedStatement(sql: """
+            \(grp) SELECT COALESCE(SUM(qualifying), 0) FROM entry_sums WHERE member_id IN (SELECT id FROM grp)
+            """), arguments: [root.rawValue]) ?? 0
+        var byBucket: [Int64: Int64] = [:]
+        if MemberStanding.needsQualifyingBuckets(programme) {
+            let bucket = LedgerSummary.bucketMs
+            for row in try Row.fetchAll(db.cachedStatement(sql: """
+                \(grp) SELECT (at_ms / \(bucket)) * \(bucket) AS b, SUM(qualifying) AS q FROM entries
+                WHERE member_id IN (SELECT id FROM grp) AND qualifying <> 0 GROUP BY b
+                """), arguments: [root.rawValue]) {
+                byBucket[row["b"]] = row["q"]
+            }
+        }
+        let calendar = programme.calendar
+        let index = TierRule.standing(tiers, total: total, byBucket: byBucket, calendar: calendar, today: calendar.day(ms: asOfMs)).index
+        return tiers.levels[index]
+    }
+
     /// Every enrolled member's tier (its index in the programme's levels, by root), as each
     /// member's standing has it, from one pass over the tier counters of every entry: what a
     /// segment over all members needs, without a standing per member. Empty with no tiers.

@@ -18,6 +18,7 @@ struct EntrySumTests {
         let dir = try TempDir()
         let node = try NodeStore(path: dir.path("n.sqlite"), store: s1)
         let programme = try Examples.programme("fresh-market")
+        let pharmacy = try Examples.programme("pharmacy")
         let now: Int64 = 1_784_000_000_000 // 2026-07-14
         let today = programme.calendar.day(ms: now)
         var rng = SplitMix64(seed: seed &+ 7)
@@ -38,7 +39,7 @@ struct EntrySumTests {
                             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                             """, arguments: [op, part, members[pick(members.count)], Int64(pick(5_000)) - 2_000, Int64(pick(300)),
                                              points, lot, lot == nil && pick(6) == 0 ? -points : 0, Int64(pick(100)),
-                                             now - Int64(pick(10)) * 86_400_000])
+                                             now - Int64(pick(10)) * 45 * 86_400_000]) // over two years (a yearly tier reset)
                     }
                 }
                 // A replay of an entry already held changes nothing.
@@ -62,6 +63,13 @@ struct EntrySumTests {
                     let fromSums = try Replica.ledgerSummary(group: group, programme: programme, asOfMs: now, db)
                     let fromEntries = try Replica.ledgerSummary(group: group, programme: programme, asOfMs: now, entriesThroughMs: .max - 1, db)
                     #expect(fromSums == fromEntries, "seed \(seed) step \(step) \(member)")
+                    // The tier the hub reads alone (for tier events) is the standing's, with a
+                    // yearly reset (fresh market) and without (pharmacy).
+                    for rules in [programme, pharmacy] {
+                        let standing = try Replica.standing(of: MemberID(member), programme: rules, asOfMs: now, db)
+                        #expect(try Replica.tier(of: MemberID(member), programme: rules, asOfMs: now, db) == standing.tier,
+                                "seed \(seed) step \(step) \(member) \(rules.name)")
+                    }
                 }
             }
         }
