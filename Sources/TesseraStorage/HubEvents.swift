@@ -43,34 +43,49 @@ extension HubStore {
         }
     }
 
-    /// The tiers of the members whose tier counter `body` moves, before it is applied (empty
-    /// when the programme has no tiers).
-    func tiersBefore(_ body: OperationBody, _ db: Database) throws -> [MemberID: String] {
+    /// The tiers of the members whose tier counter `op` moves, before it is applied, and their
+    /// counters after it (empty when the programme has no tiers).
+    struct TierMoves {
+        var programme: Programme
+        var asOfMs: Int64
+        var members: [MemberID: (from: String, after: Replica.TierCounter)] = [:]
+    }
+
+    func tiersBefore(_ op: Operation, _ body: OperationBody, _ db: Database) throws -> TierMoves? {
         // Every pushed operation passes here: the programme is read only for one that moves a
         // tier counter.
-        let moved = body.effects.compactMap { effect -> MemberID? in
-            if case .ledger(let e) = effect, e.qualifying != 0 { e.member } else { nil }
+        let moved = body.effects.compactMap { effect -> LedgerEntry? in
+            if case .ledger(let e) = effect, e.qualifying != 0 { e } else { nil }
         }
-        guard !moved.isEmpty else { return [:] }
+        guard !moved.isEmpty else { return nil }
         let programme = try Replica.programme(db)
-        guard programme.tiers != nil else { return [:] }
-        var out: [MemberID: String] = [:]
-        for member in moved {
-            let root = try Replica.root(of: member, db)
-            out[root] = try Replica.tier(of: root, programme: programme, asOfMs: physicalMs(), db)?.name ?? ""
+        guard programme.tiers != nil else { return nil }
+        var moves = TierMoves(programme: programme, asOfMs: physicalMs())
+        for entry in moved {
+            let root = try Replica.root(of: entry.member, db)
+            if moves.members[root] == nil {
+                let counter = try Replica.tierCounter(of: root, programme: programme, db)
+                moves.members[root] = (counter.tier(programme, asOfMs: moves.asOfMs)?.name ?? "", counter)
+            }
+            // After the operation: its entries, stamped with its time, added to the counter
+            // read before (one read per operation, not one before and one after).
+            moves.members[root]?.after.add(entry.qualifying, atMs: op.hlc.wallMs)
         }
-        return out
+        return moves
     }
 
     /// A `tier.changed` event for each member whose tier `op` moved.
-    func emitTierChanges(_ before: [MemberID: String], op: Operation, _ db: Database, _ w: any LedgerWrites) throws {
-        guard !before.isEmpty else { return }
-        let programme = try Replica.programme(db)
-        for (member, from) in before.sorted(by: { $0.key < $1.key }) {
-            let to = try Replica.tier(of: member, programme: programme, asOfMs: physicalMs(), db)?.name ?? ""
-            guard to != from else { continue }
+    func emitTierChanges(_ moves: TierMoves?, op: Operation, _ db: Database, _ w: any LedgerWrites) throws {
+        guard let moves else { return }
+        for (member, move) in moves.members.sorted(by: { $0.key < $1.key }) {
+            let to = move.after.tier(moves.programme, asOfMs: moves.asOfMs)?.name ?? ""
+            // (Debug builds, the tests and the simulation: the counter added to is the one the
+            // fold now holds.)
+            assert((try? Replica.tier(of: member, programme: moves.programme, asOfMs: moves.asOfMs, db))??.name ?? "" == to,
+                   "tier after \(op.id) of \(member): the counter added to differs from the fold's")
+            guard to != move.from else { continue }
             try emit(.tierChanged, key: "tier:\(op.id):\(member)", member: member, op: op.id,
-                     data: ["from": from.isEmpty ? .null : .string(from), "to": to.isEmpty ? .null : .string(to),
+                     data: ["from": move.from.isEmpty ? .null : .string(move.from), "to": to.isEmpty ? .null : .string(to),
                             "store": .string(op.id.origin.rawValue)], db, w)
         }
     }

@@ -1383,7 +1383,7 @@ public final class HubStore: HubStorage {
         case .failure(let error): return try reject(error.description)
         }
 
-        let tiers = try tiersBefore(body, db)
+        let tiers = try tiersBefore(op, body, db)
         // Not voided, as looked for above; unless it voids itself (nonsense, but valid): its own
         // apply records that void, and the summaries must see it as a rebuild would.
         let voidsItself = if case .operationVoided(let v) = body { v.of == op.id } else { false }

@@ -544,30 +544,53 @@ enum Replica {
                                      memberships: memberships, programme: programme, asOfMs: asOfMs)
     }
 
-    /// The member's tier (resolved through merges) at `asOfMs`, as its standing has it, from
-    /// the tier counter alone: the hub asks before and after every operation that moves one
-    /// (for `tier.changed`), and a whole standing (lots, coupons, memberships) is five more
-    /// statements each time. Nil with no tiers in the programme.
-    static func tier(of member: MemberID, programme: Programme, asOfMs: Int64, _ db: Database) throws -> Programme.Tier? {
-        guard let tiers = programme.tiers else { return nil }
+    /// A member's tier counter: its total, and by quarter-hour bucket (what a yearly reset
+    /// needs; `TierRule.standing` reads only the total otherwise).
+    struct TierCounter: Sendable {
+        var total: Int64 = 0
+        var byBucket: [Int64: Int64] = [:]
+
+        /// An entry's counter, stamped `atMs`, added (as its entry would add it).
+        mutating func add(_ qualifying: Int64, atMs: Int64) {
+            let bucket = LedgerSummary.bucketMs
+            total += qualifying
+            byBucket[(atMs / bucket) * bucket, default: 0] += qualifying
+        }
+
+        func tier(_ programme: Programme, asOfMs: Int64) -> Programme.Tier? {
+            guard let tiers = programme.tiers else { return nil }
+            let calendar = programme.calendar
+            return tiers.levels[TierRule.standing(tiers, total: total, byBucket: byBucket, calendar: calendar, today: calendar.day(ms: asOfMs)).index]
+        }
+    }
+
+    /// The tier counter of the member (resolved through merges), read alone: the hub asks for
+    /// the tier before every operation that moves a counter (for `tier.changed`), and a whole
+    /// standing (lots, coupons, memberships) is five more statements each time.
+    static func tierCounter(of member: MemberID, programme: Programme, _ db: Database) throws -> TierCounter {
         let root = try root(of: member, db)
         let grp = "WITH RECURSIVE grp(id) AS (VALUES (?) UNION SELECT merges.from_id FROM merges JOIN grp ON merges.into_id = grp.id)"
-        let total = try Int64.fetchOne(db.cachedStatement(sql: """
+        var counter = TierCounter()
+        counter.total = try Int64.fetchOne(db.cachedStatement(sql: """
             \(grp) SELECT COALESCE(SUM(qualifying), 0) FROM entry_sums WHERE member_id IN (SELECT id FROM grp)
             """), arguments: [root.rawValue]) ?? 0
-        var byBucket: [Int64: Int64] = [:]
         if MemberStanding.needsQualifyingBuckets(programme) {
             let bucket = LedgerSummary.bucketMs
             for row in try Row.fetchAll(db.cachedStatement(sql: """
                 \(grp) SELECT (at_ms / \(bucket)) * \(bucket) AS b, SUM(qualifying) AS q FROM entries
                 WHERE member_id IN (SELECT id FROM grp) AND qualifying <> 0 GROUP BY b
                 """), arguments: [root.rawValue]) {
-                byBucket[row["b"]] = row["q"]
+                counter.byBucket[row["b"]] = row["q"]
             }
         }
-        let calendar = programme.calendar
-        let index = TierRule.standing(tiers, total: total, byBucket: byBucket, calendar: calendar, today: calendar.day(ms: asOfMs)).index
-        return tiers.levels[index]
+        return counter
+    }
+
+    /// The member's tier (resolved through merges) at `asOfMs`, as its standing has it, from
+    /// its tier counter alone. Nil with no tiers in the programme.
+    static func tier(of member: MemberID, programme: Programme, asOfMs: Int64, _ db: Database) throws -> Programme.Tier? {
+        guard programme.tiers != nil else { return nil }
+        return try tierCounter(of: member, programme: programme, db).tier(programme, asOfMs: asOfMs)
     }
 
     /// Every enrolled member's tier (its index in the programme's levels, by root), as each
