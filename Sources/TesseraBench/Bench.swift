@@ -33,6 +33,10 @@ public struct BenchSizes: Sendable {
     public var reportStores = 8
     public var reportMembers = 20_000
     public var reportOps = 200_000
+    /// A programme document published at the hub of each chain the till, ingest and catch-up
+    /// parts make, before any operation (`--programme`): the built-in one has no tiers and no
+    /// points expiry, which every operation of a real chain's programme may touch.
+    public var programme: JSONValue? = nil
 
     public static let quick = BenchSizes(commits: 2000, purchases: 2000, ingestStores: 4, ingestOpsPerStore: 5000,
                                          catchUpStores: [5, 10, 20], catchUpOpsPerStore: 200,
@@ -162,7 +166,7 @@ public struct Bench: Sendable {
     func till(_ limits: Limits, _ client: LoadClient, _ pulls: inout [(history: Int, ms: Double)]) async throws -> [BenchRow] {
         report("till latency: a hub and a node, purchases through the node's HTTP API")
         let dir = sub("till")
-        let chain = try Chain.make(dir, stores: ["bench-1"])
+        let chain = try Chain.make(dir, stores: ["bench-1"], programme: sizes.programme)
         let hub = try await Server(binary: binary, ["hub", "--data", chain.hubData, "--listen", "127.0.0.1:0", "--rate-limit", "1000000"],
                                    folder: dir, name: "hub")
         defer { hub.stop() }
@@ -281,7 +285,7 @@ public struct Bench: Sendable {
         let stores = (1...sizes.ingestStores).map { "ingest-\($0)" }
         report("hub ingest: \(stores.count) stores push \(sizes.ingestOpsPerStore) operations each, in batches of \(SyncLimits.pushBatchMax)")
         let dir = sub("ingest")
-        let chain = try Chain.make(dir, stores: stores)
+        let chain = try Chain.make(dir, stores: stores, programme: sizes.programme)
         let outboxes = try chain.generate(stores: stores, opsPerStore: sizes.ingestOpsPerStore, membersPerStore: sizes.ingestOpsPerStore / 10,
                                           scratch: scratch("ingest"))
         let total = outboxes.reduce(0) { $0 + $1.count }
@@ -415,7 +419,7 @@ public struct Bench: Sendable {
             report("catch-up: \(count) stores, \(k) operations each made offline, reconnect at once")
             let dir = sub("catchup-\(count)")
             let stores = (1...count).map { "s\($0)" }
-            let chain = try Chain.make(dir, stores: stores)
+            let chain = try Chain.make(dir, stores: stores, programme: sizes.programme)
             // Each store's node, on disk, bootstrapped while the hub was reachable, then offline.
             let nodes = try stores.enumerated().map { i, store in
                 try NodeStore(path: (dir as NSString).appendingPathComponent("\(store).sqlite"), store: StoreID(rawValue: store) ?? .hub)

@@ -13,10 +13,11 @@ struct Chain {
     let admin: String
     var hubPath: String { (hubData as NSString).appendingPathComponent("hub.sqlite") }
 
-    static func make(_ dir: String, stores: [String]) throws -> Chain {
+    static func make(_ dir: String, stores: [String], programme: JSONValue? = nil) throws -> Chain {
         let hubData = (dir as NSString).appendingPathComponent("hub")
         try FileManager.default.createDirectory(atPath: hubData, withIntermediateDirectories: true)
         let hub = try HubStore(path: (hubData as NSString).appendingPathComponent("hub.sqlite"))
+        if let programme { _ = try hub.publishRules(programme, actor: "bench") }
         let tokens = try stores.map { store in
             guard let id = StoreID(rawValue: store) else { throw BenchFailure("bad store id \(store)") }
             return try hub.addStore(id, name: store)

@@ -594,6 +594,9 @@ struct BenchCommand: AsyncParsableCommand {
     @Option(help: ArgumentHelp("Catch-up: how many replicas fold everything here (all by default); the other stores push and pull every page but drop it, as if their replicas folded on machines of their own.",
                                valueName: "n"))
     var catchupReplicas: Int?
+    @Option(help: ArgumentHelp("A programme document (JSON, e.g. deploy/examples/fresh-market.json) published in the chains of the till, ingest and catch-up parts; the built-in programme (no tiers, no expiry) by default.",
+                               valueName: "file"))
+    var programme: String?
 
     func run() async throws {
         let parts = Set((only ?? "").split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty })
@@ -619,6 +622,14 @@ struct BenchCommand: AsyncParsableCommand {
         if let catchupReplicas {
             guard catchupReplicas >= 1 else { throw ValidationError("--catchup-replicas takes 1 or more") }
             sizes.catchUpReplicas = catchupReplicas
+        }
+        if let programme {
+            guard let data = FileManager.default.contents(atPath: programme) else { throw ValidationError("cannot read \(programme)") }
+            do {
+                let document = try JSONValueParser.parse(data)
+                _ = try Programme.parse(data) // refused here, not halfway through a run
+                sizes.programme = document
+            } catch { throw ValidationError("\(programme) is not a programme: \(error)") }
         }
         var server: PostgresLocation?
         if let postgres {
