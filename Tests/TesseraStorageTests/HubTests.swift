@@ -131,6 +131,50 @@ final class HubTests {
         }
     }
 
+    @Test("kept links follow versions the log skipped, stretches kept out of order and far apart, runs kept one after another, and let the oldest kept go first")
+    func pullCacheRuns() {
+        func links(_ versions: [Int64]) -> [PullCache.Link] {
+            versions.map { PullCache.Link(version: $0, id: "s1:\($0)", json: Array(repeating: 0x20, count: 100)) }
+        }
+        let cache = PullCache(capacityBytes: 100_000)
+        // Versions 3, 4 and 8 skipped (a hole is an empty slot, stepped over).
+        cache.keep(after: 0, links([1, 2, 5, 6, 7, 9]))
+        #expect(cache.links(after: 0, limit: 10).map(\.version) == [1, 2, 5, 6, 7, 9])
+        #expect(cache.links(after: 2, limit: 2).map(\.version) == [5, 6])
+        #expect(cache.links(after: 3, limit: 10).isEmpty, "no link kept after a version the log never had")
+        #expect(cache.links(after: 9, limit: 10).isEmpty)
+        // The next stretch (a run of its own, walked on from the first), then ones far apart.
+        cache.keep(after: 9, links([10, 11]))
+        #expect(cache.links(after: 5, limit: 10).map(\.version) == [6, 7, 9, 10, 11])
+        let below = PullCache(capacityBytes: 100_000)
+        below.keep(after: 500, links([501, 502]))
+        below.keep(after: 100, links([101, 102]))
+        #expect(below.links(after: 100, limit: 10).map(\.version) == [101, 102])
+        #expect(below.links(after: 500, limit: 10).map(\.version) == [501, 502])
+        #expect(below.held.links == 4)
+        below.keep(after: 50_000_000, links([50_000_001, 50_000_002]))
+        #expect(below.links(after: 50_000_000, limit: 10).map(\.version) == [50_000_001, 50_000_002])
+        #expect(below.links(after: 502, limit: 10).isEmpty)
+        #expect(below.held.links == 6)
+        // Past capacity the oldest kept go first; a stretch read again is kept again, as the newest.
+        let small = PullCache(capacityBytes: 2_000)
+        small.keep(after: 0, links(Array(1...40)))
+        let held = small.held
+        #expect(held.bytes <= 2_000 && held.links > 0 && held.links < 40)
+        #expect(small.links(after: 0, limit: 5).isEmpty)
+        #expect(small.links(after: Int64(40 - held.links), limit: 100).map(\.version) == Array(Int64(41 - held.links)...40))
+        small.keep(after: 0, links([1, 2]))
+        #expect(small.links(after: 0, limit: 2).map(\.version) == [1, 2])
+        #expect(small.held.bytes <= 2_000)
+        // Many pages through a small window: compaction keeps what is served right.
+        let rolling = PullCache(capacityBytes: 50_000)
+        for start in stride(from: Int64(0), to: 20_000, by: 100) {
+            rolling.keep(after: start, links(Array((start + 1)...(start + 100))))
+            #expect(rolling.links(after: start, limit: 100).map(\.version) == Array((start + 1)...(start + 100)))
+        }
+        #expect(rolling.held.bytes <= 50_000)
+    }
+
     @Test("an operation from a store whose clock runs an hour ahead is kept, reported once, and does not drag the hub's clock", arguments: Backend.all)
     func clockAhead(_ backend: Backend) throws {
         try use(backend)
