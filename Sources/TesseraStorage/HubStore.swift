@@ -321,7 +321,7 @@ public final class HubStore: HubStorage {
 
     /// One write of the chain, with the fold caught up and the ledger's write lock held.
     func write<T>(_ body: (Database, any LedgerWrites) throws -> T) throws -> T {
-        try ledger.write(pool, foldIn: foldIn, body)
+        try ledger.write(pool, foldIn: foldIn) { db, w in try WriteMemo.remembering(db) { try body(db, w) } }
     }
 
     /// Applies a row of the log written by another hub process (PostgreSQL only).

@@ -89,6 +89,10 @@ enum HubSummaries {
     }
 
     static func rebuild(_ db: Database) throws {
+        try WriteMemo.remembering(db) { try rebuildRemembering(db) }
+    }
+
+    private static func rebuildRemembering(_ db: Database) throws {
         for table in tables { try db.execute(sql: "DELETE FROM \(table)") }
         try setSetting("settle_period", "1", db)
         try setSetting("summary_zone", try Replica.programme(db).timeZone, db)
@@ -177,35 +181,26 @@ enum HubSummaries {
     }
 
     /// The settlement period and the time zone the summaries count in, as this transaction
-    /// sees them. Read from `meta` once per transaction, not for each operation (twice per
-    /// operation, they were 9 % of the hub's write time under ingest); forgotten when the
-    /// transaction ends, either way, and whenever they are set. (A rollback to a savepoint
-    /// would not forget them: the hub's writes take none; use `setSetting` before adding one.)
-    private struct Settings {
+    /// sees them. Read from `meta` once per write of the hub's (`WriteMemo`), not for each
+    /// operation (twice per operation, they were 9 % of the hub's write time under ingest);
+    /// forgotten when that write ends, either way, and whenever they are set. Outside such a
+    /// write they are read each time.
+    struct Settings: Sendable {
         var period: Int64
         var zone: String
     }
 
-    private static let settingsMemo = Mutex<[ObjectIdentifier: Settings]>([:])
-
     private static func settings(_ db: Database) throws -> Settings {
-        let key = ObjectIdentifier(db)
-        if db.isInsideTransaction, let known = settingsMemo.withLock({ $0[key] }) { return known }
+        if let known = WriteMemo.values(db)?.settings { return known }
         let read = Settings(period: try Meta.get("settle_period", db).flatMap { Int64($0) } ?? 1,
                             zone: try Meta.get("summary_zone", db) ?? "UTC")
-        guard db.isInsideTransaction else { return read }
-        settingsMemo.withLock { $0[key] = read }
-        db.afterNextTransaction(onCommit: { _ in forgetSettings(key) }, onRollback: { _ in forgetSettings(key) })
+        WriteMemo.update(db) { $0.settings = read }
         return read
-    }
-
-    private static func forgetSettings(_ key: ObjectIdentifier) {
-        _ = settingsMemo.withLock { $0.removeValue(forKey: key) }
     }
 
     private static func setSetting(_ name: String, _ value: String, _ db: Database) throws {
         try Meta.set(name, value, db)
-        forgetSettings(ObjectIdentifier(db))
+        WriteMemo.update(db) { $0.settings = nil }
     }
 
     private static func isVoided(_ op: String, _ db: Database) throws -> Bool {

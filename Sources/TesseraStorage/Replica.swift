@@ -373,6 +373,7 @@ enum Replica {
                 try db.cachedStatement(sql: "INSERT OR IGNORE INTO voids (of, by) VALUES (?, ?)").execute(arguments: [of.description, opID])
             case .rules(let version, let document):
                 try db.cachedStatement(sql: "INSERT OR IGNORE INTO rules (version, body) VALUES (?, ?)").execute(arguments: [version, try JSONText.encode(document)])
+                WriteMemo.update(db) { $0.programme = nil }
             case .coupon(let coupon):
                 try db.cachedStatement(sql: """
                     INSERT INTO coupons (id, member_id, body, stamp) VALUES (?, ?, ?, ?)
@@ -514,8 +515,15 @@ enum Replica {
 
     /// The newest programme version this replica holds (the built-in one before any).
     static func programme(_ db: Database) throws -> Programme {
-        guard let row = try Row.fetchOne(db.cachedStatement(sql: "SELECT body FROM rules ORDER BY version DESC LIMIT 1")) else { return .builtIn }
-        return try ProgrammeCache.programme(text: row["body"])
+        if let known = WriteMemo.values(db)?.programme { return known }
+        let programme: Programme
+        if let row = try Row.fetchOne(db.cachedStatement(sql: "SELECT body FROM rules ORDER BY version DESC LIMIT 1")) {
+            programme = try ProgrammeCache.programme(text: row["body"])
+        } else {
+            programme = .builtIn
+        }
+        WriteMemo.update(db) { $0.programme = programme }
+        return programme
     }
 
     /// Everything the rules need to know about the member (resolved through merges) at `asOfMs`.
@@ -951,6 +959,7 @@ enum Replica {
 
     /// Empties the state tables (a bootstrap that was interrupted starts again).
     static func clearState(_ db: Database) throws {
+        WriteMemo.update(db) { $0.programme = nil }
         // Without the triggers: their sums go with the entries, and the deletes stay whole-table ones.
         try withoutTriggers(on: stateTables, db) {
             for table in stateTables + entrySumTables { try db.execute(sql: "DELETE FROM \(table)") }
@@ -959,6 +968,7 @@ enum Replica {
 
     /// Loads a snapshot into an empty replica, entry for entry.
     static func importState(_ s: Snapshot, _ db: Database) throws {
+        WriteMemo.update(db) { $0.programme = nil }
         for m in s.members {
             try db.cachedStatement(sql: """
                 INSERT INTO members (id, enrolled, referrer, name, name_stamp, phone, phone_stamp, birthday, birthday_stamp)
@@ -1013,6 +1023,51 @@ enum Replica {
         }
         for a in s.recallAnswers ?? [] {
             try db.cachedStatement(sql: "INSERT INTO recall_answers (recall_op, by) VALUES (?, ?)").execute(arguments: [a.from, a.to])
+        }
+    }
+}
+
+/// What one write of the hub's reads again and again, remembered for that write only (by
+/// connection), and forgotten where the write changes it: the programme in force (a new
+/// version applied) and the summaries' settings (set). Inside `remembering` nothing else writes
+/// (the chain has one writer), so what was read stays true until the write changes it; outside
+/// it, nothing is remembered and every read goes to the database. (Forgetting at the end of
+/// the transaction with a GRDB transaction observer instead made GRDB do observers'
+/// bookkeeping on every statement: a tenth of the writer's time under ingest.)
+enum WriteMemo {
+    struct Values: Sendable {
+        var settings: HubSummaries.Settings?
+        var programme: Programme?
+    }
+
+    private static let memo = Mutex<[ObjectIdentifier: Values]>([:])
+
+    /// Runs `body`, one write transaction (or part of one), remembering; inside another such
+    /// run it only runs `body`.
+    static func remembering<T>(_ db: Database, _ body: () throws -> T) throws -> T {
+        precondition(db.isInsideTransaction, "what a write remembers holds for its transaction only")
+        let key = ObjectIdentifier(db)
+        let outermost = memo.withLock { memo -> Bool in
+            guard memo[key] == nil else { return false }
+            memo[key] = Values()
+            return true
+        }
+        defer { if outermost { _ = memo.withLock { $0.removeValue(forKey: key) } } }
+        return try body()
+    }
+
+    /// What this write remembers (nil outside a remembering write).
+    static func values(_ db: Database) -> Values? {
+        memo.withLock { $0[ObjectIdentifier(db)] }
+    }
+
+    /// Changes what this write remembers (nothing outside a remembering write).
+    static func update(_ db: Database, _ change: (inout Values) -> Void) {
+        memo.withLock { memo in
+            let key = ObjectIdentifier(db)
+            guard var values = memo[key] else { return }
+            change(&values)
+            memo[key] = values
         }
     }
 }
