@@ -11,7 +11,20 @@ public struct JSONValueDecoder {
     }
 }
 
-private struct ValueDecoder: Decoder {
+/// A decoder that can list the names of an object's fields without making a key of each
+/// (`rejectUnknownKeys`).
+protocol FieldNames {
+    /// The first field name that `matches`, in no particular order; nil for none (or for a
+    /// value that is not an object: decoding it will say so).
+    func firstName(where matches: (String) -> Bool) -> String?
+}
+
+private struct ValueDecoder: Decoder, FieldNames {
+    func firstName(where matches: (String) -> Bool) -> String? {
+        guard case .object(let fields) = value else { return nil }
+        return fields.keys.first(where: matches)
+    }
+
     let value: JSONValue
     let codingPath: [any CodingKey]
     var userInfo: [CodingUserInfoKey: Any] { [:] }

@@ -645,9 +645,17 @@ struct AnyCodingKey: CodingKey {
 extension Decoder {
     /// Throws for a key the type does not define: a misspelt field is an error, not a default.
     func rejectUnknownKeys<Keys: CodingKey & CaseIterable>(_ keys: Keys.Type) throws {
-        let container = try self.container(keyedBy: AnyCodingKey.self)
         // Each name asked of the keys themselves (a switch over their names), not a set made of
-        // them: every pushed operation is checked here, and the set was two thirds of decoding one.
+        // them, and read straight off a JSON value's fields where that is what is decoded: every
+        // pushed operation is checked here, and the set and the list of keys were two thirds of
+        // decoding one.
+        if let fields = self as? any FieldNames {
+            if let unknown = fields.firstName(where: { Keys(stringValue: $0) == nil }) {
+                throw DecodingError.dataCorrupted(.init(codingPath: codingPath + [AnyCodingKey(stringValue: unknown)], debugDescription: "unknown field"))
+            }
+            return
+        }
+        let container = try self.container(keyedBy: AnyCodingKey.self)
         if let unknown = container.allKeys.first(where: { Keys(stringValue: $0.stringValue) == nil }) {
             throw DecodingError.dataCorrupted(.init(codingPath: codingPath + [unknown], debugDescription: "unknown field"))
         }
