@@ -77,7 +77,7 @@ func peakRSS(pid: Int32) -> Int? {
 func diskBytes(_ path: String) -> Int {
     ["", "-wal", "-shm"].reduce(0) { sum, suffix in
         let size = (try? FileManager.default.attributesOfItem(atPath: path + suffix)[.size] as? Int) ?? 0
-        return sum + (size ?? 0)
+        return sum + size
     }
 }
 
