@@ -81,7 +81,7 @@ extension HubStore {
             let to = move.after.tier(moves.programme, asOfMs: moves.asOfMs)?.name ?? ""
             // (Debug builds, the tests and the simulation: the counter added to is the one the
             // fold now holds.)
-            assert((try? Replica.tier(of: member, programme: moves.programme, asOfMs: moves.asOfMs, db))??.name ?? "" == to,
+            assert(((try? Replica.tier(of: member, programme: moves.programme, asOfMs: moves.asOfMs, db)) ?? nil)?.name ?? "" == to,
                    "tier after \(op.id) of \(member): the counter added to differs from the fold's")
             guard to != move.from else { continue }
             try emit(.tierChanged, key: "tier:\(op.id):\(member)", member: member, op: op.id,
