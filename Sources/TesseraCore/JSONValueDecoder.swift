@@ -149,35 +149,29 @@ private struct KeyedContainer<K: CodingKey>: KeyedDecodingContainerProtocol {
     func decode(_ type: UInt64.Type, forKey key: K) throws -> UInt64 { try Scalar.integer(UInt64.self, try value(key), codingPath + [key]) }
     func decode<T: Decodable>(_ type: T.Type, forKey key: K) throws -> T { try Scalar.decode(T.self, try value(key), codingPath + [key]) }
 
-    // JSONDecoder reads an absent key and a null alike as absent.
-    func decodeIfPresent<T: Decodable>(_ type: T.Type, forKey key: K) throws -> T? {
+    // JSONDecoder reads an absent key and a null alike as absent. The concrete kinds too: the
+    // protocol's own versions look the key up three times (contains, decodeNil, decode).
+    private func present<T: Decodable>(_ type: T.Type, _ key: K) throws -> T? {
         guard let value = fields[key.stringValue] else { return nil }
         if case .null = value { return nil }
         return try Scalar.decode(T.self, value, codingPath + [key])
     }
 
-    // The concrete kinds too: the protocol's own versions look the key up three times
-    // (contains, decodeNil, decode).
-    private func present(_ key: K) -> JSONValue? {
-        guard let value = fields[key.stringValue] else { return nil }
-        if case .null = value { return nil }
-        return value
-    }
-
-    func decodeIfPresent(_ type: Bool.Type, forKey key: K) throws -> Bool? { try present(key).map { try Scalar.bool($0, codingPath + [key]) } }
-    func decodeIfPresent(_ type: String.Type, forKey key: K) throws -> String? { try present(key).map { try Scalar.string($0, codingPath + [key]) } }
-    func decodeIfPresent(_ type: Double.Type, forKey key: K) throws -> Double? { try present(key).map { try Scalar.double($0, codingPath + [key]) } }
-    func decodeIfPresent(_ type: Float.Type, forKey key: K) throws -> Float? { try present(key).map { Float(try Scalar.double($0, codingPath + [key])) } }
-    func decodeIfPresent(_ type: Int.Type, forKey key: K) throws -> Int? { try present(key).map { try Scalar.integer(Int.self, $0, codingPath + [key]) } }
-    func decodeIfPresent(_ type: Int8.Type, forKey key: K) throws -> Int8? { try present(key).map { try Scalar.integer(Int8.self, $0, codingPath + [key]) } }
-    func decodeIfPresent(_ type: Int16.Type, forKey key: K) throws -> Int16? { try present(key).map { try Scalar.integer(Int16.self, $0, codingPath + [key]) } }
-    func decodeIfPresent(_ type: Int32.Type, forKey key: K) throws -> Int32? { try present(key).map { try Scalar.integer(Int32.self, $0, codingPath + [key]) } }
-    func decodeIfPresent(_ type: Int64.Type, forKey key: K) throws -> Int64? { try present(key).map { try Scalar.integer(Int64.self, $0, codingPath + [key]) } }
-    func decodeIfPresent(_ type: UInt.Type, forKey key: K) throws -> UInt? { try present(key).map { try Scalar.integer(UInt.self, $0, codingPath + [key]) } }
-    func decodeIfPresent(_ type: UInt8.Type, forKey key: K) throws -> UInt8? { try present(key).map { try Scalar.integer(UInt8.self, $0, codingPath + [key]) } }
-    func decodeIfPresent(_ type: UInt16.Type, forKey key: K) throws -> UInt16? { try present(key).map { try Scalar.integer(UInt16.self, $0, codingPath + [key]) } }
-    func decodeIfPresent(_ type: UInt32.Type, forKey key: K) throws -> UInt32? { try present(key).map { try Scalar.integer(UInt32.self, $0, codingPath + [key]) } }
-    func decodeIfPresent(_ type: UInt64.Type, forKey key: K) throws -> UInt64? { try present(key).map { try Scalar.integer(UInt64.self, $0, codingPath + [key]) } }
+    func decodeIfPresent<T: Decodable>(_ type: T.Type, forKey key: K) throws -> T? { try present(type, key) }
+    func decodeIfPresent(_ type: Bool.Type, forKey key: K) throws -> Bool? { try present(type, key) }
+    func decodeIfPresent(_ type: String.Type, forKey key: K) throws -> String? { try present(type, key) }
+    func decodeIfPresent(_ type: Double.Type, forKey key: K) throws -> Double? { try present(type, key) }
+    func decodeIfPresent(_ type: Float.Type, forKey key: K) throws -> Float? { try present(type, key) }
+    func decodeIfPresent(_ type: Int.Type, forKey key: K) throws -> Int? { try present(type, key) }
+    func decodeIfPresent(_ type: Int8.Type, forKey key: K) throws -> Int8? { try present(type, key) }
+    func decodeIfPresent(_ type: Int16.Type, forKey key: K) throws -> Int16? { try present(type, key) }
+    func decodeIfPresent(_ type: Int32.Type, forKey key: K) throws -> Int32? { try present(type, key) }
+    func decodeIfPresent(_ type: Int64.Type, forKey key: K) throws -> Int64? { try present(type, key) }
+    func decodeIfPresent(_ type: UInt.Type, forKey key: K) throws -> UInt? { try present(type, key) }
+    func decodeIfPresent(_ type: UInt8.Type, forKey key: K) throws -> UInt8? { try present(type, key) }
+    func decodeIfPresent(_ type: UInt16.Type, forKey key: K) throws -> UInt16? { try present(type, key) }
+    func decodeIfPresent(_ type: UInt32.Type, forKey key: K) throws -> UInt32? { try present(type, key) }
+    func decodeIfPresent(_ type: UInt64.Type, forKey key: K) throws -> UInt64? { try present(type, key) }
 
     func nestedContainer<NestedKey: CodingKey>(keyedBy type: NestedKey.Type, forKey key: K) throws -> KeyedDecodingContainer<NestedKey> {
         try ValueDecoder(value: try value(key), codingPath: codingPath + [key]).container(keyedBy: type)

@@ -187,20 +187,14 @@ extension JSONValue {
     /// An integer in decimal, written digit by digit (no String made for it).
     static func write(integer: Int64, into out: inout [UInt8]) {
         if integer < 0 { out.append(0x2D) }
-        // The magnitude as unsigned: Int64.min has no positive counterpart.
+        // The magnitude as unsigned (Int64.min has no positive counterpart), lowest digit first.
         var magnitude = integer.magnitude
-        var digits: (UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8,
-                     UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8) =
-            (0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
-        var count = 0
-        withUnsafeMutableBytes(of: &digits) { buffer in
-            repeat {
-                buffer[count] = 0x30 + UInt8(magnitude % 10)
-                magnitude /= 10
-                count += 1
-            } while magnitude > 0
-            for i in stride(from: count - 1, through: 0, by: -1) { out.append(buffer[i]) }
-        }
+        let first = out.count
+        repeat {
+            out.append(0x30 + UInt8(magnitude % 10))
+            magnitude /= 10
+        } while magnitude > 0
+        out[first...].reverse()
     }
 
     /// `string` as a JSON string, escaped as `jsonText` escapes it (as JSONEncoder does).

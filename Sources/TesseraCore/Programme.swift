@@ -649,15 +649,13 @@ extension Decoder {
         // them, and read straight off a JSON value's fields where that is what is decoded: every
         // pushed operation is checked here, and the set and the list of keys were two thirds of
         // decoding one.
-        if let fields = self as? any FieldNames {
-            if let unknown = fields.firstName(where: { Keys(stringValue: $0) == nil }) {
-                throw DecodingError.dataCorrupted(.init(codingPath: codingPath + [AnyCodingKey(stringValue: unknown)], debugDescription: "unknown field"))
-            }
-            return
+        let unknown: String? = if let fields = self as? any FieldNames {
+            fields.firstName(where: { Keys(stringValue: $0) == nil })
+        } else {
+            try self.container(keyedBy: AnyCodingKey.self).allKeys.first(where: { Keys(stringValue: $0.stringValue) == nil })?.stringValue
         }
-        let container = try self.container(keyedBy: AnyCodingKey.self)
-        if let unknown = container.allKeys.first(where: { Keys(stringValue: $0.stringValue) == nil }) {
-            throw DecodingError.dataCorrupted(.init(codingPath: codingPath + [unknown], debugDescription: "unknown field"))
+        if let unknown {
+            throw DecodingError.dataCorrupted(.init(codingPath: codingPath + [AnyCodingKey(stringValue: unknown)], debugDescription: "unknown field"))
         }
     }
 }

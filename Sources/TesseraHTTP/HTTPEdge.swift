@@ -95,15 +95,9 @@ public enum JSONBody {
         raw(status: Int(status.code), body: Data(try JSONValueEncoder().encode(value).jsonText.utf8))
     }
 
-    /// The same from bytes in hand (a pull page, 400 kB for 1,000 operations), copied once
-    /// into the response's buffer rather than through `Data` first.
-    public static func raw(status: Int, bytes: [UInt8]) -> Response {
-        var headers = HTTPFields()
-        headers[.contentType] = "application/json; charset=utf-8"
-        return Response(status: .init(code: status), headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: bytes)))
-    }
-
-    public static func raw(status: Int, body: Data) -> Response {
+    /// A JSON answer from its bytes as they are (`Data`, or a pull page's bytes: 400 kB for
+    /// 1,000 operations, copied once into the response's buffer rather than through `Data`).
+    public static func raw(status: Int, body: some Sequence<UInt8>) -> Response {
         var headers = HTTPFields()
         headers[.contentType] = "application/json; charset=utf-8"
         return Response(status: .init(code: status), headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: body)))

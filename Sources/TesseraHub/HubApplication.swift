@@ -113,7 +113,7 @@ public enum HubApplication {
             let limit = Int(clamping: try request.integerQuery("limit") ?? Int64(SyncLimits.pullPageMax))
             let pending = try request.integerQuery("pending")
             let page = try await offload { try storage.pullJSON(after: after, limit: limit, for: store, pending: pending) }
-            return JSONBody.raw(status: 200, bytes: page)
+            return JSONBody.raw(status: 200, body: page)
         }
         sync.get("/snapshot") { request, _ in
             let store = try await offload { try authenticateStore(request, storage) }

@@ -1494,7 +1494,7 @@ public final class HubStore: HubStorage {
         for case .ledger(let e) in body.effects where e.points < 0 && e.lot == nil && e.expired == 0 {
             let root = try Replica.root(of: e.member, db)
             guard try Int64.fetchOne(db.cachedStatement(sql: """
-                WITH RECURSIVE grp(id) AS (VALUES (?) UNION SELECT merges.from_id FROM merges JOIN grp ON merges.into_id = grp.id)
+                \(Replica.groupOfRoot)
                 SELECT COALESCE(SUM(expired), 0) FROM entry_sums WHERE member_id IN (SELECT id FROM grp)
                 """), arguments: [root.rawValue]) ?? 0 > 0 else { continue }
             let programme = try Replica.programme(db)

@@ -415,10 +415,14 @@ enum Replica {
         preconditionFailure("merge chain longer than 64: a cycle")
     }
 
+    /// The ids that resolve to a root (its one parameter), root included, as the table `grp`:
+    /// the head of every query over a member's group.
+    static let groupOfRoot = "WITH RECURSIVE grp(id) AS (VALUES (?) UNION SELECT merges.from_id FROM merges JOIN grp ON merges.into_id = grp.id)"
+
     /// Every member id that resolves to `root` (root included).
     static func group(of root: MemberID, _ db: Database) throws -> [MemberID] {
         try String.fetchAll(db.cachedStatement(sql: """
-            WITH RECURSIVE grp(id) AS (VALUES (?) UNION SELECT merges.from_id FROM merges JOIN grp ON merges.into_id = grp.id)
+            \(groupOfRoot)
             SELECT id FROM grp
             """), arguments: [root.rawValue]).map(MemberID.init)
     }
@@ -428,7 +432,7 @@ enum Replica {
     static func holdings(of member: MemberID, _ db: Database) throws -> Holdings {
         let root = try root(of: member, db)
         let row = try Row.fetchOne(db.cachedStatement(sql: """
-            WITH RECURSIVE grp(id) AS (VALUES (?) UNION SELECT merges.from_id FROM merges JOIN grp ON merges.into_id = grp.id)
+            \(groupOfRoot)
             SELECT COALESCE(SUM(balance), 0) AS value, COALESCE(SUM(bonus), 0) AS bonus, COALESCE(SUM(points), 0) AS points
             FROM entry_sums WHERE member_id IN (SELECT id FROM grp)
             """), arguments: [root.rawValue])
@@ -461,7 +465,7 @@ enum Replica {
         let root = try root(of: member, db)
         var out: [StoreID: LeaseHolding] = [:]
         for row in try Row.fetchAll(db.cachedStatement(sql: """
-            WITH RECURSIVE grp(id) AS (VALUES (?) UNION SELECT merges.from_id FROM merges JOIN grp ON merges.into_id = grp.id)
+            \(groupOfRoot)
             SELECT store, SUM(value) AS value, SUM(points) AS points, \(leaseEnds) AS ends
             FROM leases WHERE member_id IN (SELECT id FROM grp) AND \(settled) GROUP BY store
             """), arguments: [root.rawValue, lifetimeMs]) {
@@ -577,15 +581,14 @@ enum Replica {
     /// standing (lots, coupons, memberships) is five more statements each time.
     static func tierCounter(of member: MemberID, programme: Programme, _ db: Database) throws -> TierCounter {
         let root = try root(of: member, db)
-        let grp = "WITH RECURSIVE grp(id) AS (VALUES (?) UNION SELECT merges.from_id FROM merges JOIN grp ON merges.into_id = grp.id)"
         var counter = TierCounter()
         counter.total = try Int64.fetchOne(db.cachedStatement(sql: """
-            \(grp) SELECT COALESCE(SUM(qualifying), 0) FROM entry_sums WHERE member_id IN (SELECT id FROM grp)
+            \(groupOfRoot) SELECT COALESCE(SUM(qualifying), 0) FROM entry_sums WHERE member_id IN (SELECT id FROM grp)
             """), arguments: [root.rawValue]) ?? 0
         if MemberStanding.needsQualifyingBuckets(programme) {
             let bucket = LedgerSummary.bucketMs
             for row in try Row.fetchAll(db.cachedStatement(sql: """
-                \(grp) SELECT (at_ms / \(bucket)) * \(bucket) AS b, SUM(qualifying) AS q FROM entries
+                \(groupOfRoot) SELECT (at_ms / \(bucket)) * \(bucket) AS b, SUM(qualifying) AS q FROM entries
                 WHERE member_id IN (SELECT id FROM grp) AND qualifying <> 0 GROUP BY b
                 """), arguments: [root.rawValue]) {
                 counter.byBucket[row["b"]] = row["q"]
