@@ -78,6 +78,14 @@ final class GroupCommit: @unchecked Sendable {
         return (batches, writes)
     }
 
+    /// Whether a till write is waiting for the next batch: a long write of the sync loop's
+    /// gives way to it (`NodeStore.writeGivingWay`).
+    var hasWaiting: Bool {
+        condition.lock()
+        defer { condition.unlock() }
+        return !queue.isEmpty
+    }
+
     /// The batch's connection when called on the committer's thread inside a batch, else nil.
     var current: Database? {
         let me = pthread_self()

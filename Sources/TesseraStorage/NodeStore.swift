@@ -35,6 +35,9 @@ public final class NodeStore: Sendable {
     private let clock: Mutex<HybridLogicalClock>
     private let physicalMs: @Sendable () -> Int64
     private let committer: GroupCommit
+    /// Tests only: when above zero, the sync loop's writes commit after every so many items,
+    /// whether a till waits or not (`writeGivingWay`).
+    let splitSyncWritesEvery = Atomic<Int>(0)
 
     public static func wallClockMs() -> Int64 { Int64(Date().timeIntervalSince1970 * 1000) }
 
@@ -521,40 +524,44 @@ public final class NodeStore: Sendable {
     }
 
     public func recordPush(_ results: [PushResult]) throws {
-        try pool.write { db in try self.recordResults(results, db) }
+        try writeGivingWay(results) { r, db in try self.recordResult(r, db) }
     }
 
     /// Applies one page of operations from the hub and moves the cursor, in one transaction.
     public func applyPull(_ page: PullResponse) throws {
         // Nothing new: no write, so no disk sync for an idle poll.
         if page.ops.isEmpty, try pool.read({ try Meta.get("cursor", $0) }) == String(page.cursor) { return }
-        try pool.write { db in
-            for item in page.ops {
-                let op = item.op
-                self.clock.withLock { _ = $0.observe(op.hlc, physicalMs: self.physicalMs()) }
-                // An operation of ours that is applied here already (pending or acked) only
-                // learns its version: a node selling while it syncs pulls back every sale it
-                // pushed, and decoding and applying each again was about 5 % of its time.
-                if op.id.origin == self.store, let status = try String.fetchOne(
-                    db.cachedStatement(sql: "SELECT status FROM ops WHERE id = ?"), arguments: [op.id.description]),
-                   status == "pending" || status == "acked" {
-                    try db.cachedStatement(sql: "UPDATE ops SET status = 'acked', version = ? WHERE id = ?").execute(
-                        arguments: [item.version, op.id.description])
-                    continue
-                }
-                let body = (try? op.decoded()) ?? .unknown
-                try db.cachedStatement(sql: """
-                    INSERT INTO ops (id, origin, seq, hlc, kind, kind_version, body, member_id, status, version)
-                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'acked', ?)
-                    ON CONFLICT(id) DO UPDATE SET status = 'acked', version = excluded.version
-                    """).execute(arguments: [op.id.description, op.id.origin.rawValue, op.id.seq, op.hlc.packed, op.kind, op.kindVersion,
-                                     op.body.jsonText, body == .unknown ? nil : body.member?.rawValue, item.version])
-                // Applying effects is idempotent, so an operation of ours that is already applied
-                // is unchanged, and one we had voided or not yet applied now takes effect as at the hub.
-                if body != .unknown { try Replica.apply(body, of: op, db) }
-            }
+        // The cursor moves with the page's last part: a page cut short (a crash) is pulled
+        // again, and applying an operation twice leaves it as applied once.
+        try writeGivingWay(page.ops, last: { db in
             try Meta.set("cursor", String(page.cursor), db)
             try Meta.set("hlc", String(self.clock.withLock { $0.last.packed }), db)
+        }) { item, db in
+            let op = item.op
+            self.clock.withLock { _ = $0.observe(op.hlc, physicalMs: self.physicalMs()) }
+            // An operation of ours that is applied here already (pending or acked) only
+            // learns its version: a node selling while it syncs pulls back every sale it
+            // pushed, and decoding and applying each again was about 5 % of its time. Most
+            // learnt it from the push's answer already: those are not written again.
+            if op.id.origin == self.store, let known = try Row.fetchOne(
+                db.cachedStatement(sql: "SELECT status, version FROM ops WHERE id = ?"), arguments: [op.id.description]),
+               let status = known[0] as String?, status == "pending" || status == "acked" {
+                if status == "pending" || known[1] as Int64? != item.version {
+                    try db.cachedStatement(sql: "UPDATE ops SET status = 'acked', version = ? WHERE id = ?").execute(
+                        arguments: [item.version, op.id.description])
+                }
+                return
+            }
+            let body = (try? op.decoded()) ?? .unknown
+            try db.cachedStatement(sql: """
+                INSERT INTO ops (id, origin, seq, hlc, kind, kind_version, body, member_id, status, version)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'acked', ?)
+                ON CONFLICT(id) DO UPDATE SET status = 'acked', version = excluded.version
+                """).execute(arguments: [op.id.description, op.id.origin.rawValue, op.id.seq, op.hlc.packed, op.kind, op.kindVersion,
+                                 op.body.jsonText, body == .unknown ? nil : body.member?.rawValue, item.version])
+            // Applying effects is idempotent, so an operation of ours that is already applied
+            // is unchanged, and one we had voided or not yet applied now takes effect as at the hub.
+            if body != .unknown { try Replica.apply(body, of: op, db) }
         }
     }
 
@@ -779,23 +786,54 @@ public final class NodeStore: Sendable {
     }
 
     private func recordResults(_ results: [PushResult], _ db: Database) throws {
-        for r in results {
-            switch r.status {
-            case .accepted, .duplicate:
-                try db.cachedStatement(sql: "UPDATE ops SET status = 'acked', version = ? WHERE id = ? AND status = 'pending'").execute(
-                    arguments: [r.version, r.id.description])
-            case .rejected:
-                // The hub will never hold it: take its ledger entries out so this replica folds
-                // the same set as every other; the op stays, marked, and is counted in /v1/status.
-                try db.cachedStatement(sql: "UPDATE ops SET status = 'rejected', reason = ? WHERE id = ? AND status = 'pending'").execute(
-                    arguments: [r.reason, r.id.description])
-                if db.changesCount > 0 {
-                    try db.cachedStatement(sql: "DELETE FROM entries WHERE op_id = ?").execute(arguments: [r.id.description])
-                    try db.cachedStatement(sql: "DELETE FROM leases WHERE op_id = ?").execute(arguments: [r.id.description])
-                }
+        for r in results { try recordResult(r, db) }
+    }
+
+    private func recordResult(_ r: PushResult, _ db: Database) throws {
+        switch r.status {
+        case .accepted, .duplicate:
+            try db.cachedStatement(sql: "UPDATE ops SET status = 'acked', version = ? WHERE id = ? AND status = 'pending'").execute(
+                arguments: [r.version, r.id.description])
+        case .rejected:
+            // The hub will never hold it: take its ledger entries out so this replica folds
+            // the same set as every other; the op stays, marked, and is counted in /v1/status.
+            try db.cachedStatement(sql: "UPDATE ops SET status = 'rejected', reason = ? WHERE id = ? AND status = 'pending'").execute(
+                arguments: [r.reason, r.id.description])
+            if db.changesCount > 0 {
+                try db.cachedStatement(sql: "DELETE FROM entries WHERE op_id = ?").execute(arguments: [r.id.description])
+                try db.cachedStatement(sql: "DELETE FROM leases WHERE op_id = ?").execute(arguments: [r.id.description])
             }
         }
     }
+
+    /// Writes `items` for the sync loop in transactions that give way to the tills: once a till
+    /// write is waiting and this transaction has held the writer for `giveWayAfter`, it commits
+    /// and the rest follows in the next one. A page of a thousand operations in one transaction
+    /// held every till behind it for tens of milliseconds (the tills' p99). `last` runs in the
+    /// final transaction (with no items, in one of its own). Each item must be safe to write
+    /// again: a crash between the transactions leaves the rest for the next round.
+    private func writeGivingWay<Item>(_ items: [Item], last: ((Database) throws -> Void)? = nil,
+                                      _ write: (Item, Database) throws -> Void) throws {
+        var next = 0
+        let split = splitSyncWritesEvery.load(ordering: .relaxed)
+        repeat {
+            try pool.write { db in
+                let began = ContinuousClock.now
+                var written = 0
+                while next < items.count {
+                    try write(items[next], db)
+                    next += 1
+                    written += 1
+                    guard next < items.count else { break }
+                    if split > 0 ? written == split
+                        : written % 8 == 0 && ContinuousClock.now - began >= Self.giveWayAfter && committer.hasWaiting { return }
+                }
+                try last?(db)
+            }
+        } while next < items.count
+    }
+
+    static let giveWayAfter = Duration.milliseconds(1)
 
     /// Under leases, the body says how it changes this store's lease of the member: it draws
     /// as much of what it takes as the lease covers (the rest the hub must lend, online), and

@@ -1,0 +1,49 @@
+import Foundation
+import GRDB
+import Testing
+import TesseraCore
+import TesseraProtocol
+@testable import TesseraStorage
+
+/// When writes happen, as opposed to what they write: the sync loop's writes cut in parts that
+/// let tills in between.
+@Suite("Write scheduling")
+struct WriteScheduleTests {
+    static func fileSize(_ path: String) -> Int {
+        (try? FileManager.default.attributesOfItem(atPath: path)[.size] as? Int) ?? 0
+    }
+
+    @Test("a pull page applied in several transactions leaves the node as one applied whole, the cursor moved by the last")
+    func pullInParts() throws {
+        let dir = try TempDir()
+        let hub = try HubStore(path: dir.path("hub.sqlite"))
+        _ = try hub.addStore(s1, name: "One")
+        _ = try hub.addStore(s2, name: "Two")
+        let seller = try bootstrappedNode(dir, s1, hub: hub)
+        for i in 0..<7 {
+            let m = try enrol(seller, "Member \(i)", "+1555010\(i)")
+            _ = try seller.recharge(m.id, NodeAPI.Recharge(amount: 100 + Int64(i)), key: nil)
+            #expect(try spend(try seller.beginPurchase(m.id, NodeAPI.PurchaseRequest(amount: 50), key: nil), node: seller, hub: nil).status == 201)
+        }
+        let results = try hub.push(try seller.pendingBatch(limit: 100), from: s1)
+        // The seller learns its versions from the push's answer in parts too.
+        seller.splitSyncWritesEvery.store(4, ordering: .relaxed)
+        try seller.recordPush(results)
+        #expect(try seller.counts().pending == 0)
+
+        let whole = try bootstrappedNode(dir, s2, hub: hub)
+        let parts = try NodeStore(path: dir.path("parts.sqlite"), store: s2)
+        try parts.bootstrap(try hub.snapshot(for: s2))
+        parts.splitSyncWritesEvery.store(3, ordering: .relaxed)
+        let page = try hub.pull(after: 0, limit: 1_000, for: s2, pending: nil)
+        #expect(page.ops.count > 6)
+        try whole.applyPull(page)
+        try parts.applyPull(page)
+        #expect(try parts.allMembers() == whole.allMembers())
+        #expect(try parts.counts().cursor == page.cursor)
+        #expect(try parts.entrySumProblems().isEmpty)
+        // Pulled back at the seller, in parts, its own operations are only acknowledged.
+        try seller.applyPull(try hub.pull(after: 0, limit: 1_000, for: s1, pending: nil))
+        #expect(try seller.allMembers() == whole.allMembers())
+    }
+}
