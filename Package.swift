@@ -39,6 +39,8 @@ let package = Package(
             dependencies: [
                 "TesseraCore", "TesseraProtocol",
                 .product(name: "GRDB", package: "GRDB.swift"),
+                // SQLite's C API, for the write-ahead log's hook (`BackgroundCheckpoint`).
+                .product(name: "GRDBSQLite", package: "GRDB.swift"),
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "NIOCore", package: "swift-nio"),

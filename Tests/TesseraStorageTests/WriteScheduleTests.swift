@@ -5,12 +5,52 @@ import TesseraCore
 import TesseraProtocol
 @testable import TesseraStorage
 
-/// When writes happen, as opposed to what they write: the sync loop's writes cut in parts that
-/// let tills in between.
+/// When writes happen, as opposed to what they write: the write-ahead log copied aside, and the
+/// sync loop's writes cut in parts that let tills in between.
 @Suite("Write scheduling")
 struct WriteScheduleTests {
     static func fileSize(_ path: String) -> Int {
         (try? FileManager.default.attributesOfItem(atPath: path)[.size] as? Int) ?? 0
+    }
+
+    @Test("the write-ahead log is copied into the database file by a thread of its own once it passes 1,000 pages")
+    func checkpointAside() throws {
+        let dir = try TempDir()
+        let path = dir.path("wal.sqlite")
+        let pool = try SQLiteFiles.openPool(path: path)
+        try pool.write { try $0.execute(sql: "CREATE TABLE t (b BLOB NOT NULL)") }
+        let before = Self.fileSize(path)
+        // 1,500 pages or so, in 30 commits: the hook asks for a checkpoint past 1,000.
+        for _ in 0..<30 {
+            try pool.write { db in for _ in 0..<50 { try db.execute(sql: "INSERT INTO t VALUES (zeroblob(3000))") } }
+        }
+        let deadline = Date().addingTimeInterval(30)
+        while Self.fileSize(path) < before + 4_000_000, Date() < deadline { Thread.sleep(forTimeInterval: 0.02) }
+        #expect(Self.fileSize(path) >= before + 4_000_000, "the pages are in the database file, not only in its log")
+        #expect(try pool.read { try Int.fetchOne($0, sql: "SELECT COUNT(*) FROM t") } == 1_500)
+        #expect(try SQLiteFiles.synchronousMode(pool) == 2)
+    }
+
+    @Test("with checkpoints suspended (a bootstrap's write) nothing is copied; installed again, it is")
+    func checkpointSuspended() throws {
+        let dir = try TempDir()
+        let path = dir.path("wal.sqlite")
+        let pool = try SQLiteFiles.openPool(path: path)
+        try pool.write { try $0.execute(sql: "CREATE TABLE t (b BLOB NOT NULL)") }
+        let before = Self.fileSize(path)
+        try pool.writeWithoutTransaction { db in
+            try SQLiteFiles.withoutAutocheckpoint(db) {
+                for _ in 0..<30 {
+                    try db.inTransaction { for _ in 0..<50 { try db.execute(sql: "INSERT INTO t VALUES (zeroblob(3000))") }; return .commit }
+                }
+            }
+        }
+        Thread.sleep(forTimeInterval: 0.3)
+        #expect(Self.fileSize(path) < before + 1_000_000, "no checkpoint while suspended")
+        try pool.write { try $0.execute(sql: "INSERT INTO t VALUES (zeroblob(3000))") }
+        let deadline = Date().addingTimeInterval(30)
+        while Self.fileSize(path) < before + 4_000_000, Date() < deadline { Thread.sleep(forTimeInterval: 0.02) }
+        #expect(Self.fileSize(path) >= before + 4_000_000)
     }
 
     @Test("a pull page applied in several transactions leaves the node as one applied whole, the cursor moved by the last")
