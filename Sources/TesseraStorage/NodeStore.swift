@@ -38,6 +38,8 @@ public final class NodeStore: Sendable {
     /// Tests only: when above zero, the sync loop's writes commit after every so many items,
     /// whether a till waits or not (`writeGivingWay`).
     let splitSyncWritesEvery = Atomic<Int>(0)
+    /// Set once a till write has found the chain loaded (it is never unloaded).
+    private let bootstrapSeen = Atomic<Bool>(false)
 
     public static func wallClockMs() -> Int64 { Int64(Date().timeIntervalSince1970 * 1000) }
 
@@ -207,8 +209,8 @@ public final class NodeStore: Sendable {
 
     public func beginPurchase(_ member: MemberID, _ req: NodeAPI.PurchaseRequest, key: IdempotencyKey?) throws -> SpendStep {
         let terms = try Self.terms(req)
-        return try begin(key) { db, context in
-            let purchase = try self.price(member, terms, context, db)
+        return try begin(key) { db, context, before in
+            let purchase = try self.price(member, terms, context, db, before: &before)
             if let quote = req.quote, quote != (try Self.quoteHash(purchase)) {
                 throw DomainError(.quoteChanged, "the sale no longer prices as quoted (rules version \(purchase.rulesVersion), points \(purchase.pointsEarned), discount \(purchase.discount + purchase.couponDiscount), cash due \(purchase.cashDue)); quote again")
             }
@@ -222,7 +224,8 @@ public final class NodeStore: Sendable {
         return try pool.read { db in
             try self.requireBootstrapped(db)
             let context = TillContext(store: self.store, atMs: self.nowMs(), programme: try Replica.programme(db))
-            let purchase = try self.price(member, terms, context, db)
+            var before: Replica.StandingInputs?
+            let purchase = try self.price(member, terms, context, db, before: &before)
             return NodeAPI.Quote(quote: try Self.quoteHash(purchase), purchase: purchase)
         }
     }
@@ -244,9 +247,13 @@ public final class NodeStore: Sendable {
         "q1-" + Tokens.hash(try JSONText.encode(purchase)).prefix(32)
     }
 
-    private func price(_ member: MemberID, _ terms: PurchaseTerms, _ context: TillContext, _ db: Database) throws -> Purchase {
+    /// - Parameter before: what the member's standing was derived from, for the sale's answer.
+    private func price(_ member: MemberID, _ terms: PurchaseTerms, _ context: TillContext, _ db: Database,
+                       before: inout Replica.StandingInputs?) throws -> Purchase {
         let root = try enrolledRoot(member, db)
-        let standing = try Replica.standing(of: root, programme: context.programme, asOfMs: context.atMs, db)
+        let inputs = try Replica.standingInputs(of: root, programme: context.programme, asOfMs: context.atMs, db)
+        before = inputs
+        let standing = inputs.standing(context.programme, asOfMs: context.atMs)
         var referral: ReferralLink?
         if let row = try Row.fetchOne(db.cachedStatement(sql: "SELECT referrer, enrolled FROM members WHERE id = ?"), arguments: [root.rawValue]),
            let referrer = row["referrer"] as String?, let enrolled = row["enrolled"] as String?, let ms = Replica.wallMs(ofStampKey: enrolled) {
@@ -260,7 +267,7 @@ public final class NodeStore: Sendable {
     /// original amount), whichever store made it (as long as this node holds it).
     public func beginRefund(_ txn: OperationID, _ req: NodeAPI.RefundRequest = NodeAPI.RefundRequest(), key: IdempotencyKey?) throws -> SpendStep {
         if let amount = req.amount { try Validate.amount(amount) }
-        return try begin(key) { db, _ in
+        return try begin(key) { db, _, _ in
             guard let row = try Row.fetchOne(db.cachedStatement(sql: "SELECT * FROM ops WHERE id = ?"), arguments: [txn.description]) else {
                 throw DomainError(.notFound, "no transaction \(txn) at this store")
             }
@@ -692,10 +699,14 @@ public final class NodeStore: Sendable {
 
     /// One transaction for a till write: called by the group commit, a savepoint of its batch
     /// (a write that fails is undone alone); called anywhere else, a transaction of its own.
+    /// The programme in force is read once per write (`WriteMemo`): a sale read and looked it
+    /// up twice, to price and again for its answer.
     private func transact<T>(_ body: (Database) throws -> T) throws -> T {
-        guard let db = committer.current else { return try SQLiteFiles.guarded { try pool.write(body) } }
+        guard let db = committer.current else {
+            return try SQLiteFiles.guarded { try pool.write { db in try WriteMemo.remembering(db) { try body(db) } } }
+        }
         var result: T?
-        try SQLiteFiles.guarded { try db.inSavepoint { result = try body(db); return .commit } }
+        try SQLiteFiles.guarded { try db.inSavepoint { result = try WriteMemo.remembering(db) { try body(db) }; return .commit } }
         guard let result else { preconditionFailure("a committed savepoint without a result") }
         return result
     }
@@ -711,26 +722,41 @@ public final class NodeStore: Sendable {
         }
     }
 
-    private func begin(_ key: IdempotencyKey?, _ build: @escaping (Database, TillContext) throws -> OperationBody) throws -> SpendStep {
+    /// - Parameter build: makes the body; it may leave what the member's standing was derived
+    ///   from before it (read to price it), so that the answer need not read it again.
+    private func begin(_ key: IdempotencyKey?,
+                       _ build: @escaping (Database, TillContext, inout Replica.StandingInputs?) throws -> OperationBody) throws -> SpendStep {
         try transact { db in
             if let stored = try self.replay(key, db) { return .answered(stored) }
             try self.requireBootstrapped(db)
-            let (op, body) = try self.makeOperation(db) { _, context in try self.leased(try build(db, context), context, db) }
+            var before: Replica.StandingInputs?
+            var programme: Programme?
+            let (op, body) = try self.makeOperation(db) { _, context in
+                programme = context.programme
+                return try self.leased(try build(db, context, &before), context, db)
+            }
             let debit = body.debit
+            // The member's standing after the spend, from before it and the spend's own effects.
+            let after: Replica.StandingInputs? = if let before, let programme, before.root == body.member {
+                before.applying(body, op: op.id, atMs: op.hlc.wallMs, programme: programme)
+            } else {
+                nil
+            }
             if debit.isZero {
                 try self.record(op, body, status: "pending", db)
-                let answer = try self.spendAnswer(PendingSpend(op: op, body: body, debit: debit), authorization: .none, db)
+                let answer = try self.spendAnswer(PendingSpend(op: op, body: body, debit: debit), authorization: .none, after: after, db)
                 try self.remember(key, answer, db)
                 return .answered(answer)
             }
             // Under leases, a spend this store's lease covers is the store's to allow, online or
             // not: no round trip to the hub (the lease is rights no other store holds). A coupon
             // still goes to the hub, which alone sees every use of it.
-            if let drawn = body.leaseDrawn, debit.coupon == nil, let member = body.member,
+            if let drawn = body.leaseDrawn, debit.coupon == nil, let member = body.member, let programme,
                LeasePlan.refusal(debit, drawn: drawn,
-                                 known: try Replica.standing(of: member, programme: try Replica.programme(db), asOfMs: op.hlc.wallMs, db)) == nil {
+                                 known: try before.flatMap { $0.root == member ? $0.standing(programme, asOfMs: op.hlc.wallMs) : nil }
+                                    ?? Replica.standing(of: member, programme: programme, asOfMs: op.hlc.wallMs, db)) == nil {
                 try self.record(op, body, status: "pending", db)
-                let answer = try self.spendAnswer(PendingSpend(op: op, body: body, debit: debit), authorization: .lease, db)
+                let answer = try self.spendAnswer(PendingSpend(op: op, body: body, debit: debit), authorization: .lease, after: after, db)
                 try self.remember(key, answer, db)
                 return .answered(answer)
             }
@@ -756,10 +782,13 @@ public final class NodeStore: Sendable {
             arguments: [key.key, key.fingerprint, answer.status, answer.body, isoNow()])
     }
 
+    /// Once loaded, a node stays loaded: that is read from disk until it is seen once.
     private func requireBootstrapped(_ db: Database) throws {
+        if bootstrapSeen.load(ordering: .relaxed) { return }
         guard try Meta.get("bootstrapped", db) == "1" else {
             throw DomainError(.bootstrapping, "this node has not loaded the chain from the hub yet; it needs the hub once, at its first start")
         }
+        bootstrapSeen.store(true, ordering: .relaxed)
     }
 
     /// Makes the node's next operation. The body is built under the rules the node holds now,
@@ -949,10 +978,33 @@ public final class NodeStore: Sendable {
         return view
     }
 
-    private func spendAnswer(_ spend: PendingSpend, authorization: NodeAPI.Authorization, _ db: Database) throws -> TillAnswer {
+    /// - Parameter after: what the member's standing is derived from once the spend is
+    ///   applied, when known without reading the fold again.
+    private func spendAnswer(_ spend: PendingSpend, authorization: NodeAPI.Authorization, after: Replica.StandingInputs? = nil,
+                             _ db: Database) throws -> TillAnswer {
         guard let member = spend.body.member else { preconditionFailure("a spend has a member") }
+        let view = try after.flatMap { try self.view(member, after: $0, db) } ?? self.view(member, db)
+        #if DEBUG
+        // Debug builds (the tests, the simulation) check every such answer against the fold.
+        let folded = try self.view(member, db)
+        assert(view == folded, "a spend's answer shows the member as the fold has it: \(view) against \(folded)")
+        #endif
         return try .json(201, NodeAPI.TransactionResult(
-            transaction: Self.transaction(spend.op, spend.body, authorization: authorization), member: try view(member, db)))
+            transaction: Self.transaction(spend.op, spend.body, authorization: authorization), member: view))
+    }
+
+    /// The member's view from its standing's inputs, with the profile and card read from the
+    /// fold; nil when the day has turned since they were read (what has ended changes).
+    private func view(_ member: MemberID, after inputs: Replica.StandingInputs, _ db: Database) throws -> MemberView? {
+        let now = nowMs()
+        let programme = try Replica.programme(db)
+        guard programme.calendar.day(ms: now) == inputs.today,
+              let row = try Row.fetchOne(db.cachedStatement(sql: "SELECT name, phone, birthday FROM members WHERE id = ? AND enrolled IS NOT NULL"),
+                                         arguments: [inputs.root.rawValue])
+        else { return nil }
+        return MemberView(id: member, card: try Replica.currentCard(of: inputs.root, db), name: row["name"], phone: row["phone"],
+                          birthday: row["birthday"], standing: inputs.standing(programme, asOfMs: now),
+                          mergedInto: inputs.root == member ? nil : inputs.root)
     }
 
     static func transaction(_ op: Operation, _ body: OperationBody, authorization: NodeAPI.Authorization) -> NodeAPI.Transaction {

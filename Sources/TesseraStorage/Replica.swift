@@ -535,8 +535,70 @@ enum Replica {
     ///   at a past moment, with `asOfMs` the same moment); every entry by default.
     static func standing(of member: MemberID, programme: Programme, asOfMs: Int64, entriesThroughMs: Int64 = .max,
                          _ db: Database) throws -> MemberStanding {
+        try standingInputs(of: member, programme: programme, asOfMs: asOfMs, entriesThroughMs: entriesThroughMs, db)
+            .standing(programme, asOfMs: asOfMs)
+    }
+
+    /// What a member's standing is derived from, as read from the fold.
+    struct StandingInputs: Sendable {
+        var root: MemberID
+        /// The root and the members merged into it.
+        var group: Set<MemberID>
+        var ledger: LedgerSummary
+        var coupons: [Coupon]
+        var uses: [String: Set<OperationID>]
+        var restores: [String: Set<OperationID>]
+        var memberships: [MembershipPeriod]
+        /// The day `ledger` was summed for (its ended lots are those before it).
+        var today: LocalDay
+
+        func standing(_ programme: Programme, asOfMs: Int64) -> MemberStanding {
+            MemberStanding.derive(ledger: ledger, coupons: coupons, couponUses: uses, couponRestores: restores,
+                                  memberships: memberships, programme: programme, asOfMs: asOfMs)
+        }
+
+        /// The inputs once `body` (operation `op`, stamped `atMs`) is applied, as the fold would
+        /// read them back: for a till's answer, without reading the standing again. Nil for an
+        /// operation whose effects this does not follow (coupons issued or restored, memberships,
+        /// a lot that has already ended): the caller reads the fold instead.
+        func applying(_ body: OperationBody, op: OperationID, atMs: Int64, programme: Programme) -> StandingInputs? {
+            var after = self
+            let byBucket = MemberStanding.needsQualifyingBuckets(programme)
+            for effect in body.effects {
+                switch effect {
+                case .ledger(let e):
+                    guard group.contains(e.member) else { continue }
+                    if let lot = e.lot, lot < today { return nil }
+                    after.ledger.balance += e.value + e.bonus
+                    after.ledger.bonus += e.bonus
+                    after.ledger.points += e.points
+                    after.ledger.expired += e.expired
+                    after.ledger.qualifyingTotal += e.qualifying
+                    if e.lot != nil { after.ledger.lifetimePoints += e.points }
+                    // As `ledgerSummary` buckets spends (up to the last ended lot) and tier counters.
+                    if let last = ledger.endedLots.keys.max(), e.lot == nil, e.expired == 0, e.points != 0,
+                       atMs < PointsExpiry.spendsBound(lastEndedLot: last) {
+                        after.ledger.spends[LedgerSummary.bucket(atMs), default: 0] -= e.points
+                    }
+                    if byBucket, e.qualifying != 0 { after.ledger.qualifying[LedgerSummary.bucket(atMs), default: 0] += e.qualifying }
+                case .couponUsed(let coupon):
+                    guard coupons.contains(where: { $0.id == coupon }) else { return nil }
+                    after.uses[coupon, default: []].insert(op)
+                case .rights, .recall:
+                    continue // leases: not part of a standing
+                default:
+                    return nil
+                }
+            }
+            return after
+        }
+    }
+
+    static func standingInputs(of member: MemberID, programme: Programme, asOfMs: Int64, entriesThroughMs: Int64 = .max,
+                               _ db: Database) throws -> StandingInputs {
         let root = try root(of: member, db)
-        let group = try JSONText.encode(try Self.group(of: root, db).map(\.rawValue))
+        let members = try Self.group(of: root, db)
+        let group = try JSONText.encode(members.map(\.rawValue))
         let ledger = try ledgerSummary(group: group, programme: programme, asOfMs: asOfMs, entriesThroughMs: entriesThroughMs, db)
         let coupons = try String.fetchAll(db.cachedStatement(sql: "SELECT body FROM coupons WHERE member_id IN (SELECT value FROM json_each(?))"),
                                           arguments: [group]).map { try JSONText.decode(Coupon.self, $0) }
@@ -552,8 +614,8 @@ enum Replica {
         }
         let memberships = try String.fetchAll(db.cachedStatement(sql: "SELECT body FROM memberships WHERE member_id IN (SELECT value FROM json_each(?))"),
                                               arguments: [group]).map { try JSONText.decode(MembershipPeriod.self, $0) }
-        return MemberStanding.derive(ledger: ledger, coupons: coupons, couponUses: uses, couponRestores: restores,
-                                     memberships: memberships, programme: programme, asOfMs: asOfMs)
+        return StandingInputs(root: root, group: Set(members), ledger: ledger, coupons: coupons, uses: uses, restores: restores,
+                              memberships: memberships, today: programme.calendar.day(ms: asOfMs))
     }
 
     /// A member's tier counter: its total, and by quarter-hour bucket (what a yearly reset
