@@ -24,7 +24,8 @@ final class GroupCommit: @unchecked Sendable {
     private let writer = Mutex<pthread_t?>(nil)
 
     private struct Job {
-        var run: () -> Void
+        /// Runs the write; false if it failed (its savepoint is rolled back).
+        var run: () -> Bool
         var finish: ((any Error)?) -> Void
     }
 
@@ -43,7 +44,11 @@ final class GroupCommit: @unchecked Sendable {
     func run<T: Sendable>(_ call: @escaping @Sendable () throws -> T) async throws -> T {
         try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<T, any Error>) in
             let outcome = Outcome<T>()
-            let job = Job(run: { outcome.result = Result { try call() } },
+            let job = Job(run: {
+                              let result = Result { try call() }
+                              outcome.result = result
+                              if case .success = result { return true } else { return false }
+                          },
                           finish: { commitError in
                               switch outcome.result {
                               case .success(let value)?:
@@ -70,6 +75,8 @@ final class GroupCommit: @unchecked Sendable {
             condition.unlock()
         }
     }
+
+    private struct NothingWritten: Error {}
 
     /// Commits made, and the writes they carried.
     var counts: (batches: Int, writes: Int) {
@@ -108,9 +115,18 @@ final class GroupCommit: @unchecked Sendable {
                     try pool.write { db in
                         batch = db
                         defer { batch = nil }
-                        for job in jobs { job.run() }
+                        var wrote = false
+                        for job in jobs {
+                            if job.run() { wrote = true }
+                        }
+                        // Every write failed (bad input, a member not found): nothing to make
+                        // durable. The savepoints left pages marked as written, and a commit
+                        // would still write and sync them: roll back instead.
+                        if !wrote { throw NothingWritten() }
                     }
                 }
+            } catch is NothingWritten {
+                // Each caller hears its own failure.
             } catch {
                 commitError = error
             }

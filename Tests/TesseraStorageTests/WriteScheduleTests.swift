@@ -5,8 +5,8 @@ import TesseraCore
 import TesseraProtocol
 @testable import TesseraStorage
 
-/// When writes happen, as opposed to what they write: the write-ahead log copied aside, and the
-/// sync loop's writes cut in parts that let tills in between.
+/// When writes happen, as opposed to what they write: the write-ahead log copied aside, the
+/// sync loop's writes cut in parts that let tills in between, and no commit for failed writes.
 @Suite("Write scheduling")
 struct WriteScheduleTests {
     static func fileSize(_ path: String) -> Int {
@@ -85,5 +85,23 @@ struct WriteScheduleTests {
         // Pulled back at the seller, in parts, its own operations are only acknowledged.
         try seller.applyPull(try hub.pull(after: 0, limit: 1_000, for: s1, pending: nil))
         #expect(try seller.allMembers() == whole.allMembers())
+    }
+
+    @Test("a till write that fails leaves nothing on disk, not even the pages its undone savepoint touched; one that succeeds is written")
+    func failedWriteWritesNothing() async throws {
+        let dir = try TempDir()
+        let hub = try HubStore(path: dir.path("hub.sqlite"))
+        _ = try hub.addStore(s1, name: "One")
+        let node = try bootstrappedNode(dir, s1, hub: hub)
+        let ada = try enrol(node, "Ada", "+15550100")
+        let log = node.pool.path + "-wal"
+        let before = Self.fileSize(log)
+        await #expect(throws: DomainError.self) {
+            _ = try await node.committing { try node.beginPurchase(MemberID("m-nobody-1"), NodeAPI.PurchaseRequest(amount: 50), key: nil) }
+        }
+        #expect(Self.fileSize(log) == before, "no commit for a sale to nobody")
+        _ = try await node.committing { try node.beginPurchase(ada.id, NodeAPI.PurchaseRequest(amount: 50), key: nil) }
+        #expect(Self.fileSize(log) > before)
+        #expect(try node.counts().pending == 2)
     }
 }
