@@ -98,9 +98,14 @@ public enum JSONBody {
     /// A JSON answer from its bytes as they are (`Data`, or a pull page's bytes: 400 kB for
     /// 1,000 operations, copied once into the response's buffer rather than through `Data`).
     public static func raw(status: Int, body: some Sequence<UInt8>) -> Response {
+        raw(status: status, body: ByteBuffer(bytes: body))
+    }
+
+    /// A body written already where it is sent from (a pull page).
+    public static func raw(status: Int, body: ByteBuffer) -> Response {
         var headers = HTTPFields()
         headers[.contentType] = "application/json; charset=utf-8"
-        return Response(status: .init(code: status), headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: body)))
+        return Response(status: .init(code: status), headers: headers, body: .init(byteBuffer: body))
     }
 
     static func describe(_ error: DecodingError) -> String {

@@ -1,5 +1,6 @@
 import Foundation
 import GRDB
+import NIOCore
 import Synchronization
 import TesseraCore
 import TesseraProtocol
@@ -41,7 +42,7 @@ public protocol HubStorage: Sendable {
     func push(_ ops: [Operation], from store: StoreID) throws -> [PushResult]
     func authorize(_ request: AuthorizeRequest, from store: StoreID) throws -> AuthorizeResponse
     func pull(after cursor: Int64, limit: Int, for store: StoreID, pending: Int64?) throws -> PullResponse
-    func pullJSON(after cursor: Int64, limit: Int, for store: StoreID, pending: Int64?) throws -> [UInt8]
+    func pullJSON(after cursor: Int64, limit: Int, for store: StoreID, pending: Int64?) throws -> ByteBuffer
     func snapshot(for store: StoreID) throws -> Snapshot
     /// A page of the snapshot: `page` nil for the first, else the `next` of the previous one.
     func snapshotPage(for store: StoreID, page: String?, limit: Int) throws -> Snapshot
@@ -483,7 +484,7 @@ public final class HubStore: HubStorage {
     /// read into values and encoded again. After an outage, a hundred nodes pulling a hundred
     /// thousand operations each had the hub encode ten million operations; that was its work.
     /// Each operation's part is kept (`PullCache`) for the next store pulling past it.
-    public func pullJSON(after cursor: Int64, limit: Int, for store: StoreID, pending: Int64?) throws -> [UInt8] {
+    public func pullJSON(after cursor: Int64, limit: Int, for store: StoreID, pending: Int64?) throws -> ByteBuffer {
         let limit = max(1, min(limit, SyncLimits.pullPageMax))
         // One operation more than the page, to tell whether there is more.
         var links = pullCache.links(after: cursor, limit: limit + 1)
@@ -507,14 +508,18 @@ public final class HubStore: HubStorage {
         let page = links.prefix(limit)
         let next = page.last?.version ?? cursor
         recordPull(PullRecord(store: store.rawValue, cursor: cursor, pending: pending, at: Date()))
-        var out: [UInt8] = []
-        out.reserveCapacity(64 + page.reduce(0) { $0 + $1.json.count + 1 })
-        out += Array(#"{"cursor":\#(next),"more":\#(more),"ops":["#.utf8)
-        for (i, link) in page.enumerated() {
-            if i > 0 { out.append(UInt8(ascii: ",")) }
-            out += link.json
+        // Written once, into the buffer the response is sent from.
+        var bytes = 64
+        for link in page { bytes += link.json.count + 1 }
+        var out = ByteBufferAllocator().buffer(capacity: bytes)
+        out.writeString(#"{"cursor":\#(next),"more":\#(more),"ops":["#)
+        var first = true
+        for link in page {
+            if !first { out.writeInteger(UInt8(ascii: ",")) }
+            first = false
+            out.writeBytes(link.json)
         }
-        out += Array(#"],"protocol":\#(ProtocolVersion.current)}"#.utf8)
+        out.writeString(#"],"protocol":\#(ProtocolVersion.current)}"#)
         return out
     }
 

@@ -57,7 +57,7 @@ final class HubTests {
         var pages = 0
         while true {
             let typed = try hub.pull(after: cursor, limit: 3, for: s2, pending: nil)
-            let text = try hub.pullJSON(after: cursor, limit: 3, for: s2, pending: nil)
+            let text = Array(try hub.pullJSON(after: cursor, limit: 3, for: s2, pending: nil).readableBytesView)
             let read = try JSONDecoder().decode(PullResponse.self, from: Data(text))
             #expect(read.ops == typed.ops && read.cursor == typed.cursor && read.more == typed.more && read.protocol == typed.protocol)
             if backend == .sqlite {
@@ -68,7 +68,7 @@ final class HubTests {
             if !typed.more { break }
         }
         #expect(pages >= 3)
-        let empty = try hub.pullJSON(after: cursor, limit: 3, for: s2, pending: 0)
+        let empty = Array(try hub.pullJSON(after: cursor, limit: 3, for: s2, pending: 0).readableBytesView)
         #expect(String(decoding: empty, as: UTF8.self) == #"{"cursor":\#(cursor),"more":false,"ops":[],"protocol":1}"#)
     }
 
@@ -92,7 +92,7 @@ final class HubTests {
             for cursor in versions {
                 for limit in 1...4 {
                     let typed = try hub.pull(after: cursor, limit: limit, for: s2, pending: nil)
-                    let text = try hub.pullJSON(after: cursor, limit: limit, for: s2, pending: nil)
+                    let text = Array(try hub.pullJSON(after: cursor, limit: limit, for: s2, pending: nil).readableBytesView)
                     let read = try JSONDecoder().decode(PullResponse.self, from: Data(text))
                     #expect(read.ops == typed.ops && read.cursor == typed.cursor && read.more == typed.more, "after \(cursor), limit \(limit)")
                     checked += 1
@@ -124,10 +124,10 @@ final class HubTests {
         if let postgres = hub.ledger as? PostgresLedger {
             let renamed = OperationID(origin: s1, seq: 999_999).description
             _ = try postgres.link.run("UPDATE ops SET id = \(renamed) WHERE version = \(tail.version)")
-            let page = try JSONDecoder().decode(PullResponse.self, from: Data(try hub.pullJSON(after: before.version, limit: 5, for: s2, pending: nil)))
+            let page = try JSONDecoder().decode(PullResponse.self, from: Data(try hub.pullJSON(after: before.version, limit: 5, for: s2, pending: nil).readableBytesView))
             #expect(page.ops.map(\.op.id.description) == [renamed])
             #expect(try hub.pull(after: 0, limit: 1_000, for: s2, pending: nil).ops ==
-                    JSONDecoder().decode(PullResponse.self, from: Data(try hub.pullJSON(after: 0, limit: 1_000, for: s2, pending: nil))).ops)
+                    JSONDecoder().decode(PullResponse.self, from: Data(try hub.pullJSON(after: 0, limit: 1_000, for: s2, pending: nil).readableBytesView)).ops)
         }
     }
 
