@@ -13,20 +13,30 @@ struct WriteScheduleTests {
         (try? FileManager.default.attributesOfItem(atPath: path)[.size] as? Int) ?? 0
     }
 
-    @Test("the write-ahead log is copied into the database file by a thread of its own once it passes 1,000 pages")
-    func checkpointAside() throws {
-        let dir = try TempDir()
+    /// A database of one table, opened as a replica's, and its file's size before any rows.
+    static func blobs(_ dir: TempDir) throws -> (pool: DatabasePool, path: String, before: Int) {
         let path = dir.path("wal.sqlite")
         let pool = try SQLiteFiles.openPool(path: path)
         try pool.write { try $0.execute(sql: "CREATE TABLE t (b BLOB NOT NULL)") }
-        let before = Self.fileSize(path)
+        return (pool, path, fileSize(path))
+    }
+
+    /// Waits (30 s at most) until the database file, not only its log, holds about 1,000 pages more.
+    static func copied(_ path: String, since before: Int) -> Bool {
+        let deadline = Date().addingTimeInterval(30)
+        while fileSize(path) < before + 4_000_000, Date() < deadline { Thread.sleep(forTimeInterval: 0.02) }
+        return fileSize(path) >= before + 4_000_000
+    }
+
+    @Test("the write-ahead log is copied into the database file by a thread of its own once it passes 1,000 pages")
+    func checkpointAside() throws {
+        let dir = try TempDir()
+        let (pool, path, before) = try Self.blobs(dir)
         // 1,500 pages or so, in 30 commits: the hook asks for a checkpoint past 1,000.
         for _ in 0..<30 {
             try pool.write { db in for _ in 0..<50 { try db.execute(sql: "INSERT INTO t VALUES (zeroblob(3000))") } }
         }
-        let deadline = Date().addingTimeInterval(30)
-        while Self.fileSize(path) < before + 4_000_000, Date() < deadline { Thread.sleep(forTimeInterval: 0.02) }
-        #expect(Self.fileSize(path) >= before + 4_000_000, "the pages are in the database file, not only in its log")
+        #expect(Self.copied(path, since: before), "the pages are in the database file, not only in its log")
         #expect(try pool.read { try Int.fetchOne($0, sql: "SELECT COUNT(*) FROM t") } == 1_500)
         #expect(try SQLiteFiles.synchronousMode(pool) == 2)
     }
@@ -34,10 +44,7 @@ struct WriteScheduleTests {
     @Test("with checkpoints suspended (a bootstrap's write) nothing is copied; installed again, it is")
     func checkpointSuspended() throws {
         let dir = try TempDir()
-        let path = dir.path("wal.sqlite")
-        let pool = try SQLiteFiles.openPool(path: path)
-        try pool.write { try $0.execute(sql: "CREATE TABLE t (b BLOB NOT NULL)") }
-        let before = Self.fileSize(path)
+        let (pool, path, before) = try Self.blobs(dir)
         try pool.writeWithoutTransaction { db in
             try SQLiteFiles.withoutAutocheckpoint(db) {
                 for _ in 0..<30 {
@@ -48,9 +55,7 @@ struct WriteScheduleTests {
         Thread.sleep(forTimeInterval: 0.3)
         #expect(Self.fileSize(path) < before + 1_000_000, "no checkpoint while suspended")
         try pool.write { try $0.execute(sql: "INSERT INTO t VALUES (zeroblob(3000))") }
-        let deadline = Date().addingTimeInterval(30)
-        while Self.fileSize(path) < before + 4_000_000, Date() < deadline { Thread.sleep(forTimeInterval: 0.02) }
-        #expect(Self.fileSize(path) >= before + 4_000_000)
+        #expect(Self.copied(path, since: before))
     }
 
     @Test("a pull page applied in several transactions leaves the node as one applied whole, the cursor moved by the last")
