@@ -50,6 +50,7 @@ public enum SQLiteFiles {
                 let queue = try DatabaseQueue(path: path)
                 defer { try? queue.close() }
                 try queue.writeWithoutTransaction { db in
+                    try db.execute(sql: "PRAGMA synchronous = FULL")
                     _ = try Row.fetchOne(db, sql: "PRAGMA wal_checkpoint(PASSIVE)")
                 }
             } catch {
@@ -159,7 +160,13 @@ enum BackgroundCheckpoint {
     /// A writer connection's file and what the background has copied of its log.
     private final class Target: Sendable {
         let path: String
-        struct Progress { var asked = false; var log: Int32 = 0; var copied: Int32 = 0 }
+        /// What the last background checkpoint found: the log's length and how much of it was
+        /// copied. `log` of a log that has started over since is larger than the current log:
+        /// forgotten then. `round` counts forgettings, so that a copy begun before one is ignored.
+        struct Progress {
+            var asked = false, log: Int32 = 0, copied: Int32 = 0, round = 0
+            mutating func forget() { log = 0; copied = 0; round += 1 }
+        }
         let progress = Mutex(Progress())
         init(path: String) { self.path = path }
     }
@@ -172,15 +179,19 @@ enum BackgroundCheckpoint {
         // Retained for as long as the connection may call the hook: a few bytes a database opened.
         let target = Unmanaged.passRetained(Target(path: path)).toOpaque()
         sqlite3_wal_hook(connection, { target, connection, schema, pages in
-            guard let target, pages >= BackgroundCheckpoint.frames else { return SQLITE_OK }
+            guard let target else { return SQLITE_OK }
             let file = Unmanaged<Target>.fromOpaque(target).takeUnretainedValue()
             let copied = file.progress.withLock { p -> Int32 in
-                // A log that started over since the last copy: that copy says nothing of it.
-                p.log <= pages ? p.copied : 0
+                // Every commit looks: a log that started over since the last copy (shorter than
+                // the log that copy saw) owes it nothing, and copying "the last few pages" of
+                // it would be copying all of them in the commit.
+                if pages < p.log { p.forget() }
+                return p.copied
             }
+            guard pages >= BackgroundCheckpoint.frames else { return SQLITE_OK }
             if pages - copied <= BackgroundCheckpoint.remainder || pages >= BackgroundCheckpoint.writerFrames {
                 sqlite3_wal_checkpoint_v2(connection, schema, SQLITE_CHECKPOINT_PASSIVE, nil, nil)
-                file.progress.withLock { $0.log = 0; $0.copied = 0 }
+                file.progress.withLock { $0.forget() }
             } else {
                 BackgroundCheckpoint.ask(file)
             }
@@ -196,11 +207,12 @@ enum BackgroundCheckpoint {
 
     private static func ask(_ file: Target) {
         guard file.progress.withLock({ p in p.asked ? false : { p.asked = true; return true }() }) else { return }
+        let round = file.progress.withLock { $0.round }
         worker.async {
             let done = checkpoint(file.path)
             file.progress.withLock { p in
                 p.asked = false
-                if let done { p.log = done.log; p.copied = done.copied }
+                if let done, p.round == round { p.log = done.log; p.copied = done.copied }
             }
         }
     }
@@ -215,6 +227,8 @@ enum BackgroundCheckpoint {
             let queue = try DatabaseQueue(path: path)
             defer { try? queue.close() }
             return try queue.writeWithoutTransaction { db -> (log: Int32, copied: Int32)? in
+                // The log starts over only once the copy is synced into the database file.
+                try db.execute(sql: "PRAGMA synchronous = FULL")
                 var log: Int32 = 0, copied: Int32 = 0
                 guard sqlite3_wal_checkpoint_v2(db.sqliteConnection, nil, SQLITE_CHECKPOINT_PASSIVE, &log, &copied) == SQLITE_OK else { return nil }
                 return (log, copied)

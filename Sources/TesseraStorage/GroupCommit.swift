@@ -1,6 +1,7 @@
 import Foundation
 import GRDB
 import Synchronization
+import TesseraCore
 
 /// Group commit for a node's till writes. Tills that write at the same moment share one
 /// transaction and so one disk sync: each write runs in a savepoint of its own (a write that
@@ -117,6 +118,13 @@ final class GroupCommit: @unchecked Sendable {
                         defer { batch = nil }
                         var wrote = false
                         for job in jobs {
+                            // A failure that made SQLite roll the whole transaction back (a full
+                            // disk): the writes after it must not run, each in a transaction of
+                            // its own, durable while their tills are told they failed. (GRDB
+                            // refuses statements then too; this says why, to every till.)
+                            guard db.isInsideTransaction else {
+                                throw DomainError(.storageUnavailable, "the database rolled back this batch of till writes; nothing in it was recorded; retry")
+                            }
                             if job.run() { wrote = true }
                         }
                         // Every write failed (bad input, a member not found): nothing to make
