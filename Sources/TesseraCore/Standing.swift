@@ -29,19 +29,22 @@ public struct LedgerSummary: Hashable, Sendable {
 
     public static func bucket(_ ms: Int64) -> Int64 { (ms / bucketMs) * bucketMs }
 
+    /// Adds an entry to the sums (not to the ended lots or the buckets, which depend on the day
+    /// asked about and on the other entries).
+    public mutating func addSums(_ e: LedgerEntry) {
+        balance += e.value + e.bonus
+        bonus += e.bonus
+        points += e.points
+        expired += e.expired
+        qualifyingTotal += e.qualifying
+        if e.lot != nil { lifetimePoints += e.points }
+    }
+
     /// The summary of ledger rows held in memory (the pure fold); SQLite computes the same in SQL.
     public init(rows: [LedgerRow], calendar: ChainCalendar, today: LocalDay, byBucket: Bool) {
         for row in rows {
-            let e = row.entry
-            balance += e.value + e.bonus
-            bonus += e.bonus
-            points += e.points
-            expired += e.expired
-            qualifyingTotal += e.qualifying
-            if let lot = e.lot {
-                lifetimePoints += e.points
-                if lot < today { endedLots[lot, default: 0] += e.points }
-            }
+            addSums(row.entry)
+            if let lot = row.entry.lot, lot < today { endedLots[lot, default: 0] += row.entry.points }
         }
         if let last = endedLots.keys.max() {
             let bound = PointsExpiry.spendsBound(lastEndedLot: last)

@@ -206,8 +206,12 @@ enum BackgroundCheckpoint {
     }
 
     private static func ask(_ file: Target) {
-        guard file.progress.withLock({ p in p.asked ? false : { p.asked = true; return true }() }) else { return }
-        let round = file.progress.withLock { $0.round }
+        let asked: Int? = file.progress.withLock { p in
+            if p.asked { return nil }
+            p.asked = true
+            return p.round
+        }
+        guard let round = asked else { return }
         worker.async {
             let done = checkpoint(file.path)
             file.progress.withLock { p in

@@ -737,11 +737,13 @@ public final class NodeStore: Sendable {
             }
             let debit = body.debit
             // The member's standing after the spend, from before it and the spend's own effects.
-            let after: Replica.StandingInputs? = if let before, let programme, before.root == body.member {
-                before.applying(body, op: op.id, atMs: op.hlc.wallMs, programme: programme)
-            } else {
-                nil
-            }
+            let after: (inputs: Replica.StandingInputs, programme: Programme)? =
+                if let before, let programme, before.root == body.member,
+                   let inputs = before.applying(body, op: op.id, atMs: op.hlc.wallMs, programme: programme) {
+                    (inputs, programme)
+                } else {
+                    nil
+                }
             if debit.isZero {
                 try self.record(op, body, status: "pending", db)
                 let answer = try self.spendAnswer(PendingSpend(op: op, body: body, debit: debit), authorization: .none, after: after, db)
@@ -980,10 +982,11 @@ public final class NodeStore: Sendable {
 
     /// - Parameter after: what the member's standing is derived from once the spend is
     ///   applied, when known without reading the fold again.
-    private func spendAnswer(_ spend: PendingSpend, authorization: NodeAPI.Authorization, after: Replica.StandingInputs? = nil,
+    private func spendAnswer(_ spend: PendingSpend, authorization: NodeAPI.Authorization,
+                             after: (inputs: Replica.StandingInputs, programme: Programme)? = nil,
                              _ db: Database) throws -> TillAnswer {
         guard let member = spend.body.member else { preconditionFailure("a spend has a member") }
-        let view = try after.flatMap { try self.view(member, after: $0, db) } ?? self.view(member, db)
+        let view = try after.flatMap { try self.view(member, after: $0.inputs, programme: $0.programme, db) } ?? self.view(member, db)
         #if DEBUG
         // Debug builds (the tests, the simulation) check every such answer against the fold.
         let folded = try self.view(member, db)
@@ -995,9 +998,9 @@ public final class NodeStore: Sendable {
 
     /// The member's view from its standing's inputs, with the profile and card read from the
     /// fold; nil when the day has turned since they were read (what has ended changes).
-    private func view(_ member: MemberID, after inputs: Replica.StandingInputs, _ db: Database) throws -> MemberView? {
+    private func view(_ member: MemberID, after inputs: Replica.StandingInputs, programme: Programme,
+                      _ db: Database) throws -> MemberView? {
         let now = nowMs()
-        let programme = try Replica.programme(db)
         guard programme.calendar.day(ms: now) == inputs.today,
               let row = try Row.fetchOne(db.cachedStatement(sql: "SELECT name, phone, birthday FROM members WHERE id = ? AND enrolled IS NOT NULL"),
                                          arguments: [inputs.root.rawValue])

@@ -569,12 +569,7 @@ enum Replica {
                 case .ledger(let e):
                     guard group.contains(e.member) else { continue }
                     if let lot = e.lot, lot < today { return nil }
-                    after.ledger.balance += e.value + e.bonus
-                    after.ledger.bonus += e.bonus
-                    after.ledger.points += e.points
-                    after.ledger.expired += e.expired
-                    after.ledger.qualifyingTotal += e.qualifying
-                    if e.lot != nil { after.ledger.lifetimePoints += e.points }
+                    after.ledger.addSums(e)
                     // As `ledgerSummary` buckets spends (up to the last ended lot) and tier counters.
                     if let last = ledger.endedLots.keys.max(), e.lot == nil, e.expired == 0, e.points != 0,
                        atMs < PointsExpiry.spendsBound(lastEndedLot: last) {
