@@ -448,8 +448,17 @@ public struct Bench: Sendable {
             let started = Date()
             let hubHeld = Held()
             let watcher = Task {
+                var tick = 0
                 while !Task.isCancelled {
-                    if ((try? Chain.hubHead(chain.hubData)) ?? 0) >= target { hubHeld.set(Date().timeIntervalSince(started)); return }
+                    let head = (try? Chain.hubHead(chain.hubData)) ?? 0
+                    if head >= target { hubHeld.set(Date().timeIntervalSince(started)) }
+                    tick += 1
+                    // Every half second, with TESSERA_BENCH_TIMELINE set: how far the hub and
+                    // the measured replicas are (who waits for whom).
+                    if ProcessInfo.processInfo.environment["TESSERA_BENCH_TIMELINE"] != nil, tick % 5 == 0 {
+                        let cursors = nodes.prefix(replicas).map { (try? $0.counts().cursor).map { String($0 - base) } ?? "?" }
+                        report(String(format: "  t=%.1f hub %d replicas %@", Date().timeIntervalSince(started), head - base, cursors.joined(separator: " ")))
+                    }
                     try? await Task.sleep(for: .milliseconds(100))
                 }
             }
@@ -519,28 +528,48 @@ public struct Bench: Sendable {
         return rows
     }
 
-    /// A store whose replica is not measured: pushes its (encoded) outbox, then pulls every page
+    /// A store whose replica is not measured: pushes its (encoded) outbox, and pulls every page
     /// a replica would, reading only the page's head (`cursor` and `more` come first: the hub
     /// sorts keys) and dropping the operations, from `base` (where every store's node was when
-    /// the outage began) until it has pulled past `target`. Like a node,
-    /// it asks for the next page at once while there is more, and waits its sync interval (a
-    /// node's default) once it has everything the hub holds so far.
+    /// the outage began) until it has pulled past `target`. Like a node (`SyncLoop.syncOnce`),
+    /// it pulls while a push slower than `SyncLoop.pullWaitsForPushMs` is under way and again
+    /// once it is answered, asks for the next page at once while there is more, and waits its
+    /// sync interval (a node's default) once it has everything the hub holds so far.
     static func pushAndDrop(_ client: LoadClient, hub: String, headers: [(String, String)], bodies: [String], from base: Int64, until target: Int64) async throws {
-        for body in bodies {
-            _ = try await client.ok(.POST, hub + "/v1/sync/push", json: body, headers: headers)
-        }
-        var cursor = base
-        while true {
-            let page = try await client.ok(.GET, hub + "/v1/sync/pull?after=\(cursor)&limit=\(SyncLimits.pullPageMax)&pending=0", headers: headers)
-            let head = String(decoding: page.body.readableBytesView.prefix(80), as: UTF8.self)
-            guard let at = head.range(of: #""cursor":"#), let moreAt = head.range(of: #""more":"#),
-                  let next = Int64(head[at.upperBound...].prefix { $0.isNumber }) else {
-                throw BenchFailure("a pull page that does not start with its cursor: \(head)")
+        try await withThrowingTaskGroup(of: Bool.self) { group in
+            group.addTask {
+                for body in bodies {
+                    _ = try await client.ok(.POST, hub + "/v1/sync/push", json: body, headers: headers)
+                }
+                return true
             }
-            cursor = next
-            if head[moreAt.upperBound...].hasPrefix("false") {
-                if cursor >= target { return }
-                try await Task.sleep(for: .milliseconds(SyncLoop.defaultIntervalMs))
+            var cursor = base
+            var wait = SyncLoop.pullWaitsForPushMs
+            var pushed = false
+            while true {
+                if !pushed {
+                    group.addTask { [wait] in
+                        try? await Task.sleep(for: .milliseconds(wait))
+                        return false
+                    }
+                    pushed = try await group.next() == true
+                    if pushed { group.cancelAll() }
+                    wait = SyncLoop.defaultIntervalMs
+                }
+                while true {
+                    let page = try await client.ok(.GET, hub + "/v1/sync/pull?after=\(cursor)&limit=\(SyncLimits.pullPageMax)&pending=0", headers: headers)
+                    let head = String(decoding: page.body.readableBytesView.prefix(80), as: UTF8.self)
+                    guard let at = head.range(of: #""cursor":"#), let moreAt = head.range(of: #""more":"#),
+                          let next = Int64(head[at.upperBound...].prefix { $0.isNumber }) else {
+                        throw BenchFailure("a pull page that does not start with its cursor: \(head)")
+                    }
+                    cursor = next
+                    if head[moreAt.upperBound...].hasPrefix("false") { break }
+                }
+                if pushed {
+                    if cursor >= target { return }
+                    try await Task.sleep(for: .milliseconds(SyncLoop.defaultIntervalMs))
+                }
             }
         }
     }

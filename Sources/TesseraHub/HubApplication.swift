@@ -79,7 +79,7 @@ public enum HubApplication {
             guard push.ops.count <= SyncLimits.pushBatchMax else {
                 throw DomainError(.invalidRequest, "at most \(SyncLimits.pushBatchMax) operations per push")
             }
-            let results = try await offload { try storage.push(push.ops, from: store) }
+            let results = try await offloadWrite { try storage.push(push.ops, from: store) }
             for (status, list) in Dictionary(grouping: results, by: \.status) {
                 Counter(label: "tessera_operations_total", dimensions: [("status", status.rawValue)]).increment(by: list.count)
             }
@@ -97,7 +97,7 @@ public enum HubApplication {
             guard auth.prior.count <= SyncLimits.pushBatchMax else {
                 throw DomainError(.invalidRequest, "at most \(SyncLimits.pushBatchMax) prior operations")
             }
-            let answer = try await offload { try storage.authorize(auth, from: store) }
+            let answer = try await offloadWrite { try storage.authorize(auth, from: store) }
             Counter(label: "tessera_authorisations_total", dimensions: [("decision", answer.decision.rawValue)]).increment()
             context.logger.info("authorize", metadata: ["store.id": "\(store)", "op.id": "\(auth.op.id)", "decision": "\(answer.decision.rawValue)",
                                                         "code": "\(answer.code?.rawValue ?? "")"])
@@ -429,10 +429,27 @@ public enum HubApplication {
         try await storageThreads.runIfActive(body)
     }
 
+    /// A store's push or authorisation: storage work that takes the chain's one writer, on
+    /// threads of its own. After an outage a hundred stores push at once; on the shared
+    /// threads their pushes took every one of them waiting for the writer, and every pull (a
+    /// read, which needs no writer) waited behind them all: replicas sat still until the hub
+    /// had taken every push.
+    static func offloadWrite<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
+        try await writeThreads.runIfActive(body)
+    }
+
     /// More threads than cores: they spend most of their time waiting (for the disk, for
     /// PostgreSQL, for the write lock), and NIO's shared pool has one per core.
     static let storageThreads: NIOThreadPool = {
         let pool = NIOThreadPool(numberOfThreads: 16)
+        pool.start()
+        return pool
+    }()
+
+    /// One thread writes, the others check and encode the next pushes' operations (done before
+    /// the write) or wait their turn.
+    static let writeThreads: NIOThreadPool = {
+        let pool = NIOThreadPool(numberOfThreads: 4)
         pool.start()
         return pool
     }()

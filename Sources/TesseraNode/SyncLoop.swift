@@ -187,6 +187,38 @@ public final class SyncLoop: Service, Sendable {
             logger.info("bootstrapped from the hub", metadata: ["cursor": "\(first.cursor)", "pages": "\(pages)", "rows": "\(rows)",
                                                                 "seconds": "\(Int(Date().timeIntervalSince(started)))"])
         }
+        // Push and pull. A push answered within `pullWaitsForPushMs` is waited for, so that the
+        // pull brings what the hub made of it (a merge, a reversal) in the same round. One
+        // that takes longer (after an outage every store's push queues at the hub's one
+        // writer, a hundred stores' for seconds) is not: the node pulls meanwhile, every sync
+        // interval, and once more when the push is answered. Pulling the store's own
+        // operations before their push is answered is safe: they learn their versions from the
+        // page, and the answer then changes nothing.
+        try await withThrowingTaskGroup(of: Bool.self) { group in
+            group.addTask {
+                try await self.pushOutbox()
+                return true
+            }
+            var wait = Self.pullWaitsForPushMs
+            while true {
+                group.addTask { [wait] in
+                    try? await Task.sleep(for: .milliseconds(wait))
+                    return false
+                }
+                let pushed = try await group.next() == true
+                if pushed { group.cancelAll() }
+                try await pullAll()
+                if pushed { return }
+                wait = intervalMs
+            }
+        }
+    }
+
+    /// How long a round's pull waits for its push to be answered before it starts anyway.
+    public static let pullWaitsForPushMs = 100
+
+    /// Pushes the outbox, 500 operations a request, and records the hub's answers.
+    private func pushOutbox() async throws {
         while true {
             let batch = try store.pendingBatch(limit: SyncLimits.pushBatchMax)
             if batch.isEmpty { break }
@@ -204,7 +236,10 @@ public final class SyncLoop: Service, Sendable {
             }
             if batch.count < SyncLimits.pushBatchMax { break }
         }
-        // Pull everything new; a long catch-up (after an outage) says how far it is.
+    }
+
+    /// Pulls everything new; a long catch-up (after an outage) says how far it is.
+    private func pullAll() async throws {
         let started = Date()
         var pulled = 0, pages = 0
         defer { if pages > 1 { link.withLock { $0.progress = nil } } }

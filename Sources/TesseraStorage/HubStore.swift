@@ -553,10 +553,15 @@ public final class HubStore: HubStorage {
 
     /// Keeps a pull's record, writing those kept when the last write is `pullRecordSeconds` old.
     /// Bookkeeping only: a write that fails (a full disk) keeps the records for the next one
-    /// and never fails the pull.
+    /// and never fails the pull. Written on a queue of its own: the pull is answered without
+    /// waiting for the chain's writer, which after an outage is busy with every store's push.
     private func recordPull(_ record: PullRecord) {
-        try? writePullRecords(adding: record, force: false)
+        pullRecordWrites.async { try? self.writePullRecords(adding: record, force: false) }
     }
+
+    /// Where pull records are written, one write at a time and in the order they were kept
+    /// (a later record of a store never lands before an earlier one).
+    private let pullRecordWrites = DispatchQueue(label: "tessera-pull-records")
 
     /// Writes the kept pull records (with `record`): when the last write is `pullRecordSeconds`
     /// old, or now with `force` (before the store list is read). Records a failed write took
@@ -691,7 +696,7 @@ public final class HubStore: HubStorage {
     }
 
     public func stores() throws -> [HubAPI.StoreState] {
-        try writePullRecords(force: true)
+        try pullRecordWrites.sync { try writePullRecords(force: true) }
         return try ledger.stores()
     }
 

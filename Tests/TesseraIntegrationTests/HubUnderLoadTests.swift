@@ -1,0 +1,71 @@
+import Foundation
+import FoundationNetworking
+import GRDB
+import TesseraTestSupport
+import Testing
+
+/// After an outage a hundred stores push at once, and the hub's one writer takes the pushes one
+/// by one; reads (pulls) need no writer and must not queue behind them.
+@Suite("The hub while its writer is busy", .serialized)
+struct HubUnderLoadTests {
+    @Test("a pull is answered while more pushes than the hub has storage threads wait for its writer")
+    func pullsPassWaitingPushes() async throws {
+        let chain = try await Chain(stores: ["w1", "w2"])
+        defer { chain.stopAll() }
+        try await chain.waitBootstrapped("w1")
+        try await chain.waitBootstrapped("w2")
+        let hub = chain.hubURL
+        func headers(_ store: String) -> [String: String] {
+            ["Authorization": "Bearer \(chain.tokens[store] ?? "")", "Tessera-Protocol": "1"]
+        }
+
+        // Another process holds the hub's write lock (as `tessera store add` may, briefly): the
+        // hub's writer waits for it, up to its busy timeout (10 s).
+        var configuration = Configuration()
+        configuration.busyMode = .timeout(5)
+        configuration.allowsUnsafeTransactions = true // the lock is held across accesses
+        let holder = try DatabaseQueue(path: chain.ws.path("hub") + "/hub.sqlite", configuration: configuration)
+        try await holder.writeWithoutTransaction { db in try db.execute(sql: "BEGIN IMMEDIATE") }
+        var held = true
+        defer { if held { try? holder.writeWithoutTransaction { db in try db.execute(sql: "ROLLBACK") } } }
+
+        // More pushes than the hub's shared storage threads (16), each on its own connection.
+        let session = URLSession(configuration: {
+            let c = URLSessionConfiguration.ephemeral
+            c.httpMaximumConnectionsPerHost = 64
+            return c
+        }())
+        var request = URLRequest(url: try #require(URL(string: hub + "/v1/sync/push")), timeoutInterval: 30)
+        request.httpMethod = "POST"
+        for (k, v) in headers("w1") { request.setValue(v, forHTTPHeaderField: k) }
+        request.setValue("application/json", forHTTPHeaderField: "Content-Type")
+        request.httpBody = Data(#"{"protocol":1,"store":"w1","ops":[]}"#.utf8)
+        let push = request
+        // Each push's status and when it was answered.
+        let pushes = Task {
+            try await withThrowingTaskGroup(of: (Int, Date).self) { group in
+                for _ in 0..<24 {
+                    group.addTask {
+                        let (_, response) = try await session.data(for: push)
+                        return ((response as? HTTPURLResponse)?.statusCode ?? 0, Date())
+                    }
+                }
+                var answers: [(Int, Date)] = []
+                for try await answer in group { answers.append(answer) }
+                return answers
+            }
+        }
+        // Let them reach the hub and wait there.
+        try await Task.sleep(for: .seconds(1))
+
+        let pull = try await HTTP.call("GET", hub + "/v1/sync/pull?after=0&pending=0", headers: headers("w2"), timeout: 5)
+        let pulled = Date()
+        #expect(pull.status == 200)
+
+        try await holder.writeWithoutTransaction { db in try db.execute(sql: "ROLLBACK") }
+        held = false
+        let answers = try await pushes.value
+        #expect(answers.count == 24 && answers.allSatisfy { $0.0 == 200 }, "\(answers)")
+        #expect(answers.allSatisfy { $0.1 > pulled }, "the pushes waited for the writer while the pull was answered")
+    }
+}
