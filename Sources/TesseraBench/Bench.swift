@@ -557,8 +557,10 @@ public struct Bench: Sendable {
                     wait = SyncLoop.defaultIntervalMs
                 }
                 while true {
-                    let page = try await client.ok(.GET, hub + "/v1/sync/pull?after=\(cursor)&limit=\(SyncLimits.pullPageMax)&pending=0", headers: headers)
-                    let head = String(decoding: page.body.readableBytesView.prefix(80), as: UTF8.self)
+                    let page = try await client.prefix(hub + "/v1/sync/pull?after=\(cursor)&limit=\(SyncLimits.pullPageMax)&pending=0",
+                                                       headers: headers, bytes: 80)
+                    let head = String(decoding: page.head, as: UTF8.self)
+                    guard page.status == 200 else { throw BenchFailure("a pull answered \(page.status): \(head)") }
                     guard let at = head.range(of: #""cursor":"#), let moreAt = head.range(of: #""more":"#),
                           let next = Int64(head[at.upperBound...].prefix { $0.isNumber }) else {
                         throw BenchFailure("a pull page that does not start with its cursor: \(head)")

@@ -92,7 +92,12 @@ public enum JSONBody {
 
     public static func response<T: Encodable>(_ value: T, status: HTTPResponse.Status = .ok) throws -> Response {
         // What JSONEncoder with sorted keys writes, byte for byte, without it (see `JSONText`).
-        raw(status: Int(status.code), body: Data(try JSONValueEncoder().encode(value).jsonText.utf8))
+        raw(status: Int(status.code), body: try JSONValueEncoder().encode(value).jsonBytes)
+    }
+
+    /// A JSON answer from a value made already.
+    public static func response(json: JSONValue, status: HTTPResponse.Status = .ok) -> Response {
+        raw(status: Int(status.code), body: json.jsonBytes)
     }
 
     /// A JSON answer from its bytes as they are (`Data`, or a pull page's bytes: 400 kB for

@@ -88,7 +88,7 @@ public enum HubApplication {
                 "store.id": "\(store)", "ops": "\(results.count)", "first_op.id": "\(push.ops.first?.id.description ?? "")",
                 "last_op.id": "\(push.ops.last?.id.description ?? "")", "duplicates": "\(results.filter { $0.status == .duplicate }.count)",
                 "rejected": "\(rejected.map(\.id.description).joined(separator: ","))"])
-            return try JSONBody.response(PushResponse(results: results))
+            return JSONBody.response(json: PushResponse(results: results).json)
         }
         sync.post("/authorize") { request, context in
             let store = try await offload { try authenticateStore(request, storage) }

@@ -84,6 +84,21 @@ public struct PushResponse: Codable, Sendable {
         self.protocol = ProtocolVersion.current
         self.results = results
     }
+
+    /// What `Encodable` makes of it (tested), made directly: the hub answers every push of
+    /// 500 operations with one, and through the encoder that was 3 % of its time.
+    public var json: JSONValue {
+        .object(["protocol": .int(Int64(`protocol`)), "results": .array(results.map(\.json))])
+    }
+}
+
+extension PushResult {
+    var json: JSONValue {
+        var fields: [String: JSONValue] = ["id": .string(id.description), "status": .string(status.rawValue)]
+        if let version { fields["version"] = .int(version) }
+        if let reason { fields["reason"] = .string(reason) }
+        return .object(fields)
+    }
 }
 
 /// One operation as the hub serves it: with its global version.

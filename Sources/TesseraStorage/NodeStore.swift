@@ -538,12 +538,20 @@ public final class NodeStore: Sendable {
     public func applyPull(_ page: PullResponse) throws {
         // Nothing new: no write, so no disk sync for an idle poll.
         if page.ops.isEmpty, try pool.read({ try Meta.get("cursor", $0) }) == String(page.cursor) { return }
+        // Other stores' operations are read (body decoded, text written) before the write: a
+        // page of a thousand held the writer, and the tills waiting for it, twice as long
+        // doing so inside. The store's own are mostly known already and only learn their
+        // version; they are read inside if not.
+        let prepared = page.ops.map { item in
+            item.op.id.origin == store ? nil : PulledOperation(item.op)
+        }
         // The cursor moves with the page's last part: a page cut short (a crash) is pulled
         // again, and applying an operation twice leaves it as applied once.
-        try writeGivingWay(page.ops, last: { db in
+        try writeGivingWay(Array(zip(page.ops, prepared)), last: { db in
             try Meta.set("cursor", String(page.cursor), db)
             try Meta.set("hlc", String(self.clock.withLock { $0.last.packed }), db)
-        }) { item, db in
+        }) { pair, db in
+            let (item, prepared) = pair
             let op = item.op
             self.clock.withLock { _ = $0.observe(op.hlc, physicalMs: self.physicalMs()) }
             // An operation of ours that is applied here already (pending or acked) only
@@ -559,13 +567,14 @@ public final class NodeStore: Sendable {
                 }
                 return
             }
-            let body = (try? op.decoded()) ?? .unknown
+            let read = prepared ?? PulledOperation(op)
+            let body = read.body
             try db.cachedStatement(sql: """
                 INSERT INTO ops (id, origin, seq, hlc, kind, kind_version, body, member_id, status, version)
                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'acked', ?)
                 ON CONFLICT(id) DO UPDATE SET status = 'acked', version = excluded.version
                 """).execute(arguments: [op.id.description, op.id.origin.rawValue, op.id.seq, op.hlc.packed, op.kind, op.kindVersion,
-                                 op.body.jsonText, body == .unknown ? nil : body.member?.rawValue, item.version])
+                                 read.text, body == .unknown ? nil : body.member?.rawValue, item.version])
             // Applying effects is idempotent, so an operation of ours that is already applied
             // is unchanged, and one we had voided or not yet applied now takes effect as at the hub.
             if body != .unknown { try Replica.apply(body, of: op, db) }
@@ -1042,5 +1051,17 @@ enum Meta {
     static func set(_ key: String, _ value: String, _ db: Database) throws {
         try db.cachedStatement(sql: "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value").execute(
             arguments: [key, value])
+    }
+}
+
+/// A pulled operation as the node stores and applies it: its body read (`unknown` for a kind
+/// or version this build cannot read, kept and passed on as it is) and its text as stored.
+private struct PulledOperation {
+    var body: OperationBody
+    var text: String
+
+    init(_ op: Operation) {
+        body = (try? op.decoded()) ?? .unknown
+        text = op.body.jsonText
     }
 }

@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 import TesseraCore
+import TesseraProtocol
 import TesseraTestSupport
 
 /// Operation bodies become JSONValues without JSON text in between: the same values as the
@@ -67,6 +68,22 @@ struct JSONValueEncoderTests {
         let encoded = try JSONValueEncoder().encode(value)
         #expect(encoded == .object(["items": .array([.object(["a": .int(1)]), .object(["a": .int(-2), "b": .string("x")])]),
                                     "flag": .bool(true), "n": .int(7), "doc": .object(["ratio": .double(1.5), "list": .array([.int(1), .null])])]))
+    }
+
+    @Test("a push's answer made directly is what its encoder makes: each status, versions and reasons left out or not")
+    func pushAnswer() throws {
+        let s1 = try #require(StoreID(rawValue: "s1"))
+        let results = [
+            PushResult(id: OperationID(origin: s1, seq: 1), status: .accepted, version: 7),
+            PushResult(id: OperationID(origin: s1, seq: 2), status: .duplicate, version: 3),
+            PushResult(id: OperationID(origin: s1, seq: 3), status: .rejected, reason: "voided by its store \"s1\""),
+        ]
+        for answer in [PushResponse(results: results), PushResponse(results: [])] {
+            #expect(answer.json == (try JSONValueEncoder().encode(answer)))
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+            #expect(answer.json.jsonText == String(decoding: try encoder.encode(answer), as: UTF8.self))
+        }
     }
 
     /// A body decoded the old way: JSON text written by JSONEncoder, read by JSONDecoder.
