@@ -97,7 +97,7 @@ public enum HubApplication {
             guard auth.prior.count <= SyncLimits.pushBatchMax else {
                 throw DomainError(.invalidRequest, "at most \(SyncLimits.pushBatchMax) prior operations")
             }
-            let answer = try await offloadWrite { try storage.authorize(auth, from: store) }
+            let answer = try await authorizeThreads.runIfActive { try storage.authorize(auth, from: store) }
             Counter(label: "tessera_authorisations_total", dimensions: [("decision", answer.decision.rawValue)]).increment()
             context.logger.info("authorize", metadata: ["store.id": "\(store)", "op.id": "\(auth.op.id)", "decision": "\(answer.decision.rawValue)",
                                                         "code": "\(answer.code?.rawValue ?? "")"])
@@ -429,8 +429,7 @@ public enum HubApplication {
         try await storageThreads.runIfActive(body)
     }
 
-    /// A store's push or authorisation: storage work that takes the chain's one writer, on
-    /// threads of its own. After an outage a hundred stores push at once; on the shared
+    /// A store's push: storage work that takes the chain's one writer, on threads of its own. After an outage a hundred stores push at once; on the shared
     /// threads their pushes took every one of them waiting for the writer, and every pull (a
     /// read, which needs no writer) waited behind them all: replicas sat still until the hub
     /// had taken every push.
@@ -450,6 +449,15 @@ public enum HubApplication {
     /// the write) or wait their turn.
     static let writeThreads: NIOThreadPool = {
         let pool = NIOThreadPool(numberOfThreads: 4)
+        pool.start()
+        return pool
+    }()
+
+    /// A till waits for an authorisation (1.5 s by default, then it sells offline): behind a
+    /// hundred stores' pushes it would wait for them all; here it waits for the writer only
+    /// behind the few pushes `writeThreads` hold.
+    static let authorizeThreads: NIOThreadPool = {
+        let pool = NIOThreadPool(numberOfThreads: 2)
         pool.start()
         return pool
     }()

@@ -207,7 +207,17 @@ public final class SyncLoop: Service, Sendable {
                 }
                 let pushed = try await group.next() == true
                 if pushed { group.cancelAll() }
-                try await pullAll()
+                do {
+                    try await pullAll()
+                } catch {
+                    // The push runs on: the hub may be taking it, and its answer is recorded
+                    // rather than the push made again next round (on the hub's one writer,
+                    // at the worst moment).
+                    if !pushed {
+                        while let next = try? await group.next(), next != true {}
+                    }
+                    throw error
+                }
                 if pushed { return }
                 wait = intervalMs
             }

@@ -93,6 +93,7 @@ enum HubSummaries {
     }
 
     private static func rebuildRemembering(_ db: Database) throws {
+        try flushDays(db)
         for table in tables { try db.execute(sql: "DELETE FROM \(table)") }
         try setSetting("settle_period", "1", db)
         try setSetting("summary_zone", try Replica.programme(db).timeZone, db)
@@ -239,16 +240,44 @@ enum HubSummaries {
         let origin = counted.origin, kind = counted.kind, member = counted.member, wallMs = counted.wallMs
         let amount = counted.amount, spent = counted.spent, earned = counted.earned, redeemed = counted.redeemed
         guard origin != "hub" else { return }
-        var c = [Int64](repeating: 0, count: 10) // operations, enrolments, recharges, recharged, sales, sold, spent, earned, redeemed, refunds
-        c[0] = 1
+        var c = DayCounts(operations: sign)
         switch kind {
-        case "member.enrolled": c[1] = 1
-        case "value.recharged": c[2] = 1; c[3] = amount
-        case "purchase": c[4] = 1; c[5] = amount; c[6] = spent; c[7] = earned; c[8] = redeemed
-        case "refund": c[9] = 1
+        case "member.enrolled": c.enrolments = sign
+        case "value.recharged": c.recharges = sign; c.recharged = amount * sign
+        case "purchase": c.sales = sign; c.sold = amount * sign; c.spent = spent * sign; c.earned = earned * sign; c.redeemed = redeemed * sign
+        case "refund": c.refunds = sign
         default: break
         }
-        let day = try calendar(db).day(ms: wallMs).number
+        let key = DayKey(store: origin, day: try calendar(db).day(ms: wallMs).number)
+        // Within a write, added up and written once at its end; outside one, now.
+        if !WriteMemo.update(db, { $0.days[key, default: DayCounts()].add(c) }) { try addDay(key, c, db) }
+        if kind == "purchase", let member, sign > 0, !dayOnly {
+            try db.cachedStatement(sql: """
+                INSERT INTO member_activity (member_id, purchases, last_ms, spend) VALUES (?, 1, ?, ?)
+                ON CONFLICT(member_id) DO UPDATE SET purchases = purchases + 1, last_ms = MAX(COALESCE(last_ms, excluded.last_ms), excluded.last_ms),
+                    spend = spend + excluded.spend
+                """).execute(arguments: [member, wallMs, amount])
+        }
+    }
+
+    /// A store's day, as `store_days` keys it.
+    struct DayKey: Hashable, Sendable {
+        var store: String
+        var day: Int64
+    }
+
+    /// What operations add to a store's day.
+    struct DayCounts: Sendable {
+        var operations: Int64 = 0, enrolments: Int64 = 0, recharges: Int64 = 0, recharged: Int64 = 0, sales: Int64 = 0
+        var sold: Int64 = 0, spent: Int64 = 0, earned: Int64 = 0, redeemed: Int64 = 0, refunds: Int64 = 0
+
+        mutating func add(_ o: DayCounts) {
+            operations += o.operations; enrolments += o.enrolments; recharges += o.recharges; recharged += o.recharged
+            sales += o.sales; sold += o.sold; spent += o.spent; earned += o.earned; redeemed += o.redeemed; refunds += o.refunds
+        }
+    }
+
+    private static func addDay(_ key: DayKey, _ c: DayCounts, _ db: Database) throws {
         try db.cachedStatement(sql: """
             INSERT INTO store_days (store, day, operations, enrolments, recharges, recharged, sales, sold, spent, points_earned, points_redeemed, refunds)
             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
@@ -256,14 +285,17 @@ enum HubSummaries {
                 recharges = recharges + excluded.recharges, recharged = recharged + excluded.recharged, sales = sales + excluded.sales,
                 sold = sold + excluded.sold, spent = spent + excluded.spent, points_earned = points_earned + excluded.points_earned,
                 points_redeemed = points_redeemed + excluded.points_redeemed, refunds = refunds + excluded.refunds
-            """).execute(arguments: [origin, day, c[0] * sign, c[1] * sign, c[2] * sign, c[3] * sign, c[4] * sign, c[5] * sign,
-                                     c[6] * sign, c[7] * sign, c[8] * sign, c[9] * sign])
-        if kind == "purchase", let member, sign > 0, !dayOnly {
-            try db.cachedStatement(sql: """
-                INSERT INTO member_activity (member_id, purchases, last_ms, spend) VALUES (?, 1, ?, ?)
-                ON CONFLICT(member_id) DO UPDATE SET purchases = purchases + 1, last_ms = MAX(COALESCE(last_ms, excluded.last_ms), excluded.last_ms),
-                    spend = spend + excluded.spend
-                """).execute(arguments: [member, wallMs, amount])
+            """).execute(arguments: [key.store, key.day, c.operations, c.enrolments, c.recharges, c.recharged, c.sales, c.sold,
+                                     c.spent, c.earned, c.redeemed, c.refunds])
+    }
+
+    /// Adds the store days this write has counted so far to `store_days` (in a fixed order:
+    /// the same writes make the same pages on every run).
+    static func flushDays(_ db: Database) throws {
+        var days: [DayKey: DayCounts] = [:]
+        WriteMemo.update(db) { swap(&days, &$0.days) }
+        for (key, counts) in days.sorted(by: { ($0.key.store, $0.key.day) < ($1.key.store, $1.key.day) }) {
+            try addDay(key, counts, db)
         }
     }
 
@@ -306,6 +338,7 @@ enum HubSummaries {
         let zone = try Replica.programme(db).timeZone
         guard try settings(db).zone != zone else { return }
         try setSetting("summary_zone", zone, db)
+        try flushDays(db)
         try db.execute(sql: "DELETE FROM store_days")
         // Up to this operation only: a rebuild meets the later ones in its own pass.
         let ids = try String.fetchCursor(db.makeStatement(sql: """

@@ -1098,6 +1098,11 @@ enum WriteMemo {
     struct Values: Sendable {
         var settings: HubSummaries.Settings?
         var programme: Programme?
+        /// Store days counted by this write and not yet added to `store_days`: a push's 500
+        /// operations of one store, mostly of one day, were 500 upserts of the same row (a
+        /// sixth of the hub's writer). Added when the outermost `remembering` ends, or before
+        /// anything else reads or clears the table (`HubSummaries.flushDays`).
+        var days: [HubSummaries.DayKey: HubSummaries.DayCounts] = [:]
     }
 
     private static let memo = Mutex<[ObjectIdentifier: Values]>([:])
@@ -1113,7 +1118,18 @@ enum WriteMemo {
             return true
         }
         defer { if outermost { _ = memo.withLock { $0.removeValue(forKey: key) } } }
-        return try body()
+        guard outermost else { return try body() }
+        let result: T
+        do {
+            result = try body()
+        } catch {
+            // Whatever the body wrote stays with the transaction, committed or rolled back:
+            // its counts go with it.
+            try? HubSummaries.flushDays(db)
+            throw error
+        }
+        try HubSummaries.flushDays(db)
+        return result
     }
 
     /// What this write remembers (nil outside a remembering write).
@@ -1122,12 +1138,15 @@ enum WriteMemo {
     }
 
     /// Changes what this write remembers (nothing outside a remembering write).
-    static func update(_ db: Database, _ change: (inout Values) -> Void) {
+    /// Changes what this write remembers (nothing outside a remembering write), in place: a
+    /// copy would copy the store days' dictionary at each change. False outside.
+    @discardableResult
+    static func update(_ db: Database, _ change: (inout Values) -> Void) -> Bool {
         memo.withLock { memo in
             let key = ObjectIdentifier(db)
-            guard var values = memo[key] else { return }
-            change(&values)
-            memo[key] = values
+            guard memo[key] != nil else { return false }
+            change(&memo[key, default: Values()])
+            return true
         }
     }
 }
