@@ -352,16 +352,36 @@ struct SQLiteLedger: HubLedger {
 
 struct SQLiteWrites: LedgerWrites {
     let db: Database
+    /// The rejections of a push's operations, read at once (`prefetch`): one look-up per
+    /// operation, nearly always finding nothing, was 6 % of the hub's writer under a catch-up.
+    private let prefetched = Prefetched()
 
-    func prefetch(_ ids: [String]) throws {}
+    private final class Prefetched: @unchecked Sendable { // used by one write, on its thread
+        var rejections: [String: String] = [:]
+        var known: Set<String> = []
+    }
+
+    init(db: Database) { self.db = db }
+
+    func prefetch(_ ids: [String]) throws {
+        guard !ids.isEmpty else { return }
+        let rows = try Row.fetchAll(db.cachedStatement(sql: """
+            SELECT op_id, reason FROM rejected WHERE op_id IN (SELECT value FROM json_each(?))
+            """), arguments: [JSONValue.array(ids.map { .string($0) }).jsonText])
+        for row in rows { prefetched.rejections[row[0]] = row[1] }
+        prefetched.known.formUnion(ids)
+    }
 
     func rejection(of op: String) throws -> String? {
-        try String.fetchOne(db.cachedStatement(sql: "SELECT reason FROM rejected WHERE op_id = ?"), arguments: [op])
+        if let reason = prefetched.rejections[op] { return reason }
+        if prefetched.known.contains(op) { return nil }
+        return try String.fetchOne(db.cachedStatement(sql: "SELECT reason FROM rejected WHERE op_id = ?"), arguments: [op])
     }
 
     func reject(_ op: String, store: String, reason: String, json: String, at: String) throws {
         try db.cachedStatement(sql: "INSERT INTO rejected (op_id, store, reason, op, at) VALUES (?, ?, ?, ?, ?)").execute(
             arguments: [op, store, reason, json, at])
+        prefetched.rejections[op] = reason
     }
 
     func refusal(of op: String) throws -> (code: String?, message: String?)? {

@@ -41,6 +41,44 @@ final class HubTests {
         #expect(try hub.member(ada.id)?.balance == 900)
     }
 
+    @Test("a push that carries an operation twice, or a void of one before it, gets the answers a push of one at a time would get", arguments: Backend.all)
+    func pushWithinOneBatch(_ backend: Backend) throws {
+        try use(backend)
+        let one = try node(s1)
+        let ada = try enrol(one, "Ada", "+15550100")
+        _ = try one.recharge(ada.id, NodeAPI.Recharge(amount: 900), key: nil)
+        let batch = try one.pendingBatch(limit: 100)
+        let twice = try hub.push([batch[0], batch[1], batch[0], batch[1]], from: s1)
+        #expect(twice.map(\.status) == [.accepted, .accepted, .duplicate, .duplicate])
+        #expect(twice[2].version == twice[0].version && twice[3].version == twice[1].version)
+        #expect(try hub.log().count == 2)
+        #expect(try hub.member(ada.id)?.balance == 900)
+
+        // A recharge its store voided, the void ahead of it in the same push (and the recharge
+        // twice): refused as voided, both times, and never counted.
+        _ = try one.recharge(ada.id, NodeAPI.Recharge(amount: 500), key: nil)
+        let recharge = try #require(try one.pendingBatch(limit: 100).last)
+        let void = Operation(id: OperationID(origin: s1, seq: recharge.id.seq + 1_000), hlc: try #require(HLCTimestamp(packed: recharge.hlc.packed + 1)),
+                             body: .operationVoided(OperationVoided(of: recharge.id, member: ada.id, reason: "test")))
+        let answers = try hub.push([void, recharge, recharge], from: s1)
+        #expect(answers.map(\.status) == [.accepted, .rejected, .rejected])
+        #expect(answers[1].reason == answers[2].reason)
+        #expect(try hub.member(ada.id)?.balance == 900)
+
+        // The same a push apart (each operation once in its push: answered from what the push
+        // read at its start): the void, then the voided recharge beside the one refused above.
+        _ = try one.recharge(ada.id, NodeAPI.Recharge(amount: 300), key: nil)
+        let third = try #require(try one.pendingBatch(limit: 100).last)
+        let voidThird = Operation(id: OperationID(origin: s1, seq: third.id.seq + 2_000), hlc: try #require(HLCTimestamp(packed: third.hlc.packed + 1)),
+                                  body: .operationVoided(OperationVoided(of: third.id, member: ada.id, reason: "test")))
+        #expect(try hub.push([voidThird], from: s1).map(\.status) == [.accepted])
+        let later = try hub.push([third, recharge, batch[1]], from: s1)
+        #expect(later.map(\.status) == [.rejected, .rejected, .duplicate])
+        #expect(later[1].reason == answers[1].reason && later[2].version == twice[1].version)
+        #expect(try hub.member(ada.id)?.balance == 900)
+        #expect(try hub.checkSummaries().isEmpty)
+    }
+
     @Test("a pull page written straight from the log is the page JSONEncoder makes of the operations, byte for byte on SQLite", arguments: Backend.all)
     func pullPageText(_ backend: Backend) throws {
         try use(backend)
