@@ -25,13 +25,18 @@ final class HubTests {
         try bootstrappedNode(dir, store, hub: hub, clock: clock, limit: limit)
     }
 
-    @Test("pushing the same batch twice changes nothing: the retry gets the first versions back", arguments: Backend.all)
-    func pushIsIdempotent(_ backend: Backend) throws {
+    /// Store s1's node with Ada enrolled and recharged 900, and its outbox (those two, not pushed).
+    func enrolledAndRecharged(_ backend: Backend) throws -> (NodeStore, MemberView, [TesseraCore.Operation]) {
         try use(backend)
         let one = try node(s1)
         let ada = try enrol(one, "Ada", "+15550100")
         _ = try one.recharge(ada.id, NodeAPI.Recharge(amount: 900), key: nil)
-        let batch = try one.pendingBatch(limit: 100)
+        return (one, ada, try one.pendingBatch(limit: 100))
+    }
+
+    @Test("pushing the same batch twice changes nothing: the retry gets the first versions back", arguments: Backend.all)
+    func pushIsIdempotent(_ backend: Backend) throws {
+        let (_, ada, batch) = try enrolledAndRecharged(backend)
         let first = try hub.push(batch, from: s1)
         let second = try hub.push(batch, from: s1)
         #expect(first.map(\.status) == [.accepted, .accepted])
@@ -43,11 +48,7 @@ final class HubTests {
 
     @Test("a push that carries an operation twice, or a void of one before it, gets the answers a push of one at a time would get", arguments: Backend.all)
     func pushWithinOneBatch(_ backend: Backend) throws {
-        try use(backend)
-        let one = try node(s1)
-        let ada = try enrol(one, "Ada", "+15550100")
-        _ = try one.recharge(ada.id, NodeAPI.Recharge(amount: 900), key: nil)
-        let batch = try one.pendingBatch(limit: 100)
+        let (one, ada, batch) = try enrolledAndRecharged(backend)
         let twice = try hub.push([batch[0], batch[1], batch[0], batch[1]], from: s1)
         #expect(twice.map(\.status) == [.accepted, .accepted, .duplicate, .duplicate])
         #expect(twice[2].version == twice[0].version && twice[3].version == twice[1].version)
