@@ -152,8 +152,7 @@ private struct KeyedContainer<K: CodingKey>: KeyedDecodingContainerProtocol {
     // JSONDecoder reads an absent key and a null alike as absent. The concrete kinds too: the
     // protocol's own versions look the key up three times (contains, decodeNil, decode).
     private func present<T: Decodable>(_ type: T.Type, _ key: K) throws -> T? {
-        guard let value = fields[key.stringValue] else { return nil }
-        if case .null = value { return nil }
+        guard let value = present(key) else { return nil }
         return try Scalar.decode(T.self, value, codingPath + [key])
     }
 

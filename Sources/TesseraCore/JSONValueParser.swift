@@ -222,8 +222,8 @@ private struct Reader {
     }
 
     /// Plain ASCII (ids, kinds, dates: most strings), which needs no check: `String(validating:)`
-    /// is not specialised for a buffer and looked up its generic metadata for every string, a
-    /// an eighth of the time a node spent reading pull pages.
+    /// is not specialised for a buffer and looked up its generic metadata for every string, an
+    /// eighth of the time a node spent reading pull pages.
     func ascii(_ range: Range<Int>) -> String {
         String(decoding: UnsafeRawBufferPointer(rebasing: bytes[range]).assumingMemoryBound(to: UInt8.self), as: UTF8.self)
     }

@@ -429,10 +429,10 @@ public enum HubApplication {
         try await storageThreads.runIfActive(body)
     }
 
-    /// A store's push: storage work that takes the chain's one writer, on threads of its own. After an outage a hundred stores push at once; on the shared
-    /// threads their pushes took every one of them waiting for the writer, and every pull (a
-    /// read, which needs no writer) waited behind them all: replicas sat still until the hub
-    /// had taken every push.
+    /// A store's push: storage work that takes the chain's one writer, on threads of its own.
+    /// After an outage a hundred stores push at once; on the shared threads their pushes took
+    /// every one of them waiting for the writer, and every pull (a read, which needs no writer)
+    /// waited behind them all: replicas sat still until the hub had taken every push.
     static func offloadWrite<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
         try await writeThreads.runIfActive(body)
     }

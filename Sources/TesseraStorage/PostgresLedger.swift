@@ -433,8 +433,7 @@ final class PostgresWrites: LedgerWrites {
     private let c: PostgresLink.Connection
     private var queued: [PostgresQuery] = []
     private var log: [LogRow] = []
-    private var rejections: [String: String] = [:]
-    private var known: Set<String> = []
+    private let known = KnownRejections()
 
     init(_ c: PostgresLink.Connection) { self.c = c }
 
@@ -479,21 +478,21 @@ final class PostgresWrites: LedgerWrites {
 
     func prefetch(_ ids: [String]) throws {
         guard !ids.isEmpty else { return }
-        for row in try read("SELECT op_id, reason FROM rejected WHERE op_id = ANY(\(ids))") {
+        let found = try read("SELECT op_id, reason FROM rejected WHERE op_id = ANY(\(ids))").map { row in
             let (id, reason) = try row.decode((String, String).self)
-            rejections[id] = reason
+            return (id: id, reason: reason)
         }
-        known.formUnion(ids)
+        known.learn(ids, found: found)
     }
 
     func rejection(of op: String) throws -> String? {
-        if let reason = rejections[op] { return reason }
-        if known.contains(op) { return nil }
-        return try read("SELECT reason FROM rejected WHERE op_id = \(op)").first.map { try $0.decode(String.self) }
+        try known.reason(of: op) {
+            try read("SELECT reason FROM rejected WHERE op_id = \(op)").first.map { try $0.decode(String.self) }
+        }
     }
 
     func reject(_ op: String, store: String, reason: String, json: String, at: String) throws {
-        rejections[op] = reason
+        known.rejected(op, reason: reason)
         queued.append("INSERT INTO rejected (op_id, store, reason, op, at) VALUES (\(op), \(store), \(pgText(reason)), \(pgText(json)), \(at))")
     }
 

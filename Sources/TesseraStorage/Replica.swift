@@ -1137,7 +1137,6 @@ enum WriteMemo {
         memo.withLock { $0[ObjectIdentifier(db)] }
     }
 
-    /// Changes what this write remembers (nothing outside a remembering write).
     /// Changes what this write remembers (nothing outside a remembering write), in place: a
     /// copy would copy the store days' dictionary at each change. False outside.
     @discardableResult
