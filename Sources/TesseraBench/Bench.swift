@@ -469,7 +469,7 @@ public struct Bench: Sendable {
                 }
             }
             defer { watcher.cancel() }
-            let load = LoadClient()
+            let load = LoadClient(connectionsPerHost: max(64, count))
             // The clock stops when the last measured replica holds everything: the other stores
             // may still be in their last wait (a node's sync interval) before they look again.
             let replicasDone = Latest()

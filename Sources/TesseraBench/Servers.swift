@@ -82,9 +82,13 @@ final class Server: @unchecked Sendable {
 final class LoadClient: Sendable {
     let http: HTTPClient
 
-    init() {
+    /// `connectionsPerHost`: at least as many as the stores it stands for make requests at once
+    /// (each store on its own machine has a connection of its own). With a thousand stores
+    /// sharing 64, the catch-up stalled: the pool stopped opening connections with a thousand
+    /// requests queued, none of them at the hub.
+    init(connectionsPerHost: Int = 64) {
         var configuration = HTTPClient.Configuration()
-        configuration.connectionPool.concurrentHTTP1ConnectionsPerHostSoftLimit = 64
+        configuration.connectionPool.concurrentHTTP1ConnectionsPerHostSoftLimit = connectionsPerHost
         http = HTTPClient(eventLoopGroup: HTTPClient.defaultEventLoopGroup, configuration: configuration)
     }
 

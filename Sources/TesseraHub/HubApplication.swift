@@ -402,12 +402,20 @@ public enum HubApplication {
         // HTTPS served by the hub itself (or plain HTTP behind a TLS proxy; see deploy/).
         let server = try tls.map { try HTTPServerBuilder.tls(http1, tlsConfiguration: $0) } ?? http1
         return Application(router: router, server: server,
-                           configuration: .init(address: .hostname(listen.host, port: listen.port), serverName: "tessera-hub"),
+                           configuration: .init(address: .hostname(listen.host, port: listen.port), serverName: "tessera-hub",
+                                                backlog: HubApplication.listenBacklog),
                            services: [HubJobs(storage: storage, intervalSeconds: max(1, jobsIntervalSeconds), logger: logger),
                                       SnapshotFileKeeper(storage: storage, ageSeconds: snapshotFileAgeSeconds, logger: logger),
                                       WebhookDispatcher(storage: storage, allowedHosts: webhookHosts, retryBaseMs: webhookRetryBaseMs, logger: logger)],
                            onServerRunning: onRunning, logger: logger)
     }
+
+    /// Connections the hub's socket holds before it accepts them. After an outage every store
+    /// reconnects at once: with the server's default (256), a thousand stores overflowed it
+    /// (the kernel dropped over a thousand connection attempts, and a store's request could
+    /// wait minutes for its connection). The kernel caps it at `net.core.somaxconn`
+    /// (4096 on current Linux).
+    static let listenBacklog = 4096
 
     /// `?type=a,b`: the event types asked for (nil: every type).
     static func eventTypes(_ request: Request) throws -> Set<HubAPI.EventType>? {
