@@ -242,7 +242,12 @@ def hub_api():
                                      body=ref("PushRequest"), secure=True)},
         "/v1/sync/authorize": {"post": op("A store asks to authorise a spend", {"200": answer("AuthorizeResponse", "decision"), **errors(400, 401, 403, 429, 503)},
                                           body=ref("AuthorizeRequest"), secure=True)},
-        "/v1/sync/pull": {"get": op("Operations after a version", {"200": answer("PullResponse", "page"), **errors(400, 401, 429, 503)},
+        "/v1/sync/pull": {"get": op("Operations after a version: pages end at multiples of 1000 versions; a whole page is gzipped for a node that takes it (spec section 6.2)",
+                                    {"200": {**answer("PullResponse", "page"), "headers": {
+                                        "Content-Encoding": {"description": "gzip: a whole page, asked for with Accept-Encoding: gzip and limit=1000",
+                                                             "schema": {"type": "string", "enum": ["gzip"]}},
+                                        "Vary": {"description": "Accept-Encoding", "schema": {"type": "string"}}}},
+                                     **errors(400, 401, 429, 503)},
                                     params=sync + [{"name": "after", "in": "query", "required": False, "schema": {"type": "integer", "minimum": 0}},
                                                    {"name": "limit", "in": "query", "required": False, "schema": {"type": "integer"}},
                                                    {"name": "pending", "in": "query", "required": False, "schema": {"type": "integer"}}],

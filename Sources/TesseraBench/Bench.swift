@@ -473,6 +473,7 @@ public struct Bench: Sendable {
             // The clock stops when the last measured replica holds everything: the other stores
             // may still be in their last wait (a node's sync interval) before they look again.
             let replicasDone = Latest()
+            let pulled = Tally()
             do {
                 try await withThrowingTaskGroup(of: Void.self) { group in
                     for (i, node) in nodes.enumerated().prefix(replicas) {
@@ -494,7 +495,8 @@ public struct Bench: Sendable {
                         let i = replicas + j
                         let headers = [("Authorization", "Bearer \(chain.tokens[i])"), (ProtocolVersion.header, String(ProtocolVersion.current))]
                         group.addTask {
-                            try await Self.pushAndDrop(load, hub: hub.url, headers: headers, bodies: bodies, from: base, until: target)
+                            try await Self.pushAndDrop(load, hub: hub.url, headers: headers, bodies: bodies, from: base, until: target,
+                                                       received: pulled)
                         }
                     }
                     try await group.waitForAll()
@@ -513,6 +515,10 @@ public struct Bench: Sendable {
             let which = replicas == count ? "every replica" : "\(replicas) of the \(count) replicas (the others pulled every page and dropped it)"
             report(String(format: "  %@ folded all %d ops in %.2f s (the hub held them all after %.2f s; hub peak RSS %@)",
                           which, count * k, wall, held ?? -1, megabytes(hub.peakRSSBytes)))
+            if replicas < count {
+                report(String(format: "  the other %d stores' pulls carried %.2f GB over the wire (%.1f MB a store)",
+                              count - replicas, Double(pulled.total) / 1e9, Double(pulled.total) / 1e6 / Double(count - replicas)))
+            }
             var growth = ""
             if let previous {
                 growth = String(format: " (x%.1f for x%.1f stores)", wall / previous.seconds, Double(count) / Double(previous.stores))
@@ -526,6 +532,12 @@ public struct Bench: Sendable {
                 rows.append(BenchRow(what: "Catch-up: \(count) stores x \(k), until the hub holds all \(count * k)", tessera: String(format: "%.2f s", held),
                                      limit: String(format: "%.2f s to insert %d rows raw", Double(count * k) / limits.batchedRowsPerSecond, count * k),
                                      ratio: String(format: "%.1fx", held / (Double(count * k) / limits.batchedRowsPerSecond)), target: ""))
+            }
+            if replicas < count {
+                rows.append(BenchRow(what: "Catch-up: \(count) stores, what the \(count - replicas) dropping stores' pulls carried",
+                                     tessera: String(format: "%.2f GB (%.1f MB a store)", Double(pulled.total) / 1e9,
+                                                     Double(pulled.total) / 1e6 / Double(count - replicas)),
+                                     limit: "", ratio: "", target: ""))
             }
             rows.append(BenchRow(what: "Hub peak memory during the \(count)-store catch-up", tessera: megabytes(hub.peakRSSBytes),
                                  limit: "", ratio: "", target: ""))
@@ -541,7 +553,8 @@ public struct Bench: Sendable {
     /// it pulls while a push slower than `SyncLoop.pullWaitsForPushMs` is under way and again
     /// once it is answered, asks for the next page at once while there is more, and waits its
     /// sync interval (a node's default) once it has everything the hub holds so far.
-    static func pushAndDrop(_ client: LoadClient, hub: String, headers: [(String, String)], bodies: [String], from base: Int64, until target: Int64) async throws {
+    static func pushAndDrop(_ client: LoadClient, hub: String, headers: [(String, String)], bodies: [String], from base: Int64, until target: Int64,
+                            received: Tally) async throws {
         try await withThrowingTaskGroup(of: Bool.self) { group in
             group.addTask {
                 for body in bodies {
@@ -565,6 +578,7 @@ public struct Bench: Sendable {
                 while true {
                     let page = try await client.prefix(hub + "/v1/sync/pull?after=\(cursor)&limit=\(SyncLimits.pullPageMax)&pending=0",
                                                        headers: headers, bytes: 80)
+                    received.add(page.received)
                     let head = String(decoding: page.head, as: UTF8.self)
                     guard page.status == 200 else { throw BenchFailure("a pull answered \(page.status): \(head)") }
                     guard let at = head.range(of: #""cursor":"#), let moreAt = head.range(of: #""more":"#),
@@ -587,6 +601,13 @@ public struct Bench: Sendable {
         private let value = Mutex<Double>(0)
         func note(_ seconds: Double) { value.withLock { $0 = max($0, seconds) } }
         var seconds: Double { value.withLock { $0 } }
+    }
+
+    /// Bytes many tasks add up (what the dropping stores' pulls carried over the wire).
+    final class Tally: Sendable {
+        private let value = Mutex<Int>(0)
+        func add(_ bytes: Int) { value.withLock { $0 += bytes } }
+        var total: Int { value.withLock { $0 } }
     }
 
     /// A time one task records and another reads.

@@ -1,4 +1,5 @@
 import AsyncHTTPClient
+import CompressNIO
 import Foundation
 import NIOCore
 import NIOHTTP1
@@ -124,15 +125,34 @@ final class LoadClient: Sendable {
     /// streams by and dropped. The stores that drop pull pages stand for nodes on machines of
     /// their own: gathering each 400 kB page into one buffer here was this process's work, not
     /// the hub's (a copy of the 3.5 GB that 98 stores pull in the 100-store catch-up).
-    func prefix(_ url: String, headers: [(String, String)] = [], bytes prefix: Int, timeout: Int64 = 120) async throws -> (status: Int, head: [UInt8]) {
+    /// Asked with `Accept-Encoding: gzip`, as a node asks for pull pages: a gzipped answer is
+    /// inflated only as far as its first `prefix` bytes.
+    /// `received`: the answer's bytes as they came over the wire.
+    func prefix(_ url: String, headers: [(String, String)] = [], bytes prefix: Int, timeout: Int64 = 120)
+        async throws -> (status: Int, head: [UInt8], received: Int) {
         var request = HTTPClientRequest(url: url)
         for (name, value) in headers { request.headers.add(name: name, value: value) }
+        request.headers.add(name: "Accept-Encoding", value: "gzip")
         let response = try await http.execute(request, timeout: .seconds(timeout))
-        var head: [UInt8] = []
-        for try await chunk in response.body where head.count < prefix {
-            head += chunk.readableBytesView.prefix(prefix - head.count)
+        if response.headers.first(name: "Content-Encoding") == "gzip" {
+            var gzipped = try await response.body.collect(upTo: 64 << 20)
+            let decompressor = CompressionAlgorithm.gzip().decompressor
+            try decompressor.startStream()
+            defer { try? decompressor.finishStream() }
+            var head = ByteBuffer()
+            head.reserveCapacity(prefix)
+            // Stops with the buffer full (which it reports as an overflow): only the head is wanted.
+            let received = gzipped.readableBytes
+            try? decompressor.streamInflate(from: &gzipped, to: &head)
+            return (Int(response.status.code), Array(head.readableBytesView.prefix(prefix)), received)
         }
-        return (Int(response.status.code), head)
+        var head: [UInt8] = []
+        var received = 0
+        for try await chunk in response.body {
+            received += chunk.readableBytes
+            if head.count < prefix { head += chunk.readableBytesView.prefix(prefix - head.count) }
+        }
+        return (Int(response.status.code), head, received)
     }
 
     /// The size of a GET's answer, counted as it streams by (a snapshot file is not held in memory).

@@ -113,6 +113,16 @@ public enum JSONBody {
         return Response(status: .init(code: status), headers: headers, body: .init(byteBuffer: body))
     }
 
+    /// A pull page: gzipped or not, as the hub made it. Either way, caches are told the answer
+    /// depends on `Accept-Encoding`.
+    public static func page(_ page: PullPage) -> Response {
+        var headers = HTTPFields()
+        headers[.contentType] = "application/json; charset=utf-8"
+        if page.gzipped { headers[.contentEncoding] = "gzip" }
+        headers[.vary] = "Accept-Encoding"
+        return Response(status: .ok, headers: headers, body: .init(byteBuffer: page.body))
+    }
+
     static func describe(_ error: DecodingError) -> String {
         func path(_ p: [any CodingKey]) -> String {
             p.map { $0.intValue.map { "[\($0)]" } ?? $0.stringValue }.joined(separator: ".")
@@ -132,6 +142,18 @@ public enum JSONBody {
 }
 
 extension Request {
+    /// Whether the client takes gzipped answers (`Accept-Encoding: gzip`, not with `q=0`).
+    public var acceptsGzip: Bool {
+        headers[values: .acceptEncoding].contains { value in
+            value.split(separator: ",").contains { part in
+                let fields = part.split(separator: ";").map { $0.trimmingCharacters(in: .whitespaces).lowercased() }
+                guard let coding = fields.first, coding == "gzip" || coding == "x-gzip" else { return false }
+                let weight = fields.dropFirst().first { $0.hasPrefix("q=") }.flatMap { Double($0.dropFirst(2)) } ?? 1
+                return weight > 0
+            }
+        }
+    }
+
     public var bearerToken: String? {
         guard let value = headers[.authorization], value.hasPrefix("Bearer ") else { return nil }
         let token = value.dropFirst("Bearer ".count).trimmingCharacters(in: .whitespaces)

@@ -112,8 +112,9 @@ public enum HubApplication {
             }
             let limit = Int(clamping: try request.integerQuery("limit") ?? Int64(SyncLimits.pullPageMax))
             let pending = try request.integerQuery("pending")
-            let page = try await offload { try storage.pullJSON(after: after, limit: limit, for: store, pending: pending) }
-            return JSONBody.raw(status: 200, body: page)
+            let gzip = request.acceptsGzip
+            let page = try await offload { try storage.pullPage(after: after, limit: limit, for: store, pending: pending, gzip: gzip) }
+            return JSONBody.page(page)
         }
         sync.get("/snapshot") { request, _ in
             let store = try await offload { try authenticateStore(request, storage) }

@@ -43,6 +43,8 @@ public protocol HubStorage: Sendable {
     func authorize(_ request: AuthorizeRequest, from store: StoreID) throws -> AuthorizeResponse
     func pull(after cursor: Int64, limit: Int, for store: StoreID, pending: Int64?) throws -> PullResponse
     func pullJSON(after cursor: Int64, limit: Int, for store: StoreID, pending: Int64?) throws -> ByteBuffer
+    /// The page as the hub sends it: gzipped when `gzip` and the page is a whole one (`PullPaging`).
+    func pullPage(after cursor: Int64, limit: Int, for store: StoreID, pending: Int64?, gzip: Bool) throws -> PullPage
     func snapshot(for store: StoreID) throws -> Snapshot
     /// A page of the snapshot: `page` nil for the first, else the `next` of the previous one.
     func snapshotPage(for store: StoreID, page: String?, limit: Int) throws -> Snapshot
@@ -107,6 +109,8 @@ public final class HubStore: HubStorage {
     /// Pull pages' operations as written last, for the next store pulling the same stretch.
     /// 64 MiB holds about 180,000 operations: a hundred stores' outage of a thousand each.
     let pullCache = PullCache(capacityBytes: 64 << 20)
+    /// Whole pull pages, gzipped (about 28 kB a thousand operations: 32 MiB holds a million).
+    let sharedPages = SharedPages(capacityBytes: 32 << 20)
 
     /// The hub on one SQLite file: log, fold and credentials.
     public convenience init(path: String, physicalMs: @escaping @Sendable () -> Int64 = NodeStore.wallClockMs) throws {
@@ -486,7 +490,24 @@ public final class HubStore: HubStorage {
     /// thousand operations each had the hub encode ten million operations; that was its work.
     /// Each operation's part is kept (`PullCache`) for the next store pulling past it.
     public func pullJSON(after cursor: Int64, limit: Int, for store: StoreID, pending: Int64?) throws -> ByteBuffer {
+        try pullPage(after: cursor, limit: limit, for: store, pending: pending, gzip: false).body
+    }
+
+    /// `pullJSON`'s page, gzipped when `gzip` (the store accepts it) and the page is a whole one
+    /// (`PullPaging`): those are compressed once and kept (`sharedPages`) for every store.
+    public func pullPage(after cursor: Int64, limit: Int, for store: StoreID, pending: Int64?, gzip: Bool) throws -> PullPage {
         let limit = max(1, min(limit, SyncLimits.pullPageMax))
+        let whole = gzip && limit == SyncLimits.pullPageMax && cursor % PullPaging.span == 0
+        if whole, let kept = sharedPages.page(after: cursor) {
+            // As for kept links (below): the page's last operation vouches for the rest.
+            if ledger.mayGoBack, let last = kept.last, try ledger.operationID(at: last.version) != last.id {
+                sharedPages.clear()
+                pullCache.clear()
+            } else {
+                recordPull(PullRecord(store: store.rawValue, cursor: cursor, pending: pending, at: Date()))
+                return PullPage(body: kept.gzip, gzipped: true)
+            }
+        }
         // One operation more than the page, to tell whether there is more.
         var links = pullCache.links(after: cursor, limit: limit + 1)
         // Where the log may go back in time under this process (PostgreSQL), the page's last
@@ -494,6 +515,7 @@ public final class HubStore: HubStorage {
         // it (the log only grows, in version order); not there, nothing kept is served again.
         if ledger.mayGoBack, let last = links.prefix(limit).last, try ledger.operationID(at: last.version) != last.id {
             pullCache.clear()
+            sharedPages.clear()
             links = []
         }
         if links.count <= limit {
@@ -505,9 +527,8 @@ public final class HubStore: HubStorage {
             pullCache.keep(after: last, read)
             links += read
         }
-        let more = links.count > limit
-        let page = links.prefix(limit)
-        let next = page.last?.version ?? cursor
+        let (count, next, more) = PullPaging.cut(after: cursor, versions: links.lazy.map(\.version), limit: limit)
+        let page = links.prefix(count)
         recordPull(PullRecord(store: store.rawValue, cursor: cursor, pending: pending, at: Date()))
         // Written once, into the buffer the response is sent from.
         var bytes = 64
@@ -521,7 +542,13 @@ public final class HubStore: HubStorage {
             out.writeBytes(link.json)
         }
         out.writeString(#"],"protocol":\#(ProtocolVersion.current)}"#)
-        return out
+        // A whole page: from a boundary to the next, with more beyond (so it never changes).
+        if whole, more, next == PullPaging.boundary(after: cursor) {
+            let shared = SharedPages.Page(gzip: try SharedPages.gzip(out), last: page.last.map { ($0.version, $0.id) })
+            sharedPages.keep(after: cursor, shared)
+            return PullPage(body: shared.gzip, gzipped: true)
+        }
+        return PullPage(body: out, gzipped: false)
     }
 
     /// One operation of a pull page's `ops`, as JSONEncoder writes a `VersionedOperation`.
@@ -542,14 +569,14 @@ public final class HubStore: HubStorage {
         let limit = max(1, min(limit, SyncLimits.pullPageMax))
         // Read from the ledger itself: on PostgreSQL, every hub process serves the same pages.
         let page = try ledger.page(after: cursor, limit: limit + 1)
-        let rows = Array(page.prefix(limit))
-        let next = rows.last?.version ?? cursor
+        let (count, next, more) = PullPaging.cut(after: cursor, versions: page.lazy.map(\.version), limit: limit)
+        let rows = Array(page.prefix(count))
         // Bookkeeping for head office's store list: kept here and written a few seconds later
         // with every other store's. Written at each pull, it was a commit (and a disk sync) on
         // the chain's one writer for every page a node pulled: after an outage, a hundred
         // stores' pulls queued behind the pushes they came with, and pushes behind them.
         recordPull(PullRecord(store: store.rawValue, cursor: cursor, pending: pending, at: Date()))
-        return (rows, next, page.count > limit)
+        return (rows, next, more)
     }
 
     /// Keeps a pull's record, writing those kept when the last write is `pullRecordSeconds` old.

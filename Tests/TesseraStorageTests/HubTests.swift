@@ -4,6 +4,7 @@ import TesseraCore
 import TesseraProtocol
 @testable import TesseraStorage
 import GRDB
+import CompressNIO
 import TesseraTestSupport
 
 /// Every case runs on each database the hub can use (PostgreSQL when a server is given).
@@ -167,6 +168,82 @@ final class HubTests {
             #expect(page.ops.map(\.op.id.description) == [renamed])
             #expect(try hub.pull(after: 0, limit: 1_000, for: s2, pending: nil).ops ==
                     JSONDecoder().decode(PullResponse.self, from: Data(try hub.pullJSON(after: 0, limit: 1_000, for: s2, pending: nil).readableBytesView)).ops)
+        }
+    }
+
+    @Test("a page ends at the next multiple of the span: at the boundary itself once anything beyond it is known, even across versions the log skipped")
+    func pageCut() {
+        let span = PullPaging.span
+        func cut(_ cursor: Int64, _ versions: [Int64], _ limit: Int64) -> [Int64] {
+            let c = PullPaging.cut(after: cursor, versions: versions, limit: Int(limit))
+            return [Int64(c.count), c.next, c.more ? 1 : 0]
+        }
+        #expect(cut(0, [], 5) == [0, 0, 0], "nothing new: the cursor stays")
+        #expect(cut(7, [8, 9, 10], span) == [3, 10, 0], "at the head: the last operation")
+        #expect(cut(0, [1, 2, 3], 2) == [2, 2, 1], "cut by the limit: the last operation, more")
+        #expect(cut(span - 2, [span - 1, span, span + 1], span) == [2, span, 1], "cut at the boundary")
+        #expect(cut(span - 2, [span - 1, span + 1], span) == [1, span, 1], "the boundary skipped: the cursor moves to it")
+        #expect(cut(0, [span + 5, span + 6], span) == [0, span, 1], "a whole span skipped: an empty page, and the store asks on from the boundary")
+        #expect(cut(span + 500, [span + 501, 2 * span + 1], span) == [1, 2 * span, 1])
+        #expect(cut(span, Array((span + 1)...(2 * span + 1)), span) == [span, 2 * span, 1], "a whole page")
+        #expect(cut(span, Array((span + 1)...(2 * span)), span) == [span, 2 * span, 0], "up to the head, nothing beyond yet: not known whole")
+        #expect(PullPaging.boundary(after: 0) == span && PullPaging.boundary(after: span - 1) == span && PullPaging.boundary(after: span) == 2 * span)
+    }
+
+    @Test("pages end at multiples of the span, every operation is pulled once from any cursor, and whole pages go out gzipped, made once", arguments: Backend.all)
+    func wholePages(_ backend: Backend) throws {
+        try use(backend)
+        let span = PullPaging.span
+        let one = try node(s1)
+        let ada = try enrol(one, "Ada", "+15550100")
+        for _ in 0..<(2 * Int(span) + 100) { _ = try one.recharge(ada.id, NodeAPI.Recharge(amount: 1), key: nil) }
+        try sync(one, hub)
+        let log = try hub.log().map(\.version)
+        let head = try #require(log.last)
+        #expect(head > 2 * span)
+
+        // From 0, from within a page and from a boundary: pages end at the next boundary (or the
+        // head), and following them gives every operation once.
+        for start in [Int64(0), 1, span / 2, span - 1, span, span + 1] {
+            var cursor = start
+            var pulled: [Int64] = []
+            while true {
+                let page = try hub.pull(after: cursor, limit: SyncLimits.pullPageMax, for: s2, pending: nil)
+                let end = PullPaging.boundary(after: cursor)
+                #expect(page.ops.allSatisfy { $0.version > cursor && $0.version <= end }, "after \(cursor)")
+                #expect(page.cursor == (page.more ? end : head), "after \(cursor)")
+                pulled += page.ops.map(\.version)
+                cursor = page.cursor
+                if !page.more { break }
+            }
+            #expect(pulled == log.filter { $0 > start }, "from \(start)")
+        }
+
+        // A whole page, asked for gzipped: gzipped once, kept, and it inflates to the page as
+        // written for a store that does not take gzip.
+        let plain = try hub.pullJSON(after: span, limit: SyncLimits.pullPageMax, for: s2, pending: nil)
+        let gzipped = try hub.pullPage(after: span, limit: SyncLimits.pullPageMax, for: s2, pending: nil, gzip: true)
+        #expect(gzipped.gzipped && gzipped.body.readableBytes * 5 < plain.readableBytes)
+        var packed = gzipped.body
+        #expect(try packed.decompress(with: .gzip()) == plain)
+        #expect(hub.sharedPages.held.pages == 1)
+        #expect(try hub.pullPage(after: span, limit: SyncLimits.pullPageMax, for: s2, pending: nil, gzip: true).body == gzipped.body)
+        #expect(hub.sharedPages.held.pages == 1, "served from the one kept")
+        // Not whole, or not asked for the whole page: sent as written.
+        #expect(try !hub.pullPage(after: 2 * span, limit: SyncLimits.pullPageMax, for: s2, pending: nil, gzip: true).gzipped, "at the head")
+        #expect(try !hub.pullPage(after: span + 1, limit: SyncLimits.pullPageMax, for: s2, pending: nil, gzip: true).gzipped, "from within a page")
+        #expect(try !hub.pullPage(after: span, limit: 10, for: s2, pending: nil, gzip: true).gzipped, "a smaller page")
+        #expect(try !hub.pullPage(after: 0, limit: SyncLimits.pullPageMax, for: s2, pending: nil, gzip: false).gzipped, "a store that does not take gzip")
+        #expect(hub.sharedPages.held.pages == 1)
+
+        // A PostgreSQL log that went back in time under the hub: a kept page is not served again.
+        if let postgres = hub.ledger as? PostgresLedger {
+            let renamed = OperationID(origin: s1, seq: 999_999).description
+            let last = try #require(log.last { $0 <= 2 * span })
+            _ = try postgres.link.run("UPDATE ops SET id = \(renamed) WHERE version = \(last)")
+            var page = try hub.pullPage(after: span, limit: SyncLimits.pullPageMax, for: s2, pending: nil, gzip: true).body
+            let read = try JSONDecoder().decode(PullResponse.self, from: Data(try page.decompress(with: .gzip()).readableBytesView))
+            #expect(read.ops.last?.op.id.description == renamed)
         }
     }
 
