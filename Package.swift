@@ -154,7 +154,7 @@ let package = Package(
         .testTarget(
             name: "TesseraIntegrationTests",
             dependencies: [
-                "TesseraCore", "TesseraProtocol", "TesseraStorage", "TesseraNode", "TesseraTestSupport", "tessera",
+                "TesseraCore", "TesseraProtocol", "TesseraStorage", "TesseraNode", "TesseraHub", "TesseraTestSupport", "tessera",
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HTTPTypes", package: "swift-http-types"),

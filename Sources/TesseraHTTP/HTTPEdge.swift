@@ -146,7 +146,7 @@ extension Request {
     public var acceptsGzip: Bool {
         headers[values: .acceptEncoding].contains { value in
             value.split(separator: ",").contains { part in
-                let fields = part.split(separator: ";").map { $0.trimmingCharacters(in: .whitespaces).lowercased() }
+                let fields = part.split(separator: ";").map { $0.trimmingHTTPSpace.lowercased() }
                 guard let coding = fields.first, coding == "gzip" || coding == "x-gzip" else { return false }
                 let weight = fields.dropFirst().first { $0.hasPrefix("q=") }.flatMap { Double($0.dropFirst(2)) } ?? 1
                 return weight > 0
@@ -156,8 +156,8 @@ extension Request {
 
     public var bearerToken: String? {
         guard let value = headers[.authorization], value.hasPrefix("Bearer ") else { return nil }
-        let token = value.dropFirst("Bearer ".count).trimmingCharacters(in: .whitespaces)
-        return token.isEmpty ? nil : token
+        let token = value.dropFirst("Bearer ".count).trimmingHTTPSpace
+        return token.isEmpty ? nil : String(token)
     }
 
     public func query(_ name: String) -> String? {
@@ -229,5 +229,17 @@ public enum CSVBody {
         case "csv": return true
         default: throw DomainError(.invalidRequest, "format is json or csv")
         }
+    }
+}
+
+extension StringProtocol where SubSequence == Substring {
+    /// Without spaces and tabs at either end (a header's optional whitespace). Foundation's
+    /// `trimmingCharacters(in:)` goes through NSString: with a thousand stores pulling, the
+    /// bearer token's trim alone was 2 % of the hub's samples.
+    var trimmingHTTPSpace: Substring {
+        var part = self[...]
+        while let c = part.utf8.first, c == 0x20 || c == 0x09 { part = part.dropFirst() }
+        while let c = part.utf8.last, c == 0x20 || c == 0x09 { part = part.dropLast() }
+        return part
     }
 }

@@ -73,13 +73,16 @@ public enum HubApplication {
         let sync = router.group("/v1/sync")
         sync.post("/push") { request, context in
             let store = try await offload { try authenticateStore(request, storage) }
-            let (push, _) = try await JSONBody.decode(PushRequest.self, from: request, limit: SyncLimits.bodyBytesMax)
-            try checkProtocol(push.protocol)
-            guard push.store == store else { throw DomainError(.originMismatch, "this token belongs to store \(store), not \(push.store)") }
-            guard push.ops.count <= SyncLimits.pushBatchMax else {
-                throw DomainError(.invalidRequest, "at most \(SyncLimits.pushBatchMax) operations per push")
+            // Read only when its turn is near (`pushesRead`): the body waits on the connection.
+            let (push, results) = try await pushesRead.run {
+                let (push, _) = try await JSONBody.decode(PushRequest.self, from: request, limit: SyncLimits.bodyBytesMax)
+                try checkProtocol(push.protocol)
+                guard push.store == store else { throw DomainError(.originMismatch, "this token belongs to store \(store), not \(push.store)") }
+                guard push.ops.count <= SyncLimits.pushBatchMax else {
+                    throw DomainError(.invalidRequest, "at most \(SyncLimits.pushBatchMax) operations per push")
+                }
+                return (push, try await offloadWrite { try storage.push(push.ops, from: store) })
             }
-            let results = try await offloadWrite { try storage.push(push.ops, from: store) }
             for (status, list) in Dictionary(grouping: results, by: \.status) {
                 Counter(label: "tessera_operations_total", dimensions: [("status", status.rawValue)]).increment(by: list.count)
             }
@@ -461,6 +464,12 @@ public enum HubApplication {
         pool.start()
         return pool
     }()
+
+    /// Pushes read and decoded at once: twice the threads that take them. After an outage every
+    /// store pushes at once; each push read its body and decoded its operations, then waited for
+    /// a thread. A thousand stores' 2,000 pushes held a million decoded operations, and the hub
+    /// 1.3 GB. The others now wait unread (a connection each), in the order they came.
+    static let pushesRead = Turnstile(2 * 4)
 
     /// A till waits for an authorisation (1.5 s by default, then it sells offline): behind a
     /// hundred stores' pushes it would wait for them all; here it waits for the writer only

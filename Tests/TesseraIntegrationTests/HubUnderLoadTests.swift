@@ -3,6 +3,8 @@ import FoundationNetworking
 import GRDB
 import TesseraTestSupport
 import Testing
+import Synchronization
+@testable import TesseraHub
 
 /// After an outage a hundred stores push at once, and the hub's one writer takes the pushes one
 /// by one; reads (pulls) need no writer and must not queue behind them.
@@ -84,5 +86,35 @@ struct HubUnderLoadTests {
         let answers = try await pushes.value
         #expect(answers.count == 24 && answers.allSatisfy { $0.0 == 200 }, "\(answers)")
         #expect(answers.allSatisfy { $0.1 > pulled }, "the pushes waited for the writer while the pull was answered")
+    }
+
+    @Test("the hub reads a push only when its turn is near: at most so many at once, the others waiting in the order they came")
+    func turnstile() async throws {
+        final class Inside: Sendable {
+            let state = Mutex((now: 0, entered: 0, most: 0, order: [Int](), open: false))
+        }
+        let gate = Turnstile(2)
+        let inside = Inside()
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for i in 0..<6 {
+                group.addTask {
+                    try await gate.run {
+                        inside.state.withLock { $0.now += 1; $0.entered += 1; $0.most = max($0.most, $0.now); $0.order.append(i) }
+                        // Held inside until the test opens: the later ones queue behind.
+                        while !inside.state.withLock({ $0.open }) { try await Task.sleep(for: .milliseconds(1)) }
+                        inside.state.withLock { $0.now -= 1 }
+                    }
+                }
+                // Each arrives once the one before it has entered or is waiting.
+                while inside.state.withLock({ $0.entered }) + gate.waiting < i + 1 { try await Task.sleep(for: .milliseconds(1)) }
+            }
+            #expect(gate.waiting == 4 && inside.state.withLock { $0.now } == 2)
+            inside.state.withLock { $0.open = true }
+            try await group.waitForAll()
+        }
+        let seen = inside.state.withLock { $0 }
+        #expect(seen.most == 2 && seen.now == 0)
+        #expect(seen.order == Array(0..<6), "in the order they came")
+        #expect(gate.waiting == 0)
     }
 }
