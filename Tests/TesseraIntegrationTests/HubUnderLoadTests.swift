@@ -88,7 +88,7 @@ struct HubUnderLoadTests {
         #expect(answers.allSatisfy { $0.1 > pulled }, "the pushes waited for the writer while the pull was answered")
     }
 
-    @Test("the hub reads a push only when its turn is near: at most so many at once, the others waiting in the order they came")
+    @Test("the hub decodes a push only when its turn is near: at most so many at once, the others waiting in the order they came")
     func turnstile() async throws {
         final class Inside: Sendable {
             let state = Mutex((now: 0, entered: 0, most: 0, order: [Int](), open: false))
