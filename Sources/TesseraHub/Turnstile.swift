@@ -1,8 +1,8 @@
 import Synchronization
 
 /// Lets at most `limit` tasks through at once; the others wait, in the order they came.
-/// (Waiting is not cancelled: a task whose client went away passes in its turn, finds its
-/// request gone, and leaves at once.)
+/// (Waiting is not cancelled: a push whose client went away still takes its turn and is
+/// written, which is harmless, pushes being idempotent; its answer goes nowhere.)
 final class Turnstile: Sendable {
     private struct State {
         var free: Int

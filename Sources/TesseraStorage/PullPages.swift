@@ -16,9 +16,11 @@ public enum PullPaging {
     /// operations: the largest page a store may ask for).
     public static let span = Int64(SyncLimits.pullPageMax)
 
-    /// The version the page after `cursor` ends at, at most.
+    /// The version the page after `cursor` ends at, at most. (Saturating: a cursor in the last
+    /// span of `Int64`, which any store may send, must not trap the hub.)
     public static func boundary(after cursor: Int64) -> Int64 {
-        (max(0, cursor) / span + 1) * span
+        let (end, overflow) = (max(0, cursor) / span + 1).multipliedReportingOverflow(by: span)
+        return overflow ? .max : end
     }
 
     /// The page after `cursor` from the log's next operations (`versions`, in order, read up

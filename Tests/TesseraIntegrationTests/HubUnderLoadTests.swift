@@ -93,28 +93,35 @@ struct HubUnderLoadTests {
         final class Inside: Sendable {
             let state = Mutex((now: 0, entered: 0, most: 0, order: [Int](), open: false))
         }
-        let gate = Turnstile(2)
-        let inside = Inside()
-        try await withThrowingTaskGroup(of: Void.self) { group in
-            for i in 0..<6 {
-                group.addTask {
-                    try await gate.run {
-                        inside.state.withLock { $0.now += 1; $0.entered += 1; $0.most = max($0.most, $0.now); $0.order.append(i) }
-                        // Held inside until the test opens: the later ones queue behind.
-                        while !inside.state.withLock({ $0.open }) { try await Task.sleep(for: .milliseconds(1)) }
-                        inside.state.withLock { $0.now -= 1 }
+        /// `count` tasks through a turnstile of `limit`, each arriving once the one before it
+        /// has entered or is waiting, held inside until all have arrived.
+        func pass(_ count: Int, limit: Int) async throws -> (most: Int, order: [Int], waitedAtOnce: Int) {
+            let gate = Turnstile(limit)
+            let inside = Inside()
+            var waitedAtOnce = 0
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for i in 0..<count {
+                    group.addTask {
+                        try await gate.run {
+                            inside.state.withLock { $0.now += 1; $0.entered += 1; $0.most = max($0.most, $0.now); $0.order.append(i) }
+                            while !inside.state.withLock({ $0.open }) { try await Task.sleep(for: .milliseconds(1)) }
+                            inside.state.withLock { $0.now -= 1 }
+                        }
                     }
+                    while inside.state.withLock({ $0.entered }) + gate.waiting < i + 1 { try await Task.sleep(for: .milliseconds(1)) }
                 }
-                // Each arrives once the one before it has entered or is waiting.
-                while inside.state.withLock({ $0.entered }) + gate.waiting < i + 1 { try await Task.sleep(for: .milliseconds(1)) }
+                waitedAtOnce = gate.waiting
+                inside.state.withLock { $0.open = true }
+                try await group.waitForAll()
             }
-            #expect(gate.waiting == 4 && inside.state.withLock { $0.now } == 2)
-            inside.state.withLock { $0.open = true }
-            try await group.waitForAll()
+            #expect(gate.waiting == 0 && inside.state.withLock { $0.now } == 0)
+            let seen = inside.state.withLock { $0 }
+            return (seen.most, seen.order, waitedAtOnce)
         }
-        let seen = inside.state.withLock { $0 }
-        #expect(seen.most == 2 && seen.now == 0)
-        #expect(seen.order == Array(0..<6), "in the order they came")
-        #expect(gate.waiting == 0)
+        let two = try await pass(6, limit: 2)
+        #expect(two.most == 2 && two.waitedAtOnce == 4 && Set(two.order) == Set(0..<6))
+        // One at a time, the order they entered is the order they came.
+        let one = try await pass(6, limit: 1)
+        #expect(one.most == 1 && one.waitedAtOnce == 5 && one.order == Array(0..<6))
     }
 }

@@ -188,6 +188,10 @@ final class HubTests {
         #expect(cut(span, Array((span + 1)...(2 * span + 1)), span) == [span, 2 * span, 1], "a whole page")
         #expect(cut(span, Array((span + 1)...(2 * span)), span) == [span, 2 * span, 0], "up to the head, nothing beyond yet: not known whole")
         #expect(PullPaging.boundary(after: 0) == span && PullPaging.boundary(after: span - 1) == span && PullPaging.boundary(after: span) == 2 * span)
+        // A cursor at the very end of Int64 (any store may send one): no trap, nothing there.
+        #expect(PullPaging.boundary(after: .max) == .max && PullPaging.boundary(after: .max - span / 2) == .max)
+        #expect(PullPaging.boundary(after: .max - span) == .max / span * span)
+        #expect(cut(.max, [], span) == [0, .max, 0])
     }
 
     @Test("pages end at multiples of the span, every operation is pulled once from any cursor, and whole pages go out gzipped, made once", arguments: Backend.all)
@@ -201,6 +205,9 @@ final class HubTests {
         let log = try hub.log().map(\.version)
         let head = try #require(log.last)
         #expect(head > 2 * span)
+
+        #expect(try hub.pull(after: .max, limit: SyncLimits.pullPageMax, for: s2, pending: nil).ops.isEmpty)
+        #expect(try !hub.pullPage(after: .max, limit: SyncLimits.pullPageMax, for: s2, pending: nil, gzip: true).gzipped)
 
         // From 0, from within a page and from a boundary: pages end at the next boundary (or the
         // head), and following them gives every operation once.
