@@ -515,10 +515,8 @@ public struct Bench: Sendable {
             let which = replicas == count ? "every replica" : "\(replicas) of the \(count) replicas (the others pulled every page and dropped it)"
             report(String(format: "  %@ folded all %d ops in %.2f s (the hub held them all after %.2f s; hub peak RSS %@)",
                           which, count * k, wall, held ?? -1, megabytes(hub.peakRSSBytes)))
-            if replicas < count {
-                report(String(format: "  the other %d stores' pulls carried %.2f GB over the wire (%.1f MB a store)",
-                              count - replicas, Double(pulled.total) / 1e9, Double(pulled.total) / 1e6 / Double(count - replicas)))
-            }
+            let carried = String(format: "%.2f GB (%.1f MB a store)", Double(pulled.total) / 1e9, Double(pulled.total) / 1e6 / Double(max(1, count - replicas)))
+            if replicas < count { report("  the other \(count - replicas) stores' pulls carried \(carried) over the wire") }
             var growth = ""
             if let previous {
                 growth = String(format: " (x%.1f for x%.1f stores)", wall / previous.seconds, Double(count) / Double(previous.stores))
@@ -535,9 +533,7 @@ public struct Bench: Sendable {
             }
             if replicas < count {
                 rows.append(BenchRow(what: "Catch-up: \(count) stores, what the \(count - replicas) dropping stores' pulls carried",
-                                     tessera: String(format: "%.2f GB (%.1f MB a store)", Double(pulled.total) / 1e9,
-                                                     Double(pulled.total) / 1e6 / Double(count - replicas)),
-                                     limit: "", ratio: "", target: ""))
+                                     tessera: carried, limit: "", ratio: "", target: ""))
             }
             rows.append(BenchRow(what: "Hub peak memory during the \(count)-store catch-up", tessera: megabytes(hub.peakRSSBytes),
                                  limit: "", ratio: "", target: ""))

@@ -116,11 +116,10 @@ public enum JSONBody {
     /// A pull page: gzipped or not, as the hub made it. Either way, caches are told the answer
     /// depends on `Accept-Encoding`.
     public static func page(_ page: PullPage) -> Response {
-        var headers = HTTPFields()
-        headers[.contentType] = "application/json; charset=utf-8"
-        if page.gzipped { headers[.contentEncoding] = "gzip" }
-        headers[.vary] = "Accept-Encoding"
-        return Response(status: .ok, headers: headers, body: .init(byteBuffer: page.body))
+        var response = raw(status: 200, body: page.body)
+        if page.gzipped { response.headers[.contentEncoding] = "gzip" }
+        response.headers[.vary] = "Accept-Encoding"
+        return response
     }
 
     static func describe(_ error: DecodingError) -> String {

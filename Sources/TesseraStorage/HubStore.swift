@@ -498,26 +498,13 @@ public final class HubStore: HubStorage {
     public func pullPage(after cursor: Int64, limit: Int, for store: StoreID, pending: Int64?, gzip: Bool) throws -> PullPage {
         let limit = max(1, min(limit, SyncLimits.pullPageMax))
         let whole = gzip && limit == SyncLimits.pullPageMax && cursor % PullPaging.span == 0
-        if whole, let kept = sharedPages.page(after: cursor) {
-            // As for kept links (below): the page's last operation vouches for the rest.
-            if ledger.mayGoBack, let last = kept.last, try ledger.operationID(at: last.version) != last.id {
-                sharedPages.clear()
-                pullCache.clear()
-            } else {
-                recordPull(PullRecord(store: store.rawValue, cursor: cursor, pending: pending, at: Date()))
-                return PullPage(body: kept.gzip, gzipped: true)
-            }
+        if whole, let kept = sharedPages.page(after: cursor), try stillInLog(kept.last) {
+            recordPull(PullRecord(store: store.rawValue, cursor: cursor, pending: pending, at: Date()))
+            return PullPage(body: kept.gzip, gzipped: true)
         }
         // One operation more than the page, to tell whether there is more.
         var links = pullCache.links(after: cursor, limit: limit + 1)
-        // Where the log may go back in time under this process (PostgreSQL), the page's last
-        // kept operation, still in the log as the same operation, vouches for every one before
-        // it (the log only grows, in version order); not there, nothing kept is served again.
-        if ledger.mayGoBack, let last = links.prefix(limit).last, try ledger.operationID(at: last.version) != last.id {
-            pullCache.clear()
-            sharedPages.clear()
-            links = []
-        }
+        if try !stillInLog(links.prefix(limit).last.map { ($0.version, $0.id) }) { links = [] }
         if links.count <= limit {
             let last = links.last?.version ?? cursor
             // Read from the ledger itself: on PostgreSQL, every hub process serves the same pages.
@@ -549,6 +536,17 @@ public final class HubStore: HubStorage {
             return PullPage(body: shared.gzip, gzipped: true)
         }
         return PullPage(body: out, gzipped: false)
+    }
+
+    /// Whether what was kept up to `last` (links, or a whole page) may be served again. Where the
+    /// log may go back in time under this process (PostgreSQL), the last kept operation, still
+    /// in the log as the same operation, vouches for every one before it (the log only grows,
+    /// in version order); not there, nothing kept is served again: both are let go.
+    private func stillInLog(_ last: (version: Int64, id: String)?) throws -> Bool {
+        guard ledger.mayGoBack, let last, try ledger.operationID(at: last.version) != last.id else { return true }
+        pullCache.clear()
+        sharedPages.clear()
+        return false
     }
 
     /// One operation of a pull page's `ops`, as JSONEncoder writes a `VersionedOperation`.
