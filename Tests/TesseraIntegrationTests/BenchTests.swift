@@ -12,7 +12,7 @@ import TesseraTestSupport
         let out = try ws.run(["bench", "--size", "smoke", "--dir", ws.path("bench"), "--out", ws.path("table.md")] + postgres)
         let table = try String(contentsOfFile: ws.path("table.md"), encoding: .utf8)
         for row in ["Limit: SQLite single-row commit", "Limit: empty handler", "Purchase, 1 till: p50", "Purchase, 8 tills: p99",
-                    "Purchases per second", "Stored-value spend", "Hub ingest on SQLite", "Catch-up: 3 stores",
+                    "Purchases per second", "Stored-value spend", "Hub ingest on SQLite", "beside the rows the hub keeps", "Catch-up: 3 stores",
                     "Hub peak memory", "Bootstrap: new node", "Bootstrap: bytes transferred", "Node peak memory",
                     "Pull when up to date", "Pull cost", "import members: 200 rows", "import members: 1,000,000 rows at that rate", "liabilities now (median of 3)", "settlement, open period",
                     "settlement flows, one pair", "segment tiers", "Reports chain: the hub starts", "Upgrade: a hub with no summaries"] {
