@@ -64,7 +64,7 @@ extension HubStore {
         for entry in moved {
             let root = try Replica.root(of: entry.member, db)
             if moves.members[root] == nil {
-                let counter = try Replica.tierCounter(of: root, programme: programme, db)
+                let counter = try Replica.tierCounter(ofRoot: root, programme: programme, db)
                 moves.members[root] = (counter.tier(programme, asOfMs: moves.asOfMs)?.name ?? "", counter)
             }
             // After the operation: its entries, stamped with its time, added to the counter

@@ -637,19 +637,34 @@ enum Replica {
     /// the tier before every operation that moves a counter (for `tier.changed`), and a whole
     /// standing (lots, coupons, memberships) is five more statements each time.
     static func tierCounter(of member: MemberID, programme: Programme, _ db: Database) throws -> TierCounter {
-        let root = try root(of: member, db)
+        try tierCounter(ofRoot: try root(of: member, db), programme: programme, db)
+    }
+
+    /// The same for a root (a member no merge sends elsewhere).
+    /// With a yearly reset, the total is the sum of the buckets read (it was read apart, from
+    /// the entry sums: under a programme with a yearly reset that and the group's recursive
+    /// query were a tenth of the hub's samples under ingest). A member nothing was merged into
+    /// (most) is read by its id alone, without the recursive query of its group.
+    static func tierCounter(ofRoot root: MemberID, programme: Programme, _ db: Database) throws -> TierCounter {
+        let merged = try Bool.fetchOne(db.cachedStatement(sql: "SELECT EXISTS (SELECT 1 FROM merges WHERE into_id = ?)"),
+                                       arguments: [root.rawValue]) ?? true
+        let group = merged ? "\(groupOfRoot) " : ""
+        let members = merged ? "IN (SELECT id FROM grp)" : "= ?"
         var counter = TierCounter()
-        counter.total = try Int64.fetchOne(db.cachedStatement(sql: """
-            \(groupOfRoot) SELECT COALESCE(SUM(qualifying), 0) FROM entry_sums WHERE member_id IN (SELECT id FROM grp)
-            """), arguments: [root.rawValue]) ?? 0
         if MemberStanding.needsQualifyingBuckets(programme) {
             let bucket = LedgerSummary.bucketMs
             for row in try Row.fetchAll(db.cachedStatement(sql: """
-                \(groupOfRoot) SELECT (at_ms / \(bucket)) * \(bucket) AS b, SUM(qualifying) AS q FROM entries
-                WHERE member_id IN (SELECT id FROM grp) AND qualifying <> 0 GROUP BY b
+                \(group)SELECT (at_ms / \(bucket)) * \(bucket) AS b, SUM(qualifying) AS q FROM entries
+                WHERE member_id \(members) AND qualifying <> 0 GROUP BY b
                 """), arguments: [root.rawValue]) {
-                counter.byBucket[row["b"]] = row["q"]
+                let amount: Int64 = row["q"]
+                counter.byBucket[row["b"]] = amount
+                counter.total += amount
             }
+        } else {
+            counter.total = try Int64.fetchOne(db.cachedStatement(sql: """
+                \(group)SELECT COALESCE(SUM(qualifying), 0) FROM entry_sums WHERE member_id \(members)
+                """), arguments: [root.rawValue]) ?? 0
         }
         return counter
     }
