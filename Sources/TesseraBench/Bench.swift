@@ -212,9 +212,14 @@ public struct Bench: Sendable {
 
         // The same spends under escrow leases: once the hub has lent the store a lease of each
         // member, a spend within it is decided at the store, with no round trip to the hub.
-        _ = try await client.ok(.PUT, hub.url + "/v1/rules", json: #"{"version": 1, "name": "bench", "leases": {"share_percent": 50}}"#,
+        // The chain's programme (`--programme`, or the built-in one) with leases, as its next version.
+        let version = (try await client.call(.GET, url + "/v1/rules").json["version"] as? Int ?? 0) + 1
+        var rules: [String: JSONValue] = if case .object(let document)? = sizes.programme { document } else { ["name": .string("bench")] }
+        rules["version"] = .int(Int64(version))
+        rules["leases"] = .object(["share_percent": .int(50)])
+        _ = try await client.ok(.PUT, hub.url + "/v1/rules", json: JSONValue.object(rules).jsonText,
                                 headers: [("Authorization", "Bearer \(chain.admin)")])
-        try await until("the node prices with leases") { try await client.call(.GET, url + "/v1/rules").json["version"] as? Int == 1 }
+        try await until("the node prices with leases") { try await client.call(.GET, url + "/v1/rules").json["version"] as? Int == version }
         for i in 0..<list.count { try await purchase(i + 4_000_000, balance: true) } // borrowed from the hub; a lease follows
         try await until("the node holds a lease of every member") {
             for id in list where (try await client.call(.GET, url + "/v1/members/\(id)/offline").json["value"] as? Int ?? 0) < 10_000 { return false }

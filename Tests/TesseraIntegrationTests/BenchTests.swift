@@ -25,4 +25,16 @@ import TesseraTestSupport
         }
         #expect(!FileManager.default.fileExists(atPath: ws.path("bench")), "the bench folder is removed unless --keep")
     }
+
+    /// Regression: under `--programme` (a chain whose rules are at version 1 already) the till
+    /// part stopped at its escrow step, which published version 1 again (409).
+    @Test func theChainPartsRunUnderARealProgramme() throws {
+        let ws = try Workspace()
+        let out = try ws.run(["bench", "--size", "smoke", "--only", "till,ingest", "--programme", Examples.url("fresh-market").path,
+                              "--dir", ws.path("bench"), "--out", ws.path("table.md")])
+        let table = try String(contentsOfFile: ws.path("table.md"), encoding: .utf8)
+        for row in ["Purchase, 1 till: p50", "Stored-value spend within the store's lease", "Hub ingest on SQLite"] {
+            #expect(table.contains(row), "no row \(row) in:\n\(out)")
+        }
+    }
 }
