@@ -33,7 +33,8 @@ struct HubRows {
     /// Reads the hub's file (while the hub runs: a read in WAL mode). The log's operations go
     /// in batches of `batch`, in version order; an entry or event goes with its operation; a
     /// member's rows go with the first batch that names the member (its enrolment); other rows
-    /// (stores, settings, head office's totals) with the first batch.
+    /// (stores, settings, head office's totals) with the first batch. Within a batch, rows go
+    /// in the order of their operations.
     static func read(hubFile: String, batch: Int) throws -> HubRows {
         var config = Configuration()
         config.readonly = true
@@ -45,14 +46,14 @@ struct HubRows {
                 SELECT sql FROM sqlite_master WHERE sql IS NOT NULL AND name NOT LIKE 'sqlite_%' AND tbl_name NOT IN (\(derived.filter { $0 != "entry_sums" && $0 != "lot_sums" }.map { "'\($0)'" }.joined(separator: ",")))
                 ORDER BY CASE type WHEN 'table' THEN 0 WHEN 'index' THEN 1 ELSE 2 END, rowid
                 """)
-            var batchOfOp: [String: Int] = [:]
-            var batchOfMember: [String: Int] = [:]
+            // Where each operation is in the log, and where each member first appears.
+            var positionOfOp: [String: Int] = [:]
+            var positionOfMember: [String: Int] = [:]
             var index = 0
             let log = try Row.fetchCursor(db, sql: "SELECT id, member_id FROM ops ORDER BY version")
             while let row = try log.next() {
-                let b = index / batch
-                batchOfOp[row["id"]] = b
-                if let member: String = row["member_id"], batchOfMember[member] == nil { batchOfMember[member] = b }
+                positionOfOp[row["id"]] = index
+                if let member: String = row["member_id"], positionOfMember[member] == nil { positionOfMember[member] = index }
                 index += 1
             }
             out.operations = index
@@ -67,22 +68,27 @@ struct HubRows {
                 var table = Table(name: name, insert: "INSERT INTO \"\(name)\" (\(quoted)) VALUES (\(columns.map { _ in "?" }.joined(separator: ", ")))")
                 let order = name == "ops" ? " ORDER BY version" : ""
                 let cursor = try Row.fetchCursor(db, sql: "SELECT \(quoted) FROM \"\(name)\"\(order)")
+                // Each row at the position of its operation (or its member's first), so that a
+                // batch writes its rows in the order the hub wrote them, not sorted by key.
+                var placed: [(position: Int, read: Int, values: [DatabaseValue])] = []
                 while let row = try cursor.next() {
                     let values = columns.indices.map { row[$0] as DatabaseValue }
-                    let b: Int
+                    let position: Int
                     if name == "ops" {
-                        b = batchOfOp[String.fromDatabaseValue(row[columns.firstIndex(of: "id") ?? 0]) ?? ""] ?? 0
-                    } else if let at = columns.firstIndex(of: "op_id"), let op = String.fromDatabaseValue(row[at]), let known = batchOfOp[op] {
-                        b = known
+                        position = positionOfOp[String.fromDatabaseValue(row[columns.firstIndex(of: "id") ?? 0]) ?? ""] ?? 0
+                    } else if let at = columns.firstIndex(of: "op_id"), let op = String.fromDatabaseValue(row[at]), let known = positionOfOp[op] {
+                        position = known
                     } else if let at = columns.firstIndex(of: name == "members" ? "id" : "member_id"),
-                              let member = String.fromDatabaseValue(row[at]), let known = batchOfMember[member] {
-                        b = known
+                              let member = String.fromDatabaseValue(row[at]), let known = positionOfMember[member] {
+                        position = known
                     } else {
-                        b = 0
+                        position = 0
                     }
-                    table.batches[b, default: []].append(values)
+                    placed.append((position, placed.count, values))
                     out.rows += 1
                 }
+                placed.sort { ($0.position, $0.read) < ($1.position, $1.read) }
+                for row in placed { table.batches[row.position / batch, default: []].append(row.values) }
                 out.tables.append(table)
             }
             return out
