@@ -13,7 +13,9 @@ import TesseraStorage
 struct HubRows {
     /// Tables whose rows follow from the rows written here (the entries' triggers keep them),
     /// or that are SQLite's or GRDB's own.
-    static let derived: Set<String> = ["entry_sums", "lot_sums", "sqlite_sequence", "grdb_migrations", "sqlite_stat1"]
+    static let derived: Set<String> = ["entry_sums", "lot_sums", "qualifying_buckets", "sqlite_sequence", "grdb_migrations", "sqlite_stat1"]
+    /// Of those, the ones the entries' triggers keep (their rows are counted against the hub's).
+    static let triggered = ["entry_sums", "lot_sums", "qualifying_buckets"]
 
     struct Table {
         var name: String
@@ -43,7 +45,7 @@ struct HubRows {
             var out = HubRows()
             // Tables, then indexes, then triggers: each as the hub made it.
             out.schema = try String.fetchAll(db, sql: """
-                SELECT sql FROM sqlite_master WHERE sql IS NOT NULL AND name NOT LIKE 'sqlite_%' AND tbl_name NOT IN (\(derived.filter { $0 != "entry_sums" && $0 != "lot_sums" }.map { "'\($0)'" }.joined(separator: ",")))
+                SELECT sql FROM sqlite_master WHERE sql IS NOT NULL AND name NOT LIKE 'sqlite_%' AND tbl_name NOT IN (\(derived.subtracting(triggered).map { "'\($0)'" }.joined(separator: ",")))
                 ORDER BY CASE type WHEN 'table' THEN 0 WHEN 'index' THEN 1 ELSE 2 END, rowid
                 """)
             // Where each operation is in the log, and where each member first appears.
@@ -59,7 +61,7 @@ struct HubRows {
             out.operations = index
             out.batches = (index + batch - 1) / batch
             let names = try String.fetchAll(db, sql: "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY rowid")
-            for name in ["entry_sums", "lot_sums"] where names.contains(name) {
+            for name in triggered where names.contains(name) {
                 out.derivedCounts[name] = try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM \(name)") ?? 0
             }
             for name in names where !derived.contains(name) {

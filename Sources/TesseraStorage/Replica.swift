@@ -231,11 +231,39 @@ enum Replica {
                 END;
                 """)
         }
+        // Each member's tier counter by quarter hour, kept by triggers like the sums above. Under a
+        // programme with a yearly tier reset, pricing a sale (and the hub's tier before each
+        // operation) read every qualifying entry of the member and grouped it by quarter hour:
+        // 0.47 ms for a member with 2,300 entries, and the sale of a member with 2,000 earlier
+        // sales took 1.5 to 1.9x another's. A bucket's row is there while an entry with a
+        // counter is in it, as grouping the entries gives.
+        migrator.registerMigration("replica-v7-qualifying-buckets") { db in
+            let bucket = "(%@ / \(LedgerSummary.bucketMs)) * \(LedgerSummary.bucketMs)"
+            let of = { (column: String) in bucket.replacingOccurrences(of: "%@", with: column) }
+            try db.execute(sql: """
+                CREATE TABLE qualifying_buckets (
+                    member_id TEXT NOT NULL, bucket INTEGER NOT NULL, qualifying INTEGER NOT NULL DEFAULT 0,
+                    PRIMARY KEY (member_id, bucket)
+                ) WITHOUT ROWID;
+                INSERT INTO qualifying_buckets (member_id, bucket, qualifying) \(groupedBuckets);
+                CREATE TRIGGER entries_buckets_insert AFTER INSERT ON entries WHEN NEW.qualifying <> 0 BEGIN
+                    INSERT INTO qualifying_buckets (member_id, bucket, qualifying) VALUES (NEW.member_id, \(of("NEW.at_ms")), NEW.qualifying)
+                        ON CONFLICT (member_id, bucket) DO UPDATE SET qualifying = qualifying + excluded.qualifying;
+                END;
+                CREATE TRIGGER entries_buckets_delete AFTER DELETE ON entries WHEN OLD.qualifying <> 0 BEGIN
+                    UPDATE qualifying_buckets SET qualifying = qualifying - OLD.qualifying
+                        WHERE member_id = OLD.member_id AND bucket = \(of("OLD.at_ms"));
+                    DELETE FROM qualifying_buckets WHERE member_id = OLD.member_id AND bucket = \(of("OLD.at_ms"))
+                        AND NOT EXISTS (SELECT 1 FROM entries WHERE member_id = OLD.member_id AND qualifying <> 0
+                                        AND \(of("at_ms")) = \(of("OLD.at_ms")));
+                END;
+                """)
+        }
     }
 
     /// Tables the triggers on `entries` keep (see "replica-v6-entry-sums"): not state a snapshot
     /// carries as such, but copied with the entries of a snapshot file, or summed from them.
-    static let entrySumTables = ["entry_sums", "lot_sums"]
+    static let entrySumTables = ["entry_sums", "lot_sums", "qualifying_buckets"]
 
     /// The entries of `main` grouped as `entry_sums` and `lot_sums` hold them (columns in
     /// their order): what a file without sums is filled with, and what the check compares.
@@ -244,6 +272,10 @@ enum Replica {
                SUM(CASE WHEN lot IS NOT NULL THEN points ELSE 0 END), SUM(qualifying) FROM main.entries GROUP BY member_id
         """
     private static let groupedLots = "SELECT member_id, lot, SUM(points) FROM main.entries WHERE lot IS NOT NULL GROUP BY member_id, lot"
+    private static let groupedBuckets = """
+        SELECT member_id, (at_ms / \(LedgerSummary.bucketMs)) * \(LedgerSummary.bucketMs) AS b, SUM(qualifying) FROM main.entries
+        WHERE qualifying <> 0 GROUP BY member_id, b
+        """
 
     /// Fills the empty entry sums of `main` from a snapshot file's (in `schema`) when it has
     /// them, else sums them from `main`'s entries (a file from an older hub). Triggers are off
@@ -252,7 +284,7 @@ enum Replica {
     /// the tables new names (a new migration), so that files of older hubs are summed instead.
     static func fillEntrySums(from schema: String, _ db: Database) throws {
         let held = try Set(String.fetchAll(db, sql: "SELECT name FROM \(schema).sqlite_master WHERE type = 'table'"))
-        if entrySumTables.allSatisfy(held.contains) {
+        if held.contains("entry_sums") && held.contains("lot_sums") {
             try db.execute(sql: """
                 INSERT INTO main.entry_sums (member_id, balance, bonus, points, expired, lifetime, qualifying)
                     SELECT member_id, balance, bonus, points, expired, lifetime, qualifying FROM \(schema).entry_sums ORDER BY member_id;
@@ -263,6 +295,15 @@ enum Replica {
                 INSERT INTO main.entry_sums (member_id, balance, bonus, points, expired, lifetime, qualifying) \(groupedSums);
                 INSERT INTO main.lot_sums (member_id, lot, points) \(groupedLots);
                 """)
+        }
+        // Apart: a file of a hub from before "replica-v7-qualifying-buckets" has the sums only.
+        if held.contains("qualifying_buckets") {
+            try db.execute(sql: """
+                INSERT INTO main.qualifying_buckets (member_id, bucket, qualifying)
+                    SELECT member_id, bucket, qualifying FROM \(schema).qualifying_buckets ORDER BY member_id, bucket
+                """)
+        } else {
+            try db.execute(sql: "INSERT INTO main.qualifying_buckets (member_id, bucket, qualifying) \(groupedBuckets)")
         }
     }
 
@@ -293,6 +334,7 @@ enum Replica {
                 """).map { "\(what) of \($0[0] as String) differ from its entries: \($0)" }
         }
         return try differences(groupedSums, "entry_sums", "entry sums") + differences(groupedLots, "lot_sums", "points by lot")
+            + differences(groupedBuckets, "qualifying_buckets", "tier counter by quarter hour")
     }
 
     /// The kinds every build knew before builds recorded which they know (this list is fixed:
@@ -641,10 +683,10 @@ enum Replica {
     }
 
     /// The same for a root (a member no merge sends elsewhere).
-    /// With a yearly reset, the total is the sum of the buckets read (it was read apart, from
-    /// the entry sums: under a programme with a yearly reset that and the group's recursive
-    /// query were a tenth of the hub's samples under ingest). A member nothing was merged into
-    /// (most) is read by its id alone, without the recursive query of its group.
+    /// With a yearly reset, the total is the sum of the buckets read (`qualifying_buckets`; it
+    /// was read apart, from the entry sums: under a programme with a yearly reset that and the
+    /// group's recursive query were a tenth of the hub's samples under ingest). A member
+    /// nothing was merged into (most) is read by its id alone, without the recursive query.
     static func tierCounter(ofRoot root: MemberID, programme: Programme, _ db: Database) throws -> TierCounter {
         let merged = try Bool.fetchOne(db.cachedStatement(sql: "SELECT EXISTS (SELECT 1 FROM merges WHERE into_id = ?)"),
                                        arguments: [root.rawValue]) ?? true
@@ -652,10 +694,8 @@ enum Replica {
         let members = merged ? "IN (SELECT id FROM grp)" : "= ?"
         var counter = TierCounter()
         if MemberStanding.needsQualifyingBuckets(programme) {
-            let bucket = LedgerSummary.bucketMs
             for row in try Row.fetchAll(db.cachedStatement(sql: """
-                \(group)SELECT (at_ms / \(bucket)) * \(bucket) AS b, SUM(qualifying) AS q FROM entries
-                WHERE member_id \(members) AND qualifying <> 0 GROUP BY b
+                \(group)SELECT bucket AS b, SUM(qualifying) AS q FROM qualifying_buckets WHERE member_id \(members) GROUP BY b
                 """), arguments: [root.rawValue]) {
                 let amount: Int64 = row["q"]
                 counter.byBucket[row["b"]] = amount
@@ -759,10 +799,14 @@ enum Replica {
             }
         }
         if MemberStanding.needsQualifyingBuckets(programme) {
-            for row in try Row.fetchAll(db.cachedStatement(sql: """
+            // Every entry: the buckets the triggers keep (a row a quarter hour with a counter).
+            let buckets = all ? """
+                SELECT bucket AS b, SUM(qualifying) AS q FROM qualifying_buckets WHERE member_id IN (SELECT value FROM json_each(?)) GROUP BY b
+                """ : """
                 SELECT (at_ms / \(bucket)) * \(bucket) AS b, SUM(qualifying) AS q FROM entries
                 WHERE \(members) AND qualifying <> 0 GROUP BY b
-                """), arguments: [group, entriesThroughMs]) {
+                """
+            for row in try Row.fetchAll(db.cachedStatement(sql: buckets), arguments: all ? [group] : [group, entriesThroughMs]) {
                 ledger.qualifying[row["b"]] = row["q"]
             }
         }

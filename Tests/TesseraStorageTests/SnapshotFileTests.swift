@@ -243,9 +243,10 @@ struct SnapshotFileTests {
         let before = try entries(try #require(hub).pool)
         #expect(before.count == 4, "one entry for each recharge")
         let indexes = try schema(try #require(hub).pool)
-        #expect(indexes == ["entries", "entries_lot", "entries_op", "entries_sums_delete", "entries_sums_insert"])
+        #expect(indexes == ["entries", "entries_buckets_delete", "entries_buckets_insert", "entries_lot", "entries_op",
+                            "entries_sums_delete", "entries_sums_insert"])
         // As an older build left it: entries in a rowid table with an index of members, no
-        // entry sums, none of the three migrations run yet.
+        // entry sums or buckets, none of the four migrations run yet.
         let path = try #require(hub).pool.path
         try #require(hub).pool.barrierWriteWithoutTransaction { db in
             let lot = try String.fetchAll(db, sql: "SELECT sql FROM sqlite_master WHERE name = 'entries_lot'") + ["CREATE INDEX entries_member ON entries(member_id)"]
@@ -259,7 +260,9 @@ struct SnapshotFileTests {
                 DROP TABLE entries_old;
                 DROP TABLE entry_sums;
                 DROP TABLE lot_sums;
-                DELETE FROM grdb_migrations WHERE identifier IN ('replica-v4-entries-by-key', 'replica-v5-entries-by-member', 'replica-v6-entry-sums');
+                DROP TABLE qualifying_buckets;
+                DELETE FROM grdb_migrations WHERE identifier IN ('replica-v4-entries-by-key', 'replica-v5-entries-by-member', 'replica-v6-entry-sums',
+                                                                 'replica-v7-qualifying-buckets');
                 """)
             for sql in lot { try db.execute(sql: sql) }
         }
