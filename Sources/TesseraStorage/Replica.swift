@@ -236,7 +236,8 @@ enum Replica {
         // operation) read every qualifying entry of the member and grouped it by quarter hour:
         // 0.47 ms for a member with 2,300 entries, and the sale of a member with 2,000 earlier
         // sales took 1.5 to 1.9x another's. A bucket's row is there while an entry with a
-        // counter is in it, as grouping the entries gives.
+        // counter is in it, as grouping the entries gives. (As with v6: a later migration that
+        // rebuilds `entries` drops these triggers with it, and must make both sets again.)
         migrator.registerMigration("replica-v7-qualifying-buckets") { db in
             let bucket = "(%@ / \(LedgerSummary.bucketMs)) * \(LedgerSummary.bucketMs)"
             let of = { (column: String) in bucket.replacingOccurrences(of: "%@", with: column) }

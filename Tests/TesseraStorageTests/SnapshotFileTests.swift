@@ -25,6 +25,10 @@ struct SnapshotFileTests {
         try node.pool.read { db in try Row.fetchAll(db, sql: "SELECT * FROM entry_sums ORDER BY member_id").map(\.description) }
     }
 
+    static func buckets(_ node: NodeStore) throws -> [String] {
+        try node.pool.read { db in try Row.fetchAll(db, sql: "SELECT * FROM qualifying_buckets ORDER BY member_id, bucket").map(\.description) }
+    }
+
     /// The hub's file as a node receives it: a copy of its own (a node changes the copy it loads).
     static func received(_ file: SnapshotFile.Made, _ dir: TempDir) throws -> String {
         let path = dir.path("received-\(UUID().uuidString).sqlite")
@@ -102,6 +106,8 @@ struct SnapshotFileTests {
         for i in 0..<3 {
             let m = try enrol(one, "W\(i)", "+1555090\(i)")
             _ = try one.recharge(m.id, NodeAPI.Recharge(amount: 1000), key: nil)
+            // A sale: a tier counter, so a bucket of it.
+            _ = try spend(try one.beginPurchase(m.id, NodeAPI.PurchaseRequest(amount: 500 + Int64(i)), key: nil), node: one, hub: hub)
         }
         try sync(one, hub)
         let served = try hub.snapshotFile(for: s2, maxAge: 600)
@@ -109,9 +115,11 @@ struct SnapshotFileTests {
         try paged.bootstrap(try hub.snapshot(for: s2))
         // A newer hub's file (a column this build does not know) and an older hub's (no
         // migrations recorded, format 2 as hubs wrote it before files were nodes' databases).
-        // One older still: no entry sums (the node sums its entries once).
+        // Older still: no tier counter by quarter hour, and no entry sums at all (the node sums
+        // its entries once).
         for (name, change) in [("newer", "ALTER TABLE members ADD COLUMN nickname TEXT"), ("older", "DROP TABLE grdb_migrations"),
-                               ("without sums", "DROP TABLE grdb_migrations; DROP TABLE entry_sums; DROP TABLE lot_sums")] {
+                               ("without buckets", "DROP TABLE grdb_migrations; DROP TABLE qualifying_buckets"),
+                               ("without sums", "DROP TABLE grdb_migrations; DROP TABLE entry_sums; DROP TABLE lot_sums; DROP TABLE qualifying_buckets")] {
             let path = dir.path("\(name).sqlite")
             try FileManager.default.copyItem(atPath: served.file.path, toPath: path)
             try DatabaseQueue(path: path).write { try $0.execute(sql: change) }
@@ -121,6 +129,7 @@ struct SnapshotFileTests {
             #expect(try Self.stateRows(node) == Self.stateRows(paged), "\(name)")
             #expect(try Self.indexes(node) == Self.indexes(paged), "\(name)")
             #expect(try Self.sums(node) == Self.sums(paged) && Self.sums(node).count == 3, "\(name)")
+            #expect(try Self.buckets(node) == Self.buckets(paged) && !Self.buckets(node).isEmpty, "\(name)")
             #expect(try node.entrySumProblems().isEmpty, "\(name)")
         }
         // A file cut short in transit is never copied in whole; loading its tables finds it out.
