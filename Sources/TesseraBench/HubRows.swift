@@ -11,11 +11,11 @@ import TesseraStorage
 /// hub's own indexes. The log's rows alone are the limit the target is stated against; this one
 /// shows how much of the gap is those rows and how much is Tessera's code.
 struct HubRows {
-    /// Tables whose rows follow from the rows written here (the entries' triggers keep them),
-    /// or that are SQLite's or GRDB's own.
-    static let derived: Set<String> = ["entry_sums", "lot_sums", "qualifying_buckets", "sqlite_sequence", "grdb_migrations", "sqlite_stat1"]
-    /// Of those, the ones the entries' triggers keep (their rows are counted against the hub's).
-    static let triggered = ["entry_sums", "lot_sums", "qualifying_buckets"]
+    /// SQLite's and GRDB's own tables: neither written nor made.
+    static let own: Set<String> = ["sqlite_sequence", "grdb_migrations", "sqlite_stat1"]
+    /// Tables the entries' triggers keep: made with the schema, filled by the triggers as the
+    /// entries are written, and their rows counted against the hub's.
+    static let triggered = Set(HubStore.entrySumTables)
 
     struct Table {
         var name: String
@@ -30,7 +30,7 @@ struct HubRows {
     var rows = 0
     var operations = 0
     /// Rows of the tables the entries' triggers keep, as the hub holds them.
-    var derivedCounts: [String: Int] = [:]
+    var triggeredCounts: [String: Int] = [:]
 
     /// Reads the hub's file (while the hub runs: a read in WAL mode). The log's operations go
     /// in batches of `batch`, in version order; an entry or event goes with its operation; a
@@ -45,7 +45,7 @@ struct HubRows {
             var out = HubRows()
             // Tables, then indexes, then triggers: each as the hub made it.
             out.schema = try String.fetchAll(db, sql: """
-                SELECT sql FROM sqlite_master WHERE sql IS NOT NULL AND name NOT LIKE 'sqlite_%' AND tbl_name NOT IN (\(derived.subtracting(triggered).map { "'\($0)'" }.joined(separator: ",")))
+                SELECT sql FROM sqlite_master WHERE sql IS NOT NULL AND name NOT LIKE 'sqlite_%' AND tbl_name NOT IN (\(own.map { "'\($0)'" }.joined(separator: ",")))
                 ORDER BY CASE type WHEN 'table' THEN 0 WHEN 'index' THEN 1 ELSE 2 END, rowid
                 """)
             // Where each operation is in the log, and where each member first appears.
@@ -62,9 +62,9 @@ struct HubRows {
             out.batches = (index + batch - 1) / batch
             let names = try String.fetchAll(db, sql: "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY rowid")
             for name in triggered where names.contains(name) {
-                out.derivedCounts[name] = try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM \(name)") ?? 0
+                out.triggeredCounts[name] = try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM \(name)") ?? 0
             }
-            for name in names where !derived.contains(name) {
+            for name in names where !own.contains(name) && !triggered.contains(name) {
                 let columns = try db.columns(in: name).map(\.name)
                 let quoted = columns.map { "\"\($0)\"" }.joined(separator: ", ")
                 var table = Table(name: name, insert: "INSERT INTO \"\(name)\" (\(quoted)) VALUES (\(columns.map { _ in "?" }.joined(separator: ", ")))")
@@ -125,7 +125,7 @@ struct HubRows {
                 let read = table.batches.values.reduce(0) { $0 + $1.count }
                 guard written == read else { throw BenchFailure("\(table.name): \(written) rows written of \(read)") }
             }
-            for (name, count) in derivedCounts {
+            for (name, count) in triggeredCounts {
                 let made = try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM \"\(name)\"") ?? -1
                 guard made == count else { throw BenchFailure("\(name): the triggers made \(made) rows, the hub holds \(count)") }
             }

@@ -94,6 +94,9 @@ public final class HubStore: HubStorage {
     private let clock: Mutex<HybridLogicalClock>
     let physicalMs: @Sendable () -> Int64
     private let clockReports = Mutex<[StoreID: Int64]>([:])
+
+    /// The fold's tables the triggers on `entries` keep (never written otherwise).
+    public static var entrySumTables: [String] { Replica.entrySumTables }
     /// The local day this process last recorded the calendar's events for (birthdays,
     /// dormancy, expiring points): once a day is enough, and spares a pass over every member
     /// at every run of the jobs. A restart does the day's pass again (events are once per key).

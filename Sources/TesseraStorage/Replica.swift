@@ -239,8 +239,6 @@ enum Replica {
         // counter is in it, as grouping the entries gives. (As with v6: a later migration that
         // rebuilds `entries` drops these triggers with it, and must make both sets again.)
         migrator.registerMigration("replica-v7-qualifying-buckets") { db in
-            let bucket = "(%@ / \(LedgerSummary.bucketMs)) * \(LedgerSummary.bucketMs)"
-            let of = { (column: String) in bucket.replacingOccurrences(of: "%@", with: column) }
             try db.execute(sql: """
                 CREATE TABLE qualifying_buckets (
                     member_id TEXT NOT NULL, bucket INTEGER NOT NULL, qualifying INTEGER NOT NULL DEFAULT 0,
@@ -248,15 +246,15 @@ enum Replica {
                 ) WITHOUT ROWID;
                 INSERT INTO qualifying_buckets (member_id, bucket, qualifying) \(groupedBuckets);
                 CREATE TRIGGER entries_buckets_insert AFTER INSERT ON entries WHEN NEW.qualifying <> 0 BEGIN
-                    INSERT INTO qualifying_buckets (member_id, bucket, qualifying) VALUES (NEW.member_id, \(of("NEW.at_ms")), NEW.qualifying)
+                    INSERT INTO qualifying_buckets (member_id, bucket, qualifying) VALUES (NEW.member_id, \(bucketSQL("NEW.at_ms")), NEW.qualifying)
                         ON CONFLICT (member_id, bucket) DO UPDATE SET qualifying = qualifying + excluded.qualifying;
                 END;
                 CREATE TRIGGER entries_buckets_delete AFTER DELETE ON entries WHEN OLD.qualifying <> 0 BEGIN
                     UPDATE qualifying_buckets SET qualifying = qualifying - OLD.qualifying
-                        WHERE member_id = OLD.member_id AND bucket = \(of("OLD.at_ms"));
-                    DELETE FROM qualifying_buckets WHERE member_id = OLD.member_id AND bucket = \(of("OLD.at_ms"))
+                        WHERE member_id = OLD.member_id AND bucket = \(bucketSQL("OLD.at_ms"));
+                    DELETE FROM qualifying_buckets WHERE member_id = OLD.member_id AND bucket = \(bucketSQL("OLD.at_ms"))
                         AND NOT EXISTS (SELECT 1 FROM entries WHERE member_id = OLD.member_id AND qualifying <> 0
-                                        AND \(of("at_ms")) = \(of("OLD.at_ms")));
+                                        AND \(bucketSQL("at_ms")) = \(bucketSQL("OLD.at_ms")));
                 END;
                 """)
         }
@@ -274,9 +272,14 @@ enum Replica {
         """
     private static let groupedLots = "SELECT member_id, lot, SUM(points) FROM main.entries WHERE lot IS NOT NULL GROUP BY member_id, lot"
     private static let groupedBuckets = """
-        SELECT member_id, (at_ms / \(LedgerSummary.bucketMs)) * \(LedgerSummary.bucketMs) AS b, SUM(qualifying) FROM main.entries
-        WHERE qualifying <> 0 GROUP BY member_id, b
+        SELECT member_id, \(bucketSQL("at_ms")) AS b, SUM(qualifying) FROM main.entries WHERE qualifying <> 0 GROUP BY member_id, b
         """
+
+    /// The start of the quarter hour a stamp (a column or expression, in ms) is in: in SQL what
+    /// `LedgerSummary.bucket` is in Swift (integer division, as Swift's).
+    static func bucketSQL(_ ms: String) -> String {
+        "(\(ms) / \(LedgerSummary.bucketMs)) * \(LedgerSummary.bucketMs)"
+    }
 
     /// Fills the empty entry sums of `main` from a snapshot file's (in `schema`) when it has
     /// them, else sums them from `main`'s entries (a file from an older hub). Triggers are off
@@ -664,9 +667,8 @@ enum Replica {
 
         /// An entry's counter, stamped `atMs`, added (as its entry would add it).
         mutating func add(_ qualifying: Int64, atMs: Int64) {
-            let bucket = LedgerSummary.bucketMs
             total += qualifying
-            byBucket[(atMs / bucket) * bucket, default: 0] += qualifying
+            byBucket[LedgerSummary.bucket(atMs), default: 0] += qualifying
         }
 
         func tier(_ programme: Programme, asOfMs: Int64) -> Programme.Tier? {
@@ -724,9 +726,9 @@ enum Replica {
         guard let tiers = programme.tiers else { return [:] }
         let alias = try mergedAway(db)
         var totals: [MemberID: Int64] = [:], buckets: [MemberID: [Int64: Int64]] = [:]
-        let byBucket = MemberStanding.needsQualifyingBuckets(programme), bucket = LedgerSummary.bucketMs
+        let byBucket = MemberStanding.needsQualifyingBuckets(programme)
         let rows = try Row.fetchCursor(db.cachedStatement(sql: byBucket ? """
-            SELECT member_id, SUM(qualifying), (at_ms / \(bucket)) * \(bucket) AS b FROM entries
+            SELECT member_id, SUM(qualifying), \(bucketSQL("at_ms")) AS b FROM entries
             WHERE qualifying <> 0 AND at_ms <= ? GROUP BY member_id, b
             """ : "SELECT member_id, SUM(qualifying) FROM entries WHERE qualifying <> 0 AND at_ms <= ? GROUP BY member_id"),
             arguments: [entriesThroughMs])
@@ -790,10 +792,9 @@ enum Replica {
                                     arguments: all ? [group, today.number] : [group, entriesThroughMs, today.number]) {
             ledger.endedLots[LocalDay(row["lot"])] = row["points"]
         }
-        let bucket = LedgerSummary.bucketMs
         if let last = ledger.endedLots.keys.max() {
             for row in try Row.fetchAll(db.cachedStatement(sql: """
-                SELECT (at_ms / \(bucket)) * \(bucket) AS b, -SUM(points) AS spent FROM entries
+                SELECT \(bucketSQL("at_ms")) AS b, -SUM(points) AS spent FROM entries
                 WHERE \(members) AND lot IS NULL AND expired = 0 AND points <> 0 AND at_ms < ? GROUP BY b
                 """), arguments: [group, entriesThroughMs, PointsExpiry.spendsBound(lastEndedLot: last)]) {
                 ledger.spends[row["b"]] = row["spent"]
@@ -804,7 +805,7 @@ enum Replica {
             let buckets = all ? """
                 SELECT bucket AS b, SUM(qualifying) AS q FROM qualifying_buckets WHERE member_id IN (SELECT value FROM json_each(?)) GROUP BY b
                 """ : """
-                SELECT (at_ms / \(bucket)) * \(bucket) AS b, SUM(qualifying) AS q FROM entries
+                SELECT \(bucketSQL("at_ms")) AS b, SUM(qualifying) AS q FROM entries
                 WHERE \(members) AND qualifying <> 0 GROUP BY b
                 """
             for row in try Row.fetchAll(db.cachedStatement(sql: buckets), arguments: all ? [group] : [group, entriesThroughMs]) {
