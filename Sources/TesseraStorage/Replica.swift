@@ -258,11 +258,36 @@ enum Replica {
                 END;
                 """)
         }
+        // Each member's points spent (outside lots) by quarter hour, kept the same way. Once one
+        // of a member's lots has ended (under `end_of_following_year`, every member who earned
+        // two years ago), pricing a sale read every entry of the member to sum its spends up to
+        // the last ended lot's bound, so a sale's cost grew with the member's history again.
+        // A bucket's row is there while a spend is in it, as grouping the entries gives.
+        migrator.registerMigration("replica-v8-spend-buckets") { db in
+            try db.execute(sql: """
+                CREATE TABLE spend_buckets (
+                    member_id TEXT NOT NULL, bucket INTEGER NOT NULL, spent INTEGER NOT NULL DEFAULT 0,
+                    PRIMARY KEY (member_id, bucket)
+                ) WITHOUT ROWID;
+                INSERT INTO spend_buckets (member_id, bucket, spent) \(groupedSpends);
+                CREATE TRIGGER entries_spends_insert AFTER INSERT ON entries WHEN \(isSpend("NEW")) BEGIN
+                    INSERT INTO spend_buckets (member_id, bucket, spent) VALUES (NEW.member_id, \(bucketSQL("NEW.at_ms")), -NEW.points)
+                        ON CONFLICT (member_id, bucket) DO UPDATE SET spent = spent + excluded.spent;
+                END;
+                CREATE TRIGGER entries_spends_delete AFTER DELETE ON entries WHEN \(isSpend("OLD")) BEGIN
+                    UPDATE spend_buckets SET spent = spent + OLD.points
+                        WHERE member_id = OLD.member_id AND bucket = \(bucketSQL("OLD.at_ms"));
+                    DELETE FROM spend_buckets WHERE member_id = OLD.member_id AND bucket = \(bucketSQL("OLD.at_ms"))
+                        AND NOT EXISTS (SELECT 1 FROM entries WHERE member_id = OLD.member_id AND \(isSpend("entries"))
+                                        AND \(bucketSQL("at_ms")) = \(bucketSQL("OLD.at_ms")));
+                END;
+                """)
+        }
     }
 
     /// Tables the triggers on `entries` keep (see "replica-v6-entry-sums"): not state a snapshot
     /// carries as such, but copied with the entries of a snapshot file, or summed from them.
-    static let entrySumTables = ["entry_sums", "lot_sums", "qualifying_buckets"]
+    static let entrySumTables = ["entry_sums", "lot_sums", "qualifying_buckets", "spend_buckets"]
 
     /// The entries of `main` grouped as `entry_sums` and `lot_sums` hold them (columns in
     /// their order): what a file without sums is filled with, and what the check compares.
@@ -274,6 +299,15 @@ enum Replica {
     private static let groupedBuckets = """
         SELECT member_id, \(bucketSQL("at_ms")) AS b, SUM(qualifying) FROM main.entries WHERE qualifying <> 0 GROUP BY member_id, b
         """
+    private static let groupedSpends = """
+        SELECT member_id, \(bucketSQL("at_ms")) AS b, -SUM(points) FROM main.entries WHERE \(isSpend("entries")) GROUP BY member_id, b
+        """
+
+    /// Whether an entry of `row` (a table or NEW / OLD) spends points, or gives spent points
+    /// back, as points expiry counts them: points outside any lot, not an expiry's.
+    static func isSpend(_ row: String) -> String {
+        "\(row).lot IS NULL AND \(row).expired = 0 AND \(row).points <> 0"
+    }
 
     /// The start of the quarter hour a stamp (a column or expression, in ms) is in: in SQL what
     /// `LedgerSummary.bucket` is in Swift (integer division, as Swift's).
@@ -300,7 +334,7 @@ enum Replica {
                 INSERT INTO main.lot_sums (member_id, lot, points) \(groupedLots);
                 """)
         }
-        // Apart: a file of a hub from before "replica-v7-qualifying-buckets" has the sums only.
+        // Apart: a file of a hub from before "replica-v7-qualifying-buckets" (or v8) has the sums only.
         if held.contains("qualifying_buckets") {
             try db.execute(sql: """
                 INSERT INTO main.qualifying_buckets (member_id, bucket, qualifying)
@@ -308,6 +342,14 @@ enum Replica {
                 """)
         } else {
             try db.execute(sql: "INSERT INTO main.qualifying_buckets (member_id, bucket, qualifying) \(groupedBuckets)")
+        }
+        if held.contains("spend_buckets") {
+            try db.execute(sql: """
+                INSERT INTO main.spend_buckets (member_id, bucket, spent)
+                    SELECT member_id, bucket, spent FROM \(schema).spend_buckets ORDER BY member_id, bucket
+                """)
+        } else {
+            try db.execute(sql: "INSERT INTO main.spend_buckets (member_id, bucket, spent) \(groupedSpends)")
         }
     }
 
@@ -339,6 +381,7 @@ enum Replica {
         }
         return try differences(groupedSums, "entry_sums", "entry sums") + differences(groupedLots, "lot_sums", "points by lot")
             + differences(groupedBuckets, "qualifying_buckets", "tier counter by quarter hour")
+            + differences(groupedSpends, "spend_buckets", "points spent by quarter hour")
     }
 
     /// The kinds every build knew before builds recorded which they know (this list is fixed:
@@ -759,7 +802,8 @@ enum Replica {
 
     /// `LedgerSummary` computed in SQL over the member group's entries: from the entry sums
     /// for every entry, else over the entries (in member order: a range of the table); the
-    /// buckets of spends and tier counters, which only some programmes need, over the entries.
+    /// buckets of spends and tier counters from the tables the triggers keep too. Entries up to
+    /// a moment (a replay) are summed from the entries themselves.
     /// The pure fold computes the same from rows in memory.
     static func ledgerSummary(group: String, programme: Programme, asOfMs: Int64, entriesThroughMs: Int64 = .max,
                               _ db: Database) throws -> LedgerSummary {
@@ -793,10 +837,18 @@ enum Replica {
             ledger.endedLots[LocalDay(row["lot"])] = row["points"]
         }
         if let last = ledger.endedLots.keys.max() {
-            for row in try Row.fetchAll(db.cachedStatement(sql: """
+            // Every entry: the spends the triggers keep by quarter hour. The bound is a UTC
+            // midnight, so a bucket is before it exactly when its entries are.
+            let bound = PointsExpiry.spendsBound(lastEndedLot: last)
+            assert(bound % LedgerSummary.bucketMs == 0, "the spends' bound splits a quarter hour")
+            let spends = all ? """
+                SELECT bucket AS b, SUM(spent) AS spent FROM spend_buckets
+                WHERE member_id IN (SELECT value FROM json_each(?)) AND bucket < ? GROUP BY b
+                """ : """
                 SELECT \(bucketSQL("at_ms")) AS b, -SUM(points) AS spent FROM entries
-                WHERE \(members) AND lot IS NULL AND expired = 0 AND points <> 0 AND at_ms < ? GROUP BY b
-                """), arguments: [group, entriesThroughMs, PointsExpiry.spendsBound(lastEndedLot: last)]) {
+                WHERE \(members) AND \(isSpend("entries")) AND at_ms < ? GROUP BY b
+                """
+            for row in try Row.fetchAll(db.cachedStatement(sql: spends), arguments: all ? [group, bound] : [group, entriesThroughMs, bound]) {
                 ledger.spends[row["b"]] = row["spent"]
             }
         }
