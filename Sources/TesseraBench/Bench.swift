@@ -236,6 +236,7 @@ public struct Bench: Sendable {
                       ratio: String(format: "%.1fx", l.p50 / floor), target: "<= 1 ms"),
              BenchRow(what: "\(label): p99 / max", tessera: "\(ms(l.p99)) / \(ms(l.max))", limit: "", ratio: "", target: "p99 <= 5 ms")]
         }
+        let pricing = try pricingHistory()
         return latency("Purchase, 1 till", one, floor1, "empty handler")
             + latency("Purchase, 8 tills", eight, floor8, "empty handler x8")
             + [BenchRow(what: "Purchase, 1 till, a member with \(sizes.longHistory) earlier sales: p50 / p99", tessera: "\(ms(long.p50)) / \(ms(long.p99))",
@@ -251,6 +252,7 @@ public struct Bench: Sendable {
                         limit: "2 round trips + 2 commits = \(ms(2 * floor1))", ratio: String(format: "%.1fx", spend.p50 / (2 * floor1)), target: ""),
                BenchRow(what: "Stored-value spend within the store's lease (escrow), 1 till: p50 / p99", tessera: "\(ms(leased.p50)) / \(ms(leased.p99))",
                         limit: "empty handler + 1 commit = \(ms(floor1))", ratio: String(format: "%.1fx", leased.p50 / floor1), target: "")]
+            + pricing
     }
 
     func waitBootstrapped(_ node: String, _ client: LoadClient, timeout: Double = 600) async throws {

@@ -6,8 +6,8 @@ public struct LedgerRow: Hashable, Sendable {
 }
 
 /// What the rules need from a member's ledger, in a form SQL can aggregate: sums, the points
-/// of each ended lot, and spends and tier counters in quarter-hour buckets (every time zone's
-/// offset is a multiple of a quarter hour, so a bucket never straddles a local midnight).
+/// of each ended lot, spends in quarter-hour buckets (every time zone's offset is a multiple of
+/// a quarter hour, so a bucket never straddles a local midnight), and tier counters by `period`.
 public struct LedgerSummary: Hashable, Sendable {
     public static let bucketMs: Int64 = 900_000
 
@@ -22,12 +22,26 @@ public struct LedgerSummary: Hashable, Sendable {
     public var endedLots: [LocalDay: Int64] = [:]
     /// Points spent (positive) or given back (negative), by bucket start, up to the last ended lot.
     public var spends: [Int64: Int64] = [:]
-    /// The tier counter by bucket start (filled only when a yearly reset needs it).
+    /// The tier counter by period (`period`; filled only when a yearly reset needs it).
     public var qualifying: [Int64: Int64] = [:]
 
     public init() {}
 
     public static func bucket(_ ms: Int64) -> Int64 { (ms / bucketMs) * bucketMs }
+
+    /// The period of the tier counter a stamp (after 1970) is counted in: what a yearly reset
+    /// needs is the counter by local year, in the programme's time zone, which a later version
+    /// may change. Every zone's new year falls within 14 hours of UTC's, on the 31st of December
+    /// or the 1st of January (UTC): a stamp on any other day is in the same year in every zone,
+    /// so it counts in its UTC month, named by the month's 15th at 00:00 UTC (a moment every
+    /// zone puts in that year). A stamp on those two days counts in its quarter hour, as
+    /// spends do. A member's counter is then a dozen rows a year, not one a visit.
+    public static func period(_ ms: Int64) -> Int64 {
+        let days = ms / 86_400_000
+        let (year, month, day) = LocalDay.civilFromDays(days)
+        if (month == 12 && day == 31) || (month == 1 && day == 1) { return bucket(ms) }
+        return LocalDay.daysFromCivil(year, month, 15) * 86_400_000
+    }
 
     /// Adds an entry to the sums (not to the ended lots or the buckets, which depend on the day
     /// asked about and on the other entries).
@@ -53,7 +67,7 @@ public struct LedgerSummary: Hashable, Sendable {
             }
         }
         if byBucket {
-            for row in rows where row.entry.qualifying != 0 { qualifying[Self.bucket(row.atMs), default: 0] += row.entry.qualifying }
+            for row in rows where row.entry.qualifying != 0 { qualifying[Self.period(row.atMs), default: 0] += row.entry.qualifying }
         }
     }
 }
@@ -179,7 +193,8 @@ public enum TierRule {
     /// the downgrade policy applies. Within a year, reaching a threshold promotes at once.
     /// - Parameters:
     ///   - total: the counter over all history (no reset).
-    ///   - byBucket: the counter by bucket start (a yearly reset).
+    ///   - byBucket: the counter by period (`LedgerSummary.period`; a yearly reset): any moment
+    ///     of a period is in the year of all the period's stamps.
     public static func standing(_ tiers: Programme.Tiers, total: Int64, byBucket: [Int64: Int64], calendar: ChainCalendar,
                                 today: LocalDay) -> (index: Int, qualifying: Int64) {
         switch tiers.reset {

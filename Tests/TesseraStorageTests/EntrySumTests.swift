@@ -83,4 +83,40 @@ struct EntrySumTests {
         #expect(try node.pool.read { try Int.fetchOne($0, sql: "SELECT \(left)") } == 0)
         #expect(try node.entrySumProblems().isEmpty)
     }
+
+    /// The tier counter's period, in Swift and in SQLite's triggers, is the same moment, and
+    /// every time zone puts it in the year it puts the stamp in: stamps at random and around
+    /// every UTC new year from 1990 to 2100, in the zones farthest from UTC and in ones with
+    /// odd offsets.
+    @Test("a stamp's tier period is the same in Swift and in SQL, and in the stamp's local year in every time zone")
+    func periodsKeepTheYear() throws {
+        let zones = ["Pacific/Kiritimati", "Etc/GMT+12", "Asia/Shanghai", "America/St_Johns", "Asia/Kathmandu", "Europe/London", "UTC"]
+            .compactMap(ChainCalendar.init(identifier:))
+        #expect(zones.count == 7)
+        var stamps: [Int64] = []
+        var rng = SplitMix64(seed: 11)
+        for _ in 0..<2_000 { stamps.append(631_152_000_000 + Int64(rng.next() % 3_471_292_800_000)) } // 1990 to 2100
+        for year in Int64(1990)...2100 {
+            let newYear = LocalDay.firstDay(ofYear: year).number * 86_400_000
+            for offset: Int64 in [-2 * 86_400_000 - 1, -2 * 86_400_000, -86_400_000 - 1, -86_400_000, -900_001, -1, 0, 1, 899_999,
+                                  86_400_000 - 1, 86_400_000, 2 * 86_400_000 - 1, 2 * 86_400_000] {
+                stamps.append(newYear + offset)
+            }
+        }
+        let queue = try DatabaseQueue()
+        let sql = "SELECT \(Replica.periodSQL("?"))", uses = sql.filter { $0 == "?" }.count
+        let inSQL = try queue.read { db in
+            try stamps.map { try Int64.fetchOne(db, sql: sql, arguments: StatementArguments(Array(repeating: $0, count: uses))) }
+        }
+        for (stamp, fromSQL) in zip(stamps, inSQL) {
+            let period = LedgerSummary.period(stamp)
+            #expect(fromSQL == period, "stamp \(stamp)")
+            for zone in zones {
+                #expect(zone.day(ms: period).year == zone.day(ms: stamp).year, "stamp \(stamp) in \(zone.timeZone.identifier)")
+            }
+        }
+        // A month's stamps share one period but on its two days around a new year.
+        let june = LocalDay.firstDay(ofYear: 2027).number * 86_400_000 + 160 * 86_400_000
+        #expect(LedgerSummary.period(june) == LedgerSummary.period(june + 5 * 86_400_000))
+    }
 }

@@ -28,7 +28,7 @@ struct SnapshotFileTests {
     /// The tier counters and the spends by quarter hour the triggers keep, as text.
     static func buckets(_ node: NodeStore) throws -> [String] {
         try node.pool.read { db in
-            try Row.fetchAll(db, sql: "SELECT * FROM qualifying_buckets ORDER BY member_id, bucket").map(\.description)
+            try Row.fetchAll(db, sql: "SELECT * FROM qualifying_periods ORDER BY member_id, period").map(\.description)
                 + Row.fetchAll(db, sql: "SELECT * FROM spend_buckets ORDER BY member_id, bucket").map { "spent \($0)" }
         }
     }
@@ -124,9 +124,16 @@ struct SnapshotFileTests {
         // its entries once).
         for (name, change) in [("newer", "ALTER TABLE members ADD COLUMN nickname TEXT"), ("older", "DROP TABLE grdb_migrations"),
                                ("without spends", "DROP TABLE grdb_migrations; DROP TABLE spend_buckets"),
-                               ("without buckets", "DROP TABLE grdb_migrations; DROP TABLE qualifying_buckets; DROP TABLE spend_buckets"),
+                               ("without periods", "DROP TABLE grdb_migrations; DROP TABLE qualifying_periods; DROP TABLE spend_buckets"),
+                               // v7's tier counter by quarter hour, which this build does not keep (wrong on purpose: not read).
+                               ("with v7's buckets", """
+                                   DROP TABLE grdb_migrations; DROP TABLE qualifying_periods; DROP TABLE spend_buckets;
+                                   CREATE TABLE qualifying_buckets (member_id TEXT NOT NULL, bucket INTEGER NOT NULL, qualifying INTEGER NOT NULL DEFAULT 0,
+                                       PRIMARY KEY (member_id, bucket)) WITHOUT ROWID;
+                                   INSERT INTO qualifying_buckets SELECT member_id, 0, 999 FROM entry_sums
+                                   """),
                                ("without sums", """
-                                   DROP TABLE grdb_migrations; DROP TABLE entry_sums; DROP TABLE lot_sums; DROP TABLE qualifying_buckets;
+                                   DROP TABLE grdb_migrations; DROP TABLE entry_sums; DROP TABLE lot_sums; DROP TABLE qualifying_periods;
                                    DROP TABLE spend_buckets
                                    """)] {
             let path = dir.path("\(name).sqlite")
@@ -261,7 +268,7 @@ struct SnapshotFileTests {
         let before = try entries(try #require(hub).pool)
         #expect(before.count == 4, "one entry for each recharge")
         let indexes = try schema(try #require(hub).pool)
-        #expect(indexes == ["entries", "entries_buckets_delete", "entries_buckets_insert", "entries_lot", "entries_op",
+        #expect(indexes == ["entries", "entries_lot", "entries_op", "entries_periods_delete", "entries_periods_insert",
                             "entries_spends_delete", "entries_spends_insert", "entries_sums_delete", "entries_sums_insert"])
         // As an older build left it: entries in a rowid table with an index of members, no
         // entry sums or buckets, none of the five migrations run yet.
@@ -278,10 +285,10 @@ struct SnapshotFileTests {
                 DROP TABLE entries_old;
                 DROP TABLE entry_sums;
                 DROP TABLE lot_sums;
-                DROP TABLE qualifying_buckets;
+                DROP TABLE qualifying_periods;
                 DROP TABLE spend_buckets;
                 DELETE FROM grdb_migrations WHERE identifier IN ('replica-v4-entries-by-key', 'replica-v5-entries-by-member', 'replica-v6-entry-sums',
-                                                                 'replica-v7-qualifying-buckets', 'replica-v8-spend-buckets');
+                                                                 'replica-v7-qualifying-buckets', 'replica-v8-tier-periods-and-spends');
                 """)
             for sql in lot { try db.execute(sql: sql) }
         }
