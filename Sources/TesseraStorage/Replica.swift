@@ -273,40 +273,38 @@ enum Replica {
                 DROP TRIGGER entries_buckets_insert;
                 DROP TRIGGER entries_buckets_delete;
                 DROP TABLE qualifying_buckets;
-                CREATE TABLE qualifying_periods (
-                    member_id TEXT NOT NULL, period INTEGER NOT NULL, qualifying INTEGER NOT NULL DEFAULT 0,
-                    PRIMARY KEY (member_id, period)
-                ) WITHOUT ROWID;
-                INSERT INTO qualifying_periods (member_id, period, qualifying) \(groupedPeriods);
-                CREATE TRIGGER entries_periods_insert AFTER INSERT ON entries WHEN NEW.qualifying <> 0 BEGIN
-                    INSERT INTO qualifying_periods (member_id, period, qualifying) VALUES (NEW.member_id, \(periodSQL("NEW.at_ms")), NEW.qualifying)
-                        ON CONFLICT (member_id, period) DO UPDATE SET qualifying = qualifying + excluded.qualifying;
-                END;
-                CREATE TRIGGER entries_periods_delete AFTER DELETE ON entries WHEN OLD.qualifying <> 0 BEGIN
-                    UPDATE qualifying_periods SET qualifying = qualifying - OLD.qualifying
-                        WHERE member_id = OLD.member_id AND period = \(periodSQL("OLD.at_ms"));
-                    DELETE FROM qualifying_periods WHERE member_id = OLD.member_id AND period = \(periodSQL("OLD.at_ms"))
-                        AND NOT EXISTS (SELECT 1 FROM entries WHERE member_id = OLD.member_id AND qualifying <> 0
-                                        AND \(periodSQL("at_ms")) = \(periodSQL("OLD.at_ms")));
-                END;
-                CREATE TABLE spend_buckets (
-                    member_id TEXT NOT NULL, bucket INTEGER NOT NULL, spent INTEGER NOT NULL DEFAULT 0,
-                    PRIMARY KEY (member_id, bucket)
-                ) WITHOUT ROWID;
-                INSERT INTO spend_buckets (member_id, bucket, spent) \(groupedSpends);
-                CREATE TRIGGER entries_spends_insert AFTER INSERT ON entries WHEN \(isSpend("NEW")) BEGIN
-                    INSERT INTO spend_buckets (member_id, bucket, spent) VALUES (NEW.member_id, \(bucketSQL("NEW.at_ms")), -NEW.points)
-                        ON CONFLICT (member_id, bucket) DO UPDATE SET spent = spent + excluded.spent;
-                END;
-                CREATE TRIGGER entries_spends_delete AFTER DELETE ON entries WHEN \(isSpend("OLD")) BEGIN
-                    UPDATE spend_buckets SET spent = spent + OLD.points
-                        WHERE member_id = OLD.member_id AND bucket = \(bucketSQL("OLD.at_ms"));
-                    DELETE FROM spend_buckets WHERE member_id = OLD.member_id AND bucket = \(bucketSQL("OLD.at_ms"))
-                        AND NOT EXISTS (SELECT 1 FROM entries WHERE member_id = OLD.member_id AND \(isSpend("entries"))
-                                        AND \(bucketSQL("at_ms")) = \(bucketSQL("OLD.at_ms")));
-                END;
+                \(groupedTable("periods", table: "qualifying_periods", key: "period", keyOf: periodSQL, column: "qualifying",
+                               of: { "\($0).qualifying <> 0" }, value: { "\($0).qualifying" }, grouped: groupedPeriods))
+                \(groupedTable("spends", table: "spend_buckets", key: "bucket", keyOf: bucketSQL, column: "spent",
+                               of: isSpend, value: { "(-\($0).points)" }, grouped: groupedSpends))
                 """)
         }
+    }
+
+    /// `table`, filled with `grouped`, and the triggers that keep it the entries that `of` takes
+    /// (an expression of a row: NEW, OLD or the table), grouped by member and by `keyOf` their
+    /// stamp, with `value` summed in `column`. A row is there while an entry of its group is (it
+    /// may sum to zero), as grouping the entries gives; a deleted entry (a rejection) looks for
+    /// another.
+    static func groupedTable(_ name: String, table: String, key: String, keyOf: (String) -> String, column: String,
+                             of: (String) -> String, value: (String) -> String, grouped: String) -> String {
+        """
+        CREATE TABLE \(table) (
+            member_id TEXT NOT NULL, \(key) INTEGER NOT NULL, \(column) INTEGER NOT NULL DEFAULT 0,
+            PRIMARY KEY (member_id, \(key))
+        ) WITHOUT ROWID;
+        INSERT INTO \(table) (member_id, \(key), \(column)) \(grouped);
+        CREATE TRIGGER entries_\(name)_insert AFTER INSERT ON entries WHEN \(of("NEW")) BEGIN
+            INSERT INTO \(table) (member_id, \(key), \(column)) VALUES (NEW.member_id, \(keyOf("NEW.at_ms")), \(value("NEW")))
+                ON CONFLICT (member_id, \(key)) DO UPDATE SET \(column) = \(column) + excluded.\(column);
+        END;
+        CREATE TRIGGER entries_\(name)_delete AFTER DELETE ON entries WHEN \(of("OLD")) BEGIN
+            UPDATE \(table) SET \(column) = \(column) - \(value("OLD")) WHERE member_id = OLD.member_id AND \(key) = \(keyOf("OLD.at_ms"));
+            DELETE FROM \(table) WHERE member_id = OLD.member_id AND \(key) = \(keyOf("OLD.at_ms"))
+                AND NOT EXISTS (SELECT 1 FROM entries WHERE member_id = OLD.member_id AND \(of("entries"))
+                                AND \(keyOf("at_ms")) = \(keyOf("OLD.at_ms")));
+        END;
+        """
     }
 
     /// Tables the triggers on `entries` keep (see "replica-v6-entry-sums"): not state a snapshot
@@ -369,21 +367,10 @@ enum Replica {
         }
         // Apart: a file of a hub from before "replica-v8-tier-periods-and-spends" has the sums
         // only (and perhaps v7's tier counter by quarter hour, which this build does not keep).
-        if held.contains("qualifying_periods") {
-            try db.execute(sql: """
-                INSERT INTO main.qualifying_periods (member_id, period, qualifying)
-                    SELECT member_id, period, qualifying FROM \(schema).qualifying_periods ORDER BY member_id, period
-                """)
-        } else {
-            try db.execute(sql: "INSERT INTO main.qualifying_periods (member_id, period, qualifying) \(groupedPeriods)")
-        }
-        if held.contains("spend_buckets") {
-            try db.execute(sql: """
-                INSERT INTO main.spend_buckets (member_id, bucket, spent)
-                    SELECT member_id, bucket, spent FROM \(schema).spend_buckets ORDER BY member_id, bucket
-                """)
-        } else {
-            try db.execute(sql: "INSERT INTO main.spend_buckets (member_id, bucket, spent) \(groupedSpends)")
+        for (table, columns, grouped) in [("qualifying_periods", "member_id, period, qualifying", groupedPeriods),
+                                          ("spend_buckets", "member_id, bucket, spent", groupedSpends)] {
+            let copied = "SELECT \(columns) FROM \(schema).\(table) ORDER BY member_id, 2"
+            try db.execute(sql: "INSERT INTO main.\(table) (\(columns)) \(held.contains(table) ? copied : grouped)")
         }
     }
 
