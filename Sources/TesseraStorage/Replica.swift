@@ -268,6 +268,7 @@ enum Replica {
         //   `end_of_following_year`, for every member who earned two years ago), pricing a sale
         //   read every entry of the member to sum its spends up to the last ended lot's bound.
         // A row is there while an entry with a counter (a spend) is in it, as grouping gives.
+        // (As with v6 and v7: a later migration that rebuilds `entries` drops these triggers.)
         migrator.registerMigration("replica-v8-tier-periods-and-spends") { db in
             try db.execute(sql: """
                 DROP TRIGGER entries_buckets_insert;
