@@ -308,12 +308,27 @@ enum Replica {
         """
     }
 
-    /// Tables the triggers on `entries` keep (see "replica-v6-entry-sums"): not state a snapshot
-    /// carries as such, but copied with the entries of a snapshot file, or summed from them.
-    static let entrySumTables = ["entry_sums", "lot_sums", "qualifying_periods", "spend_buckets"]
+    /// A table the triggers on `entries` keep (see "replica-v6-entry-sums"): not state a
+    /// snapshot carries as such, but copied with the entries of a snapshot file, or summed from
+    /// them. `grouped` is the entries of `main` grouped as the table holds them (its columns in
+    /// their order): what a file without the table fills it with, and what the check compares.
+    struct EntrySum {
+        let table: String
+        let columns: String
+        let grouped: String
+        /// What the table holds, for the check's reports.
+        let what: String
+    }
 
-    /// The entries of `main` grouped as `entry_sums` and `lot_sums` hold them (columns in
-    /// their order): what a file without sums is filled with, and what the check compares.
+    static let entrySums = [
+        EntrySum(table: "entry_sums", columns: "member_id, balance, bonus, points, expired, lifetime, qualifying", grouped: groupedSums,
+                 what: "entry sums"),
+        EntrySum(table: "lot_sums", columns: "member_id, lot, points", grouped: groupedLots, what: "points by lot"),
+        EntrySum(table: "qualifying_periods", columns: "member_id, period, qualifying", grouped: groupedPeriods, what: "tier counter by period"),
+        EntrySum(table: "spend_buckets", columns: "member_id, bucket, spent", grouped: groupedSpends, what: "points spent by quarter hour"),
+    ]
+    static var entrySumTables: [String] { entrySums.map(\.table) }
+
     private static let groupedSums = """
         SELECT member_id, SUM(value + bonus), SUM(bonus), SUM(points), SUM(expired),
                SUM(CASE WHEN lot IS NOT NULL THEN points ELSE 0 END), SUM(qualifying) FROM main.entries GROUP BY member_id
@@ -352,26 +367,15 @@ enum Replica {
     /// meanwhile (see `withoutTriggers`): the caller loaded the entries with them off.
     /// A file's sums are taken as they are: a build that changes what a column means must give
     /// the tables new names (a new migration), so that files of older hubs are summed instead.
+    /// Table by table: a file of a hub from before "replica-v8-tier-periods-and-spends" has
+    /// the sums and lots only (and perhaps v7's tier counter by quarter hour, which this build
+    /// does not keep); one from before "replica-v6-entry-sums" none.
     static func fillEntrySums(from schema: String, _ db: Database) throws {
         let held = try Set(String.fetchAll(db, sql: "SELECT name FROM \(schema).sqlite_master WHERE type = 'table'"))
-        if held.contains("entry_sums") && held.contains("lot_sums") {
-            try db.execute(sql: """
-                INSERT INTO main.entry_sums (member_id, balance, bonus, points, expired, lifetime, qualifying)
-                    SELECT member_id, balance, bonus, points, expired, lifetime, qualifying FROM \(schema).entry_sums ORDER BY member_id;
-                INSERT INTO main.lot_sums (member_id, lot, points) SELECT member_id, lot, points FROM \(schema).lot_sums ORDER BY member_id, lot;
-                """)
-        } else {
-            try db.execute(sql: """
-                INSERT INTO main.entry_sums (member_id, balance, bonus, points, expired, lifetime, qualifying) \(groupedSums);
-                INSERT INTO main.lot_sums (member_id, lot, points) \(groupedLots);
-                """)
-        }
-        // Apart: a file of a hub from before "replica-v8-tier-periods-and-spends" has the sums
-        // only (and perhaps v7's tier counter by quarter hour, which this build does not keep).
-        for (table, columns, grouped) in [("qualifying_periods", "member_id, period, qualifying", groupedPeriods),
-                                          ("spend_buckets", "member_id, bucket, spent", groupedSpends)] {
-            let copied = "SELECT \(columns) FROM \(schema).\(table) ORDER BY member_id, 2"
-            try db.execute(sql: "INSERT INTO main.\(table) (\(columns)) \(held.contains(table) ? copied : grouped)")
+        for sum in entrySums {
+            // In the table's key order (member, then lot, period or bucket; entry_sums: member).
+            let copied = "SELECT \(sum.columns) FROM \(schema).\(sum.table) ORDER BY member_id, 2"
+            try db.execute(sql: "INSERT INTO main.\(sum.table) (\(sum.columns)) \(held.contains(sum.table) ? copied : sum.grouped)")
         }
     }
 
@@ -401,9 +405,7 @@ enum Replica {
                 UNION ALL SELECT * FROM (SELECT * FROM \(table) EXCEPT \(grouped))
                 """).map { "\(what) of \($0[0] as String) differ from its entries: \($0)" }
         }
-        return try differences(groupedSums, "entry_sums", "entry sums") + differences(groupedLots, "lot_sums", "points by lot")
-            + differences(groupedPeriods, "qualifying_periods", "tier counter by period")
-            + differences(groupedSpends, "spend_buckets", "points spent by quarter hour")
+        return try entrySums.flatMap { try differences($0.grouped, $0.table, $0.what) }
     }
 
     /// The kinds every build knew before builds recorded which they know (this list is fixed:

@@ -77,6 +77,16 @@ struct EntrySumTests {
         }
         // Spends before the last ended lot were read from the buckets (and compared above).
         #expect(spendsRead > 0, "seed \(seed)")
+        // A row of each kept table changed behind the triggers' back: the check names each table.
+        try node.pool.write { db in
+            for (table, column) in [("entry_sums", "balance"), ("lot_sums", "points"), ("qualifying_periods", "qualifying"), ("spend_buckets", "spent")] {
+                try db.execute(sql: "UPDATE \(table) SET \(column) = \(column) + 1 WHERE member_id = (SELECT MIN(member_id) FROM \(table))")
+            }
+        }
+        let problems = try node.entrySumProblems()
+        for what in ["entry sums", "points by lot", "tier counter by period", "points spent by quarter hour"] {
+            #expect(problems.contains { $0.hasPrefix(what + " of ") }, "seed \(seed): \(what)")
+        }
         // Emptied for a new bootstrap: no sums are left without their entries.
         try node.pool.write { db in try Replica.clearState(db) }
         let left = Replica.entrySumTables.map { "(SELECT COUNT(*) FROM \($0))" }.joined(separator: " + ")
