@@ -73,7 +73,11 @@ public final class Node: Sendable {
 }
 
 public enum NodeApplication {
-    public static func build(node: Node, listen: ListenAddress, logger: Logger, rateLimit: Double = 2000,
+    /// Requests a second from a node's tills (twice that in a burst): far above what a store's
+    /// tills send; a benchmark's load raises it (`tessera node --rate-limit`).
+    public static let defaultRateLimit: Double = 2000
+
+    public static func build(node: Node, listen: ListenAddress, logger: Logger, rateLimit: Double = defaultRateLimit,
                              onRunning: @escaping @Sendable (any Channel) async -> Void = { _ in }) -> some ApplicationProtocol {
         Observability.bootstrap()
         let router = Router()

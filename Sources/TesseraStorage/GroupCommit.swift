@@ -69,7 +69,9 @@ final class GroupCommit: @unchecked Sendable {
                     writer.withLock { $0 = pthread_self() }
                     loop()
                 }
-                thread.name = "tessera-group-commit"
+                // At most 15 bytes: Linux refuses a longer name, and profiles then show the
+                // thread under the name of the one that started it.
+                thread.name = "tessera-commit"
                 thread.start()
             }
             condition.signal()

@@ -384,6 +384,8 @@ struct NodeOptions: ParsableArguments {
     @Option(help: "Offline spending allowed per member per day at this store, in minor units.") var offlineLimit: Int64 = 20_000
     @Option(help: "How long a till waits for the hub to authorise a spend before the node decides alone.") var authorizeTimeoutMs: Int = 1500
     @Option(help: "Pause between sync rounds.") var syncIntervalMs: Int = SyncLoop.defaultIntervalMs
+    @Option(help: "Requests a second the node takes from its tills on average (twice that in a burst); over it: 429 with Retry-After.")
+    var rateLimit: Double = NodeApplication.defaultRateLimit
 }
 
 func makeNode(_ o: NodeOptions, logger: Logger) throws -> Node {
@@ -394,6 +396,7 @@ func makeNode(_ o: NodeOptions, logger: Logger) throws -> Node {
     let hub = try parseHubURL(o.hub, ca: o.hubCa)
     let tls = try clientTLS(o.hubCa)
     guard o.offlineLimit >= 0 else { throw ValidationError("--offline-limit must be 0 or more") }
+    guard o.rateLimit > 0 else { throw ValidationError("--rate-limit must be above 0") }
     try FileManager.default.createDirectory(atPath: o.data, withIntermediateDirectories: true)
     let nodeStore = try NodeStore(path: (o.data as NSString).appendingPathComponent("node.sqlite"), store: store,
                                   offlinePolicy: OfflineSpendPolicy(limitMinorPerDay: o.offlineLimit))
@@ -428,7 +431,8 @@ struct NodeCommand: AsyncParsableCommand {
         var logger = log.logger("tessera.node")
         logger[metadataKey: "store.id"] = "\(options.store)"
         let node = try makeNode(options, logger: logger)
-        let app = NodeApplication.build(node: node, listen: try parseListen(options.listen), logger: logger) {
+        let app = NodeApplication.build(node: node, listen: try parseListen(options.listen), logger: logger,
+                                        rateLimit: options.rateLimit) {
             announce("tessera node \(options.store)", $0)
         }
         try await app.runService()

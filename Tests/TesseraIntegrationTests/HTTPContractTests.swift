@@ -106,7 +106,7 @@ struct HTTPContractTests {
         #expect(try await HTTP.call("GET", hub + "/v1/sync/pull?after=0", headers: ["Authorization": "Bearer \(rotated)", "Tessera-Protocol": "1"]).status == 200)
     }
 
-    @Test("a client over its rate gets 429 with Retry-After; a flood without credentials never slows a store")
+    @Test("a client over its rate gets 429 with Retry-After, at the hub and at a node; a flood without credentials never slows a store")
     func rateLimits() async throws {
         let ws = try Workspace()
         let token = try ws.lastLine(["store", "add", "r1", "--name", "R1", "--data", ws.path("hub")])
@@ -125,6 +125,23 @@ struct HTTPContractTests {
         // The store's own allowance is untouched by the anonymous flood.
         let pull = try await HTTP.call("GET", url + "/v1/sync/pull?after=0", headers: ["Authorization": "Bearer \(token)", "Tessera-Protocol": "1"])
         #expect(pull.status == 200)
+
+        // A node's tills share one allowance (2,000 a second by default), set by `--rate-limit`.
+        let node = try ws.start("r1", ["node", "--data", ws.path("node"), "--store", "r1", "--hub", url, "--token", token,
+                                       "--listen", "127.0.0.1:0", "--rate-limit", "2"])
+        defer { node.kill9() }
+        let nodeURL = try await node.url()
+        var tillLimited: HTTP.Answer?
+        for _ in 0..<10 {
+            let answer = try await HTTP.get(nodeURL + "/v1/members/m-nobody")
+            if answer.status == 429 { tillLimited = answer; break }
+        }
+        let tillRefused = try #require(tillLimited, "ten quick till requests at 2 a second (burst 4) must be limited")
+        #expect(tillRefused.errorCode == "rate_limited")
+        #expect(Int(tillRefused.headers["Retry-After"] ?? "") ?? 0 >= 1)
+        let zero = try runToEnd(Binary.path, ["node", "--data", ws.path("node-0"), "--store", "r1", "--hub", url, "--token", token,
+                                              "--rate-limit", "0"])
+        #expect(zero.status != 0)
     }
 
     @Test("`tessera up` starts a hub and two nodes under one folder, and Ctrl-C stops them all")
