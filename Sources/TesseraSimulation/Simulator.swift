@@ -64,6 +64,8 @@ public struct SimulationReport: Sendable {
     /// What the programme did: points expiries and coupon redemptions in the hub's log.
     public var expiries = 0
     public var couponsUsed = 0
+    /// Whether the chain crossed a new year (UTC) while it ran (`Simulator.start`).
+    public var crossedNewYear = false
     /// Spends decided by the node alone (the hub unreachable, or its answer lost), and how
     /// many of them the node accepted.
     public var offlineAttempts = 0
@@ -118,9 +120,10 @@ public final class Simulator {
         self.folder = folder
         var rng = SplitMix64(seed: config.seed)
         self.offlineLimit = config.offlineLimit ?? [2_000, 5_000, 20_000].randomElement(using: &rng) ?? 20_000
+        let start = Self.start(&rng)
         self.rng = rng
         self.report = SimulationReport(config: config)
-        self.clock = SimulatedClock(start: 1_800_000_000_000, stores: config.stores)
+        self.clock = SimulatedClock(start: start, stores: config.stores)
         try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
         hub = try Self.openHub(config, folder, clock)
         storeIDs = (0..<config.stores).compactMap { StoreID(rawValue: "s\($0)") }
@@ -163,12 +166,14 @@ public final class Simulator {
     }
 
     public func run() throws -> SimulationReport {
+        let started = ChainCalendar.utc.day(ms: clock.now(store: nil)).year
         for _ in 0..<config.steps {
             clock.advance(Int64.random(in: 1...30_000, using: &rng))
             try step()
         }
         try heal()
         try check()
+        report.crossedNewYear = ChainCalendar.utc.day(ms: clock.now(store: nil)).year != started
         return report
     }
 
@@ -586,6 +591,17 @@ public final class Simulator {
 }
 
 extension Simulator {
+    /// When a seed's chain starts: mid-January 2027 (UTC), or for a third of the seeds 12 to 48
+    /// hours before 2027 begins in UTC, before it begins in any of the programmes' zones. Those
+    /// seeds cross a new year while stores are offline and their clocks skewed: a yearly tier
+    /// reset, and the days on which the tier counter keeps quarter hours instead of months
+    /// (`LedgerSummary.period`), on every replica.
+    static func start(_ rng: inout SplitMix64) -> Int64 {
+        let newYear2027: Int64 = 1_798_761_600_000 // 2027-01-01T00:00:00Z
+        guard Int.random(in: 0..<3, using: &rng) == 0 else { return 1_800_000_000_000 } // 2027-01-15T08:00:00Z
+        return newYear2027 - Int64.random(in: 12 * 3_600_000...48 * 3_600_000, using: &rng)
+    }
+
     /// The programmes a seed may run under: the built-in one, and two that exercise bonus
     /// money, coupons, tiers, campaigns and points that expire after a day.
     static func programmes(stores: [StoreID]) -> [Programme?] {

@@ -539,14 +539,14 @@ struct SimulateCommand: AsyncParsableCommand {
         var rows: [[String]] = []
         for policy in policies {
             var acknowledged = 0, faults = 0, crashes = 0, overdrafts = 0, expiries = 0, coupons = 0
-            var attempts = 0, accepted = 0, byPolicy = 0, leaseOps = 0, rights = 0, leased = 0, failedHere = 0
+            var attempts = 0, accepted = 0, byPolicy = 0, leaseOps = 0, rights = 0, leased = 0, failedHere = 0, newYears = 0
             let started = Date()
             for s in seed..<(seed + UInt64(max(0, seeds))) {
                 let config = SimulationConfig(seed: s, stores: stores, steps: steps, offlineLimit: offlineLimit, policy: policy, workload: workload,
                                               leaseShare: leaseShare)
                 let report = try Simulator.run(config)
                 acknowledged += report.acknowledged; faults += report.faults; crashes += report.crashes; overdrafts += report.overdrafts
-                expiries += report.expiries; coupons += report.couponsUsed
+                expiries += report.expiries; coupons += report.couponsUsed; newYears += report.crossedNewYear ? 1 : 0
                 attempts += report.offlineAttempts; accepted += report.offlineAccepted; leaseOps += report.leaseOperations
                 byPolicy += report.offlineRefusedByPolicy; rights += report.rightsViolations; leased += report.onlineLeaseRefusals
                 if !report.violations.isEmpty {
@@ -560,7 +560,7 @@ struct SimulateCommand: AsyncParsableCommand {
             say("\(policy.rawValue): \(seeds) seeds x \(steps) steps, \(stores) stores, \(workload.rawValue) workload: \(failedHere) failed; "
                 + "\(acknowledged) operations acknowledged to tills, \(faults) network faults, \(crashes) crashes, \(overdrafts) overdrafts reported, "
                 + "\(accepted) of \(attempts) offline spends accepted (\(String(format: "%.1f", share)) %), \(byPolicy) refused by the policy itself, \(leaseOps) lease operations, \(rights) rights created or lost, \(leased) online spends refused as balance_leased, "
-                + "\(expiries) points expiries, \(coupons) coupons redeemed; \(String(format: "%.1f", Date().timeIntervalSince(started))) s")
+                + "\(expiries) points expiries, \(coupons) coupons redeemed, \(newYears) seeds crossed a new year; \(String(format: "%.1f", Date().timeIntervalSince(started))) s")
             let refusedShare = attempts == 0 ? 0 : Double(byPolicy) / Double(attempts) * 100
             rows.append([policy == .escrow ? "escrow (share \(leaseShare) %)" : (offlineLimit.map { "limit (\($0) a day)" } ?? "limit (drawn per seed)"), "\(seeds)", "\(overdrafts)", "\(accepted) / \(attempts)", String(format: "%.1f %%", share),
                          "\(byPolicy) (\(String(format: "%.1f", refusedShare)) %)", "\(leased)", "\(leaseOps)", policy == .escrow ? "\(rights)" : "n/a", "\(failedHere)"])

@@ -63,6 +63,18 @@ struct SimulationTests {
         #expect((accepted[.escrow] ?? 0) > 0)
     }
 
+    @Test("some seeds cross a new year while stores are offline (yearly tier resets, the tier counter's new-year periods) and keep every invariant")
+    func newYear() throws {
+        var crossed = 0
+        for seed in UInt64(301)...UInt64(315) {
+            let config = SimulationConfig(seed: seed, stores: 3, steps: 150)
+            let report = try Simulator.run(config)
+            #expect(report.violations.isEmpty, "\(report.violations.joined(separator: "\n"))\nreplay: \(config)")
+            if report.crossedNewYear { crossed += 1 }
+        }
+        #expect(crossed >= 2, "\(crossed) of 15 seeds crossed a new year")
+    }
+
     @Test("the same seed replays to the same outcome")
     func replay() throws {
         let config = SimulationConfig(seed: 42, stores: 3, steps: 120)
