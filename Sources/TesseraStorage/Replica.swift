@@ -269,8 +269,13 @@ enum Replica {
         //   read every entry of the member to sum its spends up to the last ended lot's bound.
         // A row is there while an entry with a counter (a spend) is in it, as grouping gives.
         // (As with v6 and v7: a later migration that rebuilds `entries` drops these triggers.)
+        // A replica opened by 99868d1 ran a first version of this migration, with the spends
+        // alone (`replica-v8-spend-buckets`): they are made again here with the periods.
         migrator.registerMigration("replica-v8-tier-periods-and-spends") { db in
             try db.execute(sql: """
+                DROP TRIGGER IF EXISTS entries_spends_insert;
+                DROP TRIGGER IF EXISTS entries_spends_delete;
+                DROP TABLE IF EXISTS spend_buckets;
                 DROP TRIGGER entries_buckets_insert;
                 DROP TRIGGER entries_buckets_delete;
                 DROP TABLE qualifying_buckets;

@@ -311,3 +311,45 @@ struct SnapshotFileTests {
         #expect(try upgraded.pool.read { try Replica.entrySumProblems($0) }.isEmpty)
     }
 }
+
+extension SnapshotFileTests {
+    @Test("a replica migrated by the first build of v8 (spends kept, v7's tier buckets still there) is upgraded to the tier periods")
+    func firstV8Upgrade() throws {
+        let dir = try TempDir()
+        var hub: HubStore? = try Backend.sqlite.hubWithTwoStores(dir)
+        let one = try bootstrappedNode(dir, s1, hub: try #require(hub))
+        let ada = try enrol(one, "Ada", "+15550901")
+        _ = try one.recharge(ada.id, NodeAPI.Recharge(amount: 10_000), key: nil)
+        try sync(one, try #require(hub))
+        // A sale that earns points (a tier counter), then one that spends some (a spend).
+        _ = try spend(try one.beginPurchase(ada.id, NodeAPI.PurchaseRequest(amount: 5_000), key: nil), node: one, hub: try #require(hub))
+        _ = try spend(try one.beginPurchase(ada.id, NodeAPI.PurchaseRequest(amount: 1_000, redeemPoints: 20), key: nil), node: one, hub: try #require(hub))
+        try sync(one, try #require(hub))
+        let members = try #require(hub).allMembers()
+        let path = try #require(hub).pool.path
+        // As 99868d1 left it: `replica-v8-spend-buckets` run (the spends and their triggers),
+        // v7's tier buckets and their triggers still there, no tier periods.
+        try #require(hub).pool.barrierWriteWithoutTransaction { db in
+            try db.execute(sql: """
+                DROP TRIGGER entries_periods_insert;
+                DROP TRIGGER entries_periods_delete;
+                DROP TABLE qualifying_periods;
+                CREATE TABLE qualifying_buckets (member_id TEXT NOT NULL, bucket INTEGER NOT NULL, qualifying INTEGER NOT NULL DEFAULT 0,
+                                                 PRIMARY KEY (member_id, bucket)) WITHOUT ROWID;
+                CREATE TRIGGER entries_buckets_insert AFTER INSERT ON entries WHEN NEW.qualifying <> 0 BEGIN SELECT 1; END;
+                CREATE TRIGGER entries_buckets_delete AFTER DELETE ON entries WHEN OLD.qualifying <> 0 BEGIN SELECT 1; END;
+                UPDATE grdb_migrations SET identifier = 'replica-v8-spend-buckets' WHERE identifier = 'replica-v8-tier-periods-and-spends';
+                """)
+        }
+        try #require(hub).pool.close()
+        hub = nil
+        let upgraded = try HubStore(path: path)
+        let names = try upgraded.pool.read { try String.fetchAll($0, sql: "SELECT name FROM sqlite_master WHERE tbl_name = 'entries' ORDER BY name") }
+        #expect(names == ["entries", "entries_lot", "entries_op", "entries_periods_delete", "entries_periods_insert",
+                          "entries_spends_delete", "entries_spends_insert", "entries_sums_delete", "entries_sums_insert"])
+        #expect(try upgraded.pool.read { try Int.fetchOne($0, sql: "SELECT COUNT(*) FROM qualifying_periods") } ?? 0 > 0)
+        #expect(try upgraded.pool.read { try Int.fetchOne($0, sql: "SELECT COUNT(*) FROM spend_buckets") } ?? 0 > 0)
+        #expect(try upgraded.pool.read { try Replica.entrySumProblems($0) }.isEmpty)
+        #expect(try upgraded.allMembers() == members)
+    }
+}
