@@ -1216,6 +1216,7 @@ public final class HubStore: HubStorage {
 
     public func publishRules(_ document: JSONValue, actor: String) throws -> HubAPI.RulesVersion {
         let programme = try Programme.parse(document)
+        try programme.checkPublishable()
         return try write { db, w in
             let current = try Int.fetchOne(db.cachedStatement(sql: "SELECT MAX(version) FROM rules")) ?? 0
             guard programme.version > current else {

@@ -265,7 +265,7 @@ struct RulesCommand: AsyncParsableCommand {
     static func load(_ file: String) throws -> JSONValue {
         guard let data = FileManager.default.contents(atPath: file) else { throw failure("cannot read \(file)") }
         do throws(DomainError) {
-            _ = try Programme.parse(data)
+            try Programme.parse(data).checkPublishable()
         } catch {
             throw failure("\(file): \(error.message)")
         }

@@ -32,17 +32,29 @@ struct ProgrammeDocumentTests {
         #expect(try Programme.parse(programme.json) == programme)
     }
 
-    @Test("zones a quarter or half hour off whole hours, with or without summer time, are taken",
+    @Test("zones a quarter or half hour off whole hours, with or without summer time, may be published",
           arguments: ["Asia/Kathmandu", "Asia/Kolkata", "America/St_Johns", "Australia/Lord_Howe", "Pacific/Chatham", "GMT+05:30"])
     func quarterHourZones(_ zone: String) throws {
-        #expect(try Programme.parse(Data(#"{"version":1,"name":"x","time_zone":"\#(zone)"}"#.utf8)).timeZone == zone)
+        let programme = try Programme.parse(Data(#"{"version":1,"name":"x","time_zone":"\#(zone)"}"#.utf8))
+        #expect(programme.timeZone == zone)
+        try programme.checkPublishable()
+    }
+
+    @Test("a zone not whole quarter hours from UTC may not be published, but one already in the log is read as it was")
+    func oddZone() throws {
+        let programme = try Programme.parse(Data(#"{"version":1,"name":"x","time_zone":"GMT+05:07"}"#.utf8))
+        #expect(throws: DomainError.self) { try programme.checkPublishable() }
+        do {
+            try programme.checkPublishable()
+        } catch {
+            #expect(error.code == .invalidRules && error.message == "time_zone: 'GMT+05:07' is not whole quarter hours from UTC")
+        }
     }
 
     @Test("a wrong document is refused with the field named", arguments: [
         (#"{"name":"x"}"#, "version: required"),
         (#"{"version":0,"name":"x"}"#, "version: must be 1 or more"),
         (#"{"version":1,"name":"x","time_zone":"Mars/Base"}"#, "time_zone"),
-        (#"{"version":1,"name":"x","time_zone":"GMT+05:07"}"#, "time_zone: 'GMT+05:07' is not whole quarter hours from UTC"),
         (#"{"version":1,"name":"x","earning":{"point":1}}"#, "earning.point: unknown field"),
         (#"{"version":1,"name":"x","earning":{"per_minor":0}}"#, "earning.per_minor"),
         (#"{"version":1,"name":"x","earning":{"bands":[{"from_minor":500,"points":1,"per_minor":100},{"from_minor":500,"points":2,"per_minor":100}]}}"#, "earning.bands[1].from_minor"),

@@ -326,6 +326,19 @@ final class HubTests {
         #expect(try hub.pool.read { db in try HubStore.maxHLC(db) } == (try hub.pool.read { db in try Int64.fetchOne(db, sql: "SELECT MAX(hlc) FROM ops") }))
     }
 
+    @Test("a programme whose zone is not whole quarter hours from UTC is refused at publishing, and nothing is written")
+    func oddZoneRefused() throws {
+        try use(.sqlite)
+        let before = try hub.log().count
+        var odd = Programme(version: 1, name: "odd")
+        odd.timeZone = "GMT+05:07"
+        #expect(throws: DomainError.self) { try hub.publishRules(odd.json) }
+        #expect(try hub.log().count == before)
+        odd.timeZone = "Asia/Kathmandu"
+        _ = try hub.publishRules(odd.json)
+        #expect(try hub.currentRules().timeZone == "Asia/Kathmandu")
+    }
+
     @Test("the log's highest stamp is read through the (kind, hlc) index by seeks, not a walk over every operation (every snapshot page asks for it)")
     func highestStampBySeeks() throws {
         try use(.sqlite)
