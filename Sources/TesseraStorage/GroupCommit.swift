@@ -18,6 +18,8 @@ final class GroupCommit: @unchecked Sendable {
     // Guarded by `condition`.
     private var queue: [Job] = []
     private var started = false
+    /// The committer has taken a batch and not yet committed it (it may be waiting for the writer).
+    private var taken = false
     private var batches = 0, writes = 0
     /// The batch's database connection, set and read on the committer's thread only.
     private var batch: Database?
@@ -88,12 +90,14 @@ final class GroupCommit: @unchecked Sendable {
         return (batches, writes)
     }
 
-    /// Whether a till write is waiting for the next batch: a long write of the sync loop's
-    /// gives way to it (`NodeStore.writeGivingWay`).
+    /// Whether a till write is waiting, in the queue or in a batch the committer has taken: a
+    /// long write of the sync loop's gives way to it (`NodeStore.writeGivingWay`). A taken batch
+    /// counts: while the sync loop holds the writer, it is waiting for it. (Only the queue
+    /// counted, so a till alone, taken at once, waited for a whole pull page to be written.)
     var hasWaiting: Bool {
         condition.lock()
         defer { condition.unlock() }
-        return !queue.isEmpty
+        return !queue.isEmpty || taken
     }
 
     /// The batch's connection when called on the committer's thread inside a batch, else nil.
@@ -109,6 +113,7 @@ final class GroupCommit: @unchecked Sendable {
             while queue.isEmpty { condition.wait() }
             let jobs = queue
             queue.removeAll()
+            taken = true
             batches += 1
             writes += jobs.count
             condition.unlock()
@@ -140,6 +145,9 @@ final class GroupCommit: @unchecked Sendable {
             } catch {
                 commitError = error
             }
+            condition.lock()
+            taken = false
+            condition.unlock()
             for job in jobs { job.finish(commitError) }
         }
     }

@@ -706,6 +706,9 @@ public final class NodeStore: Sendable {
     /// The group commit's commits so far and the till writes they carried.
     public var groupCommits: (batches: Int, writes: Int) { committer.counts }
 
+    /// Whether a till write waits for the writer (the sync loop's writes give way to it).
+    var tillWriteWaiting: Bool { committer.hasWaiting }
+
     /// One transaction for a till write: called by the group commit, a savepoint of its batch
     /// (a write that fails is undone alone); called anywhere else, a transaction of its own.
     /// The programme in force is read once per write (`WriteMemo`): a sale read and looked it

@@ -92,6 +92,26 @@ struct WriteScheduleTests {
         #expect(try seller.allMembers() == whole.allMembers())
     }
 
+    @Test("a till write the committer has taken, waiting for the writer, makes the sync loop's writes give way until it is committed")
+    func takenWriteIsWaiting() async throws {
+        let dir = try TempDir()
+        let hub = try HubStore(path: dir.path("hub.sqlite"))
+        _ = try hub.addStore(s1, name: "One")
+        let node = try bootstrappedNode(dir, s1, hub: hub)
+        let ada = try enrol(node, "Ada", "+15550100")
+        // The writer held elsewhere, as by a pull page being written.
+        let held = DispatchSemaphore(value: 0), release = DispatchSemaphore(value: 0)
+        Thread { try? node.pool.writeWithoutTransaction { _ in held.signal(); release.wait() } }.start()
+        held.wait()
+        let sale = Task { try await node.committing { try node.recharge(ada.id, NodeAPI.Recharge(amount: 100), key: nil) } }
+        // Taken by the committer (out of the queue), it waits for the writer.
+        while node.groupCommits.batches == 0 { try await Task.sleep(for: .milliseconds(1)) }
+        #expect(node.tillWriteWaiting, "a sync write holding the writer must give way to it")
+        release.signal()
+        #expect(try await sale.value.status == 201)
+        #expect(!node.tillWriteWaiting)
+    }
+
     @Test("a till write that fails leaves nothing on disk, not even the pages its undone savepoint touched; one that succeeds is written")
     func failedWriteWritesNothing() async throws {
         let dir = try TempDir()
