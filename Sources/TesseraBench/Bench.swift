@@ -166,7 +166,12 @@ public struct Bench: Sendable {
     func till(_ limits: Limits, _ client: LoadClient, _ pulls: inout [(history: Int, ms: Double)]) async throws -> [BenchRow] {
         report("till latency: a hub and a node, purchases through the node's HTTP API")
         let dir = sub("till")
-        let chain = try Chain.make(dir, stores: ["bench-1"], programme: sizes.programme)
+        let chain = try Chain.make(dir, stores: ["bench-1", "bench-2"], programme: sizes.programme)
+        // Another store's day of trade, reaching this store's node while its tills sell (below).
+        let otherOps = max(400, sizes.purchases * 10)
+        let other = try chain.generate(stores: ["bench-2"], opsPerStore: otherOps, membersPerStore: max(1, otherOps / 10),
+                                       scratch: sub("till-other")).first ?? []
+        let otherBodies = try Self.pushBodies(StoreID(rawValue: "bench-2") ?? .hub, other)
         let hub = try await Server(binary: binary, ["hub", "--data", chain.hubData, "--listen", "127.0.0.1:0", "--rate-limit", "1000000"],
                                    folder: dir, name: "hub")
         defer { hub.stop() }
@@ -200,6 +205,32 @@ public struct Bench: Sendable {
 
         let history = try Chain.hubHead(chain.hubData)
         pulls.append((Int(history), try await pullCost(hub.url, token: chain.tokens[0], head: history)))
+
+        // A till selling while its node folds another store's operations (a store back from an
+        // outage, or the chain's busy hour): each pull page is written in parts that give way to it.
+        let otherHeaders = [("Authorization", "Bearer \(chain.tokens[1])"), (ProtocolVersion.header, String(ProtocolVersion.current))]
+        let caughtUp = Flag()
+        let started = Clock.now()
+        async let duringSales: [UInt64] = {
+            var samples: [UInt64] = []
+            var i = 0
+            while !caughtUp.isSet {
+                let t = Clock.now()
+                try await purchase(i + 8_000_000, balance: false)
+                samples.append(Clock.now() - t)
+                i += 1
+            }
+            return samples
+        }()
+        for body in otherBodies { _ = try await client.ok(.POST, hub.url + "/v1/sync/push", json: body, headers: otherHeaders) }
+        let otherHead = try Chain.hubHead(chain.hubData)
+        try await until("the node holds the other store's operations", timeout: 600) {
+            (try await client.call(.GET, url + "/v1/status").json["cursor"] as? Int).map { Int64($0) >= otherHead } ?? false
+        }
+        caughtUp.set()
+        let during = Latencies(samples: try await duringSales, wallSeconds: Double(Clock.now() - started) / 1e9)
+        report(String(format: "  1 till while its node folds %d operations of another store: p50 %.2f ms, p99 %.2f ms, max %.1f ms (%d sales)",
+                      other.count, during.p50, during.p99, during.max, during.samples.count))
 
         // A member with a long history: each sale is priced from all the member's entries, so
         // its cost must not grow much with them (they are read in member order, in one run).
@@ -241,6 +272,10 @@ public struct Bench: Sendable {
         let pricing = try pricingHistory()
         return latency("Purchase, 1 till", one, floor1, "empty handler")
             + latency("Purchase, 8 tills", eight, floor8, "empty handler x8")
+            + [BenchRow(what: "Purchase, 1 till, while its node folds another store's \(other.count) operations: p50 / p99 / max",
+                        tessera: "\(ms(during.p50)) / \(ms(during.p99)) / \(ms(during.max))",
+                        limit: "1 till alone (above): \(ms(one.p50)) / \(ms(one.p99))",
+                        ratio: String(format: "%.1fx", during.p50 / one.p50), target: "")]
             + [BenchRow(what: "Purchase, 1 till, a member with \(sizes.longHistory) earlier sales: p50 / p99", tessera: "\(ms(long.p50)) / \(ms(long.p99))",
                         limit: "\(list.count) members, 1 till (above): \(ms(one.p50))",
                         ratio: String(format: "%.1fx", long.p50 / one.p50), target: "")]
@@ -621,6 +656,13 @@ public struct Bench: Sendable {
         private let value = Mutex<Int>(0)
         func add(_ bytes: Int) { value.withLock { $0 += bytes } }
         var total: Int { value.withLock { $0 } }
+    }
+
+    /// Set once by one task, read by another.
+    final class Flag: Sendable {
+        private let value = Mutex<Bool>(false)
+        func set() { value.withLock { $0 = true } }
+        var isSet: Bool { value.withLock { $0 } }
     }
 
     /// A time one task records and another reads.

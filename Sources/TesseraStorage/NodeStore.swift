@@ -869,14 +869,18 @@ public final class NodeStore: Sendable {
                     written += 1
                     guard next < items.count else { break }
                     if split > 0 ? written == split
-                        : written % 8 == 0 && ContinuousClock.now - began >= Self.giveWayAfter && committer.hasWaiting { return }
+                        : ContinuousClock.now - began >= Self.giveWayAfter && committer.hasWaiting { return }
                 }
                 try last?(db)
             }
         } while next < items.count
     }
 
-    static let giveWayAfter = Duration.milliseconds(1)
+    /// Short: a till waits for the rest of the part and for its commit (the part's pages synced).
+    /// Measured with a till selling while its node folds 20,000 operations of another store:
+    /// after 1 ms and every 8 items, a sale's p50 was 3.0 to 3.1 ms; after 0.2 ms, at any
+    /// item, 2.1 to 2.2 ms (p99 14 against 12 ms).
+    static let giveWayAfter = Duration.microseconds(200)
 
     /// Under leases, the body says how it changes this store's lease of the member: it draws
     /// as much of what it takes as the lease covers (the rest the hub must lend, online), and
