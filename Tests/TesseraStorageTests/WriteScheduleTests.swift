@@ -92,13 +92,19 @@ struct WriteScheduleTests {
         #expect(try seller.allMembers() == whole.allMembers())
     }
 
-    @Test("a till write the committer has taken, waiting for the writer, makes the sync loop's writes give way until it is committed")
-    func takenWriteIsWaiting() async throws {
+    /// A bootstrapped node of store s1 with one member, Ada (the folder keeps the files).
+    static func nodeWithAda() throws -> (TempDir, NodeStore, MemberView) {
         let dir = try TempDir()
         let hub = try HubStore(path: dir.path("hub.sqlite"))
         _ = try hub.addStore(s1, name: "One")
         let node = try bootstrappedNode(dir, s1, hub: hub)
-        let ada = try enrol(node, "Ada", "+15550100")
+        return (dir, node, try enrol(node, "Ada", "+15550100"))
+    }
+
+    @Test("a till write the committer has taken, waiting for the writer, makes the sync loop's writes give way until it is committed")
+    func takenWriteIsWaiting() async throws {
+        let (dir, node, ada) = try Self.nodeWithAda()
+        defer { withExtendedLifetime(dir) {} }
         // The writer held elsewhere, as by a pull page being written.
         let held = DispatchSemaphore(value: 0), release = DispatchSemaphore(value: 0)
         Thread { try? node.pool.writeWithoutTransaction { _ in held.signal(); release.wait() } }.start()
@@ -114,11 +120,8 @@ struct WriteScheduleTests {
 
     @Test("a till write that fails leaves nothing on disk, not even the pages its undone savepoint touched; one that succeeds is written")
     func failedWriteWritesNothing() async throws {
-        let dir = try TempDir()
-        let hub = try HubStore(path: dir.path("hub.sqlite"))
-        _ = try hub.addStore(s1, name: "One")
-        let node = try bootstrappedNode(dir, s1, hub: hub)
-        let ada = try enrol(node, "Ada", "+15550100")
+        let (dir, node, ada) = try Self.nodeWithAda()
+        defer { withExtendedLifetime(dir) {} }
         let log = node.pool.path + "-wal"
         let before = Self.fileSize(log)
         await #expect(throws: DomainError.self) {
