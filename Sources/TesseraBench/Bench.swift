@@ -214,7 +214,8 @@ public struct Bench: Sendable {
         async let duringSales: [UInt64] = {
             var samples: [UInt64] = []
             var i = 0
-            while !caughtUp.isSet {
+            // Cancelled when the pushes or the wait below fail: the scope's end waits for it.
+            while !caughtUp.isSet && !Task.isCancelled {
                 let t = Clock.now()
                 try await purchase(i + 8_000_000, balance: false)
                 samples.append(Clock.now() - t)
