@@ -9,31 +9,32 @@ import TesseraCore
 /// is on disk, so "success" still means durable.
 ///
 /// The writes run on one thread of the committer's, never on the callers' (Swift concurrency's
-/// few threads would otherwise block on the database and no two tills' writes could ever meet).
-/// The store's synchronous methods are unchanged: called on the committer's thread they use the
-/// batch's transaction (`NodeStore.transact`), called anywhere else their own.
+/// few threads would otherwise block on the database and no two tills' writes could ever meet),
+/// or on the sync loop's while it holds the writer (`rideAlong`): a till that arrives during a
+/// pull page's write is written in that page's part and shares its commit, instead of waiting
+/// for that commit and then making one of its own.
+/// The store's synchronous methods are unchanged: called inside a batch they use the batch's
+/// transaction (`NodeStore.transact`), called anywhere else their own.
 final class GroupCommit: @unchecked Sendable {
     private let pool: DatabasePool
     private let condition = NSCondition()
     // Guarded by `condition`.
     private var queue: [Job] = []
     private var started = false
-    /// The committer has taken a batch and not yet committed it (it may be waiting for the writer).
-    private var taken = false
-    private var batches = 0, writes = 0
-    /// The batch's database connection, set and read on the committer's thread only.
+    private var batches = 0, writes = 0, rides = 0
+    /// The thread running a batch now (the committer's or the sync loop's) and its connection.
+    /// `batch` is set and read on that thread only, inside the writer.
+    private let runner = Mutex<pthread_t?>(nil)
     private var batch: Database?
-    /// The committer's thread (`pthread_self`), to know when a write runs inside a batch.
-    private let writer = Mutex<pthread_t?>(nil)
 
-    private struct Job {
+    fileprivate struct Job {
         /// Runs the write; false if it failed (its savepoint is rolled back).
         var run: () -> Bool
         var finish: ((any Error)?) -> Void
     }
 
-    /// Unchecked: the result is written on the committer's thread and read after the commit,
-    /// which the condition orders.
+    /// Unchecked: the result is written on the thread that runs the batch and read after the
+    /// commit, which the condition (or the caller of `Riders.finish`) orders.
     private final class Outcome<T>: @unchecked Sendable {
         var result: Result<T, any Error>?
     }
@@ -67,10 +68,7 @@ final class GroupCommit: @unchecked Sendable {
             queue.append(job)
             if !started {
                 started = true
-                let thread = Thread { [self] in
-                    writer.withLock { $0 = pthread_self() }
-                    loop()
-                }
+                let thread = Thread { [self] in loop() }
                 // At most 15 bytes: Linux refuses a longer name, and profiles then show the
                 // thread under the name of the one that started it.
                 thread.name = "tessera-commit"
@@ -83,61 +81,129 @@ final class GroupCommit: @unchecked Sendable {
 
     private struct NothingWritten: Error {}
 
-    /// Commits made, and the writes they carried.
+    /// Commits made that carried till writes (the committer's, and the sync loop's parts that
+    /// took tills along), and the writes they carried.
     var counts: (batches: Int, writes: Int) {
         condition.lock()
         defer { condition.unlock() }
         return (batches, writes)
     }
 
-    /// Whether a till write is waiting, in the queue or in a batch the committer has taken: a
-    /// long write of the sync loop's gives way to it (`NodeStore.writeGivingWay`). A taken batch
-    /// counts: while the sync loop holds the writer, it is waiting for it. (Only the queue
-    /// counted, so a till alone, taken at once, waited for a whole pull page to be written.)
+    /// The sync loop's parts that took till writes along (counted in `counts` too).
+    var ridesAlong: Int {
+        condition.lock()
+        defer { condition.unlock() }
+        return rides
+    }
+
+    /// Whether a till write is waiting for the writer: a long write of the sync loop's takes it
+    /// along (`rideAlong`) and commits. Writes stay queued until a holder of the writer takes
+    /// them: the committer takes its batch only once it has the writer. (It used to take the
+    /// batch first and then wait, and a till alone, out of the queue at once, waited for a whole
+    /// pull page to be written.)
     var hasWaiting: Bool {
         condition.lock()
         defer { condition.unlock() }
-        return !queue.isEmpty || taken
+        return !queue.isEmpty
     }
 
-    /// The batch's connection when called on the committer's thread inside a batch, else nil.
+    /// The batch's connection when called on the thread running a batch, inside it; else nil.
     var current: Database? {
         let me = pthread_self()
-        guard writer.withLock({ $0.map { pthread_equal($0, me) != 0 } ?? false }) else { return nil }
+        guard runner.withLock({ $0.map { pthread_equal($0, me) != 0 } ?? false }) else { return nil }
         return batch
+    }
+
+    /// Till writes that ran inside a transaction of someone else's (`rideAlong`): once that
+    /// transaction has committed, or failed, `finish` tells each till.
+    struct Riders {
+        fileprivate let jobs: [Job]
+
+        var count: Int { jobs.count }
+
+        /// Call once, when the transaction the writes ran in has committed (nil) or failed.
+        func finish(_ error: (any Error)?) {
+            for job in jobs { job.finish(error) }
+        }
+    }
+
+    /// Runs the till writes waiting now, each in a savepoint of `db`'s transaction, which the
+    /// caller holds (a part of the sync loop's write) and must end at once: the tills hear their
+    /// answers from `Riders.finish` after it has committed. Their commit is then the part's,
+    /// one disk sync instead of two, and the writer does not change hands in between.
+    func rideAlong(_ db: Database) throws -> Riders {
+        precondition(db.isInsideTransaction, "till writes ride along in a transaction")
+        let jobs = take()
+        guard !jobs.isEmpty else { return Riders(jobs: []) }
+        condition.lock()
+        rides += 1
+        condition.unlock()
+        do {
+            _ = try runBatch(jobs, db)
+        } catch {
+            // The transaction was rolled back under the writes (a full disk): each till hears why.
+            for job in jobs { job.finish(error) }
+            throw error
+        }
+        return Riders(jobs: jobs)
+    }
+
+    /// Takes every queued write, counted as one commit's.
+    private func take() -> [Job] {
+        condition.lock()
+        defer { condition.unlock() }
+        let jobs = queue
+        queue.removeAll()
+        if !jobs.isEmpty {
+            batches += 1
+            writes += jobs.count
+        }
+        return jobs
+    }
+
+    /// Runs `jobs` in `db`'s transaction on this thread; true if any of them wrote.
+    private func runBatch(_ jobs: [Job], _ db: Database) throws -> Bool {
+        runner.withLock { $0 = pthread_self() }
+        batch = db
+        defer {
+            batch = nil
+            runner.withLock { $0 = nil }
+        }
+        var wrote = false
+        for job in jobs {
+            // A failure that made SQLite roll the whole transaction back (a full disk): the
+            // writes after it must not run, each in a transaction of its own, durable while
+            // their tills are told they failed. (GRDB refuses statements then too; this says
+            // why, to every till.)
+            guard db.isInsideTransaction else {
+                throw DomainError(.storageUnavailable, "the database rolled back this batch of till writes; nothing in it was recorded; retry")
+            }
+            if job.run() { wrote = true }
+        }
+        return wrote
     }
 
     private func loop() {
         while true {
             condition.lock()
             while queue.isEmpty { condition.wait() }
-            let jobs = queue
-            queue.removeAll()
-            taken = true
-            batches += 1
-            writes += jobs.count
             condition.unlock()
+            // The writer first, then the writes: while this thread waits for it, a sync write
+            // holding it sees them queued and takes them along.
+            var jobs: [Job] = []
             var commitError: (any Error)?
             do {
                 try SQLiteFiles.guarded {
-                    try pool.write { db in
-                        batch = db
-                        defer { batch = nil }
-                        var wrote = false
-                        for job in jobs {
-                            // A failure that made SQLite roll the whole transaction back (a full
-                            // disk): the writes after it must not run, each in a transaction of
-                            // its own, durable while their tills are told they failed. (GRDB
-                            // refuses statements then too; this says why, to every till.)
-                            guard db.isInsideTransaction else {
-                                throw DomainError(.storageUnavailable, "the database rolled back this batch of till writes; nothing in it was recorded; retry")
-                            }
-                            if job.run() { wrote = true }
+                    try pool.writeWithoutTransaction { db in
+                        jobs = take()
+                        guard !jobs.isEmpty else { return }
+                        try db.inTransaction {
+                            // Every write failed (bad input, a member not found): nothing to
+                            // make durable. The savepoints left pages marked as written, and a
+                            // commit would still write and sync them: roll back instead.
+                            guard try runBatch(jobs, db) else { throw NothingWritten() }
+                            return .commit
                         }
-                        // Every write failed (bad input, a member not found): nothing to make
-                        // durable. The savepoints left pages marked as written, and a commit
-                        // would still write and sync them: roll back instead.
-                        if !wrote { throw NothingWritten() }
                     }
                 }
             } catch is NothingWritten {
@@ -145,9 +211,6 @@ final class GroupCommit: @unchecked Sendable {
             } catch {
                 commitError = error
             }
-            condition.lock()
-            taken = false
-            condition.unlock()
             for job in jobs { job.finish(commitError) }
         }
     }

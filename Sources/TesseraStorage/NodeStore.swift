@@ -38,6 +38,9 @@ public final class NodeStore: Sendable {
     /// Tests only: when above zero, the sync loop's writes commit after every so many items,
     /// whether a till waits or not (`writeGivingWay`).
     let splitSyncWritesEvery = Atomic<Int>(0)
+    /// Tests only: called after each item the sync loop's writes write, inside the transaction
+    /// (a test makes a till write wait there, as one arriving mid-page would).
+    let afterSyncItem = Mutex<(@Sendable () -> Void)?>(nil)
     /// Set once a till write has found the chain loaded (it is never unloaded).
     private let bootstrapSeen = Atomic<Bool>(false)
 
@@ -709,6 +712,9 @@ public final class NodeStore: Sendable {
     /// Whether a till write waits for the writer (the sync loop's writes give way to it).
     var tillWriteWaiting: Bool { committer.hasWaiting }
 
+    /// The sync loop's write parts that took waiting till writes along into their commit.
+    var tillWritesRiddenAlong: Int { committer.ridesAlong }
+
     /// One transaction for a till write: called by the group commit, a savepoint of its batch
     /// (a write that fails is undone alone); called anywhere else, a transaction of its own.
     /// The programme in force is read once per write (`WriteMemo`): a sale read and looked it
@@ -850,29 +856,46 @@ public final class NodeStore: Sendable {
     }
 
     /// Writes `items` for the sync loop in transactions that give way to the tills: once a till
-    /// write is waiting and this transaction has held the writer for `giveWayAfter`, it commits
-    /// and the rest follows in the next one. A page of a thousand operations in one transaction
-    /// held every till behind it for tens of milliseconds (the tills' p99). `last` runs in the
-    /// final transaction (with no items, in one of its own). Each item must be safe to write
-    /// again: a crash between the transactions leaves the rest for the next round.
+    /// write is waiting and this transaction has held the writer for `giveWayAfter`, the waiting
+    /// till writes run in it too (each in its savepoint, `GroupCommit.rideAlong`), it commits,
+    /// the tills hear their answers, and the rest follows in the next one. A page of a thousand
+    /// operations in one transaction held every till behind it for tens of milliseconds (the
+    /// tills' p99); committing the part and then letting the tills make a commit of their own
+    /// cost each of them a second disk sync. `last` runs in the final transaction (with no
+    /// items, in one of its own). Each item must be safe to write again: a crash between the
+    /// transactions leaves the rest for the next round.
     private func writeGivingWay<Item>(_ items: [Item], last: ((Database) throws -> Void)? = nil,
                                       _ write: (Item, Database) throws -> Void) throws {
         var next = 0
         let split = splitSyncWritesEvery.load(ordering: .relaxed)
         repeat {
-            try pool.write { db in
-                let began = ContinuousClock.now
-                var written = 0
-                while next < items.count {
-                    try write(items[next], db)
-                    next += 1
-                    written += 1
-                    guard next < items.count else { break }
-                    if split > 0 ? written == split
-                        : ContinuousClock.now - began >= Self.giveWayAfter && committer.hasWaiting { return }
+            // Till writes taken along in this part: they hear their answers after its commit.
+            var riders: GroupCommit.Riders?
+            do {
+                try pool.write { db in
+                    let began = ContinuousClock.now
+                    var written = 0
+                    let afterItem = afterSyncItem.withLock { $0 }
+                    while next < items.count {
+                        try write(items[next], db)
+                        next += 1
+                        written += 1
+                        afterItem?()
+                        guard next < items.count else { break }
+                        if split > 0 {
+                            if written == split { return }
+                        } else if ContinuousClock.now - began >= Self.giveWayAfter && committer.hasWaiting {
+                            riders = try committer.rideAlong(db)
+                            return
+                        }
+                    }
+                    try last?(db)
                 }
-                try last?(db)
+            } catch {
+                riders?.finish(error)
+                throw error
             }
+            riders?.finish(nil)
         } while next < items.count
     }
 

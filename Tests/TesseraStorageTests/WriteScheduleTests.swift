@@ -1,5 +1,6 @@
 import Foundation
 import GRDB
+import Synchronization
 import Testing
 import TesseraCore
 import TesseraProtocol
@@ -101,8 +102,8 @@ struct WriteScheduleTests {
         return (dir, node, try enrol(node, "Ada", "+15550100"))
     }
 
-    @Test("a till write the committer has taken, waiting for the writer, makes the sync loop's writes give way until it is committed")
-    func takenWriteIsWaiting() async throws {
+    @Test("a till write waiting for the writer stays queued, so a sync write holding the writer sees it, until it is committed")
+    func waitingWriteIsWaiting() async throws {
         let (dir, node, ada) = try Self.nodeWithAda()
         defer { withExtendedLifetime(dir) {} }
         // The writer held elsewhere, as by a pull page being written.
@@ -110,12 +111,165 @@ struct WriteScheduleTests {
         Thread { try? node.pool.writeWithoutTransaction { _ in held.signal(); release.wait() } }.start()
         held.wait()
         let sale = Task { try await node.committing { try node.recharge(ada.id, NodeAPI.Recharge(amount: 100), key: nil) } }
-        // Taken by the committer (out of the queue), it waits for the writer.
-        while node.groupCommits.batches == 0 { try await Task.sleep(for: .milliseconds(1)) }
+        // Once the committer waits for the writer (give it time to: it must not take the
+        // write out of the queue before it has the writer), the write still counts as waiting.
+        #expect(await Self.eventually { node.tillWriteWaiting })
+        try await Task.sleep(for: .milliseconds(50))
         #expect(node.tillWriteWaiting, "a sync write holding the writer must give way to it")
+        #expect(node.groupCommits.batches == 0)
         release.signal()
         #expect(try await sale.value.status == 201)
         #expect(!node.tillWriteWaiting)
+        #expect(node.groupCommits == (1, 1))
+    }
+
+    /// Runs `body` on a thread of its own (a blocking write, off Swift concurrency's few threads).
+    static func onThread(_ body: @escaping @Sendable () throws -> Void) async throws {
+        try await withCheckedThrowingContinuation { (done: CheckedContinuation<Void, any Error>) in
+            Thread { done.resume(with: Result { try body() }) }.start()
+        }
+    }
+
+    /// A sale that arrives after the tenth item of a sync write (`NodeStore.afterSyncItem`).
+    final class SaleMidPage: Sendable {
+        private let state = Mutex<(items: Int, sale: Task<TillAnswer, any Error>?)>((0, nil))
+
+        /// Counts an item; at the tenth, starts the sale and says so.
+        func afterItem(_ start: () -> Task<TillAnswer, any Error>) -> Bool {
+            state.withLock { s in
+                s.items += 1
+                guard s.items == 10 else { return false }
+                s.sale = start()
+                return true
+            }
+        }
+
+        var sale: Task<TillAnswer, any Error>? { state.withLock { $0.sale } }
+    }
+
+    /// Whether `condition` holds within 10 s.
+    static func eventually(_ condition: () -> Bool) async -> Bool {
+        let deadline = ContinuousClock.now + .seconds(10)
+        while !condition() {
+            guard ContinuousClock.now < deadline else { return false }
+            try? await Task.sleep(for: .milliseconds(1))
+        }
+        return true
+    }
+
+    /// A group commit on a one-table file, and a sync write's transaction held on a thread of
+    /// its own: it waits for `go`, takes along the till writes waiting then, and ends as
+    /// `outcome` says; the riders hear its end.
+    static func rideAlong(_ dir: TempDir, fail: Bool) async throws -> (pool: DatabasePool, commit: GroupCommit, sales: [Task<Int, any Error>]) {
+        let (pool, _, _) = try blobs(dir)
+        let commit = GroupCommit(pool: pool)
+        let held = DispatchSemaphore(value: 0), go = DispatchSemaphore(value: 0)
+        struct PartFailed: Error {}
+        Thread {
+            var riders: GroupCommit.Riders?
+            do {
+                try pool.write { db in
+                    try db.execute(sql: "INSERT INTO t VALUES (x'01')")
+                    held.signal()
+                    go.wait()
+                    riders = try commit.rideAlong(db)
+                    if fail { throw PartFailed() }
+                }
+                riders?.finish(nil)
+            } catch {
+                riders?.finish(error)
+            }
+        }.start()
+        held.wait()
+        let sales = (0..<3).map { i in
+            Task {
+                try await commit.run { () throws -> Int in
+                    guard let db = commit.current else { throw DomainError(.internalError, "not inside the batch") }
+                    if i == 1 { throw DomainError(.notFound, "this till's write fails alone") }
+                    try db.execute(sql: "INSERT INTO t VALUES (x'02')")
+                    return i
+                }
+            }
+        }
+        // All three queued, the committer waiting for the writer.
+        #expect(await eventually { commit.hasWaiting && commit.counts.batches == 0 })
+        try await Task.sleep(for: .milliseconds(50))
+        go.signal()
+        return (pool, commit, sales)
+    }
+
+    @Test("till writes waiting while a sync write holds the writer run in its transaction, each in a savepoint, and hear their answers after its commit")
+    func tillsRideAlong() async throws {
+        let dir = try TempDir()
+        let (pool, commit, sales) = try await Self.rideAlong(dir, fail: false)
+        #expect(try await sales[0].value == 0)
+        await #expect(throws: DomainError.self) { try await sales[1].value }
+        #expect(try await sales[2].value == 2)
+        // One commit carried them (the sync write's); the failed one wrote nothing.
+        #expect(commit.counts == (1, 3))
+        #expect(try await pool.read { try Int.fetchOne($0, sql: "SELECT COUNT(*) FROM t") } == 3)
+        #expect(!commit.hasWaiting)
+        // The committer, which waited for the writer meanwhile, found nothing left and still serves.
+        #expect(try await commit.run { () throws -> Int in
+            try commit.current?.execute(sql: "INSERT INTO t VALUES (x'03')")
+            return 7
+        } == 7)
+        #expect(commit.counts == (2, 4))
+    }
+
+    @Test("till writes taken along by a sync write whose transaction fails are told it failed, and nothing of them is on disk")
+    func ridersOfAFailedPart() async throws {
+        let dir = try TempDir()
+        let (pool, _, sales) = try await Self.rideAlong(dir, fail: true)
+        for sale in sales {
+            await #expect(throws: (any Error).self) { try await sale.value }
+        }
+        #expect(try await pool.read { try Int.fetchOne($0, sql: "SELECT COUNT(*) FROM t") } == 0)
+    }
+
+    @Test("a till selling while its node applies a page of another store's operations: sales ride along in the page's parts, and the node ends as a node that applied the page alone")
+    func sellingWhileAPageIsApplied() async throws {
+        let dir = try TempDir()
+        let hub = try HubStore(path: dir.path("hub.sqlite"))
+        _ = try hub.addStore(s1, name: "One")
+        _ = try hub.addStore(s2, name: "Two")
+        let node = try bootstrappedNode(dir, s1, hub: hub)
+        let alone = try NodeStore(path: dir.path("alone.sqlite"), store: s1)
+        try alone.bootstrap(try hub.snapshot(for: s1))
+        let ada = try enrol(node, "Ada", "+15550100")
+        // Another store's day: 300 operations and more.
+        let other = try bootstrappedNode(dir, s2, hub: hub)
+        for i in 0..<100 {
+            let m = try enrol(other, "Member \(i)", "+1555020\(1000 + i)")
+            _ = try other.recharge(m.id, NodeAPI.Recharge(amount: 1_000), key: nil)
+            _ = try spend(try other.beginPurchase(m.id, NodeAPI.PurchaseRequest(amount: 100), key: nil), node: other, hub: nil)
+        }
+        _ = try hub.push(try other.pendingBatch(limit: 1_000), from: s2)
+        let page = try hub.pull(after: try node.counts().cursor, limit: 1_000, for: s1, pending: nil)
+        #expect(page.ops.count >= 300)
+
+        // A sale arrives while the page's tenth operation is being written (the sync loop
+        // holds the writer), and the loop goes on only once the sale waits for the writer.
+        let arriving = SaleMidPage()
+        node.afterSyncItem.withLock {
+            $0 = {
+                let started = arriving.afterItem {
+                    Task { try await node.committing { try node.recharge(ada.id, NodeAPI.Recharge(amount: 1), key: nil) } }
+                }
+                let deadline = Date().addingTimeInterval(60)
+                while started, !node.tillWriteWaiting, Date() < deadline { Thread.sleep(forTimeInterval: 0.001) }
+            }
+        }
+        try await Self.onThread { try node.applyPull(page) }
+        #expect(try await arriving.sale?.value.status == 201)
+        #expect(node.tillWritesRiddenAlong > 0, "sales waiting while the page was written rode along in its parts")
+        #expect(try node.counts().cursor == page.cursor)
+        #expect(try node.entrySumProblems().isEmpty)
+        // The same page applied by a node with no till: the same members, Ada aside.
+        try alone.applyPull(page)
+        #expect(try node.allMembers().filter { $0.id != ada.id } == alone.allMembers())
+        // The sale is on disk, with Ada's enrolment.
+        #expect(try node.counts().pending == 2)
     }
 
     @Test("a till write that fails leaves nothing on disk, not even the pages its undone savepoint touched; one that succeeds is written")
