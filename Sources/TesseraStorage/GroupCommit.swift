@@ -68,10 +68,13 @@ final class GroupCommit: @unchecked Sendable {
             queue.append(job)
             if !started {
                 started = true
-                let thread = Thread { [self] in loop() }
-                // At most 15 bytes: Linux refuses a longer name, and profiles then show the
-                // thread under the name of the one that started it.
-                thread.name = "tessera-commit"
+                let thread = Thread { [self] in
+                    // Named from inside: on Linux, Foundation applies a name set before the
+                    // start to its own record only, and profiles and `top -H` showed the thread
+                    // as its parent's. At most 15 bytes: Linux refuses a longer name.
+                    Thread.current.name = "tessera-commit"
+                    loop()
+                }
                 thread.start()
             }
             condition.signal()

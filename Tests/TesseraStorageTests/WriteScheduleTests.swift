@@ -272,6 +272,16 @@ struct WriteScheduleTests {
         #expect(try node.counts().pending == 2)
     }
 
+    @Test("the committer's thread carries its name, as profiles and top -H show it")
+    func committerNamed() async throws {
+        let dir = try TempDir()
+        let (pool, _, _) = try Self.blobs(dir)
+        let commit = GroupCommit(pool: pool)
+        // Linux's own record of the thread's name, read on the thread.
+        let name = try await commit.run { try String(contentsOfFile: "/proc/thread-self/comm", encoding: .utf8) }
+        #expect(name.trimmingCharacters(in: .whitespacesAndNewlines) == "tessera-commit")
+    }
+
     @Test("a till write that fails leaves nothing on disk, not even the pages its undone savepoint touched; one that succeeds is written")
     func failedWriteWritesNothing() async throws {
         let (dir, node, ada) = try Self.nodeWithAda()
