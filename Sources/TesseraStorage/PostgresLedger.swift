@@ -426,22 +426,29 @@ extension LogRow {
     }
 }
 
-/// A write's records, sent to PostgreSQL just before its commit: the operations as one
-/// multi-row INSERT per thousand, the rest (rejections, decisions, exceptions, audit) after
-/// it, queued on the connection together (PostgresNIO runs them one after another).
+/// A write's records, sent to PostgreSQL within its transaction: the operations as multi-row
+/// INSERTs of `sendEvery` as the fold appends them, the rest (rejections, decisions,
+/// exceptions, audit) just before the commit, after them, on the same connection
+/// (PostgresNIO runs them one after another).
 final class PostgresWrites: LedgerWrites {
     private let c: PostgresLink.Connection
     private var queued: [PostgresQuery] = []
     private var log: [LogRow] = []
+    /// Inserts of log rows sent and not yet waited for.
+    private var sent: [EventLoopFuture<PostgresQueryResult>] = []
     private let known = KnownRejections()
 
     init(_ c: PostgresLink.Connection) { self.c = c }
 
+    /// Log rows per INSERT sent while the fold goes on: PostgreSQL inserts them while this
+    /// process folds the next ones. Sent all at the end, the hub's writer waited for them.
+    static let sendEvery = 100
+
     /// Sends what is queued and waits for all of it; reads call it first, so they see it.
     func flush() throws {
-        var futures = stride(from: 0, to: log.count, by: 1_000).map { start in
-            c.send(Self.insert(log[start..<min(start + 1_000, log.count)], into: "ops"))
-        }
+        var futures = sent
+        sent.removeAll()
+        if !log.isEmpty { futures.append(c.send(Self.insert(log[...], into: "ops"))) }
         log.removeAll()
         futures += queued.map(c.send)
         queued.removeAll()
@@ -519,6 +526,10 @@ final class PostgresWrites: LedgerWrites {
 
     func appended(_ row: LogRow) throws {
         log.append(row)
+        if log.count >= Self.sendEvery {
+            sent.append(c.send(Self.insert(log[...], into: "ops")))
+            log.removeAll(keepingCapacity: true)
+        }
     }
 
     func storeExists(_ id: String) throws -> Bool {
