@@ -426,30 +426,37 @@ extension LogRow {
     }
 }
 
-/// A write's records, sent to PostgreSQL within its transaction: the operations as multi-row
-/// INSERTs of `sendEvery` as the fold appends them, the rest (rejections, decisions,
-/// exceptions, audit) just before the commit, after them, on the same connection
-/// (PostgresNIO runs them one after another).
+/// A write's records, sent to PostgreSQL within its transaction: the operations and the events
+/// as multi-row INSERTs of `sendEvery` as the fold makes them, the rest (rejections, decisions,
+/// exceptions, audit) just before the commit, after them, on the same connection (PostgresNIO
+/// runs them one after another, in order: events keep the order of their ids).
 final class PostgresWrites: LedgerWrites {
     private let c: PostgresLink.Connection
     private var queued: [PostgresQuery] = []
     private var log: [LogRow] = []
-    /// Inserts of log rows sent and not yet waited for.
+    private var events: [EventRow] = []
+    /// Inserts sent and not yet waited for.
     private var sent: [EventLoopFuture<PostgresQueryResult>] = []
     private let known = KnownRejections()
 
     init(_ c: PostgresLink.Connection) { self.c = c }
 
-    /// Log rows per INSERT sent while the fold goes on: PostgreSQL inserts them while this
-    /// process folds the next ones. Sent all at the end, the hub's writer waited for them.
+    /// Rows per INSERT sent while the fold goes on: PostgreSQL inserts them while this process
+    /// folds the next ones. All sent at the end, the hub's writer waited for them, and each
+    /// event was a statement of its own (a round trip each: a quarter of a push's time).
     static let sendEvery = 100
+
+    /// An event as `event(key:...)` records it.
+    struct EventRow {
+        var key: String, type: String, member: String?, op: String?, data: String, at: String
+    }
 
     /// Sends what is queued and waits for all of it; reads call it first, so they see it.
     func flush() throws {
+        sendLog()
+        sendEvents()
         var futures = sent
         sent.removeAll()
-        if !log.isEmpty { futures.append(c.send(Self.insert(log[...], into: "ops"))) }
-        log.removeAll()
         futures += queued.map(c.send)
         queued.removeAll()
         var failure: (any Error)?
@@ -526,10 +533,29 @@ final class PostgresWrites: LedgerWrites {
 
     func appended(_ row: LogRow) throws {
         log.append(row)
-        if log.count >= Self.sendEvery {
-            sent.append(c.send(Self.insert(log[...], into: "ops")))
-            log.removeAll(keepingCapacity: true)
+        if log.count >= Self.sendEvery { sendLog() }
+    }
+
+    private func sendLog() {
+        guard !log.isEmpty else { return }
+        sent.append(c.send(Self.insert(log[...], into: "ops")))
+        log.removeAll(keepingCapacity: true)
+    }
+
+    private func sendEvents() {
+        guard !events.isEmpty else { return }
+        var bindings = PostgresBindings(capacity: events.count * 6)
+        var values: [String] = []
+        for e in events {
+            let n = bindings.count
+            values.append("(" + (1...6).map { "$\(n + $0)" }.joined(separator: ", ") + ")")
+            bindings.append(pgText(e.key)); bindings.append(e.type); bindings.append(e.member.map(pgText)); bindings.append(e.op)
+            bindings.append(pgText(e.data)); bindings.append(e.at)
         }
+        sent.append(c.send(PostgresQuery(unsafeSQL: """
+            INSERT INTO events (key, type, member_id, op_id, data, at) VALUES \(values.joined(separator: ", ")) ON CONFLICT (key) DO NOTHING
+            """, binds: bindings)))
+        events.removeAll(keepingCapacity: true)
     }
 
     func storeExists(_ id: String) throws -> Bool {
@@ -557,10 +583,8 @@ final class PostgresWrites: LedgerWrites {
     }
 
     func event(key: String, type: HubAPI.EventType, member: String?, op: String?, data: String, at: String) throws {
-        queued.append("""
-            INSERT INTO events (key, type, member_id, op_id, data, at) VALUES (\(pgText(key)), \(type.rawValue), \(member.map(pgText)), \(op), \(pgText(data)), \(at))
-            ON CONFLICT (key) DO NOTHING
-            """)
+        events.append(EventRow(key: key, type: type.rawValue, member: member, op: op, data: data, at: at))
+        if events.count >= Self.sendEvery { sendEvents() }
     }
 
     func eventHead() throws -> Int64 {

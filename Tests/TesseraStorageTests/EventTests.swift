@@ -59,6 +59,22 @@ final class EventTests {
         #expect(try hub.exceptionCounts().open["overdraft"] == overdrafts.count - 1)
     }
 
+    @Test("a push of hundreds of enrolments makes their events in the log's order, once each, pushed again or not", arguments: Backend.all)
+    func manyEventsInOnePush(_ backend: Backend) throws {
+        try use(backend)
+        let one = try bootstrappedNode(dir, s1, hub: hub, clock: clock)
+        // More than two of the PostgreSQL hub's multi-row inserts of events (100 rows each).
+        let members = try (0..<250).map { i in try enrol(one, "Member \(i)", "+1555040\(1000 + i)") }
+        let batch = try one.pendingBatch(limit: 1_000)
+        _ = try hub.push(batch, from: s1)
+        _ = try hub.push(batch, from: s1) // a retry
+        let events = try feed()
+        #expect(events.count == 250)
+        #expect(events.map(\.member) == members.map(\.id))
+        #expect(events.map(\.op) == batch.map(\.id.description))
+        #expect(events.map(\.id) == events.map(\.id).sorted() && Set(events.map(\.id)).count == 250)
+    }
+
     @Test("a sale that moves a member up a tier is a tier.changed event", arguments: Backend.all)
     func tierChange(_ backend: Backend) throws {
         try use(backend)
