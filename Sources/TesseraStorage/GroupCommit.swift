@@ -110,6 +110,13 @@ final class GroupCommit: @unchecked Sendable {
         return !queue.isEmpty
     }
 
+    /// How many till writes wait now (tests).
+    var waitingCount: Int {
+        condition.lock()
+        defer { condition.unlock() }
+        return queue.count
+    }
+
     /// The batch's connection when called on the thread running a batch, inside it; else nil.
     var current: Database? {
         let me = pthread_self()
@@ -125,8 +132,14 @@ final class GroupCommit: @unchecked Sendable {
         var count: Int { jobs.count }
 
         /// Call once, when the transaction the writes ran in has committed (nil) or failed.
+        /// A failure is the sync loop's (a pulled operation, its commit): each till hears that
+        /// its own write was not recorded and may be tried again, as from the committer.
         func finish(_ error: (any Error)?) {
-            for job in jobs { job.finish(error) }
+            let told = error.map { error -> any Error in
+                if let domain = error as? DomainError, domain.code == .storageUnavailable { return domain }
+                return DomainError(.storageUnavailable, "this write was committed with the node's sync, and that commit failed (\(error)); nothing was recorded; retry")
+            }
+            for job in jobs { job.finish(told) }
         }
     }
 
