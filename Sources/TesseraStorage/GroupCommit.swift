@@ -47,39 +47,45 @@ final class GroupCommit: @unchecked Sendable {
     /// batch is committed.
     func run<T: Sendable>(_ call: @escaping @Sendable () throws -> T) async throws -> T {
         try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<T, any Error>) in
-            let outcome = Outcome<T>()
-            let job = Job(run: {
-                              let result = Result { try call() }
-                              outcome.result = result
-                              if case .success = result { return true } else { return false }
-                          },
-                          finish: { commitError in
-                              switch outcome.result {
-                              case .success(let value)?:
-                                  // Written but not durable: the caller must not hear "success".
-                                  if let commitError { continuation.resume(throwing: commitError) } else { continuation.resume(returning: value) }
-                              case .failure(let error)?:
-                                  continuation.resume(throwing: error)
-                              case nil:
-                                  continuation.resume(throwing: commitError ?? CancellationError())
-                              }
-                          })
-            condition.lock()
-            queue.append(job)
-            if !started {
-                started = true
-                let thread = Thread { [self] in
-                    // Named from inside: on Linux, Foundation applies a name set before the
-                    // start to its own record only, and profiles and `top -H` showed the thread
-                    // as its parent's. At most 15 bytes: Linux refuses a longer name.
-                    Thread.current.name = "tessera-commit"
-                    loop()
-                }
-                thread.start()
-            }
-            condition.signal()
-            condition.unlock()
+            enqueue(call) { continuation.resume(with: $0) }
         }
+    }
+
+    /// Queues `call` for the next batch at once, on the caller's thread; `done` hears its result
+    /// once the batch is committed, on the thread that committed it.
+    func enqueue<T>(_ call: @escaping () throws -> T, done: @escaping (Result<T, any Error>) -> Void) {
+        let outcome = Outcome<T>()
+        let job = Job(run: {
+                          let result = Result { try call() }
+                          outcome.result = result
+                          if case .success = result { return true } else { return false }
+                      },
+                      finish: { commitError in
+                          switch outcome.result {
+                          case .success(let value)?:
+                              // Written but not durable: the caller must not hear "success".
+                              done(commitError.map { .failure($0) } ?? .success(value))
+                          case .failure(let error)?:
+                              done(.failure(error))
+                          case nil:
+                              done(.failure(commitError ?? CancellationError()))
+                          }
+                      })
+        condition.lock()
+        queue.append(job)
+        if !started {
+            started = true
+            let thread = Thread { [self] in
+                // Named from inside: on Linux, Foundation applies a name set before the start
+                // to its own record only, and profiles and `top -H` showed the thread as its
+                // parent's. At most 15 bytes: Linux refuses a longer name.
+                Thread.current.name = "tessera-commit"
+                loop()
+            }
+            thread.start()
+        }
+        condition.signal()
+        condition.unlock()
     }
 
     private struct NothingWritten: Error {}

@@ -706,6 +706,13 @@ public final class NodeStore: Sendable {
         try await committer.run(call)
     }
 
+    /// Tests only: queues a till write at once, on the caller's thread (`committing` needs a
+    /// task to run first, which a loaded test run may not schedule for a long time); `done`
+    /// hears its answer once it is committed.
+    func enqueueTillWrite<T>(_ call: @escaping () throws -> T, done: @escaping (Result<T, any Error>) -> Void) {
+        committer.enqueue(call, done: done)
+    }
+
     /// The group commit's commits so far and the till writes they carried.
     public var groupCommits: (batches: Int, writes: Int) { committer.counts }
 

@@ -103,22 +103,22 @@ struct WriteScheduleTests {
     }
 
     @Test("a till write waiting for the writer stays queued, so a sync write holding the writer sees it, until it is committed")
-    func waitingWriteIsWaiting() async throws {
+    func waitingWriteIsWaiting() throws {
         let (dir, node, ada) = try Self.nodeWithAda()
         defer { withExtendedLifetime(dir) {} }
         // The writer held elsewhere, as by a pull page being written.
         let held = DispatchSemaphore(value: 0), release = DispatchSemaphore(value: 0)
         Thread { try? node.pool.writeWithoutTransaction { _ in held.signal(); release.wait() } }.start()
         held.wait()
-        let sale = Task { try await node.committing { try node.recharge(ada.id, NodeAPI.Recharge(amount: 100), key: nil) } }
-        // Once the committer waits for the writer (give it time to: it must not take the
-        // write out of the queue before it has the writer), the write still counts as waiting.
-        #expect(await Self.eventually { node.tillWriteWaiting })
-        try await Task.sleep(for: .milliseconds(50))
+        let sale = Answer<TillAnswer>()
+        node.enqueueTillWrite({ try node.recharge(ada.id, NodeAPI.Recharge(amount: 100), key: nil) }, done: sale.give)
+        // The committer wakes and waits for the writer (given time to: it must not take the
+        // write out of the queue before it has the writer); the write still counts as waiting.
+        Thread.sleep(forTimeInterval: 0.05)
         #expect(node.tillWriteWaiting, "a sync write holding the writer must give way to it")
         #expect(node.groupCommits.batches == 0)
         release.signal()
-        #expect(try await sale.value.status == 201)
+        #expect(try sale.wait()?.get().status == 201)
         #expect(!node.tillWriteWaiting)
         #expect(node.groupCommits == (1, 1))
     }
@@ -130,37 +130,39 @@ struct WriteScheduleTests {
         }
     }
 
-    /// A sale that arrives after the tenth item of a sync write (`NodeStore.afterSyncItem`).
-    final class SaleMidPage: Sendable {
-        private let state = Mutex<(items: Int, sale: Task<TillAnswer, any Error>?)>((0, nil))
+    /// The answer a till write queued with `enqueue` hears, on the thread that committed it.
+    /// The tests queue writes at once on their own thread: a task would need one of Swift
+    /// concurrency's few threads first, which a loaded test run may not give it for a minute.
+    final class Answer<T>: @unchecked Sendable {
+        private let lock = NSLock()
+        private var result: Result<T, any Error>?
+        private let given = DispatchSemaphore(value: 0)
 
-        /// Counts an item; at the tenth, starts the sale and says so.
-        func afterItem(_ start: () -> Task<TillAnswer, any Error>) -> Bool {
-            state.withLock { s in
-                s.items += 1
-                guard s.items == 10 else { return false }
-                s.sale = start()
-                return true
-            }
+        func give(_ result: Result<T, any Error>) {
+            lock.withLock { self.result = result }
+            given.signal()
         }
 
-        var sale: Task<TillAnswer, any Error>? { state.withLock { $0.sale } }
+        /// The answer once given (nil after 60 s without one).
+        func wait() -> Result<T, any Error>? {
+            _ = given.wait(timeout: .now() + 60)
+            given.signal()
+            return lock.withLock { result }
+        }
     }
 
-    /// Whether `condition` holds within 10 s.
-    static func eventually(_ condition: () -> Bool) async -> Bool {
-        let deadline = ContinuousClock.now + .seconds(10)
-        while !condition() {
-            guard ContinuousClock.now < deadline else { return false }
-            try? await Task.sleep(for: .milliseconds(1))
-        }
-        return true
+    /// Counts the items of a sync write (`NodeStore.afterSyncItem`): a sale arrives at the tenth.
+    final class SaleMidPage: Sendable {
+        private let items = Mutex(0)
+        let answer = Answer<TillAnswer>()
+
+        func isTenth() -> Bool { items.withLock { $0 += 1; return $0 == 10 } }
     }
 
     /// A group commit on a one-table file, and a sync write's transaction held on a thread of
-    /// its own: it waits for `go`, takes along the till writes waiting then, and ends as
-    /// `outcome` says; the riders hear its end.
-    static func rideAlong(_ dir: TempDir, fail: Bool) async throws -> (pool: DatabasePool, commit: GroupCommit, sales: [Task<Int, any Error>]) {
+    /// its own: three till writes are queued (the second fails on its own), then the sync write
+    /// takes them along and ends as `fail` says; the riders hear its end.
+    static func rideAlong(_ dir: TempDir, fail: Bool) throws -> (pool: DatabasePool, commit: GroupCommit, sales: [Answer<Int>]) {
         let (pool, _, _) = try blobs(dir)
         let commit = GroupCommit(pool: pool)
         let held = DispatchSemaphore(value: 0), go = DispatchSemaphore(value: 0)
@@ -182,18 +184,17 @@ struct WriteScheduleTests {
         }.start()
         held.wait()
         let sales = (0..<3).map { i in
-            Task {
-                try await commit.run { () throws -> Int in
-                    guard let db = commit.current else { throw DomainError(.internalError, "not inside the batch") }
-                    if i == 1 { throw DomainError(.notFound, "this till's write fails alone") }
-                    try db.execute(sql: "INSERT INTO t VALUES (x'02')")
-                    return i
-                }
-            }
+            let answer = Answer<Int>()
+            commit.enqueue({ () throws -> Int in
+                guard let db = commit.current else { throw DomainError(.internalError, "not inside the batch") }
+                if i == 1 { throw DomainError(.notFound, "this till's write fails alone") }
+                try db.execute(sql: "INSERT INTO t VALUES (x'02')")
+                return i
+            }, done: answer.give)
+            return answer
         }
-        // All three queued, the committer waiting for the writer.
-        #expect(await eventually { commit.waitingCount == 3 })
-        try await Task.sleep(for: .milliseconds(50))
+        // The committer wakes and waits for the writer, all three still queued.
+        Thread.sleep(forTimeInterval: 0.05)
         #expect(commit.waitingCount == 3 && commit.counts.batches == 0)
         go.signal()
         return (pool, commit, sales)
@@ -202,10 +203,10 @@ struct WriteScheduleTests {
     @Test("till writes waiting while a sync write holds the writer run in its transaction, each in a savepoint, and hear their answers after its commit")
     func tillsRideAlong() async throws {
         let dir = try TempDir()
-        let (pool, commit, sales) = try await Self.rideAlong(dir, fail: false)
-        #expect(try await sales[0].value == 0)
-        await #expect(throws: DomainError.self) { try await sales[1].value }
-        #expect(try await sales[2].value == 2)
+        let (pool, commit, sales) = try Self.rideAlong(dir, fail: false)
+        #expect(try sales[0].wait()?.get() == 0)
+        #expect(throws: DomainError.self) { try sales[1].wait()?.get() }
+        #expect(try sales[2].wait()?.get() == 2)
         // One commit carried them (the sync write's); the failed one wrote nothing.
         #expect(commit.counts == (1, 3))
         #expect(try await pool.read { try Int.fetchOne($0, sql: "SELECT COUNT(*) FROM t") } == 3)
@@ -221,11 +222,11 @@ struct WriteScheduleTests {
     @Test("till writes taken along by a sync write whose transaction fails are told it failed, and nothing of them is on disk")
     func ridersOfAFailedPart() async throws {
         let dir = try TempDir()
-        let (pool, _, sales) = try await Self.rideAlong(dir, fail: true)
+        let (pool, _, sales) = try Self.rideAlong(dir, fail: true)
         // Each till hears that its write was not recorded and may be tried again (the one
         // whose write failed on its own hears its own failure).
         for (i, sale) in sales.enumerated() {
-            let error = await #expect(throws: DomainError.self) { try await sale.value }
+            let error = #expect(throws: DomainError.self) { try sale.wait()?.get() }
             #expect(error?.code == (i == 1 ? .notFound : .storageUnavailable))
         }
         #expect(try await pool.read { try Int.fetchOne($0, sql: "SELECT COUNT(*) FROM t") } == 0)
@@ -253,19 +254,16 @@ struct WriteScheduleTests {
         #expect(page.ops.count >= 300)
 
         // A sale arrives while the page's tenth operation is being written (the sync loop
-        // holds the writer), and the loop goes on only once the sale waits for the writer.
+        // holds the writer): it waits for the writer, and the loop takes it along.
         let arriving = SaleMidPage()
         node.afterSyncItem.withLock {
             $0 = {
-                let started = arriving.afterItem {
-                    Task { try await node.committing { try node.recharge(ada.id, NodeAPI.Recharge(amount: 1), key: nil) } }
-                }
-                let deadline = Date().addingTimeInterval(60)
-                while started, !node.tillWriteWaiting, Date() < deadline { Thread.sleep(forTimeInterval: 0.001) }
+                guard arriving.isTenth() else { return }
+                node.enqueueTillWrite({ try node.recharge(ada.id, NodeAPI.Recharge(amount: 1), key: nil) }, done: arriving.answer.give)
             }
         }
         try await Self.onThread { try node.applyPull(page) }
-        #expect(try await arriving.sale?.value.status == 201)
+        #expect(try arriving.answer.wait()?.get().status == 201)
         #expect(node.tillWritesRiddenAlong > 0, "sales waiting while the page was written rode along in its parts")
         #expect(try node.counts().cursor == page.cursor)
         #expect(try node.entrySumProblems().isEmpty)
