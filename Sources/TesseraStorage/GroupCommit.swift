@@ -110,11 +110,7 @@ final class GroupCommit: @unchecked Sendable {
     /// them: the committer takes its batch only once it has the writer. (It used to take the
     /// batch first and then wait, and a till alone, out of the queue at once, waited for a whole
     /// pull page to be written.)
-    var hasWaiting: Bool {
-        condition.lock()
-        defer { condition.unlock() }
-        return !queue.isEmpty
-    }
+    var hasWaiting: Bool { waitingCount > 0 }
 
     /// How many till writes wait now (tests).
     var waitingCount: Int {
@@ -135,8 +131,6 @@ final class GroupCommit: @unchecked Sendable {
     struct Riders {
         fileprivate let jobs: [Job]
 
-        var count: Int { jobs.count }
-
         /// Call once, when the transaction the writes ran in has committed (nil) or failed.
         /// A failure is the sync loop's (a pulled operation, its commit): each till hears that
         /// its own write was not recorded and may be tried again, as from the committer.
@@ -155,11 +149,8 @@ final class GroupCommit: @unchecked Sendable {
     /// one disk sync instead of two, and the writer does not change hands in between.
     func rideAlong(_ db: Database) throws -> Riders {
         precondition(db.isInsideTransaction, "till writes ride along in a transaction")
-        let jobs = take()
+        let jobs = take(ridingAlong: true)
         guard !jobs.isEmpty else { return Riders(jobs: []) }
-        condition.lock()
-        rides += 1
-        condition.unlock()
         do {
             _ = try runBatch(jobs, db)
         } catch {
@@ -170,8 +161,8 @@ final class GroupCommit: @unchecked Sendable {
         return Riders(jobs: jobs)
     }
 
-    /// Takes every queued write, counted as one commit's.
-    private func take() -> [Job] {
+    /// Takes every queued write, counted as one commit's (and as a ride along the sync loop's).
+    private func take(ridingAlong: Bool = false) -> [Job] {
         condition.lock()
         defer { condition.unlock() }
         let jobs = queue
@@ -179,6 +170,7 @@ final class GroupCommit: @unchecked Sendable {
         if !jobs.isEmpty {
             batches += 1
             writes += jobs.count
+            if ridingAlong { rides += 1 }
         }
         return jobs
     }

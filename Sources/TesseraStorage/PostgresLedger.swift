@@ -471,18 +471,26 @@ final class PostgresWrites: LedgerWrites {
 
     /// One multi-row INSERT of log rows (the benchmark's raw limit uses the same statement).
     static func insert(_ rows: ArraySlice<LogRow>, into table: String) -> PostgresQuery {
-        var bindings = PostgresBindings(capacity: rows.count * 10)
+        multiRow("INSERT INTO \(table) (version, id, origin, seq, hlc, kind, kind_version, body, member_id, received_at)", rows, columns: 10) { row, b in
+            b.append(row.version); b.append(row.id); b.append(row.origin); b.append(row.seq)
+            b.append(row.hlc); b.append(row.kind); b.append(Int64(row.kindVersion)); b.append(row.body)
+            b.append(row.member.map(pgText)); b.append(row.receivedAt)
+        }
+    }
+
+    /// `insert` (the statement up to VALUES) with a row of `columns` parameters for each of
+    /// `rows`, which `bind` appends in order, then `suffix`.
+    static func multiRow<Rows: Collection>(_ insert: String, _ rows: Rows, columns: Int, suffix: String = "",
+                                           bind: (Rows.Element, inout PostgresBindings) -> Void) -> PostgresQuery {
+        var bindings = PostgresBindings(capacity: rows.count * columns)
         var values: [String] = []
         for row in rows {
             let n = bindings.count
-            values.append("(" + (1...10).map { "$\(n + $0)" }.joined(separator: ", ") + ")")
-            bindings.append(row.version); bindings.append(row.id); bindings.append(row.origin); bindings.append(row.seq)
-            bindings.append(row.hlc); bindings.append(row.kind); bindings.append(Int64(row.kindVersion)); bindings.append(row.body)
-            bindings.append(row.member.map(pgText)); bindings.append(row.receivedAt)
+            values.append("(" + (1...columns).map { "$\(n + $0)" }.joined(separator: ", ") + ")")
+            bind(row, &bindings)
+            assert(bindings.count == n + columns, "a row binds one value per column")
         }
-        return PostgresQuery(unsafeSQL: """
-            INSERT INTO \(table) (version, id, origin, seq, hlc, kind, kind_version, body, member_id, received_at) VALUES \(values.joined(separator: ", "))
-            """, binds: bindings)
+        return PostgresQuery(unsafeSQL: "\(insert) VALUES \(values.joined(separator: ", "))\(suffix)", binds: bindings)
     }
 
     private func read(_ query: PostgresQuery) throws -> PostgresQueryResult {
@@ -544,17 +552,11 @@ final class PostgresWrites: LedgerWrites {
 
     private func sendEvents() {
         guard !events.isEmpty else { return }
-        var bindings = PostgresBindings(capacity: events.count * 6)
-        var values: [String] = []
-        for e in events {
-            let n = bindings.count
-            values.append("(" + (1...6).map { "$\(n + $0)" }.joined(separator: ", ") + ")")
-            bindings.append(pgText(e.key)); bindings.append(e.type); bindings.append(e.member.map(pgText)); bindings.append(e.op)
-            bindings.append(pgText(e.data)); bindings.append(e.at)
-        }
-        sent.append(c.send(PostgresQuery(unsafeSQL: """
-            INSERT INTO events (key, type, member_id, op_id, data, at) VALUES \(values.joined(separator: ", ")) ON CONFLICT (key) DO NOTHING
-            """, binds: bindings)))
+        sent.append(c.send(Self.multiRow("INSERT INTO events (key, type, member_id, op_id, data, at)", events, columns: 6,
+                                         suffix: " ON CONFLICT (key) DO NOTHING") { e, b in
+            b.append(pgText(e.key)); b.append(e.type); b.append(e.member.map(pgText)); b.append(e.op)
+            b.append(pgText(e.data)); b.append(e.at)
+        }))
         events.removeAll(keepingCapacity: true)
     }
 
