@@ -14,7 +14,10 @@ public enum ProtocolVersion {
 /// A sync message, read from JSON text by `JSONValueParser` and `JSONValueDecoder` instead of
 /// `JSONDecoder`: the same values and the same refusals (tests compare them), and pushes and
 /// pulls of hundreds of operations are read several times faster.
-public protocol SyncMessage: Decodable {}
+public protocol SyncMessage: Decodable {
+    /// Reads the message from JSON text.
+    static func read(from data: Data) throws -> Self
+}
 
 extension SyncMessage {
     /// Reads the message from JSON text.
@@ -115,6 +118,11 @@ public struct PullResponse: Codable, Sendable {
     public var ops: [VersionedOperation]
     public var cursor: Int64
     public var more: Bool
+    /// Each operation's body as its text is written in the page (the hub's own text of it), when
+    /// the page was scanned from text (`read(from:)`); empty otherwise. A node stores it as it
+    /// is instead of writing the body again. Not part of the message.
+    public var bodyTexts: [String] = []
+    enum CodingKeys: String, CodingKey { case `protocol`, ops, cursor, more }
     public init(ops: [VersionedOperation], cursor: Int64, more: Bool) {
         self.protocol = ProtocolVersion.current
         self.ops = ops; self.cursor = cursor; self.more = more

@@ -184,13 +184,16 @@ struct SQLiteLedger: HubLedger {
     func refresh(_ fold: DatabasePool, foldIn: (Database, LogRow) throws -> Void) throws {}
 
     func storeID(tokenHash: String) throws -> String? {
-        try pool.read { db in
+        // One statement, which SQLite reads in a transaction of its own: the explicit one a
+        // `read` wraps it in was half the cost of authenticating every push and pull (5 % of a
+        // hub serving a hundred stores' catch-up).
+        try pool.unsafeRead { db in
             try String.fetchOne(db.cachedStatement(sql: "SELECT id FROM stores WHERE token_hash = ? AND revoked_at IS NULL"), arguments: [tokenHash])
         }
     }
 
     func admin(tokenHash: String) throws -> (id: String, role: String)? {
-        try pool.read { db in
+        try pool.unsafeRead { db in // one statement, as above
             try Row.fetchOne(db.cachedStatement(sql: "SELECT id, role FROM admin_tokens WHERE token_hash = ? AND revoked_at IS NULL"),
                              arguments: [tokenHash]).map { ($0["id"], $0["role"]) }
         }

@@ -545,8 +545,9 @@ public final class NodeStore: Sendable {
         // page of a thousand held the writer, and the tills waiting for it, twice as long
         // doing so inside. The store's own are mostly known already and only learn their
         // version; they are read inside if not.
-        let prepared = page.ops.map { item in
-            item.op.id.origin == store ? nil : PulledOperation(item.op)
+        let texts = page.bodyTexts.count == page.ops.count ? page.bodyTexts : nil
+        let prepared = page.ops.enumerated().map { i, item in
+            item.op.id.origin == store ? nil : PulledOperation(item.op, text: texts?[i])
         }
         // The cursor moves with the page's last part: a page cut short (a crash) is pulled
         // again, and applying an operation twice leaves it as applied once.
@@ -1097,8 +1098,9 @@ private struct PulledOperation {
     var body: OperationBody
     var text: String
 
-    init(_ op: Operation) {
+    /// `text`: the body's text as the hub wrote it in the page, if the page was read from text.
+    init(_ op: Operation, text: String? = nil) {
         body = (try? op.decoded()) ?? .unknown
-        text = op.body.jsonText
+        self.text = text ?? op.body.jsonText
     }
 }

@@ -100,6 +100,11 @@ final class HubTests {
             let text = Array(try hub.pullJSON(after: cursor, limit: 3, for: s2, pending: nil).readableBytesView)
             let read = try JSONDecoder().decode(PullResponse.self, from: Data(text))
             #expect(read.ops == typed.ops && read.cursor == typed.cursor && read.more == typed.more && read.protocol == typed.protocol)
+            // As a node reads it: scanned, with each body's text as the hub wrote it, which is
+            // the text the node would write of the body itself (it stores it as it is).
+            let scanned = try PullResponse.read(from: Data(text))
+            #expect(scanned.ops == typed.ops && scanned.cursor == typed.cursor && scanned.more == typed.more && scanned.protocol == typed.protocol)
+            #expect(scanned.bodyTexts == typed.ops.map(\.op.body.jsonText))
             if backend == .sqlite {
                 #expect(String(decoding: text, as: UTF8.self) == String(decoding: try encoder.encode(typed), as: UTF8.self))
             }

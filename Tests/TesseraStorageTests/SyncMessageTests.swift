@@ -46,7 +46,74 @@ struct SyncMessageTests {
             }
         }
         #expect(compared > 10_000 && refused > 5_000, "\(compared) compared, \(refused) refused")
+        // The same damaged envelopes in a push and in a pull page (which are scanned, not decoded).
+        var scannedRefused = 0
+        for op in ops.prefix(60) {
+            guard case .object(var envelope) = try JSONValueParser.parse(try JSONEncoder().encode(op)) else { continue }
+            envelope["unknown"] = nil
+            for key in ["id", "hlc", "kind", "kind_version", "body", "extra"] {
+                for other: JSONValue in [.string("x"), .string("s1:1"), .int(1), .int(-1), .double(1.5), .double(2), .null, .bool(true), .array([]), .object([:])] {
+                    var changed = envelope
+                    changed[key] = other
+                    let text = JSONValue.object(changed).jsonText
+                    let push = Data(#"{"protocol":1,"store":"s1","ops":["#.utf8) + Data(text.utf8) + Data("]}".utf8)
+                    #expect(Self.same(PushRequest.self, push) { $0.ops == $1.ops && $0.store == $1.store }, "\(key) = \(other)")
+                    let pull = Data(#"{"cursor":3,"more":false,"ops":[{"op":"#.utf8) + Data(text.utf8) + Data(#","version":3}],"protocol":1}"#.utf8)
+                    #expect(Self.same(PullResponse.self, pull) { $0.ops == $1.ops && $0.cursor == $1.cursor }, "\(key) = \(other)")
+                    if (try? PushRequest.read(from: push)) == nil { scannedRefused += 1 }
+                }
+            }
+        }
+        #expect(scannedRefused > 1_000)
         // Text that is not JSON is refused.
         #expect(throws: (any Error).self) { try PushRequest.read(from: Data(#"{"protocol":1,"store":"s1","ops":[}"#.utf8)) }
+    }
+
+    @Test("a pull page and a push are scanned into what the general reader gives, and what the scan does not take is read the general way: lenient text, unknown fields, damage")
+    func scannedAsRead() throws {
+        let ops = ChainLog.make(seed: 7)
+        let pull = PullResponse(ops: ops.enumerated().map { VersionedOperation(version: Int64($0 + 1), op: $1) }, cursor: 40, more: true)
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        let text = String(decoding: try encoder.encode(pull), as: UTF8.self)
+        let page = try PullResponse.read(from: Data(text.utf8))
+        #expect(page.ops == pull.ops && page.cursor == 40 && page.more && page.protocol == ProtocolVersion.current)
+        // Each body's text as it stands in the page, which reads back as the body.
+        #expect(page.bodyTexts.count == ops.count)
+        for (body, op) in zip(page.bodyTexts, ops) { #expect(try JSONValueParser.parse(Data(body.utf8)) == op.body) }
+        let spaced = try PullResponse.read(from: Data(String(decoding: try { let e = JSONEncoder(); e.outputFormatting = [.prettyPrinted]; return try e.encode(pull) }(), as: UTF8.self).utf8))
+        #expect(spaced.ops == pull.ops && spaced.bodyTexts.count == ops.count)
+
+        // Text the general reader takes leniently, or with fields it ignores: the same values,
+        // read the general way (no body texts then: the node writes them itself).
+        let first = try #require(ops.first)
+        let op = String(decoding: try encoder.encode(first), as: UTF8.self)
+        let variants = [
+            "\u{FEFF}" + text, // a byte order mark
+            text.replacingOccurrences(of: #""more":true"#, with: #""more":true,"more":false"#), // the first of two fields
+            text.replacingOccurrences(of: #""ops":["#, with: #""extra":{"a":[1]},"ops":["#), // a field a newer hub adds
+            #"{"cursor":1,"more":false,"ops":[{"op":\#(op),"version":1,"note":"x"},],"protocol":1}"#, // a comma before ']'
+            #"{"cursor":1,"more":false,"ops":[{"op":\#(op),"version":1,}],"protocol":1}"#, // and before '}'
+            #"{"cursor":1,"more":false,"ops":[{"op":\#(op),"version":1.0}],"protocol":1}"#, // a whole number with a fraction
+        ]
+        for variant in variants {
+            let data = Data(variant.utf8)
+            #expect(Self.same(PullResponse.self, data) { $0.ops == $1.ops && $0.cursor == $1.cursor && $0.more == $1.more }, "\(variant.prefix(80))")
+            #expect((try? PullResponse.read(from: data)) != nil, "\(variant.prefix(80))")
+        }
+        // Refused as before: an operation's unknown field, a missing field, a version that is not a number.
+        for refused in [
+            #"{"cursor":1,"more":false,"ops":[{"op":\#(op.dropLast()),"x":1},"version":1}],"protocol":1}"#,
+            #"{"cursor":1,"ops":[],"protocol":1}"#,
+            #"{"cursor":1,"more":false,"ops":[{"op":\#(op),"version":"1"}],"protocol":1}"#,
+        ] {
+            #expect(throws: (any Error).self) { try PullResponse.read(from: Data(refused.utf8)) }
+            #expect(Self.same(PullResponse.self, Data(refused.utf8)) { _, _ in false })
+        }
+        // A push: the same operations either way, and its unknown fields still refused by the hub's reader.
+        let push = try encoder.encode(PushRequest(store: try #require(StoreID(rawValue: "s1")), ops: ops))
+        #expect(try PushRequest.read(from: push).ops == ops)
+        let lenient = Data((String(decoding: push, as: UTF8.self).dropLast() + #","note":1,}"#).utf8)
+        #expect(Self.same(PushRequest.self, lenient) { $0.ops == $1.ops && $0.store == $1.store })
     }
 }
