@@ -10,8 +10,16 @@ import TesseraCore
 /// Anything but the expected fields, each once, with values of their types, is not scanned:
 /// the text is then read the general way, which gives the same value or the refusal it always
 /// gave (tests compare both ways on the same texts).
-protocol ScannedMessage: SyncMessage {
+public protocol ScannedMessage: SyncMessage {
+    /// The message scanned from `data`; throws when it is not the outline the scan takes.
     static func scanned(_ data: Data) throws -> Self
+}
+
+/// `data` scanned as a `T`, when `T` is a scanned message and `data` the outline its scan
+/// takes (a strict reader's fast path: a scan takes only the message's own fields); nil otherwise.
+public func scannedMessage<T>(_ type: T.Type, _ data: Data) -> T? {
+    guard let scanned = T.self as? any ScannedMessage.Type else { return nil }
+    return (try? scanned.scanned(data)) as? T
 }
 
 /// Not the outline a scan expects: read the text the general way.
@@ -44,7 +52,7 @@ extension Operation {
 }
 
 extension PullResponse: ScannedMessage {
-    static func scanned(_ data: Data) throws -> PullResponse {
+    public static func scanned(_ data: Data) throws -> PullResponse {
         try JSONValueParser.scan(data) { s in
             var version: Int?, ops: [VersionedOperation]?, texts: [String] = [], cursor: Int64?, more: Bool?
             try s.fields { name, s in
@@ -81,7 +89,7 @@ extension PullResponse: ScannedMessage {
 }
 
 extension PushRequest: ScannedMessage {
-    static func scanned(_ data: Data) throws -> PushRequest {
+    public static func scanned(_ data: Data) throws -> PushRequest {
         try JSONValueParser.scan(data) { s in
             var version: Int?, store: StoreID?, ops: [Operation]?
             try s.fields { name, s in

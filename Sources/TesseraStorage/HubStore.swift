@@ -979,6 +979,7 @@ public final class HubStore: HubStorage {
     /// The points enrolled members hold (a group's together, never below zero), from the sums:
     /// members in no merge in one query, the few merged groups one by one.
     private func pointsOutstanding(_ db: Database) throws -> Int64 {
+        try HubSummaries.flushCounts(db) // inside a write, what it has counted so far
         var points = try Int64.fetchOne(db.cachedStatement(sql: """
             SELECT COALESCE(SUM(MAX(0, points)), 0) FROM member_sums
             WHERE enrolled = 1 AND member_id NOT IN (SELECT from_id FROM merges) AND member_id NOT IN (SELECT into_id FROM merges)
@@ -1061,6 +1062,7 @@ public final class HubStore: HubStorage {
     }
 
     func summaryBreakage(untouchedDays: Int64, nowMs now: Int64, _ db: Database) throws -> [HubAPI.Dormant] {
+        try HubSummaries.flushCounts(db) // inside a write, what it has counted so far
             var out = try Row.fetchAll(db.cachedStatement(sql: """
                 SELECT member_id, value + bonus, value_at_ms FROM member_sums
                 WHERE enrolled = 1 AND value + bonus > 0 AND value_at_ms IS NOT NULL AND (? - value_at_ms) / 86400000 >= ?
@@ -1084,6 +1086,7 @@ public final class HubStore: HubStorage {
     /// purchases (how many, the last), spend less refunds; the purchases of the last
     /// `windowDays` when asked (read by time from the log's index).
     func profiles(_ db: Database, windowDays: Int64? = nil, nowMs: Int64 = 0) throws -> [Segments.Profile] {
+        try HubSummaries.flushCounts(db) // inside a write (coupons for a segment), what it has counted so far
         // The few merged groups: the absorbed members' activity joins their survivor's.
         let alias = try Replica.mergedAway(db)
         var absorbed: [MemberID: [String]] = [:]

@@ -93,7 +93,7 @@ enum HubSummaries {
     }
 
     private static func rebuildRemembering(_ db: Database) throws {
-        try flushDays(db)
+        try flushCounts(db)
         for table in tables { try db.execute(sql: "DELETE FROM \(table)") }
         try setSetting("settle_period", "1", db)
         try setSetting("summary_zone", try Replica.programme(db).timeZone, db)
@@ -131,9 +131,7 @@ enum HubSummaries {
             of = target
         }
         if case .memberEnrolled(let m) = body {
-            try db.cachedStatement(sql: """
-                INSERT INTO member_sums (member_id, enrolled) VALUES (?, 1) ON CONFLICT(member_id) DO UPDATE SET enrolled = 1
-                """).execute(arguments: [m.member.rawValue])
+            try addSums(m.member.rawValue, SumsDelta(enrolled: true), db)
         }
         // The operation's entries, as the fold has just stored them (one for each ledger effect,
         // in order, stamped with the operation's time): from the body, not read back.
@@ -141,11 +139,7 @@ enum HubSummaries {
             let member = entry.member
             let value = entry.value, bonus = entry.bonus, points = entry.points
             let moves = value != 0 || bonus != 0
-            try db.cachedStatement(sql: """
-                INSERT INTO member_sums (member_id, value, bonus, points, value_at_ms) VALUES (?, ?, ?, ?, ?)
-                ON CONFLICT(member_id) DO UPDATE SET value = value + excluded.value, bonus = bonus + excluded.bonus,
-                    points = points + excluded.points, value_at_ms = MAX(COALESCE(value_at_ms, excluded.value_at_ms), COALESCE(excluded.value_at_ms, value_at_ms))
-                """).execute(arguments: [member.rawValue, value, bonus, points, moves ? op.hlc.wallMs : nil])
+            try addSums(member.rawValue, SumsDelta(value: value, bonus: bonus, points: points, valueAtMs: moves ? op.hlc.wallMs : nil), db)
             guard moves else { continue }
             // Members with no enrolment the hub knows hold nothing anyone can spend (as in their views).
             let root = try Replica.root(of: member, db)
@@ -171,9 +165,7 @@ enum HubSummaries {
            try Bool.fetchOne(db.cachedStatement(sql: "SELECT kind = 'purchase' FROM ops WHERE id = ?"), arguments: [of]) == true,
            try !isVoided(of, db), case .int(let amount)? = fields["amount"] {
             // Under the refund's member, which may not be the sale's (merged since): the groups add up.
-            try db.cachedStatement(sql: """
-                INSERT INTO member_activity (member_id, spend) VALUES (?, ?) ON CONFLICT(member_id) DO UPDATE SET spend = spend + excluded.spend
-                """).execute(arguments: [member.rawValue, -amount])
+            try addActivity(member.rawValue, ActivityDelta(spend: -amount), db)
         }
     }
 
@@ -252,11 +244,7 @@ enum HubSummaries {
         // Within a write, added up and written once at its end; outside one, now.
         if !WriteMemo.update(db, { $0.days[key, default: DayCounts()].add(c) }) { try addDay(key, c, db) }
         if kind == "purchase", let member, sign > 0, !dayOnly {
-            try db.cachedStatement(sql: """
-                INSERT INTO member_activity (member_id, purchases, last_ms, spend) VALUES (?, 1, ?, ?)
-                ON CONFLICT(member_id) DO UPDATE SET purchases = purchases + 1, last_ms = MAX(COALESCE(last_ms, excluded.last_ms), excluded.last_ms),
-                    spend = spend + excluded.spend
-                """).execute(arguments: [member, wallMs, amount])
+            try addActivity(member, ActivityDelta(purchases: 1, lastMs: wallMs, spend: amount), db)
         }
     }
 
@@ -289,14 +277,76 @@ enum HubSummaries {
                                      c.spent, c.earned, c.redeemed, c.refunds])
     }
 
-    /// Adds the store days this write has counted so far to `store_days` (in a fixed order:
-    /// the same writes make the same pages on every run).
-    static func flushDays(_ db: Database) throws {
+    /// What operations add to a member's sums (`member_sums`).
+    struct SumsDelta: Sendable {
+        var value: Int64 = 0, bonus: Int64 = 0, points: Int64 = 0
+        /// The last movement of value (nil: none).
+        var valueAtMs: Int64?
+        var enrolled = false
+
+        mutating func add(_ o: SumsDelta) {
+            value += o.value; bonus += o.bonus; points += o.points
+            valueAtMs = [valueAtMs, o.valueAtMs].compactMap { $0 }.max()
+            enrolled = enrolled || o.enrolled
+        }
+    }
+
+    /// What operations add to a member's purchases (`member_activity`).
+    struct ActivityDelta: Sendable {
+        var purchases: Int64 = 0
+        var lastMs: Int64?
+        var spend: Int64 = 0
+
+        mutating func add(_ o: ActivityDelta) {
+            purchases += o.purchases; spend += o.spend
+            lastMs = [lastMs, o.lastMs].compactMap { $0 }.max()
+        }
+    }
+
+    // A member's sums and activity, like a store's day: within a write, added up and written
+    // once at its end (a push's operations are a few each of fewer members; one upsert per
+    // entry and per sale was a third of the summaries' time in a catch-up); outside one, now.
+    // Every write of either is an addition, so adding up first changes nothing but the count.
+
+    private static func addSums(_ member: String, _ delta: SumsDelta, _ db: Database) throws {
+        if !WriteMemo.update(db, { $0.sums[member, default: SumsDelta()].add(delta) }) { try writeSums(member, delta, db) }
+    }
+
+    private static func writeSums(_ member: String, _ d: SumsDelta, _ db: Database) throws {
+        try db.cachedStatement(sql: """
+            INSERT INTO member_sums (member_id, value, bonus, points, value_at_ms, enrolled) VALUES (?, ?, ?, ?, ?, ?)
+            ON CONFLICT(member_id) DO UPDATE SET value = value + excluded.value, bonus = bonus + excluded.bonus,
+                points = points + excluded.points, value_at_ms = MAX(COALESCE(value_at_ms, excluded.value_at_ms), COALESCE(excluded.value_at_ms, value_at_ms)),
+                enrolled = MAX(enrolled, excluded.enrolled)
+            """).execute(arguments: [member, d.value, d.bonus, d.points, d.valueAtMs, d.enrolled ? 1 : 0])
+    }
+
+    private static func addActivity(_ member: String, _ delta: ActivityDelta, _ db: Database) throws {
+        if !WriteMemo.update(db, { $0.activity[member, default: ActivityDelta()].add(delta) }) { try writeActivity(member, delta, db) }
+    }
+
+    private static func writeActivity(_ member: String, _ d: ActivityDelta, _ db: Database) throws {
+        try db.cachedStatement(sql: """
+            INSERT INTO member_activity (member_id, purchases, last_ms, spend) VALUES (?, ?, ?, ?)
+            ON CONFLICT(member_id) DO UPDATE SET purchases = purchases + excluded.purchases,
+                last_ms = MAX(COALESCE(last_ms, excluded.last_ms), COALESCE(excluded.last_ms, last_ms)), spend = spend + excluded.spend
+            """).execute(arguments: [member, d.purchases, d.lastMs, d.spend])
+    }
+
+    /// Writes what this write has counted so far (store days, members' sums and activity) to
+    /// their tables, in a fixed order (the same writes make the same pages on every run).
+    /// Called when the write ends, and before anything in it reads those tables or sets a row
+    /// of them outright. Outside a write: nothing to write.
+    static func flushCounts(_ db: Database) throws {
         var days: [DayKey: DayCounts] = [:]
-        WriteMemo.update(db) { swap(&days, &$0.days) }
+        var sums: [String: SumsDelta] = [:]
+        var activity: [String: ActivityDelta] = [:]
+        WriteMemo.update(db) { swap(&days, &$0.days); swap(&sums, &$0.sums); swap(&activity, &$0.activity) }
         for (key, counts) in days.sorted(by: { ($0.key.store, $0.key.day) < ($1.key.store, $1.key.day) }) {
             try addDay(key, counts, db)
         }
+        for (member, delta) in sums.sorted(by: { $0.key < $1.key }) { try writeSums(member, delta, db) }
+        for (member, delta) in activity.sorted(by: { $0.key < $1.key }) { try writeActivity(member, delta, db) }
     }
 
     /// A store's operation the hub reversed after it arrived (a spend its store voided): out of
@@ -315,6 +365,7 @@ enum HubSummaries {
 
     /// A member's purchases and spend, counted from the log (after a void: rare).
     private static func recount(_ member: MemberID, _ db: Database) throws {
+        try flushCounts(db) // set outright below: what this write added so far goes first
         let purchases = try Row.fetchOne(db.cachedStatement(sql: """
             SELECT COUNT(*), MAX(hlc), COALESCE(SUM(json_extract(body, '$.amount')), 0) FROM ops
             WHERE member_id = ? AND kind = 'purchase' AND id NOT IN (SELECT of FROM voids)
@@ -338,7 +389,7 @@ enum HubSummaries {
         let zone = try Replica.programme(db).timeZone
         guard try settings(db).zone != zone else { return }
         try setSetting("summary_zone", zone, db)
-        try flushDays(db)
+        try flushCounts(db)
         try db.execute(sql: "DELETE FROM store_days")
         // Up to this operation only: a rebuild meets the later ones in its own pass.
         let ids = try String.fetchCursor(db.makeStatement(sql: """

@@ -1251,8 +1251,11 @@ enum WriteMemo {
         /// Store days counted by this write and not yet added to `store_days`: a push's 500
         /// operations of one store, mostly of one day, were 500 upserts of the same row (a
         /// sixth of the hub's writer). Added when the outermost `remembering` ends, or before
-        /// anything else reads or clears the table (`HubSummaries.flushDays`).
+        /// anything else reads or clears the table (`HubSummaries.flushCounts`).
         var days: [HubSummaries.DayKey: HubSummaries.DayCounts] = [:]
+        /// Members' sums and activity counted by this write and not yet written, the same way.
+        var sums: [String: HubSummaries.SumsDelta] = [:]
+        var activity: [String: HubSummaries.ActivityDelta] = [:]
     }
 
     private static let memo = Mutex<[ObjectIdentifier: Values]>([:])
@@ -1275,10 +1278,10 @@ enum WriteMemo {
         } catch {
             // Whatever the body wrote stays with the transaction, committed or rolled back:
             // its counts go with it.
-            try? HubSummaries.flushDays(db)
+            try? HubSummaries.flushCounts(db)
             throw error
         }
-        try HubSummaries.flushDays(db)
+        try HubSummaries.flushCounts(db)
         return result
     }
 

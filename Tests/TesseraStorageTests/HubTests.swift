@@ -81,6 +81,44 @@ final class HubTests {
         #expect(try hub.checkSummaries().isEmpty)
     }
 
+    @Test("one push of many sales by a few members, a refund and a void among them: members' sums and activity, added up within the write, are what a replay of the log gives",
+          arguments: Backend.all)
+    func summariesAddedUpInAPush(_ backend: Backend) throws {
+        try use(backend)
+        let one = try node(s1)
+        let ada = try enrol(one, "Ada", "+15550100"), bob = try enrol(one, "Bob", "+15550101")
+        _ = try one.recharge(ada.id, NodeAPI.Recharge(amount: 5_000), key: nil)
+        var sales: [OperationID] = []
+        for i in 0..<12 {
+            let member = i % 3 == 0 ? bob.id : ada.id
+            guard case .answered(let answer) = try one.beginPurchase(member, NodeAPI.PurchaseRequest(amount: 700 + Int64(i), payFromBalance: false), key: nil),
+                  answer.status == 201, let sale = try one.pendingBatch(limit: 100).last?.id else {
+                Issue.record("sale \(i) not made")
+                return
+            }
+            sales.append(sale)
+        }
+        guard case .answered(let refunded) = try one.beginRefund(sales[1], NodeAPI.RefundRequest(amount: 300), key: nil), refunded.status == 201 else {
+            Issue.record("no refund")
+            return
+        }
+        var batch = try one.pendingBatch(limit: 100)
+        // The store voids one of Ada's sales after it was made: the hub reverses it and counts the
+        // member's activity again from the log, in the middle of the push.
+        let voided = try #require(batch.first { $0.id == sales[2] })
+        let last = try #require(batch.last)
+        batch.append(Operation(id: OperationID(origin: s1, seq: last.id.seq + 1), hlc: try #require(HLCTimestamp(packed: last.hlc.packed + 1)),
+                               body: .operationVoided(OperationVoided(of: voided.id, member: ada.id, reason: "test"))))
+        batch += try (0..<3).map { i in
+            Operation(id: OperationID(origin: s1, seq: last.id.seq + 2 + UInt64(i)), hlc: try #require(HLCTimestamp(packed: last.hlc.packed + 2 + Int64(i))),
+                      body: .purchase(Purchase(member: bob.id, amount: 100 + Int64(i))))
+        }
+        #expect(try hub.push(batch, from: s1).allSatisfy { $0.status == .accepted })
+        // The replay's profiles (purchases, the last, spend less refunds), breakage and liabilities.
+        #expect(try hub.checkSummaries().isEmpty)
+        #expect(try hub.member(bob.id)?.balance == 0 && hub.member(ada.id)?.balance == 5_000)
+    }
+
     @Test("a pull page written straight from the log is the page JSONEncoder makes of the operations, byte for byte on SQLite", arguments: Backend.all)
     func pullPageText(_ backend: Backend) throws {
         try use(backend)
