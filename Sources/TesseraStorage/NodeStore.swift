@@ -82,6 +82,17 @@ public final class NodeStore: Sendable {
                 """)
         }
         Replica.migrateLater(&migrator)
+        // Operations by status, for those not acknowledged only (the outbox, the ones being
+        // authorised, the rejected): every operation pulled from the hub is acknowledged, and
+        // keeping it in this index was one of the five B-trees each pulled operation's row
+        // went into. SQLite uses a partial index only for a query that says the index's own
+        // condition, so each query by status also says `status <> 'acked'`.
+        migrator.registerMigration("node-v2-ops-status-unacked") { db in
+            try db.execute(sql: """
+                DROP INDEX ops_status;
+                CREATE INDEX ops_status ON ops(status, seq) WHERE status <> 'acked';
+                """)
+        }
         return migrator
     }
 
@@ -394,7 +405,7 @@ public final class NodeStore: Sendable {
         try pool.read { db in
             let group = try Replica.group(of: try Replica.root(of: spend.body.member ?? MemberID(""), db), db).map(\.rawValue)
             return try Row.fetchAll(db.cachedStatement(sql: """
-                SELECT * FROM ops WHERE status = 'pending' AND member_id IN (SELECT value FROM json_each(?)) ORDER BY seq LIMIT ?
+                SELECT * FROM ops WHERE status = 'pending' AND status <> 'acked' AND member_id IN (SELECT value FROM json_each(?)) ORDER BY seq LIMIT ?
                 """), arguments: [try JSONText.encode(group), SyncLimits.pushBatchMax]).map(Operation.init(row:))
         }
     }
@@ -416,12 +427,12 @@ public final class NodeStore: Sendable {
         let before = age.map { HLCTimestamp(wallMs: max(0, nowMs() - $0), counter: 0).packed }
         // Nothing to do is the common case: read first, so an idle node writes nothing.
         let waiting = try pool.read { db in
-            try Int.fetchOne(db.cachedStatement(sql: "SELECT COUNT(*) FROM ops WHERE status = 'authorizing' AND hlc < ?"),
+            try Int.fetchOne(db.cachedStatement(sql: "SELECT COUNT(*) FROM ops WHERE status = 'authorizing' AND status <> 'acked' AND hlc < ?"),
                              arguments: [before ?? Int64.max]) ?? 0
         }
         guard waiting > 0 else { return 0 }
         return try SQLiteFiles.guarded { try pool.write { db in
-            let rows = try Row.fetchAll(db.cachedStatement(sql: "SELECT * FROM ops WHERE status = 'authorizing' AND hlc < ?"),
+            let rows = try Row.fetchAll(db.cachedStatement(sql: "SELECT * FROM ops WHERE status = 'authorizing' AND status <> 'acked' AND hlc < ?"),
                                         arguments: [before ?? Int64.max])
             for row in rows {
                 let op = try Operation(row: row)
@@ -506,8 +517,8 @@ public final class NodeStore: Sendable {
 
     public func counts() throws -> Counts {
         try pool.read { db in
-            Counts(pending: try Int.fetchOne(db.cachedStatement(sql: "SELECT COUNT(*) FROM ops WHERE status = 'pending'")) ?? 0,
-                   rejected: try Int.fetchOne(db.cachedStatement(sql: "SELECT COUNT(*) FROM ops WHERE status = 'rejected'")) ?? 0,
+            Counts(pending: try Int.fetchOne(db.cachedStatement(sql: "SELECT COUNT(*) FROM ops WHERE status = 'pending' AND status <> 'acked'")) ?? 0,
+                   rejected: try Int.fetchOne(db.cachedStatement(sql: "SELECT COUNT(*) FROM ops WHERE status = 'rejected' AND status <> 'acked'")) ?? 0,
                    cursor: try Meta.get("cursor", db).flatMap { Int64($0) } ?? 0,
                    bootstrapped: try Meta.get("bootstrapped", db) == "1")
         }
@@ -518,7 +529,7 @@ public final class NodeStore: Sendable {
     /// rejected rather than left to block every operation behind it.
     public func pendingBatch(limit: Int) throws -> [Operation] {
         let rows = try pool.read { db in
-            try Row.fetchAll(db.cachedStatement(sql: "SELECT * FROM ops WHERE status = 'pending' ORDER BY seq LIMIT ?"), arguments: [limit])
+            try Row.fetchAll(db.cachedStatement(sql: "SELECT * FROM ops WHERE status = 'pending' AND status <> 'acked' ORDER BY seq LIMIT ?"), arguments: [limit])
         }
         var ops: [Operation] = []
         var unreadable: [PushResult] = []

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import GRDB
 import TesseraCore
 import TesseraProtocol
 import TesseraStorage
@@ -22,6 +23,27 @@ struct TillTests {
 
     func key(_ k: String, _ body: String) -> IdempotencyKey {
         IdempotencyKey(key: k, method: "POST", path: "/x", body: Data(body.utf8))
+    }
+
+    @Test("the outbox and the counts by status are read through the index of unacknowledged operations, which pulled operations stay out of")
+    func statusIndex() throws {
+        let ada = try enrol(node, "Ada", "+15550191")
+        _ = try node.recharge(ada.id, NodeAPI.Recharge(amount: 500), key: nil)
+        try sync(node, hub)
+        _ = try node.recharge(ada.id, NodeAPI.Recharge(amount: 700), key: nil)
+        try node.pool.read { db in
+            // The node's own queries by status (NodeStore), as written there.
+            for sql in ["SELECT * FROM ops WHERE status = 'pending' AND status <> 'acked' ORDER BY seq LIMIT 10",
+                        "SELECT COUNT(*) FROM ops WHERE status = 'rejected' AND status <> 'acked'",
+                        "SELECT * FROM ops WHERE status = 'authorizing' AND status <> 'acked' AND hlc < 5"] {
+                let plan = try String.fetchAll(db, sql: "EXPLAIN QUERY PLAN " + sql, adapter: ColumnMapping(["detail": "detail"])).joined(separator: "; ")
+                #expect(plan.contains("USING INDEX ops_status") || plan.contains("USING COVERING INDEX ops_status"), "\(sql): \(plan)")
+            }
+            // Two acknowledged, one pending: only the pending one is in the index.
+            #expect(try String.fetchOne(db, sql: "SELECT sql FROM sqlite_master WHERE name = 'ops_status'")?.hasSuffix("WHERE status <> 'acked'") == true)
+            #expect(try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM ops INDEXED BY ops_status WHERE status <> 'acked'") == 1)
+        }
+        #expect(try node.counts().pending == 1 && node.pendingBatch(limit: 10).count == 1)
     }
 
     @Test("till writes made at once share commits; a bad one fails alone, and every other is on disk when its till hears success")
