@@ -88,11 +88,6 @@ public enum JSONValueParser {
             reader.depth -= 1
         }
 
-        /// Any value.
-        public mutating func value() throws -> JSONValue {
-            try reader.value()
-        }
-
         /// Any value, and its text as it is in the document.
         public mutating func valueAndText() throws -> (value: JSONValue, text: String) {
             let start = reader.at
@@ -128,8 +123,14 @@ public enum JSONValueParser {
         /// Past a comma: whether a closing bracket comes next (which `parse` takes leniently).
         private func followedByClosing() -> Bool {
             var i = reader.at + 1
-            while i < reader.bytes.count, [0x20, 0x0A, 0x0D, 0x09].contains(reader.bytes[i]) { i += 1 }
-            return i < reader.bytes.count && (reader.bytes[i] == UInt8(ascii: "}") || reader.bytes[i] == UInt8(ascii: "]"))
+            while i < reader.bytes.count {
+                switch reader.bytes[i] {
+                case 0x20, 0x0A, 0x0D, 0x09: i += 1
+                case UInt8(ascii: "}"), UInt8(ascii: "]"): return true
+                default: return false
+                }
+            }
+            return false
         }
     }
 

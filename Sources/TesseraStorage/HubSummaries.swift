@@ -286,7 +286,7 @@ enum HubSummaries {
 
         mutating func add(_ o: SumsDelta) {
             value += o.value; bonus += o.bonus; points += o.points
-            valueAtMs = [valueAtMs, o.valueAtMs].compactMap { $0 }.max()
+            valueAtMs = HubSummaries.later(valueAtMs, o.valueAtMs)
             enrolled = enrolled || o.enrolled
         }
     }
@@ -299,9 +299,20 @@ enum HubSummaries {
 
         mutating func add(_ o: ActivityDelta) {
             purchases += o.purchases; spend += o.spend
-            lastMs = [lastMs, o.lastMs].compactMap { $0 }.max()
+            lastMs = HubSummaries.later(lastMs, o.lastMs)
         }
     }
+
+    /// The later of two times, either of which may be unknown (as SQL's `MAX(COALESCE(...))` below).
+    private static func later(_ a: Int64?, _ b: Int64?) -> Int64? {
+        guard let a else { return b }
+        guard let b else { return a }
+        return max(a, b)
+    }
+
+    /// Members counted within one write before they are written anyway: a rebuild of the
+    /// summaries is one write over the whole log, and would otherwise hold every member.
+    private static let membersHeldMax = 10_000
 
     // A member's sums and activity, like a store's day: within a write, added up and written
     // once at its end (a push's operations are a few each of fewer members; one upsert per
@@ -309,7 +320,11 @@ enum HubSummaries {
     // Every write of either is an addition, so adding up first changes nothing but the count.
 
     private static func addSums(_ member: String, _ delta: SumsDelta, _ db: Database) throws {
-        if !WriteMemo.update(db, { $0.sums[member, default: SumsDelta()].add(delta) }) { try writeSums(member, delta, db) }
+        var held = 0
+        guard WriteMemo.update(db, { $0.sums[member, default: SumsDelta()].add(delta); held = $0.sums.count }) else {
+            return try writeSums(member, delta, db)
+        }
+        if held >= membersHeldMax { try flushCounts(db) }
     }
 
     private static func writeSums(_ member: String, _ d: SumsDelta, _ db: Database) throws {
@@ -322,7 +337,11 @@ enum HubSummaries {
     }
 
     private static func addActivity(_ member: String, _ delta: ActivityDelta, _ db: Database) throws {
-        if !WriteMemo.update(db, { $0.activity[member, default: ActivityDelta()].add(delta) }) { try writeActivity(member, delta, db) }
+        var held = 0
+        guard WriteMemo.update(db, { $0.activity[member, default: ActivityDelta()].add(delta); held = $0.activity.count }) else {
+            return try writeActivity(member, delta, db)
+        }
+        if held >= membersHeldMax { try flushCounts(db) }
     }
 
     private static func writeActivity(_ member: String, _ d: ActivityDelta, _ db: Database) throws {

@@ -70,6 +70,19 @@ final class ImportTests {
         #expect(try hub.log().count == log.count)
     }
 
+    @Test("summaries made again in one write over a log of more members than a write holds counted (10,000) are what a replay gives")
+    func rebuildOverManyMembers() throws {
+        try use(.sqlite)
+        var text = "phone,name,principal,bonus,points,store,reference\n"
+        for i in 0..<10_050 { text += "+1555\(String(format: "%07d", i)),M\(i),\(100 + i % 7),\(i % 3),\(i % 11),s\(1 + i % 2),R-\(i)\n" }
+        let report = try hub.importMembers(try rows(text), batch: 2_000)
+        #expect(report.imported == 10_050)
+        let before = try hub.liabilities(asOf: nil)
+        try hub.rebuildSummaries()
+        #expect(try hub.checkSummaries().isEmpty)
+        #expect(try hub.liabilities(asOf: nil) == before)
+    }
+
     @Test("a phone a store already enrolled is reported and skipped; a card another member holds or an unknown store stops the whole import",
           arguments: Backend.all)
     func conflicts(_ backend: Backend) throws {
