@@ -108,7 +108,7 @@ struct WriteScheduleTests {
         defer { withExtendedLifetime(dir) {} }
         // The writer held elsewhere, as by a pull page being written.
         let held = DispatchSemaphore(value: 0), release = DispatchSemaphore(value: 0)
-        Thread { try? node.pool.writeWithoutTransaction { _ in held.signal(); release.wait() } }.start()
+        Thread { node.pool.writeWithoutTransaction { _ in held.signal(); release.wait() } }.start()
         held.wait()
         let sale = Answer<TillAnswer>()
         node.enqueueTillWrite({ try node.recharge(ada.id, NodeAPI.Recharge(amount: 100), key: nil) }, done: sale.give)
