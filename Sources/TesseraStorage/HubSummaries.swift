@@ -277,8 +277,14 @@ enum HubSummaries {
                                      c.spent, c.earned, c.redeemed, c.refunds])
     }
 
+    /// What operations add to one of a member's summary rows, added up.
+    protocol MemberDelta: Sendable {
+        init()
+        mutating func add(_ other: Self)
+    }
+
     /// What operations add to a member's sums (`member_sums`).
-    struct SumsDelta: Sendable {
+    struct SumsDelta: MemberDelta {
         var value: Int64 = 0, bonus: Int64 = 0, points: Int64 = 0
         /// The last movement of value (nil: none).
         var valueAtMs: Int64?
@@ -292,7 +298,7 @@ enum HubSummaries {
     }
 
     /// What operations add to a member's purchases (`member_activity`).
-    struct ActivityDelta: Sendable {
+    struct ActivityDelta: MemberDelta {
         var purchases: Int64 = 0
         var lastMs: Int64?
         var spend: Int64 = 0
@@ -320,11 +326,17 @@ enum HubSummaries {
     // Every write of either is an addition, so adding up first changes nothing but the count.
 
     private static func addSums(_ member: String, _ delta: SumsDelta, _ db: Database) throws {
-        var held = 0
-        guard WriteMemo.update(db, { $0.sums[member, default: SumsDelta()].add(delta); held = $0.sums.count }) else {
-            return try writeSums(member, delta, db)
+        try hold(member, delta, \.sums, db, else: writeSums)
+    }
+
+    /// What a member's operation adds, held by the write in `held` (or written at once outside one).
+    private static func hold<Delta: MemberDelta>(_ member: String, _ delta: Delta, _ held: WritableKeyPath<WriteMemo.Values, [String: Delta]>,
+                                                 _ db: Database, else write: (String, Delta, Database) throws -> Void) throws {
+        var count = 0
+        guard WriteMemo.update(db, { $0[keyPath: held][member, default: Delta()].add(delta); count = $0[keyPath: held].count }) else {
+            return try write(member, delta, db)
         }
-        if held >= membersHeldMax { try flushCounts(db) }
+        if count >= membersHeldMax { try flushCounts(db) }
     }
 
     private static func writeSums(_ member: String, _ d: SumsDelta, _ db: Database) throws {
@@ -337,11 +349,7 @@ enum HubSummaries {
     }
 
     private static func addActivity(_ member: String, _ delta: ActivityDelta, _ db: Database) throws {
-        var held = 0
-        guard WriteMemo.update(db, { $0.activity[member, default: ActivityDelta()].add(delta); held = $0.activity.count }) else {
-            return try writeActivity(member, delta, db)
-        }
-        if held >= membersHeldMax { try flushCounts(db) }
+        try hold(member, delta, \.activity, db, else: writeActivity)
     }
 
     private static func writeActivity(_ member: String, _ d: ActivityDelta, _ db: Database) throws {

@@ -17,6 +17,21 @@ struct SyncMessageTests {
         }
     }
 
+    /// Each operation's envelope as JSON text with each of its fields (and one more) changed to every other kind of value.
+    static func damagedEnvelopes(_ ops: some Sequence<TesseraCore.Operation>, _ each: (String, JSONValue, String) throws -> Void) throws {
+        for op in ops {
+            guard case .object(var envelope) = try JSONValueParser.parse(try JSONEncoder().encode(op)) else { continue }
+            envelope["unknown"] = nil
+            for key in ["id", "hlc", "kind", "kind_version", "body", "extra"] {
+                for other: JSONValue in [.string("x"), .string("s1:1"), .int(1), .int(-1), .double(1.5), .double(2), .null, .bool(true), .array([]), .object([:])] {
+                    var changed = envelope
+                    changed[key] = other
+                    try each(key, other, JSONValue.object(changed).jsonText)
+                }
+            }
+        }
+    }
+
     @Test("pushes, pulls and authorisations of real operations, whole and with each envelope field damaged, read as JSONDecoder reads them")
     func sameAsJSONDecoder() throws {
         var ops: [TesseraCore.Operation] = []
@@ -31,38 +46,21 @@ struct SyncMessageTests {
 
         // One operation at a time, with each envelope field changed to every other kind of value.
         var compared = 0, refused = 0
-        for op in ops.prefix(300) {
-            guard case .object(var envelope) = try JSONValueParser.parse(try JSONEncoder().encode(op)) else { continue }
-            envelope["unknown"] = nil
-            for key in ["id", "hlc", "kind", "kind_version", "body", "extra"] {
-                for other: JSONValue in [.string("x"), .string("s1:1"), .int(1), .int(-1), .double(1.5), .double(2), .null, .bool(true), .array([]), .object([:])] {
-                    var changed = envelope
-                    changed[key] = other
-                    let text = Data(#"{"protocol":1,"prior":[],"op":"#.utf8) + Data(JSONValue.object(changed).jsonText.utf8) + Data("}".utf8)
-                    #expect(Self.same(AuthorizeRequest.self, text) { $0.op == $1.op && $0.prior == $1.prior }, "\(key) = \(other)")
-                    if (try? AuthorizeRequest.read(from: text)) == nil { refused += 1 }
-                    compared += 1
-                }
-            }
+        try Self.damagedEnvelopes(ops.prefix(300)) { key, other, envelope in
+            let text = Data(#"{"protocol":1,"prior":[],"op":"#.utf8) + Data(envelope.utf8) + Data("}".utf8)
+            #expect(Self.same(AuthorizeRequest.self, text) { $0.op == $1.op && $0.prior == $1.prior }, "\(key) = \(other)")
+            if (try? AuthorizeRequest.read(from: text)) == nil { refused += 1 }
+            compared += 1
         }
         #expect(compared > 10_000 && refused > 5_000, "\(compared) compared, \(refused) refused")
         // The same damaged envelopes in a push and in a pull page (which are scanned, not decoded).
         var scannedRefused = 0
-        for op in ops.prefix(60) {
-            guard case .object(var envelope) = try JSONValueParser.parse(try JSONEncoder().encode(op)) else { continue }
-            envelope["unknown"] = nil
-            for key in ["id", "hlc", "kind", "kind_version", "body", "extra"] {
-                for other: JSONValue in [.string("x"), .string("s1:1"), .int(1), .int(-1), .double(1.5), .double(2), .null, .bool(true), .array([]), .object([:])] {
-                    var changed = envelope
-                    changed[key] = other
-                    let text = JSONValue.object(changed).jsonText
-                    let push = Data(#"{"protocol":1,"store":"s1","ops":["#.utf8) + Data(text.utf8) + Data("]}".utf8)
-                    #expect(Self.same(PushRequest.self, push) { $0.ops == $1.ops && $0.store == $1.store }, "\(key) = \(other)")
-                    let pull = Data(#"{"cursor":3,"more":false,"ops":[{"op":"#.utf8) + Data(text.utf8) + Data(#","version":3}],"protocol":1}"#.utf8)
-                    #expect(Self.same(PullResponse.self, pull) { $0.ops == $1.ops && $0.cursor == $1.cursor }, "\(key) = \(other)")
-                    if (try? PushRequest.read(from: push)) == nil { scannedRefused += 1 }
-                }
-            }
+        try Self.damagedEnvelopes(ops.prefix(60)) { key, other, text in
+            let push = Data(#"{"protocol":1,"store":"s1","ops":["#.utf8) + Data(text.utf8) + Data("]}".utf8)
+            #expect(Self.same(PushRequest.self, push) { $0.ops == $1.ops && $0.store == $1.store }, "\(key) = \(other)")
+            let pull = Data(#"{"cursor":3,"more":false,"ops":[{"op":"#.utf8) + Data(text.utf8) + Data(#","version":3}],"protocol":1}"#.utf8)
+            #expect(Self.same(PullResponse.self, pull) { $0.ops == $1.ops && $0.cursor == $1.cursor }, "\(key) = \(other)")
+            if (try? PushRequest.read(from: push)) == nil { scannedRefused += 1 }
         }
         #expect(scannedRefused > 1_000)
         // Text that is not JSON is refused.
