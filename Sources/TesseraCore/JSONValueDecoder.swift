@@ -288,7 +288,7 @@ private struct SingleContainer: SingleValueDecodingContainer {
 extension JSONValue {
     /// The value as JSON text would read back: a whole number written as a double (2.0) reads
     /// back as an integer, as JSONEncoder writes it "2".
-    var integralNumbersAsIntegers: JSONValue {
+    public var integralNumbersAsIntegers: JSONValue {
         switch self {
         case .double(let d): Int64(exactly: d).map(JSONValue.int) ?? self
         case .array(let items): items.contains(where: \.holdsDouble) ? .array(items.map(\.integralNumbersAsIntegers)) : self

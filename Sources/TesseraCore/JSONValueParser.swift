@@ -45,7 +45,7 @@ public enum JSONValueParser {
     }
 
     /// A place in a document being scanned (see `scan`).
-    public struct Scanner {
+    public struct Scanner: ~Copyable {
         fileprivate var reader: Reader
 
         /// An object: `each` is called with each field's name, and must read its value.
@@ -88,6 +88,11 @@ public enum JSONValueParser {
             reader.depth -= 1
         }
 
+        /// Any value.
+        public mutating func value() throws -> JSONValue {
+            try reader.value()
+        }
+
         /// Any value, and its text as it is in the document.
         public mutating func valueAndText() throws -> (value: JSONValue, text: String) {
             let start = reader.at
@@ -101,7 +106,8 @@ public enum JSONValueParser {
             return try reader.string()
         }
 
-        /// A number without fraction or exponent that fits in 64 bits; throws for any other value.
+        /// A whole number that fits in 64 bits, as `parse` reads it (`1.0` and `1e2` too); throws
+        /// for any other value.
         public mutating func integer() throws -> Int64 {
             guard reader.at < reader.bytes.count, reader.bytes[reader.at] == UInt8(ascii: "-") || reader.isDigit(reader.bytes[reader.at]),
                   case .int(let integer) = try reader.number() else { throw reader.fail("expected an integer") }

@@ -33,8 +33,9 @@ extension ScannedMessage {
 }
 
 extension Operation {
-    /// An operation's envelope (its five fields), and its body's text as it is written there.
-    static func scanned(_ s: inout JSONValueParser.Scanner) throws -> (op: Operation, bodyText: String) {
+    /// An operation's envelope (its five fields), and its body's text as it is written there
+    /// when `keepText` (empty otherwise).
+    static func scanned(_ s: inout JSONValueParser.Scanner, keepText: Bool) throws -> (op: Operation, bodyText: String) {
         var id: OperationID?, hlc: HLCTimestamp?, kind: String?, kindVersion: Int?, body: (value: JSONValue, text: String)?
         try s.fields { name, s in
             switch name {
@@ -42,12 +43,13 @@ extension Operation {
             case "hlc" where hlc == nil: hlc = try HLCTimestamp(packed: s.integer()) ?? { throw Unscanned() }()
             case "kind" where kind == nil: kind = try s.string()
             case "kind_version" where kindVersion == nil: kindVersion = try Int(exactly: s.integer()) ?? { throw Unscanned() }()
-            case "body" where body == nil: body = try s.valueAndText()
+            case "body" where body == nil: body = try keepText ? s.valueAndText() : (s.value(), "")
             default: throw Unscanned()
             }
         }
         guard let id, let hlc, let kind, let kindVersion, let body else { throw Unscanned() }
-        return (Operation(id: id, hlc: hlc, kind: kind, kindVersion: kindVersion, body: body.value), body.text)
+        // As `JSONValueDecoder` reads a body (a whole number beyond 64 bits that is exactly one as a double).
+        return (Operation(id: id, hlc: hlc, kind: kind, kindVersion: kindVersion, body: body.value.integralNumbersAsIntegers), body.text)
     }
 }
 
@@ -67,7 +69,7 @@ extension PullResponse: ScannedMessage {
                         try s.fields { name, s in
                             switch name {
                             case "version" where at == nil: at = try s.integer()
-                            case "op" where op == nil: op = try Operation.scanned(&s)
+                            case "op" where op == nil: op = try Operation.scanned(&s, keepText: true)
                             default: throw Unscanned()
                             }
                         }
@@ -98,7 +100,7 @@ extension PushRequest: ScannedMessage {
                 case "store" where store == nil: store = try StoreID(rawValue: s.string()) ?? { throw Unscanned() }()
                 case "ops" where ops == nil:
                     var list: [Operation] = []
-                    try s.items { s in list.append(try Operation.scanned(&s).op) }
+                    try s.items { s in list.append(try Operation.scanned(&s, keepText: false).op) }
                     ops = list
                 default: throw Unscanned()
                 }

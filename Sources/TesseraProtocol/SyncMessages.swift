@@ -115,7 +115,7 @@ public struct VersionedOperation: Codable, Sendable, Hashable {
 /// to ask after next time; `more` says another page is waiting.
 public struct PullResponse: Codable, Sendable {
     public var `protocol`: Int
-    public var ops: [VersionedOperation]
+    public var ops: [VersionedOperation] { didSet { bodyTexts = [] } } // the texts go with the operations they were read with
     public var cursor: Int64
     public var more: Bool
     /// Each operation's body as its text is written in the page (the hub's own text of it), when

@@ -1040,6 +1040,7 @@ public final class HubStore: HubStorage {
     }
 
     func summaryStoreActivity(from: LocalDay?, through: LocalDay?, store: String?, _ db: Database) throws -> HubAPI.StoreActivity {
+        try HubSummaries.flushCounts(db) // inside a write, what it has counted so far
             let rows = try Row.fetchAll(db.cachedStatement(sql: """
                 SELECT store, day, operations, enrolments, recharges, recharged, sales, sold, spent, points_earned, points_redeemed, refunds
                 FROM store_days WHERE operations > 0 AND (? IS NULL OR store = ?) AND (? IS NULL OR day >= ?) AND (? IS NULL OR day <= ?)

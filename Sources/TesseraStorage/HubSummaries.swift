@@ -153,9 +153,9 @@ enum HubSummaries {
         // (A void of itself was never counted: nothing to take out; the guard below leaves it out.)
         if case .operationVoided(let v) = body, v.of != op.id,
            try String.fetchOne(db.cachedStatement(sql: "SELECT by FROM voids WHERE of = ?"), arguments: [v.of.description]) == opID {
-            try unwind(v.of.description, db)
+            try unwind(v.of.description, through: version, db)
         }
-        guard op.id.origin != .hub, try checkedNotVoided || !isVoided(opID, db) else { return }
+        guard op.id.origin != .hub, try checkedNotVoided || !isVoided(opID, through: version, db) else { return }
         // From the operation in hand: reading its row back (four `json_extract`s of its body) was
         // a quarter of the hub's write time under ingest.
         try count(Counted(origin: op.id.origin.rawValue, kind: op.kind, wallMs: op.hlc.wallMs, member: body.member?.rawValue,
@@ -163,7 +163,7 @@ enum HubSummaries {
                           earned: integer(fields["points_earned"]), redeemed: integer(fields["points_redeemed"])), sign: 1, db)
         if op.kind == OperationKind.refund.rawValue, let of, let member = body.member,
            try Bool.fetchOne(db.cachedStatement(sql: "SELECT kind = 'purchase' FROM ops WHERE id = ?"), arguments: [of]) == true,
-           try !isVoided(of, db), case .int(let amount)? = fields["amount"] {
+           try !isVoided(of, through: version, db), case .int(let amount)? = fields["amount"] {
             // Under the refund's member, which may not be the sale's (merged since): the groups add up.
             try addActivity(member.rawValue, ActivityDelta(spend: -amount), db)
         }
@@ -196,8 +196,14 @@ enum HubSummaries {
         WriteMemo.update(db) { $0.settings = nil }
     }
 
-    private static func isVoided(_ op: String, _ db: Database) throws -> Bool {
-        try Bool.fetchOne(db.cachedStatement(sql: "SELECT EXISTS (SELECT 1 FROM voids WHERE of = ?)"), arguments: [op]) ?? false
+    /// Whether `op` is voided by an operation at `version` or before. Appending, that is any void
+    /// the fold holds; a rebuild (one pass over a whole log, its fold complete) must not see the
+    /// voids that come later in the log, or it would leave an operation out when it meets it and
+    /// take it out again when it meets its void.
+    private static func isVoided(_ op: String, through version: Int64, _ db: Database) throws -> Bool {
+        try Bool.fetchOne(db.cachedStatement(sql: """
+            SELECT EXISTS (SELECT 1 FROM voids v JOIN ops o ON o.id = v.by WHERE v.of = ? AND o.version <= ?)
+            """), arguments: [op, version]) ?? false
     }
 
     /// Adds (or, for an operation voided after it arrived, takes away) what one operation of a
@@ -378,7 +384,7 @@ enum HubSummaries {
 
     /// A store's operation the hub reversed after it arrived (a spend its store voided): out of
     /// its store's day, and its member's activity counted again without it.
-    private static func unwind(_ voided: String, _ db: Database) throws {
+    private static func unwind(_ voided: String, through version: Int64, _ db: Database) throws {
         guard let member = try Row.fetchOne(db.cachedStatement(sql: "SELECT origin, member_id FROM ops WHERE id = ?"), arguments: [voided]),
               member[0] as String != "hub" else { return }
         try count(voided, sign: -1, db)
@@ -387,20 +393,24 @@ enum HubSummaries {
             SELECT member_id FROM ops WHERE member_id IS NOT NULL AND id IN (SELECT by FROM refunds WHERE of = ?)
             """), arguments: [voided]))
         if let id = member[1] as String? { members.insert(id) }
-        for id in members.sorted() { try recount(MemberID(id), db) }
+        for id in members.sorted() { try recount(MemberID(id), through: version, db) }
     }
 
-    /// A member's purchases and spend, counted from the log (after a void: rare).
-    private static func recount(_ member: MemberID, _ db: Database) throws {
+    /// A member's purchases and spend, counted from the log up to `version` (after a void: rare),
+    /// as they stood then (a rebuild meets the later ones in its own pass).
+    private static func recount(_ member: MemberID, through version: Int64, _ db: Database) throws {
         try flushCounts(db) // set outright below: what this write added so far goes first
         let purchases = try Row.fetchOne(db.cachedStatement(sql: """
             SELECT COUNT(*), MAX(hlc), COALESCE(SUM(json_extract(body, '$.amount')), 0) FROM ops
-            WHERE member_id = ? AND kind = 'purchase' AND id NOT IN (SELECT of FROM voids)
-            """), arguments: [member.rawValue])
+            WHERE member_id = ?1 AND kind = 'purchase' AND version <= ?2
+              AND id NOT IN (SELECT v.of FROM voids v JOIN ops o ON o.id = v.by WHERE o.version <= ?2)
+            """), arguments: [member.rawValue, version])
         let refunded = try Int64.fetchOne(db.cachedStatement(sql: """
             SELECT COALESCE(SUM(json_extract(r.body, '$.amount')), 0) FROM ops r JOIN ops p ON p.id = json_extract(r.body, '$.of') AND p.kind = 'purchase'
-            WHERE r.member_id = ? AND r.kind = 'refund' AND r.id NOT IN (SELECT of FROM voids) AND p.id NOT IN (SELECT of FROM voids)
-            """), arguments: [member.rawValue]) ?? 0
+            WHERE r.member_id = ?1 AND r.kind = 'refund' AND r.version <= ?2
+              AND r.id NOT IN (SELECT v.of FROM voids v JOIN ops o ON o.id = v.by WHERE o.version <= ?2)
+              AND p.id NOT IN (SELECT v.of FROM voids v JOIN ops o ON o.id = v.by WHERE o.version <= ?2)
+            """), arguments: [member.rawValue, version]) ?? 0
         let count: Int64 = purchases?[0] ?? 0
         let last: Int64? = (purchases?[1] as Int64?).flatMap { HLCTimestamp(packed: $0)?.wallMs }
         let spend: Int64 = (purchases?[2] ?? 0) - refunded

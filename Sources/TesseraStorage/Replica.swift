@@ -1276,9 +1276,9 @@ enum WriteMemo {
         do {
             result = try body()
         } catch {
-            // Whatever the body wrote stays with the transaction, committed or rolled back:
-            // its counts go with it.
-            try? HubSummaries.flushCounts(db)
+            // The write fails and its transaction is rolled back (every caller's is, and SQLite
+            // may have rolled it back already, when writing now would go to the database
+            // outside any transaction): what it counted goes with it, unwritten.
             throw error
         }
         try HubSummaries.flushCounts(db)
