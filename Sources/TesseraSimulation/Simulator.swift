@@ -498,6 +498,9 @@ public final class Simulator {
         if pure != atHub { violation("the hub's SQLite state differs from the pure fold of its log") }
         // Head office's summaries (settlement, liabilities, store days, activity) say what a replay of the log says.
         for problem in try hub.checkSummaries() { violation(problem) }
+        // And made again in one pass over the log, as an upgraded hub makes them.
+        try hub.rebuildSummaries()
+        for problem in try hub.checkSummaries() { violation("after a rebuild: \(problem)") }
         for (i, node) in nodes.enumerated() where try node.allMembers(asOfMs: now) != atHub {
             violation("node \(storeIDs[i]) did not converge with the hub")
         }
