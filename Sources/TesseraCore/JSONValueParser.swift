@@ -50,33 +50,29 @@ public enum JSONValueParser {
 
         /// An object: `each` is called with each field's name, and must read its value.
         public mutating func fields(_ each: (String, inout Scanner) throws -> Void) throws {
-            try expect(UInt8(ascii: "{"))
-            try reader.nest()
-            reader.at += 1
-            if reader.skipTo(UInt8(ascii: "}")) { reader.depth -= 1; return }
-            repeat {
-                reader.skipSpace()
-                try expect(UInt8(ascii: "\""))
-                let name = try reader.string()
-                reader.skipSpace()
-                try expect(UInt8(ascii: ":"))
-                reader.at += 1
-                reader.skipSpace()
-                try each(name, &self)
-                reader.skipSpace()
-                guard reader.at < reader.bytes.count, reader.bytes[reader.at] != UInt8(ascii: ",") || !followedByClosing() else {
-                    throw reader.fail("a comma before a closing bracket")
-                }
-            } while try !reader.closes(UInt8(ascii: "}"))
-            reader.depth -= 1
+            try elements(UInt8(ascii: "{"), UInt8(ascii: "}")) { s in
+                try s.expect(UInt8(ascii: "\""))
+                let name = try s.reader.string()
+                s.reader.skipSpace()
+                try s.expect(UInt8(ascii: ":"))
+                s.reader.at += 1
+                s.reader.skipSpace()
+                try each(name, &s)
+            }
         }
 
         /// An array: `each` is called for each item, and must read it.
         public mutating func items(_ each: (inout Scanner) throws -> Void) throws {
-            try expect(UInt8(ascii: "["))
+            try elements(UInt8(ascii: "["), UInt8(ascii: "]"), each)
+        }
+
+        /// An object's fields or an array's items, between `open` and `close`, separated by
+        /// commas, each read by `each` from its first byte; a comma before `close` is refused.
+        private mutating func elements(_ open: UInt8, _ close: UInt8, _ each: (inout Scanner) throws -> Void) throws {
+            try expect(open)
             try reader.nest()
             reader.at += 1
-            if reader.skipTo(UInt8(ascii: "]")) { reader.depth -= 1; return }
+            if reader.skipTo(close) { reader.depth -= 1; return }
             repeat {
                 reader.skipSpace()
                 try each(&self)
@@ -84,7 +80,7 @@ public enum JSONValueParser {
                 guard reader.at < reader.bytes.count, reader.bytes[reader.at] != UInt8(ascii: ",") || !followedByClosing() else {
                     throw reader.fail("a comma before a closing bracket")
                 }
-            } while try !reader.closes(UInt8(ascii: "]"))
+            } while try !reader.closes(close)
             reader.depth -= 1
         }
 

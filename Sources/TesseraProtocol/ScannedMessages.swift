@@ -28,7 +28,7 @@ struct Unscanned: Error {}
 extension ScannedMessage {
     public static func read(from data: Data) throws -> Self {
         if let message = try? scanned(data) { return message }
-        return try JSONValueDecoder().decode(Self.self, from: try JSONValueParser.parse(data))
+        return try readGenerally(from: data)
     }
 }
 

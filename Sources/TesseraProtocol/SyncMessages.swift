@@ -22,6 +22,11 @@ public protocol SyncMessage: Decodable {
 extension SyncMessage {
     /// Reads the message from JSON text.
     public static func read(from data: Data) throws -> Self {
+        try readGenerally(from: data)
+    }
+
+    /// Reads the message through a `JSONValue` of the whole text (what a scanned message falls back to).
+    public static func readGenerally(from data: Data) throws -> Self {
         try JSONValueDecoder().decode(Self.self, from: try JSONValueParser.parse(data))
     }
 }

@@ -248,7 +248,7 @@ enum HubSummaries {
         }
         let key = DayKey(store: origin, day: try calendar(db).day(ms: wallMs).number)
         // Within a write, added up and written once at its end; outside one, now.
-        if !WriteMemo.update(db, { $0.days[key, default: DayCounts()].add(c) }) { try addDay(key, c, db) }
+        try hold(key, c, \.days, db, else: addDay)
         if kind == "purchase", let member, sign > 0, !dayOnly {
             try addActivity(member, ActivityDelta(purchases: 1, lastMs: wallMs, spend: amount), db)
         }
@@ -261,7 +261,7 @@ enum HubSummaries {
     }
 
     /// What operations add to a store's day.
-    struct DayCounts: Sendable {
+    struct DayCounts: HeldCount {
         var operations: Int64 = 0, enrolments: Int64 = 0, recharges: Int64 = 0, recharged: Int64 = 0, sales: Int64 = 0
         var sold: Int64 = 0, spent: Int64 = 0, earned: Int64 = 0, redeemed: Int64 = 0, refunds: Int64 = 0
 
@@ -283,14 +283,14 @@ enum HubSummaries {
                                      c.spent, c.earned, c.redeemed, c.refunds])
     }
 
-    /// What operations add to one of a member's summary rows, added up.
-    protocol MemberDelta: Sendable {
+    /// What operations add to one summary row (a store's day, a member's sums or activity), added up.
+    protocol HeldCount: Sendable {
         init()
         mutating func add(_ other: Self)
     }
 
     /// What operations add to a member's sums (`member_sums`).
-    struct SumsDelta: MemberDelta {
+    struct SumsDelta: HeldCount {
         var value: Int64 = 0, bonus: Int64 = 0, points: Int64 = 0
         /// The last movement of value (nil: none).
         var valueAtMs: Int64?
@@ -304,7 +304,7 @@ enum HubSummaries {
     }
 
     /// What operations add to a member's purchases (`member_activity`).
-    struct ActivityDelta: MemberDelta {
+    struct ActivityDelta: HeldCount {
         var purchases: Int64 = 0
         var lastMs: Int64?
         var spend: Int64 = 0
@@ -322,9 +322,9 @@ enum HubSummaries {
         return max(a, b)
     }
 
-    /// Members counted within one write before they are written anyway: a rebuild of the
-    /// summaries is one write over the whole log, and would otherwise hold every member.
-    private static let membersHeldMax = 10_000
+    /// Rows of one table counted within one write before they are written anyway: a rebuild of
+    /// the summaries is one write over the whole log, and would otherwise hold every member.
+    private static let rowsHeldMax = 10_000
 
     // A member's sums and activity, like a store's day: within a write, added up and written
     // once at its end (a push's operations are a few each of fewer members; one upsert per
@@ -335,14 +335,15 @@ enum HubSummaries {
         try hold(member, delta, \.sums, db, else: writeSums)
     }
 
-    /// What a member's operation adds, held by the write in `held` (or written at once outside one).
-    private static func hold<Delta: MemberDelta>(_ member: String, _ delta: Delta, _ held: WritableKeyPath<WriteMemo.Values, [String: Delta]>,
-                                                 _ db: Database, else write: (String, Delta, Database) throws -> Void) throws {
-        var count = 0
-        guard WriteMemo.update(db, { $0[keyPath: held][member, default: Delta()].add(delta); count = $0[keyPath: held].count }) else {
-            return try write(member, delta, db)
+    /// What an operation adds to the row `key`, held by the write in `held` and written by
+    /// `flushCounts` (or written at once by `write`, outside a write).
+    private static func hold<Key: Hashable, Count: HeldCount>(_ key: Key, _ count: Count, _ held: WritableKeyPath<WriteMemo.Values, [Key: Count]>,
+                                                              _ db: Database, else write: (Key, Count, Database) throws -> Void) throws {
+        var rows = 0
+        guard WriteMemo.update(db, { $0[keyPath: held][key, default: Count()].add(count); rows = $0[keyPath: held].count }) else {
+            return try write(key, count, db)
         }
-        if count >= membersHeldMax { try flushCounts(db) }
+        if rows >= rowsHeldMax { try flushCounts(db) }
     }
 
     private static func writeSums(_ member: String, _ d: SumsDelta, _ db: Database) throws {
@@ -406,10 +407,10 @@ enum HubSummaries {
               AND id NOT IN (SELECT v.of FROM voids v JOIN ops o ON o.id = v.by WHERE o.version <= ?2)
             """), arguments: [member.rawValue, version])
         let refunded = try Int64.fetchOne(db.cachedStatement(sql: """
+            WITH voided AS (SELECT v.of FROM voids v JOIN ops o ON o.id = v.by WHERE o.version <= ?2)
             SELECT COALESCE(SUM(json_extract(r.body, '$.amount')), 0) FROM ops r JOIN ops p ON p.id = json_extract(r.body, '$.of') AND p.kind = 'purchase'
             WHERE r.member_id = ?1 AND r.kind = 'refund' AND r.version <= ?2
-              AND r.id NOT IN (SELECT v.of FROM voids v JOIN ops o ON o.id = v.by WHERE o.version <= ?2)
-              AND p.id NOT IN (SELECT v.of FROM voids v JOIN ops o ON o.id = v.by WHERE o.version <= ?2)
+              AND r.id NOT IN (SELECT of FROM voided) AND p.id NOT IN (SELECT of FROM voided)
             """), arguments: [member.rawValue, version]) ?? 0
         let count: Int64 = purchases?[0] ?? 0
         let last: Int64? = (purchases?[1] as Int64?).flatMap { HLCTimestamp(packed: $0)?.wallMs }
