@@ -194,8 +194,10 @@ public enum OperationBody: Hashable, Sendable {
     }
 
     static func decode(kind: OperationKind, body: JSONValue) throws -> OperationBody {
-        // Straight from the JSON value (see JSONValueDecoder): no JSON text in between.
-        try decode(kind: kind, from: JSONValueBodySource(value: body))
+        // The commonest kinds field by field (DirectBody); anything else, or anything those
+        // do not plainly read, straight from the JSON value (see JSONValueDecoder).
+        if let direct = DirectBody.decode(kind: kind, body) { return direct }
+        return try decode(kind: kind, from: JSONValueBodySource(value: body))
     }
 
     /// The body of a known kind, read by `source` as that kind's type.

@@ -1,6 +1,6 @@
 import Foundation
 import Testing
-import TesseraCore
+@testable import TesseraCore
 import TesseraProtocol
 import TesseraTestSupport
 
@@ -130,6 +130,33 @@ struct JSONValueEncoderTests {
             }
         }
         #expect(kinds.count >= 10 && compared > 10_000, "\(kinds.count) kinds, \(compared) bodies")
+    }
+
+    @Test("sales, recharges and enrolments are read field by field (DirectBody), as the general way reads them; those types have no field it does not read")
+    func directBodies() throws {
+        var read = [OperationKind: Int]()
+        for seed in 1...20 {
+            for op in ChainLog.make(seed: UInt64(seed)) {
+                guard let kind = OperationKind(rawValue: op.kind), [.purchase, .valueRecharged, .memberEnrolled].contains(kind) else { continue }
+                let general = try OperationBody.decode(kind: kind, from: JSONValueBodySource(value: op.body))
+                guard let direct = DirectBody.decode(kind: kind, op.body) else {
+                    // Only coupons are left to the general way.
+                    guard case .object(let fields) = op.body, case .array(let coupons)? = fields["coupons"] else {
+                        Issue.record("\(op.kind) not read directly: \(op.body.jsonText)"); continue
+                    }
+                    #expect(!coupons.isEmpty, "\(op.kind) \(op.body.jsonText)")
+                    continue
+                }
+                #expect(direct == general, "\(op.kind) \(op.body.jsonText)")
+                read[kind, default: 0] += 1
+            }
+        }
+        #expect(read.count == 3 && read.values.allSatisfy { $0 > 20 }, "\(read)")
+        // A field added to one of these types must be read by DirectBody too (or the type left to the general way).
+        let member = MemberID("m-1")
+        #expect(Mirror(reflecting: Purchase(member: member, amount: 1)).children.count == 20)
+        #expect(Mirror(reflecting: ValueRecharged(member: member, amount: 1)).children.count == 6)
+        #expect(Mirror(reflecting: MemberEnrolled(member: member, card: CardNumber("c"), name: "n", phone: "p")).children.count == 12)
     }
 }
 
