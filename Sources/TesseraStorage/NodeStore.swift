@@ -438,10 +438,10 @@ public final class NodeStore: Sendable {
     /// node knows. Read only when the hub is actually asked.
     public func prior(for spend: PendingSpend) throws -> [Operation] {
         try pool.read { db in
-            let group = try Replica.group(of: try Replica.root(of: spend.body.member ?? MemberID(""), db), db).map(\.rawValue)
+            let (of, group) = try Replica.members(try Replica.group(of: try Replica.root(of: spend.body.member ?? MemberID(""), db), db))
             return try Row.fetchAll(db.cachedStatement(sql: """
-                SELECT * FROM ops WHERE status = 'pending' AND status <> 'acked' AND member_id IN (SELECT value FROM json_each(?)) ORDER BY seq LIMIT ?
-                """), arguments: [try JSONText.encode(group), SyncLimits.pushBatchMax]).map(Operation.init(row:))
+                SELECT * FROM ops WHERE status = 'pending' AND status <> 'acked' AND member_id \(of) ORDER BY seq LIMIT ?
+                """), arguments: [group, SyncLimits.pushBatchMax]).map(Operation.init(row:))
         }
     }
 
@@ -1052,11 +1052,11 @@ public final class NodeStore: Sendable {
     }
 
     private func offlineSpent(member: MemberID, day: Int64, _ db: Database) throws -> Int64 {
-        let group = try Replica.group(of: try Replica.root(of: member, db), db).map(\.rawValue)
+        let (of, group) = try Replica.members(try Replica.group(of: try Replica.root(of: member, db), db))
         return try Int64.fetchOne(db.cachedStatement(sql: """
             SELECT COALESCE(SUM(offline_minor), 0) FROM ops
-            WHERE origin = ? AND day = ? AND member_id IN (SELECT value FROM json_each(?))
-            """), arguments: [store.rawValue, day, try JSONText.encode(group)]) ?? 0
+            WHERE origin = ? AND day = ? AND member_id \(of)
+            """), arguments: [store.rawValue, day, group]) ?? 0
     }
 
     private func enrolledRoot(_ member: MemberID, _ db: Database) throws -> MemberID {

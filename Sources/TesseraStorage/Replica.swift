@@ -537,11 +537,31 @@ enum Replica {
     /// the head of every query over a member's group.
     static let groupOfRoot = "WITH RECURSIVE grp(id) AS (VALUES (?) UNION SELECT merges.from_id FROM merges JOIN grp ON merges.into_id = grp.id)"
 
-    /// Every member id that resolves to `root` (root included).
+    /// A query over a root's group (its first parameter, ?1, the root): its head and its
+    /// condition on `member_id`. A member nothing was merged into (most) is read by its id alone: the
+    /// recursive query's queue is a temporary B-tree, opened and closed each time it runs, and
+    /// that was a tenth of a till's sale and of the hub's work under ingest (tier counters).
+    static func groupQuery(of root: MemberID, _ db: Database) throws -> (head: String, members: String) {
+        let merged = try Bool.fetchOne(db.cachedStatement(sql: "SELECT EXISTS (SELECT 1 FROM merges WHERE into_id = ?)"),
+                                       arguments: [root.rawValue]) ?? true
+        return merged ? ("\(groupOfRoot) ", "IN (SELECT id FROM grp)") : ("", "= ?1")
+    }
+
+    /// The condition on `member_id` that takes a group's members, and its one argument: a
+    /// member alone (most are) by its id. `IN` a `json_each` list is a temporary B-tree made
+    /// each time its statement runs (and a grouped read over it sorts), and a till's sale read
+    /// six such (its standing's sums, lots, spends, periods, coupons, memberships).
+    static func members(_ group: [MemberID]) throws -> (condition: String, argument: String) {
+        if group.count == 1, let only = group.first { return ("= ?", only.rawValue) }
+        return ("IN (SELECT value FROM json_each(?))", try JSONText.encode(group.map(\.rawValue)))
+    }
+
+    /// Every member id that resolves to `root` (root included, first).
     static func group(of root: MemberID, _ db: Database) throws -> [MemberID] {
-        try String.fetchAll(db.cachedStatement(sql: """
-            \(groupOfRoot)
-            SELECT id FROM grp
+        let (head, _) = try groupQuery(of: root, db)
+        guard !head.isEmpty else { return [root] }
+        return try String.fetchAll(db.cachedStatement(sql: """
+            \(head)SELECT id FROM grp
             """), arguments: [root.rawValue]).map(MemberID.init)
     }
 
@@ -549,10 +569,10 @@ enum Replica {
     /// entry sums keep them: a row a member of the group, whatever its history).
     static func holdings(of member: MemberID, _ db: Database) throws -> Holdings {
         let root = try root(of: member, db)
+        let (head, members) = try groupQuery(of: root, db)
         let row = try Row.fetchOne(db.cachedStatement(sql: """
-            \(groupOfRoot)
-            SELECT COALESCE(SUM(balance), 0) AS value, COALESCE(SUM(bonus), 0) AS bonus, COALESCE(SUM(points), 0) AS points
-            FROM entry_sums WHERE member_id IN (SELECT id FROM grp)
+            \(head)SELECT COALESCE(SUM(balance), 0) AS value, COALESCE(SUM(bonus), 0) AS bonus, COALESCE(SUM(points), 0) AS points
+            FROM entry_sums WHERE member_id \(members)
             """), arguments: [root.rawValue])
         return Holdings(valueMinor: row?["value"] ?? 0, points: row?["points"] ?? 0, bonusMinor: row?["bonus"] ?? 0)
     }
@@ -572,20 +592,20 @@ enum Replica {
         op_id NOT IN (SELECT of FROM voids) AND (reverses IS NULL OR reverses NOT IN (SELECT of FROM voids))
         """
 
-    /// A lease's end, over its rows: the latest grant's `expires_ms`, or `at + lifetime` (the
-    /// one parameter) of a change the store made itself; 0 without either.
-    static let leaseEnds = """
-        COALESCE(MAX(CASE WHEN expires_ms IS NOT NULL THEN expires_ms WHEN value > 0 OR points > 0 THEN at_ms + ? END), 0)
-        """
+    /// A lease's end, over its rows: the latest grant's `expires_ms`, or `at + lifetime` (a
+    /// parameter, `?` unless named) of a change the store made itself; 0 without either.
+    static func leaseEnds(lifetime: String = "?") -> String {
+        "COALESCE(MAX(CASE WHEN expires_ms IS NOT NULL THEN expires_ms WHEN value > 0 OR points > 0 THEN at_ms + \(lifetime) END), 0)"
+    }
 
     /// Every store's lease of the member (resolved through merges).
     static func leases(of member: MemberID, lifetimeMs: Int64, _ db: Database) throws -> [StoreID: LeaseHolding] {
         let root = try root(of: member, db)
+        let (head, members) = try groupQuery(of: root, db)
         var out: [StoreID: LeaseHolding] = [:]
         for row in try Row.fetchAll(db.cachedStatement(sql: """
-            \(groupOfRoot)
-            SELECT store, SUM(value) AS value, SUM(points) AS points, \(leaseEnds) AS ends
-            FROM leases WHERE member_id IN (SELECT id FROM grp) AND \(settled) GROUP BY store
+            \(head)SELECT store, SUM(value) AS value, SUM(points) AS points, \(leaseEnds(lifetime: "?2")) AS ends
+            FROM leases WHERE member_id \(members) AND \(settled) GROUP BY store
             """), arguments: [root.rawValue, lifetimeMs]) {
             guard let store = StoreID(rawValue: row["store"]) else { continue }
             out[store] = LeaseHolding(rights: Rights(value: row["value"], points: row["points"]), endsMs: row["ends"])
@@ -598,7 +618,7 @@ enum Replica {
     static func storeLeases(_ store: StoreID, lifetimeMs: Int64, _ db: Database) throws -> [MemberID: LeaseHolding] {
         var out: [MemberID: LeaseHolding] = [:]
         for row in try Row.fetchAll(db.cachedStatement(sql: """
-            SELECT member_id, SUM(value) AS value, SUM(points) AS points, \(leaseEnds) AS ends
+            SELECT member_id, SUM(value) AS value, SUM(points) AS points, \(leaseEnds()) AS ends
             FROM leases WHERE store = ? AND \(settled) GROUP BY member_id
             """), arguments: [lifetimeMs, store.rawValue]) {
             let root = try root(of: MemberID(row["member_id"]), db)
@@ -711,9 +731,9 @@ enum Replica {
                                _ db: Database) throws -> StandingInputs {
         let root = try root(of: member, db)
         let members = try Self.group(of: root, db)
-        let group = try JSONText.encode(members.map(\.rawValue))
-        let ledger = try ledgerSummary(group: group, programme: programme, asOfMs: asOfMs, entriesThroughMs: entriesThroughMs, db)
-        let coupons = try String.fetchAll(db.cachedStatement(sql: "SELECT body FROM coupons WHERE member_id IN (SELECT value FROM json_each(?))"),
+        let (of, group) = try Self.members(members)
+        let ledger = try ledgerSummary(group: members, programme: programme, asOfMs: asOfMs, entriesThroughMs: entriesThroughMs, db)
+        let coupons = try String.fetchAll(db.cachedStatement(sql: "SELECT body FROM coupons WHERE member_id \(of)"),
                                           arguments: [group]).map { try JSONText.decode(Coupon.self, $0) }
         var uses: [String: Set<OperationID>] = [:], restores: [String: Set<OperationID>] = [:]
         if !coupons.isEmpty {
@@ -725,7 +745,7 @@ enum Replica {
                 if let op = OperationID(row["use_op"] as String) { restores[row["coupon"], default: []].insert(op) }
             }
         }
-        let memberships = try String.fetchAll(db.cachedStatement(sql: "SELECT body FROM memberships WHERE member_id IN (SELECT value FROM json_each(?))"),
+        let memberships = try String.fetchAll(db.cachedStatement(sql: "SELECT body FROM memberships WHERE member_id \(of)"),
                                               arguments: [group]).map { try JSONText.decode(MembershipPeriod.self, $0) }
         return StandingInputs(root: root, group: Set(members), ledger: ledger, coupons: coupons, uses: uses, restores: restores,
                               memberships: memberships, today: programme.calendar.day(ms: asOfMs))
@@ -760,13 +780,9 @@ enum Replica {
     /// The same for a root (a member no merge sends elsewhere).
     /// With a yearly reset, the total is the sum of the periods read (`qualifying_periods`; it
     /// was read apart, from the entry sums: under a programme with a yearly reset that and the
-    /// group's recursive query were a tenth of the hub's samples under ingest). A member
-    /// nothing was merged into (most) is read by its id alone, without the recursive query.
+    /// group's recursive query were a tenth of the hub's samples under ingest).
     static func tierCounter(ofRoot root: MemberID, programme: Programme, _ db: Database) throws -> TierCounter {
-        let merged = try Bool.fetchOne(db.cachedStatement(sql: "SELECT EXISTS (SELECT 1 FROM merges WHERE into_id = ?)"),
-                                       arguments: [root.rawValue]) ?? true
-        let group = merged ? "\(groupOfRoot) " : ""
-        let members = merged ? "IN (SELECT id FROM grp)" : "= ?"
+        let (group, members) = try groupQuery(of: root, db)
         var counter = TierCounter()
         if MemberStanding.needsQualifyingBuckets(programme) {
             let rows = try Row.fetchCursor(db.cachedStatement(sql: """
@@ -842,17 +858,18 @@ enum Replica {
     /// buckets of spends and tier counters from the tables the triggers keep too. Entries up to
     /// a moment (a replay) are summed from the entries themselves.
     /// The pure fold computes the same from rows in memory.
-    static func ledgerSummary(group: String, programme: Programme, asOfMs: Int64, entriesThroughMs: Int64 = .max,
+    static func ledgerSummary(group list: [MemberID], programme: Programme, asOfMs: Int64, entriesThroughMs: Int64 = .max,
                               _ db: Database) throws -> LedgerSummary {
         var ledger = LedgerSummary()
+        let (of, group) = try Self.members(list)
         // The group's entries stamped by `entriesThroughMs` (every one by default).
-        let members = "member_id IN (SELECT value FROM json_each(?)) AND at_ms <= ?"
+        let members = "member_id \(of) AND at_ms <= ?"
         // Every entry: the sums the triggers keep (a row a member), not a pass over its history.
         let all = entriesThroughMs == .max
         let sums = all ? """
             SELECT COALESCE(SUM(balance), 0) AS balance, COALESCE(SUM(bonus), 0) AS bonus, COALESCE(SUM(points), 0) AS points,
                    COALESCE(SUM(expired), 0) AS expired, COALESCE(SUM(lifetime), 0) AS lifetime, COALESCE(SUM(qualifying), 0) AS qualifying
-            FROM entry_sums WHERE member_id IN (SELECT value FROM json_each(?))
+            FROM entry_sums WHERE member_id \(of)
             """ : """
             SELECT COALESCE(SUM(value + bonus), 0) AS balance, COALESCE(SUM(bonus), 0) AS bonus, COALESCE(SUM(points), 0) AS points,
                    COALESCE(SUM(expired), 0) AS expired, COALESCE(SUM(CASE WHEN lot IS NOT NULL THEN points ELSE 0 END), 0) AS lifetime,
@@ -865,7 +882,7 @@ enum Replica {
         }
         let today = programme.calendar.day(ms: asOfMs)
         let lots = all ? """
-            SELECT lot, SUM(points) AS points FROM lot_sums WHERE member_id IN (SELECT value FROM json_each(?)) AND lot < ? GROUP BY lot
+            SELECT lot, SUM(points) AS points FROM lot_sums WHERE member_id \(of) AND lot < ? GROUP BY lot
             """ : """
             SELECT lot, SUM(points) AS points FROM entries WHERE \(members) AND lot IS NOT NULL AND lot < ? GROUP BY lot
             """
@@ -880,7 +897,7 @@ enum Replica {
             assert(bound % LedgerSummary.bucketMs == 0, "the spends' bound splits a quarter hour")
             let spends = all ? """
                 SELECT bucket AS b, SUM(spent) AS spent FROM spend_buckets
-                WHERE member_id IN (SELECT value FROM json_each(?)) AND bucket < ? GROUP BY b
+                WHERE member_id \(of) AND bucket < ? GROUP BY b
                 """ : """
                 SELECT \(bucketSQL("at_ms")) AS b, -SUM(points) AS spent FROM entries
                 WHERE \(members) AND \(isSpend("entries")) AND at_ms < ? GROUP BY b
@@ -893,7 +910,7 @@ enum Replica {
         if MemberStanding.needsQualifyingBuckets(programme) {
             // Every entry: the periods the triggers keep (a dozen rows a year).
             let periods = all ? """
-                SELECT period AS p, SUM(qualifying) AS q FROM qualifying_periods WHERE member_id IN (SELECT value FROM json_each(?)) GROUP BY p
+                SELECT period AS p, SUM(qualifying) AS q FROM qualifying_periods WHERE member_id \(of) GROUP BY p
                 """ : """
                 SELECT \(periodSQL("at_ms")) AS p, SUM(qualifying) AS q FROM entries
                 WHERE \(members) AND qualifying <> 0 GROUP BY p
