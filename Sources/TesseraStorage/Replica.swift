@@ -943,10 +943,25 @@ enum Replica {
 
     /// The member's latest issued card that is not blocked.
     static func currentCard(of root: MemberID, _ db: Database) throws -> CardNumber? {
-        try String.fetchOne(db.cachedStatement(sql: """
-            SELECT card FROM cards WHERE member_id = ? AND blocked = 0 AND issued IS NOT NULL
-            ORDER BY issued DESC, card DESC LIMIT 1
-            """), arguments: [root.rawValue]).map(CardNumber.init)
+        // The latest issued, then the greatest number, compared byte by byte as SQLite's
+        // `ORDER BY issued DESC, card DESC` compares them: a member has a card or two, and that
+        // `ORDER BY ... LIMIT 1` built a temporary B-tree each time (every sale's answer reads it).
+        var current: (issued: String, card: String)?
+        let rows = try Row.fetchCursor(db.cachedStatement(sql: """
+            SELECT issued, card FROM cards WHERE member_id = ? AND blocked = 0 AND issued IS NOT NULL
+            """), arguments: [root.rawValue])
+        while let row = try rows.next() {
+            let candidate: (issued: String, card: String) = (row[0], row[1])
+            if let best = current, !Self.bytes(of: best, before: candidate) { continue }
+            current = candidate
+        }
+        return current.map { CardNumber($0.card) }
+    }
+
+    /// Whether `a` sorts before `b` by their UTF-8 bytes, field by field (SQLite's BINARY order).
+    static func bytes(of a: (String, String), before b: (String, String)) -> Bool {
+        if !a.0.utf8.elementsEqual(b.0.utf8) { return a.0.utf8.lexicographicallyPrecedes(b.0.utf8) }
+        return a.1.utf8.lexicographicallyPrecedes(b.1.utf8)
     }
 
     /// The wall-clock ms of a stored stamp key (`16 hex digits/origin`).
