@@ -101,6 +101,9 @@ public final class NodeStore: Sendable {
         // - No unique index on (origin, seq): the id is "origin:seq" (`OperationID`), and its
         //   own unique index already refuses the same operation twice. Nothing looks operations
         //   up by (origin, seq) here; that index was one more B-tree per row.
+        // - No index of every operation by member: a node reads operations by member only for
+        //   its offline spends of a day (`offlineSpent`, which this partial index serves) and its
+        //   outbox (by status). Every pulled operation and every sale went into it.
         migrator.registerMigration("node-v3-ops-lean") { db in
             try db.execute(sql: """
                 CREATE TABLE ops_v3 (
@@ -125,7 +128,7 @@ public final class NodeStore: Sendable {
                 DROP TABLE ops;
                 ALTER TABLE ops_v3 RENAME TO ops;
                 CREATE INDEX ops_status ON ops(status, seq) WHERE status <> 'acked';
-                CREATE INDEX ops_member ON ops(member_id);
+                CREATE INDEX ops_offline ON ops(member_id, day) WHERE day IS NOT NULL;
                 """)
         }
         return migrator

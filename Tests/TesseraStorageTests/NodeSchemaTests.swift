@@ -34,10 +34,17 @@ struct NodeSchemaTests {
             #expect(rows.map { $0[1] as String } == ["s1:1", "s2:4"])
             #expect(rows[0][2] as String == "pending" && rows[0][4] as Int64 == 250 && rows[0][5] as Int64 == 20000)
             #expect(rows[1][3] as Int64 == 31 && rows[1][6] as String == #"{"b":2}"#)
-            // Its indexes: the id's, the unacknowledged by status (partial), by member; not (origin, seq).
+            // Its indexes: the id's, the unacknowledged by status, the offline spends by member and
+            // day (both partial); not (origin, seq), not every operation by member.
             let indexes = try Row.fetchAll(db, sql: "PRAGMA index_list(ops)").map { $0["name"] as String }.sorted()
-            #expect(indexes == ["ops_member", "ops_status", "sqlite_autoindex_ops_1"])
+            #expect(indexes == ["ops_offline", "ops_status", "sqlite_autoindex_ops_1"])
             #expect(try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM ops INDEXED BY ops_status WHERE status <> 'acked'") == 1)
+            #expect(try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM ops INDEXED BY ops_offline WHERE day IS NOT NULL") == 1)
+            // A member's offline spends of a day are read through it (NodeStore.offlineSpent, as written there).
+            let plan = try String.fetchAll(db, sql: """
+                EXPLAIN QUERY PLAN SELECT COALESCE(SUM(offline_minor), 0) FROM ops WHERE origin = ? AND day = ? AND member_id = ?
+                """, arguments: ["s1", 20000, "m-1"], adapter: ColumnMapping(["detail": "detail"])).joined(separator: "; ")
+            #expect(plan.contains("USING INDEX ops_offline"), "\(plan)")
 
             let insert = """
                 INSERT INTO ops (id, origin, seq, hlc, kind, kind_version, body, member_id, status, version)
