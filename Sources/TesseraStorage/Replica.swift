@@ -538,9 +538,9 @@ enum Replica {
     static let groupOfRoot = "WITH RECURSIVE grp(id) AS (VALUES (?) UNION SELECT merges.from_id FROM merges JOIN grp ON merges.into_id = grp.id)"
 
     /// A query over a root's group (its first parameter, ?1, the root): its head and its
-    /// condition on `member_id`. A member nothing was merged into (most) is read by its id alone: the
-    /// recursive query's queue is a temporary B-tree, opened and closed each time it runs, and
-    /// that was a tenth of a till's sale and of the hub's work under ingest (tier counters).
+    /// condition on `member_id`. A member nothing was merged into (most) is read by its id
+    /// alone: the recursive query's queue is a temporary B-tree, opened and closed each time it
+    /// runs, which every till's sale paid for, and the hub for each tier counter under ingest.
     static func groupQuery(of root: MemberID, _ db: Database) throws -> (head: String, members: String) {
         let merged = try Bool.fetchOne(db.cachedStatement(sql: "SELECT EXISTS (SELECT 1 FROM merges WHERE into_id = ?)"),
                                        arguments: [root.rawValue]) ?? true
