@@ -1540,10 +1540,10 @@ public final class HubStore: HubStorage {
     private func settleOverExpiry(_ body: OperationBody, _ db: Database, _ w: any LedgerWrites) throws {
         for case .ledger(let e) in body.effects where e.points < 0 && e.lot == nil && e.expired == 0 {
             let root = try Replica.root(of: e.member, db)
-            let (head, members) = try Replica.groupQuery(of: root, db)
+            let (of, group) = try Replica.members(Replica.group(of: root, db))
             guard try Int64.fetchOne(db.cachedStatement(sql: """
-                \(head)SELECT COALESCE(SUM(expired), 0) FROM entry_sums WHERE member_id \(members)
-                """), arguments: [root.rawValue]) ?? 0 > 0 else { continue }
+                SELECT COALESCE(SUM(expired), 0) FROM entry_sums WHERE member_id \(of)
+                """), arguments: [group]) ?? 0 > 0 else { continue }
             let programme = try Replica.programme(db)
             let standing = try Replica.standing(of: root, programme: programme, asOfMs: physicalMs(), db)
             if standing.expiryDue < 0 {

@@ -533,19 +533,9 @@ enum Replica {
         preconditionFailure("merge chain longer than 64: a cycle")
     }
 
-    /// The ids that resolve to a root (its one parameter), root included, as the table `grp`:
-    /// the head of every query over a member's group.
-    static let groupOfRoot = "WITH RECURSIVE grp(id) AS (VALUES (?) UNION SELECT merges.from_id FROM merges JOIN grp ON merges.into_id = grp.id)"
-
-    /// A query over a root's group (its first parameter, ?1, the root): its head and its
-    /// condition on `member_id`. A member nothing was merged into (most) is read by its id
-    /// alone: the recursive query's queue is a temporary B-tree, opened and closed each time it
-    /// runs, which every till's sale paid for, and the hub for each tier counter under ingest.
-    static func groupQuery(of root: MemberID, _ db: Database) throws -> (head: String, members: String) {
-        let merged = try Bool.fetchOne(db.cachedStatement(sql: "SELECT EXISTS (SELECT 1 FROM merges WHERE into_id = ?)"),
-                                       arguments: [root.rawValue]) ?? true
-        return merged ? ("\(groupOfRoot) ", "IN (SELECT id FROM grp)") : ("", "= ?1")
-    }
+    /// The ids that resolve to a root (its one parameter), root included, as the table `grp`
+    /// (`group(of:)` reads it for a root something was merged into).
+    private static let groupOfRoot = "WITH RECURSIVE grp(id) AS (VALUES (?) UNION SELECT merges.from_id FROM merges JOIN grp ON merges.into_id = grp.id)"
 
     /// The condition on `member_id` that takes a group's members, and its one argument: a
     /// member alone (most are) by its id. `IN` a `json_each` list is a temporary B-tree made
@@ -556,24 +546,27 @@ enum Replica {
         return ("IN (SELECT value FROM json_each(?))", try JSONText.encode(group.map(\.rawValue)))
     }
 
-    /// Every member id that resolves to `root` (root included, first).
+    /// Every member id that resolves to `root` (root included, first). A member nothing was
+    /// merged into (most) is itself, without the recursive query: its queue is a temporary
+    /// B-tree, opened and closed each time it runs, which every till's sale paid for, and the
+    /// hub for each tier counter under ingest. Read a group's rows with `members`.
     static func group(of root: MemberID, _ db: Database) throws -> [MemberID] {
-        let (head, _) = try groupQuery(of: root, db)
-        guard !head.isEmpty else { return [root] }
+        guard try Bool.fetchOne(db.cachedStatement(sql: "SELECT EXISTS (SELECT 1 FROM merges WHERE into_id = ?)"),
+                                arguments: [root.rawValue]) ?? true else { return [root] }
         return try String.fetchAll(db.cachedStatement(sql: """
-            \(head)SELECT id FROM grp
+            \(groupOfRoot)
+            SELECT id FROM grp
             """), arguments: [root.rawValue]).map(MemberID.init)
     }
 
     /// What the member (resolved through merges) holds: the sums of its ledger entries (as the
     /// entry sums keep them: a row a member of the group, whatever its history).
     static func holdings(of member: MemberID, _ db: Database) throws -> Holdings {
-        let root = try root(of: member, db)
-        let (head, members) = try groupQuery(of: root, db)
+        let (of, group) = try members(group(of: root(of: member, db), db))
         let row = try Row.fetchOne(db.cachedStatement(sql: """
-            \(head)SELECT COALESCE(SUM(balance), 0) AS value, COALESCE(SUM(bonus), 0) AS bonus, COALESCE(SUM(points), 0) AS points
-            FROM entry_sums WHERE member_id \(members)
-            """), arguments: [root.rawValue])
+            SELECT COALESCE(SUM(balance), 0) AS value, COALESCE(SUM(bonus), 0) AS bonus, COALESCE(SUM(points), 0) AS points
+            FROM entry_sums WHERE member_id \(of)
+            """), arguments: [group])
         return Holdings(valueMinor: row?["value"] ?? 0, points: row?["points"] ?? 0, bonusMinor: row?["bonus"] ?? 0)
     }
 
@@ -592,21 +585,20 @@ enum Replica {
         op_id NOT IN (SELECT of FROM voids) AND (reverses IS NULL OR reverses NOT IN (SELECT of FROM voids))
         """
 
-    /// A lease's end, over its rows: the latest grant's `expires_ms`, or `at + lifetime` (a
-    /// parameter, `?` unless named) of a change the store made itself; 0 without either.
-    static func leaseEnds(lifetime: String = "?") -> String {
-        "COALESCE(MAX(CASE WHEN expires_ms IS NOT NULL THEN expires_ms WHEN value > 0 OR points > 0 THEN at_ms + \(lifetime) END), 0)"
-    }
+    /// A lease's end, over its rows: the latest grant's `expires_ms`, or `at + lifetime` (the
+    /// one parameter) of a change the store made itself; 0 without either.
+    static let leaseEnds = """
+        COALESCE(MAX(CASE WHEN expires_ms IS NOT NULL THEN expires_ms WHEN value > 0 OR points > 0 THEN at_ms + ? END), 0)
+        """
 
     /// Every store's lease of the member (resolved through merges).
     static func leases(of member: MemberID, lifetimeMs: Int64, _ db: Database) throws -> [StoreID: LeaseHolding] {
-        let root = try root(of: member, db)
-        let (head, members) = try groupQuery(of: root, db)
+        let (of, group) = try members(group(of: root(of: member, db), db))
         var out: [StoreID: LeaseHolding] = [:]
         for row in try Row.fetchAll(db.cachedStatement(sql: """
-            \(head)SELECT store, SUM(value) AS value, SUM(points) AS points, \(leaseEnds(lifetime: "?2")) AS ends
-            FROM leases WHERE member_id \(members) AND \(settled) GROUP BY store
-            """), arguments: [root.rawValue, lifetimeMs]) {
+            SELECT store, SUM(value) AS value, SUM(points) AS points, \(leaseEnds) AS ends
+            FROM leases WHERE member_id \(of) AND \(settled) GROUP BY store
+            """), arguments: [lifetimeMs, group]) {
             guard let store = StoreID(rawValue: row["store"]) else { continue }
             out[store] = LeaseHolding(rights: Rights(value: row["value"], points: row["points"]), endsMs: row["ends"])
         }
@@ -618,7 +610,7 @@ enum Replica {
     static func storeLeases(_ store: StoreID, lifetimeMs: Int64, _ db: Database) throws -> [MemberID: LeaseHolding] {
         var out: [MemberID: LeaseHolding] = [:]
         for row in try Row.fetchAll(db.cachedStatement(sql: """
-            SELECT member_id, SUM(value) AS value, SUM(points) AS points, \(leaseEnds()) AS ends
+            SELECT member_id, SUM(value) AS value, SUM(points) AS points, \(leaseEnds) AS ends
             FROM leases WHERE store = ? AND \(settled) GROUP BY member_id
             """), arguments: [lifetimeMs, store.rawValue]) {
             let root = try root(of: MemberID(row["member_id"]), db)
@@ -782,12 +774,12 @@ enum Replica {
     /// was read apart, from the entry sums: under a programme with a yearly reset that and the
     /// group's recursive query were a tenth of the hub's samples under ingest).
     static func tierCounter(ofRoot root: MemberID, programme: Programme, _ db: Database) throws -> TierCounter {
-        let (group, members) = try groupQuery(of: root, db)
+        let (of, group) = try members(group(of: root, db))
         var counter = TierCounter()
         if MemberStanding.needsQualifyingBuckets(programme) {
             let rows = try Row.fetchCursor(db.cachedStatement(sql: """
-                \(group)SELECT period AS p, SUM(qualifying) AS q FROM qualifying_periods WHERE member_id \(members) GROUP BY p
-                """), arguments: [root.rawValue])
+                SELECT period AS p, SUM(qualifying) AS q FROM qualifying_periods WHERE member_id \(of) GROUP BY p
+                """), arguments: [group])
             while let row = try rows.next() {
                 let amount: Int64 = row[1]
                 counter.byBucket[row[0]] = amount
@@ -795,8 +787,8 @@ enum Replica {
             }
         } else {
             counter.total = try Int64.fetchOne(db.cachedStatement(sql: """
-                \(group)SELECT COALESCE(SUM(qualifying), 0) FROM entry_sums WHERE member_id \(members)
-                """), arguments: [root.rawValue]) ?? 0
+                SELECT COALESCE(SUM(qualifying), 0) FROM entry_sums WHERE member_id \(of)
+                """), arguments: [group]) ?? 0
         }
         return counter
     }
