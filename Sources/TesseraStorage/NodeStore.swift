@@ -780,9 +780,28 @@ public final class NodeStore: Sendable {
         guard let db = committer.current else {
             return try SQLiteFiles.guarded { try pool.write { db in try WriteMemo.remembering(db) { try body(db) } } }
         }
-        var result: T?
-        try SQLiteFiles.guarded { try db.inSavepoint { result = try WriteMemo.remembering(db) { try body(db) }; return .commit } }
-        guard let result else { preconditionFailure("a committed savepoint without a result") }
+        return try SQLiteFiles.guarded { try Self.inSavepoint(db) { try WriteMemo.remembering(db) { try body(db) } } }
+    }
+
+    /// Runs `body` in a savepoint of `db`'s transaction: undone alone if it throws. The same as
+    /// GRDB's `inSavepoint` inside a transaction, with its statements prepared once: that one
+    /// parsed "SAVEPOINT" and "RELEASE" again for every till write (3 % of a sale's write).
+    static func inSavepoint<T>(_ db: Database, _ body: () throws -> T) throws -> T {
+        precondition(db.isInsideTransaction, "a savepoint of a batch's transaction")
+        try db.cachedStatement(sql: "SAVEPOINT till").execute()
+        let result: T
+        do {
+            result = try body()
+        } catch {
+            // A failure that made SQLite roll the whole transaction back (a full disk) took the
+            // savepoint with it: there is nothing left to undo, and the batch stops (`runBatch`).
+            if db.isInsideTransaction {
+                try db.cachedStatement(sql: "ROLLBACK TO SAVEPOINT till").execute()
+                try db.cachedStatement(sql: "RELEASE SAVEPOINT till").execute()
+            }
+            throw error
+        }
+        try db.cachedStatement(sql: "RELEASE SAVEPOINT till").execute()
         return result
     }
 
@@ -873,8 +892,9 @@ public final class NodeStore: Sendable {
     private func makeOperation(_ db: Database, _ build: (OperationID, TillContext) throws -> OperationBody) throws -> (Operation, OperationBody) {
         let seq = (try Meta.get("last_seq", db).flatMap { UInt64($0) } ?? 0) + 1
         try Meta.set("last_seq", String(seq), db)
+        // The clock is not written here: the operation's row holds its stamp, and a restart
+        // resumes after the latest stamp on disk, in `meta` or in `ops` (`init`).
         let hlc = clock.withLock { $0.tick(physicalMs: physicalMs()) }
-        try Meta.set("hlc", String(hlc.packed), db)
         let id = OperationID(origin: store, seq: seq)
         let context = TillContext(store: store, atMs: hlc.wallMs, programme: try Replica.programme(db))
         let body = try build(id, context)

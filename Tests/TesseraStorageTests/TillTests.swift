@@ -65,6 +65,28 @@ struct TillTests {
         // Durable: a second connection to the file (as after a crash) sees all fifty.
         let reopened = try NodeStore(path: dir.path("\(s1).sqlite"), store: s1)
         #expect(try reopened.member(ada.id).balance == 5_000)
+        // A failed write, undone in its savepoint, gives its sequence number back: the store's
+        // operations are numbered 1, 2, 3 ... with no gap (the enrolment and the fifty).
+        let seqs = try await node.pool.read { try Int.fetchAll($0, sql: "SELECT seq FROM ops WHERE origin = ? ORDER BY seq", arguments: [s1.rawValue]) }
+        #expect(seqs == Array(1...51))
+    }
+
+    @Test("a node restarted with its wall clock set back (within the clock's bounded drift) stamps its next sale after its last one")
+    func clockAfterRestart() throws {
+        let ada = try enrol(node, "Ada", "+15550192")
+        _ = try node.recharge(ada.id, NodeAPI.Recharge(amount: 1_000), key: nil)
+        func latest(_ node: NodeStore) throws -> Row? {
+            try node.pool.read { try Row.fetchOne($0, sql: "SELECT seq, hlc FROM ops WHERE origin = ? ORDER BY seq DESC LIMIT 1", arguments: [s1.rawValue]) }
+        }
+        let before = try #require(try latest(node))
+        // Two minutes back: within the 5 minutes a replica's clock follows a stamp ahead of it
+        // (spec §2); the stamp on disk is the last sale's own (its row), nothing else records it.
+        let behind = TestClock(clock.now() - 120_000)
+        let restarted = try NodeStore(path: dir.path("\(s1).sqlite"), store: s1, physicalMs: { behind.now() })
+        _ = try restarted.recharge(ada.id, NodeAPI.Recharge(amount: 1_000), key: nil)
+        let after = try #require(try latest(restarted))
+        #expect(after["hlc"] as Int64 > before["hlc"] as Int64)
+        #expect(after["seq"] as Int64 == before["seq"] as Int64 + 1)
     }
 
     @Test("bad input gets a clear error and changes nothing")
