@@ -95,7 +95,7 @@ public enum JSONBody {
 
     public static func response<T: Encodable>(_ value: T, status: HTTPResponse.Status = .ok) throws -> Response {
         // What JSONEncoder with sorted keys writes, byte for byte, without it (see `JSONText`).
-        raw(status: Int(status.code), body: try JSONValueEncoder().encode(value).jsonBytes)
+        raw(status: Int(status.code), body: try JSONTextEncoder().encode(value))
     }
 
     /// A JSON answer from a value made already.

@@ -202,7 +202,7 @@ public final class HubClient: Sendable {
             request.headers.add(name: "Content-Type", value: "application/json")
             // Written from a JSON value (sorted keys), not by JSONEncoder: a node pushing while
             // its tills sell spent 7 % of its time in JSONEncoder here.
-            request.body = .bytes(ByteBuffer(bytes: try JSONValueEncoder().encode(body).jsonBytes))
+            request.body = .bytes(ByteBuffer(bytes: try JSONTextEncoder().encode(body)))
         }
         let status: Int
         let data: Data

@@ -106,10 +106,10 @@ public enum SQLiteFiles {
 /// JSONEncoder was a tenth of the writer's time there.
 enum JSONText {
     static func encode<T: Encodable>(_ value: T) throws -> String {
-        try JSONValueEncoder().encode(value).jsonText
+        String(decoding: try JSONTextEncoder().encode(value), as: UTF8.self)
     }
     static func data<T: Encodable>(_ value: T) throws -> Data {
-        Data(try encode(value).utf8)
+        Data(try JSONTextEncoder().encode(value))
     }
     /// Reads text through `JSONValueParser` and `JSONValueDecoder` (the same values and refusals
     /// as JSONDecoder, tested): every stored operation a node pushes or a hub reads back is read
@@ -121,7 +121,19 @@ enum JSONText {
     }
 }
 
-func isoNow() -> String { isoTime(ms: Int64((Date().timeIntervalSince1970 * 1000).rounded(.down))) }
+/// Now, as `isoTime` writes it. The hub stamps every pushed operation (`received_at`) and
+/// every event with it: the text is made once per second and handed out until the next.
+func isoNow() -> String {
+    let ms = Int64((Date().timeIntervalSince1970 * 1000).rounded(.down))
+    let second = ms >= 0 ? ms / 1000 : (ms - 999) / 1000
+    return isoNowText.withLock { kept in
+        if kept.second != second { kept = (second, isoTime(ms: ms)) }
+        return kept.text
+    }
+}
+
+/// The second `isoNow` last wrote, and its text.
+private let isoNowText = Mutex<(second: Int64, text: String)>((.min, ""))
 
 /// A wall-clock time in milliseconds (an operation's stamp) as ISO 8601 in UTC to the second,
 /// as `Date.ISO8601Format()` writes it (tested): `2026-12-03T20:50:25Z`. Written by hand: the
