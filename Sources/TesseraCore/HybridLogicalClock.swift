@@ -90,9 +90,18 @@ public struct Stamp: Hashable, Comparable, Sendable, CustomStringConvertible {
 
     public static func < (a: Stamp, b: Stamp) -> Bool { (a.hlc, a.origin) < (b.hlc, b.origin) }
 
+    /// The HLC in 16 hex digits, "/", the origin: text that sorts as stamps do.
     public var key: String {
-        let hex = String(UInt64(a: hlc.packed), radix: 16)
-        return String(repeating: "0", count: 16 - hex.count) + hex + "/" + origin.rawValue
+        var bytes = [UInt8](repeating: 0x30, count: 17)
+        var packed = UInt64(a: hlc.packed)
+        for i in stride(from: 15, through: 0, by: -1) {
+            let digit = UInt8(packed & 0xF)
+            bytes[i] = digit < 10 ? 0x30 + digit : 0x57 + digit
+            packed >>= 4
+        }
+        bytes[16] = 0x2F
+        bytes.append(contentsOf: origin.rawValue.utf8)
+        return String(decoding: bytes, as: UTF8.self)
     }
     public var description: String { key }
 }

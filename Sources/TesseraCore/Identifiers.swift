@@ -75,11 +75,15 @@ public struct CardNumber: StringIdentifier {
 public struct OperationID: Hashable, Comparable, Sendable, Codable, CustomStringConvertible {
     public let origin: StoreID
     public let seq: UInt64
+    /// "origin:seq", made once: the id is written as text many times over for each operation
+    /// (its row, its entries, look-ups by id, events), at every replica and the hub.
+    public let description: String
 
     public init(origin: StoreID, seq: UInt64) {
         precondition(seq > 0, "sequence numbers start at 1")
         self.origin = origin
         self.seq = seq
+        self.description = "\(origin.rawValue):\(seq)"
     }
 
     public init?(_ text: String) {
@@ -87,11 +91,15 @@ public struct OperationID: Hashable, Comparable, Sendable, Codable, CustomString
               let origin = StoreID(rawValue: String(text[..<colon])),
               let seq = UInt64(text[text.index(after: colon)...]), seq > 0
         else { return nil }
-        self.origin = origin
-        self.seq = seq
+        self.init(origin: origin, seq: seq)
     }
 
-    public var description: String { "\(origin.rawValue):\(seq)" }
+    // The text follows from the origin and the number: equal ids are equal by these two.
+    public static func == (a: OperationID, b: OperationID) -> Bool { a.seq == b.seq && a.origin == b.origin }
+    public func hash(into hasher: inout Hasher) {
+        hasher.combine(origin)
+        hasher.combine(seq)
+    }
 
     public init(from decoder: any Decoder) throws {
         let raw = try decoder.singleValueContainer().decode(String.self)

@@ -445,7 +445,8 @@ enum Replica {
 
     /// Applies the effects of one operation body, stamped with the operation's (HLC, origin).
     static func apply(_ body: OperationBody, of op: Operation, _ db: Database) throws {
-        let stamp = op.stamp.key
+        // Made only for the effects that record it (a sale's entries do not).
+        lazy var stamp = op.stamp.key
         let opID = op.id.description
         var part = 0
         for effect in body.effects {

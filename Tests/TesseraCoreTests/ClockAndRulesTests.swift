@@ -14,6 +14,32 @@ struct ClockTests {
         }
     }
 
+    @Test("a stamp's key is its clock in 16 hex digits, '/' and its origin, and keys sort as stamps do")
+    func stampKeys() throws {
+        var random = SystemRandomNumberGenerator()
+        let origins = ["a", "s1", "north-1", "hub"].compactMap { StoreID(rawValue: $0) }
+        var stamps: [Stamp] = []
+        for packed in [0, 1, 15, 16, 255, Int64(UInt32.max), .max] + (0..<200).map({ _ in Int64.random(in: 0 ... .max, using: &random) }) {
+            let hlc = try #require(HLCTimestamp(packed: packed))
+            for origin in origins {
+                let stamp = Stamp(hlc: hlc, origin: origin)
+                let hex = String(UInt64(packed), radix: 16)
+                #expect(stamp.key == String(repeating: "0", count: 16 - hex.count) + hex + "/" + origin.rawValue)
+                stamps.append(stamp)
+            }
+        }
+        #expect(stamps.sorted().map(\.key) == stamps.map(\.key).sorted())
+    }
+
+    @Test("an operation id's text is origin:seq however it was read, and ids equal by origin and number")
+    func operationIDs() throws {
+        let s1 = try #require(StoreID(rawValue: "s1"))
+        let read = try #require(OperationID("s1:007"))
+        #expect(read == OperationID(origin: s1, seq: 7) && read.description == "s1:7")
+        #expect(Set([read, OperationID(origin: s1, seq: 7), OperationID(origin: s1, seq: 8)]).count == 2)
+        #expect(OperationID("north:1:2")?.description == nil, "an origin cannot hold ':'")
+    }
+
     @Test("a remote timestamp ahead is adopted, so the next local event orders after it")
     func observe() {
         var clock = HybridLogicalClock()
