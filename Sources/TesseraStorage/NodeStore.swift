@@ -796,9 +796,16 @@ public final class NodeStore: Sendable {
             // A failure that made SQLite roll the whole transaction back (a full disk) took the
             // savepoint with it: there is nothing left to undo, and the batch stops (`runBatch`).
             if db.isInsideTransaction {
-                try db.cachedStatement(sql: "ROLLBACK TO SAVEPOINT till").execute()
-                try db.cachedStatement(sql: "RELEASE SAVEPOINT till").execute()
+                do {
+                    try db.cachedStatement(sql: "ROLLBACK TO SAVEPOINT till").execute()
+                    try db.cachedStatement(sql: "RELEASE SAVEPOINT till").execute()
+                } catch {
+                    // This write could not be undone alone: undo the whole batch rather than
+                    // commit half of it (`runBatch` stops, and every till hears it failed).
+                    try? db.execute(sql: "ROLLBACK")
+                }
             }
+            // The write's own error, as GRDB's `inSavepoint` throws the first.
             throw error
         }
         try db.cachedStatement(sql: "RELEASE SAVEPOINT till").execute()
