@@ -90,18 +90,10 @@ public struct Stamp: Hashable, Comparable, Sendable, CustomStringConvertible {
 
     public static func < (a: Stamp, b: Stamp) -> Bool { (a.hlc, a.origin) < (b.hlc, b.origin) }
 
-    /// The HLC in 16 hex digits, "/", the origin: text that sorts as stamps do.
+    /// The HLC in 16 hex digits (its 8 bytes, big-endian), "/", the origin: text that sorts as
+    /// stamps do.
     public var key: String {
-        var bytes = [UInt8](repeating: 0x30, count: 17)
-        var packed = UInt64(a: hlc.packed)
-        for i in stride(from: 15, through: 0, by: -1) {
-            let digit = UInt8(packed & 0xF)
-            bytes[i] = digit < 10 ? 0x30 + digit : 0x57 + digit
-            packed >>= 4
-        }
-        bytes[16] = 0x2F
-        bytes.append(contentsOf: origin.rawValue.utf8)
-        return String(decoding: bytes, as: UTF8.self)
+        Hex.lowercase(withUnsafeBytes(of: UInt64(a: hlc.packed).bigEndian) { Array($0) }) + "/" + origin.rawValue
     }
     public var description: String { key }
 }
