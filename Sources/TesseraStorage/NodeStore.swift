@@ -441,7 +441,7 @@ public final class NodeStore: Sendable {
     /// node knows. Read only when the hub is actually asked.
     public func prior(for spend: PendingSpend) throws -> [Operation] {
         try pool.read { db in
-            let (of, group) = try Replica.members(try Replica.group(of: try Replica.root(of: spend.body.member ?? MemberID(""), db), db))
+            let (of, group) = try Replica.members(of: spend.body.member ?? MemberID(""), db)
             return try Row.fetchAll(db.cachedStatement(sql: """
                 SELECT * FROM ops WHERE status = 'pending' AND status <> 'acked' AND member_id \(of) ORDER BY seq LIMIT ?
                 """), arguments: [group, SyncLimits.pushBatchMax]).map(Operation.init(row:))
@@ -1082,7 +1082,7 @@ public final class NodeStore: Sendable {
     }
 
     private func offlineSpent(member: MemberID, day: Int64, _ db: Database) throws -> Int64 {
-        let (of, group) = try Replica.members(try Replica.group(of: try Replica.root(of: member, db), db))
+        let (of, group) = try Replica.members(of: member, db)
         return try Int64.fetchOne(db.cachedStatement(sql: """
             SELECT COALESCE(SUM(offline_minor), 0) FROM ops
             WHERE origin = ? AND day = ? AND member_id \(of)

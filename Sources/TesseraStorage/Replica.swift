@@ -547,6 +547,11 @@ enum Replica {
         return ("IN (SELECT value FROM json_each(?))", try JSONText.encode(group.map(\.rawValue)))
     }
 
+    /// `members` of the group `member` resolves to (through merges).
+    static func members(of member: MemberID, _ db: Database) throws -> (condition: String, argument: String) {
+        try members(group(of: root(of: member, db), db))
+    }
+
     /// Every member id that resolves to `root` (root included, first). A member nothing was
     /// merged into (most) is itself, without the recursive query: its queue is a temporary
     /// B-tree, opened and closed each time it runs, which every till's sale paid for, and the
@@ -563,7 +568,7 @@ enum Replica {
     /// What the member (resolved through merges) holds: the sums of its ledger entries (as the
     /// entry sums keep them: a row a member of the group, whatever its history).
     static func holdings(of member: MemberID, _ db: Database) throws -> Holdings {
-        let (of, group) = try members(group(of: root(of: member, db), db))
+        let (of, group) = try members(of: member, db)
         let row = try Row.fetchOne(db.cachedStatement(sql: """
             SELECT COALESCE(SUM(balance), 0) AS value, COALESCE(SUM(bonus), 0) AS bonus, COALESCE(SUM(points), 0) AS points
             FROM entry_sums WHERE member_id \(of)
@@ -594,7 +599,7 @@ enum Replica {
 
     /// Every store's lease of the member (resolved through merges).
     static func leases(of member: MemberID, lifetimeMs: Int64, _ db: Database) throws -> [StoreID: LeaseHolding] {
-        let (of, group) = try members(group(of: root(of: member, db), db))
+        let (of, group) = try members(of: member, db)
         var out: [StoreID: LeaseHolding] = [:]
         for row in try Row.fetchAll(db.cachedStatement(sql: """
             SELECT store, SUM(value) AS value, SUM(points) AS points, \(leaseEnds) AS ends
