@@ -197,6 +197,23 @@ final class GroupCommit: @unchecked Sendable {
         return wrote
     }
 
+    /// Runs `body` in an immediate transaction of `db`, committed if it returns and rolled back
+    /// if it throws (its error is the one thrown), as GRDB's `inTransaction` does, with BEGIN and
+    /// COMMIT prepared once: that one parsed them again for every batch (3 % of the committer
+    /// thread's time with one till).
+    static func inTransaction(_ db: Database, _ body: () throws -> Void) throws {
+        try db.cachedStatement(sql: "BEGIN IMMEDIATE TRANSACTION").execute()
+        do {
+            try body()
+            try db.cachedStatement(sql: "COMMIT TRANSACTION").execute()
+        } catch {
+            // A failed write or commit; SQLite may have rolled back already (a full disk).
+            if db.isInsideTransaction { try? db.rollback() }
+            throw error
+        }
+        assert(!db.isInsideTransaction, "a batch's transaction ends here")
+    }
+
     private func loop() {
         while true {
             condition.lock()
@@ -211,12 +228,11 @@ final class GroupCommit: @unchecked Sendable {
                     try pool.writeWithoutTransaction { db in
                         jobs = take()
                         guard !jobs.isEmpty else { return }
-                        try db.inTransaction {
+                        try Self.inTransaction(db) {
                             // Every write failed (bad input, a member not found): nothing to
                             // make durable. The savepoints left pages marked as written, and a
                             // commit would still write and sync them: roll back instead.
                             guard try runBatch(jobs, db) else { throw NothingWritten() }
-                            return .commit
                         }
                     }
                 }
