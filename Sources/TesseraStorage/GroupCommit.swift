@@ -184,16 +184,18 @@ final class GroupCommit: @unchecked Sendable {
             runner.withLock { $0 = nil }
         }
         var wrote = false
+        let rolledBack = DomainError(.storageUnavailable, "the database rolled back this batch of till writes; nothing in it was recorded; retry")
         for job in jobs {
             // A failure that made SQLite roll the whole transaction back (a full disk): the
             // writes after it must not run, each in a transaction of its own, durable while
             // their tills are told they failed. (GRDB refuses statements then too; this says
             // why, to every till.)
-            guard db.isInsideTransaction else {
-                throw DomainError(.storageUnavailable, "the database rolled back this batch of till writes; nothing in it was recorded; retry")
-            }
+            guard db.isInsideTransaction else { throw rolledBack }
             if job.run() { wrote = true }
         }
+        // The same after the last write: the tills whose writes succeeded before it hear why
+        // nothing was recorded, rather than the commit's "no transaction is active".
+        guard db.isInsideTransaction else { throw rolledBack }
         return wrote
     }
 
@@ -203,8 +205,11 @@ final class GroupCommit: @unchecked Sendable {
     /// thread's time with one till).
     /// GRDB's block also refuses any statement once SQLite has rolled the transaction back by
     /// itself (a full disk), so that none runs on its own, durable. Here `runBatch` checks that
-    /// before each write, and a till write stops at its first failed statement (its savepoint
-    /// undoes it only while the transaction is there), so none runs after one.
+    /// before each write and after the last, and a till write stops at its first failed
+    /// statement (its savepoint undoes it only while the transaction is there), so none runs
+    /// after one. A till write that went on after a failed statement (a `try?` around one)
+    /// would lose that guard. `WriteScheduleTests.rolledBackUnderneath` and
+    /// `fullDiskInBatches` check what tills hear and what is on disk.
     static func inTransaction(_ db: Database, _ body: () throws -> Void) throws {
         try db.cachedStatement(sql: "BEGIN IMMEDIATE TRANSACTION").execute()
         do {

@@ -286,6 +286,101 @@ struct WriteScheduleTests {
     }
     #endif
 
+    @Test("a batch whose transaction SQLite rolled back on its own under one write: no write after it runs, every till hears storage_unavailable (that one its own error), nothing is on disk",
+          arguments: [0, 2])
+    func rolledBackUnderneath(_ failing: Int) async throws {
+        let dir = try TempDir()
+        let (pool, _, _) = try Self.blobs(dir)
+        let commit = GroupCommit(pool: pool)
+        // The writer held while three till writes queue, so that they are one batch.
+        let held = DispatchSemaphore(value: 0), go = DispatchSemaphore(value: 0)
+        Thread { pool.writeWithoutTransaction { _ in held.signal(); go.wait() } }.start()
+        held.wait()
+        let ran = Mutex<[Int]>([])
+        let sales = (0..<3).map { i in
+            let answer = Answer<Int>()
+            commit.enqueue({ () throws -> Int in
+                guard let db = commit.current else { throw DomainError(.internalError, "not inside the batch") }
+                ran.withLock { $0.append(i) }
+                try db.execute(sql: "INSERT INTO t VALUES (x'02')")
+                if i == failing {
+                    // What SQLite does on its own after some errors (a full disk, an I/O
+                    // error): the whole transaction is gone, and the statement fails.
+                    try db.execute(sql: "ROLLBACK")
+                    throw DatabaseError(resultCode: .SQLITE_FULL)
+                }
+                return i
+            }, done: answer.give)
+            return answer
+        }
+        go.signal()
+        for (i, sale) in sales.enumerated() {
+            let result = try #require(sale.wait(), "till \(i) was never answered")
+            guard case .failure(let error) = result else {
+                Issue.record("till \(i) was told its write is recorded")
+                continue
+            }
+            if i == failing {
+                #expect((error as? DatabaseError)?.resultCode == .SQLITE_FULL)
+            } else {
+                #expect((error as? DomainError)?.code == .storageUnavailable, "till \(i): \(error)")
+            }
+        }
+        #expect(ran.withLock { $0 } == Array(0...failing), "no write runs after the transaction is gone")
+        #expect(try await pool.read { try Int.fetchOne($0, sql: "SELECT COUNT(*) FROM t") } == 0)
+        // The committer still serves.
+        #expect(try await commit.run { () throws -> Int in
+            try commit.current?.execute(sql: "INSERT INTO t VALUES (x'03')")
+            return 7
+        } == 7)
+        #expect(try await pool.read { try Int.fetchOne($0, sql: "SELECT COUNT(*) FROM t") } == 1)
+    }
+
+    @Test("a disk that fills up under batches of till writes: every till told success is on disk, every other till hears storage_unavailable and left nothing")
+    func fullDiskInBatches() throws {
+        let (dir, node, ada) = try Self.nodeWithAda()
+        defer { withExtendedLifetime(dir) {} }
+        let pages = try node.pool.writeWithoutTransaction { db in try Int.fetchOne(db, sql: "PRAGMA page_count") ?? 0 }
+        // A few pages of room, then none: SQLite may use no more pages than that.
+        try node.pool.writeWithoutTransaction { db in try db.execute(sql: "PRAGMA max_page_count = \(pages + 6)") }
+        let before = try node.counts().pending
+        var told: Int64 = 0, recorded = 0, refused = 0
+        for round in 0..<200 where refused < 40 {
+            // The writer held while eight tills queue, so that they are committed as one batch.
+            let held = DispatchSemaphore(value: 0), release = DispatchSemaphore(value: 0)
+            Thread { node.pool.writeWithoutTransaction { _ in held.signal(); release.wait() } }.start()
+            held.wait()
+            let answers = Mutex<[Result<TillAnswer, any Error>]>([])
+            let done = DispatchGroup()
+            for i in 0..<8 {
+                done.enter()
+                node.enqueueTillWrite({ try node.recharge(ada.id, NodeAPI.Recharge(amount: Int64(100 + i)), key: nil) }) { result in
+                    answers.withLock { $0.append(result) }
+                    done.leave()
+                }
+            }
+            release.signal()
+            done.wait()
+            for (i, answer) in answers.withLock({ $0 }).enumerated() {
+                switch answer {
+                case .success(let till):
+                    #expect(till.status == 201)
+                    recorded += 1
+                    // What the till was told the balance gained (the amount and any bonus).
+                    let json = try JSONSerialization.jsonObject(with: till.body) as? [String: Any]
+                    let change = ((json?["transaction"] as? [String: Any])?["value_change"] as? NSNumber)?.int64Value
+                    told += try #require(change, "a recharge's answer says what the balance gained")
+                case .failure(let error):
+                    refused += 1
+                    #expect((error as? DomainError)?.code == .storageUnavailable, "round \(round), write \(i): \(error)")
+                }
+            }
+        }
+        #expect(refused > 0, "the disk never filled")
+        #expect(try node.member(ada.id).balance == told, "what tills were told is what is on disk")
+        #expect(try node.counts().pending == before + recorded)
+    }
+
     @Test("a till write that fails leaves nothing on disk, not even the pages its undone savepoint touched; one that succeeds is written")
     func failedWriteWritesNothing() async throws {
         let (dir, node, ada) = try Self.nodeWithAda()
