@@ -184,20 +184,21 @@ final class GroupCommit: @unchecked Sendable {
             runner.withLock { $0 = nil }
         }
         var wrote = false
-        let rolledBack = DomainError(.storageUnavailable, "the database rolled back this batch of till writes; nothing in it was recorded; retry")
         for job in jobs {
             // A failure that made SQLite roll the whole transaction back (a full disk): the
             // writes after it must not run, each in a transaction of its own, durable while
             // their tills are told they failed. (GRDB refuses statements then too; this says
             // why, to every till.)
-            guard db.isInsideTransaction else { throw rolledBack }
+            guard db.isInsideTransaction else { throw Self.rolledBack }
             if job.run() { wrote = true }
         }
         // The same after the last write: the tills whose writes succeeded before it hear why
         // nothing was recorded, rather than the commit's "no transaction is active".
-        guard db.isInsideTransaction else { throw rolledBack }
+        guard db.isInsideTransaction else { throw Self.rolledBack }
         return wrote
     }
+
+    private static let rolledBack = DomainError(.storageUnavailable, "the database rolled back this batch of till writes; nothing in it was recorded; retry")
 
     /// Runs `body` in an immediate transaction of `db`, committed if it returns and rolled back
     /// if it throws (its error is the one thrown), as GRDB's `inTransaction` does, with BEGIN and
@@ -221,6 +222,35 @@ final class GroupCommit: @unchecked Sendable {
             throw error
         }
         assert(!db.isInsideTransaction, "a batch's transaction ends here")
+    }
+
+    /// Runs `body` in a savepoint of `db`'s transaction: undone alone if it throws. The same as
+    /// GRDB's `inSavepoint` inside a transaction, with its statements prepared once: that one
+    /// parsed "SAVEPOINT" and "RELEASE" again for every till write (3 % of a sale's write).
+    static func inSavepoint<T>(_ db: Database, _ body: () throws -> T) throws -> T {
+        precondition(db.isInsideTransaction, "a savepoint of a batch's transaction")
+        try db.cachedStatement(sql: "SAVEPOINT till").execute()
+        let result: T
+        do {
+            result = try body()
+        } catch {
+            // A failure that made SQLite roll the whole transaction back (a full disk) took the
+            // savepoint with it: there is nothing left to undo, and the batch stops (`runBatch`).
+            if db.isInsideTransaction {
+                do {
+                    try db.cachedStatement(sql: "ROLLBACK TO SAVEPOINT till").execute()
+                    try db.cachedStatement(sql: "RELEASE SAVEPOINT till").execute()
+                } catch {
+                    // This write could not be undone alone: undo the whole batch rather than
+                    // commit half of it (`runBatch` stops, and every till hears it failed).
+                    try? db.rollback()
+                }
+            }
+            // The write's own error, as GRDB's `inSavepoint` throws the first.
+            throw error
+        }
+        try db.cachedStatement(sql: "RELEASE SAVEPOINT till").execute()
+        return result
     }
 
     private func loop() {

@@ -780,36 +780,7 @@ public final class NodeStore: Sendable {
         guard let db = committer.current else {
             return try SQLiteFiles.guarded { try pool.write { db in try WriteMemo.remembering(db) { try body(db) } } }
         }
-        return try SQLiteFiles.guarded { try Self.inSavepoint(db) { try WriteMemo.remembering(db) { try body(db) } } }
-    }
-
-    /// Runs `body` in a savepoint of `db`'s transaction: undone alone if it throws. The same as
-    /// GRDB's `inSavepoint` inside a transaction, with its statements prepared once: that one
-    /// parsed "SAVEPOINT" and "RELEASE" again for every till write (3 % of a sale's write).
-    static func inSavepoint<T>(_ db: Database, _ body: () throws -> T) throws -> T {
-        precondition(db.isInsideTransaction, "a savepoint of a batch's transaction")
-        try db.cachedStatement(sql: "SAVEPOINT till").execute()
-        let result: T
-        do {
-            result = try body()
-        } catch {
-            // A failure that made SQLite roll the whole transaction back (a full disk) took the
-            // savepoint with it: there is nothing left to undo, and the batch stops (`runBatch`).
-            if db.isInsideTransaction {
-                do {
-                    try db.cachedStatement(sql: "ROLLBACK TO SAVEPOINT till").execute()
-                    try db.cachedStatement(sql: "RELEASE SAVEPOINT till").execute()
-                } catch {
-                    // This write could not be undone alone: undo the whole batch rather than
-                    // commit half of it (`runBatch` stops, and every till hears it failed).
-                    try? db.execute(sql: "ROLLBACK")
-                }
-            }
-            // The write's own error, as GRDB's `inSavepoint` throws the first.
-            throw error
-        }
-        try db.cachedStatement(sql: "RELEASE SAVEPOINT till").execute()
-        return result
+        return try SQLiteFiles.guarded { try GroupCommit.inSavepoint(db) { try WriteMemo.remembering(db) { try body(db) } } }
     }
 
     /// Runs a till write in one transaction, answering a retried idempotency key from disk.
